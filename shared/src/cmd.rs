@@ -129,11 +129,7 @@ pub enum CmdError {
         source: std::io::Error,
     },
     #[error("`{command}` failed ({}): {}", status_text(*code), stderr.trim())]
-    Failed {
-        command: String,
-        code: Option<i32>,
-        stderr: String,
-    },
+    Failed { command: String, code: Option<i32>, stderr: String },
     #[error("`{command}` did not finish within {}s and was killed", timeout.as_secs())]
     Timeout { command: String, timeout: Duration },
 }
@@ -156,11 +152,7 @@ pub trait Runner: Send + Sync {
         if out.success() {
             Ok(out)
         } else {
-            Err(CmdError::Failed {
-                command: cmd.to_string(),
-                code: out.code,
-                stderr: out.stderr_str(),
-            })
+            Err(CmdError::Failed { command: cmd.to_string(), code: out.code, stderr: out.stderr_str() })
         }
     }
 
@@ -201,7 +193,8 @@ impl Runner for SystemRunner {
         for (k, v) in &cmd.env {
             command.env(k, v);
         }
-        let mut child = command.spawn().map_err(|source| CmdError::Spawn { command: cmd.to_string(), source })?;
+        let mut child =
+            command.spawn().map_err(|source| CmdError::Spawn { command: cmd.to_string(), source })?;
 
         let stdin_writer = match (child.stdin.take(), &cmd.stdin) {
             (Some(mut pipe), Some(data)) => {

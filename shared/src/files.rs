@@ -80,9 +80,7 @@ pub fn write_atomic(path: &Path, contents: &[u8], opts: WriteOptions) -> Result<
 
 /// fsync a directory so that a rename or create in it is durable.
 pub fn sync_dir(dir: &Path) -> Result<(), FileError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| FileError::new("fsync", dir, e))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| FileError::new("fsync", dir, e))
 }
 
 /// Create `dir` and its missing parents; directories created here get `mode`. An existing
@@ -115,8 +113,7 @@ pub fn ensure_dir(dir: &Path, mode: u32) -> Result<(), FileError> {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
         Err(e) => return Err(FileError::new("create directory", dir, e)),
     }
-    fs::set_permissions(dir, fs::Permissions::from_mode(mode))
-        .map_err(|e| FileError::new("chmod", dir, e))
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode)).map_err(|e| FileError::new("chmod", dir, e))
 }
 
 /// Read a file to a string; `Ok(None)` when it does not exist.
@@ -136,11 +133,9 @@ pub fn mode_and_owner(path: &Path) -> Result<(u32, u32, u32), FileError> {
 
 fn refuse_symlink(path: &Path) -> Result<(), FileError> {
     match fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_symlink() => Err(FileError::new(
-            "write",
-            path,
-            io::Error::other("refusing to write through a symlink"),
-        )),
+        Ok(meta) if meta.file_type().is_symlink() => {
+            Err(FileError::new("write", path, io::Error::other("refusing to write through a symlink")))
+        }
         _ => Ok(()),
     }
 }
