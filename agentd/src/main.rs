@@ -1,1 +1,163 @@
-fn main() {}
+//! `wala-agentd`: the steady-state daemon and the administrative commands. Also answers to the name
+//! `waagent` (a symlink), taking waagent's single-dash flags.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use wala::exit::{ExitCode, EXIT_CODES_HELP};
+use wala::legacy_cli::{self, LegacyCommand};
+use wala::root::HostRoot;
+
+/// The wala guest agent daemon and administrative commands (waagent compatible).
+///
+/// Invoked as `waagent`, it accepts waagent's flags: -deprovision[+user] [-force], -version, -help,
+/// -show-configuration, -collect-logs [-full], -serialconsole, -daemon, -start, -verbose,
+/// -configuration-path:FILE.
+#[derive(Debug, Parser)]
+#[command(name = "wala-agentd", version, after_help = EXIT_CODES_HELP)]
+struct Cli {
+    /// Configuration file [default: /etc/waagent.conf under --root]
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Root directory under which every host path is resolved
+    #[arg(long, global = true, value_name = "DIR", default_value = "/")]
+    root: PathBuf,
+    /// Verbose logging (as Logs.Verbose=y)
+    #[arg(long, short, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the steady-state daemon (goal state, extensions, status, monitors)
+    Daemon,
+    /// Check the configuration file and list every problem; exits 3 when there are any
+    CheckConfig,
+    /// Print the effective configuration as `Key = Value` lines (waagent's format)
+    ShowConfiguration,
+    /// Print the version and the distribution
+    Version,
+    /// Remove machine-specific state before capturing an image
+    Deprovision {
+        /// Also delete the last provisioned user and its home directory
+        #[arg(long)]
+        user: bool,
+        /// Do not ask for confirmation
+        #[arg(long)]
+        force: bool,
+    },
+    /// Collect logs and state (without secrets) into a zip file
+    CollectLogs {
+        /// Collect the full set of logs
+        #[arg(long)]
+        full: bool,
+    },
+    /// Configure GRUB for the serial console on ttyS0
+    SerialConsole,
+    /// Install the firewall rules that protect the WireServer
+    SetupFirewall {
+        /// The WireServer address to protect
+        #[arg(long, value_name = "IP")]
+        destination: String,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let mut args: Vec<String> = std::env::args().collect();
+    let invoked_as_waagent = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|n| n.to_string_lossy().starts_with("waagent"));
+    let code = if invoked_as_waagent {
+        run_legacy(&args.split_off(1))
+    } else {
+        let cli = Cli::parse();
+        run(cli.command, &HostRoot::new(&cli.root), cli.config, cli.verbose)
+    };
+    code.into()
+}
+
+/// Map waagent's flags onto the modern commands.
+fn run_legacy(args: &[String]) -> ExitCode {
+    let inv = match legacy_cli::parse(args) {
+        Ok(inv) => inv,
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("{}", legacy_cli::USAGE);
+            return ExitCode::Failure;
+        }
+    };
+    let command = match inv.command {
+        LegacyCommand::Help => {
+            println!("{}", legacy_cli::USAGE);
+            println!("(wala: these flags map onto `wala-agentd COMMAND`; see `wala-agentd --help`)");
+            return ExitCode::Ok;
+        }
+        LegacyCommand::Version => Command::Version,
+        LegacyCommand::ShowConfiguration => Command::ShowConfiguration,
+        LegacyCommand::Deprovision { user } => Command::Deprovision { user, force: inv.force },
+        LegacyCommand::Daemon | LegacyCommand::RunExtHandlers => Command::Daemon,
+        LegacyCommand::CollectLogs => Command::CollectLogs { full: inv.full },
+        LegacyCommand::SerialConsole => Command::SerialConsole,
+        LegacyCommand::SetupFirewall { destination } => Command::SetupFirewall { destination },
+        LegacyCommand::Start => return not_built("-start (starting the daemon in the background)"),
+        LegacyCommand::RegisterService => {
+            eprintln!("wala is registered by its package: use `systemctl enable wala-agentd.service`");
+            return ExitCode::NotImplemented;
+        }
+    };
+    run(command, &HostRoot::live(), inv.config_path, inv.verbose)
+}
+
+fn run(command: Command, root: &HostRoot, config: Option<PathBuf>, verbose: bool) -> ExitCode {
+    wala::logging::init(wala::logging::LogSettings { component: "Daemon", verbose, file: None });
+    match command {
+        Command::Version => {
+            print!("{}", wala::version_text(root));
+            ExitCode::Ok
+        }
+        Command::ShowConfiguration => {
+            let loaded = wala::conf::load_or_defaults(root, config.as_deref());
+            loaded.log_problems();
+            print!("{}", wala::conf::show(&loaded.config));
+            ExitCode::Ok
+        }
+        Command::CheckConfig => {
+            let loaded = wala::conf::load_or_defaults(root, config.as_deref());
+            let file = loaded.source.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
+            if loaded.problems.is_empty() {
+                println!("{file}: no problems");
+                ExitCode::Ok
+            } else {
+                for p in &loaded.problems {
+                    println!("{p}");
+                }
+                println!("{file}: {} problem(s)", loaded.problems.len());
+                ExitCode::ConfigProblems
+            }
+        }
+        Command::Daemon => not_built("the daemon"),
+        Command::Deprovision { .. } => not_built("deprovision"),
+        Command::CollectLogs { .. } => not_built("log collection"),
+        Command::SerialConsole => not_built("serial console set-up"),
+        Command::SetupFirewall { .. } => not_built("firewall set-up"),
+    }
+}
+
+fn not_built(what: &str) -> ExitCode {
+    eprintln!("wala: {what} is not built yet; nothing was done");
+    ExitCode::NotImplemented
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

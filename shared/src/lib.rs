@@ -2,9 +2,21 @@
 //! parse their command line, set up logging and map errors to exit codes.
 
 pub mod cmd;
+pub mod conf;
+pub mod distro;
+pub mod exit;
 pub mod files;
+pub mod kvp;
+pub mod legacy_cli;
+pub mod logging;
 pub mod root;
 pub mod secret;
 
 /// wala's own version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What `version` prints: wala's version and the distribution it runs on.
+pub fn version_text(root: &root::HostRoot) -> String {
+    let d = distro::Distro::detect(root);
+    format!("wala-{VERSION} running on {} {}\nGoal state agent: wala-{VERSION}\n", d.id, d.version_id)
+}
