@@ -3,14 +3,18 @@
 
 pub mod cmd;
 pub mod conf;
+pub mod customdata;
 pub mod distro;
 pub mod exit;
 pub mod files;
+pub mod hostname;
 pub mod kvp;
 pub mod legacy_cli;
 pub mod logging;
 pub mod root;
 pub mod secret;
+pub mod ssh;
+pub mod user;
 
 /// wala's own version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

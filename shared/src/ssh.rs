@@ -1,0 +1,563 @@
+//! sshd settings, the user's authorized keys, and the host keys.
+
+use std::path::{Component, Path, PathBuf};
+
+use crate::cmd::{Cmd, CmdError, Runner};
+use crate::conf::SshHostKeyType;
+use crate::files::{self, FileError, WriteOptions};
+use crate::root::HostRoot;
+use crate::user::Account;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    #[error("SSH public key {index} is not a key sshd accepts: {why}")]
+    BadKey { index: usize, why: String },
+    #[error("SSH key path {path:?} is outside the home directory {} of {user}", home.display())]
+    PathOutsideHome { path: String, home: PathBuf, user: String },
+    #[error("SSH key path {} goes through a symlink at {}; refusing to follow it", path.display(), link.display())]
+    Symlink { path: PathBuf, link: PathBuf },
+    #[error("cannot generate SSH host keys: {0}")]
+    HostKeys(#[source] CmdError),
+    #[error("cannot read the fingerprint of host key {}: {source}", path.display())]
+    Fingerprint {
+        path: PathBuf,
+        #[source]
+        source: CmdError,
+    },
+    #[error(transparent)]
+    File(#[from] FileError),
+}
+
+/// The sshd settings provisioning controls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SshdSettings {
+    /// `PasswordAuthentication` and keyboard-interactive: off when the OVF's
+    /// `DisableSshPasswordAuthentication` is true, on otherwise (also when it is absent, as waagent).
+    pub password_authentication: bool,
+    /// `ClientAliveInterval` (`OS.SshClientAliveInterval`).
+    pub client_alive_interval: u64,
+}
+
+/// Where the settings went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SshdChange {
+    DropIn(PathBuf),
+    Edited(PathBuf),
+    Unchanged(PathBuf),
+}
+
+/// The drop-in file name: same position as cloud-init's `50-cloud-init.conf`, before the main file's
+/// own settings (sshd keeps the first value it reads).
+pub const DROP_IN_NAME: &str = "50-wala.conf";
+
+/// Apply the settings: a drop-in in `sshd_config.d/` when `sshd_config` includes that directory,
+/// else an idempotent edit of `sshd_config` following waagent's rules.
+pub fn configure_sshd(
+    root: &HostRoot,
+    ssh_dir: &Path,
+    settings: SshdSettings,
+) -> Result<SshdChange, SshError> {
+    let main = root.path(ssh_dir.join("sshd_config"));
+    let text = files::read_optional(&main)?.unwrap_or_default();
+    let yes_no = if settings.password_authentication { "yes" } else { "no" };
+    // OpenSSH 8.7 renamed ChallengeResponseAuthentication; the old name is accepted by every version,
+    // the new one only by recent ones. Use the new one only where the config already does.
+    let kbd_key = if text.lines().any(|l| l.trim_start().starts_with("KbdInteractiveAuthentication")) {
+        "KbdInteractiveAuthentication"
+    } else {
+        "ChallengeResponseAuthentication"
+    };
+    let wanted = [
+        ("PasswordAuthentication", yes_no.to_string()),
+        (kbd_key, yes_no.to_string()),
+        ("ClientAliveInterval", settings.client_alive_interval.to_string()),
+    ];
+    if includes_drop_in_dir(&text, ssh_dir) {
+        let dir = root.path(ssh_dir.join("sshd_config.d"));
+        files::ensure_dir(&dir, 0o755)?;
+        let path = dir.join(DROP_IN_NAME);
+        let mut body = String::from("# Written by wala from the VM's provisioning settings.\n");
+        for (k, v) in &wanted {
+            body.push_str(&format!("{k} {v}\n"));
+        }
+        if files::read_optional(&path)?.as_deref() == Some(body.as_str()) {
+            return Ok(SshdChange::Unchanged(path));
+        }
+        files::write_atomic(&path, body.as_bytes(), WriteOptions::mode(0o644))?;
+        return Ok(SshdChange::DropIn(path));
+    }
+    let mut edited = text.clone();
+    for (k, v) in &wanted {
+        edited = set_sshd_option(&edited, k, v);
+    }
+    if edited == text {
+        return Ok(SshdChange::Unchanged(main));
+    }
+    let (mode, uid, gid) = files::mode_and_owner(&main).unwrap_or((0o644, 0, 0));
+    files::write_atomic(&main, edited.as_bytes(), WriteOptions::mode(mode).owned_by(uid, gid))?;
+    Ok(SshdChange::Edited(main))
+}
+
+/// Whether an `Include` line of sshd_config covers `<ssh_dir>/sshd_config.d/*.conf`.
+fn includes_drop_in_dir(text: &str, ssh_dir: &Path) -> bool {
+    let absolute = ssh_dir.join("sshd_config.d/*.conf");
+    text.lines().any(|line| {
+        let mut words = line.split_whitespace();
+        words.next().is_some_and(|w| w.eq_ignore_ascii_case("include"))
+            && words.any(|w| w == "sshd_config.d/*.conf" || Path::new(w) == absolute)
+    })
+}
+
+/// Set `key value` in sshd_config text as waagent does: replace every line starting with `key`
+/// outside `Match` blocks; if there was none, insert before the first `Match` line, else at the end.
+pub fn set_sshd_option(text: &str, key: &str, value: &str) -> String {
+    let new_line = format!("{key} {value}");
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut in_match = false;
+    let mut first_match = None;
+    let mut replaced = false;
+    for (i, line) in lines.iter_mut().enumerate() {
+        let lower = line.to_ascii_lowercase();
+        if lower.starts_with("match") {
+            in_match = !lower.starts_with("match all");
+            first_match.get_or_insert(i);
+            continue;
+        }
+        if !in_match && line.split_whitespace().next() == Some(key) {
+            *line = new_line.clone();
+            replaced = true;
+        }
+    }
+    if !replaced {
+        lines.insert(first_match.unwrap_or(lines.len()), new_line);
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    out
+}
+
+/// Key types sshd accepts in authorized_keys.
+const KEY_TYPES: &[&str] = &[
+    "ssh-rsa",
+    "ssh-dss",
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+    "ssh-rsa-cert-v01@openssh.com",
+    "ssh-dss-cert-v01@openssh.com",
+    "ssh-ed25519-cert-v01@openssh.com",
+    "ecdsa-sha2-nistp256-cert-v01@openssh.com",
+    "ecdsa-sha2-nistp384-cert-v01@openssh.com",
+    "ecdsa-sha2-nistp521-cert-v01@openssh.com",
+    "sk-ssh-ed25519-cert-v01@openssh.com",
+    "sk-ecdsa-sha2-nistp256-cert-v01@openssh.com",
+];
+
+/// A public key line checked for sshd: optional options, a known type, a base64 blob whose embedded
+/// type matches, an optional comment. Returns the normalised line (trimmed, one line).
+pub fn validate_public_key(index: usize, value: &str) -> Result<String, SshError> {
+    let bad = |why: String| SshError::BadKey { index, why };
+    let line = value.trim();
+    if line.is_empty() {
+        return Err(bad("it is empty".into()));
+    }
+    if line.contains('\n') || line.contains('\r') {
+        return Err(bad("it spans several lines".into()));
+    }
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let Some(pos) = words.iter().position(|w| KEY_TYPES.contains(w)) else {
+        return Err(bad(format!("no known key type (one of {})", KEY_TYPES[..6].join(", ") + ", ...")));
+    };
+    let key_type = words[pos];
+    let blob = words.get(pos + 1).ok_or_else(|| bad(format!("the {key_type} key has no base64 data")))?;
+    let bytes =
+        base64_decode(blob).ok_or_else(|| bad(format!("the {key_type} key data is not valid base64")))?;
+    let embedded = bytes
+        .get(..4)
+        .map(|l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize)
+        .and_then(|n| bytes.get(4..4 + n))
+        .map(|t| String::from_utf8_lossy(t).into_owned());
+    if embedded.as_deref() != Some(key_type) {
+        return Err(bad(format!("the key data is not a {key_type} key")));
+    }
+    Ok(line.to_string())
+}
+
+/// Decode standard base64 (with padding), or `None`.
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    const fn val(c: u8) -> Option<u8> {
+        match c {
+            b'A'..=b'Z' => Some(c - b'A'),
+            b'a'..=b'z' => Some(c - b'a' + 26),
+            b'0'..=b'9' => Some(c - b'0' + 52),
+            b'+' => Some(62),
+            b'/' => Some(63),
+            _ => None,
+        }
+    }
+    let s = s.trim_end_matches('=');
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in s.bytes() {
+        acc = (acc << 6) | u32::from(val(c)?);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+/// The key comparison identity: type and blob, without options or comment.
+fn key_identity(line: &str) -> Option<(String, String)> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let pos = words.iter().position(|w| KEY_TYPES.contains(w))?;
+    Some((words[pos].to_string(), words.get(pos + 1)?.to_string()))
+}
+
+/// Resolve an OVF key path for `account`: `$HOME` means `OS.HomeDir`, a relative path is relative to
+/// the user's home; the result must lie inside the user's home.
+pub fn resolve_key_path(
+    ovf_path: Option<&str>,
+    account: &Account,
+    home_base: &Path,
+) -> Result<PathBuf, SshError> {
+    let raw = match ovf_path.map(str::trim).filter(|p| !p.is_empty()) {
+        None => return Ok(account.home.join(".ssh/authorized_keys")),
+        Some(p) => p.replace("$HOME", &home_base.to_string_lossy()),
+    };
+    let joined = if raw.starts_with('/') { PathBuf::from(&raw) } else { account.home.join(&raw) };
+    let mut normal = PathBuf::from("/");
+    for c in joined.components() {
+        match c {
+            Component::Normal(p) => normal.push(p),
+            Component::ParentDir => {
+                normal.pop();
+            }
+            _ => {}
+        }
+    }
+    if !normal.starts_with(&account.home) || normal == account.home {
+        return Err(SshError::PathOutsideHome {
+            path: ovf_path.unwrap_or_default().to_string(),
+            home: account.home.clone(),
+            user: account.name.clone(),
+        });
+    }
+    Ok(normal)
+}
+
+/// Add `keys` (already validated) to the authorized keys file at `path` (a target-system path inside
+/// the user's home): directories below the home are created 0700 and owned by the user, the file is
+/// 0600 and owned by the user, keys already present are not added again, and no symlink below the
+/// home directory is followed. Returns how many keys were added.
+pub fn deploy_authorized_keys(
+    root: &HostRoot,
+    account: &Account,
+    path: &Path,
+    keys: &[String],
+) -> Result<usize, SshError> {
+    let home = root.path(&account.home);
+    let target = root.path(path);
+    let relative = target.strip_prefix(&home).map_err(|_| SshError::PathOutsideHome {
+        path: path.display().to_string(),
+        home: account.home.clone(),
+        user: account.name.clone(),
+    })?;
+    // Walk from the home directory down, refusing symlinks and creating what is missing.
+    let mut current = home.clone();
+    let parts: Vec<_> = relative.components().collect();
+    for (i, part) in parts.iter().enumerate() {
+        current.push(part);
+        match std::fs::symlink_metadata(&current) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(SshError::Symlink { path: path.to_path_buf(), link: current });
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && i + 1 < parts.len() => {
+                std::fs::create_dir(&current).map_err(|e| FileError::new("create directory", &current, e))?;
+                chown_mode(&current, account, 0o700)?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(FileError::new("stat", &current, e).into()),
+        }
+    }
+    if let Some(dir) = target.parent().filter(|d| *d != home) {
+        chown_mode(dir, account, 0o700)?;
+    }
+    let existing = files::read_optional(&target)?.unwrap_or_default();
+    let mut present: Vec<(String, String)> = existing.lines().filter_map(key_identity).collect();
+    let mut text = existing.clone();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    let mut added = 0;
+    for key in keys {
+        let Some(id) = key_identity(key) else { continue };
+        if present.contains(&id) {
+            continue;
+        }
+        text.push_str(key.trim());
+        text.push('\n');
+        present.push(id);
+        added += 1;
+    }
+    files::write_atomic(
+        &target,
+        text.as_bytes(),
+        WriteOptions::mode(0o600).owned_by(account.uid, account.gid),
+    )?;
+    Ok(added)
+}
+
+fn chown_mode(path: &Path, account: &Account, mode: u32) -> Result<(), FileError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::os::unix::fs::lchown(path, Some(account.uid), Some(account.gid))
+        .map_err(|e| FileError::new("chown", path, e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| FileError::new("chmod", path, e))
+}
+
+/// Delete the host keys in `ssh_dir` and generate new ones of `key_type` (`auto`: every type).
+pub fn regenerate_host_keys(
+    root: &HostRoot,
+    runner: &dyn Runner,
+    ssh_dir: &Path,
+    key_type: SshHostKeyType,
+) -> Result<(), SshError> {
+    let dir = root.path(ssh_dir);
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("ssh_host_") && name.contains("key") && entry.path().is_file() {
+                std::fs::remove_file(entry.path()).map_err(|e| FileError::new("remove", entry.path(), e))?;
+            }
+        }
+    }
+    let types: &[&str] = match key_type {
+        SshHostKeyType::Auto => &["rsa", "ecdsa", "ed25519"],
+        other => &[other.as_str()],
+    };
+    for t in types {
+        let file = dir.join(format!("ssh_host_{t}_key"));
+        runner
+            .run(&Cmd::new("ssh-keygen").args(["-q", "-N", "", "-t", t, "-f"]).arg(&file))
+            .map_err(SshError::HostKeys)?;
+    }
+    Ok(())
+}
+
+/// The host key fingerprint waagent reports (`ssh-keygen -lf`, second field without colons).
+pub fn host_key_fingerprint(
+    root: &HostRoot,
+    runner: &dyn Runner,
+    ssh_dir: &Path,
+    key_type: SshHostKeyType,
+) -> Result<String, SshError> {
+    let t = if key_type == SshHostKeyType::Auto { "rsa" } else { key_type.as_str() };
+    let path = root.path(ssh_dir.join(format!("ssh_host_{t}_key.pub")));
+    let out = runner
+        .run(&Cmd::new("ssh-keygen").arg("-lf").arg(&path))
+        .map_err(|source| SshError::Fingerprint { path: path.clone(), source })?;
+    Ok(out.stdout_str().split_whitespace().nth(1).unwrap_or_default().replace(':', ""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ED25519: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBH5dHoEPpIHqGUK3xfI0qWqTeuTr4SfQeRfVmW4EwB5 me@host";
+    const ECDSA: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEx2w0hBXG2VtZ1X5oQ9b9n2pWmKQm9qfYkqk3xv9u1r0v5rE3o2yQ+f5Jx4i0Xz7v4e1XgX0dFqT1G5m6mQe2o=";
+
+    fn account(home: &str) -> Account {
+        Account { name: "alice".into(), uid: 1000, gid: 1000, home: home.into() }
+    }
+
+    #[test]
+    fn keys_of_every_sshd_type_are_accepted() {
+        assert!(validate_public_key(0, ED25519).is_ok());
+        assert!(validate_public_key(0, ECDSA).is_ok(), "waagent wrongly rejects keys not starting with ssh-");
+        assert!(validate_public_key(0, &format!("no-pty,from=\"10.0.0.1\" {ED25519}")).is_ok());
+        let sk = "sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29tAAAAIB4g";
+        assert!(validate_public_key(0, sk).is_ok());
+    }
+
+    #[test]
+    fn bad_keys_are_rejected_with_a_reason() {
+        for (key, why) in [
+            ("", "empty"),
+            ("hello world", "no known key type"),
+            ("ssh-rsa", "no base64"),
+            ("ssh-rsa !!!", "not valid base64"),
+            (
+                "ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIBH5dHoEPpIHqGUK3xfI0qWqTeuTr4SfQeRfVmW4EwB5",
+                "not a ssh-rsa key",
+            ),
+            ("ssh-ed25519 AAAA\nssh-rsa AAAA", "several lines"),
+        ] {
+            let err = validate_public_key(3, key).unwrap_err().to_string();
+            assert!(err.contains(why) && err.contains("key 3"), "{key:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn key_paths() {
+        let a = account("/home/alice");
+        let base = Path::new("/home");
+        assert_eq!(
+            resolve_key_path(None, &a, base).unwrap(),
+            PathBuf::from("/home/alice/.ssh/authorized_keys")
+        );
+        assert_eq!(
+            resolve_key_path(Some("$HOME/alice/.ssh/authorized_keys"), &a, base).unwrap(),
+            PathBuf::from("/home/alice/.ssh/authorized_keys")
+        );
+        assert_eq!(
+            resolve_key_path(Some(".ssh/keys"), &a, base).unwrap(),
+            PathBuf::from("/home/alice/.ssh/keys")
+        );
+        for bad in [
+            "/root/.ssh/authorized_keys",
+            "/home/alice/../bob/.ssh/authorized_keys",
+            "/home/alice",
+            "/home/alicex/k",
+        ] {
+            assert!(
+                matches!(resolve_key_path(Some(bad), &a, base), Err(SshError::PathOutsideHome { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn deploy_is_idempotent_and_keeps_existing_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = HostRoot::new(dir.path());
+        std::fs::create_dir_all(dir.path().join("home/alice/.ssh")).expect("mkdir");
+        let file = dir.path().join("home/alice/.ssh/authorized_keys");
+        std::fs::write(&file, format!("{ECDSA} old")).expect("write");
+        let me = nix_ids();
+        let a = Account { uid: me.0, gid: me.1, ..account("/home/alice") };
+        let path = Path::new("/home/alice/.ssh/authorized_keys");
+        let keys = vec![ED25519.to_string(), format!("{ECDSA} same key other comment")];
+        assert_eq!(deploy_authorized_keys(&root, &a, path, &keys).unwrap(), 1);
+        assert_eq!(deploy_authorized_keys(&root, &a, path, &keys).unwrap(), 0);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), format!("{ECDSA} old\n{ED25519}\n"));
+        assert_eq!(files::mode_and_owner(&file).unwrap(), (0o600, me.0, me.1));
+        assert_eq!(files::mode_and_owner(&dir.path().join("home/alice/.ssh")).unwrap().0, 0o700);
+    }
+
+    #[test]
+    fn deploy_refuses_symlinks_below_home() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = HostRoot::new(dir.path());
+        std::fs::create_dir_all(dir.path().join("home/alice")).expect("mkdir");
+        std::fs::create_dir_all(dir.path().join("etc")).expect("mkdir");
+        std::os::unix::fs::symlink(dir.path().join("etc"), dir.path().join("home/alice/.ssh"))
+            .expect("symlink");
+        let me = nix_ids();
+        let a = Account { uid: me.0, gid: me.1, ..account("/home/alice") };
+        let err = deploy_authorized_keys(
+            &root,
+            &a,
+            Path::new("/home/alice/.ssh/authorized_keys"),
+            &[ED25519.into()],
+        )
+        .unwrap_err();
+        assert!(matches!(err, SshError::Symlink { .. }), "{err}");
+        assert!(!dir.path().join("etc/authorized_keys").exists());
+    }
+
+    /// Our own ids: chown to ourselves succeeds without privileges.
+    fn nix_ids() -> (u32, u32) {
+        // SAFETY: getuid/getgid cannot fail.
+        unsafe { (libc::getuid(), libc::getgid()) }
+    }
+
+    #[test]
+    fn sshd_in_place_edit_follows_waagent() {
+        let text = "Port 22\n#PasswordAuthentication yes\nPasswordAuthentication yes\nMatch User anoncvs\n  PasswordAuthentication no\n";
+        let out = set_sshd_option(text, "PasswordAuthentication", "no");
+        assert_eq!(out, "Port 22\n#PasswordAuthentication yes\nPasswordAuthentication no\nMatch User anoncvs\n  PasswordAuthentication no\n");
+        let out = set_sshd_option(text, "ClientAliveInterval", "180");
+        assert!(out.contains("PasswordAuthentication yes\nClientAliveInterval 180\nMatch User"), "{out}");
+        assert_eq!(
+            set_sshd_option("Port 22\n", "ClientAliveInterval", "5"),
+            "Port 22\nClientAliveInterval 5\n"
+        );
+        // Idempotent.
+        let once = set_sshd_option(text, "ClientAliveInterval", "180");
+        assert_eq!(set_sshd_option(&once, "ClientAliveInterval", "180"), once);
+    }
+
+    #[test]
+    fn sshd_uses_a_drop_in_when_included() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = HostRoot::new(dir.path());
+        std::fs::create_dir_all(dir.path().join("etc/ssh")).expect("mkdir");
+        let main = "Include /etc/ssh/sshd_config.d/*.conf\nKbdInteractiveAuthentication no\nUsePAM yes\n";
+        std::fs::write(dir.path().join("etc/ssh/sshd_config"), main).expect("write");
+        let s = SshdSettings { password_authentication: false, client_alive_interval: 120 };
+        let change = configure_sshd(&root, Path::new("/etc/ssh"), s).expect("sshd");
+        let dropin = dir.path().join("etc/ssh/sshd_config.d/50-wala.conf");
+        assert_eq!(change, SshdChange::DropIn(dropin.clone()));
+        let body = std::fs::read_to_string(&dropin).expect("read");
+        assert!(body.contains(
+            "PasswordAuthentication no\nKbdInteractiveAuthentication no\nClientAliveInterval 120\n"
+        ));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("etc/ssh/sshd_config")).unwrap(),
+            main,
+            "main file untouched"
+        );
+        assert_eq!(configure_sshd(&root, Path::new("/etc/ssh"), s).unwrap(), SshdChange::Unchanged(dropin));
+    }
+
+    #[test]
+    fn sshd_without_include_is_edited_in_place() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = HostRoot::new(dir.path());
+        std::fs::create_dir_all(dir.path().join("etc/ssh")).expect("mkdir");
+        let path = dir.path().join("etc/ssh/sshd_config");
+        std::fs::write(&path, "PasswordAuthentication no\n").expect("write");
+        let s = SshdSettings { password_authentication: true, client_alive_interval: 180 };
+        assert!(matches!(configure_sshd(&root, Path::new("/etc/ssh"), s).unwrap(), SshdChange::Edited(_)));
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "PasswordAuthentication yes\nChallengeResponseAuthentication yes\nClientAliveInterval 180\n"
+        );
+        assert!(matches!(configure_sshd(&root, Path::new("/etc/ssh"), s).unwrap(), SshdChange::Unchanged(_)));
+    }
+
+    #[test]
+    fn host_keys_are_regenerated_with_ssh_keygen() {
+        if crate::cmd::find_program("ssh-keygen").is_none() {
+            eprintln!("SKIP host_keys_are_regenerated_with_ssh_keygen: ssh-keygen not installed");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = HostRoot::new(dir.path());
+        let ssh = dir.path().join("etc/ssh");
+        std::fs::create_dir_all(&ssh).expect("mkdir");
+        std::fs::write(ssh.join("ssh_host_rsa_key"), "old").expect("write");
+        std::fs::write(ssh.join("ssh_host_dsa_key.pub"), "old").expect("write");
+        std::fs::write(ssh.join("sshd_config"), "keep").expect("write");
+        let runner = crate::cmd::SystemRunner;
+        regenerate_host_keys(&root, &runner, Path::new("/etc/ssh"), SshHostKeyType::Ed25519).expect("keygen");
+        let mut names: Vec<String> = std::fs::read_dir(&ssh)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["ssh_host_ed25519_key", "ssh_host_ed25519_key.pub", "sshd_config"]);
+        let fp =
+            host_key_fingerprint(&root, &runner, Path::new("/etc/ssh"), SshHostKeyType::Ed25519).expect("fp");
+        assert!(fp.starts_with("SHA256") && !fp.contains(':'), "{fp}");
+    }
+}

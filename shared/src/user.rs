@@ -1,0 +1,417 @@
+//! The admin user: account, password, sudoers drop-in, and the root password lock.
+//!
+//! Accounts are created with `useradd --prefix <root>` so the same code works on the live root, on
+//! `/sysroot` from the initramfs, and on a test root. Looking a user up reads `<root>/etc/passwd`
+//! (not NSS, which would answer for the running system). Password hashes are written straight
+//! into the shadow file with the atomic writer: neither the password nor its hash ever appears in
+//! a command line.
+
+use std::path::{Path, PathBuf};
+
+use crate::cmd::{Cmd, CmdError, Runner};
+use crate::conf::PasswordCryptId;
+use crate::files::{self, FileError, WriteOptions};
+use crate::root::HostRoot;
+use crate::secret::Secret;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error("invalid user name {name:?}: {why}")]
+    InvalidName { name: String, why: &'static str },
+    #[error("cannot create user {name}: {source}")]
+    Create {
+        name: String,
+        #[source]
+        source: CmdError,
+    },
+    #[error("user {name} was not found in {} after useradd", passwd.display())]
+    NotCreated { name: String, passwd: PathBuf },
+    #[error("user {name} is a system account (uid {uid} < UID_MIN {uid_min}); not setting its password (Provisioning.AllowResetSysUser=n)")]
+    SystemUser { name: String, uid: u32, uid_min: u32 },
+    #[error("user {name} has no entry in {}", shadow.display())]
+    NoShadowEntry { name: String, shadow: PathBuf },
+    #[error("cannot hash the password: {0}")]
+    Hash(String),
+    #[error("sudoers drop-in {} is invalid: {source}", path.display())]
+    Sudoers {
+        path: PathBuf,
+        #[source]
+        source: CmdError,
+    },
+    #[error(transparent)]
+    File(#[from] FileError),
+}
+
+impl UserError {
+    /// Short text for a ProvisioningFailed report.
+    pub fn reason(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// An account as `/etc/passwd` has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// Home directory as seen on the target system (resolve it with the root).
+    pub home: PathBuf,
+}
+
+/// Check a user name the way useradd's default rules would, and refuse anything that could be read
+/// as an option or break the passwd format.
+pub fn validate_name(name: &str) -> Result<(), UserError> {
+    let invalid = |why| Err(UserError::InvalidName { name: name.into(), why });
+    if name.is_empty() {
+        return invalid("it is empty");
+    }
+    if name.len() > 32 {
+        return invalid("it is longer than 32 characters");
+    }
+    if name.starts_with('-') {
+        return invalid("it starts with '-'");
+    }
+    if name == "." || name == ".." || name.chars().all(|c| c.is_ascii_digit()) {
+        return invalid("it is not a valid name");
+    }
+    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+    let (body, last) = name.split_at(name.len() - 1);
+    if !body.chars().all(ok) || !(last.chars().all(ok) || last == "$") {
+        return invalid("only letters, digits, '_', '-', '.' (and a final '$') are allowed");
+    }
+    Ok(())
+}
+
+/// Look `name` up in `<root>/etc/passwd`.
+pub fn lookup(root: &HostRoot, name: &str) -> Result<Option<Account>, UserError> {
+    let passwd = root.path("/etc/passwd");
+    let text = files::read_optional(&passwd)?.unwrap_or_default();
+    Ok(text.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        (f.len() >= 7 && f[0] == name).then(|| Account {
+            name: f[0].to_string(),
+            uid: f[2].parse().unwrap_or(u32::MAX),
+            gid: f[3].parse().unwrap_or(u32::MAX),
+            home: PathBuf::from(f[5]),
+        })
+    }))
+}
+
+/// Create the user (with a home directory) unless it exists; return the account either way.
+pub fn ensure_user(root: &HostRoot, runner: &dyn Runner, name: &str) -> Result<Account, UserError> {
+    validate_name(name)?;
+    if let Some(account) = lookup(root, name)? {
+        log::info!("User {name} already exists, skip useradd");
+        return Ok(account);
+    }
+    let mut cmd = Cmd::new("useradd").args(["-m", "-s", "/bin/bash"]);
+    if !root.is_live() {
+        cmd = cmd.arg("--prefix").arg(root.prefix());
+    }
+    runner.run(&cmd.arg("--").arg(name)).map_err(|source| UserError::Create { name: name.into(), source })?;
+    lookup(root, name)?
+        .ok_or_else(|| UserError::NotCreated { name: name.into(), passwd: root.path("/etc/passwd") })
+}
+
+/// `UID_MIN` from `<root>/etc/login.defs` (1000 when absent, the shadow-utils default).
+pub fn uid_min(root: &HostRoot) -> u32 {
+    std::fs::read_to_string(root.path("/etc/login.defs"))
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|l| {
+                let mut it = l.split_whitespace();
+                (it.next() == Some("UID_MIN")).then(|| it.next()?.parse().ok()).flatten()
+            })
+        })
+        .unwrap_or(1000)
+}
+
+/// Hash `password` with the crypt(3) method and a random salt of `salt_len` characters.
+pub fn hash_password(
+    password: &Secret<String>,
+    id: PasswordCryptId,
+    salt_len: usize,
+) -> Result<String, UserError> {
+    let max_salt = if id == PasswordCryptId::Md5 { 8 } else { 16 };
+    let salt = random_salt(salt_len.clamp(1, max_salt)).map_err(|e| UserError::Hash(e.to_string()))?;
+    let setting = format!("${}${salt}", id.as_str());
+    pwhash::unix::crypt(password.expose().as_bytes(), &setting).map_err(|e| UserError::Hash(e.to_string()))
+}
+
+fn random_salt(len: usize) -> std::io::Result<String> {
+    const ALPHABET: &[u8] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut bytes = vec![0u8; len];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
+    Ok(bytes.iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect())
+}
+
+/// What the password field of a shadow entry should hold.
+#[derive(Debug)]
+pub enum PasswordField<'a> {
+    /// A crypt(3) hash.
+    Hash(&'a str),
+    /// No password login (`*`): unlike `!`, sshd without PAM still accepts keys for the account.
+    NoLogin,
+}
+
+/// Set the password field of `name` in the shadow file (`OS.PasswordPath`), keeping everything
+/// else byte for byte, mode and owner included.
+pub fn set_shadow_password(
+    root: &HostRoot,
+    shadow: &Path,
+    name: &str,
+    field: PasswordField<'_>,
+) -> Result<(), UserError> {
+    let path = root.path(shadow);
+    let text = files::read_optional(&path)?.unwrap_or_default();
+    let value = match field {
+        PasswordField::Hash(h) => h,
+        PasswordField::NoLogin => "*",
+    };
+    let mut found = false;
+    let mut out = String::with_capacity(text.len() + 128);
+    for line in text.split_inclusive('\n') {
+        let (body, newline) = line.strip_suffix('\n').map_or((line, ""), |b| (b, "\n"));
+        match body.split_once(':') {
+            Some((user, rest)) if user == name => {
+                found = true;
+                let after = rest.split_once(':').map_or("", |(_, a)| a);
+                out.push_str(&format!("{user}:{value}:{after}{newline}"));
+            }
+            _ => out.push_str(line),
+        }
+    }
+    if !found {
+        return Err(UserError::NoShadowEntry { name: name.into(), shadow: path });
+    }
+    let (mode, uid, gid) = files::mode_and_owner(&path)?;
+    files::write_atomic(&path, out.as_bytes(), WriteOptions::mode(mode).owned_by(uid, gid))?;
+    Ok(())
+}
+
+/// Set the user's password, or disable password login when there is none.
+pub fn set_password(
+    root: &HostRoot,
+    shadow: &Path,
+    account: &Account,
+    password: Option<&Secret<String>>,
+    crypt: (PasswordCryptId, usize),
+    allow_system_user: bool,
+) -> Result<(), UserError> {
+    let Some(password) = password else {
+        return set_shadow_password(root, shadow, &account.name, PasswordField::NoLogin);
+    };
+    let min = uid_min(root);
+    if !allow_system_user && account.uid < min {
+        return Err(UserError::SystemUser { name: account.name.clone(), uid: account.uid, uid_min: min });
+    }
+    let hash = Secret::new(hash_password(password, crypt.0, crypt.1)?);
+    set_shadow_password(root, shadow, &account.name, PasswordField::Hash(hash.expose()))
+}
+
+/// Lock root's password (`Provisioning.DeleteRootPassword`).
+pub fn lock_root_password(root: &HostRoot, shadow: &Path) -> Result<(), UserError> {
+    set_shadow_password(root, shadow, "root", PasswordField::Hash("*LOCK*"))
+}
+
+/// The sudoers drop-in line for the user: without a password the user could never type one, so
+/// sudo must not ask.
+pub fn sudoers_line(name: &str, nopasswd: bool) -> String {
+    if nopasswd {
+        format!("{name} ALL=(ALL) NOPASSWD: ALL")
+    } else {
+        format!("{name} ALL=(ALL) ALL")
+    }
+}
+
+/// Write `<OS.SudoersDir>/waagent` (0440) holding the user's line, keeping other users' lines and
+/// replacing this user's old line; validated with `visudo -c` where visudo exists, and never left
+/// invalid.
+pub fn configure_sudoers(
+    root: &HostRoot,
+    runner: &dyn Runner,
+    sudoers_dir: &Path,
+    name: &str,
+    nopasswd: bool,
+) -> Result<(), UserError> {
+    let dir = root.path(sudoers_dir);
+    files::ensure_dir(&dir, 0o750)?;
+    let path = dir.join("waagent");
+    let existing = files::read_optional(&path)?.unwrap_or_default();
+    let line = sudoers_line(name, nopasswd);
+    let mut lines: Vec<&str> = existing
+        .lines()
+        .filter(|l| l.split_whitespace().next() != Some(name) && !l.trim().is_empty())
+        .collect();
+    lines.push(&line);
+    let text = lines.join("\n") + "\n";
+    if text == existing {
+        return Ok(());
+    }
+    if runner.exists("visudo") {
+        // Check the new content before it replaces anything: a broken sudoers file locks out sudo.
+        let candidate = dir.join(".waagent.wala-check");
+        files::write_atomic(&candidate, text.as_bytes(), WriteOptions::mode(0o440))?;
+        let checked = runner.run(&Cmd::new("visudo").args(["-c", "-q", "-f"]).arg(&candidate));
+        let _ = std::fs::remove_file(&candidate);
+        checked.map_err(|source| UserError::Sudoers { path: path.clone(), source })?;
+    }
+    files::write_atomic(&path, text.as_bytes(), WriteOptions::mode(0o440))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::FakeRunner;
+
+    fn root_with(passwd: &str, shadow: &str) -> (tempfile::TempDir, HostRoot) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("etc")).expect("mkdir");
+        std::fs::write(dir.path().join("etc/passwd"), passwd).expect("write");
+        std::fs::write(dir.path().join("etc/shadow"), shadow).expect("write");
+        let root = HostRoot::new(dir.path());
+        (dir, root)
+    }
+
+    #[test]
+    fn names() {
+        for good in ["azureuser", "a.b-c_d", "svc$", "User1"] {
+            assert!(validate_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "-rf", "a:b", "a b", "123", "..", "x\ny", &"a".repeat(33)] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn existing_user_is_reused_without_useradd() {
+        let (_d, root) = root_with("root:x:0:0::/root:/bin/sh\nbob:x:1001:1001::/home/bob:/bin/sh\n", "");
+        let fake = FakeRunner::new();
+        let acct = ensure_user(&root, &fake, "bob").expect("user");
+        assert_eq!(acct, Account { name: "bob".into(), uid: 1001, gid: 1001, home: "/home/bob".into() });
+        assert!(fake.calls().is_empty());
+    }
+
+    #[test]
+    fn useradd_gets_prefix_and_double_dash() {
+        let (_d, root) = root_with("root:x:0:0::/root:/bin/sh\n", "");
+        let fake = FakeRunner::new();
+        let err = ensure_user(&root, &fake, "alice").unwrap_err();
+        assert!(matches!(err, UserError::NotCreated { .. }), "{err}");
+        let line = &fake.command_lines()[0];
+        assert!(
+            line.starts_with("useradd -m -s /bin/bash --prefix ") && line.ends_with(" -- alice"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn password_hash_goes_to_shadow_only() {
+        let (d, root) =
+            root_with("", "root:*:19000:0:99999:7:::\nalice:!:20000:0:99999:7:::\nbob:!:20000::::::\n");
+        let acct = Account { name: "alice".into(), uid: 1000, gid: 1000, home: "/home/alice".into() };
+        let pw = Secret::new("Pa55w.rd!".to_string());
+        set_password(&root, Path::new("/etc/shadow"), &acct, Some(&pw), (PasswordCryptId::Sha512, 10), false)
+            .expect("set");
+        let shadow = std::fs::read_to_string(d.path().join("etc/shadow")).expect("read");
+        let lines: Vec<&str> = shadow.lines().collect();
+        assert_eq!(lines[0], "root:*:19000:0:99999:7:::");
+        assert_eq!(lines[2], "bob:!:20000::::::");
+        let fields: Vec<&str> = lines[1].split(':').collect();
+        assert_eq!(fields[0], "alice");
+        assert!(fields[1].starts_with("$6$") && fields[1].len() > 80, "{}", fields[1]);
+        assert_eq!(fields[1].split('$').nth(2).map(str::len), Some(10), "salt length");
+        assert_eq!(&fields[2..], &["20000", "0", "99999", "7", "", "", ""]);
+        assert!(pwhash::unix::verify("Pa55w.rd!", fields[1]));
+        assert!(!shadow.contains("Pa55w.rd!"));
+    }
+
+    #[test]
+    fn no_password_disables_password_login_but_not_keys() {
+        let (d, root) = root_with("", "alice:!:20000::::::\n");
+        let acct = Account { name: "alice".into(), uid: 1000, gid: 1000, home: "/home/alice".into() };
+        set_password(&root, Path::new("/etc/shadow"), &acct, None, (PasswordCryptId::Sha512, 10), false)
+            .expect("set");
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("etc/shadow")).expect("read"),
+            "alice:*:20000::::::\n"
+        );
+    }
+
+    #[test]
+    fn system_user_password_is_refused_unless_allowed() {
+        let (_d, root) = root_with("", "daemon:*:1::::::\n");
+        let acct = Account { name: "daemon".into(), uid: 1, gid: 1, home: "/".into() };
+        let pw = Secret::new("x".to_string());
+        let err = set_password(
+            &root,
+            Path::new("/etc/shadow"),
+            &acct,
+            Some(&pw),
+            (PasswordCryptId::Sha256, 8),
+            false,
+        )
+        .unwrap_err();
+        assert!(matches!(err, UserError::SystemUser { uid: 1, uid_min: 1000, .. }), "{err}");
+        set_password(&root, Path::new("/etc/shadow"), &acct, Some(&pw), (PasswordCryptId::Sha256, 8), true)
+            .expect("allowed");
+    }
+
+    #[test]
+    fn root_lock() {
+        let (d, root) = root_with("", "root:$6$abc$def:19000:0:99999:7:::\n");
+        lock_root_password(&root, Path::new("/etc/shadow")).expect("lock");
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("etc/shadow")).expect("read"),
+            "root:*LOCK*:19000:0:99999:7:::\n"
+        );
+    }
+
+    #[test]
+    fn sudoers_dropin_is_idempotent_and_replaces_the_users_line() {
+        let (d, root) = root_with("", "");
+        let fake = FakeRunner::new();
+        fake.without("visudo");
+        let dir = Path::new("/etc/sudoers.d");
+        configure_sudoers(&root, &fake, dir, "alice", true).expect("sudoers");
+        configure_sudoers(&root, &fake, dir, "carol", false).expect("sudoers");
+        configure_sudoers(&root, &fake, dir, "alice", false).expect("sudoers");
+        configure_sudoers(&root, &fake, dir, "alice", false).expect("sudoers");
+        let path = d.path().join("etc/sudoers.d/waagent");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "carol ALL=(ALL) ALL\nalice ALL=(ALL) ALL\n"
+        );
+        assert_eq!(files::mode_and_owner(&path).expect("stat").0, 0o440);
+    }
+
+    #[test]
+    fn sudoers_rejected_by_visudo_is_not_installed() {
+        let (d, root) = root_with("", "");
+        let fake = FakeRunner::new();
+        fake.respond(
+            "visudo",
+            crate::cmd::CmdOutput { code: Some(1), stderr: b"syntax error".to_vec(), ..Default::default() },
+        );
+        let err = configure_sudoers(&root, &fake, Path::new("/etc/sudoers.d"), "alice", true).unwrap_err();
+        assert!(err.to_string().contains("syntax error"), "{err}");
+        assert!(!d.path().join("etc/sudoers.d/waagent").exists());
+        assert_eq!(std::fs::read_dir(d.path().join("etc/sudoers.d")).expect("ls").count(), 0);
+    }
+
+    #[test]
+    fn hashes_for_each_method() {
+        let pw = Secret::new("secret".to_string());
+        for (id, prefix) in [
+            (PasswordCryptId::Md5, "$1$"),
+            (PasswordCryptId::Sha256, "$5$"),
+            (PasswordCryptId::Sha512, "$6$"),
+        ] {
+            let h = hash_password(&pw, id, 10).expect("hash");
+            assert!(h.starts_with(prefix), "{h}");
+            assert!(pwhash::unix::verify("secret", &h));
+        }
+    }
+}
