@@ -3,8 +3,10 @@
 
 pub mod cmd;
 pub mod files;
+pub mod ovf;
 pub mod root;
 pub mod secret;
+pub mod vmid;
 
 /// wala's own version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
