@@ -732,7 +732,7 @@ impl TreeBuilder<'_> {
     }
 }
 
-/// Whether the element carries `xsi:nil="true"`. Also checks every attribute is well-formed and its
+/// Whether the element carries `xsi:nil="true"` (or `"1"`, the other XML Schema spelling of true). Also checks every attribute is well-formed and its
 /// prefix is declared.
 fn is_nil(reader: &NsReader<&[u8]>, start: &BytesStart<'_>) -> Result<bool, String> {
     let mut nil = false;
@@ -744,7 +744,7 @@ fn is_nil(reader: &NsReader<&[u8]>, start: &BytesStart<'_>) -> Result<bool, Stri
                 return Err(format!("undeclared namespace prefix {:?}", String::from_utf8_lossy(&prefix)));
             }
             ResolveResult::Bound(ns) if ns.as_ref() == XSI_NS.as_bytes() && local.as_ref() == b"nil" => {
-                nil = attr.value.as_ref().trim_ascii() == b"true";
+                nil = matches!(attr.value.as_ref().trim_ascii(), b"true" | b"1");
             }
             _ => {}
         }
@@ -953,6 +953,11 @@ I2Nsb3VkLWNvbmZpZwo=
             ("<HostName>h</HostName><UserName/>", PGA, "UserName"),
             (USER, "<wa:ProvisionGuestAgent></wa:ProvisionGuestAgent>", "ProvisionGuestAgent"),
             (USER, r#"<wa:ProvisionGuestAgent xsi:nil="true"/>"#, "ProvisionGuestAgent"),
+            (
+                USER,
+                r#"<wa:ProvisionGuestAgent xsi:nil="1">true</wa:ProvisionGuestAgent>"#,
+                "ProvisionGuestAgent",
+            ),
         ] {
             let e = err(&doc(set, platform));
             assert_eq!(e, OvfError::EmptyElement { element });
