@@ -221,23 +221,32 @@ pub enum OvfError {
 
 impl OvfError {
     /// A short one-line text for a ProvisioningFailed health report, in waagent's wording where
-    /// waagent has one (`Failed to validate OVF: HostName not found`).
+    /// waagent has one (`Failed to validate OVF: HostName not found`). Control characters become
+    /// spaces and the text is cut at [`REASON_MAX_CHARS`] characters.
     pub fn reason(&self) -> String {
-        match self {
-            Self::Empty | Self::NotUtf8 { .. } | Self::Xml { .. } | Self::BadReference { .. } => {
-                format!("Failed to parse OVF: {self}")
-            }
-            Self::TooDeep { .. } => format!("Failed to parse OVF: {self}"),
+        let text = match self {
+            Self::Empty
+            | Self::NotUtf8 { .. }
+            | Self::Xml { .. }
+            | Self::BadReference { .. }
+            | Self::TooDeep { .. } => format!("Failed to parse OVF: {self}"),
             Self::NotOvfEnvironment { .. } => "Failed to validate OVF: Environment not found".to_string(),
             Self::NotAzure => {
                 "Failed to validate OVF: ProvisioningSection not found (not an Azure provisioning document)"
                     .to_string()
             }
             Self::Missing { element, .. } => format!("Failed to validate OVF: {element} not found"),
-            _ => format!("Failed to validate OVF: {self}"),
-        }
+            Self::EmptyElement { .. }
+            | Self::Duplicate { .. }
+            | Self::BadPublicKey { .. }
+            | Self::BadKeyPair { .. } => format!("Failed to validate OVF: {self}"),
+        };
+        text.chars().map(|c| if c.is_control() { ' ' } else { c }).take(REASON_MAX_CHARS).collect()
     }
 }
+
+/// Longest [`OvfError::reason`] text, in characters.
+pub const REASON_MAX_CHARS: usize = 300;
 
 /// Parse an OVF environment read from disk: skips a UTF-8 byte order mark (waagent strips a leading
 /// BOM too), requires UTF-8, then [`parse`]s.
@@ -1030,6 +1039,9 @@ I2Nsb3VkLWNvbmZpZwo=
             assert!(e.to_string().contains(needle), "{xml:?} gave {e}");
             assert!(e.reason().starts_with("Failed to parse OVF: "), "{}", e.reason());
         }
+        let long = format!("<a>\n<{0}>\n</b></{0}></a>", "x".repeat(1000));
+        let reason = err(&long).reason();
+        assert!(reason.chars().count() <= REASON_MAX_CHARS && !reason.contains('\n'), "{reason}");
         let e = err("<a>\n<b>\n</c></a>");
         assert!(matches!(e, OvfError::Xml { line: 3, .. }), "{e:?}");
     }
