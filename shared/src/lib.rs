@@ -11,10 +11,12 @@ pub mod hostname;
 pub mod kvp;
 pub mod legacy_cli;
 pub mod logging;
+pub mod ovf;
 pub mod root;
 pub mod secret;
 pub mod ssh;
 pub mod user;
+pub mod vmid;
 
 /// wala's own version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
