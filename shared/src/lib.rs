@@ -5,6 +5,7 @@ pub mod cmd;
 pub mod conf;
 pub mod customdata;
 pub mod distro;
+pub mod dvd;
 pub mod exit;
 pub mod files;
 pub mod hostname;

@@ -1,0 +1,245 @@
+//! Finding the provisioning DVD and reading `ovf-env.xml` from it.
+//!
+//! The DVD is found through udev (block devices with `ID_CDROM=1`), then waagent's device-name
+//! patterns (`sr*`, `hd[c-z]`, `cdrom*`, `cd*`, and last `vd[b-z]`). When none is there yet, wala
+//! waits for udev events (through mio, not a sleep loop) up to a deadline. A DVD already mounted
+//! somewhere (by udisks, by the initramfs) is read where it is. Otherwise it is mounted read-only
+//! (`udf`, then `iso9660`, then `vfat`) in a private directory under `/run`, read, unmounted and
+//! ejected.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::cmd::{Cmd, Runner};
+use crate::files::{self, FileError};
+
+/// The file on the DVD.
+pub const OVF_FILE: &str = "ovf-env.xml";
+/// Where wala mounts the DVD (private, 0700).
+pub const MOUNT_DIR: &str = "/run/wala/dvd";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DvdError {
+    #[error("no provisioning DVD with {OVF_FILE} appeared within {}s (devices tried: {})", waited.as_secs(), if tried.is_empty() { "none".to_string() } else { tried.join(", ") })]
+    NotFound { waited: Duration, tried: Vec<String> },
+    #[error(transparent)]
+    File(#[from] FileError),
+}
+
+/// `ovf-env.xml` as read from the DVD, and where it came from.
+#[derive(Debug)]
+pub struct OvfFromDvd {
+    pub bytes: Vec<u8>,
+    pub device: Option<PathBuf>,
+}
+
+/// Whether a `/dev` entry name matches waagent's DVD patterns.
+pub fn is_dvd_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    let digit_at = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
+    (name.starts_with("sr") && digit_at(2))
+        || (name.starts_with("hd") && b.get(2).is_some_and(|c| (b'c'..=b'z').contains(c)))
+        || (name.starts_with("cdrom") && digit_at(5))
+        || (name.starts_with("cd") && digit_at(2))
+        || is_virtio_name(name)
+}
+
+fn is_virtio_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    name.starts_with("vd") && b.get(2).is_some_and(|c| (b'b'..=b'z').contains(c))
+}
+
+/// Candidate devices right now: udev's CD-ROMs first, then waagent's name patterns in `/dev`
+/// (virtio disks last: they are only a guess).
+pub fn candidates() -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = udev_cdroms();
+    let mut by_name: Vec<String> = std::fs::read_dir("/dev")
+        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    by_name.retain(|n| is_dvd_name(n));
+    by_name.sort_by_key(|n| (is_virtio_name(n), n.clone()));
+    for name in by_name {
+        let p = PathBuf::from("/dev").join(name);
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn udev_cdroms() -> Vec<PathBuf> {
+    let scan = || -> std::io::Result<Vec<PathBuf>> {
+        let mut e = udev::Enumerator::new()?;
+        e.match_subsystem("block")?;
+        e.match_property("ID_CDROM", "1")?;
+        Ok(e.scan_devices()?.filter_map(|d| d.devnode().map(Path::to_path_buf)).collect())
+    };
+    scan().unwrap_or_default()
+}
+
+/// A mounted filesystem that holds `ovf-env.xml` and looks like a DVD.
+fn already_mounted() -> Option<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (dev, mnt, fstype) = (f.first()?, f.get(1)?, f.get(2)?);
+        let dvdish = matches!(*fstype, "udf" | "iso9660")
+            || Path::new(dev).file_name().is_some_and(|n| is_dvd_name(&n.to_string_lossy()));
+        let mnt = PathBuf::from(mnt.replace("\\040", " "));
+        (dvdish && mnt.join(OVF_FILE).is_file()).then_some(mnt)
+    })
+}
+
+/// Find the DVD and read `ovf-env.xml`, waiting up to `wait` for it to appear.
+pub fn read_ovf(runner: &dyn Runner, wait: Duration) -> Result<OvfFromDvd, DvdError> {
+    let deadline = Instant::now() + wait;
+    let mut tried = BTreeSet::new();
+    let mut monitor = DeviceMonitor::new();
+    loop {
+        if let Some(mnt) = already_mounted() {
+            let path = mnt.join(OVF_FILE);
+            log::info!("Reading {} (the DVD is already mounted)", path.display());
+            let bytes = std::fs::read(&path).map_err(|e| FileError::new("read", &path, e))?;
+            return Ok(OvfFromDvd { bytes, device: None });
+        }
+        for dev in candidates() {
+            tried.insert(dev.display().to_string());
+            if let Some(bytes) = read_from_device(runner, &dev, Path::new(MOUNT_DIR))? {
+                return Ok(OvfFromDvd { bytes, device: Some(dev) });
+            }
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(DvdError::NotFound { waited: wait, tried: tried.into_iter().collect() });
+        }
+        // Wake on the next block-device event, or after a second to retry media that were not ready.
+        monitor.wait((deadline - now).min(Duration::from_secs(1)));
+    }
+}
+
+/// Mount `dev` read-only at `mount_dir`, read `ovf-env.xml`, unmount and eject. `Ok(None)` when the
+/// device cannot be mounted or holds no `ovf-env.xml`.
+pub fn read_from_device(
+    runner: &dyn Runner,
+    dev: &Path,
+    mount_dir: &Path,
+) -> Result<Option<Vec<u8>>, DvdError> {
+    files::ensure_dir(mount_dir, 0o700)?;
+    let mounted = runner.run(
+        &Cmd::new("mount")
+            .args(["-o", "ro", "-t", "udf,iso9660,vfat"])
+            .arg(dev)
+            .arg(mount_dir)
+            .timeout(Duration::from_secs(30)),
+    );
+    if let Err(e) = mounted {
+        log::debug!("{} is not the provisioning DVD: {e}", dev.display());
+        return Ok(None);
+    }
+    let path = mount_dir.join(OVF_FILE);
+    let read = std::fs::read(&path);
+    if let Err(e) = runner.run(&Cmd::new("umount").arg(mount_dir)) {
+        log::warn!("cannot unmount the DVD: {e}");
+    }
+    match read {
+        Ok(bytes) => {
+            log::info!("Read {OVF_FILE} from {}", dev.display());
+            let is_virtio = dev.file_name().is_some_and(|n| is_virtio_name(&n.to_string_lossy()));
+            if !is_virtio && runner.exists("eject") {
+                if let Err(e) = runner.run(&Cmd::new("eject").arg(dev).timeout(Duration::from_secs(10))) {
+                    log::warn!("cannot eject the DVD: {e}");
+                }
+            }
+            Ok(Some(bytes))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            log::debug!("{} has no {OVF_FILE}", dev.display());
+            Ok(None)
+        }
+        Err(e) => Err(FileError::new("read", &path, e).into()),
+    }
+}
+
+/// Waits for udev block-device events; falls back to plain timeouts when udev is not available.
+struct DeviceMonitor {
+    inner: Option<(mio::Poll, udev::MonitorSocket, mio::Events)>,
+}
+
+impl DeviceMonitor {
+    fn new() -> Self {
+        let open = || -> std::io::Result<(mio::Poll, udev::MonitorSocket, mio::Events)> {
+            let mut socket = udev::MonitorBuilder::new()?.match_subsystem("block")?.listen()?;
+            let poll = mio::Poll::new()?;
+            poll.registry().register(&mut socket, mio::Token(0), mio::Interest::READABLE)?;
+            Ok((poll, socket, mio::Events::with_capacity(8)))
+        };
+        Self { inner: open().map_err(|e| log::debug!("no udev monitor ({e}); polling instead")).ok() }
+    }
+
+    fn wait(&mut self, timeout: Duration) {
+        match &mut self.inner {
+            Some((poll, socket, events)) => {
+                if poll.poll(events, Some(timeout)).is_ok() {
+                    for event in socket.iter() {
+                        log::debug!(
+                            "udev: {:?} {}",
+                            event.event_type(),
+                            event.device().sysname().to_string_lossy()
+                        );
+                    }
+                }
+            }
+            None => std::thread::sleep(timeout),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::{CmdOutput, FakeRunner};
+
+    #[test]
+    fn waagent_name_patterns() {
+        for yes in ["sr0", "hdc", "hdz", "cdrom0", "cd1", "vdb"] {
+            assert!(is_dvd_name(yes), "{yes}");
+        }
+        for no in ["sda", "sr", "hda", "hdb", "cdrom", "vda", "nvme0n1", "loop0", "cdx"] {
+            assert!(!is_dvd_name(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn unmountable_device_is_skipped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fake = FakeRunner::new();
+        fake.respond(
+            "mount",
+            CmdOutput { code: Some(32), stderr: b"no medium found".to_vec(), ..Default::default() },
+        );
+        let got = read_from_device(&fake, Path::new("/dev/sr0"), &dir.path().join("mnt")).expect("read");
+        assert!(got.is_none());
+        assert_eq!(fake.command_lines().len(), 1, "no umount after a failed mount");
+    }
+
+    #[test]
+    fn mounted_media_is_read_unmounted_and_ejected() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir_all(&mnt).expect("mkdir");
+        // The fake mount does nothing; the file is already "on the media".
+        std::fs::write(mnt.join(OVF_FILE), b"<Environment/>").expect("write");
+        let fake = FakeRunner::new();
+        let got = read_from_device(&fake, Path::new("/dev/sr0"), &mnt).expect("read");
+        assert_eq!(got.as_deref(), Some(&b"<Environment/>"[..]));
+        let lines = fake.command_lines();
+        assert_eq!(lines[0], format!("mount -o ro -t udf,iso9660,vfat /dev/sr0 {}", mnt.display()));
+        assert_eq!(lines[1], format!("umount {}", mnt.display()));
+        assert_eq!(lines[2], "eject /dev/sr0");
+        // A virtio disk is not ejected.
+        let fake = FakeRunner::new();
+        read_from_device(&fake, Path::new("/dev/vdb"), &mnt).expect("read");
+        assert_eq!(fake.command_lines().len(), 2);
+    }
+}
