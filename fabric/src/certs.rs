@@ -104,13 +104,16 @@ pub fn pfx(certs: &[TestCert]) -> Result<Vec<u8>, ErrorStack> {
     b.build2("")?.to_der()
 }
 
-/// Parses the transport certificate header: base64 of the DER (PEM body without armour, possibly
-/// with whitespace) or a whole PEM.
+/// Parses the transport certificate header: base64 of the DER (the PEM body without armour, as
+/// WALinuxAgent sends it, possibly with whitespace), or a PEM, with or without line breaks.
 pub fn parse_transport_cert(header: &str) -> Result<X509, CertError> {
-    if header.contains("-----BEGIN") {
-        return X509::from_pem(header.as_bytes()).map_err(|_| CertError::BadTransportCert);
+    if let Ok(cert) = X509::from_pem(header.as_bytes()) {
+        return Ok(cert);
     }
-    let compact: String = header.chars().filter(|c| !c.is_whitespace()).collect();
+    // Armour markers on the same line as the base64 (a header cannot carry newlines).
+    let unarmoured =
+        header.replace("-----BEGIN CERTIFICATE-----", "").replace("-----END CERTIFICATE-----", "");
+    let compact: String = unarmoured.chars().filter(|c| !c.is_whitespace()).collect();
     let der =
         base64::engine::general_purpose::STANDARD.decode(compact).map_err(|_| CertError::BadTransportCert)?;
     X509::from_der(&der).map_err(|_| CertError::BadTransportCert)
