@@ -177,8 +177,9 @@ fn read_line(reader: &mut BufReader<TcpStream>, total: &mut usize) -> Result<Opt
 /// Reads a `Transfer-Encoding: chunked` body, dropping chunk extensions and trailers.
 fn read_chunked(reader: &mut BufReader<TcpStream>) -> Result<Vec<u8>, HttpError> {
     let mut body = Vec::new();
-    let mut head_len = 0usize;
     loop {
+        // Each chunk-size, CRLF and trailer line gets the head limit on its own.
+        let mut head_len = 0usize;
         let Some(line) = read_line(reader, &mut head_len)? else {
             return Err(HttpError::Eof("chunk size"));
         };

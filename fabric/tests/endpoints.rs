@@ -435,3 +435,42 @@ fn malformed_requests_get_400_and_never_crash_the_listener() {
     }
     assert_eq!(get(f.wire_addr(), "/?comp=versions", &[]).status, 200);
 }
+
+#[test]
+fn random_garbage_never_takes_a_listener_down() {
+    let f = Fabric::start_builtin().unwrap();
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let pieces: [&[u8]; 8] = [
+        b"GET ",
+        b"POST /machine?comp=health HTTP/1.1\r\n",
+        b"Content-Length: 5\r\n",
+        b"Transfer-Encoding: chunked\r\n",
+        b"\r\n",
+        b"ffffffff\r\n",
+        b"\xff\x00:",
+        b"x-ms-version: 2012-11-30\r\n",
+    ];
+    for addr in [f.wire_addr(), f.hgap_addr(), f.imds_addr()] {
+        for _ in 0..40 {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+            let mut data = Vec::new();
+            for _ in 0..(next() % 12) {
+                data.extend_from_slice(pieces[(next() % 8) as usize]);
+            }
+            // Broken pipes are fine: the server may answer 400 and close before all is written.
+            let _ = s.write_all(&data);
+            let _ = s.shutdown(std::net::Shutdown::Write);
+            let mut sink = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut s, &mut sink);
+        }
+    }
+    assert_eq!(get(f.wire_addr(), "/?comp=versions", &[]).status, 200);
+    assert_eq!(get(f.hgap_addr(), "/health", &[]).status, 200);
+}
