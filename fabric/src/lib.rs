@@ -1,0 +1,300 @@
+//! wala-fabric: a fake Azure fabric for tests. Three HTTP/1.1 listeners on loopback play the
+//! WireServer, the HostGAPlugin and IMDS, serving a [`Scenario`], recording every request and
+//! injecting scripted [`Fault`]s.
+//!
+//! ```no_run
+//! let fabric = wala_fabric::Fabric::start_builtin().unwrap();
+//! println!("wireserver at {}", fabric.wire_addr());
+//! ```
+//!
+//! Control endpoints on the WireServer listener (not recorded), for shell scripts and VM tests:
+//! `GET|DELETE /__fabric/requests[?listener=wireserver]`, `GET|POST|DELETE /__fabric/faults`
+//! (POST body: one fault or an array, see [`faults`]), `GET|POST /__fabric/incarnation` (POST with an
+//! empty body bumps it, with a number sets it), `GET /__fabric/health` (received Health reports),
+//! `GET /__fabric/blob[?path=/...]` (a stored status blob), `PUT|DELETE /__fabric/vmsettings`
+//! (replace or remove the vmSettings document), `GET /__fabric/certificates`.
+
+pub mod blob;
+pub mod certs;
+pub mod faults;
+pub mod health;
+pub mod http;
+pub mod record;
+mod routes;
+pub mod scenario;
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use serde::{Deserialize, Serialize};
+
+pub use blob::{Blob, BlobType};
+pub use certs::TestCert;
+pub use faults::{Fault, FaultAction};
+pub use health::HealthReport;
+pub use record::RecordedRequest;
+pub use scenario::{Scenario, ScenarioError};
+
+/// Which of the three endpoints a request went to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Listener {
+    /// The WireServer (168.63.129.16:80 on Azure).
+    Wireserver,
+    /// The HostGAPlugin (168.63.129.16:32526 on Azure).
+    Hostgaplugin,
+    /// IMDS (169.254.169.254:80 on Azure).
+    Imds,
+}
+
+impl Listener {
+    /// The lower-case name used in JSON and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Listener::Wireserver => "wireserver",
+            Listener::Hostgaplugin => "hostgaplugin",
+            Listener::Imds => "imds",
+        }
+    }
+}
+
+/// Why the fabric could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum FabricError {
+    /// A listener could not be bound.
+    #[error("cannot listen for the {listener} on {addr}: {source}")]
+    Bind {
+        /// Which listener.
+        listener: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: io::Error,
+    },
+    /// The scenario could not be loaded.
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    /// The record file could not be created.
+    #[error(transparent)]
+    Record(#[from] record::RecordFileError),
+    /// Generating the test certificates failed.
+    #[error("generating test certificates: {0}")]
+    Certs(#[from] openssl::error::ErrorStack),
+    /// A listener thread could not be started.
+    #[error("cannot start a listener thread: {0}")]
+    Thread(io::Error),
+}
+
+/// How to start the fabric.
+#[derive(Debug, Clone)]
+pub struct FabricConfig {
+    /// The documents to serve.
+    pub scenario: Scenario,
+    /// Address to bind; loopback by default.
+    pub bind: IpAddr,
+    /// WireServer port (0: ephemeral).
+    pub wire_port: u16,
+    /// HostGAPlugin port (0: ephemeral).
+    pub hgap_port: u16,
+    /// IMDS port (0: ephemeral).
+    pub imds_port: u16,
+    /// Also write every request as a JSON line here.
+    pub record_file: Option<PathBuf>,
+    /// Faults active from the start.
+    pub faults: Vec<Fault>,
+}
+
+impl FabricConfig {
+    /// Serve `scenario` on 127.0.0.1, ephemeral ports, no record file, no faults.
+    pub fn new(scenario: Scenario) -> Self {
+        FabricConfig {
+            scenario,
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            wire_port: 0,
+            hgap_port: 0,
+            imds_port: 0,
+            record_file: None,
+            faults: Vec::new(),
+        }
+    }
+}
+
+/// A running fabric. Dropping it stops it.
+#[derive(Debug)]
+pub struct Fabric {
+    state: Arc<routes::State>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Fabric {
+    /// Starts the built-in scenario on ephemeral loopback ports.
+    pub fn start_builtin() -> Result<Self, FabricError> {
+        Self::start(FabricConfig::new(Scenario::builtin()?))
+    }
+
+    /// Binds the three listeners and starts serving.
+    pub fn start(config: FabricConfig) -> Result<Self, FabricError> {
+        let bind = |listener: Listener, port: u16| {
+            let addr = SocketAddr::new(config.bind, port);
+            TcpListener::bind(addr).map_err(|source| FabricError::Bind {
+                listener: listener.name(),
+                addr,
+                source,
+            })
+        };
+        let sockets = [
+            (Listener::Wireserver, bind(Listener::Wireserver, config.wire_port)?),
+            (Listener::Hostgaplugin, bind(Listener::Hostgaplugin, config.hgap_port)?),
+            (Listener::Imds, bind(Listener::Imds, config.imds_port)?),
+        ];
+        let addr = |i: usize| {
+            let (l, s) = &sockets[i];
+            s.local_addr().map_err(|source| FabricError::Bind {
+                listener: l.name(),
+                addr: SocketAddr::new(config.bind, 0),
+                source,
+            })
+        };
+        let addrs = [addr(0)?, addr(1)?, addr(2)?];
+        let state = Arc::new(routes::State::new(config, addrs)?);
+        let mut threads = Vec::new();
+        for (listener, socket) in sockets {
+            let state = Arc::clone(&state);
+            let handle = std::thread::Builder::new()
+                .name(format!("fabric-{}", listener.name()))
+                .spawn(move || accept_loop(state, listener, socket))
+                .map_err(FabricError::Thread)?;
+            threads.push(handle);
+        }
+        Ok(Fabric { state, threads })
+    }
+
+    /// Address of the WireServer listener.
+    pub fn wire_addr(&self) -> SocketAddr {
+        self.state.addrs[0]
+    }
+
+    /// Address of the HostGAPlugin listener.
+    pub fn hgap_addr(&self) -> SocketAddr {
+        self.state.addrs[1]
+    }
+
+    /// Address of the IMDS listener.
+    pub fn imds_addr(&self) -> SocketAddr {
+        self.state.addrs[2]
+    }
+
+    /// Every request received so far (control requests excluded), in arrival order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state.recorder.snapshot()
+    }
+
+    /// Requests received on `listener`.
+    pub fn requests_on(&self, listener: Listener) -> Vec<RecordedRequest> {
+        self.requests().into_iter().filter(|r| r.listener == listener).collect()
+    }
+
+    /// Forgets the recorded requests.
+    pub fn clear_requests(&self) {
+        self.state.recorder.clear();
+    }
+
+    /// The Health reports received, in order.
+    pub fn health_reports(&self) -> Vec<HealthReport> {
+        self.state.health.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+
+    /// Adds a fault after the active ones.
+    pub fn add_fault(&self, fault: Fault) {
+        if let Ok(mut f) = self.state.faults.lock() {
+            f.add([fault]);
+        }
+    }
+
+    /// Removes all faults.
+    pub fn clear_faults(&self) {
+        if let Ok(mut f) = self.state.faults.lock() {
+            f.clear();
+        }
+    }
+
+    /// The current goal state incarnation.
+    pub fn incarnation(&self) -> u64 {
+        self.state.incarnation.load(Ordering::SeqCst)
+    }
+
+    /// Sets the goal state incarnation.
+    pub fn set_incarnation(&self, n: u64) {
+        self.state.incarnation.store(n, Ordering::SeqCst);
+    }
+
+    /// Increments the goal state incarnation and returns the new value.
+    pub fn bump_incarnation(&self) -> u64 {
+        self.state.incarnation.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Replaces the vmSettings document (a new ETag follows from the new text); `None` makes the
+    /// HostGAPlugin answer 404 as a host without Fast Track.
+    pub fn set_vm_settings(&self, json: Option<String>) {
+        if let Ok(mut v) = self.state.vm_settings.lock() {
+            *v = json;
+        }
+    }
+
+    /// The status blob at `path` (e.g. the scenario's `status_blob_path`).
+    pub fn blob(&self, path: &str) -> Option<Blob> {
+        self.state.blobs.lock().ok().and_then(|b| b.get(path).cloned())
+    }
+
+    /// The status blob at the scenario's `status_blob_path`.
+    pub fn status_blob(&self) -> Option<Blob> {
+        self.blob(&self.state.scenario.status_blob_path)
+    }
+
+    /// The test certificates served in the Certificates document.
+    pub fn certificates(&self) -> &[TestCert] {
+        &self.state.certs
+    }
+
+    /// Stops accepting connections and waits for the listener threads. Open keep-alive connections
+    /// end within about a second. Calling it again does nothing.
+    pub fn stop(&mut self) {
+        self.state.stop.store(true, Ordering::SeqCst);
+        for addr in self.state.addrs {
+            // Wake the blocking accept(); an unspecified bind address is reachable on loopback.
+            let target = if addr.ip().is_unspecified() {
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
+            } else {
+                addr
+            };
+            let _ = TcpStream::connect(target);
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Fabric {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn accept_loop(state: Arc<routes::State>, listener: Listener, socket: TcpListener) {
+    for stream in socket.incoming() {
+        if state.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let Ok(stream) = stream else { continue };
+        let state = Arc::clone(&state);
+        // A failed spawn drops the connection, which the client sees as a reset.
+        let _ = std::thread::Builder::new()
+            .name(format!("fabric-{}-conn", listener.name()))
+            .spawn(move || routes::handle_connection(&state, listener, stream));
+    }
+}
