@@ -199,3 +199,46 @@ fn project_fixtures() {
     let later = now() + Duration::from_secs(86_400);
     assert_eq!(dhcp::dhcpcd_lease_wireserver(&bytes, now(), later), Ok(None));
 }
+
+/// Every prefix of every lease fixture, and copies with single bytes changed, give `Ok` or `Err`
+/// from every parser: never a panic.
+#[test]
+fn damaged_leases_never_panic() {
+    let mut inputs: Vec<Vec<u8>> = Vec::new();
+    for entry in std::fs::read_dir(common::project_fixtures()).unwrap().flatten() {
+        if entry.file_name().to_string_lossy().starts_with("dhcp") {
+            for file in std::fs::read_dir(entry.path()).unwrap().flatten() {
+                inputs.push(std::fs::read(file.path()).unwrap());
+            }
+        }
+    }
+    if let Some(fixtures) = common::reference_fixtures("dhcp damage") {
+        for kind in KINDS {
+            for row in common::manifest_rows(&fixtures, kind) {
+                inputs.push(std::fs::read(fixtures.join(&row.path)).unwrap());
+            }
+        }
+    }
+    for input in &inputs {
+        let mut variants: Vec<Vec<u8>> = (0..=input.len()).map(|n| input[..n].to_vec()).collect();
+        for i in (0..input.len()).step_by(3) {
+            for b in [0u8, 1, 4, 32, b'\\', b'"', b'{', b'}', b':', 255] {
+                let mut v = input.clone();
+                v[i] = b;
+                variants.push(v);
+            }
+        }
+        for v in &variants {
+            let text = String::from_utf8_lossy(v);
+            let _ = dhcp::dhclient_wireserver(&text, now());
+            let _ = dhcp::networkd_wireserver(&text);
+            let _ = dhcp::parse_dhcpcd_dump(&text).map(|d| (d.classless_static_routes(), d.wireserver()));
+            let _ = dhcp::decode_option245(&text);
+            let _ = dhcp::route_table_has_wireserver(&text);
+            if let Ok(p) = dhcp::parse_dhcp_packet(v) {
+                let _ = (p.wireserver(), p.classless_static_routes(), p.lease_time(), p.message_type());
+            }
+            let _ = dhcp::parse_rfc3442(v);
+        }
+    }
+}

@@ -183,3 +183,50 @@ fn project_fixtures() {
     let err = imds::parse_public_keys(&read("imds-publickeys/type-mismatch.json")).unwrap_err();
     assert!(err.to_string().contains("/home/walaadmin/.ssh/authorized_keys"), "{err}");
 }
+
+/// Every prefix of every IMDS fixture, and copies with one JSON character swapped, give `Ok` or
+/// `Err` from every parser: never a panic.
+#[test]
+fn damaged_documents_never_panic() {
+    let mut texts: Vec<String> = Vec::new();
+    for kind in ["imds-instance", "imds-publickeys"] {
+        for entry in std::fs::read_dir(common::project_fixtures().join(kind)).unwrap().flatten() {
+            texts.push(std::fs::read_to_string(entry.path()).unwrap());
+        }
+    }
+    if let Some(fixtures) = common::reference_fixtures("imds damage") {
+        for kind in KINDS {
+            for row in common::manifest_rows(&fixtures, kind) {
+                texts.push(std::fs::read_to_string(fixtures.join(&row.path)).unwrap());
+            }
+        }
+    }
+    for text in &texts {
+        let mut variants: Vec<String> = (0..text.len())
+            .step_by(5)
+            .filter(|i| text.is_char_boundary(*i))
+            .map(|i| text[..i].to_string())
+            .collect();
+        for (i, c) in text.char_indices().filter(|(_, c)| "{}[]\":,".contains(*c)).step_by(3) {
+            for replacement in ["", "1", "null", "\"\"", "[]", "{}"] {
+                variants.push(format!("{}{replacement}{}", &text[..i], &text[i + c.len_utf8()..]));
+            }
+        }
+        for v in &variants {
+            if let Ok(md) = imds::parse_instance(v) {
+                let _ = md.validate_network();
+                for k in &md.compute.public_keys {
+                    let _ = k.validate_openssh();
+                }
+                for nic in md.network.iter().flat_map(|n| &n.interfaces) {
+                    let _ = nic.mac();
+                }
+            }
+            let _ = imds::parse_os_profile(v);
+            let _ = imds::parse_interface(v);
+            let _ = imds::parse_public_keys(v);
+            let _ = imds::parse_azure_stack_identity(v);
+            let _ = imds::parse_text(v);
+        }
+    }
+}
