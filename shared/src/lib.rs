@@ -4,11 +4,13 @@
 pub mod cmd;
 pub mod conf;
 pub mod customdata;
+pub mod dhcp;
 pub mod distro;
 pub mod dvd;
 pub mod exit;
 pub mod files;
 pub mod hostname;
+pub mod imds;
 pub mod kvp;
 pub mod legacy_cli;
 pub mod logging;
@@ -18,6 +20,7 @@ pub mod secret;
 pub mod ssh;
 pub mod user;
 pub mod vmid;
+pub mod wire;
 
 /// wala's own version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
