@@ -92,6 +92,33 @@ impl ConfValue for AbsPath {
     }
 }
 
+/// A `host[:port]` value (an IPv4 address or a host name; the port defaults per service).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+impl ConfValue for HostPort {
+    fn parse_value(s: &str) -> Result<Self, String> {
+        let expected = || "expected host or host:port".to_string();
+        let (host, port) = match s.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p.parse::<u16>().map_err(|_| expected())?)),
+            None => (s, None),
+        };
+        if host.is_empty() || !host.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-') {
+            return Err(expected());
+        }
+        Ok(Self { host: host.to_string(), port })
+    }
+    fn show(&self) -> String {
+        match self.port {
+            Some(p) => format!("{}:{p}", self.host),
+            None => self.host.clone(),
+        }
+    }
+}
+
 /// Declares an enum of string choices usable as a configuration value.
 macro_rules! choice {
     ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
@@ -289,6 +316,13 @@ config_keys! {
     http_proxy_port: Option<u64> = "HttpProxy.Port", None;
     /// `dhcp`: find the WireServer from DHCP option 245; `static`: use 168.63.129.16.
     endpoint_discovery: EndpointDiscovery = "Protocol.EndpointDiscovery", EndpointDiscovery::Dhcp;
+    /// wala: the WireServer as `host[:port]` (default: found through DHCP option 245, else
+    /// 168.63.129.16:80). For tests and simulation.
+    wala_wireserver: Option<HostPort> = "Wala.WireServer", None;
+    /// wala: the HostGAPlugin as `host[:port]` (default: the WireServer's address, port 32526).
+    wala_hostgaplugin: Option<HostPort> = "Wala.HostGAPlugin", None;
+    /// wala: the Instance Metadata Service as `host[:port]` (default 169.254.169.254:80).
+    wala_imds: Option<HostPort> = "Wala.Imds", None;
     /// Detect a System Center VMM environment and start its agent.
     detect_scvmm_env: bool = "DetectScvmmEnv", false;
 
@@ -603,6 +637,16 @@ mod tests {
         assert_eq!(l.problems.len(), 1);
         assert_eq!(l.problems[0].key, "ResourceDisk.Formatt");
         assert_eq!(l.raw("ResourceDisk.Formatt"), Some("y"));
+    }
+
+    #[test]
+    fn endpoint_overrides() {
+        let l =
+            parse_str("Wala.WireServer=127.0.0.1:8080\nWala.Imds=localhost\nWala.HostGAPlugin=1.2.3.4:x\n");
+        assert_eq!(l.config.wala_wireserver, Some(HostPort { host: "127.0.0.1".into(), port: Some(8080) }));
+        assert_eq!(l.config.wala_imds, Some(HostPort { host: "localhost".into(), port: None }));
+        assert_eq!(l.config.wala_hostgaplugin, None);
+        assert!(l.problems[0].message.contains("expected host or host:port"));
     }
 
     #[test]

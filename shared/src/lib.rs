@@ -15,6 +15,7 @@ pub mod kvp;
 pub mod legacy_cli;
 pub mod logging;
 pub mod ovf;
+pub mod platform;
 pub mod root;
 pub mod secret;
 pub mod ssh;

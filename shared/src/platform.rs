@@ -1,0 +1,59 @@
+//! What provisioning and the daemon need from the Azure platform, as a trait: the WireServer
+//! client implements it for real, tests use [`RecordingPlatform`].
+
+use std::sync::Mutex;
+
+/// The provisioning state reported in a WireServer health report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProvisioningHealth {
+    /// `NotReady`, substatus `Provisioning`, description `Starting`.
+    Provisioning,
+    /// `Ready`.
+    Ready,
+    /// `NotReady`, substatus `ProvisioningFailed`, with a description naming the failed step and why.
+    Failed { description: String },
+}
+
+/// A platform request that did not succeed within its retry budget.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct PlatformError(pub String);
+
+/// The platform services provisioning uses.
+pub trait Platform {
+    /// Send a health report for the current goal state.
+    fn report_health(&self, health: &ProvisioningHealth) -> Result<(), PlatformError>;
+
+    /// Fetch the goal state's certificates into the lib dir (`<THUMBPRINT>.crt`, `.prv`) and return
+    /// the thumbprints (upper-case hex SHA-1 of the DER).
+    fn fetch_certificates(&self) -> Result<Vec<String>, PlatformError>;
+}
+
+/// A platform for tests: records reports, answers with scripted results.
+#[derive(Debug, Default)]
+pub struct RecordingPlatform {
+    reports: Mutex<Vec<ProvisioningHealth>>,
+    pub fail_reports: bool,
+    pub thumbprints: Vec<String>,
+}
+
+impl RecordingPlatform {
+    pub fn reports(&self) -> Vec<ProvisioningHealth> {
+        self.reports.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl Platform for RecordingPlatform {
+    fn report_health(&self, health: &ProvisioningHealth) -> Result<(), PlatformError> {
+        self.reports.lock().unwrap_or_else(|e| e.into_inner()).push(health.clone());
+        if self.fail_reports {
+            Err(PlatformError("scripted failure".into()))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn fetch_certificates(&self) -> Result<Vec<String>, PlatformError> {
+        Ok(self.thumbprints.clone())
+    }
+}
