@@ -2,6 +2,7 @@
 //! parse their command line, set up logging and map errors to exit codes.
 
 pub mod cmd;
+pub mod disk;
 pub mod files;
 pub mod root;
 pub mod secret;
