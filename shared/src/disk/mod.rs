@@ -107,9 +107,20 @@ pub fn plan(
     runner: &dyn Runner,
     settings: &ResourceDiskSettings,
 ) -> Result<DiskPlan, DiskError> {
-    let state = match settings.format {
-        true => discover(root)?.map(|d| gather(root, runner, &d)).transpose()?,
-        false => None,
+    let disk = if settings.format { discover(root)? } else { None };
+    plan_for(root, runner, settings, disk.as_ref())
+}
+
+/// [`plan`] for a disk found by other means (or `None` for no disk).
+pub fn plan_for(
+    root: &HostRoot,
+    runner: &dyn Runner,
+    settings: &ResourceDiskSettings,
+    disk: Option<&ResourceDisk>,
+) -> Result<DiskPlan, DiskError> {
+    let state = match (settings.format, disk) {
+        (true, Some(d)) => Some(gather(root, runner, d)?),
+        _ => None,
     };
     let action = decide(state.as_ref(), settings);
     let swap = preview_swap(root, settings, &action, state.as_ref())?;
@@ -166,7 +177,18 @@ pub fn run(
     runner: &dyn Runner,
     settings: &ResourceDiskSettings,
 ) -> Result<DiskOutcome, DiskError> {
-    let plan = plan(root, runner, settings)?;
+    let disk = if settings.format { discover(root)? } else { None };
+    run_for(root, runner, settings, disk.as_ref())
+}
+
+/// [`run`] for a disk found by other means (or `None` for no disk).
+pub fn run_for(
+    root: &HostRoot,
+    runner: &dyn Runner,
+    settings: &ResourceDiskSettings,
+    disk: Option<&ResourceDisk>,
+) -> Result<DiskOutcome, DiskError> {
+    let plan = plan_for(root, runner, settings, disk)?;
     let outcome = apply_disk(root, runner, &plan)?;
     match swap_after_mount(root, settings, &outcome)? {
         SwapDecision::Plan(p) => apply_swap(root, runner, &p)?,
