@@ -195,6 +195,29 @@ fn fresh_azure_ntfs_disk_is_formatted_and_mounted() {
 }
 
 #[test]
+fn a_file_added_after_the_decision_stops_the_format() {
+    let test = "a_file_added_after_the_decision_stops_the_format";
+    if !can_run(test, &["sfdisk", "mkntfs", "ntfscp", "ntfsls", "mkfs.ext4"]) {
+        return;
+    }
+    let _g = serial();
+    let d = LoopDisk::new(64);
+    d.azure_ntfs(&["DATALOSS_WARNING_README.txt"]);
+    let root = HostRoot::live();
+    let plan = plan_for(&root, &SystemRunner, &d.settings("ext4"), Some(&d.disk())).unwrap();
+    assert!(matches!(plan.action, DiskAction::Format { .. }), "{plan}");
+    // Someone writes to the partition between the decision and the format.
+    let src = d.dir.path().join("late.txt");
+    fs::write(&src, b"late").unwrap();
+    sh("ntfscp", &["--force", &d.part1(), src.to_str().unwrap(), "late.txt"]);
+    let err = apply_disk(&root, &SystemRunner, &plan).unwrap_err();
+    assert!(matches!(err, wala::disk::DiskError::Changed { .. }), "{err}");
+    assert!(err.to_string().contains("late.txt"), "{err}");
+    assert_eq!(probe_part1(&d), Probe::Fs(FsKind::Ntfs));
+    assert!(sh("ntfsls", &["-a", &d.part1()]).contains("late.txt"));
+}
+
+#[test]
 fn ntfs_disk_with_a_user_file_is_left_alone() {
     if !can_run(
         "ntfs_disk_with_a_user_file_is_left_alone",

@@ -156,8 +156,13 @@ pub fn probe_path(path: &Path, offset: u64) -> Result<Probe, FileError> {
 }
 
 /// Read up to `len` bytes of `path` from `offset` (fewer when the device is shorter).
+///
+/// A whole disk and its partitions have separate page caches, so data written through
+/// `/dev/sdb1` may not show in a cached read of `/dev/sdb`: the cached range is dropped first
+/// (`POSIX_FADV_DONTNEED`), so that the re-check before a format sees what is on the disk now.
 pub fn read_head(path: &Path, offset: u64, len: usize) -> Result<Vec<u8>, FileError> {
     let mut file = File::open(path).map_err(|e| FileError::new("open", path, e))?;
+    drop_cache(&file, offset, len);
     file.seek(SeekFrom::Start(offset)).map_err(|e| FileError::new("seek", path, e))?;
     let mut buf = Vec::with_capacity(len);
     file.take(len as u64).read_to_end(&mut buf).map_err(|e| FileError::new("read", path, e))?;
@@ -185,6 +190,16 @@ pub fn probe_bytes(buf: &[u8]) -> Probe {
 /// The logical sector size a GPT was found with (512 or 4096), for [`GptPartition::extent`].
 pub fn gpt_sector_size(buf: &[u8]) -> Option<u64> {
     parse_gpt(buf).map(|(sector, _)| sector)
+}
+
+fn drop_cache(file: &File, offset: u64, len: usize) {
+    use std::os::fd::AsRawFd;
+    let (Ok(off), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else { return };
+    // SAFETY: posix_fadvise only takes a descriptor we own and two integers. It is advice: a
+    // failure (e.g. on a pipe) changes nothing, so its result is ignored.
+    unsafe {
+        libc::posix_fadvise(file.as_raw_fd(), off, len, libc::POSIX_FADV_DONTNEED);
+    }
 }
 
 fn at(buf: &[u8], off: usize, len: usize) -> Option<&[u8]> {

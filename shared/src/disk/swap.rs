@@ -88,6 +88,22 @@ pub enum SwapStep {
     SwapOnCrypt,
 }
 
+impl fmt::Display for SwapStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SwapStep::SwapOffFile => "swapoff the old file",
+            SwapStep::CloseCrypt => "close the old encrypted mapping",
+            SwapStep::RemoveFile => "remove the old file",
+            SwapStep::Allocate => "allocate the file (0600, no holes)",
+            SwapStep::TightenMode => "set mode 0600",
+            SwapStep::MkswapFile => "mkswap the file",
+            SwapStep::OpenCrypt => "map it with dm-crypt (plain, random key) and mkswap the mapping",
+            SwapStep::SwapOnFile => "swapon the file",
+            SwapStep::SwapOnCrypt => "swapon the mapping",
+        })
+    }
+}
+
 /// The swap steps for one run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SwapPlan {
@@ -125,15 +141,18 @@ impl fmt::Display for SwapDecision {
                     p.size_bytes / MIB
                 )
             }
-            SwapDecision::Plan(p) => write!(
-                f,
-                "swap: {} ({} MiB{}{}): {:?}",
-                p.file.display(),
-                p.size_bytes / MIB,
-                if p.encrypted { ", encrypted" } else { "" },
-                if p.background { ", in background" } else { "" },
-                p.steps
-            ),
+            SwapDecision::Plan(p) => {
+                write!(
+                    f,
+                    "swap: {} ({} MiB{}{}):",
+                    p.file.display(),
+                    p.size_bytes / MIB,
+                    if p.encrypted { ", encrypted" } else { "" },
+                    if p.background { ", in background" } else { "" },
+                )?;
+                let steps: Vec<String> = p.steps.iter().map(|s| s.to_string()).collect();
+                write!(f, " {}", steps.join(", "))
+            }
         }
     }
 }
@@ -475,6 +494,18 @@ mod tests {
         let plain_on = SwapState { file_len: Some(16 * MIB), file_active: true, ..Default::default() };
         let p = plan(decide_swap(&settings(16, true), mp(), &plain_on));
         assert_eq!(p.steps, vec![SwapOffFile, TightenMode, OpenCrypt, SwapOnCrypt]);
+    }
+
+    #[test]
+    fn display_for_dry_run() {
+        let s = ResourceDiskSettings { swap_in_background: true, ..settings(2048, true) };
+        let text = decide_swap(&s, mp(), &SwapState::default()).to_string();
+        assert_eq!(
+            text,
+            "swap: /mnt/resource/swapfile (2048 MiB, encrypted, in background): allocate the file (0600, no \
+             holes), set mode 0600, map it with dm-crypt (plain, random key) and mkswap the mapping, swapon the \
+             mapping"
+        );
     }
 
     #[test]
