@@ -516,6 +516,30 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn arbitrary_and_mutated_input_never_panics() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for len in [0usize, 1, 3, 446, 512, 600, 1100, 4096, 0x8802, 0x10050] {
+            let buf: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            let _ = probe_bytes(&buf);
+        }
+        let base = gpt(&[GPT_MS_BASIC_DATA]);
+        for _ in 0..2000 {
+            let mut b = base.clone();
+            for _ in 0..4 {
+                let i = (next() as usize) % 1200;
+                b[i] = next() as u8;
+            }
+            let _ = probe_bytes(&b);
+        }
+    }
+
+    #[test]
     fn probe_path_reads_at_an_offset() {
         let dir = tempfile::tempdir().unwrap();
         let img = dir.path().join("disk.img");
