@@ -17,7 +17,14 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "== cargo test"
-cargo test --locked --workspace 2>&1 | tee /tmp/wala-test.log
+log=$(mktemp /tmp/wala-test.XXXXXX)
+WALA_SKIP_LOG=$(mktemp /tmp/wala-skips.XXXXXX)
+export WALA_SKIP_LOG
+trap 'rm -f "$log" "$WALA_SKIP_LOG"' EXIT
+cargo test --locked --workspace 2>&1 | tee "$log"
 echo "== summary"
-grep -E '^test result:' /tmp/wala-test.log | awk '{p+=$4; f+=$6} END {printf "%d passed, %d failed\n", p, f}'
-grep -h '^SKIP ' /tmp/wala-test.log | sort -u || true
+if [ -s "$WALA_SKIP_LOG" ]; then
+  echo "skipped (with the reason):"
+  sort -u "$WALA_SKIP_LOG"
+fi
+grep -E '^test result:' "$log" | awk '{p+=$4; f+=$6} END {printf "%d passed, %d failed\n", p, f}'

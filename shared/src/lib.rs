@@ -5,6 +5,7 @@ pub mod cmd;
 pub mod conf;
 pub mod customdata;
 pub mod dhcp;
+pub mod disk;
 pub mod distro;
 pub mod dvd;
 pub mod exit;

@@ -17,11 +17,11 @@ pub fn reference_fixtures(what: &str) -> Option<PathBuf> {
     if dir.join("MANIFEST.tsv").is_file() {
         Some(dir)
     } else {
-        eprintln!(
-            "SKIP {what}: reference fixtures not found at {} (they exist beside the checkout in CI; \
+        skip(&format!(
+            "{what}: reference fixtures not found at {} (they exist beside the checkout in CI; \
              set WALA_REFERENCE_FIXTURES to point elsewhere)",
             dir.display()
-        );
+        ));
         None
     }
 }
@@ -57,4 +57,17 @@ pub fn manifest_rows(fixtures: &std::path::Path, kind: &str) -> Vec<ManifestRow>
         });
     }
     rows
+}
+
+/// Say that a test (or part of one) was skipped and why: on stderr, and appended to the file named
+/// by `WALA_SKIP_LOG` so that `scripts/test.sh` lists every skip in its summary (cargo hides the
+/// stderr of passing tests).
+pub fn skip(message: &str) {
+    eprintln!("SKIP {message}");
+    if let Some(path) = std::env::var_os("WALA_SKIP_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = writeln!(f, "SKIP {message}");
+        }
+    }
 }
