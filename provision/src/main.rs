@@ -1,9 +1,11 @@
 //! `wala-provision`: the one-shot early-boot provisioning binary.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use wala::exit::{ExitCode, EXIT_CODES_HELP};
+use wala::provision::{self, Context, OvfSource};
 use wala::root::HostRoot;
 
 /// Provision an Azure VM from its OVF environment: user, password, SSH keys, hostname, resource
@@ -20,7 +22,10 @@ struct Cli {
     /// Read the OVF environment from FILE instead of the provisioning DVD
     #[arg(long, value_name = "FILE")]
     ovf: Option<PathBuf>,
-    /// Print the plan (secrets redacted) and change nothing
+    /// How long to wait for the provisioning DVD to appear
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    dvd_timeout: u64,
+    /// Print the plan (secrets redacted) and change nothing; a rejected document exits 5
     #[arg(long)]
     dry_run: bool,
     /// Which stage to run
@@ -54,8 +59,50 @@ fn main() -> std::process::ExitCode {
     if loaded.config.logs_verbose {
         wala::logging::set_verbose(true);
     }
-    eprintln!("wala-provision: provisioning is not built yet; nothing was done");
-    std::process::ExitCode::from(ExitCode::NotImplemented)
+    let runner = wala::cmd::SystemRunner;
+    let ctx = Context {
+        kvp: if cli.dry_run { None } else { wala::kvp::KvpPool::for_root(&root) },
+        root,
+        config: &loaded.config,
+        runner: &runner,
+    };
+    let source = match cli.ovf {
+        Some(path) => OvfSource::File(path),
+        None => OvfSource::Dvd(Duration::from_secs(cli.dvd_timeout)),
+    };
+    run(&ctx, &source, cli.stage, cli.dry_run).into()
+}
+
+fn run(ctx: &Context<'_>, source: &OvfSource, stage: Stage, dry_run: bool) -> ExitCode {
+    if dry_run {
+        return match provision::dry_run(ctx, source) {
+            Ok(plan) => {
+                print!("{plan}");
+                ExitCode::Ok
+            }
+            Err(e) => {
+                eprintln!("wala-provision: rejected: {e}");
+                ExitCode::Rejected
+            }
+        };
+    }
+    let mut code = ExitCode::Ok;
+    if stage != Stage::Network {
+        match provision::run_local(ctx, source) {
+            Ok(outcome) => log::info!("local stage finished for VM {}", outcome.vm_id),
+            Err(e) => {
+                log::error!("local stage failed: {e}");
+                code = ExitCode::Failure;
+            }
+        }
+    }
+    if stage != Stage::Local {
+        eprintln!(
+            "wala-provision: the network stage (WireServer client) is not built yet; nothing was reported"
+        );
+        return ExitCode::NotImplemented;
+    }
+    code
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod legacy_cli;
 pub mod logging;
 pub mod ovf;
 pub mod platform;
+pub mod provision;
 pub mod root;
 pub mod secret;
 pub mod ssh;

@@ -38,6 +38,11 @@ pub struct RecordingPlatform {
 }
 
 impl RecordingPlatform {
+    /// A platform that refuses every report.
+    pub fn failing() -> Self {
+        Self { fail_reports: true, ..Self::default() }
+    }
+
     pub fn reports(&self) -> Vec<ProvisioningHealth> {
         self.reports.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }

@@ -1,0 +1,619 @@
+//! First-boot provisioning in two stages, plan then apply.
+//!
+//! **Local stage** (no network; before network-pre.target and sshd, on the real root or from the
+//! initramfs with `--root /sysroot`): OVF environment, hostname, user, password, sudoers, sshd, inline
+//! SSH keys, host keys, root password, CustomData (saved), and on the live root the resource disk.
+//! **Network stage** (WireServer): NotReady/Provisioning, keys from the goal-state certificates,
+//! CustomData execution, the `provisioned` marker, then Ready; or NotReady/ProvisioningFailed with a
+//! description naming the failed step and why. Ready is only ever sent when every step succeeded.
+//!
+//! Every step is idempotent, so a rerun after a crash at any point converges. A VM whose marker
+//! holds its VM id is not provisioned again; a new VM id (a captured image on a new VM) is.
+
+pub mod plan;
+pub mod state;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::cmd::{Cmd, Runner};
+use crate::conf::{Config, ProvisioningAgent};
+use crate::disk::{self, DiskOutcome};
+use crate::files::{self, WriteOptions};
+use crate::kvp::KvpPool;
+use crate::platform::{Platform, ProvisioningHealth};
+use crate::root::HostRoot;
+use crate::{customdata, dvd, hostname, ovf, ssh, user, vmid};
+
+pub use plan::{Plan, PlanError};
+pub use state::{LocalResult, Mode, State};
+
+/// Environment variable naming a step after which the process aborts (for crash-consistency tests).
+pub const CRASH_AFTER_ENV: &str = "WALA_TEST_CRASH_AFTER";
+
+/// A step that failed: which, and why (the text of a ProvisioningFailed report).
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{step}: {reason}")]
+pub struct ProvisionError {
+    pub step: String,
+    pub reason: String,
+}
+
+impl ProvisionError {
+    fn new(step: &str, reason: impl std::fmt::Display) -> Self {
+        Self { step: step.into(), reason: reason.to_string() }
+    }
+}
+
+/// Where the OVF environment comes from.
+#[derive(Debug, Clone)]
+pub enum OvfSource {
+    /// A file (`--ovf`), for image builders and tests.
+    File(PathBuf),
+    /// The provisioning DVD, waiting up to this long for it to appear.
+    Dvd(Duration),
+}
+
+/// What provisioning works with.
+pub struct Context<'a> {
+    pub root: HostRoot,
+    pub config: &'a Config,
+    pub runner: &'a dyn Runner,
+    pub kvp: Option<KvpPool>,
+}
+
+impl std::fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("root", &self.root).finish_non_exhaustive()
+    }
+}
+
+/// How long each step took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepTiming {
+    pub step: &'static str,
+    pub duration: Duration,
+}
+
+/// How the local stage ended.
+#[derive(Debug, Clone)]
+pub struct LocalOutcome {
+    pub vm_id: String,
+    pub mode: Mode,
+    /// Why the provisioning steps were skipped, when they were.
+    pub skipped: Option<String>,
+    pub timings: Vec<StepTiming>,
+    pub disk: Option<DiskOutcome>,
+}
+
+/// How the network stage ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkOutcome {
+    /// Ready was reported now.
+    Ready,
+    /// Nothing to do: already provisioned and reported, or cloud-init's job.
+    NothingToDo(String),
+}
+
+impl Context<'_> {
+    fn lib_dir(&self) -> PathBuf {
+        self.config.lib_dir.as_path().to_path_buf()
+    }
+
+    fn milestone(&self, vm_id: &str, step: &str, took: Duration) {
+        log::info!("{step}: done in {:.1} ms", took.as_secs_f64() * 1000.0);
+        if let Some(kvp) = &self.kvp {
+            let key = format!("WALA|{}|{vm_id}|{step}", crate::VERSION);
+            let _ = kvp.write(&key, &format!("result=success|duration_ms={}", took.as_millis()));
+        }
+    }
+
+    fn final_kvp(&self, vm_id: &str, failure: Option<&str>) {
+        if let Some(kvp) = &self.kvp {
+            let value = crate::kvp::provisioning_report(
+                failure.is_none(),
+                failure,
+                vm_id,
+                std::time::SystemTime::now(),
+            );
+            if let Err(e) = kvp.write("PROVISIONING_REPORT", &value) {
+                log::warn!("cannot write the KVP provisioning report: {e}");
+            }
+        }
+    }
+}
+
+/// The VM id of this machine.
+pub fn vm_id(root: &HostRoot) -> Result<String, ProvisionError> {
+    vmid::vm_id(root).map_err(|e| ProvisionError::new("vm-id", e.reason()))
+}
+
+/// Who provisions, from `Provisioning.Agent` (and cloud-init's state for `auto`).
+pub fn mode(ctx: &Context<'_>) -> Mode {
+    match ctx.config.provisioning_agent {
+        ProvisioningAgent::Disabled => Mode::Disabled,
+        ProvisioningAgent::CloudInit => Mode::CloudInit,
+        ProvisioningAgent::Waagent => Mode::Provision,
+        ProvisioningAgent::Auto if cloud_init_enabled(&ctx.root, ctx.runner) => Mode::CloudInit,
+        ProvisioningAgent::Auto => Mode::Provision,
+    }
+}
+
+/// waagent's check: `systemctl is-enabled cloud-init-local.service` says `enabled`.
+pub fn cloud_init_enabled(root: &HostRoot, runner: &dyn Runner) -> bool {
+    if !runner.exists("systemctl") {
+        return false;
+    }
+    let mut cmd = Cmd::new("systemctl").timeout(Duration::from_secs(10));
+    if !root.is_live() {
+        cmd = cmd.arg(format!("--root={}", root.prefix().display()));
+    }
+    let out = runner.output(&cmd.args(["is-enabled", "cloud-init-local.service"]));
+    let enabled = out.is_ok_and(|o| o.stdout_str().trim() == "enabled");
+    log::info!("cloud-init is enabled: {enabled}");
+    enabled
+}
+
+/// Read and parse the OVF environment. Returns the raw bytes too (for the scrubbed copy).
+pub fn read_ovf(ctx: &Context<'_>, source: &OvfSource) -> Result<(Vec<u8>, ovf::OvfEnv), ProvisionError> {
+    let bytes = match source {
+        OvfSource::File(path) => std::fs::read(path)
+            .map_err(|e| ProvisionError::new("ovf", format!("cannot read {}: {e}", path.display())))?,
+        OvfSource::Dvd(wait) => {
+            dvd::read_ovf(ctx.runner, *wait).map_err(|e| ProvisionError::new("ovf", e))?.bytes
+        }
+    };
+    let env = ovf::parse_bytes(&bytes).map_err(|e| ProvisionError::new("ovf", e.reason()))?;
+    Ok((bytes, env))
+}
+
+/// Build the plan without changing anything (`--dry-run`).
+pub fn dry_run(ctx: &Context<'_>, source: &OvfSource) -> Result<Plan, ProvisionError> {
+    let vm_id = vm_id(&ctx.root).unwrap_or_else(|e| format!("unknown ({})", e.reason));
+    let (_, env) = read_ovf(ctx, source)?;
+    Plan::build(&ctx.root, &env, ctx.config, &vm_id).map_err(|e| ProvisionError::new("plan", e))
+}
+
+/// The local stage.
+pub fn run_local(ctx: &Context<'_>, source: &OvfSource) -> Result<LocalOutcome, ProvisionError> {
+    let lib = ctx.lib_dir();
+    let vm_id = vm_id(&ctx.root)?;
+    let mode = mode(ctx);
+    let mut outcome =
+        LocalOutcome { vm_id: vm_id.clone(), mode, skipped: None, timings: Vec::new(), disk: None };
+
+    let recorded = state::load(&ctx.root, &lib);
+    if state::provisioned_for(&ctx.root, &lib, &vm_id) {
+        outcome.skipped = Some(format!("already provisioned (VM id {vm_id})"));
+    } else if recorded.as_ref().is_some_and(|s| s.vm_id == vm_id && s.local == LocalResult::Done) {
+        outcome.skipped = Some("the local stage already ran for this VM (from the initramfs)".into());
+    } else if mode != Mode::Provision {
+        outcome.skipped = Some(format!("provisioning is {mode:?} (Provisioning.Agent)"));
+        record(
+            ctx,
+            &lib,
+            State { vm_id: vm_id.clone(), mode, local: LocalResult::Done, final_report_sent: false },
+        )?;
+    } else {
+        if let Some(previous) = recorded.as_ref().filter(|s| s.vm_id != vm_id) {
+            log::warn!("the VM id changed from {} to {vm_id}: provisioning this new VM", previous.vm_id);
+        }
+        let result = provision_local(ctx, source, &vm_id, &mut outcome.timings);
+        let local = match &result {
+            Ok(()) => LocalResult::Done,
+            Err(e) => LocalResult::Failed { step: e.step.clone(), reason: e.reason.clone() },
+        };
+        record(ctx, &lib, State { vm_id: vm_id.clone(), mode, local, final_report_sent: false })?;
+        if let Err(e) = result {
+            log::error!("Provisioning failed: {e}");
+            ctx.final_kvp(&vm_id, Some(&e.to_string()));
+            return Err(e);
+        }
+    }
+    if let Some(why) = &outcome.skipped {
+        log::info!("Provisioning skipped: {why}");
+    }
+    outcome.disk = resource_disk(ctx, &vm_id, &mut outcome.timings);
+    Ok(outcome)
+}
+
+fn record(ctx: &Context<'_>, lib: &Path, s: State) -> Result<(), ProvisionError> {
+    state::save(&ctx.root, lib, &s).map_err(|e| ProvisionError::new("state", e))
+}
+
+/// Run one step: time it, log it as a milestone, and honour the crash hook.
+fn step<T>(
+    ctx: &Context<'_>,
+    vm_id: &str,
+    timings: &mut Vec<StepTiming>,
+    name: &'static str,
+    f: impl FnOnce() -> Result<T, ProvisionError>,
+) -> Result<T, ProvisionError> {
+    let started = Instant::now();
+    let value = f()?;
+    let duration = started.elapsed();
+    ctx.milestone(vm_id, name, duration);
+    timings.push(StepTiming { step: name, duration });
+    if std::env::var(CRASH_AFTER_ENV).is_ok_and(|s| s == name) {
+        log::error!("{CRASH_AFTER_ENV}={name}: aborting (test hook)");
+        std::process::abort();
+    }
+    Ok(value)
+}
+
+fn provision_local(
+    ctx: &Context<'_>,
+    source: &OvfSource,
+    vm_id: &str,
+    timings: &mut Vec<StepTiming>,
+) -> Result<(), ProvisionError> {
+    let root = &ctx.root;
+    let (bytes, env) = step(ctx, vm_id, timings, "ovf", || read_ovf(ctx, source))?;
+    let plan = step(ctx, vm_id, timings, "plan", || {
+        Plan::build(root, &env, ctx.config, vm_id).map_err(|e| ProvisionError::new("plan", e))
+    })?;
+    let paths = &plan.paths;
+    step(ctx, vm_id, timings, "save-ovf", || save_scrubbed_ovf(root, &paths.lib_dir, &bytes))?;
+    step(ctx, vm_id, timings, "hostname", || {
+        hostname::set_hostname(root, &plan.hostname).map(drop).map_err(|e| ProvisionError::new("hostname", e))
+    })?;
+    let account = step(ctx, vm_id, timings, "user", || {
+        user::ensure_user(root, ctx.runner, &plan.user.name).map_err(|e| ProvisionError::new("user", e))
+    })?;
+    step(ctx, vm_id, timings, "password", || {
+        user::set_password(
+            root,
+            &paths.password_file,
+            &account,
+            plan.user.password.as_ref(),
+            (plan.user.crypt, plan.user.salt_length),
+            plan.user.allow_system_user,
+        )
+        .map_err(|e| ProvisionError::new("password", e))
+    })?;
+    step(ctx, vm_id, timings, "sudoers", || {
+        let nopasswd = plan.user.password.is_none();
+        user::configure_sudoers(root, ctx.runner, &paths.sudoers_dir, &account.name, nopasswd)
+            .map_err(|e| ProvisionError::new("sudoers", e))
+    })?;
+    step(ctx, vm_id, timings, "sshd", || {
+        ssh::configure_sshd(root, &paths.ssh_dir, plan.sshd)
+            .map(drop)
+            .map_err(|e| ProvisionError::new("sshd", e))
+    })?;
+    step(ctx, vm_id, timings, "ssh-keys", || deploy_inline_keys(root, &plan, &account))?;
+    if let Some(key_type) = plan.regenerate_host_keys {
+        step(ctx, vm_id, timings, "host-keys", || {
+            ssh::regenerate_host_keys(root, ctx.runner, &paths.ssh_dir, key_type)
+                .map_err(|e| ProvisionError::new("host-keys", e))
+        })?;
+    }
+    if plan.lock_root_password {
+        step(ctx, vm_id, timings, "root-password", || {
+            user::lock_root_password(root, &paths.password_file)
+                .map_err(|e| ProvisionError::new("root-password", e))
+        })?;
+    }
+    if let Some(cd) = &plan.custom_data {
+        step(ctx, vm_id, timings, "custom-data", || {
+            customdata::save(root, &paths.lib_dir, &cd.data, cd.decode)
+                .map(drop)
+                .map_err(|e| ProvisionError::new("custom-data", e))
+        })?;
+    }
+    step(ctx, vm_id, timings, "guest-agent", || set_disable_agent(root, &paths.lib_dir, plan.disable_agent))?;
+    Ok(())
+}
+
+/// Save `ovf-env.xml` without the password (0600), whatever namespace prefix the document uses.
+fn save_scrubbed_ovf(root: &HostRoot, lib_dir: &Path, bytes: &[u8]) -> Result<(), ProvisionError> {
+    let err = |e: &dyn std::fmt::Display| ProvisionError::new("save-ovf", e);
+    let text =
+        std::str::from_utf8(bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes)).map_err(|e| err(&e))?;
+    let scrubbed = ovf::scrub_password(text).map_err(|e| err(&e.reason()))?;
+    files::ensure_dir(&root.path(lib_dir), 0o700).map_err(|e| err(&e))?;
+    files::write_atomic(
+        &root.path(lib_dir.join("ovf-env.xml")),
+        scrubbed.as_bytes(),
+        WriteOptions::mode(0o600),
+    )
+    .map_err(|e| err(&e))
+}
+
+fn deploy_inline_keys(root: &HostRoot, plan: &Plan, account: &user::Account) -> Result<(), ProvisionError> {
+    // Paths were checked against the predicted home; check again against the real one.
+    let mut by_path: Vec<(PathBuf, Vec<String>)> = Vec::new();
+    for key in &plan.inline_keys {
+        let path = ssh::resolve_key_path(key.ovf_path.as_deref(), account, &plan.paths.home_base)
+            .map_err(|e| ProvisionError::new("ssh-keys", e))?;
+        match by_path.iter_mut().find(|(p, _)| *p == path) {
+            Some((_, lines)) => lines.push(key.line.clone()),
+            None => by_path.push((path, vec![key.line.clone()])),
+        }
+    }
+    for (path, lines) in by_path {
+        ssh::deploy_authorized_keys(root, account, &path, &lines)
+            .map_err(|e| ProvisionError::new("ssh-keys", e))?;
+    }
+    Ok(())
+}
+
+/// `ProvisionGuestAgent=false` → `<Lib.Dir>/disable_agent` (the daemon then runs no extensions).
+fn set_disable_agent(root: &HostRoot, lib_dir: &Path, disable: bool) -> Result<(), ProvisionError> {
+    let path = root.path(lib_dir.join("disable_agent"));
+    let result = if disable {
+        files::write_atomic(&path, b"", WriteOptions::mode(0o644)).map_err(|e| e.to_string())
+    } else {
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
+            _ => Ok(()),
+        }
+    };
+    result.map_err(|e| ProvisionError::new("guest-agent", e))
+}
+
+/// The resource disk, on every boot, on the live root only (from the initramfs the real-root unit
+/// does it). Its problems are warnings: they never fail provisioning.
+fn resource_disk(ctx: &Context<'_>, vm_id: &str, timings: &mut Vec<StepTiming>) -> Option<DiskOutcome> {
+    let settings = plan::resource_disk_settings(ctx.config);
+    if !settings.format || !ctx.root.is_live() {
+        return None;
+    }
+    let started = Instant::now();
+    let outcome = disk::plan(&ctx.root, ctx.runner, &settings).and_then(|p| {
+        let outcome = disk::apply_disk(&ctx.root, ctx.runner, &p)?;
+        match disk::swap_after_mount(&ctx.root, &settings, &outcome)? {
+            disk::swap::SwapDecision::Plan(sp) if sp.background => {
+                log::info!("swap of {} MiB is left to the network stage, after Ready", settings.swap_size_mb);
+            }
+            disk::swap::SwapDecision::Plan(sp) => disk::apply_swap(&ctx.root, ctx.runner, &sp)?,
+            disk::swap::SwapDecision::Invalid(why) => log::warn!("swap not enabled: {why}"),
+            disk::swap::SwapDecision::Off => {}
+        }
+        Ok(outcome)
+    });
+    let took = started.elapsed();
+    match outcome {
+        Ok(o) => {
+            log::info!("resource disk: {o:?}");
+            ctx.milestone(vm_id, "resource-disk", took);
+            timings.push(StepTiming { step: "resource-disk", duration: took });
+            Some(o)
+        }
+        Err(e) => {
+            log::warn!("resource disk: {}", e.reason());
+            None
+        }
+    }
+}
+
+/// The network stage: report to the platform.
+pub fn run_network(ctx: &Context<'_>, platform: &dyn Platform) -> Result<NetworkOutcome, ProvisionError> {
+    let lib = ctx.lib_dir();
+    let vm_id = vm_id(&ctx.root)?;
+    let recorded = state::load(&ctx.root, &lib).filter(|s| s.vm_id == vm_id);
+    if state::provisioned_for(&ctx.root, &lib, &vm_id)
+        && recorded.as_ref().is_none_or(|s| s.final_report_sent)
+    {
+        return Ok(NetworkOutcome::NothingToDo(format!("already provisioned (VM id {vm_id})")));
+    }
+    let Some(mut st) = recorded else {
+        let e = ProvisionError::new("local", "the local stage did not run for this VM");
+        report_failure(ctx, platform, &vm_id, &e);
+        return Err(e);
+    };
+    match st.mode {
+        Mode::CloudInit => return Ok(NetworkOutcome::NothingToDo("cloud-init provisions this VM".into())),
+        Mode::Disabled => {}
+        Mode::Provision => {
+            if let Err(e) = platform.report_health(&ProvisioningHealth::Provisioning) {
+                log::warn!("Reporting NotReady/Provisioning failed: {e}");
+            }
+        }
+    }
+    if let LocalResult::Failed { step, reason } = &st.local {
+        let e = ProvisionError::new(step, reason);
+        if report_failure(ctx, platform, &vm_id, &e) {
+            st.final_report_sent = true;
+            let _ = state::save(&ctx.root, &lib, &st);
+        }
+        return Err(e);
+    }
+    if st.mode == Mode::Provision {
+        if let Err(e) = network_steps(ctx) {
+            log::error!("Provisioning failed: {e}");
+            if report_failure(ctx, platform, &vm_id, &e) {
+                st.local = LocalResult::Failed { step: e.step.clone(), reason: e.reason.clone() };
+                st.final_report_sent = true;
+                let _ = state::save(&ctx.root, &lib, &st);
+            }
+            return Err(e);
+        }
+    }
+    state::write_marker(&ctx.root, &lib, &vm_id).map_err(|e| ProvisionError::new("marker", e))?;
+    ctx.final_kvp(&vm_id, None);
+    platform.report_health(&ProvisioningHealth::Ready).map_err(|e| ProvisionError::new("report-ready", e))?;
+    st.final_report_sent = true;
+    record(ctx, &lib, st)?;
+    log::info!("Provisioning complete");
+    background_swap(ctx);
+    Ok(NetworkOutcome::Ready)
+}
+
+fn network_steps(ctx: &Context<'_>) -> Result<(), ProvisionError> {
+    let lib = ctx.lib_dir();
+    let saved = files::read_optional(&ctx.root.path(lib.join("ovf-env.xml")))
+        .map_err(|e| ProvisionError::new("ovf", e))?
+        .ok_or_else(|| ProvisionError::new("ovf", "the saved ovf-env.xml is missing"))?;
+    let env = ovf::parse(&saved).map_err(|e| ProvisionError::new("ovf", e.reason()))?;
+    let plan = Plan::build(&ctx.root, &env, ctx.config, "").map_err(|e| ProvisionError::new("plan", e))?;
+    if !plan.certificate_keys.is_empty() {
+        return Err(ProvisionError::new(
+            "certificate-keys",
+            "SSH keys given by certificate fingerprint are not supported by this build of wala yet",
+        ));
+    }
+    if plan.custom_data.as_ref().is_some_and(|c| c.execute) {
+        customdata::execute(&ctx.root, ctx.runner, &lib)
+            .map_err(|e| ProvisionError::new("custom-data", e))?;
+    }
+    Ok(())
+}
+
+/// Report ProvisioningFailed; whether the platform took it.
+fn report_failure(ctx: &Context<'_>, platform: &dyn Platform, vm_id: &str, e: &ProvisionError) -> bool {
+    ctx.final_kvp(vm_id, Some(&e.to_string()));
+    let description = format!("Provisioning failed: {e}");
+    match platform.report_health(&ProvisioningHealth::Failed { description }) {
+        Ok(()) => true,
+        Err(re) => {
+            log::error!("Reporting ProvisioningFailed failed: {re}");
+            false
+        }
+    }
+}
+
+/// A large swap file, allocated after Ready so it never holds it up.
+fn background_swap(ctx: &Context<'_>) {
+    let settings = plan::resource_disk_settings(ctx.config);
+    if !settings.format || !settings.swap_in_background || !ctx.root.is_live() {
+        return;
+    }
+    let mounted = disk::mounts::read_mounts(&ctx.root)
+        .ok()
+        .and_then(|m| m.into_iter().find(|e| e.target == settings.mount_point))
+        .map(|e| DiskOutcome::Mounted { mount_point: e.target, fstype: e.fstype, formatted: false });
+    let Some(outcome) = mounted else { return };
+    match disk::swap_after_mount(&ctx.root, &settings, &outcome) {
+        Ok(disk::swap::SwapDecision::Plan(sp)) => {
+            if let Err(e) = disk::apply_swap(&ctx.root, ctx.runner, &sp) {
+                log::warn!("swap: {}", e.reason());
+            }
+        }
+        Ok(disk::swap::SwapDecision::Invalid(why)) => log::warn!("swap not enabled: {why}"),
+        Ok(disk::swap::SwapDecision::Off) => {}
+        Err(e) => log::warn!("swap: {}", e.reason()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::FakeRunner;
+    use crate::platform::RecordingPlatform;
+
+    const ID: &str = "7E5C3F2A-1B4D-4E6F-8A9B-0C1D2E3F4A5B";
+
+    fn setup(local: LocalResult, mode: Mode) -> (tempfile::TempDir, Config) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("sys/class/dmi/id")).expect("mkdir");
+        std::fs::create_dir_all(dir.path().join("sys/firmware/efi")).expect("mkdir");
+        std::fs::write(dir.path().join("sys/class/dmi/id/product_uuid"), ID).expect("write");
+        let root = HostRoot::new(dir.path());
+        let config = Config::default();
+        let lib = config.lib_dir.as_path();
+        state::save(&root, lib, &State { vm_id: ID.into(), mode, local, final_report_sent: false })
+            .expect("save");
+        let ovf = concat!(
+            r#"<Environment xmlns="http://schemas.dmtf.org/ovf/environment/1" xmlns:wa="http://schemas.microsoft.com/windowsazure">"#,
+            r#"<wa:ProvisioningSection><wa:Version>1.0</wa:Version><wa:LinuxProvisioningConfigurationSet>"#,
+            r#"<wa:ConfigurationSetType>LinuxProvisioningConfiguration</wa:ConfigurationSetType>"#,
+            r#"<wa:HostName>vm</wa:HostName><wa:UserName>u</wa:UserName></wa:LinuxProvisioningConfigurationSet>"#,
+            r#"</wa:ProvisioningSection><wa:PlatformSettingsSection><wa:Version>1.0</wa:Version><wa:PlatformSettings>"#,
+            r#"<wa:ProvisionGuestAgent>true</wa:ProvisionGuestAgent></wa:PlatformSettings></wa:PlatformSettingsSection></Environment>"#
+        );
+        std::fs::write(root.path(lib.join("ovf-env.xml")), ovf).expect("write");
+        (dir, config)
+    }
+
+    fn ctx<'a>(dir: &tempfile::TempDir, config: &'a Config, runner: &'a FakeRunner) -> Context<'a> {
+        Context { root: HostRoot::new(dir.path()), config, runner, kvp: None }
+    }
+
+    #[test]
+    fn done_local_stage_reports_provisioning_then_ready_and_writes_the_marker() {
+        let (dir, config) = setup(LocalResult::Done, Mode::Provision);
+        let runner = FakeRunner::new();
+        let c = ctx(&dir, &config, &runner);
+        let p = RecordingPlatform::default();
+        assert_eq!(run_network(&c, &p), Ok(NetworkOutcome::Ready));
+        assert_eq!(p.reports(), vec![ProvisioningHealth::Provisioning, ProvisioningHealth::Ready]);
+        assert!(state::provisioned_for(&c.root, config.lib_dir.as_path(), ID));
+        // Next boot: nothing more is sent.
+        let p2 = RecordingPlatform::default();
+        assert!(matches!(run_network(&c, &p2), Ok(NetworkOutcome::NothingToDo(_))));
+        assert!(p2.reports().is_empty());
+    }
+
+    #[test]
+    fn failed_local_stage_is_reported_and_never_ready() {
+        let (dir, config) = setup(
+            LocalResult::Failed { step: "user".into(), reason: "useradd failed".into() },
+            Mode::Provision,
+        );
+        let runner = FakeRunner::new();
+        let c = ctx(&dir, &config, &runner);
+        let p = RecordingPlatform::default();
+        let err = run_network(&c, &p).unwrap_err();
+        assert_eq!(err.step, "user");
+        assert_eq!(
+            p.reports(),
+            vec![
+                ProvisioningHealth::Provisioning,
+                ProvisioningHealth::Failed {
+                    description: "Provisioning failed: user: useradd failed".into()
+                }
+            ]
+        );
+        assert!(!state::provisioned_for(&c.root, config.lib_dir.as_path(), ID));
+    }
+
+    #[test]
+    fn a_ready_that_did_not_get_through_is_sent_again() {
+        let (dir, config) = setup(LocalResult::Done, Mode::Provision);
+        let runner = FakeRunner::new();
+        let c = ctx(&dir, &config, &runner);
+        let failing = RecordingPlatform::failing();
+        assert_eq!(run_network(&c, &failing).unwrap_err().step, "report-ready");
+        let p = RecordingPlatform::default();
+        assert_eq!(run_network(&c, &p), Ok(NetworkOutcome::Ready));
+        assert_eq!(p.reports().last(), Some(&ProvisioningHealth::Ready));
+    }
+
+    #[test]
+    fn disabled_reports_ready_and_cloud_init_reports_nothing() {
+        let (dir, config) = setup(LocalResult::Done, Mode::Disabled);
+        let runner = FakeRunner::new();
+        let p = RecordingPlatform::default();
+        assert_eq!(run_network(&ctx(&dir, &config, &runner), &p), Ok(NetworkOutcome::Ready));
+        assert_eq!(p.reports(), vec![ProvisioningHealth::Ready]);
+        let (dir, config) = setup(LocalResult::Done, Mode::CloudInit);
+        let p = RecordingPlatform::default();
+        assert!(matches!(run_network(&ctx(&dir, &config, &runner), &p), Ok(NetworkOutcome::NothingToDo(_))));
+        assert!(p.reports().is_empty());
+    }
+
+    #[test]
+    fn no_local_stage_is_a_reported_failure() {
+        let (dir, config) = setup(LocalResult::Done, Mode::Provision);
+        std::fs::remove_file(dir.path().join("var/lib/waagent/wala-provisioning.json")).expect("rm");
+        let runner = FakeRunner::new();
+        let p = RecordingPlatform::default();
+        assert_eq!(run_network(&ctx(&dir, &config, &runner), &p).unwrap_err().step, "local");
+        assert!(matches!(p.reports().as_slice(), [ProvisioningHealth::Failed { .. }]));
+    }
+
+    #[test]
+    fn auto_defers_to_an_enabled_cloud_init() {
+        let (dir, config) = setup(LocalResult::Done, Mode::Provision);
+        let runner = FakeRunner::new();
+        runner.respond(
+            "systemctl",
+            crate::cmd::CmdOutput { code: Some(0), stdout: b"enabled\n".to_vec(), ..Default::default() },
+        );
+        assert_eq!(mode(&ctx(&dir, &config, &runner)), Mode::CloudInit);
+        assert!(runner.command_lines()[0].starts_with("systemctl --root="));
+        let waagent = Config { provisioning_agent: ProvisioningAgent::Waagent, ..Config::default() };
+        assert_eq!(mode(&ctx(&dir, &waagent, &runner)), Mode::Provision);
+    }
+}
