@@ -138,11 +138,34 @@ fn run(command: Command, root: &HostRoot, config: Option<PathBuf>, verbose: bool
                 ExitCode::ConfigProblems
             }
         }
-        Command::Daemon => not_built("the daemon"),
+        Command::Daemon => daemon(root, config, verbose),
         Command::Deprovision { .. } => not_built("deprovision"),
         Command::CollectLogs { .. } => not_built("log collection"),
         Command::SerialConsole => not_built("serial console set-up"),
         Command::SetupFirewall { .. } => not_built("firewall set-up"),
+    }
+}
+
+fn daemon(root: &HostRoot, config: Option<PathBuf>, verbose: bool) -> ExitCode {
+    wala::logging::init(wala::logging::LogSettings {
+        component: "Daemon",
+        verbose,
+        file: Some(root.path(wala::logging::LOG_FILE)),
+    });
+    let loaded = wala::conf::load_or_defaults(root, config.as_deref());
+    loaded.log_problems();
+    if loaded.config.logs_verbose {
+        wala::logging::set_verbose(true);
+    }
+    let runner = wala::cmd::SystemRunner;
+    let env = wala::daemon::Env { root, config: &loaded.config, runner: &runner };
+    let tasks = wala::daemon::standard_tasks(&loaded.config);
+    match wala::daemon::run(&env, tasks, wala::daemon::Limits::default()) {
+        Ok(_) => ExitCode::Ok,
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::Failure
+        }
     }
 }
 

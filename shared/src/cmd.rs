@@ -190,6 +190,16 @@ impl Runner for SystemRunner {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
+        // The daemon blocks the signals it reads through a signalfd; children must not inherit that.
+        // SAFETY: pthread_sigmask is async-signal-safe and touches only the child's own mask.
+        unsafe {
+            command.pre_exec(|| {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+                Ok(())
+            });
+        }
         for (k, v) in &cmd.env {
             command.env(k, v);
         }

@@ -4,6 +4,7 @@
 pub mod cmd;
 pub mod conf;
 pub mod customdata;
+pub mod daemon;
 pub mod dhcp;
 pub mod disk;
 pub mod distro;

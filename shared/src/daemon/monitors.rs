@@ -1,0 +1,242 @@
+//! The periodic OS monitors (waagent's environment thread, provisioning.md §4).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{Env, Task, TaskError};
+use crate::cmd::Cmd;
+use crate::files::{self, WriteOptions};
+
+/// `OS.RootDeviceScsiTimeout`: the SCSI command timeout of every `sd*` disk.
+#[derive(Debug)]
+pub struct ScsiTimeout {
+    pub timeout: u64,
+    pub period: Duration,
+}
+
+impl Task for ScsiTimeout {
+    fn name(&self) -> &'static str {
+        "scsi-timeout"
+    }
+    fn period(&self) -> Duration {
+        self.period
+    }
+    fn run(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
+        let dir = env.root.path("/sys/block");
+        let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(()) };
+        let wanted = self.timeout.to_string();
+        for entry in entries.flatten() {
+            if !entry.file_name().to_string_lossy().starts_with("sd") {
+                continue;
+            }
+            let file = entry.path().join("device/timeout");
+            let Ok(current) = std::fs::read_to_string(&file) else { continue };
+            if current.lines().next().map(str::trim) != Some(wanted.as_str()) {
+                std::fs::write(&file, &wanted)
+                    .map_err(|e| TaskError(format!("write {}: {e}", file.display())))?;
+                log::info!("set the SCSI timeout of {} to {wanted}s", entry.file_name().to_string_lossy());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Persistent net rules that pin interface names to MAC addresses break networking when the VM
+/// moves to new hardware: move them into the lib dir (as waagent does).
+#[derive(Debug)]
+pub struct PersistentNetRules {
+    pub period: Duration,
+}
+
+pub const PERSISTENT_NET_RULES: [&str; 2] =
+    ["/lib/udev/rules.d/75-persistent-net-generator.rules", "/etc/udev/rules.d/70-persistent-net.rules"];
+
+impl Task for PersistentNetRules {
+    fn name(&self) -> &'static str {
+        "persistent-net-rules"
+    }
+    fn period(&self) -> Duration {
+        self.period
+    }
+    fn run(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
+        for rules in PERSISTENT_NET_RULES {
+            let src = env.root.path(rules);
+            if !src.is_file() {
+                continue;
+            }
+            let name = Path::new(rules).file_name().unwrap_or_default();
+            let dst = env.root.path(env.config.lib_dir.as_path()).join(name);
+            let _ = std::fs::remove_file(&dst);
+            std::fs::rename(&src, &dst)
+                .map_err(|e| TaskError(format!("move {} to {}: {e}", src.display(), dst.display())))?;
+            log::warn!("Moved rules file {} to {}", src.display(), dst.display());
+        }
+        Ok(())
+    }
+}
+
+/// `Provisioning.MonitorHostName`: when the hostname changes, record it and publish it to the
+/// platform DNS by renewing the DHCP lease in place where the client can.
+#[derive(Debug)]
+pub struct HostnameMonitor {
+    pub period: Duration,
+    pub current: fn() -> Option<String>,
+}
+
+impl HostnameMonitor {
+    fn record(env: &Env<'_>) -> PathBuf {
+        env.root.path(env.config.lib_dir.as_path().join("published_hostname"))
+    }
+}
+
+impl Task for HostnameMonitor {
+    fn name(&self) -> &'static str {
+        "hostname"
+    }
+    fn period(&self) -> Duration {
+        self.period
+    }
+    fn run(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
+        let Some(now) = (self.current)() else { return Ok(()) };
+        let record = Self::record(env);
+        let published = files::read_optional(&record).map_err(|e| TaskError(e.to_string()))?;
+        let write_record = |name: &str| {
+            files::ensure_dir(&env.root.path(env.config.lib_dir.as_path()), 0o700)
+                .and_then(|()| files::write_atomic(&record, name.as_bytes(), WriteOptions::mode(0o644)))
+                .map_err(|e| TaskError(e.to_string()))
+        };
+        match published.as_deref().map(str::trim) {
+            None => write_record(&now),
+            Some(old) if old == now => Ok(()),
+            Some(old) => {
+                log::info!("EnvMonitor: Detected hostname change: {old} -> {now}");
+                crate::hostname::set_hostname(env.root, &now).map_err(|e| TaskError(e.to_string()))?;
+                publish_hostname(env);
+                write_record(&now)
+            }
+        }
+    }
+}
+
+/// Renew the DHCP lease of the primary interface so the new hostname reaches the platform DNS,
+/// without taking the interface down.
+fn publish_hostname(env: &Env<'_>) {
+    let Some(iface) = primary_interface(env) else {
+        log::warn!("cannot publish the hostname: no default route");
+        return;
+    };
+    let cmd = if env.runner.exists("networkctl") && is_active(env, "systemd-networkd.service") {
+        Cmd::new("networkctl").args(["renew", &iface])
+    } else if env.runner.exists("nmcli") && is_active(env, "NetworkManager.service") {
+        Cmd::new("nmcli").args(["device", "reapply", &iface])
+    } else {
+        log::warn!("cannot publish the hostname: neither systemd-networkd nor NetworkManager is running");
+        return;
+    };
+    match env.runner.run(&cmd.timeout(Duration::from_secs(30))) {
+        Ok(_) => log::info!("published the hostname through a DHCP renewal on {iface}"),
+        Err(e) => log::warn!("publishing the hostname failed: {e}"),
+    }
+}
+
+fn is_active(env: &Env<'_>, unit: &str) -> bool {
+    env.runner.output(&Cmd::new("systemctl").args(["is-active", "--quiet", unit])).is_ok_and(|o| o.success())
+}
+
+/// The interface of the default route with the lowest metric, from `/proc/net/route`.
+pub fn primary_interface(env: &Env<'_>) -> Option<String> {
+    let table = std::fs::read_to_string(env.root.path("/proc/net/route")).ok()?;
+    parse_default_interface(&table)
+}
+
+/// The default-route interface in a `/proc/net/route` table.
+pub fn parse_default_interface(table: &str) -> Option<String> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let flags = u32::from_str_radix(f.get(3)?, 16).ok()?;
+            let metric = f.get(6)?.parse::<u32>().ok()?;
+            (f.get(1) == Some(&"00000000") && flags & 0x2 != 0).then(|| (metric, f[0].to_string()))
+        })
+        .min()
+        .map(|(_, iface)| iface)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::FakeRunner;
+    use crate::conf::Config;
+    use crate::root::HostRoot;
+
+    fn env<'a>(root: &'a HostRoot, config: &'a Config, runner: &'a FakeRunner) -> Env<'a> {
+        Env { root, config, runner }
+    }
+
+    #[test]
+    fn scsi_timeout_is_written_where_it_differs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (dev, t) in [("sda", "30\n"), ("sdb", "300\n"), ("vda", "30\n")] {
+            std::fs::create_dir_all(dir.path().join(format!("sys/block/{dev}/device"))).expect("mkdir");
+            std::fs::write(dir.path().join(format!("sys/block/{dev}/device/timeout")), t).expect("write");
+        }
+        let (root, config, runner) = (HostRoot::new(dir.path()), Config::default(), FakeRunner::new());
+        ScsiTimeout { timeout: 300, period: Duration::from_secs(30) }
+            .run(&env(&root, &config, &runner))
+            .expect("run");
+        let read = |d: &str| {
+            std::fs::read_to_string(dir.path().join(format!("sys/block/{d}/device/timeout"))).unwrap()
+        };
+        assert_eq!(read("sda"), "300");
+        assert_eq!(read("sdb"), "300\n", "left alone");
+        assert_eq!(read("vda"), "30\n", "not a SCSI disk");
+    }
+
+    #[test]
+    fn persistent_net_rules_are_moved_to_the_lib_dir() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("etc/udev/rules.d")).expect("mkdir");
+        std::fs::create_dir_all(dir.path().join("var/lib/waagent")).expect("mkdir");
+        std::fs::write(dir.path().join("etc/udev/rules.d/70-persistent-net.rules"), "rule").expect("write");
+        let (root, config, runner) = (HostRoot::new(dir.path()), Config::default(), FakeRunner::new());
+        PersistentNetRules { period: Duration::from_secs(30) }
+            .run(&env(&root, &config, &runner))
+            .expect("run");
+        assert!(!dir.path().join("etc/udev/rules.d/70-persistent-net.rules").exists());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("var/lib/waagent/70-persistent-net.rules")).unwrap(),
+            "rule"
+        );
+    }
+
+    #[test]
+    fn hostname_change_is_recorded_set_and_published_by_renewal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("proc/net")).expect("mkdir");
+        std::fs::create_dir_all(dir.path().join("etc")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("proc/net/route"),
+            "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n\
+             eth1\t00000000\t0100000A\t0003\t0\t0\t200\t00000000\n\
+             eth0\t00000000\t0100000A\t0003\t0\t0\t100\t00000000\n\
+             eth0\t0000000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\n",
+        )
+        .expect("write");
+        let (root, config, runner) = (HostRoot::new(dir.path()), Config::default(), FakeRunner::new());
+        let e = env(&root, &config, &runner);
+        let mut m = HostnameMonitor { period: Duration::from_secs(30), current: || Some("first".into()) };
+        m.run(&e).expect("baseline");
+        assert!(runner.calls().is_empty(), "the first run only records");
+        m.current = || Some("second".into());
+        m.run(&e).expect("change");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("var/lib/waagent/published_hostname")).unwrap(),
+            "second"
+        );
+        assert_eq!(std::fs::read_to_string(dir.path().join("etc/hostname")).unwrap(), "second\n");
+        let lines = runner.command_lines();
+        assert_eq!(lines.last().map(String::as_str), Some("networkctl renew eth0"), "{lines:?}");
+    }
+}
