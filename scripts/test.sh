@@ -22,9 +22,12 @@ WALA_SKIP_LOG=$(mktemp /tmp/wala-skips.XXXXXX)
 export WALA_SKIP_LOG
 trap 'rm -f "$log" "$WALA_SKIP_LOG"' EXIT
 cargo test --locked --workspace 2>&1 | tee "$log"
+echo "== boot integration (units, dracut module, package)"
+tests/boot/check.sh 2>&1 | tee -a "$log"
 echo "== summary"
 if [ -s "$WALA_SKIP_LOG" ]; then
   echo "skipped (with the reason):"
   sort -u "$WALA_SKIP_LOG"
 fi
-grep -E '^test result:' "$log" | awk '{p+=$4; f+=$6} END {printf "%d passed, %d failed\n", p, f}'
+# cargo's "test result:" lines plus the boot checks' own "N passed, M failed" line.
+awk '/^test result:/ {p+=$4; f+=$6} /^[0-9]+ passed, [0-9]+ failed$/ {p+=$1; f+=$3} END {printf "%d passed, %d failed\n", p, f}' "$log"

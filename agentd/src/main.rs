@@ -157,6 +157,11 @@ fn daemon(root: &HostRoot, config: Option<PathBuf>, verbose: bool) -> ExitCode {
     if loaded.config.logs_verbose {
         wala::logging::set_verbose(true);
     }
+    if !loaded.config.wala_enabled {
+        log::info!("wala is turned off (Wala.Enabled=n): the daemon does not run");
+        wala::daemon::notify::notify("READY=1");
+        return ExitCode::Disabled;
+    }
     let runner = wala::cmd::SystemRunner;
     let env = wala::daemon::Env { root, config: &loaded.config, runner: &runner };
     let tasks = wala::daemon::standard_tasks(&loaded.config);

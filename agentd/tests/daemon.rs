@@ -42,3 +42,23 @@ fn ready_then_sigterm_stops_within_a_second() {
     let log = std::fs::read_to_string(dir.path().join("var/log/waagent.log")).unwrap_or_default();
     assert!(log.contains(" INFO Daemon wala-agentd "), "{log}");
 }
+
+#[test]
+fn turned_off_in_the_configuration_it_exits_6_after_ready() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("etc")).expect("mkdir");
+    std::fs::write(dir.path().join("etc/waagent.conf"), "Wala.Enabled=n\n").expect("conf");
+    let sock_path = dir.path().join("notify");
+    let sock = UnixDatagram::bind(&sock_path).expect("bind");
+    sock.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let out = Command::new(BIN)
+        .args(["daemon", "--root"])
+        .arg(dir.path())
+        .env("NOTIFY_SOCKET", &sock_path)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(6));
+    let mut buf = [0u8; 64];
+    let n = sock.recv(&mut buf).expect("READY");
+    assert_eq!(&buf[..n], b"READY=1");
+}

@@ -59,6 +59,10 @@ fn main() -> std::process::ExitCode {
     if loaded.config.logs_verbose {
         wala::logging::set_verbose(true);
     }
+    if !loaded.config.wala_enabled && !cli.dry_run {
+        log::info!("wala is turned off (Wala.Enabled=n): nothing to do");
+        return ExitCode::Ok.into();
+    }
     let runner = wala::cmd::SystemRunner;
     let ctx = Context {
         kvp: if cli.dry_run { None } else { wala::kvp::KvpPool::for_root(&root) },

@@ -316,6 +316,9 @@ config_keys! {
     http_proxy_port: Option<u64> = "HttpProxy.Port", None;
     /// `dhcp`: find the WireServer from DHCP option 245; `static`: use 168.63.129.16.
     endpoint_discovery: EndpointDiscovery = "Protocol.EndpointDiscovery", EndpointDiscovery::Dhcp;
+    /// wala: run at all. `n` turns wala off completely (no provisioning, no Ready report, no daemon),
+    /// unlike `Provisioning.Agent=disabled`, which still reports Ready.
+    wala_enabled: bool = "Wala.Enabled", true;
     /// wala: the WireServer as `host[:port]` (default: found through DHCP option 245, else
     /// 168.63.129.16:80). For tests and simulation.
     wala_wireserver: Option<HostPort> = "Wala.WireServer", None;

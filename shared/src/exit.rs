@@ -17,6 +17,8 @@ pub enum ExitCode {
     NotImplemented = 4,
     /// An input document was rejected (`inspect`, `--dry-run` with a bad OVF).
     Rejected = 5,
+    /// wala is turned off in the configuration (`Wala.Enabled=n`); nothing was done.
+    Disabled = 6,
 }
 
 impl From<ExitCode> for std::process::ExitCode {
@@ -33,4 +35,5 @@ Exit codes:
   2  the command line could not be parsed
   3  the configuration has problems (check-config)
   4  the command is not built in wala yet; nothing was done
-  5  an input document was rejected";
+  5  an input document was rejected
+  6  wala is turned off (Wala.Enabled=n); nothing was done";
