@@ -142,7 +142,7 @@ fn run(command: Command, root: &HostRoot, config: Option<PathBuf>, verbose: bool
         Command::Deprovision { .. } => not_built("deprovision"),
         Command::CollectLogs { .. } => not_built("log collection"),
         Command::SerialConsole => not_built("serial console set-up"),
-        Command::SetupFirewall { .. } => not_built("firewall set-up"),
+        Command::SetupFirewall { destination } => setup_firewall(&destination),
     }
 }
 
@@ -169,6 +169,23 @@ fn daemon(root: &HostRoot, config: Option<PathBuf>, verbose: bool) -> ExitCode {
         Ok(_) => ExitCode::Ok,
         Err(e) => {
             log::error!("{e}");
+            ExitCode::Failure
+        }
+    }
+}
+
+fn setup_firewall(destination: &str) -> ExitCode {
+    let Ok(dst) = destination.parse::<std::net::Ipv4Addr>() else {
+        eprintln!("wala-agentd: --destination {destination:?} is not an IPv4 address");
+        return ExitCode::Usage;
+    };
+    let runner = wala::cmd::SystemRunner;
+    let result = wala::firewall::backend(&runner)
+        .and_then(|b| wala::firewall::ensure(&runner, b, dst, wala::firewall::agent_uid()));
+    match result {
+        Ok(_) => ExitCode::Ok,
+        Err(e) => {
+            eprintln!("wala-agentd: setup-firewall: {e}");
             ExitCode::Failure
         }
     }

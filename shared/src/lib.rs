@@ -11,6 +11,7 @@ pub mod distro;
 pub mod dvd;
 pub mod exit;
 pub mod files;
+pub mod firewall;
 pub mod hostname;
 pub mod imds;
 pub mod kvp;
