@@ -13,6 +13,7 @@ pub mod hostgaplugin;
 pub mod hostname;
 pub mod http;
 pub mod imds;
+pub mod inspect;
 pub mod kvp;
 pub mod legacy_cli;
 pub mod logging;
