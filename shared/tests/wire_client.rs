@@ -391,18 +391,6 @@ fn missing_role_instance_is_fetched_again() {
 }
 
 #[test]
-fn platform_client_ignores_proxy_environment() {
-    // A proxy variable pointing nowhere must not matter to the platform client.
-    std::env::set_var("http_proxy", "http://127.0.0.1:9");
-    std::env::set_var("HTTP_PROXY", "http://127.0.0.1:9");
-    let (_f, _lib, client) = setup();
-    let result = client.check_versions();
-    std::env::remove_var("http_proxy");
-    std::env::remove_var("HTTP_PROXY");
-    result.unwrap();
-}
-
-#[test]
 fn hostgaplugin_versions_health_and_vm_settings() {
     let f = Fabric::start_builtin().unwrap();
     let wire = WireClient::new(endpoints(&f), "/nonexistent").with_retry_policy(fast());
@@ -465,4 +453,50 @@ fn imds_instance_via_fabric() {
     assert!(start.elapsed() < Duration::from_secs(1));
     // The full IMDS budget is a few seconds.
     assert!(RetryPolicy::imds().deadline <= Duration::from_secs(5));
+}
+
+/// A one-shot HTTP proxy: accepts a CONNECT (which is how ureq uses an HTTP proxy), then answers
+/// the tunnelled request itself. Returns the request heads it received.
+fn one_shot_proxy() -> (std::net::SocketAddr, std::thread::JoinHandle<Vec<String>>) {
+    use std::io::{Read, Write};
+    fn read_head(s: &mut std::net::TcpStream) -> String {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if s.read(&mut byte).unwrap() == 0 {
+                break;
+            }
+            head.push(byte[0]);
+        }
+        String::from_utf8_lossy(&head).into_owned()
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut heads = vec![read_head(&mut s)];
+        if heads[0].starts_with("CONNECT ") {
+            s.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").unwrap();
+            heads.push(read_head(&mut s));
+        }
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok").unwrap();
+        heads
+    });
+    (addr, handle)
+}
+
+#[test]
+fn storage_client_goes_through_the_configured_proxy() {
+    let (addr, server) = one_shot_proxy();
+    let proxy = wala::http::ProxySetting { host: addr.ip().to_string(), port: addr.port() };
+    let client = HttpClient::storage(Some(&proxy));
+    assert_eq!(client.kind(), wala::http::ClientKind::Storage);
+    // The target host is never resolved or contacted: the proxy answers.
+    let request = Request::get("http://blob.example.invalid/c/b?sv=1&sig=SECRET");
+    let resp = client.send_once(&request, Duration::from_secs(5)).unwrap();
+    assert_eq!(resp.body, b"ok");
+    let heads = server.join().unwrap();
+    assert!(heads[0].starts_with("CONNECT blob.example.invalid:80 HTTP/1.1\r\n"), "{heads:?}");
+    assert!(heads[1].starts_with("GET /c/b?sv=1&sig=SECRET HTTP/1.1\r\n"), "{heads:?}");
 }

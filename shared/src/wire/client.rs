@@ -190,7 +190,22 @@ impl WireClient {
 
     /// GET a goal-state document by its URL (as given in the goal state) with the WireServer headers.
     pub fn fetch_document(&self, url: &str) -> Result<String, WireClientError> {
-        Ok(self.get(url)?.text())
+        Ok(self.get(&self.document_url(url))?.text())
+    }
+
+    /// The goal state's URLs are used verbatim, except that with an overridden WireServer
+    /// (`Wala.WireServer`) a URL naming the well-known address is sent to the override instead:
+    /// a lab or test setup must never reach out to 168.63.129.16.
+    pub fn document_url(&self, url: &str) -> String {
+        if self.endpoints.source != super::endpoint::Source::Override {
+            return url.to_string();
+        }
+        for prefix in ["http://168.63.129.16:80/", "http://168.63.129.16/"] {
+            if let Some(rest) = url.strip_prefix(prefix) {
+                return format!("{}/{rest}", self.endpoints.wireserver.base_url());
+            }
+        }
+        url.to_string()
     }
 
     /// The HostingEnvironmentConfig, when the goal state names one.
@@ -227,7 +242,7 @@ impl WireClient {
         let header = keys.header_value()?;
         let mut last_error = None;
         for cipher in CIPHERS {
-            let request = Self::wire_headers(Request::get(url.as_str()))
+            let request = Self::wire_headers(Request::get(self.document_url(url)))
                 .header("x-ms-cipher-name", cipher)
                 .header("x-ms-guest-agent-public-x509-cert", header.as_str());
             let outcome = self
@@ -352,5 +367,27 @@ impl Platform for WireClient {
         self.fetch_goal_state_certificates()
             .map(|s| s.into_iter().map(|c| c.thumbprint).collect())
             .map_err(|e| PlatformError(e.reason()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::endpoint::{Endpoint, Source};
+
+    #[test]
+    fn document_urls_follow_an_override_only() {
+        let e = Endpoint::new("127.0.0.1", 8080);
+        let mut eps = Endpoints::explicit(e.clone(), e.clone(), e);
+        let c = WireClient::new(eps.clone(), "/x");
+        assert_eq!(
+            c.document_url("http://168.63.129.16:80/machine/a?comp=config&type=x"),
+            "http://127.0.0.1:8080/machine/a?comp=config&type=x"
+        );
+        assert_eq!(c.document_url("http://168.63.129.16/m"), "http://127.0.0.1:8080/m");
+        assert_eq!(c.document_url("http://10.0.0.9/m"), "http://10.0.0.9/m");
+        eps.source = Source::RouteTable;
+        let c = WireClient::new(eps, "/x");
+        assert_eq!(c.document_url("http://168.63.129.16:80/m"), "http://168.63.129.16:80/m");
     }
 }
