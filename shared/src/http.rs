@@ -7,8 +7,8 @@
 //! (blob downloads and uploads) uses `HttpProxy.Host`/`HttpProxy.Port` or else the
 //! `http_proxy`/`https_proxy`/`no_proxy` environment.
 //!
-//! TLS is not compiled in yet (no storage download is built); an `https` URL fails with
-//! [`HttpError::Transport`].
+//! HTTPS (storage) goes through native-tls, that is the system's OpenSSL and its root
+//! certificates (so the distribution's FIPS and crypto policies apply), never a bundled root list.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -266,7 +266,12 @@ impl HttpClient {
     }
 
     fn build(kind: ClientKind, proxy: Option<ureq::Proxy>) -> Self {
+        let tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::NativeTls)
+            .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+            .build();
         let config = ureq::Agent::config_builder()
+            .tls_config(tls)
             .http_status_as_error(false)
             .proxy(proxy)
             .user_agent(user_agent())

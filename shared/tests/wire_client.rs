@@ -500,3 +500,27 @@ fn storage_client_goes_through_the_configured_proxy() {
     assert!(heads[0].starts_with("CONNECT blob.example.invalid:80 HTTP/1.1\r\n"), "{heads:?}");
     assert!(heads[1].starts_with("GET /c/b?sv=1&sig=SECRET HTTP/1.1\r\n"), "{heads:?}");
 }
+
+#[test]
+fn storage_https_verifies_the_server_certificate() {
+    use openssl::ssl::{SslAcceptor, SslMethod};
+    // A TLS server with a self-signed certificate: the handshake must be refused by the client.
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path();
+    wala::wire::certs::TransportKeys::load_or_create(lib).unwrap();
+    let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
+    acceptor.set_private_key_file(lib.join("TransportPrivate.pem"), openssl::ssl::SslFiletype::PEM).unwrap();
+    acceptor.set_certificate_chain_file(lib.join("TransportCert.pem")).unwrap();
+    let acceptor = acceptor.build();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (s, _) = listener.accept().unwrap();
+        acceptor.accept(s).is_err()
+    });
+    let err = HttpClient::storage(None)
+        .send_once(&Request::get(format!("https://{addr}/c/b")), Duration::from_secs(5))
+        .unwrap_err();
+    assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");
+    assert!(server.join().unwrap(), "the server saw a failed handshake");
+}
