@@ -524,3 +524,25 @@ fn storage_https_verifies_the_server_certificate() {
     assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");
     assert!(server.join().unwrap(), "the server saw a failed handshake");
 }
+
+#[test]
+fn throttling_allows_more_attempts_at_a_fixed_delay() {
+    let (f, _lib, client) = setup();
+    // Eight 429s: more than the 6 attempts of an unthrottled request, within the throttled 25.
+    f.add_fault(
+        Fault::new(
+            Listener::Wireserver,
+            "/machine/?comp=goalstate",
+            FaultAction::Status { status: 429, body: None },
+        )
+        .times(8),
+    );
+    let start = Instant::now();
+    client.goal_state().unwrap();
+    let reqs: Vec<RecordedRequest> = wire_requests(&f);
+    assert_eq!(reqs.len(), 9);
+    // Fixed 50 ms apart (scaled throttle delay), not doubling up to the 400 ms cap.
+    assert!(start.elapsed() < Duration::from_millis(1500), "{:?}", start.elapsed());
+    let gaps: Vec<u64> = reqs.windows(2).map(|w| w[1].elapsed_ms - w[0].elapsed_ms).collect();
+    assert!(gaps.iter().all(|g| (40..300).contains(g)), "{gaps:?}");
+}
