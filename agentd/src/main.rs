@@ -56,6 +56,18 @@ enum Command {
     },
     /// Configure GRUB for the serial console on ttyS0
     SerialConsole,
+    /// Parse a document as wala would and print what was understood as JSON (secrets redacted).
+    /// KIND: ovf, goal-state, hosting-env, shared-config, extensions-config, vm-settings,
+    /// certificates, dhcp-lease, handler-manifest, ext-status, imds, conf.
+    /// Exits 5 when the document is rejected, 3 when a configuration has problems, 4 for a kind
+    /// not built yet.
+    Inspect {
+        /// The kind of document
+        #[arg(value_parser = inspect_kinds())]
+        kind: String,
+        /// The file to read
+        file: PathBuf,
+    },
     /// Install the firewall rules that protect the WireServer
     SetupFirewall {
         /// The WireServer address to protect
@@ -138,6 +150,7 @@ fn run(command: Command, root: &HostRoot, config: Option<PathBuf>, verbose: bool
                 ExitCode::ConfigProblems
             }
         }
+        Command::Inspect { kind, file } => inspect(&kind, &file),
         Command::Daemon => daemon(root, config, verbose),
         Command::Deprovision { .. } => not_built("deprovision"),
         Command::CollectLogs { .. } => not_built("log collection"),
@@ -188,6 +201,41 @@ fn setup_firewall(destination: &str) -> ExitCode {
             eprintln!("wala-agentd: setup-firewall: {e}");
             ExitCode::Failure
         }
+    }
+}
+
+fn inspect_kinds() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(wala::inspect::Kind::ALL.iter().map(|(name, _)| *name))
+}
+
+fn inspect(kind: &str, file: &std::path::Path) -> ExitCode {
+    use wala::inspect::{inspect, Kind, Outcome};
+    let Some(kind) = Kind::from_name(kind) else { return ExitCode::Usage };
+    let bytes = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("wala: {}: {e}", file.display());
+            return ExitCode::Failure;
+        }
+    };
+    let print = |v: &serde_json::Value| match serde_json::to_string_pretty(v) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("wala: {e}"),
+    };
+    match inspect(kind, file, &bytes, std::time::SystemTime::now()) {
+        Outcome::Parsed(v) => {
+            print(&v);
+            ExitCode::Ok
+        }
+        Outcome::Problems(v) => {
+            print(&v);
+            ExitCode::ConfigProblems
+        }
+        Outcome::Rejected(why) => {
+            eprintln!("wala: {}: rejected: {why}", file.display());
+            ExitCode::Rejected
+        }
+        Outcome::NotBuilt(what) => not_built(what),
     }
 }
 
