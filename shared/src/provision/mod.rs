@@ -420,7 +420,7 @@ pub fn run_network(ctx: &Context<'_>, platform: &dyn Platform) -> Result<Network
         return Err(e);
     }
     if st.mode == Mode::Provision {
-        if let Err(e) = network_steps(ctx) {
+        if let Err(e) = network_steps(ctx, platform) {
             log::error!("Provisioning failed: {e}");
             if report_failure(ctx, platform, &vm_id, &e) {
                 st.local = LocalResult::Failed { step: e.step.clone(), reason: e.reason.clone() };
@@ -440,7 +440,7 @@ pub fn run_network(ctx: &Context<'_>, platform: &dyn Platform) -> Result<Network
     Ok(NetworkOutcome::Ready)
 }
 
-fn network_steps(ctx: &Context<'_>) -> Result<(), ProvisionError> {
+fn network_steps(ctx: &Context<'_>, platform: &dyn Platform) -> Result<(), ProvisionError> {
     let lib = ctx.lib_dir();
     let saved = files::read_optional(&ctx.root.path(lib.join("ovf-env.xml")))
         .map_err(|e| ProvisionError::new("ovf", e))?
@@ -448,14 +448,53 @@ fn network_steps(ctx: &Context<'_>) -> Result<(), ProvisionError> {
     let env = ovf::parse(&saved).map_err(|e| ProvisionError::new("ovf", e.reason()))?;
     let plan = Plan::build(&ctx.root, &env, ctx.config, "").map_err(|e| ProvisionError::new("plan", e))?;
     if !plan.certificate_keys.is_empty() {
-        return Err(ProvisionError::new(
-            "certificate-keys",
-            "SSH keys given by certificate fingerprint are not supported by this build of wala yet",
-        ));
+        deploy_certificate_keys(ctx, platform, &plan)?;
     }
     if plan.custom_data.as_ref().is_some_and(|c| c.execute) {
         customdata::execute(&ctx.root, ctx.runner, &lib)
             .map_err(|e| ProvisionError::new("custom-data", e))?;
+    }
+    Ok(())
+}
+
+/// SSH keys and key pairs the OVF names by certificate thumbprint: fetch the goal state's
+/// certificates (decrypted into `<THUMBPRINT>.crt`/`.prv` in the lib dir) and deploy them.
+fn deploy_certificate_keys(
+    ctx: &Context<'_>,
+    platform: &dyn Platform,
+    plan: &Plan,
+) -> Result<(), ProvisionError> {
+    let err = |e: &dyn std::fmt::Display| ProvisionError::new("certificate-keys", e);
+    let thumbprints = platform.fetch_certificates().map_err(|e| ProvisionError::new("certificates", e))?;
+    let account = user::lookup(&ctx.root, &plan.user.name)
+        .map_err(|e| err(&e))?
+        .ok_or_else(|| err(&format!("user {} does not exist", plan.user.name)))?;
+    let lib = ctx.root.path(&plan.paths.lib_dir);
+    for key in &plan.certificate_keys {
+        let Some(thumb) = thumbprints.iter().find(|t| t.eq_ignore_ascii_case(&key.fingerprint)) else {
+            return Err(err(&format!("certificate {} is not in the goal state", key.fingerprint)));
+        };
+        let path = ssh::resolve_key_path(Some(&key.path.to_string_lossy()), &account, &plan.paths.home_base)
+            .map_err(|e| err(&e))?;
+        if key.key_pair {
+            let file = lib.join(format!("{thumb}.prv"));
+            let pem = crate::secret::Secret::new(
+                std::fs::read(&file).map_err(|e| err(&format!("{}: {e}", file.display())))?,
+            );
+            let (private, public) =
+                crate::wire::certs::ssh_keypair_from_prv_pem(pem.expose()).map_err(|e| err(&e))?;
+            ssh::deploy_key_pair(&ctx.root, &account, &path, &private, &public).map_err(|e| err(&e))?;
+        } else {
+            let file = lib.join(format!("{thumb}.crt"));
+            let pem = std::fs::read(&file).map_err(|e| err(&format!("{}: {e}", file.display())))?;
+            let line = crate::wire::certs::openssh_key_from_cert_pem(&pem).map_err(|e| err(&e))?;
+            ssh::deploy_authorized_keys(&ctx.root, &account, &path, &[line]).map_err(|e| err(&e))?;
+        }
+        log::info!(
+            "deployed the {} of certificate {thumb} to {}",
+            if key.key_pair { "key pair" } else { "SSH key" },
+            path.display()
+        );
     }
     Ok(())
 }
