@@ -141,6 +141,23 @@ impl HostGaPluginClient {
     }
 }
 
+impl HostGaPluginClient {
+    /// `PUT /status` with a status-blob envelope (spec §6.5), one attempt; 200 is success.
+    pub fn put_status(&self, who: &ContainerIdentity, envelope: &str) -> Result<(), HostGaPluginError> {
+        let request =
+            Self::with_identity(Request::put(self.url("/status"), envelope.as_bytes().to_vec()), who)
+                .header("content-type", "application/json");
+        let resp = self.http.send_once(&request, self.single_timeout)?;
+        match resp.status {
+            200 | 201 => Ok(()),
+            410 => Err(HttpError::Stale { method: request.method, url: request.url, status: 410 }.into()),
+            status => {
+                Err(HostGaPluginError::Status { status, body: resp.text().chars().take(200).collect() })
+            }
+        }
+    }
+}
+
 /// A random UUID (version 4) for `x-ms-client-correlationid`.
 pub fn correlation_id() -> String {
     let mut b = [0u8; 16];

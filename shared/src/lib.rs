@@ -26,6 +26,7 @@ pub mod provision;
 pub mod root;
 pub mod secret;
 pub mod ssh;
+pub mod status_blob;
 pub mod user;
 pub mod vmid;
 pub mod wire;

@@ -392,9 +392,8 @@ pub fn run_network(ctx: &Context<'_>, platform: &dyn Platform) -> Result<Network
     let lib = ctx.lib_dir();
     let vm_id = vm_id(&ctx.root)?;
     let recorded = state::load(&ctx.root, &lib).filter(|s| s.vm_id == vm_id);
-    if state::provisioned_for(&ctx.root, &lib, &vm_id)
-        && recorded.as_ref().is_none_or(|s| s.final_report_sent)
-    {
+    let provisioned = state::provisioned_for(&ctx.root, &lib, &vm_id);
+    if provisioned && recorded.as_ref().is_none_or(|s| s.final_report_sent) {
         return Ok(NetworkOutcome::NothingToDo(format!("already provisioned (VM id {vm_id})")));
     }
     let Some(mut st) = recorded else {
@@ -419,7 +418,8 @@ pub fn run_network(ctx: &Context<'_>, platform: &dyn Platform) -> Result<Network
         }
         return Err(e);
     }
-    if st.mode == Mode::Provision {
+    // With the marker written, the network steps are done: only the report is missing.
+    if st.mode == Mode::Provision && !provisioned {
         if let Err(e) = network_steps(ctx, platform) {
             log::error!("Provisioning failed: {e}");
             if report_failure(ctx, platform, &vm_id, &e) {
@@ -455,6 +455,19 @@ fn network_steps(ctx: &Context<'_>, platform: &dyn Platform) -> Result<(), Provi
             .map_err(|e| ProvisionError::new("custom-data", e))?;
     }
     Ok(())
+}
+
+/// For the daemon: if the final provisioning report never reached the platform (the network stage
+/// failed to send it, or was killed), send it now. `Ok(true)` when something was sent.
+pub fn retry_final_report(ctx: &Context<'_>, platform: &dyn Platform) -> Result<bool, ProvisionError> {
+    let vm_id = vm_id(&ctx.root)?;
+    match state::load(&ctx.root, &ctx.lib_dir()) {
+        Some(s) if s.vm_id == vm_id && !s.final_report_sent && s.mode != Mode::CloudInit => {
+            log::info!("the provisioning result was never reported; reporting it now");
+            run_network(ctx, platform).map(|_| true)
+        }
+        _ => Ok(false),
+    }
 }
 
 /// SSH keys and key pairs the OVF names by certificate thumbprint: fetch the goal state's
@@ -617,6 +630,22 @@ mod tests {
         let p = RecordingPlatform::default();
         assert_eq!(run_network(&c, &p), Ok(NetworkOutcome::Ready));
         assert_eq!(p.reports().last(), Some(&ProvisioningHealth::Ready));
+    }
+
+    #[test]
+    fn the_daemon_resends_only_a_missing_report() {
+        let (dir, config) = setup(LocalResult::Done, Mode::Provision);
+        let runner = FakeRunner::new();
+        let c = ctx(&dir, &config, &runner);
+        // The network stage ran the steps and wrote the marker, but Ready did not get through.
+        assert!(run_network(&c, &RecordingPlatform::failing()).is_err());
+        assert!(state::provisioned_for(&c.root, config.lib_dir.as_path(), ID));
+        let p = RecordingPlatform::default();
+        assert_eq!(retry_final_report(&c, &p), Ok(true));
+        assert_eq!(p.reports(), vec![ProvisioningHealth::Provisioning, ProvisioningHealth::Ready]);
+        let p = RecordingPlatform::default();
+        assert_eq!(retry_final_report(&c, &p), Ok(false));
+        assert!(p.reports().is_empty());
     }
 
     #[test]
