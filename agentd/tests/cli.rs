@@ -77,11 +77,13 @@ fn waagent_missing_configuration_path_fails_like_waagent() {
 fn commands_not_built_yet_say_so_and_fail() {
     let dir = tempfile::tempdir().expect("tempdir");
     let w = waagent(dir.path());
-    for args in [&["-deprovision+user", "-force"][..], &["-collect-logs", "-full"], &["-serialconsole"]] {
+    for args in [&["-start"][..], &["-setup-firewall=168.63.129.16"]] {
         let out = run(&w, args);
         assert_eq!(out.status.code(), Some(4), "{args:?}");
         assert!(stderr(&out).contains("not built yet; nothing was done"), "{args:?}: {}", stderr(&out));
     }
+    let out = run(Path::new(BIN), &["setup-firewall", "--destination", "168.63.129.16"]);
+    assert_eq!(out.status.code(), Some(4));
 }
 
 #[test]

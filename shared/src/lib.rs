@@ -4,26 +4,32 @@
 pub mod cmd;
 pub mod conf;
 pub mod customdata;
+pub mod deprovision;
 pub mod dhcp;
 pub mod disk;
 pub mod distro;
 pub mod dvd;
 pub mod exit;
 pub mod files;
+pub mod grub;
 pub mod hostname;
 pub mod imds;
 pub mod kvp;
 pub mod legacy_cli;
+pub mod logcollect;
 pub mod logging;
 pub mod ovf;
 pub mod platform;
+pub mod platform_features;
 pub mod provision;
 pub mod root;
 pub mod secret;
+pub mod serialconsole;
 pub mod ssh;
 pub mod user;
 pub mod vmid;
 pub mod wire;
+pub mod ziparchive;
 
 /// wala's own version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
