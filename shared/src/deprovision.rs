@@ -199,7 +199,7 @@ pub fn confirm(plan: &Plan, input: &mut dyn BufRead, output: &mut dyn Write) -> 
 /// What [`apply`] did.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
-    /// Host paths removed (or emptied, for `/etc/machine-id`).
+    /// Host paths removed (or emptied, for `/etc/machine-id`), and `user NAME` for a deleted account.
     pub removed: Vec<PathBuf>,
     /// Informational notes (things left alone and why).
     pub notes: Vec<String>,

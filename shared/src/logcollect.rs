@@ -292,6 +292,11 @@ impl Collector<'_> {
         let data = match kind {
             Kind::Log => data,
             Kind::State | Kind::Ovf => {
+                if truncated {
+                    // A cut could start inside a secret value, past the key that marks it.
+                    self.skip(name, "agent state larger than the per-file limit");
+                    return Ok(());
+                }
                 if data.contains(&0) {
                     self.binary_skipped += 1;
                     return Ok(());
@@ -573,6 +578,24 @@ mod tests {
         );
         assert_eq!(redact_custom_data("<CustomData>open"), None);
         assert_eq!(redact_custom_data("<CustomData"), None);
+    }
+
+    #[test]
+    fn large_state_files_are_left_out_not_cut() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = HostRoot::new(dir.path());
+        let value = "S".repeat(4096);
+        std::fs::create_dir_all(dir.path().join("var/lib/waagent")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("var/lib/waagent/0.settings"),
+            format!("{{\"protectedSettings\":\"{value}\"}}"),
+        )
+        .expect("write");
+        let limits = Limits { per_file: 1024, ..Limits::normal() };
+        let c = collect(&root, &crate::cmd::FakeRunner::new(), &Config::default(), None, limits)
+            .expect("collect");
+        assert!(!c.entries.iter().any(|(n, _)| n.ends_with("0.settings")), "{:?}", c.entries);
+        assert!(c.skipped.iter().any(|(n, why)| n.ends_with("0.settings") && why.contains("per-file limit")));
     }
 
     #[test]
