@@ -1,9 +1,10 @@
 //! `wala-agentd`: the steady-state daemon and the administrative commands. Also answers to the name
 //! `waagent` (a symlink), taking waagent's single-dash flags.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
+use wala::cmd::SystemRunner;
 use wala::exit::{ExitCode, EXIT_CODES_HELP};
 use wala::legacy_cli::{self, LegacyCommand};
 use wala::root::HostRoot;
@@ -39,7 +40,9 @@ enum Command {
     ShowConfiguration,
     /// Print the version and the distribution
     Version,
-    /// Remove machine-specific state before capturing an image
+    /// Remove machine-specific state before capturing an image (see docs/deprovision.md). Prints
+    /// what will be removed and asks for confirmation; any answer but y/Y exits 1 with nothing
+    /// changed
     Deprovision {
         /// Also delete the last provisioned user and its home directory
         #[arg(long)]
@@ -48,9 +51,9 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Collect logs and state (without secrets) into a zip file
+    /// Collect logs and state (without secrets) into <Lib.Dir>/logcollector/logs.zip
     CollectLogs {
-        /// Collect the full set of logs
+        /// Raise the size limit from 32 MiB to 256 MiB and add the system logs
         #[arg(long)]
         full: bool,
     },
@@ -152,9 +155,17 @@ fn run(command: Command, root: &HostRoot, config: Option<PathBuf>, verbose: bool
         }
         Command::Inspect { kind, file } => inspect(&kind, &file),
         Command::Daemon => daemon(root, config, verbose),
-        Command::Deprovision { .. } => not_built("deprovision"),
-        Command::CollectLogs { .. } => not_built("log collection"),
-        Command::SerialConsole => not_built("serial console set-up"),
+        Command::Deprovision { user, force } => {
+            let loaded = wala::conf::load_or_defaults(root, config.as_deref());
+            loaded.log_problems();
+            deprovision(root, &loaded.config, user, force)
+        }
+        Command::CollectLogs { full } => {
+            let loaded = wala::conf::load_or_defaults(root, config.as_deref());
+            loaded.log_problems();
+            collect_logs(root, &loaded.config, loaded.source.as_deref(), full)
+        }
+        Command::SerialConsole => serial_console(root),
         Command::SetupFirewall { destination } => setup_firewall(&destination),
     }
 }
@@ -236,6 +247,89 @@ fn inspect(kind: &str, file: &std::path::Path) -> ExitCode {
             ExitCode::Rejected
         }
         Outcome::NotBuilt(what) => not_built(what),
+    }
+}
+
+/// Deprovision: warnings and a prompt unless `force`; an answer other than yes exits 1 having
+/// changed nothing.
+fn deprovision(root: &HostRoot, config: &wala::conf::Config, user: bool, force: bool) -> ExitCode {
+    use wala::deprovision;
+    let plan = deprovision::plan(root, config, deprovision::Options { user });
+    if force {
+        for w in &plan.warnings {
+            println!("{w}");
+        }
+    } else if !deprovision::confirm(&plan, &mut std::io::stdin().lock(), &mut std::io::stdout()) {
+        println!("Deprovision is cancelled; nothing was changed.");
+        return ExitCode::Failure;
+    }
+    deprovision::ignore_interrupts();
+    let report = deprovision::apply(root, &SystemRunner, &plan);
+    for path in &report.removed {
+        log::debug!("removed {}", path.display());
+    }
+    for note in &report.notes {
+        println!("{note}");
+    }
+    if report.ok() {
+        println!("Deprovisioned: {} item(s) removed.", report.removed.len());
+        ExitCode::Ok
+    } else {
+        for f in &report.failures {
+            eprintln!("deprovision failed: {f}");
+        }
+        ExitCode::Failure
+    }
+}
+
+fn collect_logs(
+    root: &HostRoot,
+    config: &wala::conf::Config,
+    config_file: Option<&Path>,
+    full: bool,
+) -> ExitCode {
+    use wala::logcollect::{self, Limits};
+    let limits = if full { Limits::full() } else { Limits::normal() };
+    match logcollect::collect(root, &SystemRunner, config, config_file, limits) {
+        Ok(c) => {
+            println!(
+                "Log collection written to {} ({} files, {} bytes; {} left out, see {})",
+                c.zip.display(),
+                c.entries.len(),
+                c.zip_size,
+                c.skipped.len(),
+                c.results.display()
+            );
+            ExitCode::Ok
+        }
+        Err(e) => {
+            eprintln!("log collection failed: {e}");
+            ExitCode::Failure
+        }
+    }
+}
+
+fn serial_console(root: &HostRoot) -> ExitCode {
+    match wala::serialconsole::configure(root, &SystemRunner) {
+        Ok(change) => {
+            let file = root.path(wala::grub::DEFAULT_GRUB);
+            if change.changed {
+                println!("{}: serial console on ttyS0 configured", file.display());
+            } else {
+                println!("{}: serial console on ttyS0 already configured", file.display());
+            }
+            if let Some(cmd) = &change.regenerated_with {
+                println!("GRUB configuration regenerated with `{cmd}`; takes effect at the next boot");
+            }
+            if let Some(why) = &change.not_regenerated {
+                println!("{why}");
+            }
+            ExitCode::Ok
+        }
+        Err(e) => {
+            eprintln!("serial console set-up failed: {e}");
+            ExitCode::Failure
+        }
     }
 }
 
