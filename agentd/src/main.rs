@@ -33,7 +33,14 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the steady-state daemon (goal state, extensions, status, monitors)
-    Daemon,
+    Daemon {
+        /// Benchmarks: stop after this many event-loop wake-ups
+        #[arg(long, hide = true)]
+        max_wakeups: Option<u64>,
+        /// Benchmarks: poll the goal state every this many milliseconds
+        #[arg(long, hide = true)]
+        goal_state_period_ms: Option<u64>,
+    },
     /// Check the configuration file and list every problem; exits 3 when there are any
     CheckConfig,
     /// Print the effective configuration as `Key = Value` lines (waagent's format)
@@ -113,7 +120,9 @@ fn run_legacy(args: &[String]) -> ExitCode {
         LegacyCommand::Version => Command::Version,
         LegacyCommand::ShowConfiguration => Command::ShowConfiguration,
         LegacyCommand::Deprovision { user } => Command::Deprovision { user, force: inv.force },
-        LegacyCommand::Daemon | LegacyCommand::RunExtHandlers => Command::Daemon,
+        LegacyCommand::Daemon | LegacyCommand::RunExtHandlers => {
+            Command::Daemon { max_wakeups: None, goal_state_period_ms: None }
+        }
         LegacyCommand::CollectLogs => Command::CollectLogs { full: inv.full },
         LegacyCommand::SerialConsole => Command::SerialConsole,
         LegacyCommand::SetupFirewall { destination } => Command::SetupFirewall { destination },
@@ -154,7 +163,10 @@ fn run(command: Command, root: &HostRoot, config: Option<PathBuf>, verbose: bool
             }
         }
         Command::Inspect { kind, file } => inspect(&kind, &file),
-        Command::Daemon => daemon(root, config, verbose),
+        Command::Daemon { max_wakeups, goal_state_period_ms } => {
+            let limits = wala::daemon::Limits { max_wakeups };
+            daemon(root, config, verbose, limits, goal_state_period_ms.map(std::time::Duration::from_millis))
+        }
         Command::Deprovision { user, force } => {
             let loaded = wala::conf::load_or_defaults(root, config.as_deref());
             loaded.log_problems();
@@ -170,7 +182,13 @@ fn run(command: Command, root: &HostRoot, config: Option<PathBuf>, verbose: bool
     }
 }
 
-fn daemon(root: &HostRoot, config: Option<PathBuf>, verbose: bool) -> ExitCode {
+fn daemon(
+    root: &HostRoot,
+    config: Option<PathBuf>,
+    verbose: bool,
+    limits: wala::daemon::Limits,
+    goal_state_period: Option<std::time::Duration>,
+) -> ExitCode {
     wala::logging::init(wala::logging::LogSettings {
         component: "Daemon",
         verbose,
@@ -186,10 +204,11 @@ fn daemon(root: &HostRoot, config: Option<PathBuf>, verbose: bool) -> ExitCode {
         wala::daemon::notify::notify("READY=1");
         return ExitCode::Disabled;
     }
-    let runner = wala::cmd::SystemRunner;
-    let env = wala::daemon::Env { root, config: &loaded.config, runner: &runner };
-    let tasks = wala::daemon::standard_tasks(&loaded.config);
-    match wala::daemon::run(&env, tasks, wala::daemon::Limits::default()) {
+    wala::wire::certs::apply_fips(root, loaded.config.enable_fips);
+    let tasks = wala::daemon::all_tasks(root, &loaded.config, goal_state_period);
+    let owned =
+        wala::daemon::Owned { root: root.clone(), config: loaded.config, runner: wala::cmd::SystemRunner };
+    match wala::daemon::run(owned, tasks, limits) {
         Ok(_) => ExitCode::Ok,
         Err(e) => {
             log::error!("{e}");

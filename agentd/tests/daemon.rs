@@ -1,36 +1,78 @@
-//! The real daemon: tells systemd it is ready, and stops cleanly and quickly on SIGTERM.
+//! The real daemon against the fabric simulator on loopback: it tells systemd it is ready, stops
+//! within a second of SIGTERM even while a request hangs, uploads status once and then only when
+//! something changed, and sends a provisioning report that never got through.
 
 use std::os::unix::net::UnixDatagram;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use wala_fabric::{Fabric, Fault, FaultAction, Listener};
+
 const BIN: &str = env!("CARGO_BIN_EXE_wala-agentd");
 
-#[test]
-fn ready_then_sigterm_stops_within_a_second() {
+/// A root whose configuration points every platform endpoint at the fabric.
+fn root_for(fabric: &Fabric, extra: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
-    for d in ["etc", "var/log"] {
+    for d in ["etc", "var/log", "var/lib/waagent", "sys/class/dmi/id", "sys/firmware/efi"] {
         std::fs::create_dir_all(dir.path().join(d)).expect("mkdir");
     }
-    std::fs::write(dir.path().join("etc/waagent.conf"), "OS.RootDeviceScsiTimeout=300\n").expect("conf");
-    let sock_path = dir.path().join("notify");
-    let sock = UnixDatagram::bind(&sock_path).expect("bind");
+    std::fs::write(dir.path().join("sys/class/dmi/id/product_uuid"), "7E5C3F2A-1B4D-4E6F-8A9B-0C1D2E3F4A5B")
+        .expect("id");
+    std::fs::write(dir.path().join("etc/hostname"), "wala-vm\n").expect("hostname");
+    let conf = format!(
+        "Wala.WireServer={}\nWala.HostGAPlugin={}\nWala.Imds={}\n{extra}",
+        fabric.wire_addr(),
+        fabric.hgap_addr(),
+        fabric.imds_addr()
+    );
+    std::fs::write(dir.path().join("etc/waagent.conf"), conf).expect("conf");
+    dir
+}
+
+fn notify_socket(dir: &Path) -> (UnixDatagram, std::path::PathBuf) {
+    let path = dir.join("notify");
+    let sock = UnixDatagram::bind(&path).expect("bind");
     sock.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    (sock, path)
+}
+
+fn recv(sock: &UnixDatagram) -> String {
+    let mut buf = [0u8; 128];
+    let n = sock.recv(&mut buf).expect("notify message");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+fn count(fabric: &Fabric, listener: Listener, needle: &str) -> usize {
+    fabric.requests().iter().filter(|r| r.listener == listener && r.target.contains(needle)).count()
+}
+
+#[test]
+fn sigterm_stops_within_a_second_even_while_a_request_hangs() {
+    let fabric = Fabric::start_builtin().expect("fabric");
+    fabric.add_fault(Fault::new(
+        Listener::Wireserver,
+        "/machine/?comp=goalstate",
+        FaultAction::Delay { ms: 30_000 },
+    ));
+    let dir = root_for(&fabric, "");
+    let (sock, path) = notify_socket(dir.path());
     let mut child = Command::new(BIN)
         .args(["daemon", "--root"])
         .arg(dir.path())
-        .env("NOTIFY_SOCKET", &sock_path)
+        .env("NOTIFY_SOCKET", &path)
         .spawn()
         .expect("spawn");
-    let mut buf = [0u8; 128];
-    let n = sock.recv(&mut buf).expect("READY");
-    assert_eq!(&buf[..n], b"READY=1");
-
+    assert_eq!(recv(&sock), "READY=1");
+    let waiting = Instant::now();
+    while count(&fabric, Listener::Wireserver, "comp=goalstate") == 0 {
+        assert!(waiting.elapsed() < Duration::from_secs(10), "the daemon never asked for the goal state");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let sent = Instant::now();
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let n = sock.recv(&mut buf).expect("STOPPING");
-    assert_eq!(&buf[..n], b"STOPPING=1");
+    assert_eq!(recv(&sock), "STOPPING=1");
     let status = loop {
         if let Some(s) = child.try_wait().expect("wait") {
             break s;
@@ -40,7 +82,68 @@ fn ready_then_sigterm_stops_within_a_second() {
     };
     assert_eq!(status.code(), Some(0));
     let log = std::fs::read_to_string(dir.path().join("var/log/waagent.log")).unwrap_or_default();
-    assert!(log.contains(" INFO Daemon wala-agentd "), "{log}");
+    assert!(log.contains(" INFO Daemon wala-agentd stopping after "), "{log}");
+}
+
+fn run_polls(dir: &Path, polls: u64) -> std::process::Output {
+    Command::new(BIN)
+        .args(["daemon", "--goal-state-period-ms", "20", "--max-wakeups", &polls.to_string(), "--root"])
+        .arg(dir)
+        .output()
+        .expect("run")
+}
+
+#[test]
+fn status_is_uploaded_once_then_only_when_the_goal_state_changes() {
+    let fabric = Fabric::start_builtin().expect("fabric");
+    let dir = root_for(&fabric, "");
+    let out = run_polls(dir.path(), 30);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let polls = count(&fabric, Listener::Wireserver, "comp=goalstate");
+    assert!(polls >= 25, "{polls} goal-state polls");
+    assert_eq!(count(&fabric, Listener::Hostgaplugin, "/status"), 1, "one upload while nothing changes");
+    let blob = fabric.status_blob().expect("status blob");
+    let doc: serde_json::Value = serde_json::from_slice(&blob.data).expect("status JSON");
+    assert_eq!(doc["version"], "1.1");
+    assert_eq!(doc["aggregateStatus"]["guestAgentStatus"]["status"], "Ready");
+    assert_eq!(doc["aggregateStatus"]["guestAgentStatus"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(doc["guestOSInfo"]["computerName"], "wala-vm");
+    let first = doc["aggregateStatus"]["vmArtifactsAggregateStatus"]["goalStateAggregateStatus"]
+        ["inSvdSeqNo"]
+        .clone();
+
+    // A new process, and the next three goal states each a new incarnation (the first already at
+    // start-up): three uploads, the last naming the newest incarnation.
+    fabric.add_fault(
+        Fault::new(Listener::Wireserver, "/machine/?comp=goalstate", FaultAction::BumpIncarnation).times(3),
+    );
+    let out = run_polls(dir.path(), 30);
+    assert!(out.status.success());
+    assert_eq!(count(&fabric, Listener::Hostgaplugin, "/status"), 1 + 3, "one upload per change");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&fabric.status_blob().expect("blob").data).expect("JSON");
+    let last =
+        &doc["aggregateStatus"]["vmArtifactsAggregateStatus"]["goalStateAggregateStatus"]["inSvdSeqNo"];
+    assert_eq!(last.as_u64(), first.as_u64().map(|n| n + 3));
+}
+
+#[test]
+fn a_provisioning_report_that_never_got_through_is_sent() {
+    let fabric = Fabric::start_builtin().expect("fabric");
+    let dir = root_for(&fabric, "");
+    let lib = dir.path().join("var/lib/waagent");
+    std::fs::write(lib.join("provisioned"), "7E5C3F2A-1B4D-4E6F-8A9B-0C1D2E3F4A5B").expect("marker");
+    std::fs::write(
+        lib.join("wala-provisioning.json"),
+        r#"{"vm_id":"7E5C3F2A-1B4D-4E6F-8A9B-0C1D2E3F4A5B","mode":"provision","local":{"result":"done"},"final_report_sent":false}"#,
+    )
+    .expect("state");
+    let out = run_polls(dir.path(), 3);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let states: Vec<String> = fabric.health_reports().iter().map(|h| h.state.clone()).collect();
+    assert_eq!(states.last().map(String::as_str), Some("Ready"), "{states:?}");
+    let state = std::fs::read_to_string(lib.join("wala-provisioning.json")).expect("state");
+    assert!(state.contains("\"final_report_sent\": true"), "{state}");
 }
 
 #[test]
@@ -48,17 +151,13 @@ fn turned_off_in_the_configuration_it_exits_6_after_ready() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(dir.path().join("etc")).expect("mkdir");
     std::fs::write(dir.path().join("etc/waagent.conf"), "Wala.Enabled=n\n").expect("conf");
-    let sock_path = dir.path().join("notify");
-    let sock = UnixDatagram::bind(&sock_path).expect("bind");
-    sock.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let (sock, path) = notify_socket(dir.path());
     let out = Command::new(BIN)
         .args(["daemon", "--root"])
         .arg(dir.path())
-        .env("NOTIFY_SOCKET", &sock_path)
+        .env("NOTIFY_SOCKET", &path)
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(6));
-    let mut buf = [0u8; 64];
-    let n = sock.recv(&mut buf).expect("READY");
-    assert_eq!(&buf[..n], b"READY=1");
+    assert_eq!(recv(&sock), "READY=1");
 }

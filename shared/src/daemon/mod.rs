@@ -2,6 +2,7 @@
 //! when due; SIGTERM/SIGINT (through a signalfd) stop the loop within one wake-up; systemd is told
 //! READY and STOPPING.
 
+pub mod goal_state;
 pub mod monitors;
 pub mod notify;
 pub mod signals;
@@ -60,27 +61,90 @@ pub struct Summary {
 }
 
 struct Scheduled<'t> {
-    task: Box<dyn Task + 't>,
+    task: Box<dyn Task + Send + 't>,
     next: Instant,
     failures: u64,
 }
 
-/// The monitors the configuration turns on.
-pub fn standard_tasks(config: &Config) -> Vec<Box<dyn Task>> {
+/// Every task the daemon runs: the OS monitors, and the platform tasks (goal state and status,
+/// firewall, a provisioning report that never got through). `goal_state_period` overrides the
+/// configured poll period (benchmarks).
+pub fn all_tasks(
+    root: &HostRoot,
+    config: &Config,
+    goal_state_period: Option<Duration>,
+) -> Vec<Box<dyn Task + Send>> {
+    use crate::wire::{client::WireClient, endpoint};
+    let endpoints = endpoint::resolve(config, root, std::time::SystemTime::now());
+    let lib = root.path(config.lib_dir.as_path());
+    let mut tasks = standard_tasks(config);
+    if config.enable_firewall {
+        tasks.push(Box::new(crate::firewall::FirewallTask {
+            destination: endpoints.wireserver.ipv4().unwrap_or(std::net::Ipv4Addr::new(168, 63, 129, 16)),
+            period: Duration::from_secs(config.enable_firewall_period.max(1)),
+        }));
+    }
+    tasks.push(Box::new(ProvisioningReport {
+        client: WireClient::new(endpoints.clone(), lib.clone()),
+        done: false,
+    }));
+    // With extensions off, waagent polls every 5 minutes.
+    let period = goal_state_period.unwrap_or(Duration::from_secs(if config.extensions_enabled {
+        config.goal_state_period.max(1)
+    } else {
+        300
+    }));
+    let proxy = config.http_proxy_host.as_ref().zip(config.http_proxy_port).map(|(host, port)| {
+        crate::http::ProxySetting { host: host.clone(), port: u16::try_from(port).unwrap_or(0) }
+    });
+    tasks.push(Box::new(goal_state::GoalStateTask::new(
+        WireClient::new(endpoints.clone(), lib),
+        crate::hostgaplugin::HostGaPluginClient::new(endpoints.hostgaplugin.clone()),
+        crate::http::HttpClient::storage(proxy.as_ref()),
+        period,
+    )));
+    tasks
+}
+
+/// Sends the provisioning result if the network stage could not (spec: agentd retries the report).
+struct ProvisioningReport {
+    client: crate::wire::client::WireClient,
+    done: bool,
+}
+
+impl Task for ProvisioningReport {
+    fn name(&self) -> &'static str {
+        "provisioning-report"
+    }
+    fn period(&self) -> Duration {
+        Duration::from_secs(60)
+    }
+    fn run(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
+        if self.done {
+            return Ok(());
+        }
+        let ctx = crate::provision::Context {
+            root: env.root.clone(),
+            config: env.config,
+            runner: env.runner,
+            kvp: None,
+        };
+        crate::provision::retry_final_report(&ctx, &self.client).map_err(|e| TaskError(e.to_string()))?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+/// The OS monitors the configuration turns on.
+pub fn standard_tasks(config: &Config) -> Vec<Box<dyn Task + Send>> {
     let secs = |s: u64| Duration::from_secs(s.max(1));
-    let mut tasks: Vec<Box<dyn Task>> = vec![Box::new(monitors::PersistentNetRules {
+    let mut tasks: Vec<Box<dyn Task + Send>> = vec![Box::new(monitors::PersistentNetRules {
         period: secs(config.remove_persistent_net_rules_period),
     })];
     if let Some(timeout) = config.root_device_scsi_timeout {
         tasks.push(Box::new(monitors::ScsiTimeout {
             timeout,
             period: secs(config.root_device_scsi_timeout_period),
-        }));
-    }
-    if config.enable_firewall {
-        tasks.push(Box::new(crate::firewall::FirewallTask {
-            destination: wireserver_ip(config),
-            period: secs(config.enable_firewall_period),
         }));
     }
     if config.monitor_hostname {
@@ -92,89 +156,162 @@ pub fn standard_tasks(config: &Config) -> Vec<Box<dyn Task>> {
     tasks
 }
 
-/// The WireServer address the firewall protects: the configured one when it is an IPv4 address,
-/// else the well-known address.
-fn wireserver_ip(config: &Config) -> std::net::Ipv4Addr {
-    config
-        .wala_wireserver
-        .as_ref()
-        .and_then(|hp| hp.host.parse().ok())
-        .unwrap_or(std::net::Ipv4Addr::new(168, 63, 129, 16))
+const SIGNAL: mio::Token = mio::Token(0);
+const WORKER_DONE: mio::Token = mio::Token(1);
+
+/// What the worker owns: the host root, the configuration and the command runner.
+#[derive(Debug)]
+pub struct Owned {
+    pub root: HostRoot,
+    pub config: Config,
+    pub runner: crate::cmd::SystemRunner,
 }
 
-const SIGNAL: mio::Token = mio::Token(0);
+/// Run `tasks` until SIGTERM/SIGINT (or the limits). Tasks run on one worker thread (every task
+/// once at start, then every period; a failing task is logged, its first failures and then every
+/// hundredth, and retried). The main thread only waits for signals, so a stop request is answered
+/// at once even while a task waits on the network: the worker is abandoned mid-request, which is
+/// safe because every task's writes are atomic and idempotent.
+pub fn run(owned: Owned, tasks: Vec<Box<dyn Task + Send>>, limits: Limits) -> Result<Summary, DaemonError> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
 
-/// Run `tasks` until SIGTERM/SIGINT (or the limits). Every task runs once at start, then every
-/// period; a failing task is logged (its first failures, then every hundredth) and retried.
-pub fn run<'t>(
-    env: &Env<'_>,
-    tasks: Vec<Box<dyn Task + 't>>,
-    limits: Limits,
-) -> Result<Summary, DaemonError> {
     let signals = signals::SignalFd::new().map_err(DaemonError::Setup)?;
     let mut poll = mio::Poll::new().map_err(DaemonError::Setup)?;
     let fd = std::os::fd::AsRawFd::as_raw_fd(&signals);
     poll.registry()
         .register(&mut mio::unix::SourceFd(&fd), SIGNAL, mio::Interest::READABLE)
         .map_err(DaemonError::Setup)?;
-    let mut events = mio::Events::with_capacity(16);
-    let start = Instant::now();
-    let mut scheduled: Vec<Scheduled<'t>> =
-        tasks.into_iter().map(|task| Scheduled { task, next: start, failures: 0 }).collect();
-    let mut summary = Summary::default();
-    notify::notify("READY=1");
-    log::info!("wala-agentd {} running ({} periodic tasks)", crate::VERSION, scheduled.len());
-    'outer: loop {
-        let now = Instant::now();
-        for s in scheduled.iter_mut().filter(|s| s.next <= now) {
-            summary.task_runs += 1;
-            if let Err(e) = s.task.run(env) {
-                s.failures += 1;
-                summary.task_failures += 1;
-                if s.failures <= 3 || s.failures % 100 == 0 {
-                    log::warn!("{} failed ({} times so far): {e}", s.task.name(), s.failures);
+    let waker = Arc::new(mio::Waker::new(poll.registry(), WORKER_DONE).map_err(DaemonError::Setup)?);
+    let stop = Arc::new(AtomicBool::new(false));
+    let counters = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
+
+    let worker = {
+        let (stop, counters, waker) = (stop.clone(), counters.clone(), waker.clone());
+        std::thread::Builder::new()
+            .name("tasks".into())
+            .spawn(move || {
+                let env = Env { root: &owned.root, config: &owned.config, runner: &owned.runner };
+                let start = Instant::now();
+                let mut scheduled: Vec<Scheduled<'_>> =
+                    tasks.into_iter().map(|task| Scheduled { task, next: start, failures: 0 }).collect();
+                while !stop.load(Ordering::SeqCst) {
+                    let now = Instant::now();
+                    for s in scheduled.iter_mut().filter(|s| s.next <= now) {
+                        counters[1].fetch_add(1, Ordering::SeqCst);
+                        if let Err(e) = s.task.run(&env) {
+                            s.failures += 1;
+                            counters[2].fetch_add(1, Ordering::SeqCst);
+                            if s.failures <= 3 || s.failures % 100 == 0 {
+                                log::warn!("{} failed ({} times so far): {e}", s.task.name(), s.failures);
+                            }
+                        }
+                        s.next = (s.next + s.task.period()).max(now);
+                    }
+                    let wakeups = counters[0].fetch_add(1, Ordering::SeqCst) + 1;
+                    if limits.max_wakeups.is_some_and(|m| wakeups >= m) {
+                        break;
+                    }
+                    if let Some(next) = scheduled.iter().map(|s| s.next).min() {
+                        std::thread::park_timeout(next.saturating_duration_since(Instant::now()));
+                    } else {
+                        std::thread::park();
+                    }
                 }
+                let _ = waker.wake();
+            })
+            .map_err(DaemonError::Setup)?
+    };
+
+    let mut events = mio::Events::with_capacity(8);
+    notify::notify("READY=1");
+    log::info!("wala-agentd {} running", crate::VERSION);
+    let mut stopped_by_signal = None;
+    'outer: loop {
+        if let Err(e) = poll.poll(&mut events, None) {
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
             }
-            s.next = (s.next + s.task.period()).max(now);
+            return Err(DaemonError::Setup(e));
         }
-        if limits.max_wakeups.is_some_and(|m| summary.wakeups >= m) {
-            break;
-        }
-        let timeout =
-            scheduled.iter().map(|s| s.next).min().map(|next| next.saturating_duration_since(Instant::now()));
-        if let Err(e) = poll.poll(&mut events, timeout) {
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(DaemonError::Setup(e));
-            }
-        }
-        summary.wakeups += 1;
         for event in events.iter() {
-            if event.token() == SIGNAL {
-                for sig in signals.read_pending() {
-                    match sig {
-                        libc::SIGTERM | libc::SIGINT => {
-                            summary.stopped_by_signal = Some(sig);
-                            break 'outer;
+            match event.token() {
+                WORKER_DONE => break 'outer,
+                _ => {
+                    for sig in signals.read_pending() {
+                        match sig {
+                            libc::SIGTERM | libc::SIGINT => {
+                                stopped_by_signal = Some(sig);
+                                break 'outer;
+                            }
+                            libc::SIGHUP => {
+                                log::info!(
+                                    "SIGHUP: the configuration is read at start; restart to apply changes"
+                                )
+                            }
+                            _ => {}
                         }
-                        libc::SIGHUP => {
-                            log::info!("SIGHUP: the configuration is read at start; restart to apply changes")
-                        }
-                        _ => {}
                     }
                 }
             }
         }
     }
+    stop.store(true, Ordering::SeqCst);
+    worker.thread().unpark();
+    if stopped_by_signal.is_none() {
+        let _ = worker.join();
+    }
+    let summary = Summary {
+        wakeups: counters[0].load(Ordering::SeqCst),
+        task_runs: counters[1].load(Ordering::SeqCst),
+        task_failures: counters[2].load(Ordering::SeqCst),
+        stopped_by_signal,
+    };
     notify::notify("STOPPING=1");
-    log::info!("wala-agentd stopping after {} wake-ups", summary.wakeups);
+    let usage = resource_usage();
+    log::info!(
+        "wala-agentd stopping after {} wake-ups, {} task runs ({} failed); RSS {} KiB, peak {} KiB, CPU {} ms",
+        summary.wakeups,
+        summary.task_runs,
+        summary.task_failures,
+        usage.rss_kib,
+        usage.peak_rss_kib,
+        usage.cpu_ms
+    );
     Ok(summary)
+}
+
+/// The process's own footprint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub rss_kib: u64,
+    pub peak_rss_kib: u64,
+    pub cpu_ms: u64,
+}
+
+/// Current and peak RSS (`/proc/self/status`) and CPU time (user + system).
+pub fn resource_usage() -> Usage {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    // SAFETY: getrusage fills the struct we pass.
+    let cpu_ms = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        let ms = |t: libc::timeval| t.tv_sec as u64 * 1000 + t.tv_usec as u64 / 1000;
+        ms(u.ru_utime) + ms(u.ru_stime)
+    };
+    Usage { rss_kib: field("VmRSS:"), peak_rss_kib: field("VmHWM:"), cpu_ms }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmd::FakeRunner;
-
     struct Counter {
         period: Duration,
         fail: bool,
@@ -198,13 +335,16 @@ mod tests {
 
     #[test]
     fn tasks_run_on_their_periods_and_failures_are_counted() {
-        let (root, config, runner) = (HostRoot::new("/nonexistent"), Config::default(), FakeRunner::new());
-        let env = Env { root: &root, config: &config, runner: &runner };
-        let tasks: Vec<Box<dyn Task>> = vec![
+        let owned = Owned {
+            root: HostRoot::new("/nonexistent"),
+            config: Config::default(),
+            runner: crate::cmd::SystemRunner,
+        };
+        let tasks: Vec<Box<dyn Task + Send>> = vec![
             Box::new(Counter { period: Duration::from_millis(1), fail: false }),
             Box::new(Counter { period: Duration::from_secs(3600), fail: true }),
         ];
-        let summary = run(&env, tasks, Limits { max_wakeups: Some(20) }).expect("run");
+        let summary = run(owned, tasks, Limits { max_wakeups: Some(20) }).expect("run");
         assert_eq!(summary.wakeups, 20);
         assert_eq!(summary.task_failures, 1, "the hourly task ran once");
         assert!(summary.task_runs >= 20, "{summary:?}");
