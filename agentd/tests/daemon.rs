@@ -102,6 +102,17 @@ fn status_is_uploaded_once_then_only_when_the_goal_state_changes() {
     let polls = count(&fabric, Listener::Wireserver, "comp=goalstate");
     assert!(polls >= 25, "{polls} goal-state polls");
     assert_eq!(count(&fabric, Listener::Hostgaplugin, "/status"), 1, "one upload while nothing changes");
+    let vm_settings = count(&fabric, Listener::Hostgaplugin, "/vmSettings");
+    assert!(vm_settings >= 25, "vmSettings asked for with its ETag on every poll: {vm_settings}");
+    let conditional = fabric
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.target.contains("/vmSettings")
+                && r.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("if-none-match"))
+        })
+        .count();
+    assert_eq!(conditional, vm_settings - 1, "every request after the first carries the ETag");
     let blob = fabric.status_blob().expect("status blob");
     let doc: serde_json::Value = serde_json::from_slice(&blob.data).expect("status JSON");
     assert_eq!(doc["version"], "1.1");

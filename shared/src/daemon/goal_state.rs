@@ -13,6 +13,9 @@ use crate::wire::client::WireClient;
 /// How often status is uploaded when nothing changed, so the host sees the agent alive.
 pub const STATUS_HEARTBEAT: Duration = Duration::from_secs(60);
 
+/// How long a HostGAPlugin without vmSettings is left alone (waagent: 6 hours).
+pub const VM_SETTINGS_RECHECK: Duration = Duration::from_secs(6 * 3600);
+
 /// The goal state as far as the daemon acts on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Seen {
@@ -32,6 +35,12 @@ pub struct GoalStateTask {
     blob: Option<StatusBlob>,
     last_status: Option<String>,
     last_upload: Option<Instant>,
+    /// The HostGAPlugin's vmSettings (Fast Track): the last ETag, and when to ask again after a
+    /// 404 (not supported) or an error.
+    vm_settings_etag: Option<String>,
+    vm_settings_retry_at: Option<Instant>,
+    /// The raw vmSettings JSON of the newest Fast Track goal state.
+    pub vm_settings: Option<String>,
     /// Counters, for tests and the footprint benchmark.
     pub polls: u64,
     pub changes: u64,
@@ -59,6 +68,9 @@ impl GoalStateTask {
             blob: None,
             last_status: None,
             last_upload: None,
+            vm_settings_etag: None,
+            vm_settings_retry_at: None,
+            vm_settings: None,
             polls: 0,
             changes: 0,
             uploads: 0,
@@ -86,6 +98,31 @@ impl GoalStateTask {
         self.seen = Some(now);
         self.changes += 1;
         Ok(())
+    }
+
+    /// Ask the HostGAPlugin for vmSettings with the last ETag; a change counts as a new goal state.
+    fn refresh_vm_settings(&mut self) {
+        let Some(who) = &self.identity else { return };
+        if self.vm_settings_retry_at.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        match self.hgap.vm_settings(who, self.vm_settings_etag.as_deref()) {
+            Ok(crate::hostgaplugin::VmSettings::Updated { etag, json }) => {
+                log::info!("new vmSettings (ETag {etag})");
+                self.vm_settings_etag = Some(etag);
+                self.vm_settings = Some(json);
+                self.changes += 1;
+            }
+            Ok(crate::hostgaplugin::VmSettings::NotModified) => {}
+            Ok(crate::hostgaplugin::VmSettings::Unsupported) => {
+                log::info!("the HostGAPlugin does not serve vmSettings; asking again in 6 hours");
+                self.vm_settings_retry_at = Some(Instant::now() + VM_SETTINGS_RECHECK);
+            }
+            Err(e) => {
+                log::debug!("vmSettings: {e}");
+                self.vm_settings_retry_at = Some(Instant::now() + Duration::from_secs(60));
+            }
+        }
     }
 
     fn report(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
@@ -120,6 +157,9 @@ impl Task for GoalStateTask {
     fn run(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
         self.polls += 1;
         let refreshed = self.refresh();
+        if refreshed.is_ok() {
+            self.refresh_vm_settings();
+        }
         // Status still goes out on a failed poll (waagent reports status even then).
         let reported = self.report(env);
         refreshed.and(reported)
