@@ -84,6 +84,10 @@ pub fn all_tasks(
             period: Duration::from_secs(config.enable_firewall_period.max(1)),
         }));
     }
+    if let Some(ip) = endpoints.wireserver.ipv4() {
+        let period = Duration::from_secs(config.monitor_dhcp_client_restart_period.max(1));
+        tasks.push(Box::new(monitors::DhcpClientRestart::new(period, ip)));
+    }
     tasks.push(Box::new(ProvisioningReport {
         client: WireClient::new(endpoints.clone(), lib.clone()),
         done: false,

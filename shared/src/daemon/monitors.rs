@@ -164,6 +164,62 @@ pub fn parse_default_interface(table: &str) -> Option<String> {
         .map(|(_, iface)| iface)
 }
 
+/// `OS.MonitorDhcpClientRestartPeriod`: when the DHCP client restarts (its PIDs change), the
+/// route to the WireServer may be gone: check it and add it back (waagent's routes feature).
+#[derive(Debug)]
+pub struct DhcpClientRestart {
+    pub period: Duration,
+    pub wireserver: std::net::Ipv4Addr,
+    known: Option<Vec<u32>>,
+}
+
+/// The processes that run DHCP on the distributions waagent supports.
+const DHCP_CLIENTS: [&str; 5] = ["dhclient", "systemd-networkd", "NetworkManager", "dhcpcd", "wickedd-dhcp4"];
+
+impl DhcpClientRestart {
+    pub fn new(period: Duration, wireserver: std::net::Ipv4Addr) -> Self {
+        Self { period, wireserver, known: None }
+    }
+
+    /// PIDs of running DHCP clients, from `/proc/<pid>/comm`.
+    fn pids(env: &Env<'_>) -> Vec<u32> {
+        let mut pids: Vec<u32> = std::fs::read_dir(env.root.path("/proc"))
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| {
+                        let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
+                        let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+                        DHCP_CLIENTS.contains(&comm.trim()).then_some(pid)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        pids.sort_unstable();
+        pids
+    }
+}
+
+impl Task for DhcpClientRestart {
+    fn name(&self) -> &'static str {
+        "dhcp-client-restart"
+    }
+    fn period(&self) -> Duration {
+        self.period
+    }
+    fn run(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
+        let now = Self::pids(env);
+        let restarted =
+            self.known.as_ref().is_some_and(|old| !now.is_empty() && !old.iter().any(|p| now.contains(p)));
+        self.known = Some(now);
+        if restarted {
+            log::info!("Detected dhcp client restart. Restoring routing table.");
+            crate::wire::endpoint::ensure_route(env.root, env.runner, self.wireserver)
+                .map_err(|e| TaskError(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +248,37 @@ mod tests {
         assert_eq!(read("sda"), "300");
         assert_eq!(read("sdb"), "300\n", "left alone");
         assert_eq!(read("vda"), "30\n", "not a SCSI disk");
+    }
+
+    #[test]
+    fn a_dhcp_client_restart_restores_the_route() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let proc_dir = dir.path().join("proc");
+        let spawn = |pid: u32, comm: &str| {
+            std::fs::create_dir_all(proc_dir.join(pid.to_string())).expect("mkdir");
+            std::fs::write(proc_dir.join(format!("{pid}/comm")), format!("{comm}\n")).expect("write");
+        };
+        spawn(100, "systemd-networkd");
+        spawn(101, "sshd");
+        std::fs::create_dir_all(proc_dir.join("net")).expect("mkdir");
+        std::fs::write(
+            proc_dir.join("net/route"),
+            "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n\
+             eth0\t00000000\t0100000A\t0003\t0\t0\t100\t00000000\n",
+        )
+        .expect("write");
+        let (root, config, runner) = (HostRoot::new(dir.path()), Config::default(), FakeRunner::new());
+        let e = env(&root, &config, &runner);
+        let mut m =
+            DhcpClientRestart::new(Duration::from_secs(30), std::net::Ipv4Addr::new(168, 63, 129, 16));
+        m.run(&e).expect("first");
+        m.run(&e).expect("unchanged");
+        assert!(runner.calls().is_empty());
+        std::fs::remove_dir_all(proc_dir.join("100")).expect("rm");
+        spawn(200, "systemd-networkd");
+        m.run(&e).expect("restart");
+        let lines = runner.command_lines();
+        assert_eq!(lines, ["ip route add 168.63.129.16/32 via 10.0.0.1 dev eth0"], "{lines:?}");
     }
 
     #[test]
