@@ -32,6 +32,7 @@ pub mod secret;
 pub mod serialconsole;
 pub mod ssh;
 pub mod status_blob;
+pub mod telemetry;
 pub mod user;
 pub mod vmid;
 pub mod wire;
