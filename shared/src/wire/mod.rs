@@ -18,7 +18,7 @@ pub mod hosting_env;
 pub mod remote_access;
 pub mod shared_config;
 pub mod versions;
-mod xml;
+pub(crate) mod xml;
 
 pub use certificates::{
     parse_certificate_summary, parse_certificates, CertificateSummary, Certificates, CertificatesPayload,
