@@ -42,11 +42,22 @@ impl StatusBlobType {
     }
 }
 
-/// The SAS URL the aggregate status is uploaded to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The SAS URL the aggregate status is uploaded to. `Debug` hides the URL's query (the SAS
+/// signature) so the goal state can be logged.
+#[derive(Clone, PartialEq, Eq, Serialize)]
 pub struct StatusUploadBlob {
     pub url: String,
     pub blob_type: StatusBlobType,
+}
+
+impl std::fmt::Debug for StatusUploadBlob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = match self.url.split_once('?') {
+            Some((base, _)) => format!("{base}?<redacted>"),
+            None => self.url.clone(),
+        };
+        f.debug_struct("StatusUploadBlob").field("url", &shown).field("blob_type", &self.blob_type).finish()
+    }
 }
 
 /// A guest-agent family (`Prod`, `Test`) and the URLs of its agent manifest.
@@ -449,5 +460,11 @@ mod tests {
         assert!(g.unsupported_features(&["MultipleExtensionsPerHandler"]).is_empty());
         assert_eq!(g.unsupported_features(&["VersioningGovernance"]), vec!["MultipleExtensionsPerHandler"]);
         assert_eq!(g.status_upload_blob_type(), StatusBlobType::BlockBlob);
+        let blob = StatusUploadBlob {
+            url: "https://a/b?sp=w&sig=SIGNATURE".into(),
+            blob_type: StatusBlobType::PageBlob,
+        };
+        let shown = format!("{blob:?}");
+        assert!(shown.contains("https://a/b?<redacted>") && !shown.contains("SIGNATURE"), "{shown}");
     }
 }

@@ -7,6 +7,7 @@
 //! * [`manifest`]: extension and agent manifests (`PluginVersionManifest`) and version selection
 //!   (§8.1–§8.2);
 //! * [`handler_manifest`]: the extension's `HandlerManifest.json` (§9.1);
+//! * [`handler_environment`]: the `HandlerEnvironment.json` the agent writes (§9.2);
 //! * [`settings`]: the `config/<seq>.settings` files the agent writes (§9.3);
 //! * [`status`]: `status/<seq>.status` and `heartbeat.log` written by extensions (§9.4–§9.5), and
 //!   the aggregate status document the agent uploads (§11.2);
@@ -21,6 +22,7 @@
 pub mod config;
 pub mod events;
 pub mod goal_state;
+pub mod handler_environment;
 pub mod handler_manifest;
 pub mod manifest;
 pub mod settings;
@@ -29,11 +31,13 @@ mod version;
 pub mod vm_settings;
 
 pub use config::{parse_artifacts_profile, parse_extensions_config, ArtifactsProfile};
+pub use events::redact_sas;
 pub use goal_state::{
     choose, AgentFamily, Chosen, DependsOnExtension, Extension, ExtensionSettings, ExtensionState,
     ExtensionsGoalState, GoalStateChannel, GoalStateSource, HandlerConfigError, StatusBlobType,
     StatusUploadBlob, Updates,
 };
+pub use handler_environment::{render_handler_environment, HandlerEnvironment};
 pub use handler_manifest::{parse_handler_manifest, HandlerManifest, UpdateMode};
 pub use manifest::{
     parse_extension_image, parse_manifest, ExtensionImage, ManifestPackage, PluginVersionManifest,

@@ -393,7 +393,22 @@ pub struct SettingsStatus {
     pub status: ExtensionStatusReport,
 }
 
-/// An extension's status as reported.
+/// `{"lang": "en-US", "message": ...}` where the message may be null (an extension status without
+/// a message is reported that way).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusMessage {
+    pub lang: String,
+    pub message: Option<String>,
+}
+
+impl StatusMessage {
+    /// An `en-US` message, SAS-redacted.
+    pub fn en_us(message: Option<&str>) -> Self {
+        Self { lang: "en-US".into(), message: message.map(super::events::redact_sas) }
+    }
+}
+
+/// An extension's status as reported (messages SAS-redacted by the `From` conversion).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ExtensionStatusReport {
@@ -402,7 +417,7 @@ pub struct ExtensionStatusReport {
     pub operation: Option<String>,
     pub status: StatusValue,
     pub code: i64,
-    pub formatted_message: FormattedMessage,
+    pub formatted_message: StatusMessage,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub substatus: Vec<SubStatusReport>,
 }
@@ -413,7 +428,7 @@ pub struct SubStatusReport {
     pub name: Option<String>,
     pub status: StatusValue,
     pub code: i64,
-    pub formatted_message: FormattedMessage,
+    pub formatted_message: StatusMessage,
 }
 
 impl From<&ExtensionStatus> for ExtensionStatusReport {
@@ -424,7 +439,7 @@ impl From<&ExtensionStatus> for ExtensionStatusReport {
             operation: s.operation.clone(),
             status: s.status,
             code: s.code,
-            formatted_message: FormattedMessage::en_us(s.message.clone().unwrap_or_default()),
+            formatted_message: StatusMessage::en_us(s.message.as_deref()),
             substatus: s
                 .substatus
                 .iter()
@@ -432,7 +447,7 @@ impl From<&ExtensionStatus> for ExtensionStatusReport {
                     name: x.name.clone(),
                     status: x.status,
                     code: x.code,
-                    formatted_message: FormattedMessage::en_us(x.message.clone().unwrap_or_default()),
+                    formatted_message: StatusMessage::en_us(x.message.as_deref()),
                 })
                 .collect(),
         }
@@ -606,6 +621,25 @@ mod tests {
         assert_eq!(rs["settingsStatus"]["version"], 1.0);
         assert_eq!(rs["settingsStatus"]["status"]["operation"], "Enable");
         assert!(rs["settingsStatus"]["status"].get("substatus").is_none());
+        assert_eq!(rs["settingsStatus"]["status"]["formattedMessage"]["message"], "m");
+        let quiet = ExtensionStatusReport::from(&ExtensionStatus {
+            name: None,
+            operation: None,
+            configuration_applied_time: None,
+            status: StatusValue::Transitioning,
+            code: 0,
+            message: None,
+            substatus: vec![SubStatus {
+                name: None,
+                status: StatusValue::Success,
+                code: 0,
+                message: Some("see https://h/x?sig=abc".into()),
+            }],
+            truncated: false,
+        });
+        let q: Value = serde_json::to_value(&quiet).unwrap();
+        assert_eq!(q["formattedMessage"]["message"], Value::Null);
+        assert_eq!(q["substatus"][0]["formattedMessage"]["message"], "see https://h/x?<redacted>");
         let gs = &v["aggregateStatus"]["vmArtifactsAggregateStatus"]["goalStateAggregateStatus"];
         assert_eq!(gs["inSvdSeqNo"], 4);
         assert_eq!(v["guestOSInfo"]["computerName"], "vm");
