@@ -11,6 +11,7 @@ pub mod disk;
 pub mod distro;
 pub mod dvd;
 pub mod exit;
+pub mod extensions;
 pub mod files;
 pub mod firewall;
 pub mod grub;
