@@ -39,7 +39,12 @@ impl Netns {
             .spawn()
             .expect("listener");
         ns.listener = Some(child);
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        // Wait for the listener (python starts slowly on a loaded machine).
+        let started = std::time::Instant::now();
+        while !(ns.connects(0, 80) && ns.connects(0, 53)) {
+            assert!(started.elapsed() < std::time::Duration::from_secs(20), "the test listener did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         ns
     }
 
