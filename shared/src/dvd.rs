@@ -95,7 +95,7 @@ fn already_mounted() -> Option<PathBuf> {
 pub fn read_ovf(runner: &dyn Runner, wait: Duration) -> Result<OvfFromDvd, DvdError> {
     let deadline = Instant::now() + wait;
     let mut tried = BTreeSet::new();
-    let mut monitor = DeviceMonitor::new();
+    let mut monitor = crate::devices::BlockEvents::new();
     loop {
         if let Some(mnt) = already_mounted() {
             let path = mnt.join(OVF_FILE);
@@ -158,40 +158,6 @@ pub fn read_from_device(
             Ok(None)
         }
         Err(e) => Err(FileError::new("read", &path, e).into()),
-    }
-}
-
-/// Waits for udev block-device events; falls back to plain timeouts when udev is not available.
-struct DeviceMonitor {
-    inner: Option<(mio::Poll, udev::MonitorSocket, mio::Events)>,
-}
-
-impl DeviceMonitor {
-    fn new() -> Self {
-        let open = || -> std::io::Result<(mio::Poll, udev::MonitorSocket, mio::Events)> {
-            let mut socket = udev::MonitorBuilder::new()?.match_subsystem("block")?.listen()?;
-            let poll = mio::Poll::new()?;
-            poll.registry().register(&mut socket, mio::Token(0), mio::Interest::READABLE)?;
-            Ok((poll, socket, mio::Events::with_capacity(8)))
-        };
-        Self { inner: open().map_err(|e| log::debug!("no udev monitor ({e}); polling instead")).ok() }
-    }
-
-    fn wait(&mut self, timeout: Duration) {
-        match &mut self.inner {
-            Some((poll, socket, events)) => {
-                if poll.poll(events, Some(timeout)).is_ok() {
-                    for event in socket.iter() {
-                        log::debug!(
-                            "udev: {:?} {}",
-                            event.event_type(),
-                            event.device().sysname().to_string_lossy()
-                        );
-                    }
-                }
-            }
-            None => std::thread::sleep(timeout),
-        }
     }
 }
 

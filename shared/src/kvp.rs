@@ -46,7 +46,7 @@ impl KvpPool {
     pub fn for_root(root: &HostRoot) -> Option<Self> {
         let dir = root.path("/var/lib/hyperv");
         if !dir.is_dir() {
-            if !root.path("/sys/bus/vmbus").is_dir() {
+            if !root.kernel().path("/sys/bus/vmbus").is_dir() {
                 return None;
             }
             crate::files::ensure_dir(&dir, 0o755).ok()?;

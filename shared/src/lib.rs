@@ -6,6 +6,7 @@ pub mod conf;
 pub mod customdata;
 pub mod daemon;
 pub mod deprovision;
+pub mod devices;
 pub mod dhcp;
 pub mod disk;
 pub mod distro;

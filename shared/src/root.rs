@@ -34,6 +34,19 @@ impl HostRoot {
         self.prefix == Path::new("/")
     }
 
+    /// Where the running kernel's own file systems (`/sys`, `/proc`, `/dev`) are seen: under the prefix
+    /// when it has them (the live root; test roots that fake them), else on the live root. In the
+    /// initramfs, `/sysroot/sys` is an empty directory: the machine's identity and devices are in
+    /// the initramfs's own `/sys`.
+    pub fn kernel(&self) -> HostRoot {
+        let has_sys = std::fs::read_dir(self.path("/sys")).is_ok_and(|mut d| d.next().is_some());
+        if self.is_live() || has_sys {
+            self.clone()
+        } else {
+            Self::live()
+        }
+    }
+
     /// Resolve a host path (absolute or relative, as it would be seen on the target system) under the
     /// prefix. `..` components cannot climb above the prefix.
     pub fn path(&self, host_path: impl AsRef<Path>) -> PathBuf {
@@ -71,6 +84,16 @@ mod tests {
         let root = HostRoot::live();
         assert!(root.is_live());
         assert_eq!(root.path("/etc/hostname"), PathBuf::from("/etc/hostname"));
+    }
+
+    #[test]
+    fn kernel_view_falls_back_to_the_live_root_when_the_prefix_has_no_sys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = HostRoot::new(dir.path());
+        std::fs::create_dir_all(dir.path().join("sys")).expect("mkdir");
+        assert!(root.kernel().is_live(), "an empty /sys (initramfs /sysroot) is not the kernel's");
+        std::fs::create_dir_all(dir.path().join("sys/class/dmi")).expect("mkdir");
+        assert_eq!(root.kernel(), root);
     }
 
     #[test]

@@ -48,6 +48,7 @@ impl VmIdError {
 /// The VM id of the machine under `root`: `product_uuid`, byte-swapped on Gen1 (see the module
 /// documentation). Same letter case as the file (lower case on Linux).
 pub fn vm_id(root: &HostRoot) -> Result<String, VmIdError> {
+    let root = &root.kernel();
     let path = root.path(PRODUCT_UUID_PATH);
     let raw = std::fs::read_to_string(&path).map_err(|source| VmIdError::Read { path, source })?;
     from_product_uuid(&raw, is_gen1(root))
@@ -56,6 +57,7 @@ pub fn vm_id(root: &HostRoot) -> Result<String, VmIdError> {
 /// Whether the machine under `root` boots by BIOS (Hyper-V Gen1): neither `/sys/firmware/efi` nor
 /// `/dev/efi` exists.
 pub fn is_gen1(root: &HostRoot) -> bool {
+    let root = &root.kernel();
     !root.path(EFI_FIRMWARE_PATH).exists() && !root.path(EFI_DEVICE_PATH).exists()
 }
 

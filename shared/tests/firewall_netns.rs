@@ -42,7 +42,10 @@ impl Netns {
         // Wait for the listener (python starts slowly on a loaded machine).
         let started = std::time::Instant::now();
         while !(ns.connects(0, 80) && ns.connects(0, 53)) {
-            assert!(started.elapsed() < std::time::Duration::from_secs(20), "the test listener did not start");
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(20),
+                "the test listener did not start"
+            );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         ns

@@ -370,18 +370,23 @@ fn resource_disk(ctx: &Context<'_>, vm_id: &str, timings: &mut Vec<StepTiming>) 
         return None;
     }
     let started = Instant::now();
-    let outcome = disk::plan(&ctx.root, ctx.runner, &settings).and_then(|p| {
-        let outcome = disk::apply_disk(&ctx.root, ctx.runner, &p)?;
-        match disk::swap_after_mount(&ctx.root, &settings, &outcome)? {
-            disk::swap::SwapDecision::Plan(sp) if sp.background => {
-                log::info!("swap of {} MiB is left to the network stage, after Ready", settings.swap_size_mb);
+    let outcome = find_resource_disk(ctx)
+        .and_then(|d| disk::plan_for(&ctx.root, ctx.runner, &settings, d.as_ref()))
+        .and_then(|p| {
+            let outcome = disk::apply_disk(&ctx.root, ctx.runner, &p)?;
+            match disk::swap_after_mount(&ctx.root, &settings, &outcome)? {
+                disk::swap::SwapDecision::Plan(sp) if sp.background => {
+                    log::info!(
+                        "swap of {} MiB is left to the network stage, after Ready",
+                        settings.swap_size_mb
+                    );
+                }
+                disk::swap::SwapDecision::Plan(sp) => disk::apply_swap(&ctx.root, ctx.runner, &sp)?,
+                disk::swap::SwapDecision::Invalid(why) => log::warn!("swap not enabled: {why}"),
+                disk::swap::SwapDecision::Off => {}
             }
-            disk::swap::SwapDecision::Plan(sp) => disk::apply_swap(&ctx.root, ctx.runner, &sp)?,
-            disk::swap::SwapDecision::Invalid(why) => log::warn!("swap not enabled: {why}"),
-            disk::swap::SwapDecision::Off => {}
-        }
-        Ok(outcome)
-    });
+            Ok(outcome)
+        });
     let took = started.elapsed();
     let event =
         crate::telemetry::AgentEvent::new("ActivateResourceDisk", outcome.is_ok(), "resource disk", took);
@@ -389,6 +394,10 @@ fn resource_disk(ctx: &Context<'_>, vm_id: &str, timings: &mut Vec<StepTiming>) 
     match outcome {
         Ok(o) => {
             log::info!("resource disk: {o:?}");
+            let seen = ctx.root.path(ctx.lib_dir().join(RESOURCE_DISK_SEEN));
+            if matches!(o, DiskOutcome::Mounted { .. }) && !seen.exists() {
+                let _ = files::write_atomic(&seen, b"", WriteOptions::mode(0o644));
+            }
             ctx.milestone(vm_id, "resource-disk", took);
             timings.push(StepTiming { step: "resource-disk", duration: took });
             Some(o)
@@ -398,6 +407,44 @@ fn resource_disk(ctx: &Context<'_>, vm_id: &str, timings: &mut Vec<StepTiming>) 
             None
         }
     }
+}
+
+/// Records that this VM has had a resource disk, so later boots wait for it to appear.
+const RESOURCE_DISK_SEEN: &str = "wala-resource-disk-seen";
+/// How long a boot waits for a resource disk that an earlier boot had.
+const RESOURCE_DISK_WAIT: Duration = Duration::from_secs(30);
+
+/// Find the resource disk. Early in the boot udev may not have made its link yet: when nothing is
+/// found, let udev finish its queue; and when an earlier boot had a resource disk, wait for
+/// block-device events up to a deadline. VM sizes without a resource disk never wait for one.
+fn find_resource_disk(ctx: &Context<'_>) -> Result<Option<disk::ResourceDisk>, disk::DiskError> {
+    if let Some(d) = disk::discover(&ctx.root)? {
+        return Ok(Some(d));
+    }
+    if ctx.runner.exists("udevadm") {
+        let settle = Cmd::new("udevadm").args(["settle", "--timeout=10"]).timeout(Duration::from_secs(15));
+        let _ = ctx.runner.run(&settle);
+        if let Some(d) = disk::discover(&ctx.root)? {
+            return Ok(Some(d));
+        }
+    }
+    if !ctx.root.path(ctx.lib_dir().join(RESOURCE_DISK_SEEN)).exists() {
+        return Ok(None);
+    }
+    log::info!("waiting up to {}s for the resource disk an earlier boot had", RESOURCE_DISK_WAIT.as_secs());
+    let deadline = Instant::now() + RESOURCE_DISK_WAIT;
+    let mut events = crate::devices::BlockEvents::new();
+    while Instant::now() < deadline {
+        events.wait(deadline.saturating_duration_since(Instant::now()).min(Duration::from_secs(1)));
+        if let Some(d) = disk::discover(&ctx.root)? {
+            return Ok(Some(d));
+        }
+    }
+    log::warn!(
+        "no resource disk appeared within {}s (the VM size may have none now)",
+        RESOURCE_DISK_WAIT.as_secs()
+    );
+    Ok(None)
 }
 
 /// The network stage: report to the platform.
