@@ -9,7 +9,7 @@ want=${1:-test}
 packages=(pkg-config libssl-dev libudev-dev gcc)
 if [ "$want" = test ]; then
   # Tests use real tools: useradd, mkfs, loop devices, sshd's key generator, visudo.
-  packages+=(passwd util-linux e2fsprogs openssh-client sudo udev fdisk xfsprogs ntfs-3g dosfstools btrfs-progs cryptsetup-bin)
+  packages+=(passwd util-linux e2fsprogs openssh-client sudo udev fdisk xfsprogs ntfs-3g dosfstools btrfs-progs cryptsetup-bin iptables nftables)
 fi
 
 missing=()

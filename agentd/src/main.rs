@@ -1,9 +1,10 @@
 //! `wala-agentd`: the steady-state daemon and the administrative commands. Also answers to the name
 //! `waagent` (a symlink), taking waagent's single-dash flags.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
+use wala::cmd::SystemRunner;
 use wala::exit::{ExitCode, EXIT_CODES_HELP};
 use wala::legacy_cli::{self, LegacyCommand};
 use wala::root::HostRoot;
@@ -39,7 +40,9 @@ enum Command {
     ShowConfiguration,
     /// Print the version and the distribution
     Version,
-    /// Remove machine-specific state before capturing an image
+    /// Remove machine-specific state before capturing an image (see docs/deprovision.md). Prints
+    /// what will be removed and asks for confirmation; any answer but y/Y exits 1 with nothing
+    /// changed
     Deprovision {
         /// Also delete the last provisioned user and its home directory
         #[arg(long)]
@@ -48,14 +51,26 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Collect logs and state (without secrets) into a zip file
+    /// Collect logs and state (without secrets) into <Lib.Dir>/logcollector/logs.zip
     CollectLogs {
-        /// Collect the full set of logs
+        /// Raise the size limit from 32 MiB to 256 MiB and add the system logs
         #[arg(long)]
         full: bool,
     },
     /// Configure GRUB for the serial console on ttyS0
     SerialConsole,
+    /// Parse a document as wala would and print what was understood as JSON (secrets redacted).
+    /// KIND: ovf, goal-state, hosting-env, shared-config, extensions-config, vm-settings,
+    /// certificates, dhcp-lease, handler-manifest, ext-status, imds, conf.
+    /// Exits 5 when the document is rejected, 3 when a configuration has problems, 4 for a kind
+    /// not built yet.
+    Inspect {
+        /// The kind of document
+        #[arg(value_parser = inspect_kinds())]
+        kind: String,
+        /// The file to read
+        file: PathBuf,
+    },
     /// Install the firewall rules that protect the WireServer
     SetupFirewall {
         /// The WireServer address to protect
@@ -138,11 +153,20 @@ fn run(command: Command, root: &HostRoot, config: Option<PathBuf>, verbose: bool
                 ExitCode::ConfigProblems
             }
         }
+        Command::Inspect { kind, file } => inspect(&kind, &file),
         Command::Daemon => daemon(root, config, verbose),
-        Command::Deprovision { .. } => not_built("deprovision"),
-        Command::CollectLogs { .. } => not_built("log collection"),
-        Command::SerialConsole => not_built("serial console set-up"),
-        Command::SetupFirewall { .. } => not_built("firewall set-up"),
+        Command::Deprovision { user, force } => {
+            let loaded = wala::conf::load_or_defaults(root, config.as_deref());
+            loaded.log_problems();
+            deprovision(root, &loaded.config, user, force)
+        }
+        Command::CollectLogs { full } => {
+            let loaded = wala::conf::load_or_defaults(root, config.as_deref());
+            loaded.log_problems();
+            collect_logs(root, &loaded.config, loaded.source.as_deref(), full)
+        }
+        Command::SerialConsole => serial_console(root),
+        Command::SetupFirewall { destination } => setup_firewall(&destination),
     }
 }
 
@@ -169,6 +193,141 @@ fn daemon(root: &HostRoot, config: Option<PathBuf>, verbose: bool) -> ExitCode {
         Ok(_) => ExitCode::Ok,
         Err(e) => {
             log::error!("{e}");
+            ExitCode::Failure
+        }
+    }
+}
+
+fn setup_firewall(destination: &str) -> ExitCode {
+    let Ok(dst) = destination.parse::<std::net::Ipv4Addr>() else {
+        eprintln!("wala-agentd: --destination {destination:?} is not an IPv4 address");
+        return ExitCode::Usage;
+    };
+    let runner = wala::cmd::SystemRunner;
+    let result = wala::firewall::backend(&runner)
+        .and_then(|b| wala::firewall::ensure(&runner, b, dst, wala::firewall::agent_uid()));
+    match result {
+        Ok(_) => ExitCode::Ok,
+        Err(e) => {
+            eprintln!("wala-agentd: setup-firewall: {e}");
+            ExitCode::Failure
+        }
+    }
+}
+
+fn inspect_kinds() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(wala::inspect::Kind::ALL.iter().map(|(name, _)| *name))
+}
+
+fn inspect(kind: &str, file: &std::path::Path) -> ExitCode {
+    use wala::inspect::{inspect, Kind, Outcome};
+    let Some(kind) = Kind::from_name(kind) else { return ExitCode::Usage };
+    let bytes = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("wala: {}: {e}", file.display());
+            return ExitCode::Failure;
+        }
+    };
+    let print = |v: &serde_json::Value| match serde_json::to_string_pretty(v) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("wala: {e}"),
+    };
+    match inspect(kind, file, &bytes, std::time::SystemTime::now()) {
+        Outcome::Parsed(v) => {
+            print(&v);
+            ExitCode::Ok
+        }
+        Outcome::Problems(v) => {
+            print(&v);
+            ExitCode::ConfigProblems
+        }
+        Outcome::Rejected(why) => {
+            eprintln!("wala: {}: rejected: {why}", file.display());
+            ExitCode::Rejected
+        }
+        Outcome::NotBuilt(what) => not_built(what),
+    }
+}
+
+/// Deprovision: warnings and a prompt unless `force`; an answer other than yes exits 1 having
+/// changed nothing.
+fn deprovision(root: &HostRoot, config: &wala::conf::Config, user: bool, force: bool) -> ExitCode {
+    use wala::deprovision;
+    let plan = deprovision::plan(root, config, deprovision::Options { user });
+    if force {
+        for w in &plan.warnings {
+            println!("{w}");
+        }
+    } else if !deprovision::confirm(&plan, &mut std::io::stdin().lock(), &mut std::io::stdout()) {
+        println!("Deprovision is cancelled; nothing was changed.");
+        return ExitCode::Failure;
+    }
+    deprovision::ignore_interrupts();
+    let report = deprovision::apply(root, &SystemRunner, &plan);
+    for path in &report.removed {
+        log::debug!("removed {}", path.display());
+    }
+    for note in &report.notes {
+        println!("{note}");
+    }
+    if report.ok() {
+        println!("Deprovisioned: {} item(s) removed.", report.removed.len());
+        ExitCode::Ok
+    } else {
+        for f in &report.failures {
+            eprintln!("deprovision failed: {f}");
+        }
+        ExitCode::Failure
+    }
+}
+
+fn collect_logs(
+    root: &HostRoot,
+    config: &wala::conf::Config,
+    config_file: Option<&Path>,
+    full: bool,
+) -> ExitCode {
+    use wala::logcollect::{self, Limits};
+    let limits = if full { Limits::full() } else { Limits::normal() };
+    match logcollect::collect(root, &SystemRunner, config, config_file, limits) {
+        Ok(c) => {
+            println!(
+                "Log collection written to {} ({} files, {} bytes; {} left out, see {})",
+                c.zip.display(),
+                c.entries.len(),
+                c.zip_size,
+                c.skipped.len(),
+                c.results.display()
+            );
+            ExitCode::Ok
+        }
+        Err(e) => {
+            eprintln!("log collection failed: {e}");
+            ExitCode::Failure
+        }
+    }
+}
+
+fn serial_console(root: &HostRoot) -> ExitCode {
+    match wala::serialconsole::configure(root, &SystemRunner) {
+        Ok(change) => {
+            let file = root.path(wala::grub::DEFAULT_GRUB);
+            if change.changed {
+                println!("{}: serial console on ttyS0 configured", file.display());
+            } else {
+                println!("{}: serial console on ttyS0 already configured", file.display());
+            }
+            if let Some(cmd) = &change.regenerated_with {
+                println!("GRUB configuration regenerated with `{cmd}`; takes effect at the next boot");
+            }
+            if let Some(why) = &change.not_regenerated {
+                println!("{why}");
+            }
+            ExitCode::Ok
+        }
+        Err(e) => {
+            eprintln!("serial console set-up failed: {e}");
             ExitCode::Failure
         }
     }

@@ -19,6 +19,8 @@
 //!
 //! Errors name the field as a JSON path, e.g. `compute.osProfile.disablePasswordAuthentication`.
 
+pub mod client;
+
 use base64::Engine;
 use serde_json::{Map, Value};
 

@@ -252,16 +252,9 @@ pub fn resolve_key_path(
     Ok(normal)
 }
 
-/// Add `keys` (already validated) to the authorized keys file at `path` (a target-system path inside
-/// the user's home): directories below the home are created 0700 and owned by the user, the file is
-/// 0600 and owned by the user, keys already present are not added again, and no symlink below the
-/// home directory is followed. Returns how many keys were added.
-pub fn deploy_authorized_keys(
-    root: &HostRoot,
-    account: &Account,
-    path: &Path,
-    keys: &[String],
-) -> Result<usize, SshError> {
+/// Check `path` (inside the user's home) for symlinks from the home directory down, create the
+/// missing directories (0700, owned by the user), and return the host path of the file.
+fn prepare_key_dir(root: &HostRoot, account: &Account, path: &Path) -> Result<PathBuf, SshError> {
     let home = root.path(&account.home);
     let target = root.path(path);
     let relative = target.strip_prefix(&home).map_err(|_| SshError::PathOutsideHome {
@@ -269,7 +262,6 @@ pub fn deploy_authorized_keys(
         home: account.home.clone(),
         user: account.name.clone(),
     })?;
-    // Walk from the home directory down, refusing symlinks and creating what is missing.
     let mut current = home.clone();
     let parts: Vec<_> = relative.components().collect();
     for (i, part) in parts.iter().enumerate() {
@@ -290,6 +282,43 @@ pub fn deploy_authorized_keys(
     if let Some(dir) = target.parent().filter(|d| *d != home) {
         chown_mode(dir, account, 0o700)?;
     }
+    Ok(target)
+}
+
+/// Deploy an OVF `KeyPair`: the private key at `path` (0600) and its public half at `path.pub`
+/// (0644, OpenSSH format), both owned by the user (waagent left them root-owned, with the private
+/// key 0644).
+pub fn deploy_key_pair(
+    root: &HostRoot,
+    account: &Account,
+    path: &Path,
+    private_pem: &[u8],
+    public_line: &str,
+) -> Result<(), SshError> {
+    let target = prepare_key_dir(root, account, path)?;
+    let mut public = target.clone().into_os_string();
+    public.push(".pub");
+    let public = PathBuf::from(public);
+    if std::fs::symlink_metadata(&public).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(SshError::Symlink { path: path.to_path_buf(), link: public });
+    }
+    let owned = |mode| WriteOptions::mode(mode).owned_by(account.uid, account.gid);
+    files::write_atomic(&target, private_pem, owned(0o600))?;
+    files::write_atomic(&public, format!("{}\n", public_line.trim()).as_bytes(), owned(0o644))?;
+    Ok(())
+}
+
+/// Add `keys` (already validated) to the authorized keys file at `path` (a target-system path inside
+/// the user's home): directories below the home are created 0700 and owned by the user, the file is
+/// 0600 and owned by the user, keys already present are not added again, and no symlink below the
+/// home directory is followed. Returns how many keys were added.
+pub fn deploy_authorized_keys(
+    root: &HostRoot,
+    account: &Account,
+    path: &Path,
+    keys: &[String],
+) -> Result<usize, SshError> {
+    let target = prepare_key_dir(root, account, path)?;
     let existing = files::read_optional(&target)?.unwrap_or_default();
     let mut present: Vec<(String, String)> = existing.lines().filter_map(key_identity).collect();
     let mut text = existing.clone();

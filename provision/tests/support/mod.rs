@@ -100,13 +100,35 @@ impl TestRoot {
     }
 
     pub fn ovf(&self, password: Option<&str>, extra_key: Option<&str>) -> PathBuf {
-        let mut keys = String::new();
+        self.ovf_with(password, extra_key, &[], &[])
+    }
+
+    /// An OVF with the root's inline keys, plus keys and key pairs given only by certificate
+    /// thumbprint (`(thumbprint, path)`).
+    pub fn ovf_with(
+        &self,
+        password: Option<&str>,
+        extra_key: Option<&str>,
+        fingerprint_keys: &[(&str, &str)],
+        key_pairs: &[(&str, &str)],
+    ) -> PathBuf {
+        let mut keys = String::from("<PublicKeys>");
         for k in self.keys.iter().map(String::as_str).chain(extra_key) {
             keys.push_str(&format!(
                 "<PublicKey><Fingerprint>00</Fingerprint><Path>/home/azureuser/.ssh/authorized_keys</Path>\
                  <Value>{k}</Value></PublicKey>"
             ));
         }
+        for (fp, path) in fingerprint_keys {
+            keys.push_str(&format!(
+                "<PublicKey><Fingerprint>{fp}</Fingerprint><Path>{path}</Path></PublicKey>"
+            ));
+        }
+        keys.push_str("</PublicKeys><KeyPairs>");
+        for (fp, path) in key_pairs {
+            keys.push_str(&format!("<KeyPair><Fingerprint>{fp}</Fingerprint><Path>{path}</Path></KeyPair>"));
+        }
+        keys.push_str("</KeyPairs>");
         let password = password.map(|p| format!("<UserPassword>{p}</UserPassword>")).unwrap_or_default();
         let xml = format!(
             r#"<?xml version="1.0" encoding="utf-8"?>
@@ -118,7 +140,7 @@ impl TestRoot {
    <ns1:UserName>azureuser</ns1:UserName>
    {}
    <ns1:DisableSshPasswordAuthentication>{}</ns1:DisableSshPasswordAuthentication>
-   <ns1:SSH><ns1:PublicKeys>{}</ns1:PublicKeys></ns1:SSH>
+   <ns1:SSH>{}</ns1:SSH>
    <ns1:CustomData>I2Nsb3VkLWNvbmZpZwo=</ns1:CustomData>
   </ns1:LinuxProvisioningConfigurationSet>
  </ns1:ProvisioningSection>

@@ -77,6 +77,12 @@ pub fn standard_tasks(config: &Config) -> Vec<Box<dyn Task>> {
             period: secs(config.root_device_scsi_timeout_period),
         }));
     }
+    if config.enable_firewall {
+        tasks.push(Box::new(crate::firewall::FirewallTask {
+            destination: wireserver_ip(config),
+            period: secs(config.enable_firewall_period),
+        }));
+    }
     if config.monitor_hostname {
         tasks.push(Box::new(monitors::HostnameMonitor {
             period: secs(config.monitor_hostname_period),
@@ -84,6 +90,16 @@ pub fn standard_tasks(config: &Config) -> Vec<Box<dyn Task>> {
         }));
     }
     tasks
+}
+
+/// The WireServer address the firewall protects: the configured one when it is an IPv4 address,
+/// else the well-known address.
+fn wireserver_ip(config: &Config) -> std::net::Ipv4Addr {
+    config
+        .wala_wireserver
+        .as_ref()
+        .and_then(|hp| hp.host.parse().ok())
+        .unwrap_or(std::net::Ipv4Addr::new(168, 63, 129, 16))
 }
 
 const SIGNAL: mio::Token = mio::Token(0);

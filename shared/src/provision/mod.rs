@@ -392,9 +392,8 @@ pub fn run_network(ctx: &Context<'_>, platform: &dyn Platform) -> Result<Network
     let lib = ctx.lib_dir();
     let vm_id = vm_id(&ctx.root)?;
     let recorded = state::load(&ctx.root, &lib).filter(|s| s.vm_id == vm_id);
-    if state::provisioned_for(&ctx.root, &lib, &vm_id)
-        && recorded.as_ref().is_none_or(|s| s.final_report_sent)
-    {
+    let provisioned = state::provisioned_for(&ctx.root, &lib, &vm_id);
+    if provisioned && recorded.as_ref().is_none_or(|s| s.final_report_sent) {
         return Ok(NetworkOutcome::NothingToDo(format!("already provisioned (VM id {vm_id})")));
     }
     let Some(mut st) = recorded else {
@@ -419,8 +418,9 @@ pub fn run_network(ctx: &Context<'_>, platform: &dyn Platform) -> Result<Network
         }
         return Err(e);
     }
-    if st.mode == Mode::Provision {
-        if let Err(e) = network_steps(ctx) {
+    // With the marker written, the network steps are done: only the report is missing.
+    if st.mode == Mode::Provision && !provisioned {
+        if let Err(e) = network_steps(ctx, platform) {
             log::error!("Provisioning failed: {e}");
             if report_failure(ctx, platform, &vm_id, &e) {
                 st.local = LocalResult::Failed { step: e.step.clone(), reason: e.reason.clone() };
@@ -440,7 +440,7 @@ pub fn run_network(ctx: &Context<'_>, platform: &dyn Platform) -> Result<Network
     Ok(NetworkOutcome::Ready)
 }
 
-fn network_steps(ctx: &Context<'_>) -> Result<(), ProvisionError> {
+fn network_steps(ctx: &Context<'_>, platform: &dyn Platform) -> Result<(), ProvisionError> {
     let lib = ctx.lib_dir();
     let saved = files::read_optional(&ctx.root.path(lib.join("ovf-env.xml")))
         .map_err(|e| ProvisionError::new("ovf", e))?
@@ -448,14 +448,66 @@ fn network_steps(ctx: &Context<'_>) -> Result<(), ProvisionError> {
     let env = ovf::parse(&saved).map_err(|e| ProvisionError::new("ovf", e.reason()))?;
     let plan = Plan::build(&ctx.root, &env, ctx.config, "").map_err(|e| ProvisionError::new("plan", e))?;
     if !plan.certificate_keys.is_empty() {
-        return Err(ProvisionError::new(
-            "certificate-keys",
-            "SSH keys given by certificate fingerprint are not supported by this build of wala yet",
-        ));
+        deploy_certificate_keys(ctx, platform, &plan)?;
     }
     if plan.custom_data.as_ref().is_some_and(|c| c.execute) {
         customdata::execute(&ctx.root, ctx.runner, &lib)
             .map_err(|e| ProvisionError::new("custom-data", e))?;
+    }
+    Ok(())
+}
+
+/// For the daemon: if the final provisioning report never reached the platform (the network stage
+/// failed to send it, or was killed), send it now. `Ok(true)` when something was sent.
+pub fn retry_final_report(ctx: &Context<'_>, platform: &dyn Platform) -> Result<bool, ProvisionError> {
+    let vm_id = vm_id(&ctx.root)?;
+    match state::load(&ctx.root, &ctx.lib_dir()) {
+        Some(s) if s.vm_id == vm_id && !s.final_report_sent && s.mode != Mode::CloudInit => {
+            log::info!("the provisioning result was never reported; reporting it now");
+            run_network(ctx, platform).map(|_| true)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// SSH keys and key pairs the OVF names by certificate thumbprint: fetch the goal state's
+/// certificates (decrypted into `<THUMBPRINT>.crt`/`.prv` in the lib dir) and deploy them.
+fn deploy_certificate_keys(
+    ctx: &Context<'_>,
+    platform: &dyn Platform,
+    plan: &Plan,
+) -> Result<(), ProvisionError> {
+    let err = |e: &dyn std::fmt::Display| ProvisionError::new("certificate-keys", e);
+    let thumbprints = platform.fetch_certificates().map_err(|e| ProvisionError::new("certificates", e))?;
+    let account = user::lookup(&ctx.root, &plan.user.name)
+        .map_err(|e| err(&e))?
+        .ok_or_else(|| err(&format!("user {} does not exist", plan.user.name)))?;
+    let lib = ctx.root.path(&plan.paths.lib_dir);
+    for key in &plan.certificate_keys {
+        let Some(thumb) = thumbprints.iter().find(|t| t.eq_ignore_ascii_case(&key.fingerprint)) else {
+            return Err(err(&format!("certificate {} is not in the goal state", key.fingerprint)));
+        };
+        let path = ssh::resolve_key_path(Some(&key.path.to_string_lossy()), &account, &plan.paths.home_base)
+            .map_err(|e| err(&e))?;
+        if key.key_pair {
+            let file = lib.join(format!("{thumb}.prv"));
+            let pem = crate::secret::Secret::new(
+                std::fs::read(&file).map_err(|e| err(&format!("{}: {e}", file.display())))?,
+            );
+            let (private, public) =
+                crate::wire::certs::ssh_keypair_from_prv_pem(pem.expose()).map_err(|e| err(&e))?;
+            ssh::deploy_key_pair(&ctx.root, &account, &path, &private, &public).map_err(|e| err(&e))?;
+        } else {
+            let file = lib.join(format!("{thumb}.crt"));
+            let pem = std::fs::read(&file).map_err(|e| err(&format!("{}: {e}", file.display())))?;
+            let line = crate::wire::certs::openssh_key_from_cert_pem(&pem).map_err(|e| err(&e))?;
+            ssh::deploy_authorized_keys(&ctx.root, &account, &path, &[line]).map_err(|e| err(&e))?;
+        }
+        log::info!(
+            "deployed the {} of certificate {thumb} to {}",
+            if key.key_pair { "key pair" } else { "SSH key" },
+            path.display()
+        );
     }
     Ok(())
 }
@@ -578,6 +630,22 @@ mod tests {
         let p = RecordingPlatform::default();
         assert_eq!(run_network(&c, &p), Ok(NetworkOutcome::Ready));
         assert_eq!(p.reports().last(), Some(&ProvisioningHealth::Ready));
+    }
+
+    #[test]
+    fn the_daemon_resends_only_a_missing_report() {
+        let (dir, config) = setup(LocalResult::Done, Mode::Provision);
+        let runner = FakeRunner::new();
+        let c = ctx(&dir, &config, &runner);
+        // The network stage ran the steps and wrote the marker, but Ready did not get through.
+        assert!(run_network(&c, &RecordingPlatform::failing()).is_err());
+        assert!(state::provisioned_for(&c.root, config.lib_dir.as_path(), ID));
+        let p = RecordingPlatform::default();
+        assert_eq!(retry_final_report(&c, &p), Ok(true));
+        assert_eq!(p.reports(), vec![ProvisioningHealth::Provisioning, ProvisioningHealth::Ready]);
+        let p = RecordingPlatform::default();
+        assert_eq!(retry_final_report(&c, &p), Ok(false));
+        assert!(p.reports().is_empty());
     }
 
     #[test]

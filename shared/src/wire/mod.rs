@@ -9,7 +9,11 @@
 //! returns a [`WireError`] naming the document and the element that is wrong.
 
 pub mod certificates;
+pub mod certs;
+pub mod client;
+pub mod endpoint;
 pub mod goal_state;
+pub mod health;
 pub mod hosting_env;
 pub mod remote_access;
 pub mod shared_config;

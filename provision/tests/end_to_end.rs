@@ -1,0 +1,138 @@
+//! `wala-provision --stage all` end to end: the real binary on a temporary root (real useradd),
+//! talking HTTP over loopback to the fabric simulator. Checks what the platform received.
+
+mod support;
+
+use std::os::unix::fs::MetadataExt;
+
+use support::*;
+use wala_fabric::{Fabric, Fault, FaultAction, Listener};
+
+fn platform_config(r: &TestRoot, fabric: &Fabric) -> std::path::PathBuf {
+    r.config(&format!(
+        "Wala.WireServer={}\nWala.HostGAPlugin={}\nWala.Imds={}\n",
+        fabric.wire_addr(),
+        fabric.hgap_addr(),
+        fabric.imds_addr()
+    ))
+}
+
+fn states(fabric: &Fabric) -> Vec<String> {
+    fabric
+        .health_reports()
+        .iter()
+        .map(|h| format!("{}/{}", h.state, h.substatus.clone().unwrap_or_default()))
+        .collect()
+}
+
+fn run_all(r: &TestRoot, ovf: &std::path::Path, conf: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .arg("--root")
+        .arg(r.dir.path())
+        .args(["--stage", "all", "--config"])
+        .arg(conf)
+        .arg("--ovf")
+        .arg(ovf)
+        .output()
+        .expect("run")
+}
+
+#[test]
+fn provisioning_reports_provisioning_then_ready_once() {
+    if !need_root("provisioning_reports_provisioning_then_ready_once") {
+        return;
+    }
+    let fabric = Fabric::start_builtin().expect("fabric");
+    let r = TestRoot::new();
+    let conf = platform_config(&r, &fabric);
+    let ovf = r.ovf(None, None);
+    let out = run_all(&r, &ovf, &conf);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(states(&fabric), ["NotReady/Provisioning", "Ready/"]);
+    assert_eq!(r.read("var/lib/waagent/provisioned"), VM_ID);
+    assert_eq!(r.read("var/lib/waagent/WireServerEndpoint"), fabric.wire_addr().ip().to_string());
+    // The next boot reports nothing more.
+    let out = run_all(&r, &ovf, &conf);
+    assert!(out.status.success());
+    assert_eq!(states(&fabric).len(), 2);
+}
+
+#[test]
+fn a_failed_step_is_reported_and_ready_is_never_sent() {
+    if !need_root("a_failed_step_is_reported_and_ready_is_never_sent") {
+        return;
+    }
+    let fabric = Fabric::start_builtin().expect("fabric");
+    let r = TestRoot::new();
+    let conf = platform_config(&r, &fabric);
+    let ovf = r.ovf(Some("pw"), Some("ssh-ed25519 AAAAB3NzaC1yc2EAAAADAQABAAAAgQ"));
+    let out = run_all(&r, &ovf, &conf);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(states(&fabric), ["NotReady/Provisioning", "NotReady/ProvisioningFailed"]);
+    let description = fabric.health_reports()[1].description.clone().unwrap_or_default();
+    assert!(description.contains("SSH/PublicKeys/PublicKey[3]"), "{description}");
+    assert!(!r.path("var/lib/waagent/provisioned").exists());
+}
+
+#[test]
+fn keys_given_by_certificate_thumbprint_come_from_the_goal_state() {
+    if !need_root("keys_given_by_certificate_thumbprint_come_from_the_goal_state") {
+        return;
+    }
+    let fabric = Fabric::start_builtin().expect("fabric");
+    let with_key = fabric.certificates().iter().find(|c| c.in_pfx_with_key).expect("a cert with its key");
+    let thumb = with_key.thumbprint.to_ascii_lowercase();
+    let r = TestRoot::new();
+    let conf = platform_config(&r, &fabric);
+    let ovf = r.ovf_with(
+        None,
+        None,
+        &[(&thumb, "/home/azureuser/.ssh/authorized_keys")],
+        &[(&thumb, "/home/azureuser/.ssh/id_rsa")],
+    );
+    let out = run_all(&r, &ovf, &conf);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(states(&fabric).last().map(String::as_str), Some("Ready/"));
+    let keys = r.read("home/azureuser/.ssh/authorized_keys");
+    let lines: Vec<&str> = keys.lines().collect();
+    assert_eq!(lines.len(), 3, "two inline keys and the certificate's: {keys}");
+    let expected = wala::wire::certs::openssh_public_key(&with_key.key).expect("ssh key");
+    assert_eq!(lines[2], expected);
+    let private = r.path("home/azureuser/.ssh/id_rsa");
+    let m = std::fs::metadata(&private).expect("stat");
+    let (uid, _) = (m.uid(), m.gid());
+    assert_eq!(m.mode() & 0o777, 0o600);
+    assert_ne!(uid, 0, "owned by the user");
+    assert_eq!(r.read("home/azureuser/.ssh/id_rsa.pub").trim(), expected);
+    let prv = r.path(&format!("var/lib/waagent/{}.prv", with_key.thumbprint));
+    assert_eq!(std::fs::metadata(prv).expect("prv").mode() & 0o777, 0o600);
+}
+
+#[test]
+fn a_burst_of_server_errors_still_ends_ready() {
+    if !need_root("a_burst_of_server_errors_still_ends_ready") {
+        return;
+    }
+    let fabric = Fabric::start_builtin().expect("fabric");
+    fabric.add_fault(
+        Fault::new(
+            Listener::Wireserver,
+            "/machine?comp=health",
+            FaultAction::Status { status: 503, body: None },
+        )
+        .times(3),
+    );
+    fabric.add_fault(
+        Fault::new(
+            Listener::Wireserver,
+            "/machine/?comp=goalstate",
+            FaultAction::Status { status: 500, body: None },
+        )
+        .times(2),
+    );
+    let r = TestRoot::new();
+    let conf = platform_config(&r, &fabric);
+    let out = run_all(&r, &r.ovf(None, None), &conf);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(states(&fabric), ["NotReady/Provisioning", "Ready/"]);
+}

@@ -1,0 +1,186 @@
+//! The HostGAPlugin client (wire.md §6.1–§6.3): versions, health and vmSettings fetch. Never
+//! proxied. vmSettings is returned raw with its ETag; parsing it is elsewhere.
+
+use std::time::Duration;
+
+use crate::http::{HttpClient, HttpError, Request, RetryPolicy};
+use crate::wire::endpoint::Endpoint;
+
+/// The HostGAPlugin API version (`x-ms-version`).
+pub const API_VERSION: &str = "2015-09-01";
+
+/// Why a HostGAPlugin call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HostGaPluginError {
+    #[error("HostGAPlugin: {0}")]
+    Http(#[from] HttpError),
+    /// A 200 vmSettings answer without the required ETag header.
+    #[error("HostGAPlugin vmSettings: HTTP 200 without an ETag")]
+    MissingEtag,
+    /// Any status other than 200, 304, 404, 410 and 400 `InvalidContainerConfiguration`. 502 is the
+    /// HostGAPlugin's own internal error.
+    #[error("HostGAPlugin vmSettings: HTTP {status}{}: {body}", if *status == 502 { " [Internal error in HGAP]" } else { "" })]
+    Status { status: u16, body: String },
+}
+
+impl HostGaPluginError {
+    /// Whether the goal state is stale (refetch it for a new container ID, then retry once).
+    pub fn is_stale(&self) -> bool {
+        matches!(self, HostGaPluginError::Http(e) if e.is_stale())
+    }
+}
+
+/// The result of a vmSettings fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmSettings {
+    /// New settings: the raw JSON and its ETag.
+    Updated { etag: String, json: String },
+    /// 304: unchanged since the ETag sent.
+    NotModified,
+    /// 404: this HostGAPlugin has no vmSettings (Fast Track off; check again after 6 h).
+    Unsupported,
+}
+
+/// Who the agent is to the HostGAPlugin: the goal state's container ID and ConfigName.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerIdentity {
+    pub container_id: String,
+    pub config_name: Option<String>,
+}
+
+impl ContainerIdentity {
+    /// From a goal state.
+    pub fn of(gs: &crate::wire::GoalState) -> Self {
+        Self { container_id: gs.container_id.clone(), config_name: gs.config_name.clone() }
+    }
+}
+
+/// The HostGAPlugin client.
+#[derive(Debug, Clone)]
+pub struct HostGaPluginClient {
+    endpoint: Endpoint,
+    http: HttpClient,
+    policy: RetryPolicy,
+    single_timeout: Duration,
+}
+
+impl HostGaPluginClient {
+    pub fn new(endpoint: Endpoint) -> Self {
+        Self {
+            endpoint,
+            http: HttpClient::platform(),
+            policy: RetryPolicy::wire(),
+            single_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Replace the retry policy of `versions` (and the single-attempt timeout of the others).
+    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.single_timeout = policy.attempt_timeout;
+        self.policy = policy;
+        self
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.endpoint.base_url())
+    }
+
+    fn with_identity(request: Request, who: &ContainerIdentity) -> Request {
+        let r =
+            request.header("x-ms-version", API_VERSION).header("x-ms-containerid", who.container_id.as_str());
+        match &who.config_name {
+            Some(name) => r.header("x-ms-host-config-name", name.as_str()),
+            None => r,
+        }
+    }
+
+    /// `GET /versions`: the JSON array of API versions, as text.
+    pub fn versions(&self, who: &ContainerIdentity) -> Result<String, HostGaPluginError> {
+        let request =
+            Request::get(self.url("/versions")).header("x-ms-containerid", who.container_id.as_str());
+        Ok(self.http.send(&request, &self.policy)?.text())
+    }
+
+    /// Whether `/versions` mentions `2015-09-01` (waagent's substring test).
+    pub fn is_available(&self, who: &ContainerIdentity) -> bool {
+        self.versions(who).is_ok_and(|v| v.contains(API_VERSION))
+    }
+
+    /// `GET /health`, one attempt: `true` on 200.
+    pub fn health(&self) -> bool {
+        let request = Request::get(self.url("/health")).header("x-ms-version", API_VERSION);
+        self.http.send_once(&request, self.single_timeout).is_ok_and(|r| r.status == 200)
+    }
+
+    /// `GET /vmSettings`, one attempt, with `If-None-Match: etag` when given.
+    pub fn vm_settings(
+        &self,
+        who: &ContainerIdentity,
+        etag: Option<&str>,
+    ) -> Result<VmSettings, HostGaPluginError> {
+        let mut request = Self::with_identity(Request::get(self.url("/vmSettings")), who)
+            .header("x-ms-client-correlationid", correlation_id());
+        if let Some(etag) = etag {
+            request = request.header("if-none-match", etag);
+        }
+        let resp = self.http.send_once(&request, self.single_timeout)?;
+        let body = resp.text();
+        match resp.status {
+            200 => {
+                let etag = resp.header("etag").ok_or(HostGaPluginError::MissingEtag)?.to_string();
+                Ok(VmSettings::Updated { etag, json: body })
+            }
+            304 => Ok(VmSettings::NotModified),
+            404 => Ok(VmSettings::Unsupported),
+            410 => Err(HttpError::Stale { method: request.method, url: request.url, status: 410 }.into()),
+            400 if body.contains("InvalidContainerConfiguration") => {
+                Err(HttpError::Stale { method: request.method, url: request.url, status: 400 }.into())
+            }
+            status => Err(HostGaPluginError::Status { status, body: body.chars().take(200).collect() }),
+        }
+    }
+}
+
+impl HostGaPluginClient {
+    /// `PUT /status` with a status-blob envelope (spec §6.5), one attempt; 200 is success.
+    pub fn put_status(&self, who: &ContainerIdentity, envelope: &str) -> Result<(), HostGaPluginError> {
+        let request =
+            Self::with_identity(Request::put(self.url("/status"), envelope.as_bytes().to_vec()), who)
+                .header("content-type", "application/json");
+        let resp = self.http.send_once(&request, self.single_timeout)?;
+        match resp.status {
+            200 | 201 => Ok(()),
+            410 => Err(HttpError::Stale { method: request.method, url: request.url, status: 410 }.into()),
+            status => {
+                Err(HostGaPluginError::Status { status, body: resp.text().chars().take(200).collect() })
+            }
+        }
+    }
+}
+
+/// A random UUID (version 4) for `x-ms-client-correlationid`.
+pub fn correlation_id() -> String {
+    let mut b = [0u8; 16];
+    if openssl::rand::rand_bytes(&mut b).is_err() {
+        // Not a secret: a time-derived value is good enough to correlate logs.
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        b = t.as_nanos().to_le_bytes();
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn correlation_ids_are_v4_and_differ() {
+        let a = super::correlation_id();
+        let b = super::correlation_id();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+        assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"));
+    }
+}

@@ -1,0 +1,444 @@
+//! The one HTTP client factory (wire.md §2): explicit timeouts, a User-Agent, `Connection: close`,
+//! a bounded retry policy with capped exponential backoff under an overall deadline, throttling, and
+//! the "goal state is stale" answers (410, 400 `InvalidContainerConfiguration`) as their own error.
+//!
+//! Two kinds of client, so that the proxy rule is structural: [`ClientKind::Platform`] (WireServer,
+//! HostGAPlugin, IMDS) never uses a proxy, whatever the environment says; [`ClientKind::Storage`]
+//! (blob downloads and uploads) uses `HttpProxy.Host`/`HttpProxy.Port` or else the
+//! `http_proxy`/`https_proxy`/`no_proxy` environment.
+//!
+//! HTTPS (storage) goes through native-tls, that is the system's OpenSSL and its root
+//! certificates (so the distribution's FIPS and crypto policies apply), never a bundled root list.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::logging::redact_sas;
+
+/// The User-Agent every request carries.
+pub fn user_agent() -> String {
+    format!("WALinuxAgent/{} (wala)", crate::VERSION)
+}
+
+/// Statuses retried by default (wire.md §2.3 `RETRY_CODES`).
+pub const RETRY_STATUSES: &[u16] = &[205, 206, 403, 429, 500, 501, 502, 503, 504, 507];
+/// Statuses that mean "throttled": the delay becomes the fixed throttle delay (wire.md §2.3).
+pub const THROTTLE_STATUSES: &[u16] = &[403, 429, 503];
+/// Statuses that count as success.
+pub const OK_STATUSES: &[u16] = &[200, 201, 202];
+
+/// Which network path a client is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientKind {
+    /// WireServer, HostGAPlugin, IMDS: never proxied.
+    Platform,
+    /// Azure storage (SAS URLs): proxied per configuration or environment.
+    Storage,
+}
+
+/// A proxy for storage traffic, from `HttpProxy.Host`/`HttpProxy.Port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxySetting {
+    pub host: String,
+    pub port: u16,
+}
+
+/// How hard a request is tried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in total while not throttled (at least 1).
+    pub max_attempts: u32,
+    /// Attempts in total once a request was throttled.
+    pub throttled_max_attempts: u32,
+    /// First delay; it doubles on each retry up to `max_delay`.
+    pub base_delay: Duration,
+    /// Cap of the exponential delay.
+    pub max_delay: Duration,
+    /// Fixed delay once throttled.
+    pub throttle_delay: Duration,
+    /// Connect + whole-exchange timeout of one attempt (cut to what is left of `deadline`).
+    pub attempt_timeout: Duration,
+    /// Overall budget: no attempt starts and no sleep runs past it.
+    pub deadline: Duration,
+    /// Statuses worth another attempt.
+    pub retry_statuses: &'static [u16],
+}
+
+impl RetryPolicy {
+    /// WireServer defaults: 6 attempts, 1 s doubling to 8 s, throttled 25 attempts 1 s apart,
+    /// 10 s per attempt, 60 s overall.
+    pub fn wire() -> Self {
+        Self {
+            max_attempts: 6,
+            throttled_max_attempts: 25,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(8),
+            throttle_delay: Duration::from_secs(1),
+            attempt_timeout: Duration::from_secs(10),
+            deadline: Duration::from_secs(60),
+            retry_statuses: RETRY_STATUSES,
+        }
+    }
+
+    /// A single attempt (HostGAPlugin health and vmSettings).
+    pub fn once(attempt_timeout: Duration) -> Self {
+        Self {
+            max_attempts: 1,
+            throttled_max_attempts: 1,
+            attempt_timeout,
+            deadline: attempt_timeout,
+            ..Self::wire()
+        }
+    }
+
+    /// IMDS: a few seconds in total.
+    pub fn imds() -> Self {
+        Self {
+            max_attempts: 3,
+            throttled_max_attempts: 3,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(1),
+            throttle_delay: Duration::from_secs(1),
+            attempt_timeout: Duration::from_secs(2),
+            deadline: Duration::from_secs(5),
+            retry_statuses: RETRY_STATUSES,
+        }
+    }
+
+    /// Every duration divided by `factor` (tests use this to run the real policy fast).
+    pub fn scaled_down(mut self, factor: u32) -> Self {
+        let f = factor.max(1);
+        self.base_delay /= f;
+        self.max_delay /= f;
+        self.throttle_delay /= f;
+        self.attempt_timeout /= f;
+        self.deadline /= f;
+        self
+    }
+
+    fn delay_before(&self, retry: u32, throttled: bool) -> Duration {
+        if throttled {
+            return self.throttle_delay;
+        }
+        let factor = 1u32.checked_shl(retry.saturating_sub(1)).unwrap_or(u32::MAX);
+        self.base_delay.saturating_mul(factor).min(self.max_delay)
+    }
+}
+
+/// HTTP methods used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+        })
+    }
+}
+
+/// One request to send.
+#[derive(Clone)]
+pub struct Request {
+    pub method: Method,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Header values may carry the transport certificate; bodies may carry anything.
+        let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("url", &redact_sas(&self.url))
+            .field("headers", &names)
+            .field("body_len", &self.body.as_ref().map(Vec::len))
+            .finish()
+    }
+}
+
+impl Request {
+    pub fn get(url: impl Into<String>) -> Self {
+        Self { method: Method::Get, url: url.into(), headers: Vec::new(), body: None }
+    }
+
+    pub fn post(url: impl Into<String>, body: impl Into<Vec<u8>>) -> Self {
+        Self { method: Method::Post, url: url.into(), headers: Vec::new(), body: Some(body.into()) }
+    }
+
+    pub fn put(url: impl Into<String>, body: impl Into<Vec<u8>>) -> Self {
+        Self { method: Method::Put, url: url.into(), headers: Vec::new(), body: Some(body.into()) }
+    }
+
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+}
+
+/// A response with its whole body read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// The body as text (lossy UTF-8, BOM removed).
+    pub fn text(&self) -> String {
+        let text = String::from_utf8_lossy(&self.body);
+        text.strip_prefix('\u{feff}').unwrap_or(&text).to_string()
+    }
+}
+
+/// Why a request did not succeed. URLs are SAS-redacted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HttpError {
+    /// 410 Gone or 400 `InvalidContainerConfiguration`: the goal state is stale; refetch it, then
+    /// retry once with the new container ID and URLs.
+    #[error("{method} {url}: the goal state is stale (HTTP {status})")]
+    Stale { method: Method, url: String, status: u16 },
+    /// A status that is not success and not worth (or out of) retries.
+    #[error("{method} {url}: HTTP {status} after {attempts} attempt(s): {body}")]
+    Status { method: Method, url: String, status: u16, attempts: u32, body: String },
+    /// No HTTP answer (refused, reset, timeout, truncated body) after the last attempt.
+    #[error("{method} {url}: {reason} after {attempts} attempt(s)")]
+    Transport { method: Method, url: String, reason: String, attempts: u32 },
+    /// The overall deadline ran out before a success.
+    #[error(
+        "{method} {url}: gave up after {attempts} attempt(s) in {elapsed_ms} ms (deadline); last: {last}"
+    )]
+    Deadline { method: Method, url: String, attempts: u32, elapsed_ms: u128, last: String },
+}
+
+impl HttpError {
+    /// Whether this is the "goal state is stale" answer.
+    pub fn is_stale(&self) -> bool {
+        matches!(self, HttpError::Stale { .. })
+    }
+
+    /// The HTTP status, when there was one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            HttpError::Stale { status, .. } | HttpError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// An HTTP client of one [`ClientKind`].
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    agent: ureq::Agent,
+    kind: ClientKind,
+}
+
+impl HttpClient {
+    /// A client for the WireServer, HostGAPlugin and IMDS: never proxied.
+    pub fn platform() -> Self {
+        Self::build(ClientKind::Platform, None)
+    }
+
+    /// A client for storage: through `proxy` when given, else the environment's proxy settings
+    /// (`http_proxy`, `https_proxy`, `no_proxy`, either case).
+    pub fn storage(proxy: Option<&ProxySetting>) -> Self {
+        let proxy = match proxy {
+            Some(p) => ureq::Proxy::new(&format!("http://{}:{}", p.host, p.port))
+                .map_err(|e| log::warn!("ignoring HttpProxy {}:{}: {e}", p.host, p.port))
+                .ok(),
+            None => ureq::Proxy::try_from_env(),
+        };
+        Self::build(ClientKind::Storage, proxy)
+    }
+
+    fn build(kind: ClientKind, proxy: Option<ureq::Proxy>) -> Self {
+        let tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::NativeTls)
+            .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+            .build();
+        let config = ureq::Agent::config_builder()
+            .tls_config(tls)
+            .http_status_as_error(false)
+            .proxy(proxy)
+            .user_agent(user_agent())
+            .max_idle_connections(0)
+            .max_redirects(0)
+            .build();
+        Self { agent: config.into(), kind }
+    }
+
+    /// Which kind this client is.
+    pub fn kind(&self) -> ClientKind {
+        self.kind
+    }
+
+    /// Send `request` once and return whatever status came back (no retry, no status mapping).
+    pub fn send_once(&self, request: &Request, timeout: Duration) -> Result<Response, HttpError> {
+        self.attempt(request, timeout).map_err(|reason| HttpError::Transport {
+            method: request.method,
+            url: redact_sas(&request.url),
+            reason,
+            attempts: 1,
+        })
+    }
+
+    /// Send `request` under `policy` until it succeeds (200/201/202), fails for good, or the
+    /// deadline runs out.
+    pub fn send(&self, request: &Request, policy: &RetryPolicy) -> Result<Response, HttpError> {
+        let start = Instant::now();
+        let url = redact_sas(&request.url);
+        let method = request.method;
+        let mut throttled = false;
+        let mut attempts = 0u32;
+        loop {
+            let remaining = policy.deadline.saturating_sub(start.elapsed());
+            attempts += 1;
+            let outcome =
+                self.attempt(request, policy.attempt_timeout.min(remaining).max(Duration::from_millis(1)));
+            let last = match outcome {
+                Ok(resp) if OK_STATUSES.contains(&resp.status) => return Ok(resp),
+                Ok(resp) => {
+                    let body = resp.text();
+                    if resp.status == 410
+                        || (resp.status == 400 && body.contains("InvalidContainerConfiguration"))
+                    {
+                        return Err(HttpError::Stale { method, url, status: resp.status });
+                    }
+                    let excerpt: String = redact_sas(&body).chars().take(200).collect();
+                    if !policy.retry_statuses.contains(&resp.status) {
+                        return Err(HttpError::Status {
+                            method,
+                            url,
+                            status: resp.status,
+                            attempts,
+                            body: excerpt,
+                        });
+                    }
+                    throttled |= THROTTLE_STATUSES.contains(&resp.status);
+                    let max = if throttled { policy.throttled_max_attempts } else { policy.max_attempts };
+                    if attempts >= max.max(1) {
+                        return Err(HttpError::Status {
+                            method,
+                            url,
+                            status: resp.status,
+                            attempts,
+                            body: excerpt,
+                        });
+                    }
+                    format!("HTTP {}", resp.status)
+                }
+                Err(reason) => {
+                    let max = if throttled { policy.throttled_max_attempts } else { policy.max_attempts };
+                    if attempts >= max.max(1) {
+                        return Err(HttpError::Transport { method, url, reason, attempts });
+                    }
+                    reason
+                }
+            };
+            let delay = policy.delay_before(attempts, throttled);
+            if start.elapsed() + delay >= policy.deadline {
+                return Err(HttpError::Deadline {
+                    method,
+                    url,
+                    attempts,
+                    elapsed_ms: start.elapsed().as_millis(),
+                    last,
+                });
+            }
+            log::debug!("{method} {url}: {last}; retrying in {} ms", delay.as_millis());
+            std::thread::sleep(delay);
+        }
+    }
+
+    /// One exchange; `Err` is a transport failure described in one line.
+    fn attempt(&self, request: &Request, timeout: Duration) -> Result<Response, String> {
+        log::debug!(
+            "{} {} ({} header(s), {} body byte(s))",
+            request.method,
+            redact_sas(&request.url),
+            request.headers.len(),
+            request.body.as_ref().map_or(0, Vec::len)
+        );
+        let result = match (&request.method, &request.body) {
+            (Method::Get, _) => {
+                let mut b = self.agent.get(&request.url);
+                for (n, v) in &request.headers {
+                    b = b.header(n.as_str(), v.as_str());
+                }
+                b.header("Connection", "close")
+                    .config()
+                    .timeout_connect(Some(timeout))
+                    .timeout_global(Some(timeout))
+                    .build()
+                    .call()
+            }
+            (method, body) => {
+                let mut b = if *method == Method::Put {
+                    self.agent.put(&request.url)
+                } else {
+                    self.agent.post(&request.url)
+                };
+                for (n, v) in &request.headers {
+                    b = b.header(n.as_str(), v.as_str());
+                }
+                b.header("Connection", "close")
+                    .config()
+                    .timeout_connect(Some(timeout))
+                    .timeout_global(Some(timeout))
+                    .build()
+                    .send(body.as_deref().unwrap_or_default())
+            }
+        };
+        let mut resp = result.map_err(|e| redact_sas(&e.to_string()))?;
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(32 * 1024 * 1024)
+            .read_to_vec()
+            .map_err(|e| format!("reading the body of HTTP {status}: {}", redact_sas(&e.to_string())))?;
+        log::debug!("{} {}: HTTP {status}, {} byte(s)", request.method, redact_sas(&request.url), body.len());
+        Ok(Response { status, headers, body })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let p = RetryPolicy::wire();
+        let d: Vec<u64> = (1..=6).map(|n| p.delay_before(n, false).as_secs()).collect();
+        assert_eq!(d, [1, 2, 4, 8, 8, 8]);
+        assert_eq!(p.delay_before(40, false), Duration::from_secs(8));
+        assert_eq!(p.delay_before(3, true), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn request_debug_hides_header_values_and_signature() {
+        let r =
+            Request::get("http://h/x?sv=1&sig=SECRET").header("x-ms-guest-agent-public-x509-cert", "MIIB");
+        let s = format!("{r:?}");
+        assert!(!s.contains("SECRET") && !s.contains("MIIB"), "{s}");
+    }
+}
