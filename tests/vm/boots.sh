@@ -24,13 +24,18 @@ result() { if [ "$2" -eq 0 ]; then pass "$1"; else fail "$1" "${3:-}"; fi; }
 accel=(-accel "tcg,thread=multi" -cpu qemu64)
 accel_name="TCG (-accel tcg,thread=multi -cpu qemu64)"
 if [ -r /dev/kvm ] && [ -w /dev/kvm ] && [ "${WALA_VM_TRY_KVM:-1}" = 1 ]; then
-    timeout 10 qemu-system-x86_64 -machine pc -accel kvm -cpu host -m 256 -display none -no-reboot \
+    # In a subshell: qemu may abort (MSR 0x10a on these machines), and bash reports that.
+    (timeout 10 qemu-system-x86_64 -machine pc -accel kvm -cpu host -m 256 -display none -no-reboot \
         -kernel "$work/vmlinuz" -append "console=ttyS0 panic=-1" -serial "file:$work/kvm-probe.log" \
-        -monitor none >/dev/null 2>&1
+        -monitor none >"$work/kvm-probe.out" 2>&1) 2>/dev/null
     if grep -q 'Linux version' "$work/kvm-probe.log" 2>/dev/null; then
         accel=(-accel kvm -cpu host)
         accel_name="KVM (-accel kvm -cpu host)"
+    else
+        echo "KVM: /dev/kvm is there but a guest kernel did not start under it ($(head -c 120 "$work/kvm-probe.out" | tr '\n' ' ')): using TCG"
     fi
+else
+    echo "KVM: /dev/kvm is not usable: using TCG"
 fi
 echo "accelerator: $accel_name"
 
