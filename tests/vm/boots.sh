@@ -2,7 +2,8 @@
 # Phase 2 of the VM test (started by tests/vm/run.sh, inside `unshare --net` where it can): boots
 # the prepared image under qemu against wala-fabric and checks what wala did. Prints PASS/FAIL/
 # PENDING lines, a table of figures, and "BOOTS DONE" at the end; run.sh counts the lines.
-# Every address used here is loopback (the guest's platform addresses are slirp guestfwd relays to
+# The slirp gateway is set explicitly (host=168.0.0.2, which the image's static routes use: with
+# net=168.0.0.0/7 alone it would be 168.0.2.2). Every address used here is loopback (the guest's platform addresses are slirp guestfwd relays to
 # the fabric's loopback listeners).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -27,7 +28,7 @@ if [ -r /dev/kvm ] && [ -w /dev/kvm ] && [ "${WALA_VM_TRY_KVM:-1}" = 1 ]; then
     # In a subshell: qemu may abort (MSR 0x10a on these machines), and bash reports that.
     (timeout 10 qemu-system-x86_64 -machine pc -accel kvm -cpu host -m 256 -display none -no-reboot \
         -kernel "$work/vmlinuz" -append "console=ttyS0 panic=-1" -serial "file:$work/kvm-probe.log" \
-        -monitor none >"$work/kvm-probe.out" 2>&1) 2>/dev/null
+        -monitor none >"$work/kvm-probe.out" 2>&1; true) 2>/dev/null
     if grep -q 'Linux version' "$work/kvm-probe.log" 2>/dev/null; then
         accel=(-accel kvm -cpu host)
         accel_name="KVM (-accel kvm -cpu host)"
@@ -69,7 +70,7 @@ boot() {
     local wire hgap imds
     read -r wire hgap imds < <(python3 "$tool" ports "$d/ports.json")
     local relay="cmd:python3 $tool relay 127.0.0.1"
-    local net="user,id=n0,restrict=on,net=168.0.0.0/7,hostfwd=tcp:127.0.0.1:$ssh_port-:22"
+    local net="user,id=n0,restrict=on,net=168.0.0.0/7,host=168.0.0.2,hostfwd=tcp:127.0.0.1:$ssh_port-:22"
     net+=",guestfwd=tcp:168.63.129.16:80-$relay $wire"
     net+=",guestfwd=tcp:168.63.129.16:32526-$relay $hgap"
     net+=",guestfwd=tcp:169.254.169.254:80-$relay $imds"
