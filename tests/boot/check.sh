@@ -183,7 +183,7 @@ if grep -qx 'Z /home/azureuser - - -' "$rl" && ! grep -q '/home/existing' "$rl" 
 else cat "$rl" "$tmp/rl.out" >"$tmp/rl.all" 2>/dev/null; fail "relabel helper" "$tmp/rl.all"; fi
 
 # --- shellcheck ----------------------------------------------------------------------------------
-shells=(tests/boot/check.sh packaging/build-deb.sh packaging/gen-man.sh dracut/modules.d/90wala/*.sh)
+shells=(tests/boot/check.sh tests/vm/*.sh packaging/build-deb.sh packaging/gen-man.sh dracut/modules.d/90wala/*.sh)
 check "shellcheck ${shells[*]}" shellcheck "${shells[@]}"
 check "shellcheck maintainer scripts" shellcheck -s sh packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm
 

@@ -1,0 +1,415 @@
+#!/usr/bin/env bash
+# Phase 2 of the VM test (started by tests/vm/run.sh, inside `unshare --net` where it can): boots
+# the prepared image under qemu against wala-fabric and checks what wala did. Prints PASS/FAIL/
+# PENDING lines, a table of figures, and "BOOTS DONE" at the end; run.sh counts the lines.
+# The slirp gateway is set explicitly (host=168.0.0.2, which the image's static routes use: with
+# net=168.0.0.0/7 alone it would be 168.0.2.2). Every address used here is loopback (the guest's platform addresses are slirp guestfwd relays to
+# the fabric's loopback listeners).
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+work=$WALA_VM_WORKDIR
+user=$WALA_VM_USER
+tool=$here/vmtool.py
+
+pass() { echo "PASS $1"; }
+fail() {
+    echo "FAIL $1"
+    if [ -n "${2:-}" ] && [ -s "$2" ]; then tail -25 "$2" | sed 's/^/    /'; fi
+}
+pending() { echo "PENDING $1"; }
+# result NAME STATUS [LOG]
+result() { if [ "$2" -eq 0 ]; then pass "$1"; else fail "$1" "${3:-}"; fi; }
+
+# The accelerator: KVM only when it can actually run a guest (on these machines /dev/kvm is a
+# nested hypervisor that cannot): a 10 s probe that must reach the kernel's first console line.
+accel=(-accel "tcg,thread=multi" -cpu qemu64)
+accel_name="TCG (-accel tcg,thread=multi -cpu qemu64)"
+if [ -r /dev/kvm ] && [ -w /dev/kvm ] && [ "${WALA_VM_TRY_KVM:-1}" = 1 ]; then
+    # In a subshell: qemu may abort (MSR 0x10a on these machines), and bash reports that.
+    (timeout 10 qemu-system-x86_64 -machine pc -accel kvm -cpu host -m 256 -display none -no-reboot \
+        -kernel "$work/vmlinuz" -append "console=ttyS0 panic=-1" -serial "file:$work/kvm-probe.log" \
+        -monitor none >"$work/kvm-probe.out" 2>&1; true) 2>/dev/null
+    if grep -q 'Linux version' "$work/kvm-probe.log" 2>/dev/null; then
+        accel=(-accel kvm -cpu host)
+        accel_name="KVM (-accel kvm -cpu host)"
+    else
+        echo "KVM: /dev/kvm is there but a guest kernel did not start under it ($(head -c 120 "$work/kvm-probe.out" | tr '\n' ' ')): using TCG"
+    fi
+else
+    echo "KVM: /dev/kvm is not usable: using TCG"
+fi
+echo "accelerator: $accel_name"
+
+ssh_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+ssh_opts=(-p "$ssh_port" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes
+    -o ConnectTimeout=20 -o LogLevel=ERROR)
+rssh() { ssh "${ssh_opts[@]}" -i "$work/keys/root" root@127.0.0.1 "$@"; }
+ussh() { ssh "${ssh_opts[@]}" -i "$work/keys/user" "$user@127.0.0.1" "$@"; }
+
+fab_pid=""
+qemu_pid=""
+stop_all() {
+    [ -n "$qemu_pid" ] && kill "$qemu_pid" 2>/dev/null
+    [ -n "$fab_pid" ] && kill "$fab_pid" 2>/dev/null
+    qemu_pid=""
+    fab_pid=""
+}
+trap stop_all EXIT
+
+# boot NAME ROOT SNAPSHOT(on|off) ISO RESOURCE UUID INITRD [EXTRA_APPEND]
+# Starts a fresh fabric and the VM, waits for the SSH banner. Sets t0, ssh_at (or empty), d.
+boot() {
+    local name=$1 root=$2 snap=$3 iso=$4 res=$5 uuid=$6 initrd=$7 append=${8:-}
+    d=$work/$name
+    mkdir -p "$d"
+    rm -f "$d/ports.json"
+    fab_t0=$(date +%s.%N)
+    "$WALA_VM_FABRIC" --ports-file "$d/ports.json" --record "$d/record.jsonl" >"$d/fabric.out" 2>"$d/fabric.err" &
+    fab_pid=$!
+    for _ in $(seq 100); do [ -s "$d/ports.json" ] && break; sleep 0.05; done
+    local wire hgap imds
+    read -r wire hgap imds < <(python3 "$tool" ports "$d/ports.json")
+    local relay="cmd:python3 $tool relay 127.0.0.1"
+    local net="user,id=n0,restrict=on,net=168.0.0.0/7,host=168.0.0.2,hostfwd=tcp:127.0.0.1:$ssh_port-:22"
+    net+=",guestfwd=tcp:168.63.129.16:80-$relay $wire"
+    net+=",guestfwd=tcp:168.63.129.16:32526-$relay $hgap"
+    net+=",guestfwd=tcp:169.254.169.254:80-$relay $imds"
+    t0=$(date +%s.%N)
+    qemu-system-x86_64 -machine pc "${accel[@]}" -smp 2 -m 2048 -display none -monitor none \
+        -no-reboot -serial "file:$d/serial.log" \
+        -kernel "$work/vmlinuz" -initrd "$initrd" \
+        -append "root=/dev/vda ro console=ttyS0 panic=-1 $append" \
+        -drive "file=$root,format=raw,if=virtio,snapshot=$snap" \
+        -drive "file=$iso,format=raw,media=cdrom,if=ide,index=2" \
+        -device virtio-scsi-pci,id=scsi0 \
+        -drive "file=$res,format=raw,if=none,id=res0" \
+        -device scsi-hd,drive=res0,bus=scsi0.0,serial=walaresource \
+        -uuid "$uuid" \
+        -smbios "type=1,manufacturer=Microsoft Corporation,product=Virtual Machine" \
+        -smbios "type=3,asset=7783-7084-3265-9085-8269-3286-77" \
+        -netdev "$net" -device virtio-net-pci,netdev=n0 >"$d/qemu.out" 2>&1 &
+    qemu_pid=$!
+    ssh_at=$(python3 "$tool" banner "$ssh_port" 300 "$t0") || ssh_at=""
+    if [ -n "$ssh_at" ]; then
+        pass "$name: boots to sshd (banner after $ssh_at s)"
+    else
+        fail "$name: boots to sshd within 300 s" "$d/serial.log"
+        cat "$d/qemu.out"
+    fi
+}
+
+# Fabric figures and the Health reports; then stop the fabric. Sets wire_at, ready_at.
+collect_fabric() {
+    python3 "$tool" get "http://127.0.0.1:$(python3 "$tool" ports "$d/ports.json" | cut -d' ' -f1)/__fabric/health" \
+        >"$d/health.json" 2>"$d/health.err" || echo '[]' >"$d/health.json"
+    read -r wire_at ready_at < <(python3 "$tool" times "$d/record.jsonl" "$fab_t0" "$t0")
+}
+
+shutdown_vm() {
+    rssh systemctl poweroff >/dev/null 2>&1
+    for _ in $(seq 240); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 0.5; done
+    if kill -0 "$qemu_pid" 2>/dev/null; then
+        fail "$(basename "$d"): powers off within 120 s"
+        kill "$qemu_pid"
+    fi
+    wait "$qemu_pid" 2>/dev/null
+    kill "$fab_pid" 2>/dev/null
+    wait "$fab_pid" 2>/dev/null
+    qemu_pid=""
+    fab_pid=""
+}
+
+# network_pending: the network stage exited 4 with "not built yet" in this boot's journal.
+network_pending() {
+    rssh journalctl -b --no-pager -u wala-provision-network.service >"$d/network.journal" 2>&1
+    local status
+    status=$(rssh systemctl show -p ExecMainStatus --value wala-provision-network.service 2>/dev/null)
+    [ "$status" = 4 ] && grep -q 'not built yet' "$d/network.journal"
+}
+
+# gated NAME STATUS [LOG]: a check that needs the network stage. Evaluated always; when it fails
+# only because the network stage is not built (detected above), it is PENDING, not FAIL.
+gated() {
+    if [ "$2" -eq 0 ]; then
+        pass "$1"
+    elif [ "$net_pending" = 1 ]; then
+        pending "$1 (network stage not built)"
+    else
+        fail "$1" "${3:-}"
+    fi
+}
+
+check_pending_line() {
+    net_pending=0
+    if network_pending; then
+        net_pending=1
+        echo "PENDING: network stage not built (exit 4 from wala-provision --stage network)"
+    fi
+}
+
+# The provisioning checks shared by the first boot of every good OVF. $1 = expected hostname.
+check_provisioned() {
+    local name=$1 host=$2 out
+    ussh true >"$d/ussh.log" 2>&1
+    result "$name: ssh login as $user with the OVF key" $? "$d/ussh.log"
+    ussh sudo -n true >"$d/sudo.log" 2>&1
+    result "$name: sudo -n true works for the no-password user" $? "$d/sudo.log"
+    out=$(rssh sshd -T 2>/dev/null | grep -i '^passwordauthentication')
+    [ "$out" = "passwordauthentication no" ]
+    result "$name: sshd -T says password login off as the OVF asked ($out)" $?
+    out="$(rssh 'hostname; cat /etc/hostname' 2>/dev/null | paste -sd' ')"
+    [ "$out" = "$host $host" ]
+    result "$name: hostname $host live and in /etc/hostname (got: $out)" $?
+    rssh "grep -qF '$(cut -d' ' -f2 "$work/keys/user.pub")' /home/$user/.ssh/authorized_keys"
+    result "$name: authorized_keys holds the OVF key" $?
+    check_custom_data "$name"
+    check_hostname_before_dhcp "$name"
+    check_resource_disk "$name"
+    check_agentd "$name"
+}
+
+check_custom_data() {
+    local got want
+    want=$(printf '%s' "$WALA_VM_CUSTOM_DATA" | base64 -w0)
+    got=$(rssh cat /var/lib/waagent/CustomData 2>/dev/null)
+    # Saved as given (base64, Provisioning.DecodeCustomData=n) or decoded.
+    [ "$got" = "$want" ] || [ "$got" = "$WALA_VM_CUSTOM_DATA" ]
+    result "$1: CustomData saved in /var/lib/waagent/CustomData" $?
+}
+
+# The hostname must be set before the first DHCP request: wala-provision-local finished before
+# systemd started systemd-networkd (the DHCP client), from the journal's monotonic timestamps.
+check_hostname_before_dhcp() {
+    rssh journalctl -b -o short-monotonic --no-pager >"$d/journal.txt" 2>&1
+    local t_local t_netd t_lease
+    t_local=$(grep -m1 'Finished wala-provision-local.service' "$d/journal.txt" | sed -E 's/^\[ *([0-9.]+)\].*/\1/')
+    t_netd=$(grep -m1 'Starting systemd-networkd.service' "$d/journal.txt" | sed -E 's/^\[ *([0-9.]+)\].*/\1/')
+    t_lease=$(grep -m1 'DHCPv4 address' "$d/journal.txt" | sed -E 's/^\[ *([0-9.]+)\].*/\1/')
+    if [ -n "$t_local" ] && [ -n "$t_netd" ] && python3 -c "import sys; sys.exit(0 if $t_local < $t_netd else 1)"; then
+        pass "$1: hostname set before DHCP (local stage done at ${t_local}s, networkd started at ${t_netd}s, lease at ${t_lease:-?}s)"
+    else
+        fail "$1: hostname set before DHCP (local stage done at '${t_local}', networkd started at '${t_netd}')" "$d/journal.txt"
+    fi
+}
+
+check_resource_disk() {
+    local fs swap
+    # What the guest saw, shown when a check fails: the udev links and wala's disk log lines.
+    rssh 'ls -l /dev/disk/azure/; journalctl -b -o short-monotonic --no-pager | grep -E "sda|wala-provision.*(resource|disk|swap)"' \
+        >"$d/disk.diag" 2>&1
+    fs=$(rssh findmnt -n -o SOURCE,FSTYPE /mnt/resource 2>/dev/null)
+    [[ "$fs" == /dev/sd*1\ ext4 ]]
+    result "$1: resource disk mounted at /mnt/resource ($fs)" $? "$d/disk.diag"
+    swap=$(rssh swapon --noheadings --show=NAME,SIZE 2>/dev/null | paste -sd' ')
+    [[ "$swap" == /mnt/resource/* ]]
+    result "$1: swap active on the resource disk ($swap)" $?
+}
+
+check_agentd() {
+    local state
+    state=$(rssh systemctl is-active wala-agentd.service 2>/dev/null)
+    [ "$state" = active ]
+    result "$1: wala-agentd is running (systemctl is-active: $state)" $?
+    pending "$1: wala-agentd status posting (not built yet: no check)"
+}
+
+# marker_is UUID: /var/lib/waagent/provisioned names this VM (case and byte order aside).
+marker_is() {
+    local m
+    m=$(rssh cat /var/lib/waagent/provisioned 2>/dev/null | tr 'A-F' 'a-f')
+    [ -n "$m" ] && python3 - "$m" "$1" <<'EOF'
+import sys, uuid
+m, want = sys.argv[1].strip(), uuid.UUID(sys.argv[2])
+try:
+    got = uuid.UUID(m)
+except ValueError:
+    sys.exit(1)
+sys.exit(0 if got in (want, uuid.UUID(bytes_le=want.bytes)) else 1)
+EOF
+}
+
+local_journal() {
+    rssh journalctl -b --no-pager -u wala-provision-local.service >"$d/local.journal" 2>&1
+}
+
+rows=()
+row() { rows+=("$(printf '%-22s %12s %10s %12s %10s' "$1" "${2:--}" "${3:--}" "${4:--}" "${5:--}")"); }
+
+uuid1=$(python3 -c 'import uuid; print(uuid.uuid4())')
+uuid2=$(python3 -c 'import uuid; print(uuid.uuid4())')
+uuid3=$(python3 -c 'import uuid; print(uuid.uuid4())')
+uuid4=$(python3 -c 'import uuid; print(uuid.uuid4())')
+uuid5=$(python3 -c 'import uuid; print(uuid.uuid4())')
+
+# === 1. No password, SSH key, custom data: first boot on a persistent copy of the root ===========
+cp --sparse=always "$work/root.raw" "$work/root-persistent.raw"
+cp --sparse=always "$WALA_VM_RESOURCE" "$work/res1.raw"
+boot first-boot "$work/root-persistent.raw" off "$work/nopw.iso" "$work/res1.raw" "$uuid1" "$work/initrd.img"
+if [ -n "$ssh_at" ]; then
+    check_pending_line
+    check_provisioned first-boot "$WALA_VM_HOST1"
+    collect_fabric
+    python3 "$tool" health "$d/health.json" ready >"$d/health.check" 2>&1
+    rc=$?
+    gated "first-boot: fabric got NotReady/Provisioning then Ready, in order, nothing else ($(head -1 "$d/health.check"))" "$rc" "$d/health.check"
+    # RSS one minute after boot (guest uptime).
+    up=$(rssh cut -d' ' -f1 /proc/uptime 2>/dev/null)
+    up=${up%.*}
+    [ -n "$up" ] && [ "$up" -lt 60 ] && sleep $((60 - up))
+    rss=$(rssh ps -o rss= -C wala-agentd 2>/dev/null | awk '{s+=$1} END {if (NR) print s}')
+    echo "wala-agentd RSS one minute after boot: ${rss:-?} KiB"
+    row "first boot" "$wire_at" "$ready_at" "$ssh_at" "${rss:+$rss KiB}"
+    shutdown_vm
+else
+    stop_all
+fi
+
+# === 2. Reboot: the same disk and VM id: no second provisioning ================================
+boot reboot "$work/root-persistent.raw" off "$work/nopw.iso" "$work/res1.raw" "$uuid1" "$work/initrd.img"
+if [ -n "$ssh_at" ]; then
+    check_pending_line
+    local_journal
+    grep -qiE 'Provisioning skipped: .*already' "$d/local.journal"
+    rc=$?
+    result "reboot: no second provisioning (journal: $(grep -m1 -o 'Provisioning skipped: .*' "$d/local.journal"))" "$rc" "$d/local.journal"
+    ! grep -q 'VM id changed' "$d/local.journal"
+    result "reboot: the VM id is recognised as unchanged" $? "$d/local.journal"
+    marker_is "$uuid1"
+    gated "reboot: the marker /var/lib/waagent/provisioned holds the VM id" $?
+    ussh true >/dev/null 2>&1
+    result "reboot: $user still logs in" $?
+    check_resource_disk reboot
+    collect_fabric
+    row "reboot" "$wire_at" "$ready_at" "$ssh_at"
+    shutdown_vm
+else
+    stop_all
+fi
+
+# === 3. A new VM id on the same disk: provisions again ==========================================
+cp --sparse=always "$WALA_VM_RESOURCE" "$work/res2.raw"
+boot new-vm-id "$work/root-persistent.raw" off "$work/newid.iso" "$work/res2.raw" "$uuid2" "$work/initrd.img"
+if [ -n "$ssh_at" ]; then
+    check_pending_line
+    local_journal
+    ! grep -q 'Provisioning skipped' "$d/local.journal" && grep -q 'VM id changed' "$d/local.journal"
+    rc=$?
+    result "new-vm-id: provisions again (journal: $(grep -m1 -o 'the VM id changed.*' "$d/local.journal"))" "$rc" "$d/local.journal"
+    out="$(rssh 'hostname; cat /etc/hostname' 2>/dev/null | paste -sd' ')"
+    [ "$out" = "$WALA_VM_HOST2 $WALA_VM_HOST2" ]
+    result "new-vm-id: the new OVF's hostname $WALA_VM_HOST2 is set (got: $out)" $?
+    check_resource_disk new-vm-id
+    marker_is "$uuid2"
+    gated "new-vm-id: the marker holds the new VM id" $?
+    collect_fabric
+    python3 "$tool" health "$d/health.json" ready >"$d/health.check" 2>&1
+    rc=$?
+    gated "new-vm-id: fabric got NotReady/Provisioning then Ready ($(head -1 "$d/health.check"))" "$rc" "$d/health.check"
+    row "new VM id" "$wire_at" "$ready_at" "$ssh_at"
+    shutdown_vm
+else
+    stop_all
+fi
+
+# === 4. Password user, password login on (snapshot: the image stays clean) ======================
+cp --sparse=always "$WALA_VM_RESOURCE" "$work/res3.raw"
+boot password "$work/root.raw" on "$work/password.iso" "$work/res3.raw" "$uuid3" "$work/initrd.img"
+if [ -n "$ssh_at" ]; then
+    check_pending_line
+    ussh true >"$d/ussh.log" 2>&1
+    result "password: ssh login as $user with the OVF key" $? "$d/ussh.log"
+    out=$(rssh sshd -T 2>/dev/null | grep -i '^passwordauthentication')
+    [ "$out" = "passwordauthentication yes" ]
+    result "password: sshd -T says password login on as the OVF asked ($out)" $?
+    # Password login through ssh's askpass (no sshpass needed); the password is read from a file.
+    printf '#!/bin/sh\ncat %q\n' "$work/keys/password" >"$work/keys/askpass"
+    chmod 700 "$work/keys/askpass"
+    SSH_ASKPASS=$work/keys/askpass SSH_ASKPASS_REQUIRE=force DISPLAY=none setsid -w ssh "${ssh_opts[@]/BatchMode=yes/BatchMode=no}" \
+        -o PreferredAuthentications=password -o PubkeyAuthentication=no "$user@127.0.0.1" true </dev/null >"$d/pwlogin.log" 2>&1
+    result "password: login with the OVF password works" $? "$d/pwlogin.log"
+    ! ussh sudo -n true >/dev/null 2>&1
+    result "password: sudo asks for the password (sudo -n fails)" $?
+    ussh "sudo -S -p '' true" <"$work/keys/password" >"$d/sudo.log" 2>&1
+    result "password: sudo with the password works" $? "$d/sudo.log"
+    rssh "! grep -rqF '$(cat "$work/keys/password")' /var/lib/waagent /var/log /etc/ssh 2>/dev/null"
+    result "password: the password is not stored in clear under /var/lib/waagent, /var/log, /etc/ssh" $?
+    collect_fabric
+    python3 "$tool" health "$d/health.json" ready >"$d/health.check" 2>&1
+    rc=$?
+    gated "password: fabric got NotReady/Provisioning then Ready ($(head -1 "$d/health.check"))" "$rc" "$d/health.check"
+    row "password" "$wire_at" "$ready_at" "$ssh_at"
+    shutdown_vm
+else
+    stop_all
+fi
+
+# === 5. A broken OVF (no HostName): ProvisioningFailed naming it; the VM still boots to sshd ======
+cp --sparse=always "$WALA_VM_RESOURCE" "$work/res4.raw"
+boot broken-ovf "$work/root.raw" on "$work/broken.iso" "$work/res4.raw" "$uuid4" "$work/initrd.img"
+if [ -n "$ssh_at" ]; then
+    check_pending_line
+    local_journal
+    grep -q 'HostName' "$d/local.journal"
+    result "broken-ovf: the local stage names the problem (HostName) in the journal" $? "$d/local.journal"
+    ! rssh id "$user" >/dev/null 2>&1
+    result "broken-ovf: no user was created" $?
+    collect_fabric
+    python3 "$tool" health "$d/health.json" failed HostName >"$d/health.check" 2>&1
+    rc=$?
+    gated "broken-ovf: fabric got ProvisioningFailed naming HostName, nothing after ($(head -1 "$d/health.check"))" "$rc" "$d/health.check"
+    row "broken OVF" "$wire_at" "$ready_at" "$ssh_at"
+    shutdown_vm
+else
+    stop_all
+fi
+
+# === 6. The dracut variant: the local stage runs in the initramfs ================================
+if [ -s "$work/initrd-dracut.img" ]; then
+    cp --sparse=always "$WALA_VM_RESOURCE" "$work/res5.raw"
+    boot dracut "$work/root.raw" on "$work/dracut.iso" "$work/res5.raw" "$uuid5" "$work/initrd-dracut.img"
+    if [ -n "$ssh_at" ]; then
+        check_pending_line
+        rssh journalctl -b --no-pager -u wala-provision-initrd.service >"$d/initrd.journal" 2>&1
+        grep -q 'Finished wala-provision-initrd.service' "$d/initrd.journal" ||
+            rssh journalctl -b --no-pager -o short-monotonic | grep -q 'Finished wala-provision-initrd.service'
+        result "dracut: wala-provision-initrd.service ran and succeeded in the initramfs" $? "$d/initrd.journal"
+        local_journal
+        grep -q 'Provisioning skipped: the local stage already ran' "$d/local.journal"
+        rc=$?
+        result "dracut: the real-root local stage did not redo it ($(grep -m1 -o 'Provisioning skipped: .*' "$d/local.journal"))" "$rc" "$d/local.journal"
+        check_provisioned dracut "$WALA_VM_HOST4"
+        collect_fabric
+        python3 "$tool" health "$d/health.json" ready >"$d/health.check" 2>&1
+        rc=$?
+        gated "dracut: fabric got NotReady/Provisioning then Ready ($(head -1 "$d/health.check"))" "$rc" "$d/health.check"
+        row "dracut" "$wire_at" "$ready_at" "$ssh_at"
+        shutdown_vm
+    else
+        stop_all
+    fi
+else
+    fail "dracut: no initramfs was built (see the preparation's FAIL line)"
+fi
+
+# === 7. The floor: the same image with wala's units masked ======================================
+cp --sparse=always "$WALA_VM_RESOURCE" "$work/res6.raw"
+mask="systemd.mask=wala-provision-local.service systemd.mask=wala-provision-network.service"
+mask+=" systemd.mask=wala-agentd.service systemd.mask=wala-network-setup.service"
+boot no-agent "$work/root.raw" on "$work/nopw.iso" "$work/res6.raw" "$uuid1" "$work/initrd.img" "$mask"
+if [ -n "$ssh_at" ]; then
+    state=$(rssh systemctl is-active wala-provision-local.service 2>/dev/null)
+    [ "$state" != active ]
+    result "no-agent: wala's units are masked (wala-provision-local: $state)" $?
+    collect_fabric
+    row "no agent (floor)" "$wire_at" "$ready_at" "$ssh_at"
+    shutdown_vm
+else
+    stop_all
+fi
+
+echo
+echo "Figures ($accel_name; seconds from qemu start; no timing assertions):"
+printf '%-22s %12s %10s %12s %10s\n' scenario "1st wire req" Ready "sshd banner" "agentd RSS"
+printf '%s\n' "${rows[@]}"
+echo "preparation: ${WALA_VM_PREPARE_SECS} s (base image step: ${WALA_VM_IMAGE_SECS} s)"
+echo "BOOTS DONE"

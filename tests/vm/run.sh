@@ -1,0 +1,298 @@
+#!/usr/bin/env bash
+# The VM boot test: Debian 12 guests under qemu, provisioned by wala against the fabric simulator
+# (wala-fabric). Documented in docs/vm-test.md.
+#
+# Phase 1 (here, with the package mirror reachable): tools, `make deb`, wala-fabric, the cached
+# base image (tests/vm/image.sh), a per-run copy of it with the fresh package installed, the
+# dracut initramfs, root.raw (mkfs.ext4 -d), the provisioning DVDs, the resource disk.
+# Phase 2 (tests/vm/boots.sh, inside `unshare --net` where only loopback exists): the boots and
+# their checks.
+#
+# Prints PASS/FAIL/PENDING lines, a table of figures, and "N passed, M failed"; exits non-zero on
+# any FAIL. Needs root. Environment:
+#   WALA_VM_CACHE   base image cache (default /var/cache/wala-vm; outside the repository)
+#   WALA_VM_WORK    where the per-run directory is made (default /var/tmp)
+#   WALA_VM_KEEP=1  keep the per-run directory (it is always kept after a failure)
+#   WALA_VM_MIRROR  Debian mirror for debootstrap (default http://deb.debian.org/debian)
+# Usage: tests/vm/run.sh
+set -uo pipefail
+cd "$(dirname "$0")/../.." || exit 1
+repo=$(pwd)
+here=$repo/tests/vm
+export WALA_VM_CACHE=${WALA_VM_CACHE:-/var/cache/wala-vm}
+run_start=$(date +%s)
+
+passed=0
+failed=0
+pass() { echo "PASS $1"; passed=$((passed + 1)); }
+fail() {
+    echo "FAIL $1"
+    failed=$((failed + 1))
+    if [ -n "${2:-}" ] && [ -s "$2" ]; then tail -30 "$2" | sed 's/^/    /'; fi
+}
+finish() {
+    echo "$passed passed, $failed failed"
+    [ "$failed" -eq 0 ]
+    exit
+}
+
+if [ "$(id -u)" -ne 0 ]; then
+    fail "the VM test needs root (debootstrap, chroot, mkfs)"
+    finish
+fi
+
+# --- tools -------------------------------------------------------------------------------------
+need=()
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v genisoimage >/dev/null || need+=(genisoimage)
+command -v mkntfs >/dev/null || need+=(ntfs-3g)
+command -v ssh >/dev/null || need+=(openssh-client)
+command -v sfdisk >/dev/null || need+=(fdisk)
+command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
+command -v python3 >/dev/null || need+=(python3)
+command -v dpkg-shlibdeps >/dev/null || need+=(dpkg-dev)
+command -v help2man >/dev/null || need+=(help2man)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "installing ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null 2>&1
+    apt_args=(-y -qq --no-install-recommends)
+    if ! apt-get install "${apt_args[@]}" "${need[@]}" >/tmp/wala-vm-apt.log 2>&1; then
+        # A newer qemu-utils (e.g. from backports) Breaks Debian 12's qemu-system-common: take
+        # the release's own qemu-utils with it (the test does not use qemu-utils).
+        # shellcheck source=/dev/null
+        codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
+        if ! apt-get install "${apt_args[@]}" --allow-downgrades "${need[@]}" "qemu-utils/$codename" \
+            >/tmp/wala-vm-apt.log 2>&1; then
+            fail "tools: apt-get install ${need[*]}" /tmp/wala-vm-apt.log
+            finish
+        fi
+    fi
+fi
+echo "qemu: $(qemu-system-x86_64 --version | head -1)"
+
+# --- build -------------------------------------------------------------------------------------
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
+log=$(mktemp /tmp/wala-vm-build.XXXXXX)
+t=$(date +%s)
+if make --no-print-directory deb >"$log" 2>&1; then
+    deb=$repo/$(sed -n 's/^build-deb: //p' "$log" | tail -1)
+    pass "make deb ($(basename "$deb"), $(($(date +%s) - t)) s)"
+else
+    fail "make deb" "$log"
+    finish
+fi
+if cargo build --release --locked -p wala-fabric >"$log" 2>&1; then
+    fabric_bin=$CARGO_TARGET_DIR/release/wala-fabric
+    pass "wala-fabric built"
+else
+    fail "cargo build -p wala-fabric" "$log"
+    finish
+fi
+rm -f "$log"
+
+# --- base image (cached) -----------------------------------------------------------------------
+t=$(date +%s)
+if base=$("$here/image.sh"); then
+    image_secs=$(($(date +%s) - t))
+    pass "base image $(basename "$(dirname "$base")") ($image_secs s; $(cat "$(dirname "$base")/done"))"
+else
+    fail "base image (tests/vm/image.sh)"
+    finish
+fi
+
+work=$(mktemp -d "${WALA_VM_WORK:-/var/tmp}/wala-vm.XXXXXX")
+echo "work directory: $work"
+# shellcheck disable=SC2317 # called through the EXIT trap
+cleanup() {
+    if [ "${WALA_VM_KEEP:-}" = 1 ] || [ "$failed" -gt 0 ]; then
+        echo "kept: $work"
+    else
+        rm -rf "$work"
+    fi
+}
+trap cleanup EXIT
+
+# --- the run's tree: base + the fresh package + test configuration ------------------------------
+t=$(date +%s)
+tree=$work/tree
+cp -a --reflink=auto "$base" "$tree"
+cp "$deb" "$tree/tmp/wala.deb"
+if chroot "$tree" dpkg -i /tmp/wala.deb >"$work/dpkg.log" 2>&1 &&
+    chroot "$tree" dpkg-query -W -f="\${Status}" wala | grep -q "install ok installed"; then
+    pass "the package installs into the image (dpkg -i, dependencies satisfied)"
+else
+    fail "the package installs into the image" "$work/dpkg.log"
+    finish
+fi
+rm -f "$tree/tmp/wala.deb"
+if [ -x "$tree/usr/sbin/wala-provision" ] && [ -L "$tree/etc/systemd/system/multi-user.target.wants/wala-provision-local.service" ]; then
+    pass "the package enabled the units (wala-provision-local in multi-user.target.wants)"
+else
+    fail "the package enabled the units"
+fi
+
+# The test's configuration on top of the packaged /etc/waagent.conf.
+set_conf() {
+    local file=$tree/etc/waagent.conf
+    if grep -q "^$1=" "$file"; then
+        sed -i "s|^$1=.*|$1=$2|" "$file"
+    else
+        echo "$1=$2" >>"$file"
+    fi
+}
+set_conf Provisioning.Agent waagent
+set_conf ResourceDisk.Format y
+set_conf ResourceDisk.MountPoint /mnt/resource
+set_conf ResourceDisk.EnableSwap y
+set_conf ResourceDisk.SwapSizeMB 64
+set_conf Logs.Verbose y
+set_conf Wala.WireServer 168.63.129.16
+
+# Keys: the provisioned user's (delivered through the OVF), and the harness's own root key (TEST
+# ONLY, in this run's image copy): it lets the harness read the journal of every boot, including
+# a broken OVF's, where no user exists.
+mkdir -p "$work/keys"
+ssh-keygen -q -t ed25519 -N '' -C wala-vm-user -f "$work/keys/user"
+ssh-keygen -q -t ed25519 -N '' -C wala-vm-root -f "$work/keys/root"
+install -d -m 0700 "$tree/root/.ssh"
+install -m 0600 "$work/keys/root.pub" "$tree/root/.ssh/authorized_keys"
+
+# Kernel and the initramfs-tools initrd, for direct kernel boot.
+for m in "$tree"/lib/modules/*/; do kver=$(basename "$m"); done
+cp "$tree/boot/vmlinuz-$kver" "$work/vmlinuz"
+cp "$tree/boot/initrd.img-$kver" "$work/initrd.img"
+
+# The dracut variant: an initramfs built inside the image with wala's module (opt-in: --add).
+# /proc, /sys and /dev are mounted in a private mount namespace, so they vanish with it.
+# shellcheck disable=SC2016 # expanded by the inner shell
+if unshare --mount --propagation private sh -c '
+        mount -t proc proc "$1/proc" && mount -t sysfs sys "$1/sys" && mount --rbind /dev "$1/dev" &&
+        chroot "$1" dracut --force --no-hostonly --add wala --kver "$2" /tmp/initrd-dracut.img' \
+        sh "$tree" "$kver" >"$work/dracut.log" 2>&1 &&
+    chroot "$tree" lsinitrd /tmp/initrd-dracut.img >"$work/lsinitrd.txt" 2>&1 &&
+    grep -q 'wala-provision-initrd.service' "$work/lsinitrd.txt" &&
+    grep -q 'usr/sbin/wala-provision' "$work/lsinitrd.txt"; then
+    mv "$tree/tmp/initrd-dracut.img" "$work/initrd-dracut.img"
+    pass "dracut initramfs with the wala module ($(du -m "$work/initrd-dracut.img" | cut -f1) MiB; unit and binary inside)"
+else
+    rm -f "$tree/tmp/initrd-dracut.img"
+    fail "dracut initramfs with the wala module" "$work/dracut.log"
+fi
+
+if mkfs.ext4 -q -F -L wala-root -d "$tree" "$work/root.raw" 3G >"$work/mkfs.log" 2>&1; then
+    pass "root image (mkfs.ext4 -d, $(($(date +%s) - t)) s for copy, install, dracut and mkfs)"
+else
+    fail "root image (mkfs.ext4 -d)" "$work/mkfs.log"
+    finish
+fi
+rm -rf "$tree"
+
+# --- the resource disk: as Azure hands it over (MBR, one NTFS partition, the warning file) -------
+resource=$WALA_VM_CACHE/resource-1g-v1.raw
+if [ ! -f "$resource" ]; then
+    r=$work/resource.tmp
+    truncate -s 1G "$r"
+    printf 'label: dos\nstart=2048, type=7\n' | sfdisk -q "$r" >"$work/resource.log" 2>&1
+    part=$work/part.tmp
+    truncate -s $((1024 - 1))M "$part"
+    printf 'This is a temporary disk.\n' >"$work/DATALOSS_WARNING_README.txt"
+    if mkntfs -F -Q -q -L "Temporary Storage" -p 2048 -H 255 -S 63 "$part" >>"$work/resource.log" 2>&1 &&
+        ntfscp -f "$part" "$work/DATALOSS_WARNING_README.txt" DATALOSS_WARNING_README.txt >>"$work/resource.log" 2>&1 &&
+        dd if="$part" of="$r" bs=1M seek=1 conv=notrunc,sparse status=none; then
+        mv "$r" "$resource"
+    else
+        fail "resource disk template" "$work/resource.log"
+        finish
+    fi
+    rm -f "$part"
+fi
+pass "resource disk template ($(basename "$resource"))"
+
+# --- provisioning DVDs -------------------------------------------------------------------------
+# make_dvd NAME HOSTNAME USER PASSWORD DISABLE_PASSWORD_AUTH CUSTOM_DATA
+make_dvd() {
+    local dir=$work/dvd-$1 host_xml="" pw_xml="" cd_xml=""
+    mkdir -p "$dir"
+    [ -n "$2" ] && host_xml="<HostName>$2</HostName>"
+    [ -n "$4" ] && pw_xml="<UserPassword>$4</UserPassword>"
+    [ -n "$6" ] && cd_xml="<CustomData>$(printf '%s' "$6" | base64 -w0)</CustomData>"
+    cat >"$dir/ovf-env.xml" <<EOF
+<?xml version="1.0" encoding="utf-8"?>
+<Environment xmlns="http://schemas.dmtf.org/ovf/environment/1" xmlns:oe="http://schemas.dmtf.org/ovf/environment/1" xmlns:wa="http://schemas.microsoft.com/windowsazure" xmlns:i="http://www.w3.org/2001/XMLSchema-instance">
+  <wa:ProvisioningSection>
+    <wa:Version>1.0</wa:Version>
+    <LinuxProvisioningConfigurationSet xmlns="http://schemas.microsoft.com/windowsazure" xmlns:i="http://www.w3.org/2001/XMLSchema-instance">
+      <ConfigurationSetType>LinuxProvisioningConfiguration</ConfigurationSetType>
+      $host_xml
+      <UserName>$3</UserName>
+      $pw_xml
+      <DisableSshPasswordAuthentication>$5</DisableSshPasswordAuthentication>
+      <SSH>
+        <PublicKeys>
+          <PublicKey>
+            <Fingerprint></Fingerprint>
+            <Path>/home/$3/.ssh/authorized_keys</Path>
+            <Value>$(cat "$work/keys/user.pub")</Value>
+          </PublicKey>
+        </PublicKeys>
+      </SSH>
+      $cd_xml
+    </LinuxProvisioningConfigurationSet>
+  </wa:ProvisioningSection>
+  <wa:PlatformSettingsSection>
+    <wa:Version>1.0</wa:Version>
+    <wa:PlatformSettings>
+      <wa:KmsServerHostname>kms.core.windows.net</wa:KmsServerHostname>
+      <wa:ProvisionGuestAgent>true</wa:ProvisionGuestAgent>
+      <wa:GuestAgentPackageName i:nil="true" />
+      <wa:RetainWindowsPEPassInUnattend>true</wa:RetainWindowsPEPassInUnattend>
+      <wa:RetainOfflineServicingPassInUnattend>true</wa:RetainOfflineServicingPassInUnattend>
+      <wa:PreprovisionedVm>false</wa:PreprovisionedVm>
+    </wa:PlatformSettings>
+  </wa:PlatformSettingsSection>
+</Environment>
+EOF
+    genisoimage -quiet -udf -J -r -V rd_rdfe_stable -o "$work/$1.iso" "$dir" 2>>"$work/genisoimage.log"
+}
+
+export WALA_VM_USER=azureuser
+export WALA_VM_HOST1=wala-vm-one WALA_VM_HOST2=wala-vm-two WALA_VM_HOST3=wala-vm-pw WALA_VM_HOST4=wala-vm-dracut
+export WALA_VM_CUSTOM_DATA="#!/bin/sh
+echo wala custom data"
+# A throw-away test password (the guest is on loopback only): random per run.
+pw_file=$work/keys/password
+head -c 12 /dev/urandom | base64 | tr -d '/+=' >"$pw_file"
+chmod 600 "$pw_file"
+dvd_ok=0
+make_dvd nopw "$WALA_VM_HOST1" "$WALA_VM_USER" "" true "$WALA_VM_CUSTOM_DATA" &&
+    make_dvd newid "$WALA_VM_HOST2" "$WALA_VM_USER" "" true "$WALA_VM_CUSTOM_DATA" &&
+    make_dvd password "$WALA_VM_HOST3" "$WALA_VM_USER" "$(cat "$pw_file")" false "" &&
+    make_dvd broken "" "$WALA_VM_USER" "" true "" &&
+    make_dvd dracut "$WALA_VM_HOST4" "$WALA_VM_USER" "" true "$WALA_VM_CUSTOM_DATA" && dvd_ok=1
+# The password must not stay on disk longer than the DVD needs it.
+rm -f "$work/dvd-password/ovf-env.xml"
+if [ "$dvd_ok" = 1 ]; then pass "provisioning DVDs (UDF, ovf-env.xml per scenario)"; else
+    fail "provisioning DVDs" "$work/genisoimage.log"
+    finish
+fi
+prepare_secs=$(($(date +%s) - run_start))
+
+# --- phase 2: the boots, with no network but loopback -------------------------------------------
+export WALA_VM_WORKDIR=$work WALA_VM_FABRIC=$fabric_bin WALA_VM_RESOURCE=$resource
+export WALA_VM_PREPARE_SECS=$prepare_secs WALA_VM_IMAGE_SECS=$image_secs
+out=$work/boots.out
+if unshare --net true 2>/dev/null; then
+    echo "network: qemu, the fabric and ssh run inside 'unshare --net' (only loopback exists)"
+    # shellcheck disable=SC2016 # expanded by the inner shell
+    unshare --net -- sh -c 'ip link set lo up && exec "$0"' "$here/boots.sh" 2>&1 | tee "$out"
+else
+    echo "NOTE: unshare --net is not permitted here: relying on slirp restrict=on alone"
+    "$here/boots.sh" 2>&1 | tee "$out"
+fi
+passed=$((passed + $(grep -c '^PASS ' "$out")))
+failed=$((failed + $(grep -c '^FAIL ' "$out")))
+grep -q '^BOOTS DONE$' "$out" || fail "the boot phase did not finish"
+echo "VM stage: $(($(date +%s) - run_start)) s in all ($prepare_secs s preparing)"
+finish
