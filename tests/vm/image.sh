@@ -6,11 +6,26 @@
 # (run.sh installs the freshly built package into a copy of it on every run).
 #
 # Usage: tests/vm/image.sh            prints the path of the tree (building it when needed)
-# Needs root, debootstrap, and Debian's package mirror (WALA_VM_MIRROR, default deb.debian.org).
+# Needs root, debootstrap, and a Debian package mirror: WALA_VM_MIRROR, else the machine's own apt
+# source for Debian's main archive.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${WALA_VM_CACHE:-/var/cache/wala-vm}
-mirror=${WALA_VM_MIRROR:-http://deb.debian.org/debian}
+# The first non-security Debian archive URI of the machine's apt sources (deb822 or one-line form).
+apt_mirror() {
+    local f
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [ -f "$f" ] || continue
+        awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' "$f"
+    done | head -n1 | grep . && return 0
+    cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+        awk '$1 == "deb" && $0 !~ /security/ {for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}'
+}
+mirror=${WALA_VM_MIRROR:-$(apt_mirror)}
+if [ -z "$mirror" ]; then
+    echo "image: no Debian mirror in the apt sources; set WALA_VM_MIRROR" >&2
+    exit 1
+fi
 suite=bookworm
 
 key=$(cat "$here/image.sh" "$here/packages.txt" | sha256sum | cut -c1-16)

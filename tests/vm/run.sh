@@ -13,7 +13,7 @@
 #   WALA_VM_CACHE   base image cache (default /var/cache/wala-vm; outside the repository)
 #   WALA_VM_WORK    where the per-run directory is made (default /var/tmp)
 #   WALA_VM_KEEP=1  keep the per-run directory (it is always kept after a failure)
-#   WALA_VM_MIRROR  Debian mirror for debootstrap (default http://deb.debian.org/debian)
+#   WALA_VM_MIRROR  Debian mirror for debootstrap (default: the machine's apt source for Debian)
 # Usage: tests/vm/run.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
