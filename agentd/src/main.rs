@@ -205,6 +205,10 @@ fn daemon(
         return ExitCode::Disabled;
     }
     wala::wire::certs::apply_fips(root, loaded.config.enable_fips);
+    wala::platform_features::log_auto_update_once(&loaded.config);
+    let start =
+        wala::telemetry::AgentEvent::new("AgentStart", true, "daemon started", std::time::Duration::ZERO);
+    wala::telemetry::record(root, loaded.config.lib_dir.as_path(), &start);
     let tasks = wala::daemon::all_tasks(root, &loaded.config, goal_state_period);
     let owned =
         wala::daemon::Owned { root: root.clone(), config: loaded.config, runner: wala::cmd::SystemRunner };

@@ -102,6 +102,15 @@ fn status_is_uploaded_once_then_only_when_the_goal_state_changes() {
     let polls = count(&fabric, Listener::Wireserver, "comp=goalstate");
     assert!(polls >= 25, "{polls} goal-state polls");
     assert_eq!(count(&fabric, Listener::Hostgaplugin, "/status"), 1, "one upload while nothing changes");
+    let telemetry: Vec<String> = fabric
+        .requests()
+        .iter()
+        .filter(|r| r.target.contains("comp=telemetrydata"))
+        .map(|r| r.body.clone())
+        .collect();
+    assert_eq!(telemetry.len(), 1, "the queued start event was sent once");
+    assert!(telemetry[0].contains(r#"Name="Operation" Value="AgentStart""#), "{}", telemetry[0]);
+    assert!(std::fs::read_dir(dir.path().join("var/lib/waagent/events")).expect("queue").next().is_none());
     let vm_settings = count(&fabric, Listener::Hostgaplugin, "/vmSettings");
     assert!(vm_settings >= 25, "vmSettings asked for with its ETag on every poll: {vm_settings}");
     let conditional = fabric

@@ -58,7 +58,7 @@ fn goal_state_and_lease() {
 }
 
 #[test]
-fn conf_problems_exit_3_and_not_built_kinds_exit_4() {
+fn conf_problems_exit_3() {
     let (code, out, _) = inspect("conf", &fixture("conf/bad.conf"));
     assert_eq!(code, Some(3));
     let v = json(&out);
@@ -67,10 +67,45 @@ fn conf_problems_exit_3_and_not_built_kinds_exit_4() {
     let (code, _, _) = inspect("conf", &fixture("conf/waagent.conf"));
     assert_eq!(code, Some(0));
     let (code, _, err) = inspect("vm-settings", &fixture("conf/waagent.conf"));
-    assert_eq!(code, Some(4));
-    assert!(err.contains("not built yet"), "{err}");
+    assert_eq!(code, Some(5), "not JSON: rejected");
+    assert!(err.contains("vmSettings: not valid JSON"), "{err}");
     let (code, _, _) = inspect("certificates", &fixture("certificates/no-data.xml"));
     assert_eq!(code, Some(0));
     let (code, _, _) = inspect("nonsense", &fixture("conf/waagent.conf"));
     assert_eq!(code, Some(2));
+}
+
+#[test]
+fn extension_documents() {
+    let (code, out, err) = inspect("extensions-config", &fixture("ext/extensions_config.xml"));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!out.contains("ALLSOSECRET"), "{out}");
+    assert!(out.contains("<redacted>"));
+    let v = json(&out);
+    assert_eq!(v["id"], "incarnation_7");
+    assert_eq!(v["extensions"][0]["settings"][0]["sequence_number"], 4);
+    assert!(v["extensions"][2]["failure"]
+        .as_str()
+        .unwrap()
+        .starts_with("Extension PluginSettings Version Mismatch!"));
+
+    let (code, out, err) = inspect("vm-settings", &fixture("ext/vm_settings.json"));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!out.contains("ALLSOSECRET"), "{out}");
+    assert_eq!(json(&out)["source"], "FastTrack");
+
+    let (code, out, err) = inspect("handler-manifest", &fixture("ext/handler_manifest.json"));
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(json(&out)["enable_command"], "bin/script enable");
+
+    let (code, out, err) = inspect("ext-status", &fixture("ext/status.json"));
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(json(&out)["status"], "success");
+
+    let (code, out, err) = inspect("ext-status", &fixture("ext/manifest.xml"));
+    assert_eq!(code, Some(5));
+    assert!(out.is_empty());
+    assert!(err.contains("First 2000 Bytes of status file"), "{err}");
+    let (code, _, _) = inspect("handler-manifest", &fixture("ext/status.json"));
+    assert_eq!(code, Some(5), "a status file is not a handler manifest");
 }

@@ -119,10 +119,28 @@ fn inspect_inner(kind: Kind, path: &Path, bytes: &[u8], now: SystemTime) -> Resu
                 Outcome::Problems(out)
             }
         }
-        Kind::ExtensionsConfig => Outcome::NotBuilt("the ExtensionsConfig parser"),
-        Kind::VmSettings => Outcome::NotBuilt("the vmSettings parser"),
-        Kind::HandlerManifest => Outcome::NotBuilt("the HandlerManifest.json parser"),
-        Kind::ExtStatus => Outcome::NotBuilt("the extension status parser"),
+        Kind::ExtensionsConfig => to_json(
+            &crate::extensions::parse_extensions_config(text(bytes)?, None).map_err(|e| rejected(&e))?,
+        ),
+        Kind::VmSettings => {
+            match crate::extensions::parse_vm_settings(text(bytes)?, "unknown").map_err(|e| rejected(&e))? {
+                crate::extensions::VmSettingsDocument::Supported(gs) => to_json(&gs),
+                crate::extensions::VmSettingsDocument::NotSupported { host_ga_plugin_version } => {
+                    Outcome::Parsed(json!({
+                        "not_supported": format!(
+                            "hostGAPluginVersion {} is below {}: vmSettings are ignored and ExtensionsConfig is used",
+                            host_ga_plugin_version.as_deref().unwrap_or("(missing)"),
+                            crate::extensions::MIN_HOST_GA_PLUGIN_VERSION
+                        ),
+                        "host_ga_plugin_version": host_ga_plugin_version,
+                    }))
+                }
+            }
+        }
+        Kind::HandlerManifest => {
+            to_json(&crate::extensions::parse_handler_manifest(text(bytes)?).map_err(|e| rejected(&e))?)
+        }
+        Kind::ExtStatus => to_json(&crate::extensions::parse_status_file(bytes).map_err(|e| rejected(&e))?),
     })
 }
 
@@ -195,7 +213,11 @@ mod tests {
 
     #[test]
     fn not_built_and_rejected() {
-        assert!(matches!(run("vm-settings", b"{}"), Outcome::NotBuilt(_)));
+        assert!(matches!(run("vm-settings", b"{}"), Outcome::Parsed(_)), "not supported is still understood");
+        assert!(matches!(run("vm-settings", b"[1"), Outcome::Rejected(_)));
+        assert!(matches!(run("extensions-config", b"<Extensions/>"), Outcome::Parsed(_)));
+        assert!(matches!(run("handler-manifest", b"[{}]"), Outcome::Rejected(_)));
+        assert!(matches!(run("ext-status", b"[]"), Outcome::Parsed(serde_json::Value::Null)));
         assert!(matches!(run("goal-state", b"<nope/>"), Outcome::Rejected(_)));
         assert!(matches!(run("goal-state", &[0xff, 0xfe]), Outcome::Rejected(_)));
         assert!(matches!(run("conf", b"Provisioning.Agent=bogus\n"), Outcome::Problems(_)));

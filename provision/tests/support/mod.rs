@@ -196,7 +196,9 @@ pub fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
     for e in entries {
         let path = e.path();
         let rel = path.strip_prefix(base).expect("prefix").to_string_lossy().into_owned();
-        if ["sys", "ovf-env.xml", "waagent.conf", "var/log/waagent.log", "keys"].contains(&rel.as_str()) {
+        if ["sys", "ovf-env.xml", "waagent.conf", "var/log/waagent.log", "keys", "var/lib/waagent/events"]
+            .contains(&rel.as_str())
+        {
             continue;
         }
         let meta = std::fs::symlink_metadata(&path).expect("stat");

@@ -41,6 +41,8 @@ pub struct GoalStateTask {
     vm_settings_retry_at: Option<Instant>,
     /// The raw vmSettings JSON of the newest Fast Track goal state.
     pub vm_settings: Option<String>,
+    /// Shared with the telemetry task, which sends it with every event.
+    pub container_id: std::sync::Arc<std::sync::Mutex<String>>,
     /// Counters, for tests and the footprint benchmark.
     pub polls: u64,
     pub changes: u64,
@@ -71,6 +73,7 @@ impl GoalStateTask {
             vm_settings_etag: None,
             vm_settings_retry_at: None,
             vm_settings: None,
+            container_id: Default::default(),
             polls: 0,
             changes: 0,
             uploads: 0,
@@ -95,6 +98,9 @@ impl GoalStateTask {
             log::warn!("the goal state has no StatusUploadBlob; status cannot be reported");
         }
         self.identity = Some(ContainerIdentity::of(gs));
+        if let Ok(mut c) = self.container_id.lock() {
+            c.clone_from(&gs.container_id);
+        }
         self.seen = Some(now);
         self.changes += 1;
         Ok(())

@@ -101,12 +101,20 @@ pub fn all_tasks(
     let proxy = config.http_proxy_host.as_ref().zip(config.http_proxy_port).map(|(host, port)| {
         crate::http::ProxySetting { host: host.clone(), port: u16::try_from(port).unwrap_or(0) }
     });
-    tasks.push(Box::new(goal_state::GoalStateTask::new(
-        WireClient::new(endpoints.clone(), lib),
+    let goal_state = goal_state::GoalStateTask::new(
+        WireClient::new(endpoints.clone(), lib.clone()),
         crate::hostgaplugin::HostGaPluginClient::new(endpoints.hostgaplugin.clone()),
         crate::http::HttpClient::storage(proxy.as_ref()),
         period,
-    )));
+    );
+    // Runs after the goal-state task, which shares the container id with it.
+    let telemetry = crate::telemetry::TelemetryTask {
+        client: WireClient::new(endpoints.clone(), lib),
+        common: crate::telemetry::Common::detect(root),
+        container_id: goal_state.container_id.clone(),
+    };
+    tasks.push(Box::new(goal_state));
+    tasks.push(Box::new(telemetry));
     tasks
 }
 

@@ -198,7 +198,17 @@ pub fn run_local(ctx: &Context<'_>, source: &OvfSource) -> Result<LocalOutcome, 
         if let Some(previous) = recorded.as_ref().filter(|s| s.vm_id != vm_id) {
             log::warn!("the VM id changed from {} to {vm_id}: provisioning this new VM", previous.vm_id);
         }
+        let started = Instant::now();
         let result = provision_local(ctx, source, &vm_id, &mut outcome.timings);
+        let message = match &result {
+            Ok(()) => "local stage".to_string(),
+            Err(e) => format!("local stage failed at step {}", e.step),
+        };
+        crate::telemetry::record(
+            &ctx.root,
+            &lib,
+            &crate::telemetry::AgentEvent::new("Provision", result.is_ok(), message, started.elapsed()),
+        );
         let local = match &result {
             Ok(()) => LocalResult::Done,
             Err(e) => LocalResult::Failed { step: e.step.clone(), reason: e.reason.clone() },
@@ -373,6 +383,9 @@ fn resource_disk(ctx: &Context<'_>, vm_id: &str, timings: &mut Vec<StepTiming>) 
         Ok(outcome)
     });
     let took = started.elapsed();
+    let event =
+        crate::telemetry::AgentEvent::new("ActivateResourceDisk", outcome.is_ok(), "resource disk", took);
+    crate::telemetry::record(&ctx.root, &ctx.lib_dir(), &event);
     match outcome {
         Ok(o) => {
             log::info!("resource disk: {o:?}");
@@ -432,7 +445,10 @@ pub fn run_network(ctx: &Context<'_>, platform: &dyn Platform) -> Result<Network
     }
     state::write_marker(&ctx.root, &lib, &vm_id).map_err(|e| ProvisionError::new("marker", e))?;
     ctx.final_kvp(&vm_id, None);
-    platform.report_health(&ProvisioningHealth::Ready).map_err(|e| ProvisionError::new("report-ready", e))?;
+    let reported = platform.report_health(&ProvisioningHealth::Ready);
+    let event = crate::telemetry::AgentEvent::new("ReportReady", reported.is_ok(), "Ready", Duration::ZERO);
+    crate::telemetry::record(&ctx.root, &lib, &event);
+    reported.map_err(|e| ProvisionError::new("report-ready", e))?;
     st.final_report_sent = true;
     record(ctx, &lib, st)?;
     log::info!("Provisioning complete");
