@@ -8,7 +8,7 @@
 #   wala-provision --stage all --root <fresh temp root> --ovf <ovf> --config <conf>
 # on a fresh temporary root (real useradd with --prefix, so it must run as root). One run in three
 # kills wala-provision with SIGKILL at a random moment and runs it again; one run in five gives an
-# OVF that must fail (an invalid SSH key). At the end the Health reports the fabric received
+# OVF that must fail (an invalid SSH key). The kill takes wala-provision's whole process group. At the end the Health reports the fabric received
 # (/__fabric/health) classify the run:
 #   ready   Ready received, no ProvisioningFailed, and the last wala-provision exited 0;
 #   failed  ProvisioningFailed received, no Ready after it, and the last wala-provision exited 1;
@@ -156,10 +156,12 @@ EOF
   local killed="" status=0
   if [ $((RANDOM % 3)) -eq 0 ]; then
     local at_ms=$((RANDOM % 4000))
-    "${provision[@]}" >"$d/provision-1.log" 2>&1 &
+    # In its own process group, killed as a whole: like a reboot (or systemd's default
+    # KillMode), a half-done useradd dies with it rather than finishing behind the rerun's back.
+    setsid "${provision[@]}" >"$d/provision-1.log" 2>&1 &
     local p=$!
     sleep "$((at_ms / 1000)).$(printf '%03d' $((at_ms % 1000)))"
-    if kill -KILL "$p" 2>/dev/null; then killed=" (SIGKILL at ${at_ms} ms, rerun)"; fi
+    if kill -KILL -- "-$p" 2>/dev/null; then killed=" (SIGKILL at ${at_ms} ms, rerun)"; fi
     wait "$p" 2>/dev/null || true
   fi
   timeout --signal=KILL 600 "${provision[@]}" >"$d/provision.log" 2>&1 || status=$?
