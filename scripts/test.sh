@@ -22,6 +22,13 @@ WALA_SKIP_LOG=$(mktemp /tmp/wala-skips.XXXXXX)
 export WALA_SKIP_LOG
 trap 'rm -f "$log" "$WALA_SKIP_LOG"' EXIT
 cargo test --locked --workspace 2>&1 | tee "$log"
+# Every parser of outside input under libFuzzer for a short while (fuzz/run.sh 600 for a long run;
+# WALA_FUZZ_SECONDS=0 skips it). A crash fails the run after the remaining checks.
+fuzz_status=0
+if [ "${WALA_FUZZ_SECONDS:-12}" != 0 ]; then
+  echo "== fuzz"
+  fuzz/run.sh "${WALA_FUZZ_SECONDS:-12}" || fuzz_status=$?
+fi
 echo "== boot integration (units, dracut module, package)"
 tests/boot/check.sh 2>&1 | tee -a "$log"
 echo "== VM boot test (tests/vm/run.sh: Debian 12 under qemu against wala-fabric)"
@@ -42,3 +49,7 @@ if [ -s "$WALA_SKIP_LOG" ]; then
 fi
 # cargo's "test result:" lines plus the boot checks' own "N passed, M failed" line.
 awk '/^test result:/ {p+=$4; f+=$6} /^[0-9]+ passed, [0-9]+ failed$/ {p+=$1; f+=$3} END {printf "%d passed, %d failed\n", p, f}' "$log"
+if [ "$fuzz_status" != 0 ]; then
+  echo "fuzz: a target crashed or hung (see the FAILED lines above)"
+  exit 1
+fi

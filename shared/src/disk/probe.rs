@@ -102,10 +102,16 @@ impl MbrPartition {
 }
 
 impl GptPartition {
-    /// The partition's bytes, for a table found with `sector` byte logical blocks.
+    /// The partition's bytes, for a table found with `sector` byte logical blocks. The LBAs are
+    /// 64-bit values from the disk: a position past `u64::MAX` bytes saturates (nothing can be
+    /// read there) instead of wrapping round to a wrong place.
     pub fn extent(&self, sector: u64) -> Extent {
         let len = self.end_lba.saturating_sub(self.start_lba).saturating_add(1);
-        Extent { index: self.index, start_byte: self.start_lba * sector, len_bytes: len * sector }
+        Extent {
+            index: self.index,
+            start_byte: self.start_lba.saturating_mul(sector),
+            len_bytes: len.saturating_mul(sector),
+        }
     }
 }
 

@@ -131,11 +131,11 @@ pub fn redact_sas(text: &str) -> String {
 }
 
 fn redact_url(url: &str) -> String {
-    // The last `?` followed by a SAS key and `=` with something after it, after at least one
-    // character of URL.
-    let candidates: Vec<usize> =
-        url.match_indices('?').map(|(i, _)| i).filter(|&i| i > "https://".len()).collect();
-    for &q in candidates.iter().rev() {
+    // The first `?` followed by a SAS key and `=` with something after it, after at least one
+    // character of URL: everything after it goes, so a URL with a second `?` (or a second URL
+    // glued on) cannot keep an earlier signature.
+    let candidates = url.match_indices('?').map(|(i, _)| i).filter(|&i| i > "https://".len());
+    for q in candidates {
         let query = &url[q + 1..];
         let is_sas = SAS_KEYS.iter().any(|k| {
             query.len() > k.len() + 1

@@ -1,0 +1,24 @@
+//! `conf::parse`: any text; the parsed configuration round-trips through `conf::show` (whose
+//! waagent `-show-configuration` format prints booleans as `True`/`False`; the file format wants
+//! `y`/`n`).
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use std::path::Path;
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    let loaded = wala::conf::parse(&text, Path::new("/etc/waagent.conf"));
+    let shown = wala::conf::show(&loaded.config);
+    let as_file: String = shown
+        .lines()
+        .map(|line| match line.split_once(" = ") {
+            Some((key, "True")) => format!("{key}=y\n"),
+            Some((key, "False")) => format!("{key}=n\n"),
+            Some((key, value)) => format!("{key}={value}\n"),
+            None => panic!("show printed a line without ' = ': {line:?}"),
+        })
+        .collect();
+    let reparsed = wala::conf::parse(&as_file, Path::new("/shown.conf"));
+    assert!(reparsed.problems.is_empty(), "show output has problems: {:?}\n{shown}", reparsed.problems);
+    assert_eq!(reparsed.config, loaded.config, "show output does not round-trip:\n{shown}");
+});

@@ -1,0 +1,8 @@
+//! `wire::parse_versions`: a WireServer document (any bytes, read as UTF-8 with replacement).
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    let _ = wala::wire::parse_versions(&text);
+});
