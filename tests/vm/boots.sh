@@ -210,7 +210,18 @@ check_agentd() {
     state=$(rssh systemctl is-active wala-agentd.service 2>/dev/null)
     [ "$state" = active ]
     result "$1: wala-agentd is running (systemctl is-active: $state)" $?
-    pending "$1: wala-agentd status posting (not built yet: no check)"
+    # The daemon's status document, as the simulator stored it (through the HostGAPlugin).
+    local wire_port ok=1
+    wire_port=$(python3 "$tool" ports "$d/ports.json" | cut -d' ' -f1)
+    for _ in $(seq 60); do
+        if python3 "$tool" get "http://127.0.0.1:$wire_port/__fabric/blob" >"$d/status.json" 2>"$d/status.err" &&
+            grep -q '"guestAgentStatus"' "$d/status.json" && grep -q '"status":"Ready"' "$d/status.json"; then
+            ok=0
+            break
+        fi
+        sleep 0.5
+    done
+    result "$1: wala-agentd posted its status (guestAgentStatus Ready in the status blob)" $ok "$d/status.json"
 }
 
 # marker_is UUID: /var/lib/waagent/provisioned names this VM (case and byte order aside).

@@ -158,18 +158,19 @@ impl WireClient {
     }
 
     /// `GET /machine/?comp=goalstate`. A goal state without a RoleInstance is fetched again (6
-    /// attempts, 0.5 s apart); a stale answer is retried once.
+    /// attempts, 0.5 s apart); a stale answer (410, 400 InvalidContainerConfiguration: the host is
+    /// changing the goal state) is fetched again up to [`STALE_RETRIES`] times with doubling delays.
     pub fn goal_state(&self) -> Result<FetchedGoalState, WireClientError> {
         let url = self.url("/machine/?comp=goalstate");
-        let mut stale_retried = false;
+        let mut stale = 0;
         let mut attempt = 0;
         loop {
             attempt += 1;
             let resp = match self.get(&url) {
-                Err(e) if e.is_stale() && !stale_retried => {
-                    stale_retried = true;
+                Err(e) if e.is_stale() && stale < STALE_RETRIES => {
                     log::info!("{e}; fetching the goal state again");
-                    std::thread::sleep(self.role_instance_delay);
+                    std::thread::sleep(self.role_instance_delay * (1 << stale));
+                    stale += 1;
                     continue;
                 }
                 other => other?,
@@ -306,16 +307,19 @@ impl WireClient {
     }
 
     /// Fetch the goal state and POST a health report; on a stale answer fetch the goal state again
-    /// and POST once more.
+    /// and POST again, up to [`STALE_RETRIES`] times with doubling delays.
     pub fn report_health(&self, health: &ProvisioningHealth) -> Result<(), WireClientError> {
-        let gs = self.goal_state()?;
-        match self.post_health(&gs.goal_state, health) {
-            Err(e) if e.is_stale() => {
-                log::info!("{e}; fetching the goal state again before reporting");
-                let gs = self.goal_state()?;
-                self.post_health(&gs.goal_state, health)
+        let mut stale = 0;
+        loop {
+            let gs = self.goal_state()?;
+            match self.post_health(&gs.goal_state, health) {
+                Err(e) if e.is_stale() && stale < STALE_RETRIES => {
+                    log::info!("{e}; fetching the goal state again before reporting");
+                    std::thread::sleep(self.role_instance_delay * (1 << stale));
+                    stale += 1;
+                }
+                other => return other,
             }
-            other => other,
         }
     }
 
@@ -357,6 +361,10 @@ impl WireClient {
         }
     }
 }
+
+/// How many times a stale answer is followed by a fresh goal state before giving up (with delays
+/// doubling from the RoleInstance retry delay: about 15 s in all by default).
+pub const STALE_RETRIES: u32 = 5;
 
 impl Platform for WireClient {
     fn report_health(&self, health: &ProvisioningHealth) -> Result<(), PlatformError> {
