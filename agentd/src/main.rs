@@ -206,6 +206,14 @@ fn daemon(
     }
     wala::wire::certs::apply_fips(root, loaded.config.enable_fips);
     wala::platform_features::log_auto_update_once(&loaded.config);
+    if loaded.config.enable_rdma {
+        let endpoints = wala::wire::endpoint::resolve(&loaded.config, root, std::time::SystemTime::now());
+        let size = wala::imds::client::ImdsClient::new(endpoints.imds)
+            .instance()
+            .ok()
+            .and_then(|i| i.compute.vm_size);
+        wala::platform_features::setup_rdma(root, &wala::cmd::SystemRunner, &loaded.config, size.as_deref());
+    }
     let start =
         wala::telemetry::AgentEvent::new("AgentStart", true, "daemon started", std::time::Duration::ZERO);
     wala::telemetry::record(root, loaded.config.lib_dir.as_path(), &start);

@@ -118,6 +118,34 @@ pub fn read_ovf(runner: &dyn Runner, wait: Duration) -> Result<OvfFromDvd, DvdEr
     }
 }
 
+/// `DetectScvmmEnv`: mount each DVD candidate and, where it holds System Center VMM's
+/// `linuxosconfiguration.xml`, run VMM's installer from it (waagent's behaviour). `true` when a VMM
+/// environment was found: the VMM agent then owns provisioning.
+pub fn detect_scvmm(runner: &dyn Runner) -> bool {
+    let mount_dir = Path::new(MOUNT_DIR);
+    if files::ensure_dir(mount_dir, 0o700).is_err() {
+        return false;
+    }
+    for dev in candidates() {
+        let mounted = runner
+            .run(&Cmd::new("mount").args(["-o", "ro", "-t", "udf,iso9660,vfat"]).arg(&dev).arg(mount_dir));
+        if mounted.is_err() {
+            continue;
+        }
+        let outcome = crate::platform_features::detect_scvmm(mount_dir, runner);
+        let _ = runner.run(&Cmd::new("umount").arg(mount_dir));
+        match outcome {
+            Ok(crate::platform_features::ScvmmOutcome::NotScvmm) => {}
+            Ok(_) => return true,
+            Err(e) => {
+                log::error!("{e}");
+                return true;
+            }
+        }
+    }
+    false
+}
+
 /// Mount `dev` read-only at `mount_dir`, read `ovf-env.xml`, unmount and eject. `Ok(None)` when the
 /// device cannot be mounted or holds no `ovf-env.xml`.
 pub fn read_from_device(

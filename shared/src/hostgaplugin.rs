@@ -142,6 +142,26 @@ impl HostGaPluginClient {
 }
 
 impl HostGaPluginClient {
+    /// `PUT /vmAgentLog` (spec §6.6): a zip of the agent's logs, one attempt, 30 s.
+    pub fn put_vm_agent_log(&self, who: &ContainerIdentity, zip: Vec<u8>) -> Result<(), HostGaPluginError> {
+        let deployment =
+            who.config_name.as_deref().and_then(|n| n.split('.').next()).unwrap_or_default().to_string();
+        let request = Request::put(self.url("/vmAgentLog"), zip)
+            .header("x-ms-version", API_VERSION)
+            .header("x-ms-containerid", who.container_id.as_str())
+            .header("x-ms-vmagentlog-deploymentid", deployment)
+            .header("x-ms-client-name", "WALinuxAgent")
+            .header("x-ms-client-version", crate::VERSION)
+            .header("x-ms-client-correlationid", correlation_id());
+        let resp = self.http.send_once(&request, Duration::from_secs(30))?;
+        match resp.status {
+            200 | 201 => Ok(()),
+            status => {
+                Err(HostGaPluginError::Status { status, body: resp.text().chars().take(200).collect() })
+            }
+        }
+    }
+
     /// `PUT /status` with a status-blob envelope (spec §6.5), one attempt; 200 is success.
     pub fn put_status(&self, who: &ContainerIdentity, envelope: &str) -> Result<(), HostGaPluginError> {
         let request =

@@ -43,6 +43,8 @@ pub struct GoalStateTask {
     pub vm_settings: Option<String>,
     /// Shared with the telemetry task, which sends it with every event.
     pub container_id: std::sync::Arc<std::sync::Mutex<String>>,
+    /// Shared with the log upload, which names the container and deployment.
+    pub identity_shared: std::sync::Arc<std::sync::Mutex<Option<ContainerIdentity>>>,
     /// Counters, for tests and the footprint benchmark.
     pub polls: u64,
     pub changes: u64,
@@ -74,6 +76,7 @@ impl GoalStateTask {
             vm_settings_retry_at: None,
             vm_settings: None,
             container_id: Default::default(),
+            identity_shared: Default::default(),
             polls: 0,
             changes: 0,
             uploads: 0,
@@ -100,6 +103,9 @@ impl GoalStateTask {
         self.identity = Some(ContainerIdentity::of(gs));
         if let Ok(mut c) = self.container_id.lock() {
             c.clone_from(&gs.container_id);
+        }
+        if let Ok(mut i) = self.identity_shared.lock() {
+            *i = self.identity.clone();
         }
         self.seen = Some(now);
         self.changes += 1;

@@ -35,6 +35,10 @@ pub struct TaskError(pub String);
 pub trait Task {
     fn name(&self) -> &'static str;
     fn period(&self) -> Duration;
+    /// How long after start the first run waits (default: none).
+    fn initial_delay(&self) -> Duration {
+        Duration::ZERO
+    }
     fn run(&mut self, env: &Env<'_>) -> Result<(), TaskError>;
 }
 
@@ -107,14 +111,22 @@ pub fn all_tasks(
         crate::http::HttpClient::storage(proxy.as_ref()),
         period,
     );
-    // Runs after the goal-state task, which shares the container id with it.
+    // Run after the goal-state task, which shares the container id with them.
     let telemetry = crate::telemetry::TelemetryTask {
         client: WireClient::new(endpoints.clone(), lib),
         common: crate::telemetry::Common::detect(root),
         container_id: goal_state.container_id.clone(),
     };
+    let identity = goal_state.identity_shared.clone();
     tasks.push(Box::new(goal_state));
     tasks.push(Box::new(telemetry));
+    if config.logs_collect {
+        tasks.push(Box::new(crate::logcollect::UploadTask {
+            hgap: crate::hostgaplugin::HostGaPluginClient::new(endpoints.hostgaplugin.clone()),
+            identity,
+            period: Duration::from_secs(config.logs_collect_period.max(60)),
+        }));
+    }
     tasks
 }
 
@@ -205,8 +217,13 @@ pub fn run(owned: Owned, tasks: Vec<Box<dyn Task + Send>>, limits: Limits) -> Re
             .spawn(move || {
                 let env = Env { root: &owned.root, config: &owned.config, runner: &owned.runner };
                 let start = Instant::now();
-                let mut scheduled: Vec<Scheduled<'_>> =
-                    tasks.into_iter().map(|task| Scheduled { task, next: start, failures: 0 }).collect();
+                let mut scheduled: Vec<Scheduled<'_>> = tasks
+                    .into_iter()
+                    .map(|task| {
+                        let next = start + task.initial_delay();
+                        Scheduled { task, next, failures: 0 }
+                    })
+                    .collect();
                 while !stop.load(Ordering::SeqCst) {
                     let now = Instant::now();
                     for s in scheduled.iter_mut().filter(|s| s.next <= now) {
@@ -343,6 +360,36 @@ mod tests {
                 Ok(())
             }
         }
+    }
+
+    struct Delayed;
+
+    impl Task for Delayed {
+        fn name(&self) -> &'static str {
+            "delayed"
+        }
+        fn period(&self) -> Duration {
+            Duration::from_millis(1)
+        }
+        fn initial_delay(&self) -> Duration {
+            Duration::from_secs(3600)
+        }
+        fn run(&mut self, _: &Env<'_>) -> Result<(), TaskError> {
+            Err(TaskError("ran before its initial delay".into()))
+        }
+    }
+
+    #[test]
+    fn a_task_waits_for_its_initial_delay() {
+        let owned = Owned {
+            root: HostRoot::new("/nonexistent"),
+            config: Config::default(),
+            runner: crate::cmd::SystemRunner,
+        };
+        let tasks: Vec<Box<dyn Task + Send>> =
+            vec![Box::new(Delayed), Box::new(Counter { period: Duration::from_millis(1), fail: false })];
+        let summary = run(owned, tasks, Limits { max_wakeups: Some(10) }).expect("run");
+        assert_eq!(summary.task_failures, 0);
     }
 
     #[test]

@@ -187,6 +187,8 @@ pub fn run_local(ctx: &Context<'_>, source: &OvfSource) -> Result<LocalOutcome, 
         outcome.skipped = Some(format!("already provisioned (VM id {vm_id})"));
     } else if recorded.as_ref().is_some_and(|s| s.vm_id == vm_id && s.local == LocalResult::Done) {
         outcome.skipped = Some("the local stage already ran for this VM (from the initramfs)".into());
+    } else if ctx.config.detect_scvmm_env && ctx.root.is_live() && dvd::detect_scvmm(ctx.runner) {
+        outcome.skipped = Some("System Center VMM environment: its agent provisions this VM".into());
     } else if mode != Mode::Provision {
         outcome.skipped = Some(format!("provisioning is {mode:?} (Provisioning.Agent)"));
         record(

@@ -1,0 +1,50 @@
+//! The daemon's periodic log upload: a zip of the logs, PUT to the HostGAPlugin's vmAgentLog with
+//! the container and deployment named, checked on the simulator's side.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wala::daemon::{Env, Task};
+use wala::hostgaplugin::{ContainerIdentity, HostGaPluginClient};
+use wala::root::HostRoot;
+use wala::wire::endpoint::Endpoint;
+use wala_fabric::{Fabric, Listener};
+
+#[test]
+fn logs_are_zipped_and_put_to_vm_agent_log() {
+    let fabric = Fabric::start_builtin().expect("fabric");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for d in ["var/log", "var/lib/waagent", "etc"] {
+        std::fs::create_dir_all(dir.path().join(d)).expect("mkdir");
+    }
+    std::fs::write(dir.path().join("var/log/waagent.log"), "2026-11-26T00:00:00.000000Z INFO Daemon hello\n")
+        .expect("log");
+    let hgap = fabric.hgap_addr();
+    let identity = ContainerIdentity {
+        container_id: "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0".into(),
+        config_name: Some("deployment1.role0.config".into()),
+    };
+    let mut task = wala::logcollect::UploadTask {
+        hgap: HostGaPluginClient::new(Endpoint::new(hgap.ip().to_string(), hgap.port())),
+        identity: Arc::new(Mutex::new(Some(identity))),
+        period: Duration::from_secs(3600),
+    };
+    assert_eq!(task.initial_delay(), Duration::from_secs(300), "waagent's five-minute initial delay");
+    let (root, config, runner) =
+        (HostRoot::new(dir.path()), wala::conf::Config::default(), wala::cmd::SystemRunner);
+    task.run(&Env { root: &root, config: &config, runner: &runner }).expect("upload");
+    let puts: Vec<_> = fabric
+        .requests()
+        .into_iter()
+        .filter(|r| r.listener == Listener::Hostgaplugin && r.target == "/vmAgentLog")
+        .collect();
+    assert_eq!(puts.len(), 1);
+    let header = |name: &str| puts[0].header(name).map(str::to_string);
+    assert_eq!(header("x-ms-vmagentlog-deploymentid").as_deref(), Some("deployment1"));
+    assert_eq!(header("x-ms-containerid").as_deref(), Some("0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"));
+    assert_eq!(header("x-ms-client-name").as_deref(), Some("WALinuxAgent"));
+    let body = puts[0].body_bytes();
+    assert_eq!(&body[..2], b"PK", "a zip");
+    let entries = wala::ziparchive::read_all(&body).expect("zip");
+    assert!(entries.iter().any(|e| e.name.ends_with("waagent.log") && e.data.ends_with(b"hello\n")));
+}
