@@ -279,6 +279,11 @@ pub fn run(owned: Owned, tasks: Vec<Box<dyn Task + Send>>, limits: Limits) -> Re
         task_failures: counters[2].load(Ordering::SeqCst),
         stopped_by_signal,
     };
+    // An extension command still running on the abandoned worker dies with the daemon.
+    let killed = crate::cmd::kill_running_groups();
+    if killed > 0 {
+        log::info!("killed {killed} command(s) still running");
+    }
     notify::notify("STOPPING=1");
     let usage = resource_usage();
     log::info!(
