@@ -25,6 +25,12 @@ pub struct Cmd {
     env: Vec<(OsString, OsString)>,
     stdin: Option<Secret<Vec<u8>>>,
     timeout: Duration,
+    cwd: Option<std::path::PathBuf>,
+    /// stdout and stderr go to these files (not pipes) and only their last `output_tail` bytes
+    /// are returned: a command that leaves a background child holding its output cannot make the
+    /// caller wait, and a chatty one cannot fill memory.
+    output_files: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    output_tail: usize,
 }
 
 impl Cmd {
@@ -35,7 +41,42 @@ impl Cmd {
             env: Vec::new(),
             stdin: None,
             timeout: DEFAULT_TIMEOUT,
+            cwd: None,
+            output_files: None,
+            output_tail: 64 * 1024,
         }
+    }
+
+    /// The working directory.
+    pub fn current_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.cwd = Some(dir.into());
+        self
+    }
+
+    /// Send stdout and stderr to these files (created or truncated, mode 0600) and return only
+    /// the last `tail` bytes of each.
+    pub fn output_files(
+        mut self,
+        stdout: impl Into<std::path::PathBuf>,
+        stderr: impl Into<std::path::PathBuf>,
+        tail: usize,
+    ) -> Self {
+        self.output_files = Some((stdout.into(), stderr.into()));
+        self.output_tail = tail;
+        self
+    }
+
+    pub fn get_current_dir(&self) -> Option<&std::path::Path> {
+        self.cwd.as_deref()
+    }
+
+    pub fn get_timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The environment variables set on top of the inherited environment.
+    pub fn get_envs(&self) -> &[(OsString, OsString)] {
+        &self.env
     }
 
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
@@ -187,9 +228,28 @@ impl Runner for SystemRunner {
         command
             .args(&cmd.args)
             .stdin(if cmd.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .process_group(0);
+        if let Some(dir) = &cmd.cwd {
+            command.current_dir(dir);
+        }
+        match &cmd.output_files {
+            Some((out, err)) => {
+                let open = |p: &std::path::Path| {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .mode(0o600)
+                        .open(p)
+                        .map_err(|source| CmdError::Spawn { command: cmd.to_string(), source })
+                };
+                command.stdout(open(out)?).stderr(open(err)?);
+            }
+            None => {
+                command.stdout(Stdio::piped()).stderr(Stdio::piped());
+            }
+        }
         // The daemon blocks the signals it reads through a signalfd; children must not inherit that.
         // SAFETY: pthread_sigmask is async-signal-safe and touches only the child's own mask.
         unsafe {
@@ -205,6 +265,8 @@ impl Runner for SystemRunner {
         }
         let mut child =
             command.spawn().map_err(|source| CmdError::Spawn { command: cmd.to_string(), source })?;
+        let group = child.id() as i32;
+        live_groups(|g| g.push(group));
 
         let stdin_writer = match (child.stdin.take(), &cmd.stdin) {
             (Some(mut pipe), Some(data)) => {
@@ -232,22 +294,64 @@ impl Runner for SystemRunner {
         let Some(status) = status else {
             // SAFETY: kill(2) with a negative pid signals the process group we created above.
             unsafe {
-                libc::kill(-(child.id() as i32), libc::SIGKILL);
+                libc::kill(-group, libc::SIGKILL);
             }
             let _ = child.wait();
+            live_groups(|g| g.retain(|&x| x != group));
             return Err(CmdError::Timeout { command: cmd.to_string(), timeout: cmd.timeout });
         };
+        live_groups(|g| g.retain(|&x| x != group));
         if let Some(w) = stdin_writer {
             let _ = w.join();
         }
-        let stdout = out_reader.join().unwrap_or_default();
-        let stderr = err_reader.join().unwrap_or_default();
+        let (stdout, stderr) = match &cmd.output_files {
+            Some((out, err)) => (read_tail(out, cmd.output_tail), read_tail(err, cmd.output_tail)),
+            None => (out_reader.join().unwrap_or_default(), err_reader.join().unwrap_or_default()),
+        };
         let out = CmdOutput { code: status.code(), stdout, stderr };
         if !out.success() {
             log::debug!("`{cmd}` exited with {}", status_text(out.code));
         }
         Ok(out)
     }
+}
+
+/// The process groups of the commands running now (each command leads its own group).
+static LIVE_GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+fn live_groups<T>(f: impl FnOnce(&mut Vec<i32>) -> T) -> T {
+    f(&mut LIVE_GROUPS.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// Kill (SIGKILL) the process group of every command still running, and return how many there
+/// were. The daemon calls this when it stops, so a long extension command does not outlive it.
+/// Children that left the group on purpose (`setsid`, a daemonizing extension) are not touched.
+pub fn kill_running_groups() -> usize {
+    live_groups(|groups| {
+        for &g in groups.iter() {
+            // SAFETY: kill(2) on a process group this process created.
+            unsafe {
+                libc::kill(-g, libc::SIGKILL);
+            }
+        }
+        let n = groups.len();
+        groups.clear();
+        n
+    })
+}
+
+/// The last `max` bytes of a file (empty when it cannot be read).
+fn read_tail(path: &std::path::Path, max: usize) -> Vec<u8> {
+    use std::io::{Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else { return Vec::new() };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(max as u64);
+    if f.seek(SeekFrom::Start(start)).is_err() {
+        return Vec::new();
+    }
+    let mut buf = Vec::new();
+    let _ = f.take(max as u64).read_to_end(&mut buf);
+    buf
 }
 
 fn read_all<R: Read>(pipe: Option<&mut R>) -> Vec<u8> {
@@ -365,6 +469,26 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(5));
         std::thread::sleep(Duration::from_millis(1300));
         assert!(!marker.exists(), "the background child was killed with its group");
+    }
+
+    #[test]
+    fn output_files_keep_the_tail_and_a_background_child_does_not_block() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (out, err) = (dir.path().join("out"), dir.path().join("err"));
+        let script = "seq 1 10000; echo oops >&2; (sleep 5) & echo started";
+        let started = Instant::now();
+        let done = SystemRunner
+            .output(&Cmd::new("sh").args(["-c", script]).current_dir(dir.path()).output_files(&out, &err, 16))
+            .expect("run");
+        assert!(started.elapsed() < Duration::from_secs(3), "did not wait for the background child");
+        let full = "9999\n10000\nstarted\n";
+        assert_eq!(done.stdout_str(), &full[full.len() - 16..]);
+        assert_eq!(done.stderr_str(), "oops\n");
+        let pwd = SystemRunner
+            .output(&Cmd::new("pwd").current_dir(dir.path()).output_files(&out, &err, 4096))
+            .expect("pwd");
+        let real = std::fs::canonicalize(dir.path()).expect("canon");
+        assert_eq!(pwd.stdout_str().trim(), real.to_string_lossy());
     }
 
     #[test]

@@ -326,6 +326,12 @@ config_keys! {
     wala_hostgaplugin: Option<HostPort> = "Wala.HostGAPlugin", None;
     /// wala: the Instance Metadata Service as `host[:port]` (default 169.254.169.254:80).
     wala_imds: Option<HostPort> = "Wala.Imds", None;
+    /// wala: one timeout (seconds) for every extension command, instead of waagent's 300 s for
+    /// enable/uninstall and 900 s for install/update/disable. For tests and impatient labs.
+    wala_extension_command_timeout: Option<u64> = "Wala.ExtensionCommandTimeout", None;
+    /// wala: how long (seconds) a goal state waits in all for extensions its later extensions
+    /// depend on (default 5400, waagent's 90 minutes).
+    wala_extension_dependency_timeout: Option<u64> = "Wala.ExtensionDependencyTimeout", None;
     /// Detect a System Center VMM environment and start its agent.
     detect_scvmm_env: bool = "DetectScvmmEnv", false;
 

@@ -178,6 +178,50 @@ impl HostGaPluginClient {
     }
 }
 
+/// What an `extensionArtifact` request asks for (spec §6.4).
+#[derive(Debug, Clone, Copy)]
+pub struct ArtifactRequest<'a> {
+    /// The original blob URL (manifest or zip).
+    pub location: &'a str,
+    /// For a zip: the URL the extension manifest was last fetched from.
+    pub manifest_location: Option<&'a str>,
+    /// The current extensions goal state is Fast Track.
+    pub fast_track: bool,
+}
+
+impl HostGaPluginClient {
+    /// `GET /extensionArtifact`: the artifact at `req.location`, fetched by the HostGAPlugin, one
+    /// attempt bounded by `timeout`. 410 and 400 `InvalidContainerConfiguration` are stale-goal-state
+    /// errors ([`HostGaPluginError::is_stale`]).
+    pub fn extension_artifact(
+        &self,
+        who: &ContainerIdentity,
+        req: &ArtifactRequest<'_>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, HostGaPluginError> {
+        let mut request = Self::with_identity(Request::get(self.url("/extensionArtifact")), who)
+            .header("x-ms-artifact-location", req.location);
+        if req.fast_track {
+            request = request.header("x-ms-verify-from-artifacts-blob", "true");
+        }
+        if let Some(m) = req.manifest_location {
+            request = request.header("x-ms-artifact-manifest-location", m);
+        }
+        let resp = self.http.send_once(&request, timeout)?;
+        match resp.status {
+            200 => Ok(resp.body),
+            410 => Err(HttpError::Stale { method: request.method, url: request.url, status: 410 }.into()),
+            400 if resp.text().contains("InvalidContainerConfiguration") => {
+                Err(HttpError::Stale { method: request.method, url: request.url, status: 400 }.into())
+            }
+            status => Err(HostGaPluginError::Status {
+                status,
+                body: crate::logging::redact_sas(&resp.text().chars().take(200).collect::<String>()),
+            }),
+        }
+    }
+}
+
 /// A random UUID (version 4) for `x-ms-client-correlationid`.
 pub fn correlation_id() -> String {
     let mut b = [0u8; 16];

@@ -224,6 +224,8 @@ pub struct ZipEntry {
     pub data: Vec<u8>,
     /// Unix permission bits from the central directory.
     pub mode: u32,
+    /// The central directory marks the entry as a symbolic link (Unix file type `S_IFLNK`).
+    pub is_symlink: bool,
 }
 
 fn get16(b: &[u8], at: usize) -> Result<u16, ZipError> {
@@ -260,7 +262,9 @@ pub fn read_all(b: &[u8]) -> Result<Vec<ZipEntry>, ZipError> {
         let size = get32(b, at + 24)? as usize;
         let (nlen, xlen, clen) =
             (get16(b, at + 28)? as usize, get16(b, at + 30)? as usize, get16(b, at + 32)? as usize);
-        let mode = (get32(b, at + 38)? >> 16) & 0o7777;
+        let unix = get32(b, at + 38)? >> 16;
+        let mode = unix & 0o7777;
+        let is_symlink = unix & 0o170000 == 0o120000;
         let local = get32(b, at + 42)? as usize;
         let name_bytes = b.get(at + 46..at + 46 + nlen).ok_or(malformed(at, "truncated name"))?;
         let name =
@@ -293,7 +297,7 @@ pub fn read_all(b: &[u8]) -> Result<Vec<ZipEntry>, ZipError> {
         if c.sum() != crc {
             return Err(malformed(data_at, "CRC does not match"));
         }
-        entries.push(ZipEntry { name, data, mode });
+        entries.push(ZipEntry { name, data, mode, is_symlink });
     }
     Ok(entries)
 }

@@ -1,10 +1,22 @@
-//! Goal-state polling and status reporting (spec wire.md §11-12): every period, fetch the goal
-//! state and act only when it changed; upload the aggregate status when it changed, or as a
+//! Goal-state polling, extensions and status reporting (spec wire.md §7.4, §10-12): every period,
+//! fetch the goal state and vmSettings and act only when they changed: on a new extensions goal
+//! state (ExtensionsConfig or Fast Track, per [`choose`]) fetch the certificates and run the
+//! handlers on this (worker) thread; then upload the aggregate status when it changed, or as a
 //! heartbeat, rather than on every poll as waagent does.
+//!
+//! Extension commands run here, on the worker thread, so SIGTERM is still answered at once by the
+//! main thread; when the daemon stops, the process group of any command still running is killed
+//! (`cmd::kill_running_groups`), and otherwise each command is killed at its timeout.
 
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{Env, Task, TaskError};
+use crate::extensions::lifecycle::{Context, Extensions};
+use crate::extensions::status::{
+    AggregateStatus, AggregateStatusDocument, FormattedMessage, GoalStateAggregateStatus, GuestAgentStatus,
+    GuestOsInfo, HandlerAggregateStatus, SupportedFeature, VmArtifactsAggregateStatus,
+};
+use crate::extensions::{choose, Chosen, ExtensionsGoalState, StatusBlobType, Updates};
 use crate::hostgaplugin::{ContainerIdentity, HostGaPluginClient};
 use crate::http::HttpClient;
 use crate::status_blob::{self, BlobType, StatusBlob};
@@ -45,6 +57,14 @@ pub struct GoalStateTask {
     pub container_id: std::sync::Arc<std::sync::Mutex<String>>,
     /// Shared with the log upload, which names the container and deployment.
     pub identity_shared: std::sync::Arc<std::sync::Mutex<Option<ContainerIdentity>>>,
+    /// The extensions goal state from the last ExtensionsConfig, from the last vmSettings, and the
+    /// one acted on.
+    extensions_config: Option<ExtensionsGoalState>,
+    vm_settings_gs: Option<ExtensionsGoalState>,
+    current: Option<ExtensionsGoalState>,
+    updates: Updates,
+    /// Extension handling state kept between goal states.
+    pub extensions: Extensions,
     /// Counters, for tests and the footprint benchmark.
     pub polls: u64,
     pub changes: u64,
@@ -75,6 +95,11 @@ impl GoalStateTask {
             vm_settings_etag: None,
             vm_settings_retry_at: None,
             vm_settings: None,
+            extensions_config: None,
+            vm_settings_gs: None,
+            current: None,
+            updates: Updates::default(),
+            extensions: Extensions::default(),
             container_id: Default::default(),
             identity_shared: Default::default(),
             polls: 0,
@@ -96,10 +121,25 @@ impl GoalStateTask {
         }
         log::info!("new goal state: incarnation {} (container {})", now.incarnation, now.container_id);
         let ext = self.client.extensions_config_text(gs).map_err(|e| TaskError(e.reason()))?;
+        self.extensions_config =
+            match ext.as_deref().map(|t| crate::extensions::parse_extensions_config(t, Some(gs.incarnation)))
+            {
+                Some(Ok(parsed)) => Some(parsed),
+                Some(Err(e)) => {
+                    log::warn!("ExtensionsConfig: {e}");
+                    None
+                }
+                None => None,
+            };
         self.blob = ext.as_deref().and_then(status_blob_of);
         if self.blob.is_none() {
             log::warn!("the goal state has no StatusUploadBlob; status cannot be reported");
         }
+        // Extensions decrypt their protected settings with these (`<thumbprint>.crt/.prv`).
+        if let Err(e) = self.client.certificates(gs) {
+            log::warn!("certificates: {}", e.reason());
+        }
+        self.updates.incarnation_changed = true;
         self.identity = Some(ContainerIdentity::of(gs));
         if let Ok(mut c) = self.container_id.lock() {
             c.clone_from(&gs.container_id);
@@ -121,6 +161,16 @@ impl GoalStateTask {
         match self.hgap.vm_settings(who, self.vm_settings_etag.as_deref()) {
             Ok(crate::hostgaplugin::VmSettings::Updated { etag, json }) => {
                 log::info!("new vmSettings (ETag {etag})");
+                match crate::extensions::parse_vm_settings(&json, &etag) {
+                    Ok(crate::extensions::VmSettingsDocument::Supported(gs)) => {
+                        self.vm_settings_gs = Some(*gs);
+                        self.updates.vm_settings_changed = true;
+                    }
+                    Ok(crate::extensions::VmSettingsDocument::NotSupported { .. }) => {
+                        self.vm_settings_gs = None;
+                    }
+                    Err(e) => log::warn!("vmSettings: {e}"),
+                }
                 self.vm_settings_etag = Some(etag);
                 self.vm_settings = Some(json);
                 self.changes += 1;
@@ -141,21 +191,90 @@ impl GoalStateTask {
         let (Some(blob), Some(who), Some(seen)) = (&self.blob, &self.identity, &self.seen) else {
             return Ok(());
         };
-        let doc = status_document(env, seen.incarnation);
-        let key = doc.to_string();
+        let handlers = match &self.current {
+            Some(gs) => crate::extensions::report::handler_statuses(
+                env.root,
+                env.config,
+                gs,
+                &self.extensions,
+                SystemTime::now(),
+            ),
+            None => Vec::new(),
+        };
+        let seq = self.current.as_ref().map_or(seen.incarnation, |g| g.svd_sequence_number);
+        let mut doc = status_document(env, seq, handlers);
+        let key = doc.to_json().unwrap_or_default();
         let due = self.last_upload.is_none_or(|t| t.elapsed() >= STATUS_HEARTBEAT);
         if self.last_status.as_deref() == Some(key.as_str()) && !due {
             return Ok(());
         }
-        let mut with_time = doc;
-        with_time["timestampUTC"] = timestamp_utc(SystemTime::now()).into();
-        let body = with_time.to_string();
+        let now = timestamp_utc(SystemTime::now());
+        doc.timestamp_utc.clone_from(&now);
+        if let Some(vm) = &mut doc.aggregate_status.vm_artifacts_aggregate_status {
+            vm.goal_state_aggregate_status.timestamp_utc = now;
+        }
+        let body = doc.to_json().map_err(|e| TaskError(format!("status document: {e}")))?;
         status_blob::upload(&self.hgap, &self.storage, who, blob, body.as_bytes(), SystemTime::now())
             .map_err(|e| TaskError(crate::logging::redact_sas(&e.to_string())))?;
         self.last_status = Some(key);
         self.last_upload = Some(Instant::now());
         self.uploads += 1;
         Ok(())
+    }
+}
+
+impl GoalStateTask {
+    /// On a new extensions goal state (§7.4), run its handlers.
+    fn handle_extensions(&mut self, env: &Env<'_>) {
+        let updates = std::mem::take(&mut self.updates);
+        let chosen = choose(
+            self.current.as_ref(),
+            self.extensions_config.as_ref(),
+            self.vm_settings_gs.as_ref(),
+            updates,
+        );
+        let gs = match chosen {
+            Chosen::KeepCurrent => return,
+            Chosen::ExtensionsConfig => self.extensions_config.clone(),
+            Chosen::VmSettings => self.vm_settings_gs.clone(),
+        };
+        let Some(gs) = gs else { return };
+        if self.current.as_ref().is_some_and(|c| c.id == gs.id) && !updates.incarnation_changed {
+            return;
+        }
+        if let Some(blob) = &gs.status_upload_blob {
+            self.blob = Some(StatusBlob {
+                url: blob.url.clone(),
+                blob_type: match blob.blob_type {
+                    StatusBlobType::PageBlob => BlobType::PageBlob,
+                    StatusBlobType::BlockBlob => BlobType::BlockBlob,
+                },
+            });
+        }
+        let Some(who) = self.identity.clone() else { return };
+        if let Some(why) = crate::extensions::report::disabled(env.root, env.config) {
+            log::info!("extension processing is off ({why:?}): goal state {} is not run", gs.id);
+        } else if self.extensions.last_processed.as_deref() != Some(gs.id.as_str()) {
+            let started = Instant::now();
+            log::info!("processing extensions goal state {} ({} handlers)", gs.id, gs.extensions.len());
+            let downloader = crate::extensions::download::Downloader {
+                storage: &self.storage,
+                hgap: &self.hgap,
+                who: &who,
+                fast_track: gs.is_fast_track(),
+                deadline: crate::extensions::download::DOWNLOAD_DEADLINE,
+            };
+            let ctx = Context {
+                root: env.root,
+                config: env.config,
+                runner: env.runner,
+                downloader: &downloader,
+                wire_address: self.client.endpoints().wireserver.host.clone(),
+            };
+            self.extensions.process(&ctx, &gs);
+            log::info!("extensions goal state {} processed in {} ms", gs.id, started.elapsed().as_millis());
+        }
+        self.current = Some(gs);
     }
 }
 
@@ -171,6 +290,7 @@ impl Task for GoalStateTask {
         let refreshed = self.refresh();
         if refreshed.is_ok() {
             self.refresh_vm_settings();
+            self.handle_extensions(env);
         }
         // Status still goes out on a failed poll (waagent reports status even then).
         let reported = self.report(env);
@@ -184,47 +304,54 @@ fn timestamp_utc(t: SystemTime) -> String {
     format!("{}Z", &ts[..19])
 }
 
-/// The aggregate status document (version 1.1, spec §11.2), without its timestamp.
-pub fn status_document(env: &Env<'_>, incarnation: u64) -> serde_json::Value {
+/// The aggregate status document (version 1.1, spec §11.2), without its timestamps.
+pub fn status_document(
+    env: &Env<'_>,
+    in_svd_seq_no: u64,
+    handlers: Vec<HandlerAggregateStatus>,
+) -> AggregateStatusDocument {
     let distro = crate::distro::Distro::detect(env.root);
     let hostname =
         std::fs::read_to_string(env.root.path("/etc/hostname")).unwrap_or_default().trim().to_string();
-    let message = if env.config.extensions_enabled {
-        "Guest Agent is running"
-    } else {
-        "Guest Agent is running; extension processing is disabled (Extensions.Enabled=n)"
+    let message = match crate::extensions::report::disabled(env.root, env.config) {
+        None => "Guest Agent is running",
+        Some(crate::extensions::report::Disabled::ByConfig) => {
+            "Guest Agent is running; extension processing is disabled (Extensions.Enabled=n)"
+        }
+        Some(crate::extensions::report::Disabled::ByMarker) => {
+            "Guest Agent is running; extension processing is disabled (disable_agent file)"
+        }
     };
-    serde_json::json!({
-        "version": "1.1",
-        "timestampUTC": "",
-        "aggregateStatus": {
-            "guestAgentStatus": {
-                "version": crate::VERSION,
-                "status": "Ready",
-                "formattedMessage": {"lang": "en-US", "message": message},
+    let feature = |k: &str| SupportedFeature { key: k.into(), value: "1.0".into() };
+    AggregateStatusDocument {
+        version: AggregateStatusDocument::VERSION.into(),
+        timestamp_utc: String::new(),
+        aggregate_status: AggregateStatus {
+            guest_agent_status: GuestAgentStatus {
+                version: crate::VERSION.into(),
+                status: "Ready".into(),
+                formatted_message: FormattedMessage::en_us(message),
+                update_status: None,
             },
-            "handlerAggregateStatus": [],
-            "vmArtifactsAggregateStatus": {
-                "goalStateAggregateStatus": {
-                    "formattedMessage": {"lang": "en-US", "message": "GoalState executed successfully"},
-                    "timestampUTC": "",
-                    "inSvdSeqNo": incarnation,
-                    "status": "Success",
-                    "code": 0,
+            handler_aggregate_status: handlers,
+            vm_artifacts_aggregate_status: Some(VmArtifactsAggregateStatus {
+                goal_state_aggregate_status: GoalStateAggregateStatus {
+                    formatted_message: FormattedMessage::en_us("GoalState executed successfully"),
+                    timestamp_utc: String::new(),
+                    in_svd_seq_no,
+                    status: "Success".into(),
+                    code: 0,
                 },
-            },
+            }),
         },
-        "guestOSInfo": {
-            "computerName": hostname,
-            "osName": distro.id,
-            "osVersion": distro.version_id,
-            "version": crate::VERSION,
+        guest_os_info: GuestOsInfo {
+            computer_name: hostname,
+            os_name: distro.id,
+            os_version: distro.version_id,
+            version: crate::VERSION.into(),
         },
-        "supportedFeatures": [
-            {"Key": "MultipleExtensionsPerHandler", "Value": "1.0"},
-            {"Key": "VersioningGovernance", "Value": "1.0"},
-        ],
-    })
+        supported_features: vec![feature("MultipleExtensionsPerHandler"), feature("VersioningGovernance")],
+    }
 }
 
 /// The `StatusUploadBlob` of an ExtensionsConfig document (URL and `statusBlobType`).

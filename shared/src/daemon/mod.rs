@@ -296,6 +296,14 @@ pub fn run(owned: Owned, tasks: Vec<Box<dyn Task + Send>>, limits: Limits) -> Re
         task_failures: counters[2].load(Ordering::SeqCst),
         stopped_by_signal,
     };
+    // Stopped by a signal, the worker is abandoned: an extension command it still runs dies with
+    // the daemon. (Otherwise the worker has finished and runs nothing.)
+    if stopped_by_signal.is_some() {
+        let killed = crate::cmd::kill_running_groups();
+        if killed > 0 {
+            log::info!("killed {killed} command(s) still running");
+        }
+    }
     notify::notify("STOPPING=1");
     let usage = resource_usage();
     log::info!(

@@ -13,18 +13,32 @@
 //!   the aggregate status document the agent uploads (§11.2);
 //! * [`events`]: the Extension Telemetry Pipeline's event files (§10.5).
 //!
+//! Running extensions (§8.3, §9, §10, §11.1):
+//! * [`download`]: manifest and package download over both channels, safe unpacking;
+//! * [`handler`]: one handler's directory and files (waagent's on-disk contract);
+//! * [`exec`]: running a handler command (environment, timeouts, output tails);
+//! * [`cgroups`]: `CGroups.EnforceLimits` through `systemd-run --scope`;
+//! * [`lifecycle`]: install, enable, disable, uninstall, update, in dependency order;
+//! * [`report`]: handler statuses for the aggregate status document.
+//!
 //! Every parser takes the document as text or bytes, never panics, and returns a typed
 //! [`ExtensionsError`] naming the document and the field that is wrong. A problem that belongs to
 //! one handler of a goal state does not reject the document: it is recorded on that handler
 //! ([`Extension::failure`]) with waagent's message, and the rest of the goal state is used.
 //! Protected settings are held in [`Secret`](crate::secret::Secret) and serialize as `<redacted>`.
 
+pub mod cgroups;
 pub mod config;
+pub mod download;
 pub mod events;
+pub mod exec;
 pub mod goal_state;
+pub mod handler;
 pub mod handler_environment;
 pub mod handler_manifest;
+pub mod lifecycle;
 pub mod manifest;
+pub mod report;
 pub mod settings;
 pub mod status;
 mod version;

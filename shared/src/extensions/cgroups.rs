@@ -1,0 +1,113 @@
+//! `CGroups.EnforceLimits` for extension commands (wire.md §10.4): when systemd is the init
+//! system, a command runs in a transient scope under `azure-vmextensions-<Handler>.slice`, with
+//! `CPUQuota=`/`MemoryMax=` from the handler's `resourceLimits`. Otherwise, for handlers named in
+//! `CGroups.Excluded`, or when `systemd-run` itself cannot be started, it runs plainly.
+
+use crate::cmd::Cmd;
+use crate::root::HostRoot;
+
+/// What the configuration and the host allow.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CgroupPolicy {
+    /// `CGroups.EnforceLimits=y` and systemd is PID 1 (`/run/systemd/system` exists).
+    pub enforce: bool,
+    /// `CGroups.Excluded`, lower-cased: a handler is left out when its full name, or the part
+    /// after its last `.` (`customscript` for `Microsoft.Azure.Extensions.CustomScript`), is listed.
+    pub excluded: Vec<String>,
+}
+
+/// Limits for one handler, from its manifest's `resourceLimits`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Limits {
+    pub cpu_quota_percent: Option<u64>,
+    pub memory_mb: Option<u64>,
+}
+
+impl Limits {
+    /// `{"cpuQuotaPercentage": n, "memoryQuotaInMB": n}`; anything else is ignored.
+    pub fn from_manifest(resource_limits: Option<&serde_json::Value>) -> Self {
+        let get = |k: &str| resource_limits.and_then(|r| r.get(k)).and_then(serde_json::Value::as_u64);
+        Self { cpu_quota_percent: get("cpuQuotaPercentage"), memory_mb: get("memoryQuotaInMB") }
+    }
+}
+
+impl CgroupPolicy {
+    pub fn new(config: &crate::conf::Config, root: &HostRoot) -> Self {
+        let systemd = root.path("/run/systemd/system").is_dir();
+        Self {
+            enforce: config.cgroups_enforce_limits && systemd,
+            excluded: config
+                .cgroups_excluded
+                .split(',')
+                .map(|s| s.trim().to_ascii_lowercase())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        }
+    }
+
+    /// Whether `handler`'s commands run in a limited scope.
+    pub fn applies_to(&self, handler: &str) -> bool {
+        let full = handler.to_ascii_lowercase();
+        let short = full.rsplit('.').next().unwrap_or(&full).to_string();
+        self.enforce && !self.excluded.iter().any(|e| *e == full || *e == short)
+    }
+
+    /// The command that runs `shell_command` (`/bin/sh -c ...`) for `handler`: either itself, or
+    /// wrapped in `systemd-run --scope`. `unit` names the scope (`<operation>_<uuid>`).
+    pub fn command(&self, handler: &str, unit: &str, limits: Limits, shell_command: &str) -> Cmd {
+        if !self.applies_to(handler) {
+            return Cmd::new("/bin/sh").arg("-c").arg(shell_command);
+        }
+        let mut cmd = Cmd::new("systemd-run")
+            .arg(format!("--unit={unit}"))
+            .arg("--scope")
+            .arg(format!("--slice=azure-vmextensions-{}.slice", handler.replace('-', "_")))
+            .arg("--property=CPUAccounting=yes")
+            .arg("--property=MemoryAccounting=yes");
+        if let Some(cpu) = limits.cpu_quota_percent {
+            cmd = cmd.arg(format!("--property=CPUQuota={cpu}%"));
+        }
+        if let Some(mb) = limits.memory_mb {
+            cmd = cmd.arg(format!("--property=MemoryMax={mb}M"));
+        }
+        cmd.arg("/bin/sh").arg("-c").arg(shell_command)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::Runner;
+
+    fn policy(root: &std::path::Path, enforce: bool) -> CgroupPolicy {
+        let config = crate::conf::Config { cgroups_enforce_limits: enforce, ..Default::default() };
+        CgroupPolicy::new(&config, &HostRoot::new(root))
+    }
+
+    #[test]
+    fn limits_apply_only_under_systemd_and_not_to_excluded_handlers() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        assert!(!policy(tmp.path(), true).enforce, "no systemd: plain");
+        std::fs::create_dir_all(tmp.path().join("run/systemd/system")).expect("mkdir");
+        assert!(!policy(tmp.path(), false).enforce, "off in the configuration");
+        let p = policy(tmp.path(), true);
+        assert!(p.applies_to("Pub.Monitor-Agent"));
+        assert!(!p.applies_to("Microsoft.Azure.Extensions.CustomScript"), "default exclusion");
+        assert!(!p.applies_to("Microsoft.CPlat.Core.RunCommand"));
+
+        let fake = crate::cmd::FakeRunner::new();
+        let limits = Limits::from_manifest(Some(
+            &serde_json::json!({"cpuQuotaPercentage": 25, "memoryQuotaInMB": 300}),
+        ));
+        fake.run(&p.command("Pub.Monitor-Agent", "enable_1", limits, "bin/x enable")).expect("run");
+        fake.run(&p.command("Microsoft.Azure.Extensions.CustomScript", "enable_2", limits, "bin/y"))
+            .expect("run");
+        assert_eq!(
+            fake.command_lines(),
+            [
+                "systemd-run --unit=enable_1 --scope --slice=azure-vmextensions-Pub.Monitor_Agent.slice --property=CPUAccounting=yes --property=MemoryAccounting=yes --property=CPUQuota=25% --property=MemoryMax=300M /bin/sh -c bin/x enable",
+                "/bin/sh -c bin/y",
+            ]
+        );
+    }
+}

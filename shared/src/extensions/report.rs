@@ -1,0 +1,191 @@
+//! The handler statuses of the aggregate status document (wire.md §11.1–§11.2), collected from
+//! what is on disk (`HandlerStatus`, the extensions' status files, heartbeats) and the failures
+//! the lifecycle kept.
+//!
+//! The result is a pure function of the files and the goal state: no "now" timestamps, so the
+//! daemon can tell whether anything changed and upload only then.
+
+use std::time::SystemTime;
+
+use super::goal_state::{Extension, ExtensionSettings, ExtensionState, ExtensionsGoalState};
+use super::handler::{installed_versions, HandlerDir};
+use super::lifecycle::Extensions;
+use super::status::{
+    ExtensionStatus, ExtensionStatusReport, FormattedMessage, HandlerAggregateStatus, RuntimeSettingsStatus,
+    SettingsStatus, StatusValue,
+};
+use crate::conf::Config;
+use crate::root::HostRoot;
+
+/// Why extensions are not processed at all, if they are not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disabled {
+    /// `Extensions.Enabled=n`.
+    ByConfig,
+    /// `<Lib.Dir>/disable_agent` exists.
+    ByMarker,
+}
+
+/// Whether extension processing is off, and why.
+pub fn disabled(root: &HostRoot, config: &Config) -> Option<Disabled> {
+    if !config.extensions_enabled {
+        Some(Disabled::ByConfig)
+    } else if root.path(config.lib_dir.as_path()).join("disable_agent").exists() {
+        Some(Disabled::ByMarker)
+    } else {
+        None
+    }
+}
+
+fn disabled_message(why: Disabled, name: &str, conf_path: &str) -> String {
+    match why {
+        Disabled::ByConfig => format!(
+            "Extension '{name}' will not be processed since extension processing is disabled. To enable extension processing, set Extensions.Enabled=y in '{conf_path}'"
+        ),
+        Disabled::ByMarker => format!(
+            "Extension '{name}' will not be processed since the guest agent is disabled (disable_agent file present)"
+        ),
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` of a file time.
+fn utc(t: SystemTime) -> String {
+    let ts = crate::logging::timestamp(t);
+    format!("{}Z", ts.get(..19).unwrap_or(&ts))
+}
+
+/// One entry per handler (multi-config: per extension) of `gs`, as §11.2 wants them.
+pub fn handler_statuses(
+    root: &HostRoot,
+    config: &Config,
+    gs: &ExtensionsGoalState,
+    state: &Extensions,
+    now: SystemTime,
+) -> Vec<HandlerAggregateStatus> {
+    let (lib, logs) = Extensions::dirs(root, config);
+    let off = disabled(root, config);
+    let mut out = Vec::new();
+    for h in &gs.extensions {
+        let installed = installed_versions(&lib, &logs, &h.name).into_iter().next();
+        if h.state == Some(ExtensionState::Uninstall) && installed.is_none() && off.is_none() {
+            continue; // Uninstalled handlers vanish from the list.
+        }
+        let settings: Vec<Option<&ExtensionSettings>> =
+            if h.settings.is_empty() { vec![None] } else { h.settings.iter().map(Some).collect() };
+        for s in settings {
+            let ext = s.filter(|_| h.is_multi_config).map(|s| s.name.as_str());
+            out.push(one(h, s, ext, installed.as_ref(), state, off, now));
+        }
+    }
+    out
+}
+
+fn base(
+    h: &Extension,
+    version: &str,
+    status: &str,
+    code: i64,
+    message: Option<String>,
+) -> HandlerAggregateStatus {
+    HandlerAggregateStatus {
+        handler_version: version.to_string(),
+        handler_name: h.name.clone(),
+        status: status.to_string(),
+        code,
+        use_exact_version: true,
+        formatted_message: message.map(|m| FormattedMessage::en_us(crate::logging::redact_sas(&m))),
+        runtime_settings_status: None,
+    }
+}
+
+fn one(
+    h: &Extension,
+    s: Option<&ExtensionSettings>,
+    ext: Option<&str>,
+    installed: Option<&HandlerDir>,
+    state: &Extensions,
+    off: Option<Disabled>,
+    now: SystemTime,
+) -> HandlerAggregateStatus {
+    let seq = s.map_or(0, |s| s.sequence_number);
+    if let Some(why) = off {
+        let code = if h.state == Some(ExtensionState::Uninstall) { 1010 } else { 1009 };
+        let msg = disabled_message(why, ext.unwrap_or(&h.name), "/etc/waagent.conf");
+        let mut st = base(h, &h.version, "NotReady", code, Some(msg.clone()));
+        if h.state == Some(ExtensionState::Enabled) && s.is_some() {
+            st.runtime_settings_status =
+                Some(settings_status(ext, seq, &agent_status(StatusValue::Error, code, &msg), ""));
+        }
+        return st;
+    }
+    if let Some(f) = &h.failure {
+        return base(h, &h.version, "NotReady", -1, Some(f.to_string()));
+    }
+    if let Some(f) = state.failure(&h.name, ext) {
+        if installed.is_none_or(|d| d.status().is_none()) || f.code == -1 {
+            let version = installed.map_or(h.version.as_str(), |d| d.version.as_str());
+            return base(h, version, "NotReady", f.code, Some(f.message.clone()));
+        }
+    }
+    let Some(dir) = installed else {
+        return base(h, &h.version, "NotReady", 0, Some("Plugin is not installed yet".into()));
+    };
+    let (mut st, written) = match dir.status() {
+        Some((file, mtime)) => (base(h, &dir.version, &file.status, file.code, file.message), mtime),
+        None => (base(h, &dir.version, "NotReady", 0, None), SystemTime::UNIX_EPOCH),
+    };
+    if dir.manifest().is_ok_and(|m| m.report_heartbeat) {
+        if let Some(hb) = dir.heartbeat(now) {
+            st.status = hb.status;
+            st.code = hb.code;
+            if let Some(m) = hb.message {
+                st.formatted_message = Some(FormattedMessage::en_us(crate::logging::redact_sas(&m)));
+            }
+        }
+    }
+    if h.state == Some(ExtensionState::Enabled) && dir.status().is_some() {
+        let (status, time) = match dir.read_status(ext, seq) {
+            Some((Ok(status), mtime)) => (status, mtime),
+            Some((Err(e), mtime)) => (e.to_status(&dir.full_name(), seq), mtime),
+            None => (
+                agent_status(
+                    StatusValue::Transitioning,
+                    0,
+                    &format!(
+                        "This status is being reported by the Guest Agent since no status file was reported by extension {}: [ExtensionStatusError] Status file {} does not exist",
+                        ext.unwrap_or(&h.name),
+                        dir.status_file(ext, seq).display()
+                    ),
+                ),
+                written,
+            ),
+        };
+        st.runtime_settings_status = Some(settings_status(ext, seq, &status, &utc(time)));
+    }
+    st
+}
+
+fn agent_status(status: StatusValue, code: i64, message: &str) -> ExtensionStatus {
+    ExtensionStatus {
+        name: None,
+        operation: None,
+        configuration_applied_time: None,
+        status,
+        code,
+        message: Some(message.to_string()),
+        substatus: Vec::new(),
+        truncated: false,
+    }
+}
+
+fn settings_status(ext: Option<&str>, seq: u64, s: &ExtensionStatus, time: &str) -> RuntimeSettingsStatus {
+    RuntimeSettingsStatus {
+        extension_name: ext.map(str::to_string),
+        sequence_number: seq,
+        settings_status: SettingsStatus {
+            version: 1.0,
+            timestamp_utc: time.to_string(),
+            status: ExtensionStatusReport::from(s),
+        },
+    }
+}
