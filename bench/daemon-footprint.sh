@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: the footprint of wala-agentd against the fabric simulator on loopback.
 #   1. 10,000 goal-state polls with nothing changing;
-#   2. 1,000 polls in which every goal state is a new incarnation.
+#   2. 1,000 polls in which every goal state is a new incarnation, and 3. 3,000 of them (a leak
+#      would show as a higher RSS than in 2).
 # Prints RSS at the end, peak RSS and CPU time of each run (the daemon reports its own, from
 # /proc/self/status and getrusage), and CPU per poll. Targets: RSS under 5 MiB and no growth
 # between the two runs; under 1 ms of CPU per idle poll. Usage: bench/daemon-footprint.sh
@@ -53,8 +54,13 @@ echo '[{"listener":"wireserver","path":"/machine/?comp=goalstate","action":{"kin
 start_fabric busy "$work/bump.json"
 busy_root=$(make_root busy "$work/busy.ports")
 read -r n2 rss2 peak2 cpu2 <<<"$(run "$busy_root" 1000)"
+# Three times as many changes: a leak would show as a higher RSS here.
+start_fabric busier "$work/bump.json"
+busier_root=$(make_root busier "$work/busier.ports")
+read -r n3 rss3 peak3 cpu3 <<<"$(run "$busier_root" 3000)"
 
 printf '%-44s %10s %10s %10s %12s\n' "wala-agentd, $(date -u +%F), $(nproc) cores" "RSS KiB" "peak KiB" "CPU ms" "CPU ms/poll"
 printf '%-44s %10d %10d %10d %12.3f\n' "$n1 polls, nothing changing" "$rss1" "$peak1" "$cpu1" "$(echo "$cpu1 / $n1" | bc -l)"
 printf '%-44s %10d %10d %10d %12.3f\n' "$n2 polls, a new incarnation each time" "$rss2" "$peak2" "$cpu2" "$(echo "$cpu2 / $n2" | bc -l)"
+printf '%-44s %10d %10d %10d %12.3f\n' "$n3 polls, a new incarnation each time" "$rss3" "$peak3" "$cpu3" "$(echo "$cpu3 / $n3" | bc -l)"
 printf 'binary: %d KiB stripped\n' "$(( $(stat -c %s "$bin/wala-agentd") / 1024 ))"
