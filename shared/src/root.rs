@@ -35,12 +35,13 @@ impl HostRoot {
     }
 
     /// Where the running kernel's own file systems (`/sys`, `/proc`, `/dev`) are seen: under the prefix
-    /// when it has them (the live root; test roots that fake them), else on the live root. In the
+    /// when it has a populated `/sys` or `/proc` (the live root; test roots that fake them), else on
+    /// the live root. In the
     /// initramfs, `/sysroot/sys` is an empty directory: the machine's identity and devices are in
     /// the initramfs's own `/sys`.
     pub fn kernel(&self) -> HostRoot {
-        let has_sys = std::fs::read_dir(self.path("/sys")).is_ok_and(|mut d| d.next().is_some());
-        if self.is_live() || has_sys {
+        let populated = |dir: &str| std::fs::read_dir(self.path(dir)).is_ok_and(|mut d| d.next().is_some());
+        if self.is_live() || populated("/sys") || populated("/proc") {
             self.clone()
         } else {
             Self::live()

@@ -118,25 +118,44 @@ impl Task for HostnameMonitor {
     }
 }
 
-/// Renew the DHCP lease of the primary interface so the new hostname reaches the platform DNS,
-/// without taking the interface down.
+/// Renew the DHCP lease of the primary interface so the new hostname reaches the platform DNS:
+/// in place where the client can (systemd-networkd, NetworkManager); with dhclient under ifupdown,
+/// which cannot, by taking the interface down and up as waagent does.
 fn publish_hostname(env: &Env<'_>) {
     let Some(iface) = primary_interface(env) else {
         log::warn!("cannot publish the hostname: no default route");
         return;
     };
-    let cmd = if env.runner.exists("networkctl") && is_active(env, "systemd-networkd.service") {
-        Cmd::new("networkctl").args(["renew", &iface])
+    let timeout = Duration::from_secs(30);
+    let cmds = if env.runner.exists("networkctl") && is_active(env, "systemd-networkd.service") {
+        vec![Cmd::new("networkctl").args(["renew", &iface])]
     } else if env.runner.exists("nmcli") && is_active(env, "NetworkManager.service") {
-        Cmd::new("nmcli").args(["device", "reapply", &iface])
+        vec![Cmd::new("nmcli").args(["device", "reapply", &iface])]
+    } else if process_running(env, "dhclient") && env.runner.exists("ifdown") && env.runner.exists("ifup") {
+        vec![Cmd::new("ifdown").arg(&iface), Cmd::new("ifup").arg(&iface)]
     } else {
-        log::warn!("cannot publish the hostname: neither systemd-networkd nor NetworkManager is running");
+        log::warn!(
+            "cannot publish the hostname: no systemd-networkd, NetworkManager or dhclient with ifupdown"
+        );
         return;
     };
-    match env.runner.run(&cmd.timeout(Duration::from_secs(30))) {
-        Ok(_) => log::info!("published the hostname through a DHCP renewal on {iface}"),
-        Err(e) => log::warn!("publishing the hostname failed: {e}"),
+    for cmd in cmds {
+        if let Err(e) = env.runner.run(&cmd.timeout(timeout)) {
+            log::warn!("publishing the hostname failed: {e}");
+            return;
+        }
     }
+    log::info!("published the hostname through a DHCP request on {iface}");
+}
+
+/// Whether a process named `name` runs (from `/proc/<pid>/comm`).
+fn process_running(env: &Env<'_>, name: &str) -> bool {
+    std::fs::read_dir(env.root.kernel().path("/proc")).is_ok_and(|rd| {
+        rd.flatten().any(|e| {
+            e.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+                && std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == name)
+        })
+    })
 }
 
 fn is_active(env: &Env<'_>, unit: &str) -> bool {
@@ -279,6 +298,42 @@ mod tests {
         m.run(&e).expect("restart");
         let lines = runner.command_lines();
         assert_eq!(lines, ["ip route add 168.63.129.16/32 via 10.0.0.1 dev eth0"], "{lines:?}");
+    }
+
+    #[test]
+    fn with_dhclient_the_interface_is_taken_down_and_up() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("proc/300")).expect("mkdir");
+        std::fs::create_dir_all(dir.path().join("etc")).expect("mkdir");
+        std::fs::write(dir.path().join("proc/300/comm"), "dhclient\n").expect("write");
+        std::fs::write(
+            dir.path().join("proc/net/route").tap_parent(),
+            "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n\
+             eth0\t00000000\t0100000A\t0003\t0\t0\t100\t00000000\n",
+        )
+        .expect("write");
+        let (root, config, runner) = (HostRoot::new(dir.path()), Config::default(), FakeRunner::new());
+        runner.without("networkctl").without("nmcli");
+        let e = env(&root, &config, &runner);
+        let mut m = HostnameMonitor { period: Duration::from_secs(30), current: || Some("a".into()) };
+        m.run(&e).expect("baseline");
+        m.current = || Some("b".into());
+        m.run(&e).expect("change");
+        assert_eq!(runner.command_lines(), ["ifdown eth0", "ifup eth0"]);
+    }
+
+    /// Create a path's parent directories and return the path.
+    trait TapParent {
+        fn tap_parent(self) -> std::path::PathBuf;
+    }
+
+    impl TapParent for std::path::PathBuf {
+        fn tap_parent(self) -> std::path::PathBuf {
+            if let Some(p) = self.parent() {
+                std::fs::create_dir_all(p).expect("mkdir");
+            }
+            self
+        }
     }
 
     #[test]
