@@ -106,6 +106,18 @@ pub struct FabricConfig {
     pub record_file: Option<PathBuf>,
     /// Faults active from the start.
     pub faults: Vec<Fault>,
+    /// Base URLs (WireServer, HostGAPlugin, IMDS) to put in served documents instead of the bound
+    /// addresses: for a VM that reaches the fabric through relays at the platform's own addresses.
+    pub advertise: Option<[String; 3]>,
+}
+
+/// The platform's own base URLs, for [`FabricConfig::advertise`].
+pub fn platform_addresses() -> [String; 3] {
+    [
+        "http://168.63.129.16:80".to_string(),
+        "http://168.63.129.16:32526".to_string(),
+        "http://169.254.169.254:80".to_string(),
+    ]
 }
 
 impl FabricConfig {
@@ -119,6 +131,7 @@ impl FabricConfig {
             imds_port: 0,
             record_file: None,
             faults: Vec::new(),
+            advertise: None,
         }
     }
 }

@@ -49,6 +49,11 @@ struct Cli {
     /// Stop after SECS seconds even without a signal.
     #[arg(long, value_name = "SECS")]
     exit_after: Option<u64>,
+    /// Put the platform's own addresses (168.63.129.16:80, :32526, 169.254.169.254:80) in the
+    /// documents served, instead of the bound ones: for a VM that reaches the fabric through relays
+    /// at those addresses
+    #[arg(long)]
+    advertise_platform_addresses: bool,
 }
 
 fn main() {
@@ -73,6 +78,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     config.hgap_port = cli.hgap_port;
     config.imds_port = cli.imds_port;
     config.record_file = cli.record.clone();
+    if cli.advertise_platform_addresses {
+        config.advertise = Some(wala_fabric::platform_addresses());
+    }
     if let Some(path) = &cli.faults {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         config.faults =

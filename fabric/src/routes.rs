@@ -43,6 +43,8 @@ pub(crate) struct State {
     pub health: Mutex<Vec<HealthReport>>,
     pub blobs: Mutex<BlobStore>,
     pub stop: AtomicBool,
+    /// Base URLs served in documents, when not the bound addresses.
+    pub advertise: Option<[String; 3]>,
 }
 
 impl State {
@@ -52,6 +54,7 @@ impl State {
         let mut faults = FaultTable::default();
         faults.add(config.faults);
         Ok(State {
+            advertise: config.advertise,
             incarnation: AtomicU64::new(config.scenario.incarnation),
             vm_settings: Mutex::new(config.scenario.vm_settings.clone()),
             scenario: config.scenario,
@@ -67,10 +70,14 @@ impl State {
     }
 
     fn render_ctx(&self) -> RenderContext {
+        let base = |i: usize| match &self.advertise {
+            Some(urls) => urls[i].clone(),
+            None => format!("http://{}", self.addrs[i]),
+        };
         RenderContext {
-            wire: format!("http://{}", self.addrs[0]),
-            hgap: format!("http://{}", self.addrs[1]),
-            imds: format!("http://{}", self.addrs[2]),
+            wire: base(0),
+            hgap: base(1),
+            imds: base(2),
             incarnation: self.incarnation.load(Ordering::SeqCst),
             thumbprint: self.certs.first().map(|c| c.thumbprint.clone()).unwrap_or_default(),
             rewrite: self.scenario.rewrite.clone(),

@@ -474,3 +474,20 @@ fn random_garbage_never_takes_a_listener_down() {
     assert_eq!(get(f.wire_addr(), "/?comp=versions", &[]).status, 200);
     assert_eq!(get(f.hgap_addr(), "/health", &[]).status, 200);
 }
+
+#[test]
+fn documents_can_advertise_the_platform_addresses_for_a_vm() {
+    let config = wala_fabric::FabricConfig {
+        advertise: Some(wala_fabric::platform_addresses()),
+        ..wala_fabric::FabricConfig::new(wala_fabric::Scenario::builtin().unwrap())
+    };
+    let f = Fabric::start(config).unwrap();
+    let gs = goal_state(&f);
+    let own = f.wire_addr().to_string();
+    assert!(gs.contains("http://168.63.129.16:80/"), "{gs}");
+    assert!(!gs.contains(&own), "the bound address is not served: {gs}");
+    // The status blob is still found by its path, whatever host the agent writes to.
+    let ext_url = element(&gs, "ExtensionsConfig");
+    let ext = get(f.wire_addr(), &target_of(ext_url), WIRE).text();
+    assert!(ext.contains("http://168.63.129.16:80/"), "{ext}");
+}

@@ -64,7 +64,8 @@ boot() {
     mkdir -p "$d"
     rm -f "$d/ports.json"
     fab_t0=$(date +%s.%N)
-    "$WALA_VM_FABRIC" --ports-file "$d/ports.json" --record "$d/record.jsonl" >"$d/fabric.out" 2>"$d/fabric.err" &
+    "$WALA_VM_FABRIC" --advertise-platform-addresses --ports-file "$d/ports.json" --record "$d/record.jsonl" \
+        >"$d/fabric.out" 2>"$d/fabric.err" &
     fab_pid=$!
     for _ in $(seq 100); do [ -s "$d/ports.json" ] && break; sleep 0.05; done
     local wire hgap imds
