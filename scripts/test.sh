@@ -28,6 +28,8 @@ fuzz_status=0
 if [ "${WALA_FUZZ_SECONDS:-12}" != 0 ]; then
   echo "== fuzz"
   fuzz/run.sh "${WALA_FUZZ_SECONDS:-12}" || fuzz_status=$?
+else
+  echo "SKIP fuzz run: WALA_FUZZ_SECONDS=0" | tee -a "$WALA_SKIP_LOG"
 fi
 echo "== boot integration (units, dracut module, package)"
 tests/boot/check.sh 2>&1 | tee -a "$log"
