@@ -40,6 +40,16 @@ pub struct StatusBlob {
     pub blob_type: BlobType,
 }
 
+impl From<&crate::extensions::StatusUploadBlob> for StatusBlob {
+    fn from(blob: &crate::extensions::StatusUploadBlob) -> Self {
+        let blob_type = match blob.blob_type {
+            crate::extensions::StatusBlobType::PageBlob => BlobType::PageBlob,
+            crate::extensions::StatusBlobType::BlockBlob => BlobType::BlockBlob,
+        };
+        Self { url: blob.url.clone(), blob_type }
+    }
+}
+
 /// Which path took the upload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UploadPath {

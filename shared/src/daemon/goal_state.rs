@@ -16,7 +16,7 @@ use crate::extensions::status::{
     AggregateStatus, AggregateStatusDocument, FormattedMessage, GoalStateAggregateStatus, GuestAgentStatus,
     GuestOsInfo, HandlerAggregateStatus, SupportedFeature, VmArtifactsAggregateStatus,
 };
-use crate::extensions::{choose, Chosen, ExtensionsGoalState, StatusBlobType, Updates};
+use crate::extensions::{choose, Chosen, ExtensionsGoalState, Updates};
 use crate::hostgaplugin::{ContainerIdentity, HostGaPluginClient};
 use crate::http::HttpClient;
 use crate::status_blob::{self, BlobType, StatusBlob};
@@ -131,7 +131,11 @@ impl GoalStateTask {
                 }
                 None => None,
             };
-        self.blob = ext.as_deref().and_then(status_blob_of);
+        // From the parsed document; a document the strict parser rejects may still name its blob.
+        self.blob = match &self.extensions_config {
+            Some(parsed) => parsed.status_upload_blob.as_ref().map(StatusBlob::from),
+            None => ext.as_deref().and_then(status_blob_of),
+        };
         if self.blob.is_none() {
             log::warn!("the goal state has no StatusUploadBlob; status cannot be reported");
         }
@@ -243,13 +247,7 @@ impl GoalStateTask {
             return;
         }
         if let Some(blob) = &gs.status_upload_blob {
-            self.blob = Some(StatusBlob {
-                url: blob.url.clone(),
-                blob_type: match blob.blob_type {
-                    StatusBlobType::PageBlob => BlobType::PageBlob,
-                    StatusBlobType::BlockBlob => BlobType::BlockBlob,
-                },
-            });
+            self.blob = Some(StatusBlob::from(blob));
         }
         let Some(who) = self.identity.clone() else { return };
         if let Some(why) = crate::extensions::report::disabled(env.root, env.config) {
@@ -354,7 +352,8 @@ pub fn status_document(
     }
 }
 
-/// The `StatusUploadBlob` of an ExtensionsConfig document (URL and `statusBlobType`).
+/// The `StatusUploadBlob` of an ExtensionsConfig document (URL and `statusBlobType`), read on its
+/// own: the fallback for a document the full parser rejects.
 pub fn status_blob_of(xml: &str) -> Option<StatusBlob> {
     let doc = crate::wire::xml::parse(xml).ok()?;
     let blob = doc.child("StatusUploadBlob")?;
