@@ -153,23 +153,28 @@ pub fn sanitize(message: &str) -> String {
     out
 }
 
-/// Replace the value of every `sig=` query parameter (a SAS token's signature) with `***REDACTED***`.
+/// Replace the value of every `sig=` query parameter (a SAS token's signature, the key in any case)
+/// with `***REDACTED***`; the rest of the URL stays readable in logs. (Messages that leave the
+/// machine drop the whole query instead: `extensions::redact_sas_queries`.)
 pub fn redact_sas(text: &str) -> String {
+    // ASCII lowercasing keeps byte offsets, so a position found in `lower` indexes `text` too.
+    let lower = text.to_ascii_lowercase();
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(pos) = rest.find("sig=") {
-        let boundary = pos == 0 || matches!(rest.as_bytes()[pos - 1], b'?' | b'&' | b';');
-        out.push_str(&rest[..pos + 4]);
-        rest = &rest[pos + 4..];
+    let mut at = 0;
+    while let Some(found) = lower[at..].find("sig=") {
+        let pos = at + found;
+        let boundary = pos == 0 || matches!(text.as_bytes()[pos - 1], b'?' | b'&' | b';');
+        out.push_str(&text[at..pos + 4]);
+        at = pos + 4;
         if boundary {
-            let end = rest
+            let end = text[at..]
                 .find(|c: char| c == '&' || c == '"' || c == '<' || c.is_whitespace())
-                .unwrap_or(rest.len());
+                .map_or(text.len(), |e| at + e);
             out.push_str("***REDACTED***");
-            rest = &rest[end..];
+            at = end;
         }
     }
-    out.push_str(rest);
+    out.push_str(&text[at..]);
     out
 }
 
@@ -204,5 +209,6 @@ mod tests {
             "GET https://x.blob/c?sv=1&sig=***REDACTED***&se=2 done"
         );
         assert_eq!(redact_sas("design=ok"), "design=ok");
+        assert_eq!(redact_sas("u?SV=1&Sig=abc&x=1"), "u?SV=1&Sig=***REDACTED***&x=1");
     }
 }

@@ -32,12 +32,12 @@ fn gpt_extent_with_huge_lba_saturates() {
     assert!(overflowing > 0, "the input no longer has an overflowing entry: {parts:?}");
 }
 
-/// ext_events: in a URL with a second `?` (`https://a?sig=?sig=s`), `redact_sas` only redacted
+/// ext_events: in a URL with a second `?` (`https://a?sig=?sig=s`), `redact_sas_queries` only redacted
 /// after the last one, so the signature after the first stayed in the text (and redacting the
 /// output again changed it).
 #[test]
 fn sas_redaction_starts_at_the_first_sas_query() {
-    use wala::extensions::redact_sas;
+    use wala::extensions::redact_sas_queries as redact_sas;
     let text = String::from_utf8(input("ext_events-sas-second-query.txt")).expect("UTF-8");
     let once = redact_sas(&text);
     assert_eq!(once, "https://a?<redacted>");

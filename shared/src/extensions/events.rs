@@ -102,7 +102,7 @@ fn parse_event(obj: &Map<String, Value>) -> Result<ExtensionEvent, String> {
         event_level: take(0),
         event_pid: take(1),
         event_tid: take(2),
-        message: redact_sas(&message),
+        message: redact_sas_queries(&message),
         operation_id: take(4),
         task_name: take(5),
         timestamp: take(6),
@@ -115,7 +115,7 @@ const SAS_KEYS: [&str; 8] = ["sv", "st", "se", "sr", "sp", "sip", "spr", "sig"];
 
 /// Replace the query of every `https://` URL that carries a SAS token (`sv=`, `sig=`, ...) with
 /// `<redacted>`: `https://h/p?sig=x&se=y` → `https://h/p?<redacted>`.
-pub fn redact_sas(text: &str) -> String {
+pub fn redact_sas_queries(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = find_ascii_ci(rest, "https://") {
@@ -188,10 +188,10 @@ mod tests {
         assert!(!is_event_file_name("1594857360.tld"));
         assert!(!is_event_file_name(".json"));
         assert_eq!(
-            redact_sas("see https://a.b/c.png?sig=abc&sp=r now https://x/y?q=1"),
+            redact_sas_queries("see https://a.b/c.png?sig=abc&sp=r now https://x/y?q=1"),
             "see https://a.b/c.png?<redacted> now https://x/y?q=1"
         );
-        assert_eq!(redact_sas("HTTPS://h/p?x=1?SV=2020 é"), "HTTPS://h/p?x=1?<redacted> é");
-        assert_eq!(redact_sas("https://"), "https://");
+        assert_eq!(redact_sas_queries("HTTPS://h/p?x=1?SV=2020 é"), "HTTPS://h/p?x=1?<redacted> é");
+        assert_eq!(redact_sas_queries("https://"), "https://");
     }
 }

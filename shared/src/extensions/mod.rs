@@ -45,7 +45,7 @@ mod version;
 pub mod vm_settings;
 
 pub use config::{parse_artifacts_profile, parse_extensions_config, ArtifactsProfile};
-pub use events::redact_sas;
+pub use events::redact_sas_queries;
 pub use goal_state::{
     choose, AgentFamily, Chosen, DependsOnExtension, Extension, ExtensionSettings, ExtensionState,
     ExtensionsGoalState, GoalStateChannel, GoalStateSource, HandlerConfigError, StatusBlobType,

@@ -404,7 +404,7 @@ pub struct StatusMessage {
 impl StatusMessage {
     /// An `en-US` message, SAS-redacted.
     pub fn en_us(message: Option<&str>) -> Self {
-        Self { lang: "en-US".into(), message: message.map(super::events::redact_sas) }
+        Self { lang: "en-US".into(), message: message.map(super::events::redact_sas_queries) }
     }
 }
 
