@@ -17,14 +17,14 @@
 # divided by the number of documents.
 #
 # Environment: WALA_BENCH_CACHE (default /var/cache/wala-bench), WALA_BENCH_PYTHON (default
-# /usr/bin/python3, the interpreter waagent runs under on Debian), WALA_BENCH_ROUNDS (200),
-# WALA_BENCH_WARMUP (10). Usage: bench/parsers-vs-waagent.sh
+# /usr/bin/python3, the interpreter waagent runs under on Debian), WALA_BENCH_ROUNDS (1000),
+# WALA_BENCH_WARMUP (20). Usage: bench/parsers-vs-waagent.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 cache=${WALA_BENCH_CACHE:-/var/cache/wala-bench}
-rounds=${WALA_BENCH_ROUNDS:-200}
-warmup=${WALA_BENCH_WARMUP:-10}
+rounds=${WALA_BENCH_ROUNDS:-1000}
+warmup=${WALA_BENCH_WARMUP:-20}
 
 die() {
   echo "parsers-vs-waagent: $*" >&2
@@ -36,6 +36,9 @@ if [ ! -x "$python" ]; then
   python=$(command -v python3 || true)
   [ -n "$python" ] || die "no python3 found (apt-get install python3, or set WALA_BENCH_PYTHON)"
 fi
+
+command -v cargo >/dev/null ||
+  die "cargo not found: wala needs Rust 1.85 or newer (see scripts/deps.sh build)"
 
 # --- waagent, fetched and unpacked once into the cache ---
 unpacked=$cache/root
@@ -83,7 +86,7 @@ fx=shared/tests/fixtures
   for f in "$fx"/ovf/*.xml; do printf 'ovf-env\t%s\n' "$repo/$f"; done
   for f in "$fx"/goalstate/*.xml; do printf 'goalstate\t%s\n' "$repo/$f"; done
   printf 'extensionsconfig\t%s\n' "$repo/$fx/ext/extensions_config.xml"
-  printf 'vmsettings\t%s\n' "$repo/$fx/ext/vm_settings.json"
+  for f in "$fx"/ext/vm_settings*.json; do printf 'vmsettings\t%s\n' "$repo/$f"; done
   for f in "$fx"/hostingenv/*.xml; do printf 'hostingenv\t%s\n' "$repo/$f"; done
   for f in "$fx"/sharedconfig/*.xml; do printf 'sharedconfig\t%s\n' "$repo/$f"; done
   for f in "$fx"/certificates/*.xml; do printf 'certificates\t%s\n' "$repo/$f"; done
@@ -114,11 +117,23 @@ echo "# wala $(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1), relea
 echo "# method: per kind, $warmup warm-up rounds then $rounds rounds each parsing every document once; figure = median round time / documents"
 echo "# waagent side: OvfEnv, GoalState (wire client stub), ExtensionsGoalStateFactory (ExtensionsConfig, vmSettings), HostingEnv, SharedConfig, ConfigurationProvider.load; Certificates = parse_doc + Data + Format only (the rest writes files and runs openssl)"
 echo "# note: waagent 2.7.3 keeps SharedConfig as text without parsing it; wala parses it"
-for side in wala waagent; do
-  while IFS=$'\t' read -r _ kind path reason; do
-    echo "# rejected by $side (not timed on either side): $kind ${path#"$repo"/}: $reason"
-  done < <(grep '^reject' "$work/$side.check" || true)
-done
+# One line per document that either side rejects, in list order, with both verdicts.
+awk -F'\t' -v repo="$repo/" '
+  FNR == 1 { side = FILENAME ~ /waagent.check$/ ? "waagent" : "wala" }
+  {
+    key = $2 "\t" $3
+    if (!(key in seen)) { seen[key] = 1; keys[++n] = key }
+    verdict[side, key] = $1 == "accept" ? "accepted" : "rejected (" $4 ")"
+    if ($1 == "reject") bad[key] = bad[key] (bad[key] == "" ? "" : " and ") side
+  }
+  END {
+    for (i = 1; i <= n; i++) {
+      k = keys[i]
+      if (!(k in bad)) continue
+      split(k, kp, "\t"); path = kp[2]; sub("^" repo, "", path)
+      printf "# not timed, rejected by %s: %s %s: wala %s; waagent %s\n", bad[k], kp[1], path, verdict["wala", k], verdict["waagent", k]
+    }
+  }' "$work/wala.check" "$work/waagent.check"
 [ -s "$work/common.tsv" ] || die "no document was accepted by both sides"
 
 run_wala --rounds "$rounds" --warmup "$warmup" "$work/common.tsv" >"$work/wala.time"
@@ -134,6 +149,8 @@ awk -F'\t' '
   $1 == "time" && FILENAME ~ /wala.time$/ { wala[$2] = $4; n[$2] = $3 }
   $1 == "time" && FILENAME ~ /waagent.time$/ { wa[$2] = $4 }
   END {
+    for (i = 1; i <= 8; i++)
+      if (!(order[i] in n)) printf "# no %s document accepted by both sides: no row\n", name[order[i]]
     for (i = 1; i <= 8; i++) {
       k = order[i]
       if (!(k in n)) continue

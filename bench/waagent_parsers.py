@@ -134,7 +134,7 @@ def try_parse(kind, text):
 
 
 def main(argv):
-    check, rounds, warmup, listing = False, 200, 10, None
+    check, rounds, warmup, listing = False, 1000, 20, None
     args = iter(argv)
     for a in args:
         if a == "--about":

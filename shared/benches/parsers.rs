@@ -64,7 +64,7 @@ struct Args {
 }
 
 fn args() -> Result<Args, String> {
-    let mut out = Args { check: false, rounds: 200, warmup: 10, list: String::new() };
+    let mut out = Args { check: false, rounds: 1000, warmup: 20, list: String::new() };
     let mut it = std::env::args().skip(1);
     let number = |v: Option<String>, flag: &str| -> Result<usize, String> {
         v.as_deref()
