@@ -154,6 +154,8 @@ awk -F'\t' '
     for (i = 1; i <= 8; i++) {
       k = order[i]
       if (!(k in n)) continue
-      printf "parse\t%s (%d doc%s), µs/doc\tµs\t%s\t%s\t–\n", name[k], n[k], n[k] == 1 ? "" : "s", wala[k], wa[k]
+      # waagent 2.7.3 keeps SharedConfig as text: its figure is not a parse, so no ratio.
+      w = k == "sharedconfig" ? wa[k] " (not parsed)" : wa[k]
+      printf "parse\t%s (%d doc%s), µs/doc\tµs\t%s\t%s\t–\n", name[k], n[k], n[k] == 1 ? "" : "s", wala[k], w
     }
   }' "$work/wala.time" "$work/waagent.time"
