@@ -66,7 +66,14 @@ pub fn handler_statuses(
     let off = disabled(root, config);
     let mut out = Vec::new();
     for h in &gs.extensions {
-        let installed = installed_versions(&lib, &logs, &h.name).into_iter().next();
+        // The requested version when it has a status of its own (e.g. a failed update), else the
+        // installed one.
+        let requested = HandlerDir::new(&lib, &logs, &h.name, &h.version);
+        let installed = if requested.exists() && requested.status().is_some() {
+            Some(requested)
+        } else {
+            installed_versions(&lib, &logs, &h.name).into_iter().next()
+        };
         if h.state == Some(ExtensionState::Uninstall) && installed.is_none() && off.is_none() {
             continue; // Uninstalled handlers vanish from the list.
         }
@@ -74,6 +81,12 @@ pub fn handler_statuses(
             if h.settings.is_empty() { vec![None] } else { h.settings.iter().map(Some).collect() };
         for s in settings {
             let ext = s.filter(|_| h.is_multi_config).map(|s| s.name.as_str());
+            let disabled_here = s.is_some_and(|s| s.state == ExtensionState::Disabled);
+            if let (Some(name), true) = (ext, disabled_here) {
+                if installed.as_ref().is_none_or(|d| d.last_enabled_seq(name).is_none()) {
+                    continue; // Disabled in the goal state and on disk: omitted (§11.1).
+                }
+            }
             out.push(one(h, s, ext, installed.as_ref(), state, off, now));
         }
     }
