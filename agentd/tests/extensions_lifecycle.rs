@@ -25,22 +25,23 @@ fn ready_with(doc: &serde_json::Value, name: &str, version: &str, message: &str)
     })
 }
 
-/// Runs version 1.0.0 of `name` until it is enabled, then switches the goal state to 1.1.0.
+/// Runs the `old` package of `name` until it is enabled, then switches the goal state to `new`.
 fn update_scenario(
     name: &'static str,
     old: Package,
     new: Package,
     log: &Path,
 ) -> (wala_fabric::Fabric, tempfile::TempDir, tempfile::TempDir, Daemon) {
+    let (from, to) = (old.version, new.version);
     let h = Handler { name, packages: vec![old, new] };
-    let v1 = extensions_config(&[plugin(name, "1.0.0", "enabled")], &[settings(name, "1.0.0", 1, "one")], "");
+    let v1 = extensions_config(&[plugin(name, from, "enabled")], &[settings(name, from, 1, "one")], "");
     let (fabric, scenario) = start(&[h], log, &v1);
     let root = root_for(&fabric, "");
     let child = spawn(root.path());
-    wait_status(&fabric, "1.0.0 enabled", |d| ready_with(d, name, "1.0.0", "1.0.0 one"));
+    wait_status(&fabric, "the first version enabled", |d| ready_with(d, name, from, &format!("{from} one")));
     fabric.set_extensions_config(&extensions_config(
-        &[plugin(name, "1.1.0", "enabled")],
-        &[settings(name, "1.1.0", 2, "two")],
+        &[plugin(name, to, "enabled")],
+        &[settings(name, to, 2, "two")],
         "",
     ));
     fabric.bump_incarnation();
@@ -78,6 +79,30 @@ fn an_update_runs_old_disable_new_update_old_uninstall_new_install_and_new_enabl
     assert!(!lib(root.path()).join("Wala.Test.Upd-1.0.0").exists(), "the old version is removed");
     let state = std::fs::read_to_string(lib(root.path()).join("Wala.Test.Upd-1.1.0/config/HandlerState"));
     assert_eq!(state.expect("state"), "Enabled");
+}
+
+#[test]
+fn a_downgrade_runs_the_old_versions_update_with_the_new_version() {
+    let logs = tempfile::tempdir().expect("tempdir");
+    let log = logs.path().join("ops.log");
+    let name = "Wala.Test.Down";
+    let (fabric, _s, root, child) = update_scenario(name, Package::new("1.1.0"), Package::new("1.0.0"), &log);
+    wait_status(&fabric, "1.0.0 enabled", |d| ready_with(d, name, "1.0.0", "1.0.0 two"));
+    stop(child);
+    assert_eq!(
+        ops(&log),
+        [
+            "install Wala.Test.Down-1.1.0 v=1.1.0",
+            "enable Wala.Test.Down-1.1.0 v=1.1.0",
+            "disable Wala.Test.Down-1.1.0 v=1.1.0",
+            "update Wala.Test.Down-1.1.0 v=1.1.0",
+            "uninstall Wala.Test.Down-1.1.0 v=1.1.0",
+            "install Wala.Test.Down-1.0.0 v=1.0.0",
+            "enable Wala.Test.Down-1.0.0 v=1.0.0",
+        ]
+    );
+    assert!(log_lines(&log)[3].contains(" VERSION=1.0.0 from=1.1.0 "), "{:?}", log_lines(&log));
+    assert!(!lib(root.path()).join("Wala.Test.Down-1.1.0").exists());
 }
 
 #[test]
@@ -341,8 +366,32 @@ fn a_newer_fast_track_goal_state_from_vm_settings_is_run_and_reported() {
         }]
     });
     fabric.set_vm_settings(Some(vm_settings.to_string()));
+    // The direct channel fails for the zip: the HostGAPlugin serves it, told to verify it.
+    fabric.add_fault(wala_fabric::Fault::new(
+        wala_fabric::Listener::Wireserver,
+        "/artifacts/Wala.Test.Fast/Wala.Test.Fast__1.0.0.zip",
+        wala_fabric::FaultAction::Status { status: 503, body: None },
+    ));
     let root = root_for(&fabric, "");
     run_polls(root.path(), 3);
+    let via_hgap = fabric
+        .requests_on(wala_fabric::Listener::Hostgaplugin)
+        .into_iter()
+        .find(|r| {
+            r.target.starts_with("/extensionArtifact")
+                && r.headers
+                    .iter()
+                    .any(|(k, v)| k.eq_ignore_ascii_case("x-ms-artifact-location") && v.ends_with(".zip"))
+        })
+        .expect("the zip through the HostGAPlugin");
+    assert!(
+        via_hgap
+            .headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("x-ms-verify-from-artifacts-blob") && v == "true"),
+        "Fast Track downloads ask the HostGAPlugin to verify: {:?}",
+        via_hgap.headers
+    );
     assert_eq!(
         ops(&log),
         ["install Wala.Test.Fast-1.0.0 v=1.0.0", "enable Wala.Test.Fast-1.0.0 v=1.0.0"],
