@@ -225,21 +225,11 @@ fn a_multi_config_handler_runs_each_extension_with_its_own_settings_and_status()
     let log = logs.path().join("ops.log");
     let name = "Wala.Test.Multi";
     let pkg = Package::new("1.0.0").manifest(r#""supportsMultipleExtensions":true"#);
-    let features = "<RequiredFeatures><RequiredFeature><Name>MultipleExtensionsPerHandler</Name></RequiredFeature></RequiredFeatures>";
-    let ext = |ext: &str, seq: u64, state: &str| {
-        format!(
-            r#"<ExtensionRuntimeSettings seqNo="{seq}" name="{ext}" state="{state}">{{"runtimeSettings":[{{"handlerSettings":{{"publicSettings":{{"message":"{ext}"}}}}}}]}}</ExtensionRuntimeSettings>"#
-        )
-    };
     let config = |second: &str| {
         extensions_config(
             &[plugin(name, "1.0.0", "enabled")],
-            &[format!(
-                r#"<Plugin name="{name}" version="1.0.0">{}{}</Plugin>"#,
-                ext("first", 1, "enabled"),
-                ext("second", 2, second)
-            )],
-            features,
+            &[multi_settings(name, "1.0.0", &[("first", 1, "enabled"), ("second", 2, second)])],
+            MULTI_FEATURE,
         )
     };
     let (fabric, _s) = start(&[Handler { name, packages: vec![pkg] }], &log, &config("enabled"));
@@ -292,6 +282,100 @@ fn a_multi_config_handler_runs_each_extension_with_its_own_settings_and_status()
     assert_eq!(ops, ["install first", "enable first", "enable second", "disable second"], "{lines:?}");
     assert!(!base.join("status/second.2.status").exists(), "the disabled extension's status is removed");
     assert!(base.join("status/first.1.status").exists());
+}
+
+/// `PluginSettings/Plugin` of a multi-config handler: (extension, seqNo, state) each with
+/// `publicSettings.message` = the extension's name.
+fn multi_settings(name: &str, version: &str, exts: &[(&str, u64, &str)]) -> String {
+    let mut inner = String::new();
+    for (ext, seq, state) in exts {
+        inner.push_str(&format!(
+            r#"<ExtensionRuntimeSettings seqNo="{seq}" name="{ext}" state="{state}">{{"runtimeSettings":[{{"handlerSettings":{{"publicSettings":{{"message":"{ext}"}}}}}}]}}</ExtensionRuntimeSettings>"#
+        ));
+    }
+    format!(r#"<Plugin name="{name}" version="{version}">{inner}</Plugin>"#)
+}
+
+const MULTI_FEATURE: &str =
+    "<RequiredFeatures><RequiredFeature><Name>MultipleExtensionsPerHandler</Name></RequiredFeature></RequiredFeatures>";
+
+#[test]
+fn a_multi_config_update_disables_each_enabled_extension_and_passes_their_exit_codes() {
+    let logs = tempfile::tempdir().expect("tempdir");
+    let log = logs.path().join("ops.log");
+    let name = "Wala.Test.MultiUpd";
+    let multi = r#""supportsMultipleExtensions":true"#;
+    let h = Handler {
+        name,
+        packages: vec![Package::new("1.0.0").manifest(multi), Package::new("1.1.0").manifest(multi)],
+    };
+    let config = |v: &str| {
+        extensions_config(
+            &[plugin(name, v, "enabled")],
+            &[multi_settings(name, v, &[("first", 1, "enabled"), ("second", 1, "enabled")])],
+            MULTI_FEATURE,
+        )
+    };
+    let (fabric, _s) = start(&[h], &log, &config("1.0.0"));
+    let root = root_for(&fabric, "");
+    let child = spawn(root.path());
+    let both = |v: &'static str| {
+        move |d: &serde_json::Value| {
+            let ok: Vec<_> = handlers(d)
+                .into_iter()
+                .filter(|h| {
+                    h["handlerVersion"] == v
+                        && h["status"] == "Ready"
+                        && h["runtimeSettingsStatus"]["settingsStatus"]["status"]["formattedMessage"]
+                            ["message"]
+                            == format!(
+                                "{v} {}",
+                                h["runtimeSettingsStatus"]["extensionName"].as_str().unwrap_or("")
+                            )
+                })
+                .collect();
+            ok.len() == 2
+        }
+    };
+    wait_status(&fabric, "both extensions of 1.0.0", both("1.0.0"));
+    fabric.set_extensions_config(&config("1.1.0"));
+    fabric.bump_incarnation();
+    wait_status(&fabric, "both extensions of 1.1.0", both("1.1.0"));
+    stop(child);
+    let lines = log_lines(&log);
+    let ops: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            let ext = l.split(" ext=").nth(1).and_then(|r| r.split(' ').next()).unwrap_or("");
+            let mut words = l.split(' ');
+            format!("{} {} {ext}", words.next().unwrap_or(""), words.next().unwrap_or(""))
+        })
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            "install Wala.Test.MultiUpd-1.0.0 first",
+            "enable Wala.Test.MultiUpd-1.0.0 first",
+            "enable Wala.Test.MultiUpd-1.0.0 second",
+            "disable Wala.Test.MultiUpd-1.0.0 first",
+            "disable Wala.Test.MultiUpd-1.0.0 second",
+            "update Wala.Test.MultiUpd-1.1.0 first",
+            "uninstall Wala.Test.MultiUpd-1.0.0 first",
+            "install Wala.Test.MultiUpd-1.1.0 first",
+            "enable Wala.Test.MultiUpd-1.1.0 first",
+            "enable Wala.Test.MultiUpd-1.1.0 second",
+        ],
+        "{lines:?}"
+    );
+    let update = &lines[5];
+    let codes = update.split(" multi=").nth(1).and_then(|r| r.split(" uninstall=").next()).unwrap_or("");
+    let codes: serde_json::Value = serde_json::from_str(codes).unwrap_or_else(|e| panic!("{e}: {update}"));
+    assert_eq!(
+        codes,
+        serde_json::json!([{"extensionName": "first", "exitCode": "0"}, {"extensionName": "second", "exitCode": "0"}]),
+        "{update}"
+    );
+    assert!(update.contains(" disable= "), "no single-config variable for multi-config: {update}");
 }
 
 #[test]

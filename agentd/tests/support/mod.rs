@@ -44,14 +44,14 @@ impl Package {
         self
     }
 
-    /// The handler script: logs `<op> <directory name> v=<package version> ext=.. seq=.. VERSION=.. from=..
-    /// disable=.. uninstall=..` to `log`, fails the listed operations, and on enable writes a
+    /// The handler script: logs `<op> <directory name> v=<package version> ext=.. seq=.. VERSION=..
+    /// from=.. disable=.. multi=.. uninstall=..` to `log`, fails the listed operations, and on enable writes a
     /// `success` status whose message is "<version> <publicSettings.message>".
     fn script(&self, log: &Path) -> String {
         format!(
             r#"#!/bin/sh
 op="$1"
-echo "$op $(basename "$PWD") v={v} ext=$ConfigExtensionName seq=$ConfigSequenceNumber VERSION=$VERSION from=$AZURE_GUEST_AGENT_UPDATING_FROM_VERSION disable=$AZURE_GUEST_AGENT_DISABLE_CMD_EXIT_CODE uninstall=$AZURE_GUEST_AGENT_UNINSTALL_CMD_EXIT_CODE" >> "{log}"
+echo "$op $(basename "$PWD") v={v} ext=$ConfigExtensionName seq=$ConfigSequenceNumber VERSION=$VERSION from=$AZURE_GUEST_AGENT_UPDATING_FROM_VERSION disable=$AZURE_GUEST_AGENT_DISABLE_CMD_EXIT_CODE multi=$AZURE_GUEST_AGENT_DISABLE_CMD_EXIT_CODES_MULTIPLE_EXTENSIONS uninstall=$AZURE_GUEST_AGENT_UNINSTALL_CMD_EXIT_CODE" >> "{log}"
 case " {fails} " in *" $op "*) echo "failing $op on purpose" >&2; exit 3 ;; esac
 if [ "$op" = enable ]; then
   prefix=""

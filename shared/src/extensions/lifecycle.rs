@@ -394,9 +394,23 @@ impl Extensions {
         let old_manifest = old.manifest().map_err(|e| Failure { code: 1008, message: e.to_string() })?;
         let tolerate = manifest.continue_on_update_failure;
         let mut disable_code = "NOT_RUN".to_string();
+        // Multi-config: the old disable runs for each extension enabled on the old version.
+        let mut disable_codes: Vec<(String, String)> = Vec::new();
         if old.state() == HandlerState::Enabled {
-            disable_code =
-                self.run_during_update(ctx, old, &old_manifest, Operation::Disable, &env, tolerate)?;
+            if h.is_multi_config {
+                for s in &h.settings {
+                    let code = if old.last_enabled_seq(&s.name).is_some() {
+                        let env = self.command_env(ctx, h, Some(s));
+                        self.run_during_update(ctx, old, &old_manifest, Operation::Disable, &env, tolerate)?
+                    } else {
+                        "NOT_RUN".to_string()
+                    };
+                    disable_codes.push((s.name.clone(), code));
+                }
+            } else {
+                disable_code =
+                    self.run_during_update(ctx, old, &old_manifest, Operation::Disable, &env, tolerate)?;
+            }
         }
         let _ = std::fs::copy(old.base.join("mrseq"), new.base.join("mrseq"));
         for e in std::fs::read_dir(old.status_dir()).into_iter().flatten().flatten() {
@@ -407,7 +421,18 @@ impl Extensions {
             extra: vec![
                 ("VERSION".into(), new.version.clone()),
                 ("AZURE_GUEST_AGENT_UPDATING_FROM_VERSION".into(), old.version.clone()),
-                ("AZURE_GUEST_AGENT_DISABLE_CMD_EXIT_CODE".into(), disable_code),
+                if h.is_multi_config {
+                    let list: Vec<serde_json::Value> = disable_codes
+                        .iter()
+                        .map(|(name, code)| serde_json::json!({"extensionName": name, "exitCode": code}))
+                        .collect();
+                    (
+                        "AZURE_GUEST_AGENT_DISABLE_CMD_EXIT_CODES_MULTIPLE_EXTENSIONS".into(),
+                        serde_json::Value::from(list).to_string(),
+                    )
+                } else {
+                    ("AZURE_GUEST_AGENT_DISABLE_CMD_EXIT_CODE".into(), disable_code)
+                },
             ],
             ..env.clone()
         };
