@@ -536,28 +536,50 @@ fn a_handler_with_a_configuration_error_fails_alone_with_waagents_message() {
 }
 
 #[test]
-fn a_goal_state_with_unsupported_required_features_is_reported_failed_and_nothing_runs() {
+fn a_goal_state_with_unsupported_required_features_fails_runs_nothing_and_reports_the_handlers_on_disk() {
     let logs = tempfile::tempdir().expect("tempdir");
     let log = logs.path().join("ops.log");
-    let name = "Wala.Test.Future";
-    let config = extensions_config(
-        &[plugin(name, "1.0.0", "enabled")],
-        &[settings(name, "1.0.0", 1, "x")],
-        "<RequiredFeatures><RequiredFeature><Name>MultipleExtensionsPerHandler</Name></RequiredFeature><RequiredFeature><Name>TimeTravel</Name></RequiredFeature></RequiredFeatures>",
-    );
-    let (fabric, _s) = start(&[Handler { name, packages: vec![Package::new("1.0.0")] }], &log, &config);
+    let (old, new) = ("Wala.Test.Installed", "Wala.Test.Future");
+    let all = [
+        Handler { name: old, packages: vec![Package::new("1.0.0")] },
+        Handler { name: new, packages: vec![Package::new("1.0.0")] },
+    ];
+    let first = extensions_config(&[plugin(old, "1.0.0", "enabled")], &[settings(old, "1.0.0", 1, "x")], "");
+    let (fabric, _s) = start(&all, &log, &first);
     let root = root_for(&fabric, "");
-    run_polls(root.path(), 3);
-    assert!(ops(&log).is_empty(), "{:?}", ops(&log));
+    let child = spawn(root.path());
+    wait_status(&fabric, "the first goal state", |d| ready_with(d, old, "1.0.0", "1.0.0 x"));
+
+    let features = "<RequiredFeatures><RequiredFeature><Name>MultipleExtensionsPerHandler</Name></RequiredFeature><RequiredFeature><Name>TimeTravel</Name></RequiredFeature></RequiredFeatures>";
+    fabric.set_extensions_config(&extensions_config(
+        &[plugin(new, "1.0.0", "enabled")],
+        &[settings(new, "1.0.0", 2, "y")],
+        features,
+    ));
+    let incarnation = fabric.bump_incarnation();
+    wait_status(&fabric, "the failed goal state", |d| {
+        d["aggregateStatus"]["vmArtifactsAggregateStatus"]["goalStateAggregateStatus"]["status"] == "Failed"
+    });
+    stop(child);
+    assert_eq!(
+        ops(&log),
+        ["install Wala.Test.Installed-1.0.0 v=1.0.0", "enable Wala.Test.Installed-1.0.0 v=1.0.0"],
+        "nothing of the unsupported goal state runs"
+    );
     let doc = status_doc(&fabric);
     let gs = &doc["aggregateStatus"]["vmArtifactsAggregateStatus"]["goalStateAggregateStatus"];
-    assert_eq!(gs["status"], "Failed", "{gs}");
     assert_eq!(gs["code"], 2001, "{gs}");
-    assert_eq!(gs["inSvdSeqNo"], 1, "{gs}");
+    assert_eq!(gs["inSvdSeqNo"], incarnation, "{gs}");
     let message = gs["formattedMessage"]["message"].as_str().unwrap_or_default();
     assert!(
         message.starts_with("Failing GS ") && message.ends_with("as Unsupported features found: TimeTravel"),
         "{gs}"
     );
+    // The handlers on disk are reported (with their own status), not the goal state's.
+    assert!(ready_with(&doc, old, "1.0.0", "1.0.0 x"), "{doc}");
+    assert_eq!(handler(&doc, old)["runtimeSettingsStatus"]["sequenceNumber"], 1, "{doc}");
+    assert_eq!(handlers(&doc).len(), 1, "{doc}");
     assert!(!lib(root.path()).join("Wala.Test.Future-1.0.0").exists());
+    // Cleanup is skipped after an unsupported goal state: the installed handler stays.
+    assert!(lib(root.path()).join("Wala.Test.Installed-1.0.0").exists());
 }

@@ -202,7 +202,18 @@ impl GoalStateTask {
         let (Some(blob), Some(who), Some(seen)) = (&self.blob, &self.identity, &self.seen) else {
             return Ok(());
         };
+        let unsupported = self
+            .extensions
+            .goal_state_failure
+            .as_ref()
+            .is_some_and(|f| f.code == crate::extensions::lifecycle::CODE_UNSUPPORTED_FEATURES);
         let handlers = match &self.current {
+            Some(_) if unsupported => crate::extensions::report::handler_statuses_on_disk(
+                env.root,
+                env.config,
+                &self.extensions,
+                SystemTime::now(),
+            ),
             Some(gs) => crate::extensions::report::handler_statuses(
                 env.root,
                 env.config,

@@ -109,11 +109,9 @@ impl Extensions {
         let unsupported = gs.unsupported_features(&["MultipleExtensionsPerHandler"]);
         if !unsupported.is_empty() {
             log::warn!("the extensions goal state {} needs unsupported features {unsupported:?}", gs.id);
+            // Nothing runs; the report shows the handlers on disk instead (§11.1).
             let message =
                 format!("Failing GS {} as Unsupported features found: {}", gs.id, unsupported.join(", "));
-            for h in &gs.extensions {
-                self.failures.insert(key(&h.name, None), Failure { code: -1, message: message.clone() });
-            }
             self.goal_state_failure = Some(Failure { code: CODE_UNSUPPORTED_FEATURES, message });
             return;
         }
