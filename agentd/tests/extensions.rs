@@ -4,14 +4,15 @@
 //! SIGTERM during a long command, a zip-slip package refused, dependencies, and processing
 //! turned off. Checked through the status blob the simulator received and the files on disk.
 
+mod support;
+
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
+use support::{handler, root_for, run_polls, status_doc, wait_for, BIN};
 use wala_fabric::{Fabric, FabricConfig, Fault, FaultAction, Listener, Scenario};
-
-const BIN: &str = env!("CARGO_BIN_EXE_wala-agentd");
 
 /// A handler script: `$1` is the operation. It logs operations and variables to `ops.log` in the
 /// handler directory and runs `on_enable` for enable.
@@ -107,52 +108,6 @@ fn start(handlers: &[(&str, Vec<u8>, &str)]) -> (Fabric, tempfile::TempDir) {
     let fabric =
         Fabric::start(FabricConfig::new(Scenario::from_dir(dir.path()).expect("scenario"))).expect("fabric");
     (fabric, dir)
-}
-
-/// A root whose configuration points every platform endpoint at the fabric.
-fn root_for(fabric: &Fabric, extra: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    for d in ["etc", "var/log", "var/lib/waagent", "sys/class/dmi/id"] {
-        std::fs::create_dir_all(dir.path().join(d)).expect("mkdir");
-    }
-    std::fs::write(dir.path().join("etc/hostname"), "wala-vm\n").expect("hostname");
-    let conf = format!(
-        "Wala.WireServer={}\nWala.HostGAPlugin={}\nWala.Imds={}\n{extra}",
-        fabric.wire_addr(),
-        fabric.hgap_addr(),
-        fabric.imds_addr()
-    );
-    std::fs::write(dir.path().join("etc/waagent.conf"), conf).expect("conf");
-    dir
-}
-
-fn run_polls(dir: &Path, polls: u64) -> std::process::Output {
-    let out = Command::new(BIN)
-        .args(["daemon", "--goal-state-period-ms", "20", "--max-wakeups", &polls.to_string(), "--root"])
-        .arg(dir)
-        .output()
-        .expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    out
-}
-
-fn status_doc(fabric: &Fabric) -> serde_json::Value {
-    serde_json::from_slice(&fabric.status_blob().expect("status blob").data).expect("status JSON")
-}
-
-fn handler<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    doc["aggregateStatus"]["handlerAggregateStatus"]
-        .as_array()
-        .and_then(|a| a.iter().find(|h| h["handlerName"] == name))
-        .unwrap_or_else(|| panic!("no status for {name}: {doc}"))
-}
-
-fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

@@ -12,7 +12,9 @@
 //! (POST body: one fault or an array, see [`faults`]), `GET|POST /__fabric/incarnation` (POST with an
 //! empty body bumps it, with a number sets it), `GET /__fabric/health` (received Health reports),
 //! `GET /__fabric/blob[?path=/...]` (a stored status blob), `PUT|DELETE /__fabric/vmsettings`
-//! (replace or remove the vmSettings document), `GET /__fabric/certificates`.
+//! (replace or remove the vmSettings document), `PUT /__fabric/extensionsconfig` (replace the
+//! ExtensionsConfig document; bump the incarnation for the agent to fetch it), `GET
+//! /__fabric/certificates`.
 
 pub mod blob;
 pub mod certs;
@@ -255,6 +257,14 @@ impl Fabric {
     pub fn set_vm_settings(&self, json: Option<String>) {
         if let Ok(mut v) = self.state.vm_settings.lock() {
             *v = json;
+        }
+    }
+
+    /// Replaces the ExtensionsConfig document (rendered like the scenario's). The agent fetches it
+    /// on its next new incarnation: call [`bump_incarnation`](Self::bump_incarnation) after.
+    pub fn set_extensions_config(&self, xml: &str) {
+        if let Ok(mut d) = self.state.extensions_config.lock() {
+            *d = Some(xml.to_string());
         }
     }
 

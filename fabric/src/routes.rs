@@ -36,6 +36,8 @@ pub(crate) struct State {
     pub addrs: [SocketAddr; 3],
     pub incarnation: AtomicU64,
     pub vm_settings: Mutex<Option<String>>,
+    /// The ExtensionsConfig served (the scenario's, until replaced).
+    pub extensions_config: Mutex<Option<String>>,
     pub certs: Vec<TestCert>,
     pub pfx: Vec<u8>,
     pub faults: Mutex<FaultTable>,
@@ -57,6 +59,7 @@ impl State {
             advertise: config.advertise,
             incarnation: AtomicU64::new(config.scenario.incarnation),
             vm_settings: Mutex::new(config.scenario.vm_settings.clone()),
+            extensions_config: Mutex::new(config.scenario.extensions_config.clone()),
             scenario: config.scenario,
             addrs,
             certs,
@@ -260,13 +263,13 @@ fn check_wire_version(state: &State, req: &Request) -> Option<Response> {
 fn config_document(state: &State, req: &Request) -> Response {
     let s = &state.scenario;
     let doc = match req.query_param("type") {
-        Some("hostingEnvironmentConfig") => s.hosting_environment_config.as_deref(),
-        Some("sharedConfig") => s.shared_config.as_deref(),
-        Some("extensionsConfig") => s.extensions_config.as_deref(),
+        Some("hostingEnvironmentConfig") => s.hosting_environment_config.clone(),
+        Some("sharedConfig") => s.shared_config.clone(),
+        Some("extensionsConfig") => state.extensions_config.lock().ok().and_then(|d| d.clone()),
         _ => None,
     };
     match doc {
-        Some(doc) => Response::xml(state.render_ctx().render(doc)),
+        Some(doc) => Response::xml(state.render_ctx().render(&doc)),
         None => not_found(req),
     }
 }
@@ -570,6 +573,15 @@ fn control(state: &State, req: &Request) -> Response {
             }
             Response::empty(204)
         }
+        ("PUT", "/__fabric/extensionsconfig") => match std::str::from_utf8(&req.body) {
+            Ok(text) => {
+                if let Ok(mut d) = state.extensions_config.lock() {
+                    *d = Some(text.to_string());
+                }
+                Response::empty(204)
+            }
+            _ => bad("ExtensionsConfig body must be UTF-8".into()),
+        },
         ("GET", "/__fabric/certificates") => {
             let list: Vec<Value> = state
                 .certs

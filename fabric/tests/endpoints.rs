@@ -72,6 +72,18 @@ fn sub_documents_follow_the_goal_state_urls_and_incarnation() {
 }
 
 #[test]
+fn the_extensions_config_can_be_replaced_at_run_time() {
+    let f = Fabric::start_builtin().unwrap();
+    let target = target_of(element(&goal_state(&f), "ExtensionsConfig"));
+    f.set_extensions_config("<Extensions><Plugins/><!-- {{incarnation}} --></Extensions>");
+    assert_eq!(get(f.wire_addr(), &target, WIRE).text(), "<Extensions><Plugins/><!-- 1 --></Extensions>");
+    let put =
+        request(f.wire_addr(), "PUT", "/__fabric/extensionsconfig", &[], b"<Extensions>two</Extensions>");
+    assert_eq!(put.unwrap().status, 204);
+    assert_eq!(get(f.wire_addr(), &target, WIRE).text(), "<Extensions>two</Extensions>");
+}
+
+#[test]
 fn health_reports_are_parsed_in_order_and_other_posts_accepted() {
     let f = Fabric::start_builtin().unwrap();
     let report = |state: &str, details: &str| {

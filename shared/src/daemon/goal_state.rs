@@ -51,6 +51,9 @@ pub struct GoalStateTask {
     /// 404 (not supported) or an error.
     vm_settings_etag: Option<String>,
     vm_settings_retry_at: Option<Instant>,
+    /// Whether the HostGAPlugin serves vmSettings: the status then advertises `FastTrack`
+    /// (§7.4: CRP sends Fast Track goal states only after seeing it).
+    vm_settings_supported: bool,
     /// The raw vmSettings JSON of the newest Fast Track goal state.
     pub vm_settings: Option<String>,
     /// Shared with the telemetry task, which sends it with every event.
@@ -94,6 +97,7 @@ impl GoalStateTask {
             last_upload: None,
             vm_settings_etag: None,
             vm_settings_retry_at: None,
+            vm_settings_supported: false,
             vm_settings: None,
             extensions_config: None,
             vm_settings_gs: None,
@@ -169,9 +173,11 @@ impl GoalStateTask {
                     Ok(crate::extensions::VmSettingsDocument::Supported(gs)) => {
                         self.vm_settings_gs = Some(*gs);
                         self.updates.vm_settings_changed = true;
+                        self.vm_settings_supported = true;
                     }
                     Ok(crate::extensions::VmSettingsDocument::NotSupported { .. }) => {
                         self.vm_settings_gs = None;
+                        self.vm_settings_supported = false;
                     }
                     Err(e) => log::warn!("vmSettings: {e}"),
                 }
@@ -182,6 +188,7 @@ impl GoalStateTask {
             Ok(crate::hostgaplugin::VmSettings::NotModified) => {}
             Ok(crate::hostgaplugin::VmSettings::Unsupported) => {
                 log::info!("the HostGAPlugin does not serve vmSettings; asking again in 6 hours");
+                self.vm_settings_supported = false;
                 self.vm_settings_retry_at = Some(Instant::now() + VM_SETTINGS_RECHECK);
             }
             Err(e) => {
@@ -195,7 +202,18 @@ impl GoalStateTask {
         let (Some(blob), Some(who), Some(seen)) = (&self.blob, &self.identity, &self.seen) else {
             return Ok(());
         };
+        let unsupported = self
+            .extensions
+            .goal_state_failure
+            .as_ref()
+            .is_some_and(|f| f.code == crate::extensions::lifecycle::CODE_UNSUPPORTED_FEATURES);
         let handlers = match &self.current {
+            Some(_) if unsupported => crate::extensions::report::handler_statuses_on_disk(
+                env.root,
+                env.config,
+                &self.extensions,
+                SystemTime::now(),
+            ),
             Some(gs) => crate::extensions::report::handler_statuses(
                 env.root,
                 env.config,
@@ -206,7 +224,11 @@ impl GoalStateTask {
             None => Vec::new(),
         };
         let seq = self.current.as_ref().map_or(seen.incarnation, |g| g.svd_sequence_number);
-        let mut doc = status_document(env, seq, handlers);
+        let outcome = match &self.extensions.goal_state_failure {
+            Some(f) => GoalStateOutcome::Failed { code: f.code, message: f.message.clone() },
+            None => GoalStateOutcome::Success,
+        };
+        let mut doc = status_document(env, seq, handlers, &outcome, self.vm_settings_supported);
         let key = doc.to_json().unwrap_or_default();
         let due = self.last_upload.is_none_or(|t| t.elapsed() >= STATUS_HEARTBEAT);
         if self.last_status.as_deref() == Some(key.as_str()) && !due {
@@ -302,11 +324,23 @@ fn timestamp_utc(t: SystemTime) -> String {
     format!("{}Z", &ts[..19])
 }
 
+/// How the last extensions goal state went, for `vmArtifactsAggregateStatus` (§11.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GoalStateOutcome {
+    /// Processed (individual handlers may still have failed).
+    Success,
+    /// Not processed as a whole, e.g. code 2001 for unsupported required features.
+    Failed { code: i64, message: String },
+}
+
 /// The aggregate status document (version 1.1, spec §11.2), without its timestamps.
+/// `fast_track`: the HostGAPlugin serves vmSettings, so `FastTrack` is advertised (§7.4).
 pub fn status_document(
     env: &Env<'_>,
     in_svd_seq_no: u64,
     handlers: Vec<HandlerAggregateStatus>,
+    outcome: &GoalStateOutcome,
+    fast_track: bool,
 ) -> AggregateStatusDocument {
     let distro = crate::distro::Distro::detect(env.root);
     let hostname =
@@ -321,6 +355,15 @@ pub fn status_document(
         }
     };
     let feature = |k: &str| SupportedFeature { key: k.into(), value: "1.0".into() };
+    let mut supported_features =
+        vec![feature("MultipleExtensionsPerHandler"), feature("VersioningGovernance")];
+    if fast_track {
+        supported_features.push(feature("FastTrack"));
+    }
+    let (status, code, gs_message) = match outcome {
+        GoalStateOutcome::Success => ("Success", 0, "GoalState executed successfully".to_string()),
+        GoalStateOutcome::Failed { code, message } => ("Failed", *code, crate::logging::redact_sas(message)),
+    };
     AggregateStatusDocument {
         version: AggregateStatusDocument::VERSION.into(),
         timestamp_utc: String::new(),
@@ -334,11 +377,11 @@ pub fn status_document(
             handler_aggregate_status: handlers,
             vm_artifacts_aggregate_status: Some(VmArtifactsAggregateStatus {
                 goal_state_aggregate_status: GoalStateAggregateStatus {
-                    formatted_message: FormattedMessage::en_us("GoalState executed successfully"),
+                    formatted_message: FormattedMessage::en_us(&gs_message),
                     timestamp_utc: String::new(),
                     in_svd_seq_no,
-                    status: "Success".into(),
-                    code: 0,
+                    status: status.into(),
+                    code,
                 },
             }),
         },
@@ -348,7 +391,7 @@ pub fn status_document(
             os_version: distro.version_id,
             version: crate::VERSION.into(),
         },
-        supported_features: vec![feature("MultipleExtensionsPerHandler"), feature("VersioningGovernance")],
+        supported_features,
     }
 }
 

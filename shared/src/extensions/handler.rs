@@ -265,6 +265,24 @@ impl HandlerDir {
         Ok(())
     }
 
+    /// Remove a multi-config extension's settings and status files (`<ext>.<seq>.settings`,
+    /// `<ext>.<seq>.status`, `<ext>.HandlerState`) when it is disabled.
+    pub fn remove_extension_files(&self, ext: &str) {
+        let prefix = format!("{ext}.");
+        for dir in [self.config_dir(), self.status_dir()] {
+            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let file = e.file_name().to_string_lossy().into_owned();
+                let Some(rest) = file.strip_prefix(&prefix) else { continue };
+                let numbered = rest.split_once('.').is_some_and(|(seq, kind)| {
+                    seq.bytes().all(|b| b.is_ascii_digit()) && matches!(kind, "settings" | "status")
+                });
+                if numbered || rest == "HandlerState" {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+
     /// Remove the handler's directory (uninstall, or the old version after an update).
     pub fn remove(&self) -> Result<(), HandlerError> {
         match std::fs::remove_dir_all(&self.base) {

@@ -28,6 +28,9 @@ pub const DEPENDENCY_POLL: Duration = Duration::from_secs(5);
 /// Default bound on waiting for dependencies, shared by the whole goal state (waagent: 90 min).
 pub const DEPENDENCY_DEADLINE: Duration = Duration::from_secs(90 * 60);
 
+/// `vmArtifactsAggregateStatus` code of a goal state with unsupported required features (§7.3).
+pub const CODE_UNSUPPORTED_FEATURES: i64 = 2001;
+
 /// A handler-level failure to report (`NotReady`, with this code and message).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
@@ -59,6 +62,10 @@ pub struct Extensions {
     pub failures: BTreeMap<String, Failure>,
     /// The ID of the last goal state processed.
     pub last_processed: Option<String>,
+    /// Why the last goal state as a whole could not be processed (the status document's
+    /// `vmArtifactsAggregateStatus` is then `Failed` with this code and message); `None` when it
+    /// was processed.
+    pub goal_state_failure: Option<Failure>,
     cloud_init_waited: bool,
 }
 
@@ -93,6 +100,7 @@ impl Extensions {
     /// Process `gs`: every handler in dependency order, then remove handlers no longer wanted.
     pub fn process(&mut self, ctx: &Context<'_>, gs: &ExtensionsGoalState) {
         self.failures.clear();
+        self.goal_state_failure = None;
         self.last_processed = Some(gs.id.clone());
         if gs.on_hold {
             log::info!("the extensions goal state {} is on hold: nothing is run", gs.id);
@@ -101,19 +109,10 @@ impl Extensions {
         let unsupported = gs.unsupported_features(&["MultipleExtensionsPerHandler"]);
         if !unsupported.is_empty() {
             log::warn!("the extensions goal state {} needs unsupported features {unsupported:?}", gs.id);
-            for h in &gs.extensions {
-                self.failures.insert(
-                    key(&h.name, None),
-                    Failure {
-                        code: -1,
-                        message: format!(
-                            "Failing GS {} as Unsupported features found: {}",
-                            gs.id,
-                            unsupported.join(", ")
-                        ),
-                    },
-                );
-            }
+            // Nothing runs; the report shows the handlers on disk instead (§11.1).
+            let message =
+                format!("Failing GS {} as Unsupported features found: {}", gs.id, unsupported.join(", "));
+            self.goal_state_failure = Some(Failure { code: CODE_UNSUPPORTED_FEATURES, message });
             return;
         }
         self.wait_for_cloud_init(ctx);
@@ -236,6 +235,38 @@ impl Extensions {
             })
     }
 
+    /// An old version's disable or uninstall during an update (§10.3): its exit code text for the
+    /// next command's environment, or, unless `tolerate` (`continueOnUpdateFailure`), a 1008
+    /// failure with waagent's "; ContinueOnUpdate: False" suffix.
+    fn run_during_update(
+        &self,
+        ctx: &Context<'_>,
+        dir: &HandlerDir,
+        manifest: &HandlerManifest,
+        op: Operation,
+        env: &CommandEnv,
+        tolerate: bool,
+    ) -> Result<String, Failure> {
+        let command = match op {
+            Operation::Disable => &manifest.disable_command,
+            _ => &manifest.uninstall_command,
+        };
+        let cgroups = CgroupPolicy::new(ctx.config, ctx.root);
+        let limits = Limits::from_manifest(manifest.resource_limits.as_ref());
+        let (code, message) = match exec::run(ctx.runner, &cgroups, limits, dir, op, command, env) {
+            Ok(out) if out.success() => return Ok(out.exit_code_text()),
+            Ok(out) => (out.exit_code_text(), out.failure_message(op, &dir.full_name(), command)),
+            Err(e) => (op.error_code().to_string(), e.to_string()),
+        };
+        let message = format!("{message}; ContinueOnUpdate: {}", if tolerate { "True" } else { "False" });
+        log::warn!("{message}");
+        if tolerate {
+            Ok(code)
+        } else {
+            Err(Failure { code: 1008, message })
+        }
+    }
+
     /// The version to run: an installed one the request prefix-matches, else the manifest's choice.
     fn resolve(
         &mut self,
@@ -307,7 +338,10 @@ impl Extensions {
                     })?;
                     "NOT_RUN".to_string()
                 }
-                Some(old) => self.update(ctx, h, settings, &old, &dir, &manifest)?,
+                Some(old) => self.update(ctx, h, settings, &old, &dir, &manifest).inspect_err(|f| {
+                    // Reported for the requested version, as waagent does.
+                    let _ = dir.set_status("NotReady", f.code, &f.message, h.is_multi_config);
+                })?,
             };
             dir.set_state(HandlerState::Installed).map_err(file_err)?;
             dir.set_status("NotReady", 0, "Plugin installed but not enabled", h.is_multi_config)
@@ -325,6 +359,9 @@ impl Extensions {
                 let _ = self.run(ctx, &dir, &manifest, Operation::Disable, &env);
                 dir.set_last_enabled_seq(&ext_key, None).map_err(file_err)?;
             }
+            // waagent removes a disabled extension's settings and status files; it then leaves
+            // the status document (§11.1).
+            dir.remove_extension_files(&ext_key);
             return Ok(());
         }
         if dir.state() == HandlerState::Enabled && dir.last_enabled_seq(&ext_key) == Some(seq) {
@@ -355,11 +392,22 @@ impl Extensions {
         let old_manifest = old.manifest().map_err(|e| Failure { code: 1008, message: e.to_string() })?;
         let tolerate = manifest.continue_on_update_failure;
         let mut disable_code = "NOT_RUN".to_string();
+        // Multi-config: the old disable runs for each extension enabled on the old version.
+        let mut disable_codes: Vec<(String, String)> = Vec::new();
         if old.state() == HandlerState::Enabled {
-            match self.run(ctx, old, &old_manifest, Operation::Disable, &env) {
-                Ok(o) => disable_code = o.exit_code_text(),
-                Err(f) if tolerate => disable_code = f.code.to_string(),
-                Err(f) => return Err(Failure { code: 1008, message: f.message }),
+            if h.is_multi_config {
+                for s in &h.settings {
+                    let code = if old.last_enabled_seq(&s.name).is_some() {
+                        let env = self.command_env(ctx, h, Some(s));
+                        self.run_during_update(ctx, old, &old_manifest, Operation::Disable, &env, tolerate)?
+                    } else {
+                        "NOT_RUN".to_string()
+                    };
+                    disable_codes.push((s.name.clone(), code));
+                }
+            } else {
+                disable_code =
+                    self.run_during_update(ctx, old, &old_manifest, Operation::Disable, &env, tolerate)?;
             }
         }
         let _ = std::fs::copy(old.base.join("mrseq"), new.base.join("mrseq"));
@@ -371,7 +419,18 @@ impl Extensions {
             extra: vec![
                 ("VERSION".into(), new.version.clone()),
                 ("AZURE_GUEST_AGENT_UPDATING_FROM_VERSION".into(), old.version.clone()),
-                ("AZURE_GUEST_AGENT_DISABLE_CMD_EXIT_CODE".into(), disable_code),
+                if h.is_multi_config {
+                    let list: Vec<serde_json::Value> = disable_codes
+                        .iter()
+                        .map(|(name, code)| serde_json::json!({"extensionName": name, "exitCode": code}))
+                        .collect();
+                    (
+                        "AZURE_GUEST_AGENT_DISABLE_CMD_EXIT_CODES_MULTIPLE_EXTENSIONS".into(),
+                        serde_json::Value::from(list).to_string(),
+                    )
+                } else {
+                    ("AZURE_GUEST_AGENT_DISABLE_CMD_EXIT_CODE".into(), disable_code)
+                },
             ],
             ..env.clone()
         };
@@ -385,11 +444,8 @@ impl Extensions {
             let _ = new.set_status("NotReady", 1008, &f.message, h.is_multi_config);
             return Err(Failure { code: 1008, message: f.message });
         }
-        let uninstall_code = match self.run(ctx, old, &old_manifest, Operation::Uninstall, &env) {
-            Ok(o) => o.exit_code_text(),
-            Err(f) if tolerate => f.code.to_string(),
-            Err(f) => return Err(Failure { code: 1008, message: f.message }),
-        };
+        let uninstall_code =
+            self.run_during_update(ctx, old, &old_manifest, Operation::Uninstall, &env, tolerate)?;
         let _ = old.remove();
         if manifest.update_mode == UpdateMode::UpdateWithInstall {
             let install_env = CommandEnv {
@@ -433,7 +489,7 @@ impl Extensions {
                 let _ = dir.remove();
                 continue;
             };
-            let env = self.command_env(ctx, h, None);
+            let env = self.command_env(ctx, h, h.settings.first().filter(|_| !h.is_multi_config));
             if dir.state() == HandlerState::Enabled {
                 let _ = self.run(ctx, &dir, &manifest, Operation::Disable, &env);
             }

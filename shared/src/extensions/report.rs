@@ -5,10 +5,11 @@
 //! The result is a pure function of the files and the goal state: no "now" timestamps, so the
 //! daemon can tell whether anything changed and upload only then.
 
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use super::goal_state::{Extension, ExtensionSettings, ExtensionState, ExtensionsGoalState};
-use super::handler::{installed_versions, HandlerDir};
+use super::handler::{installed_versions, HandlerDir, HandlerState};
 use super::lifecycle::Extensions;
 use super::status::{
     ExtensionStatus, ExtensionStatusReport, FormattedMessage, HandlerAggregateStatus, RuntimeSettingsStatus,
@@ -62,11 +63,89 @@ pub fn handler_statuses(
     state: &Extensions,
     now: SystemTime,
 ) -> Vec<HandlerAggregateStatus> {
+    statuses_of(root, config, &gs.extensions, state, now)
+}
+
+/// The handlers installed on disk, reported in place of a goal state with unsupported required
+/// features (§7.3, §11.1), whose handlers were not run: each with its `HandlerStatus`, and the
+/// status file of its most recently written settings (multi-config: per extension, found from the
+/// `<ext>.<seq>.settings` files).
+pub fn handler_statuses_on_disk(
+    root: &HostRoot,
+    config: &Config,
+    state: &Extensions,
+    now: SystemTime,
+) -> Vec<HandlerAggregateStatus> {
+    let (lib, logs) = Extensions::dirs(root, config);
+    let mut handlers: Vec<Extension> = Vec::new();
+    for dir in super::handler::handler_dirs(&lib, &logs) {
+        let handler_state = dir.state();
+        if !matches!(handler_state, HandlerState::Installed | HandlerState::Enabled) {
+            continue;
+        }
+        let state = if handler_state == HandlerState::Enabled {
+            ExtensionState::Enabled
+        } else {
+            ExtensionState::Disabled
+        };
+        let mut h = Extension::new(dir.name.clone(), dir.version.clone());
+        h.state = Some(state);
+        // The newest settings file of each extension: (extension or None, seq, mtime).
+        let mut newest: BTreeMap<Option<String>, (u64, SystemTime)> = BTreeMap::new();
+        for e in std::fs::read_dir(dir.config_dir()).into_iter().flatten().flatten() {
+            let file = e.file_name().to_string_lossy().into_owned();
+            let Some(stem) = file.strip_suffix(".settings") else { continue };
+            let (ext, seq) = match stem.rsplit_once('.') {
+                Some((ext, seq)) => (Some(ext.to_string()), seq),
+                None => (None, stem),
+            };
+            let Ok(seq) = seq.parse::<u64>() else { continue };
+            let mtime = e.metadata().and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
+            if newest.get(&ext).is_none_or(|(_, t)| mtime > *t) {
+                newest.insert(ext, (seq, mtime));
+            }
+        }
+        h.is_multi_config = newest.keys().any(Option::is_some);
+        for (ext, (seq, _)) in newest {
+            if h.is_multi_config && ext.is_none() {
+                continue;
+            }
+            h.settings.push(ExtensionSettings {
+                name: ext.unwrap_or_else(|| h.name.clone()),
+                sequence_number: seq,
+                state,
+                public_settings: None,
+                protected_settings: None,
+                certificate_thumbprint: None,
+                dependency_level: 0,
+                depends_on: Vec::new(),
+                settings_unparsable: false,
+            });
+        }
+        handlers.push(h);
+    }
+    statuses_of(root, config, &handlers, state, now)
+}
+
+fn statuses_of(
+    root: &HostRoot,
+    config: &Config,
+    extensions: &[Extension],
+    state: &Extensions,
+    now: SystemTime,
+) -> Vec<HandlerAggregateStatus> {
     let (lib, logs) = Extensions::dirs(root, config);
     let off = disabled(root, config);
     let mut out = Vec::new();
-    for h in &gs.extensions {
-        let installed = installed_versions(&lib, &logs, &h.name).into_iter().next();
+    for h in extensions {
+        // The requested version when it has a status of its own (e.g. a failed update), else the
+        // installed one.
+        let requested = HandlerDir::new(&lib, &logs, &h.name, &h.version);
+        let installed = if requested.exists() && requested.status().is_some() {
+            Some(requested)
+        } else {
+            installed_versions(&lib, &logs, &h.name).into_iter().next()
+        };
         if h.state == Some(ExtensionState::Uninstall) && installed.is_none() && off.is_none() {
             continue; // Uninstalled handlers vanish from the list.
         }
@@ -74,6 +153,12 @@ pub fn handler_statuses(
             if h.settings.is_empty() { vec![None] } else { h.settings.iter().map(Some).collect() };
         for s in settings {
             let ext = s.filter(|_| h.is_multi_config).map(|s| s.name.as_str());
+            let disabled_here = s.is_some_and(|s| s.state == ExtensionState::Disabled);
+            if let (Some(name), true) = (ext, disabled_here) {
+                if installed.as_ref().is_none_or(|d| d.last_enabled_seq(name).is_none()) {
+                    continue; // Disabled in the goal state and on disk: omitted (§11.1).
+                }
+            }
             out.push(one(h, s, ext, installed.as_ref(), state, off, now));
         }
     }
@@ -187,5 +272,57 @@ fn settings_status(ext: Option<&str>, seq: u64, s: &ExtensionStatus, time: &str)
             timestamp_utc: time.to_string(),
             status: ExtensionStatusReport::from(s),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handlers_on_disk_are_reported_per_extension_with_the_newest_settings() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = HostRoot::new(tmp.path());
+        let config = Config::default();
+        let (lib, logs) = Extensions::dirs(&root, &config);
+        let write = |dir: &HandlerDir, file: &str, text: &str| {
+            let path = dir.base.join(file);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, text).expect("write");
+        };
+        let manifest = r#"[{"handlerManifest":{"installCommand":"i","uninstallCommand":"u","updateCommand":"p","enableCommand":"e","disableCommand":"d"}}]"#;
+        let multi = HandlerDir::new(&lib, &logs, "Pub.Multi", "1.0.0");
+        write(&multi, "HandlerManifest.json", manifest);
+        multi.set_state(HandlerState::Enabled).expect("state");
+        multi.set_status("Ready", 0, "Plugin enabled", true).expect("status");
+        write(&multi, "config/a.1.settings", "{}");
+        let old = SystemTime::now() - std::time::Duration::from_secs(60);
+        std::fs::File::options()
+            .write(true)
+            .open(multi.base.join("config/a.1.settings"))
+            .and_then(|f| f.set_modified(old))
+            .expect("mtime");
+        write(&multi, "config/a.2.settings", "{}");
+        write(&multi, "config/b.5.settings", "{}");
+        write(&multi, "status/b.5.status", r#"[{"status":{"status":"success","code":0}}]"#);
+        // Not installed: not reported.
+        let gone = HandlerDir::new(&lib, &logs, "Pub.Gone", "1.0.0");
+        write(&gone, "HandlerManifest.json", manifest);
+
+        let got = handler_statuses_on_disk(&root, &config, &Extensions::default(), SystemTime::now());
+        let entries: Vec<(String, Option<String>, u64, String)> = got
+            .iter()
+            .map(|h| {
+                let r = h.runtime_settings_status.as_ref().expect("runtime status");
+                (h.handler_name.clone(), r.extension_name.clone(), r.sequence_number, h.status.clone())
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                ("Pub.Multi".to_string(), Some("a".to_string()), 2, "Ready".to_string()),
+                ("Pub.Multi".to_string(), Some("b".to_string()), 5, "Ready".to_string()),
+            ]
+        );
     }
 }

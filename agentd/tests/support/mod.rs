@@ -1,0 +1,273 @@
+//! Helpers for the extension lifecycle tests: handler packages whose script logs every operation
+//! (with waagent's variables) to one file outside the handler directories, a scenario directory
+//! serving several versions of each handler, ExtensionsConfig documents built from parts, and the
+//! daemon run against the fabric.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use wala_fabric::{Fabric, FabricConfig, Scenario};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_wala-agentd");
+
+/// The `createdOnTicks` of every ExtensionsConfig built here.
+pub const CONFIG_TICKS: u64 = 638_000_000_000_000_000;
+
+/// One package of a handler.
+pub struct Package {
+    pub version: &'static str,
+    /// Extra `handlerManifest` members, e.g. `"continueOnUpdateFailure":true`.
+    pub manifest_extra: String,
+    /// Operations that exit 3.
+    pub fails: Vec<&'static str>,
+    /// Shell run at the end of enable (in the handler directory).
+    pub on_enable: String,
+}
+
+impl Package {
+    pub fn new(version: &'static str) -> Self {
+        Self { version, manifest_extra: String::new(), fails: Vec::new(), on_enable: String::new() }
+    }
+    pub fn manifest(mut self, extra: &str) -> Self {
+        self.manifest_extra = format!(",{extra}");
+        self
+    }
+    pub fn failing(mut self, op: &'static str) -> Self {
+        self.fails.push(op);
+        self
+    }
+    pub fn on_enable(mut self, sh: &str) -> Self {
+        self.on_enable = sh.to_string();
+        self
+    }
+
+    /// The handler script: logs `<op> <directory name> v=<package version> ext=.. seq=.. VERSION=..
+    /// from=.. disable=.. multi=.. uninstall=..` to `log`, fails the listed operations, and on enable writes a
+    /// `success` status whose message is "<version> <publicSettings.message>".
+    fn script(&self, log: &Path) -> String {
+        format!(
+            r#"#!/bin/sh
+op="$1"
+echo "$op $(basename "$PWD") v={v} ext=$ConfigExtensionName seq=$ConfigSequenceNumber VERSION=$VERSION from=$AZURE_GUEST_AGENT_UPDATING_FROM_VERSION disable=$AZURE_GUEST_AGENT_DISABLE_CMD_EXIT_CODE multi=$AZURE_GUEST_AGENT_DISABLE_CMD_EXIT_CODES_MULTIPLE_EXTENSIONS uninstall=$AZURE_GUEST_AGENT_UNINSTALL_CMD_EXIT_CODE" >> "{log}"
+case " {fails} " in *" $op "*) echo "failing $op on purpose" >&2; exit 3 ;; esac
+if [ "$op" = enable ]; then
+  prefix=""
+  [ -n "$ConfigExtensionName" ] && prefix="$ConfigExtensionName."
+  msg=$(sed -n 's/.*"message": *"\([^"]*\)".*/\1/p' "config/$prefix$ConfigSequenceNumber.settings")
+  printf '[{{"version":"1.0","timestampUTC":"2024-01-01T00:00:00Z","status":{{"name":"t","operation":"Enable","status":"success","code":0,"formattedMessage":{{"lang":"en-US","message":"{v} %s"}}}}}}]' "$msg" > "status/$prefix$ConfigSequenceNumber.status"
+{on_enable}
+fi
+exit 0
+"#,
+            v = self.version,
+            log = log.display(),
+            fails = self.fails.join(" "),
+            on_enable = self.on_enable,
+        )
+    }
+
+    fn zip(&self, log: &Path) -> Vec<u8> {
+        let manifest = format!(
+            r#"[{{"version":1.0,"handlerManifest":{{"installCommand":"bin/handler.sh install","uninstallCommand":"bin/handler.sh uninstall","updateCommand":"bin/handler.sh update","enableCommand":"bin/handler.sh enable","disableCommand":"bin/handler.sh disable"{}}}}}]"#,
+            self.manifest_extra
+        );
+        let mut z = wala::ziparchive::ZipWriter::new(1_700_000_000);
+        z.add("HandlerManifest.json", manifest.as_bytes(), 0o644).expect("add");
+        z.add("bin/handler.sh", self.script(log).as_bytes(), 0o755).expect("add");
+        z.finish().expect("zip")
+    }
+}
+
+/// A handler and the packages its manifest lists.
+pub struct Handler {
+    pub name: &'static str,
+    pub packages: Vec<Package>,
+}
+
+/// A scenario directory serving every package of `handlers` and `config` as ExtensionsConfig.
+pub fn scenario(handlers: &[Handler], log: &Path, config: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fabric/scenario");
+    for f in ["GoalState.xml", "HostingEnvironmentConfig.xml", "SharedConfig.xml", "versions.xml"] {
+        std::fs::copy(base.join(f), dir.path().join(f)).expect("copy");
+    }
+    let mut files = serde_json::Map::new();
+    for h in handlers {
+        let name = h.name;
+        let mut plugins = String::new();
+        for p in &h.packages {
+            let v = p.version;
+            let zip = format!("{name}__{v}.zip");
+            std::fs::write(dir.path().join(&zip), p.zip(log)).expect("zip");
+            files.insert(format!("/artifacts/{name}/{zip}"), zip.clone().into());
+            plugins.push_str(&format!(
+                "<Plugin><Version>{v}</Version><Uris><Uri>{{{{wire}}}}/artifacts/{name}/{zip}</Uri></Uris></Plugin>"
+            ));
+        }
+        std::fs::write(
+            dir.path().join(format!("{name}.manifest.xml")),
+            format!(
+                r#"<?xml version="1.0" encoding="utf-8"?><PluginVersionManifest><Plugins>{plugins}</Plugins><InternalPlugins/></PluginVersionManifest>"#
+            ),
+        )
+        .expect("manifest");
+        files.insert(format!("/artifacts/{name}/manifest.xml"), format!("{name}.manifest.xml").into());
+    }
+    std::fs::write(dir.path().join("ExtensionsConfig.xml"), config).expect("config");
+    let scenario = serde_json::json!({
+        "incarnation": 1,
+        "goal_state": "GoalState.xml",
+        "hosting_environment_config": "HostingEnvironmentConfig.xml",
+        "shared_config": "SharedConfig.xml",
+        "extensions_config": "ExtensionsConfig.xml",
+        "versions": "versions.xml",
+        "certificates": 1,
+        "status_blob_path": "/statusblob/vm.status",
+        "files": files,
+    });
+    std::fs::write(dir.path().join("scenario.json"), scenario.to_string()).expect("scenario");
+    dir
+}
+
+/// `<Plugin>` of `Plugins`.
+pub fn plugin(name: &str, version: &str, state: &str) -> String {
+    format!(
+        r#"<Plugin name="{name}" version="{version}" location="{{{{wire}}}}/artifacts/{name}/manifest.xml" state="{state}" autoUpgrade="false" isJson="true" useExactVersion="true" />"#
+    )
+}
+
+/// `<Plugin>` of `PluginSettings` with single-config `RuntimeSettings` carrying `message`.
+pub fn settings(name: &str, version: &str, seq: u64, message: &str) -> String {
+    format!(
+        r#"<Plugin name="{name}" version="{version}"><RuntimeSettings seqNo="{seq}">{{"runtimeSettings":[{{"handlerSettings":{{"publicSettings":{{"message":"{message}"}}}}}}]}}</RuntimeSettings></Plugin>"#
+    )
+}
+
+/// An ExtensionsConfig document: `plugins` and `settings` are concatenated `<Plugin>` elements,
+/// `extra` goes before `StatusUploadBlob` (e.g. `RequiredFeatures`).
+pub fn extensions_config(plugins: &[String], settings: &[String], extra: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="utf-8"?>
+<Extensions version="1.0.0.0" goalStateIncarnation="{{{{incarnation}}}}">
+  {extra}
+  <StatusUploadBlob statusBlobType="BlockBlob">{{{{wire}}}}/statusblob/vm.status?sv=2018-03-28&amp;sr=b&amp;sp=w&amp;sig=x</StatusUploadBlob>
+  <Plugins>{}</Plugins>
+  <PluginSettings>{}</PluginSettings>
+  <InVMGoalStateMetaData inSvdSeqNo="{{{{incarnation}}}}" createdOnTicks="{CONFIG_TICKS}" activityId="7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d" correlationId="1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d" />
+</Extensions>"#,
+        plugins.concat(),
+        settings.concat()
+    )
+}
+
+/// A fabric serving `handlers` and `config`; also returns the scenario directory (keep it alive).
+pub fn start(handlers: &[Handler], log: &Path, config: &str) -> (Fabric, tempfile::TempDir) {
+    let dir = scenario(handlers, log, config);
+    let fabric =
+        Fabric::start(FabricConfig::new(Scenario::from_dir(dir.path()).expect("scenario"))).expect("fabric");
+    (fabric, dir)
+}
+
+/// A root whose configuration points every platform endpoint at the fabric.
+pub fn root_for(fabric: &Fabric, extra: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for d in ["etc", "var/log", "var/lib/waagent", "sys/class/dmi/id"] {
+        std::fs::create_dir_all(dir.path().join(d)).expect("mkdir");
+    }
+    std::fs::write(dir.path().join("etc/hostname"), "wala-vm\n").expect("hostname");
+    let conf = format!(
+        "Wala.WireServer={}\nWala.HostGAPlugin={}\nWala.Imds={}\n{extra}",
+        fabric.wire_addr(),
+        fabric.hgap_addr(),
+        fabric.imds_addr()
+    );
+    std::fs::write(dir.path().join("etc/waagent.conf"), conf).expect("conf");
+    dir
+}
+
+/// Run the daemon for `polls` goal-state periods of 20 ms.
+pub fn run_polls(dir: &Path, polls: u64) -> std::process::Output {
+    let out = Command::new(BIN)
+        .args(["daemon", "--goal-state-period-ms", "20", "--max-wakeups", &polls.to_string(), "--root"])
+        .arg(dir)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// A running daemon; killed when dropped (a failing test does not leave it behind).
+pub struct Daemon(Option<Child>);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The daemon, running until [`stop`] (goal-state period 20 ms).
+pub fn spawn(dir: &Path) -> Daemon {
+    let child = Command::new(BIN)
+        .args(["daemon", "--goal-state-period-ms", "20", "--root"])
+        .arg(dir)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    Daemon(Some(child))
+}
+
+/// SIGTERM the daemon and check it exited cleanly.
+pub fn stop(mut daemon: Daemon) {
+    let Some(mut child) = daemon.0.take() else { return };
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().expect("wait").success());
+}
+
+pub fn status_doc(fabric: &Fabric) -> serde_json::Value {
+    serde_json::from_slice(&fabric.status_blob().expect("status blob").data).expect("status JSON")
+}
+
+pub fn handlers(doc: &serde_json::Value) -> Vec<serde_json::Value> {
+    doc["aggregateStatus"]["handlerAggregateStatus"].as_array().cloned().unwrap_or_default()
+}
+
+pub fn handler(doc: &serde_json::Value, name: &str) -> serde_json::Value {
+    handlers(doc)
+        .into_iter()
+        .find(|h| h["handlerName"] == name)
+        .unwrap_or_else(|| panic!("no status for {name}: {doc}"))
+}
+
+/// Wait until the status blob satisfies `ok`.
+pub fn wait_status(fabric: &Fabric, what: &str, mut ok: impl FnMut(&serde_json::Value) -> bool) {
+    wait_for(what, Duration::from_secs(8), || {
+        fabric
+            .status_blob()
+            .is_some_and(|b| serde_json::from_slice::<serde_json::Value>(&b.data).is_ok_and(|d| ok(&d)))
+    });
+}
+
+pub fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The operations logged so far, without the variables: `["install Name-1.0.0 v=1.0.0", ...]`
+/// (the directory the command ran in, and the version of the script that ran).
+pub fn ops(log: &Path) -> Vec<String> {
+    log_lines(log).iter().map(|l| l.split(" ext=").next().unwrap_or("").to_string()).collect()
+}
+
+pub fn log_lines(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log).unwrap_or_default().lines().map(str::to_string).collect()
+}
