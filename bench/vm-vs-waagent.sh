@@ -35,7 +35,7 @@
 # Needs root. Environment: WALA_BENCH_ROUNDS (3), WALA_BENCH_STEADY_SECONDS (600),
 # WALA_BENCH_WAAGENT_VERSION (2.7.3.0-4.1), WALA_BENCH_KEEP=1 (keep the work directory; it is
 # kept after a failure), and the VM test's WALA_VM_CACHE, WALA_VM_WORK, WALA_VM_TRY_KVM.
-# A full run (3 rounds, 600 s) takes about 25-30 minutes on a 2-core machine under TCG.
+# A full run (3 rounds, 600 s) takes about 25 minutes on a 2-core machine under TCG.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 repo=$(pwd)
@@ -169,12 +169,14 @@ if [ "${1:-}" = --boots ]; then
     # sample DIR OUT: the agent's processes (wala: wala-agentd and any wala-provision;
     # waagent: `waagent -daemon` and `-run-exthandlers`) with /proc/<pid>/stat and VmRSS, and the
     # CPU systemd accounted to the agent's units (cgroup), written to OUT. Prints
-    # "PROCS RSS_KIB CPU_S UNITS_CPU_S" (CPU: user+system, own + reaped children).
+    # "PROCS RSS_KIB CPU_S UNITS_CPU_S UPTIME_S" (CPU: user+system, own + reaped children; the
+    # guest's uptime when the sample began).
     sample() {
         local d=$1 out=$2
         # shellcheck disable=SC2016 # runs in the guest
         rssh "$d" sh -s "$(cat "$d/variant")" >"$out" 2>&1 <<'EOF'
 v=$1
+echo "uptime $(cut -d' ' -f1 /proc/uptime)"
 case $v in
     wala) units="wala-provision-local.service wala-provision-network.service wala-network-setup.service wala-agentd.service" ;;
     waagent) units="walinuxagent.service" ;;
@@ -200,12 +202,13 @@ EOF
         # proc PID COMM RSS then stat from field 3 on: field k is $(k + 2): utime $16, stime $17,
         # cutime $18, cstime $19. A unit without a CPU figure counts 0 when it is inactive (it did
         # not run: a condition skipped it); an active unit without one makes the sum "-".
-        awk '$1 == "clk" { clk = $2 }
+        awk '$1 == "uptime" { up = $2 }
+             $1 == "clk" { clk = $2 }
              $1 == "proc" { n++; rss += $4; ticks += $16 + $17 + $18 + $19 }
-             $1 == "unit" { if ($3 ~ /^[0-9]+$/) ns += $3; else if ($4 != "inactive") missing = 1; units++ }
+             $1 == "unit" { if ($3 ~ /^[0-9]+$/) ns += $3; else if ($NF != "inactive") missing = 1; units++ }
              END { if (!clk) clk = 100
-                   printf "%d %d %.2f %s\n", n, rss, ticks / clk,
-                       (units && !missing) ? sprintf("%.2f", ns / 1e9) : "-" }' "$out"
+                   printf "%d %d %.2f %s %s\n", n, rss, ticks / clk,
+                       (units && !missing) ? sprintf("%.2f", ns / 1e9) : "-", up ? up : "-" }' "$out"
     }
 
     vm_accel "$work/wala.vmlinuz" "$work"
@@ -239,8 +242,7 @@ EOF
             up=$(rssh "$d" "cut -d' ' -f1 /proc/uptime" 2>/dev/null)
             up=${up%.*}
             [ -n "$up" ] && [ "$up" -lt 60 ] && sleep $((60 - up))
-            read -r nprocs rss cpu ucpu < <(sample "$d" "$d/sample-1min.txt")
-            up=$(rssh "$d" "cut -d' ' -f1 /proc/uptime" 2>/dev/null)
+            read -r nprocs rss cpu ucpu up < <(sample "$d" "$d/sample-1min.txt")
             say "round $r $v: banner ${banner} s, login ${login} s, first request ${first} s, Ready ${ready} s; at uptime ${up} s: $nprocs agent processes, RSS $rss KiB, CPU $cpu s (units $ucpu s)"
             if [ "$v" = none ]; then
                 [ "$login" != - ]
@@ -292,7 +294,7 @@ EOF
     for v in "${ok[@]}"; do
         d=$work/steady-$v
         now >"$d/w0"
-        read -r _ _ cpu ucpu < <(sample "$d" "$d/sample-start.txt")
+        read -r _ _ cpu ucpu _ < <(sample "$d" "$d/sample-start.txt")
         echo "$cpu $ucpu" >"$d/start"
     done
     say "steady state: measuring for $WALA_BENCH_STEADY_SECONDS s"
@@ -300,7 +302,7 @@ EOF
     for v in "${ok[@]}"; do
         d=$work/steady-$v
         now >"$d/w1"
-        read -r nprocs rss cpu ucpu < <(sample "$d" "$d/sample-end.txt")
+        read -r nprocs rss cpu ucpu _ < <(sample "$d" "$d/sample-end.txt")
         read -r cpu0 ucpu0 <"$d/start"
         read -r up down conns < <(python3 "$tool" traffic "$d/traffic.log" "$(cat "$d/w0")" "$(cat "$d/w1")")
         reqs=$(python3 "$tool" requests "$d/record.jsonl" "$(cat "$d/fab_t0")" "$(cat "$d/w0")" "$(cat "$d/w1")")
