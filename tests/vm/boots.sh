@@ -20,24 +20,10 @@ pending() { echo "PENDING $1"; }
 # result NAME STATUS [LOG]
 result() { if [ "$2" -eq 0 ]; then pass "$1"; else fail "$1" "${3:-}"; fi; }
 
-# The accelerator: KVM only when it can actually run a guest (on these machines /dev/kvm is a
-# nested hypervisor that cannot): a 10 s probe that must reach the kernel's first console line.
-accel=(-accel "tcg,thread=multi" -cpu qemu64)
-accel_name="TCG (-accel tcg,thread=multi -cpu qemu64)"
-if [ -r /dev/kvm ] && [ -w /dev/kvm ] && [ "${WALA_VM_TRY_KVM:-1}" = 1 ]; then
-    # In a subshell: qemu may abort (MSR 0x10a on these machines), and bash reports that.
-    (timeout 10 qemu-system-x86_64 -machine pc -accel kvm -cpu host -m 256 -display none -no-reboot \
-        -kernel "$work/vmlinuz" -append "console=ttyS0 panic=-1" -serial "file:$work/kvm-probe.log" \
-        -monitor none >"$work/kvm-probe.out" 2>&1; true) 2>/dev/null
-    if grep -q 'Linux version' "$work/kvm-probe.log" 2>/dev/null; then
-        accel=(-accel kvm -cpu host)
-        accel_name="KVM (-accel kvm -cpu host)"
-    else
-        echo "KVM: /dev/kvm is there but a guest kernel did not start under it ($(head -c 120 "$work/kvm-probe.out" | tr '\n' ' ')): using TCG"
-    fi
-else
-    echo "KVM: /dev/kvm is not usable: using TCG"
-fi
+# The accelerator: KVM only when it can actually run a guest (tests/vm/lib.sh).
+# shellcheck source=tests/vm/lib.sh
+. "$here/lib.sh"
+vm_accel "$work/vmlinuz" "$work"
 echo "accelerator: $accel_name"
 
 ssh_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -265,7 +251,7 @@ if [ -n "$ssh_at" ]; then
     rc=$?
     gated "first-boot: fabric got NotReady/Provisioning then Ready, in order, nothing else ($(head -1 "$d/health.check"))" "$rc" "$d/health.check"
     # RSS one minute after boot (guest uptime).
-    up=$(rssh cut -d' ' -f1 /proc/uptime 2>/dev/null)
+    up=$(rssh "cut -d' ' -f1 /proc/uptime" 2>/dev/null)
     up=${up%.*}
     [ -n "$up" ] && [ "$up" -lt 60 ] && sleep $((60 - up))
     rss=$(rssh ps -o rss= -C wala-agentd 2>/dev/null | awk '{s+=$1} END {if (NR) print s}')

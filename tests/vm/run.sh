@@ -42,33 +42,11 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # --- tools -------------------------------------------------------------------------------------
-need=()
-command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
-command -v debootstrap >/dev/null || need+=(debootstrap)
-command -v genisoimage >/dev/null || need+=(genisoimage)
-command -v mkntfs >/dev/null || need+=(ntfs-3g)
-command -v ssh >/dev/null || need+=(openssh-client)
-command -v sfdisk >/dev/null || need+=(fdisk)
-command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
-command -v python3 >/dev/null || need+=(python3)
-command -v dpkg-shlibdeps >/dev/null || need+=(dpkg-dev)
-command -v help2man >/dev/null || need+=(help2man)
-if [ ${#need[@]} -gt 0 ]; then
-    echo "installing ${need[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null 2>&1
-    apt_args=(-y -qq --no-install-recommends)
-    if ! apt-get install "${apt_args[@]}" "${need[@]}" >/tmp/wala-vm-apt.log 2>&1; then
-        # A newer qemu-utils (e.g. from backports) Breaks Debian 12's qemu-system-common: take
-        # the release's own qemu-utils with it (the test does not use qemu-utils).
-        # shellcheck source=/dev/null
-        codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
-        if ! apt-get install "${apt_args[@]}" --allow-downgrades "${need[@]}" "qemu-utils/$codename" \
-            >/tmp/wala-vm-apt.log 2>&1; then
-            fail "tools: apt-get install ${need[*]}" /tmp/wala-vm-apt.log
-            finish
-        fi
-    fi
+# shellcheck source=tests/vm/lib.sh
+. "$here/lib.sh"
+if ! vm_install_tools /tmp/wala-vm-apt.log; then
+    fail "tools: apt-get install" /tmp/wala-vm-apt.log
+    finish
 fi
 echo "qemu: $(qemu-system-x86_64 --version | head -1)"
 
@@ -134,14 +112,7 @@ else
 fi
 
 # The test's configuration on top of the packaged /etc/waagent.conf.
-set_conf() {
-    local file=$tree/etc/waagent.conf
-    if grep -q "^$1=" "$file"; then
-        sed -i "s|^$1=.*|$1=$2|" "$file"
-    else
-        echo "$1=$2" >>"$file"
-    fi
-}
+set_conf() { vm_set_conf "$tree/etc/waagent.conf" "$1" "$2"; }
 set_conf Provisioning.Agent waagent
 set_conf ResourceDisk.Format y
 set_conf ResourceDisk.MountPoint /mnt/resource
@@ -190,72 +161,15 @@ fi
 rm -rf "$tree"
 
 # --- the resource disk: as Azure hands it over (MBR, one NTFS partition, the warning file) -------
-resource=$WALA_VM_CACHE/resource-1g-v1.raw
-if [ ! -f "$resource" ]; then
-    r=$work/resource.tmp
-    truncate -s 1G "$r"
-    printf 'label: dos\nstart=2048, type=7\n' | sfdisk -q "$r" >"$work/resource.log" 2>&1
-    part=$work/part.tmp
-    truncate -s $((1024 - 1))M "$part"
-    printf 'This is a temporary disk.\n' >"$work/DATALOSS_WARNING_README.txt"
-    if mkntfs -F -Q -q -L "Temporary Storage" -p 2048 -H 255 -S 63 "$part" >>"$work/resource.log" 2>&1 &&
-        ntfscp -f "$part" "$work/DATALOSS_WARNING_README.txt" DATALOSS_WARNING_README.txt >>"$work/resource.log" 2>&1 &&
-        dd if="$part" of="$r" bs=1M seek=1 conv=notrunc,sparse status=none; then
-        mv "$r" "$resource"
-    else
-        fail "resource disk template" "$work/resource.log"
-        finish
-    fi
-    rm -f "$part"
+if ! resource=$(vm_resource_disk "$work"); then
+    fail "resource disk template" "$work/resource.log"
+    finish
 fi
 pass "resource disk template ($(basename "$resource"))"
 
 # --- provisioning DVDs -------------------------------------------------------------------------
 # make_dvd NAME HOSTNAME USER PASSWORD DISABLE_PASSWORD_AUTH CUSTOM_DATA
-make_dvd() {
-    local dir=$work/dvd-$1 host_xml="" pw_xml="" cd_xml=""
-    mkdir -p "$dir"
-    [ -n "$2" ] && host_xml="<HostName>$2</HostName>"
-    [ -n "$4" ] && pw_xml="<UserPassword>$4</UserPassword>"
-    [ -n "$6" ] && cd_xml="<CustomData>$(printf '%s' "$6" | base64 -w0)</CustomData>"
-    cat >"$dir/ovf-env.xml" <<EOF
-<?xml version="1.0" encoding="utf-8"?>
-<Environment xmlns="http://schemas.dmtf.org/ovf/environment/1" xmlns:oe="http://schemas.dmtf.org/ovf/environment/1" xmlns:wa="http://schemas.microsoft.com/windowsazure" xmlns:i="http://www.w3.org/2001/XMLSchema-instance">
-  <wa:ProvisioningSection>
-    <wa:Version>1.0</wa:Version>
-    <LinuxProvisioningConfigurationSet xmlns="http://schemas.microsoft.com/windowsazure" xmlns:i="http://www.w3.org/2001/XMLSchema-instance">
-      <ConfigurationSetType>LinuxProvisioningConfiguration</ConfigurationSetType>
-      $host_xml
-      <UserName>$3</UserName>
-      $pw_xml
-      <DisableSshPasswordAuthentication>$5</DisableSshPasswordAuthentication>
-      <SSH>
-        <PublicKeys>
-          <PublicKey>
-            <Fingerprint></Fingerprint>
-            <Path>/home/$3/.ssh/authorized_keys</Path>
-            <Value>$(cat "$work/keys/user.pub")</Value>
-          </PublicKey>
-        </PublicKeys>
-      </SSH>
-      $cd_xml
-    </LinuxProvisioningConfigurationSet>
-  </wa:ProvisioningSection>
-  <wa:PlatformSettingsSection>
-    <wa:Version>1.0</wa:Version>
-    <wa:PlatformSettings>
-      <wa:KmsServerHostname>kms.core.windows.net</wa:KmsServerHostname>
-      <wa:ProvisionGuestAgent>true</wa:ProvisionGuestAgent>
-      <wa:GuestAgentPackageName i:nil="true" />
-      <wa:RetainWindowsPEPassInUnattend>true</wa:RetainWindowsPEPassInUnattend>
-      <wa:RetainOfflineServicingPassInUnattend>true</wa:RetainOfflineServicingPassInUnattend>
-      <wa:PreprovisionedVm>false</wa:PreprovisionedVm>
-    </wa:PlatformSettings>
-  </wa:PlatformSettingsSection>
-</Environment>
-EOF
-    genisoimage -quiet -udf -J -r -V rd_rdfe_stable -o "$work/$1.iso" "$dir" 2>>"$work/genisoimage.log"
-}
+make_dvd() { vm_make_dvd "$work/$1.iso" "$work/dvd-$1" "$2" "$3" "$4" "$5" "$6" "$work/keys/user.pub"; }
 
 export WALA_VM_USER=azureuser
 export WALA_VM_HOST1=wala-vm-one WALA_VM_HOST2=wala-vm-two WALA_VM_HOST3=wala-vm-pw WALA_VM_HOST4=wala-vm-dracut

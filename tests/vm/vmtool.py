@@ -1,7 +1,14 @@
 #!/usr/bin/env python3
 """Small helpers for tests/vm/run.sh (python3 standard library only).
 
-  vmtool.py relay HOST PORT           copy stdin/stdout to a TCP connection (qemu guestfwd cmd:)
+  vmtool.py relay HOST PORT [LOG LABEL]
+                                      copy stdin/stdout to a TCP connection (qemu guestfwd cmd:);
+                                      with LOG, append "EPOCH open|up|down BYTES LABEL" lines to it
+                                      (up: guest to platform, down: platform to guest)
+  vmtool.py traffic LOG START END     print "UP DOWN CONNECTIONS" summed from a relay LOG over the
+                                      epoch-seconds window [START, END)
+  vmtool.py requests RECORD FABRIC_T0 START END
+                                      print how many requests the fabric recorded in [START, END)
   vmtool.py ports PORTS_FILE          print "WIRE HGAP IMDS" ports from wala-fabric's ports file
   vmtool.py banner PORT TIMEOUT T0    wait until an SSH banner is served on 127.0.0.1:PORT; print
                                       the seconds since T0 (epoch seconds) when it was
@@ -31,8 +38,22 @@ def loopback_only(host):
         sys.exit(f"vmtool: refusing non-loopback address {host}")
 
 
-def relay(host, port):
+class ByteLog:
+    """Appends one line per relayed chunk to a log shared by all relays of a VM (O_APPEND)."""
+
+    def __init__(self, path, label):
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644) if path else None
+        self.label = label
+
+    def note(self, what, n):
+        if self.fd is not None:
+            os.write(self.fd, f"{time.time():.3f} {what} {n} {self.label}\n".encode())
+
+
+def relay(host, port, log="", label="-"):
     loopback_only(host)
+    counter = ByteLog(log, label)
+    counter.note("open", 0)
     sock = socket.create_connection((host, int(port)), timeout=10)
     sock.settimeout(None)
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
@@ -46,6 +67,7 @@ def relay(host, port):
                 data = sock.recv(65536)
                 if not data:
                     return
+                counter.note("down", len(data))
                 os.write(stdout, data)
             else:
                 data = os.read(stdin, 65536)
@@ -53,6 +75,7 @@ def relay(host, port):
                     sock.shutdown(socket.SHUT_WR)
                     inputs.remove(stdin)
                 else:
+                    counter.note("up", len(data))
                     sock.sendall(data)
 
 
@@ -116,6 +139,51 @@ def times(record, fabric_t0, t0):
     print(fmt(first), fmt(ready))
 
 
+def traffic(log, start, end):
+    start, end = float(start), float(end)
+    up = down = conns = 0
+    try:
+        with open(log, encoding="utf-8") as f:
+            lines = f.readlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        try:
+            at, what, n = float(parts[0]), parts[1], int(parts[2])
+        except ValueError:
+            continue
+        if not start <= at < end:
+            continue
+        if what == "up":
+            up += n
+        elif what == "down":
+            down += n
+        elif what == "open":
+            conns += 1
+    print(up, down, conns)
+
+
+def requests(record, fabric_t0, start, end):
+    start, end, base = float(start), float(end), float(fabric_t0)
+    n = 0
+    try:
+        with open(record, encoding="utf-8") as f:
+            lines = f.readlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        try:
+            at = base + json.loads(line)["elapsed_ms"] / 1000.0
+        except (ValueError, KeyError, TypeError):
+            continue
+        if start <= at < end:
+            n += 1
+    print(n)
+
+
 def health(path, want, word=""):
     with open(path, encoding="utf-8") as f:
         reports = json.load(f)
@@ -166,6 +234,12 @@ def main(argv):
         return 0
     if cmd == "times":
         times(*args)
+        return 0
+    if cmd == "traffic":
+        traffic(*args)
+        return 0
+    if cmd == "requests":
+        requests(*args)
         return 0
     if cmd == "health":
         return health(*args)

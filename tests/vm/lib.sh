@@ -1,0 +1,138 @@
+# shellcheck shell=bash
+# Shared pieces of the VM harness, sourced by tests/vm/run.sh (the VM test) and
+# bench/vm-vs-waagent.sh (wala against waagent). Functions only; nothing runs on source.
+# Needs WALA_VM_CACHE set (the cache outside the repository).
+
+# vm_install_tools LOG: installs what the harness needs (qemu, debootstrap, genisoimage, ...) when
+# missing, with apt-get. Returns non-zero when that fails (LOG holds apt's output).
+vm_install_tools() {
+    local log=$1 need=() codename
+    command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+    command -v debootstrap >/dev/null || need+=(debootstrap)
+    command -v genisoimage >/dev/null || need+=(genisoimage)
+    command -v mkntfs >/dev/null || need+=(ntfs-3g)
+    command -v ssh >/dev/null || need+=(openssh-client)
+    command -v sfdisk >/dev/null || need+=(fdisk)
+    command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
+    command -v python3 >/dev/null || need+=(python3)
+    command -v dpkg-shlibdeps >/dev/null || need+=(dpkg-dev)
+    command -v help2man >/dev/null || need+=(help2man)
+    [ ${#need[@]} -eq 0 ] && return 0
+    echo "installing ${need[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null 2>&1
+    local apt_args=(-y -qq --no-install-recommends)
+    apt-get install "${apt_args[@]}" "${need[@]}" >"$log" 2>&1 && return 0
+    # A newer qemu-utils (e.g. from backports) Breaks Debian 12's qemu-system-common: take the
+    # release's own qemu-utils with it (the harness does not use qemu-utils).
+    # shellcheck source=/dev/null
+    codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
+    apt-get install "${apt_args[@]}" --allow-downgrades "${need[@]}" "qemu-utils/$codename" >"$log" 2>&1
+}
+
+# vm_set_conf FILE KEY VALUE: sets KEY=VALUE in a waagent.conf-style file (replaces or appends).
+vm_set_conf() {
+    if grep -q "^$2=" "$1"; then
+        sed -i "s|^$2=.*|$2=$3|" "$1"
+    else
+        echo "$2=$3" >>"$1"
+    fi
+}
+
+# vm_resource_disk WORK: the resource disk template as Azure hands it over (1 GiB, MBR, one
+# type-7 partition with an NTFS file system and the warning file), cached in $WALA_VM_CACHE.
+# Prints its path; on failure returns non-zero with WORK/resource.log.
+vm_resource_disk() {
+    local work=$1 resource=$WALA_VM_CACHE/resource-1g-v1.raw r part
+    if [ ! -f "$resource" ]; then
+        r=$work/resource.tmp
+        part=$work/part.tmp
+        truncate -s 1G "$r"
+        printf 'label: dos\nstart=2048, type=7\n' | sfdisk -q "$r" >"$work/resource.log" 2>&1
+        truncate -s $((1024 - 1))M "$part"
+        printf 'This is a temporary disk.\n' >"$work/DATALOSS_WARNING_README.txt"
+        if mkntfs -F -Q -q -L "Temporary Storage" -p 2048 -H 255 -S 63 "$part" >>"$work/resource.log" 2>&1 &&
+            ntfscp -f "$part" "$work/DATALOSS_WARNING_README.txt" DATALOSS_WARNING_README.txt >>"$work/resource.log" 2>&1 &&
+            dd if="$part" of="$r" bs=1M seek=1 conv=notrunc,sparse status=none; then
+            mv "$r" "$resource"
+            rm -f "$part"
+        else
+            rm -f "$part" "$r"
+            return 1
+        fi
+    fi
+    echo "$resource"
+}
+
+# vm_make_dvd ISO DIR HOSTNAME USER PASSWORD DISABLE_PASSWORD_AUTH CUSTOM_DATA PUBKEY_FILE:
+# writes DIR/ovf-env.xml (empty HOSTNAME, PASSWORD or CUSTOM_DATA leave the element out) and the
+# provisioning DVD ISO from it (UDF/ISO9660 bridge, as Azure's). genisoimage's messages go to
+# DIR/../genisoimage.log.
+vm_make_dvd() {
+    local iso=$1 dir=$2 host_xml="" pw_xml="" cd_xml=""
+    mkdir -p "$dir"
+    [ -n "$3" ] && host_xml="<HostName>$3</HostName>"
+    [ -n "$5" ] && pw_xml="<UserPassword>$5</UserPassword>"
+    [ -n "$7" ] && cd_xml="<CustomData>$(printf '%s' "$7" | base64 -w0)</CustomData>"
+    cat >"$dir/ovf-env.xml" <<EOF
+<?xml version="1.0" encoding="utf-8"?>
+<Environment xmlns="http://schemas.dmtf.org/ovf/environment/1" xmlns:oe="http://schemas.dmtf.org/ovf/environment/1" xmlns:wa="http://schemas.microsoft.com/windowsazure" xmlns:i="http://www.w3.org/2001/XMLSchema-instance">
+  <wa:ProvisioningSection>
+    <wa:Version>1.0</wa:Version>
+    <LinuxProvisioningConfigurationSet xmlns="http://schemas.microsoft.com/windowsazure" xmlns:i="http://www.w3.org/2001/XMLSchema-instance">
+      <ConfigurationSetType>LinuxProvisioningConfiguration</ConfigurationSetType>
+      $host_xml
+      <UserName>$4</UserName>
+      $pw_xml
+      <DisableSshPasswordAuthentication>$6</DisableSshPasswordAuthentication>
+      <SSH>
+        <PublicKeys>
+          <PublicKey>
+            <Fingerprint></Fingerprint>
+            <Path>/home/$4/.ssh/authorized_keys</Path>
+            <Value>$(cat "$8")</Value>
+          </PublicKey>
+        </PublicKeys>
+      </SSH>
+      $cd_xml
+    </LinuxProvisioningConfigurationSet>
+  </wa:ProvisioningSection>
+  <wa:PlatformSettingsSection>
+    <wa:Version>1.0</wa:Version>
+    <wa:PlatformSettings>
+      <wa:KmsServerHostname>kms.core.windows.net</wa:KmsServerHostname>
+      <wa:ProvisionGuestAgent>true</wa:ProvisionGuestAgent>
+      <wa:GuestAgentPackageName i:nil="true" />
+      <wa:RetainWindowsPEPassInUnattend>true</wa:RetainWindowsPEPassInUnattend>
+      <wa:RetainOfflineServicingPassInUnattend>true</wa:RetainOfflineServicingPassInUnattend>
+      <wa:PreprovisionedVm>false</wa:PreprovisionedVm>
+    </wa:PlatformSettings>
+  </wa:PlatformSettingsSection>
+</Environment>
+EOF
+    genisoimage -quiet -udf -J -r -V rd_rdfe_stable -o "$iso" "$dir" 2>>"$(dirname "$dir")/genisoimage.log"
+}
+
+# vm_accel: sets the arrays/strings `accel` and `accel_name`: KVM only when a 10 s probe reaches
+# the guest kernel's first console line (on these machines /dev/kvm is a nested hypervisor that
+# cannot run a guest), else TCG. Needs KERNEL and a scratch directory: vm_accel KERNEL DIR.
+# shellcheck disable=SC2034 # accel and accel_name are for the caller
+vm_accel() {
+    local kernel=$1 dir=$2
+    accel=(-accel "tcg,thread=multi" -cpu qemu64)
+    accel_name="TCG (-accel tcg,thread=multi -cpu qemu64)"
+    if [ -r /dev/kvm ] && [ -w /dev/kvm ] && [ "${WALA_VM_TRY_KVM:-1}" = 1 ]; then
+        # In a subshell: qemu may abort (MSR 0x10a on these machines), and bash reports that.
+        (timeout 10 qemu-system-x86_64 -machine pc -accel kvm -cpu host -m 256 -display none -no-reboot \
+            -kernel "$kernel" -append "console=ttyS0 panic=-1" -serial "file:$dir/kvm-probe.log" \
+            -monitor none >"$dir/kvm-probe.out" 2>&1; true) 2>/dev/null
+        if grep -q 'Linux version' "$dir/kvm-probe.log" 2>/dev/null; then
+            accel=(-accel kvm -cpu host)
+            accel_name="KVM (-accel kvm -cpu host)"
+        else
+            echo "KVM: /dev/kvm is there but a guest kernel did not start under it ($(head -c 120 "$dir/kvm-probe.out" | tr '\n' ' ')): using TCG" >&2
+        fi
+    else
+        echo "KVM: /dev/kvm is not usable: using TCG" >&2
+    fi
+}
