@@ -40,9 +40,12 @@ struct Cli {
 enum Stage {
     /// No network: OVF, hostname, user, password, sshd, inline keys, resource disk, custom data
     Local,
-    /// WireServer: certificates for fingerprint keys, then Ready or ProvisioningFailed
+    /// The SSH host keys the local stage left to make (beside the network bring-up, before sshd)
+    HostKeys,
+    /// WireServer: certificates for fingerprint keys, then Ready or ProvisioningFailed (makes the
+    /// host keys first if they are still pending)
     Network,
-    /// Both stages, one after the other
+    /// All stages, one after the other
     All,
 }
 
@@ -91,7 +94,7 @@ fn run(ctx: &Context<'_>, source: &OvfSource, stage: Stage, dry_run: bool) -> Ex
         };
     }
     let mut code = ExitCode::Ok;
-    if stage != Stage::Network {
+    if matches!(stage, Stage::Local | Stage::All) {
         match provision::run_local(ctx, source) {
             Ok(outcome) => log::info!("local stage finished for VM {}", outcome.vm_id),
             Err(e) => {
@@ -100,7 +103,16 @@ fn run(ctx: &Context<'_>, source: &OvfSource, stage: Stage, dry_run: bool) -> Ex
             }
         }
     }
-    if stage != Stage::Local {
+    if matches!(stage, Stage::HostKeys | Stage::All) {
+        match provision::run_host_keys(ctx) {
+            Ok(made) => log::info!("host-keys stage: {}", if made { "keys made" } else { "nothing to do" }),
+            Err(e) => {
+                log::error!("host-keys stage failed: {e}");
+                code = ExitCode::Failure;
+            }
+        }
+    }
+    if matches!(stage, Stage::Network | Stage::All) {
         match network_stage(ctx) {
             Ok(outcome) => log::info!("network stage: {outcome:?}"),
             Err(e) => {

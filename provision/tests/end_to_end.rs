@@ -136,3 +136,111 @@ fn a_burst_of_server_errors_still_ends_ready() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(states(&fabric), ["NotReady/Provisioning", "Ready/"]);
 }
+
+/// `wala-provision --stage STAGE` on the test root.
+fn run_stage(
+    r: &TestRoot,
+    stage: &str,
+    ovf: &std::path::Path,
+    conf: &std::path::Path,
+) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .arg("--root")
+        .arg(r.dir.path())
+        .args(["--stage", stage, "--config"])
+        .arg(conf)
+        .arg("--ovf")
+        .arg(ovf)
+        .output()
+        .expect("run")
+}
+
+/// The platform configuration plus host-key regeneration (ed25519: quick), and a stale host key
+/// of the image that must be replaced.
+fn host_keys_setup(fabric: &Fabric) -> (TestRoot, std::path::PathBuf, std::path::PathBuf) {
+    let r = TestRoot::new();
+    let conf = r.config(&format!(
+        "Wala.WireServer={}\nWala.HostGAPlugin={}\nWala.Imds={}\n\
+         Provisioning.RegenerateSshHostKeyPair=y\nProvisioning.SshHostKeyPairType=ed25519\n",
+        fabric.wire_addr(),
+        fabric.hgap_addr(),
+        fabric.imds_addr()
+    ));
+    std::fs::create_dir_all(r.path("etc/ssh")).expect("mkdir etc/ssh");
+    std::fs::write(r.path("etc/ssh/ssh_host_ed25519_key"), "the image's key\n").expect("write key");
+    let ovf = r.ovf(None, None);
+    (r, conf, ovf)
+}
+
+#[test]
+fn host_keys_are_made_by_their_own_stage_and_ready_comes_after_them() {
+    if !need_root("host_keys_are_made_by_their_own_stage_and_ready_comes_after_them") {
+        return;
+    }
+    let fabric = Fabric::start_builtin().expect("fabric");
+    let (r, conf, ovf) = host_keys_setup(&fabric);
+    let state = "var/lib/waagent/wala-provisioning.json";
+
+    let out = run_stage(&r, "local", &ovf, &conf);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        r.read("etc/ssh/ssh_host_ed25519_key"),
+        "the image's key\n",
+        "the local stage leaves the keys"
+    );
+    assert!(r.read(state).contains("\"host_keys_pending\": true"), "{}", r.read(state));
+
+    let out = run_stage(&r, "host-keys", &ovf, &conf);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key = r.read("etc/ssh/ssh_host_ed25519_key");
+    assert!(key.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"), "a new key: {key}");
+    assert!(r.read("etc/ssh/ssh_host_ed25519_key.pub").starts_with("ssh-ed25519 "));
+    assert!(!r.read(state).contains("host_keys_pending"), "{}", r.read(state));
+    assert!(fabric.health_reports().is_empty(), "no report before the network stage");
+
+    // Once made, they are not made again (a second run, or the next boot).
+    let out = run_stage(&r, "host-keys", &ovf, &conf);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(r.read("etc/ssh/ssh_host_ed25519_key"), key);
+
+    let out = run_stage(&r, "network", &ovf, &conf);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(states(&fabric), ["NotReady/Provisioning", "Ready/"]);
+    assert_eq!(r.read("etc/ssh/ssh_host_ed25519_key"), key);
+}
+
+#[test]
+fn the_network_stage_makes_host_keys_still_pending_before_ready() {
+    if !need_root("the_network_stage_makes_host_keys_still_pending_before_ready") {
+        return;
+    }
+    let fabric = Fabric::start_builtin().expect("fabric");
+    let (r, conf, ovf) = host_keys_setup(&fabric);
+    assert!(run_stage(&r, "local", &ovf, &conf).status.success());
+    // No host-keys unit ran (an older unit set, or the stages run by hand).
+    let out = run_stage(&r, "network", &ovf, &conf);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(r.read("etc/ssh/ssh_host_ed25519_key").starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
+    assert_eq!(states(&fabric), ["NotReady/Provisioning", "Ready/"]);
+}
+
+#[test]
+fn host_keys_that_cannot_be_made_are_a_reported_failure() {
+    if !need_root("host_keys_that_cannot_be_made_are_a_reported_failure") {
+        return;
+    }
+    let fabric = Fabric::start_builtin().expect("fabric");
+    let (r, conf, ovf) = host_keys_setup(&fabric);
+    assert!(run_stage(&r, "local", &ovf, &conf).status.success());
+    // The key directory is gone and a file is in its place: ssh-keygen cannot write there.
+    std::fs::remove_dir_all(r.path("etc/ssh")).unwrap();
+    std::fs::write(r.path("etc/ssh"), "not a directory\n").unwrap();
+    let out = run_stage(&r, "host-keys", &ovf, &conf);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let out = run_stage(&r, "network", &ovf, &conf);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(states(&fabric), ["NotReady/Provisioning", "NotReady/ProvisioningFailed"]);
+    let description = fabric.health_reports()[1].description.clone().unwrap_or_default();
+    assert!(description.contains("host-keys"), "{description}");
+    assert!(!r.path("var/lib/waagent/provisioned").exists());
+}

@@ -266,6 +266,13 @@ impl HttpClient {
     }
 
     fn build(kind: ClientKind, proxy: Option<ureq::Proxy>) -> Self {
+        // ureq allocates and zeroes both buffers for every connection (128 KiB each by default),
+        // and every request here is a new connection. Platform documents are small and their
+        // headers short, so 16 KiB buffers do; storage keeps the default for downloads.
+        let buffer = match kind {
+            ClientKind::Platform => 16 * 1024,
+            ClientKind::Storage => 128 * 1024,
+        };
         let tls = ureq::tls::TlsConfig::builder()
             .provider(ureq::tls::TlsProvider::NativeTls)
             .root_certs(ureq::tls::RootCerts::PlatformVerifier)
@@ -276,6 +283,8 @@ impl HttpClient {
             .proxy(proxy)
             .user_agent(user_agent())
             .max_idle_connections(0)
+            .input_buffer_size(buffer)
+            .output_buffer_size(buffer)
             .max_redirects(0)
             .build();
         Self { agent: config.into(), kind }

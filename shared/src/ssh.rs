@@ -372,13 +372,17 @@ pub fn regenerate_host_keys(
         SshHostKeyType::Auto => &["rsa", "ecdsa", "ed25519"],
         other => &[other.as_str()],
     };
-    for t in types {
+    // One ssh-keygen per type, all at once: RSA's prime search dominates, and the others finish
+    // on another CPU meanwhile.
+    let keygen = |t: &str| {
         let file = dir.join(format!("ssh_host_{t}_key"));
-        runner
-            .run(&Cmd::new("ssh-keygen").args(["-q", "-N", "", "-t", t, "-f"]).arg(&file))
-            .map_err(SshError::HostKeys)?;
-    }
-    Ok(())
+        runner.run(&Cmd::new("ssh-keygen").args(["-q", "-N", "", "-t", t, "-f"]).arg(&file)).map(drop)
+    };
+    let results: Vec<Result<(), CmdError>> = std::thread::scope(|scope| {
+        let running: Vec<_> = types.iter().map(|t| scope.spawn(move || keygen(t))).collect();
+        running.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+    });
+    results.into_iter().collect::<Result<(), CmdError>>().map_err(SshError::HostKeys)
 }
 
 /// The host key fingerprint waagent reports (`ssh-keygen -lf`, second field without colons).
@@ -399,6 +403,7 @@ pub fn host_key_fingerprint(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cmd::CmdOutput;
 
     const ED25519: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBH5dHoEPpIHqGUK3xfI0qWqTeuTr4SfQeRfVmW4EwB5 me@host";
@@ -584,5 +589,29 @@ mod tests {
         let fp =
             host_key_fingerprint(&root, &runner, Path::new("/etc/ssh"), SshHostKeyType::Ed25519).expect("fp");
         assert!(fp.starts_with("SHA256") && !fp.contains(':'), "{fp}");
+    }
+
+    #[test]
+    fn auto_makes_every_type_and_a_failing_ssh_keygen_fails_the_step() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = HostRoot::new(dir.path());
+        let runner = crate::cmd::FakeRunner::new();
+        regenerate_host_keys(&root, &runner, Path::new("/etc/ssh"), SshHostKeyType::Auto).expect("keygen");
+        let mut types: Vec<String> = runner
+            .command_lines()
+            .iter()
+            .filter_map(|c| c.split(" -t ").nth(1)?.split(' ').next().map(str::to_string))
+            .collect();
+        types.sort();
+        assert_eq!(types, ["ecdsa", "ed25519", "rsa"]);
+
+        let failing = crate::cmd::FakeRunner::new();
+        failing.respond(
+            "ssh-keygen",
+            CmdOutput { code: Some(1), stderr: "no entropy".into(), ..Default::default() },
+        );
+        let e =
+            regenerate_host_keys(&root, &failing, Path::new("/etc/ssh"), SshHostKeyType::Auto).unwrap_err();
+        assert!(e.to_string().contains("no entropy"), "{e}");
     }
 }

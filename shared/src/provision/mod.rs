@@ -194,7 +194,13 @@ pub fn run_local(ctx: &Context<'_>, source: &OvfSource) -> Result<LocalOutcome, 
         record(
             ctx,
             &lib,
-            State { vm_id: vm_id.clone(), mode, local: LocalResult::Done, final_report_sent: false },
+            State {
+                vm_id: vm_id.clone(),
+                mode,
+                local: LocalResult::Done,
+                final_report_sent: false,
+                host_keys_pending: false,
+            },
         )?;
     } else {
         if let Some(previous) = recorded.as_ref().filter(|s| s.vm_id != vm_id) {
@@ -215,7 +221,13 @@ pub fn run_local(ctx: &Context<'_>, source: &OvfSource) -> Result<LocalOutcome, 
             Ok(()) => LocalResult::Done,
             Err(e) => LocalResult::Failed { step: e.step.clone(), reason: e.reason.clone() },
         };
-        record(ctx, &lib, State { vm_id: vm_id.clone(), mode, local, final_report_sent: false })?;
+        // The host keys are made by the host-keys stage, beside the network bring-up.
+        let host_keys_pending = local == LocalResult::Done && ctx.config.regenerate_ssh_host_key_pair;
+        record(
+            ctx,
+            &lib,
+            State { vm_id: vm_id.clone(), mode, local, final_report_sent: false, host_keys_pending },
+        )?;
         if let Err(e) = result {
             log::error!("Provisioning failed: {e}");
             ctx.final_kvp(&vm_id, Some(&e.to_string()));
@@ -294,12 +306,6 @@ fn provision_local(
             .map_err(|e| ProvisionError::new("sshd", e))
     })?;
     step(ctx, vm_id, timings, "ssh-keys", || deploy_inline_keys(root, &plan, &account))?;
-    if let Some(key_type) = plan.regenerate_host_keys {
-        step(ctx, vm_id, timings, "host-keys", || {
-            ssh::regenerate_host_keys(root, ctx.runner, &paths.ssh_dir, key_type)
-                .map_err(|e| ProvisionError::new("host-keys", e))
-        })?;
-    }
     if plan.lock_root_password {
         step(ctx, vm_id, timings, "root-password", || {
             user::lock_root_password(root, &paths.password_file)
@@ -450,9 +456,42 @@ fn find_resource_disk(ctx: &Context<'_>) -> Result<Option<disk::ResourceDisk>, d
 }
 
 /// The network stage: report to the platform.
+/// The host-keys stage: regenerate the SSH host keys (`Provisioning.RegenerateSshHostKeyPair`) when
+/// the local stage of this VM left them pending. It runs as its own unit after the local stage and
+/// before sshd, while the network comes up: RSA key generation is the slowest step of provisioning,
+/// and nothing but sshd needs its result. The network stage runs it too (a no-op once done), so
+/// Ready always comes after the keys. `Ok(true)` when keys were made; a failure is recorded as the
+/// local stage's, so the network stage reports ProvisioningFailed naming `host-keys`.
+pub fn run_host_keys(ctx: &Context<'_>) -> Result<bool, ProvisionError> {
+    let lib = ctx.lib_dir();
+    let vm_id = vm_id(&ctx.root)?;
+    let Some(mut st) = state::load(&ctx.root, &lib).filter(|s| s.vm_id == vm_id && s.host_keys_pending)
+    else {
+        return Ok(false);
+    };
+    let started = Instant::now();
+    let key_type = ctx.config.ssh_host_key_pair_type;
+    let result = ssh::regenerate_host_keys(&ctx.root, ctx.runner, ctx.config.ssh_dir.as_path(), key_type)
+        .map_err(|e| ProvisionError::new("host-keys", e));
+    st.host_keys_pending = false;
+    match &result {
+        Ok(()) => ctx.milestone(&vm_id, "host-keys", started.elapsed()),
+        Err(e) => {
+            log::error!("Provisioning failed: {e}");
+            st.local = LocalResult::Failed { step: e.step.clone(), reason: e.reason.clone() };
+        }
+    }
+    record(ctx, &lib, st)?;
+    result.map(|()| true)
+}
+
 pub fn run_network(ctx: &Context<'_>, platform: &dyn Platform) -> Result<NetworkOutcome, ProvisionError> {
     let lib = ctx.lib_dir();
     let vm_id = vm_id(&ctx.root)?;
+    // Normally done by the host-keys unit before this one starts; a failure is in the state now.
+    if let Err(e) = run_host_keys(ctx) {
+        log::warn!("{e}");
+    }
     let recorded = state::load(&ctx.root, &lib).filter(|s| s.vm_id == vm_id);
     let provisioned = state::provisioned_for(&ctx.root, &lib, &vm_id);
     if provisioned && recorded.as_ref().is_none_or(|s| s.final_report_sent) {
@@ -629,8 +668,8 @@ mod tests {
         let root = HostRoot::new(dir.path());
         let config = Config::default();
         let lib = config.lib_dir.as_path();
-        state::save(&root, lib, &State { vm_id: ID.into(), mode, local, final_report_sent: false })
-            .expect("save");
+        let st = State { vm_id: ID.into(), mode, local, final_report_sent: false, host_keys_pending: false };
+        state::save(&root, lib, &st).expect("save");
         let ovf = concat!(
             r#"<Environment xmlns="http://schemas.dmtf.org/ovf/environment/1" xmlns:wa="http://schemas.microsoft.com/windowsazure">"#,
             r#"<wa:ProvisioningSection><wa:Version>1.0</wa:Version><wa:LinuxProvisioningConfigurationSet>"#,

@@ -3,8 +3,8 @@
 //! `<Lib.Dir>/provisioned` holds the VM id (waagent's marker: extensions and waagent itself read it).
 //! `<Lib.Dir>/wala-provisioning.json` records how the local stage ended for which VM id, and whether
 //! Ready reached the platform, so that the real-root local stage does not redo work the initramfs
-//! did, the network stage reports the local stage's failure, and the daemon can retry a report
-//! that never got through.
+//! did, the host-keys stage knows whether it has keys to make, the network stage reports the local
+//! stage's failure, and the daemon can retry a report that never got through.
 
 use std::path::{Path, PathBuf};
 
@@ -43,6 +43,10 @@ pub struct State {
     /// Whether the platform accepted the final report (Ready, or ProvisioningFailed).
     #[serde(default)]
     pub final_report_sent: bool,
+    /// The local stage left the SSH host keys to the host-keys stage, which runs while the network
+    /// comes up; cleared once they are made. Ready waits for them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub host_keys_pending: bool,
 }
 
 const STATE_FILE: &str = "wala-provisioning.json";
@@ -99,12 +103,17 @@ mod tests {
             mode: Mode::Provision,
             local: LocalResult::Failed { step: "user".into(), reason: "boom".into() },
             final_report_sent: false,
+            host_keys_pending: true,
         };
         save(&root, lib, &s).expect("save");
         assert_eq!(load(&root, lib), Some(s));
         let text =
             std::fs::read_to_string(dir.path().join("var/lib/waagent/wala-provisioning.json")).unwrap();
         assert!(text.contains("\"result\": \"failed\""), "{text}");
+        // A file an older wala wrote (no host_keys_pending) still loads: nothing is pending.
+        let old = r#"{"vm_id": "id", "mode": "provision", "local": {"result": "done"}}"#;
+        std::fs::write(dir.path().join("var/lib/waagent/wala-provisioning.json"), old).unwrap();
+        assert!(load(&root, lib).is_some_and(|s| !s.host_keys_pending && s.local == LocalResult::Done));
         assert!(!provisioned_for(&root, lib, "544CDFD0-CB4E-4B4A-9954-5BDF3ED5C3B8"));
         write_marker(&root, lib, "544cdfd0-cb4e-4b4a-9954-5bdf3ed5c3b8").expect("marker");
         assert!(provisioned_for(&root, lib, "544CDFD0-CB4E-4B4A-9954-5BDF3ED5C3B8"));
