@@ -25,11 +25,20 @@ pub struct Package {
     pub fails: Vec<&'static str>,
     /// Shell run at the end of enable (in the handler directory).
     pub on_enable: String,
+    /// The script's first command writes the time (ns since the epoch) to
+    /// `started.<op>.<seq>` in the handler directory (benchmarks).
+    pub mark_start: bool,
 }
 
 impl Package {
     pub fn new(version: &'static str) -> Self {
-        Self { version, manifest_extra: String::new(), fails: Vec::new(), on_enable: String::new() }
+        Self {
+            version,
+            manifest_extra: String::new(),
+            fails: Vec::new(),
+            on_enable: String::new(),
+            mark_start: false,
+        }
     }
     pub fn manifest(mut self, extra: &str) -> Self {
         self.manifest_extra = format!(",{extra}");
@@ -43,6 +52,10 @@ impl Package {
         self.on_enable = sh.to_string();
         self
     }
+    pub fn mark_start(mut self) -> Self {
+        self.mark_start = true;
+        self
+    }
 
     /// The handler script: logs `<op> <directory name> v=<package version> ext=.. seq=.. VERSION=..
     /// from=.. disable=.. multi=.. uninstall=..` to `log`, fails the listed operations, and on enable writes a
@@ -51,6 +64,7 @@ impl Package {
         format!(
             r#"#!/bin/sh
 op="$1"
+{mark}
 echo "$op $(basename "$PWD") v={v} ext=$ConfigExtensionName seq=$ConfigSequenceNumber VERSION=$VERSION from=$AZURE_GUEST_AGENT_UPDATING_FROM_VERSION disable=$AZURE_GUEST_AGENT_DISABLE_CMD_EXIT_CODE multi=$AZURE_GUEST_AGENT_DISABLE_CMD_EXIT_CODES_MULTIPLE_EXTENSIONS uninstall=$AZURE_GUEST_AGENT_UNINSTALL_CMD_EXIT_CODE" >> "{log}"
 case " {fails} " in *" $op "*) echo "failing $op on purpose" >&2; exit 3 ;; esac
 if [ "$op" = enable ]; then
@@ -66,6 +80,7 @@ exit 0
             log = log.display(),
             fails = self.fails.join(" "),
             on_enable = self.on_enable,
+            mark = if self.mark_start { r#"date +%s%N > "started.$op.$ConfigSequenceNumber""# } else { "" },
         )
     }
 
@@ -208,6 +223,12 @@ impl Drop for Daemon {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+impl From<Child> for Daemon {
+    fn from(child: Child) -> Self {
+        Self(Some(child))
     }
 }
 
