@@ -212,16 +212,8 @@ impl Extensions {
         op: Operation,
         env: &CommandEnv,
     ) -> Result<exec::CommandOutcome, Failure> {
-        let command = match op {
-            Operation::Install => &manifest.install_command,
-            Operation::Enable => &manifest.enable_command,
-            Operation::Disable => &manifest.disable_command,
-            Operation::Update => &manifest.update_command,
-            Operation::Uninstall => &manifest.uninstall_command,
-        };
-        let cgroups = CgroupPolicy::new(ctx.config, ctx.root);
-        let limits = Limits::from_manifest(manifest.resource_limits.as_ref());
-        exec::run(ctx.runner, &cgroups, limits, dir, op, command, env)
+        let command = command_of(manifest, op);
+        exec_command(ctx, dir, manifest, op, env)
             .map_err(|e| Failure { code: op.error_code(), message: e.to_string() })
             .and_then(|out| {
                 if out.success() {
@@ -247,13 +239,8 @@ impl Extensions {
         env: &CommandEnv,
         tolerate: bool,
     ) -> Result<String, Failure> {
-        let command = match op {
-            Operation::Disable => &manifest.disable_command,
-            _ => &manifest.uninstall_command,
-        };
-        let cgroups = CgroupPolicy::new(ctx.config, ctx.root);
-        let limits = Limits::from_manifest(manifest.resource_limits.as_ref());
-        let (code, message) = match exec::run(ctx.runner, &cgroups, limits, dir, op, command, env) {
+        let command = command_of(manifest, op);
+        let (code, message) = match exec_command(ctx, dir, manifest, op, env) {
             Ok(out) if out.success() => return Ok(out.exit_code_text()),
             Ok(out) => (out.exit_code_text(), out.failure_message(op, &dir.full_name(), command)),
             Err(e) => (op.error_code().to_string(), e.to_string()),
@@ -563,6 +550,31 @@ fn order(gs: &ExtensionsGoalState) -> Vec<Item<'_>> {
     }
     items.sort_by_key(|i| i.level);
     items
+}
+
+/// The manifest's command line for `op`.
+fn command_of(manifest: &HandlerManifest, op: Operation) -> &str {
+    match op {
+        Operation::Install => &manifest.install_command,
+        Operation::Enable => &manifest.enable_command,
+        Operation::Disable => &manifest.disable_command,
+        Operation::Update => &manifest.update_command,
+        Operation::Uninstall => &manifest.uninstall_command,
+    }
+}
+
+/// Run the manifest's command for `op` in `dir`, under the configured cgroup policy and the
+/// manifest's resource limits.
+fn exec_command(
+    ctx: &Context<'_>,
+    dir: &HandlerDir,
+    manifest: &HandlerManifest,
+    op: Operation,
+    env: &CommandEnv,
+) -> Result<exec::CommandOutcome, exec::ExecError> {
+    let cgroups = CgroupPolicy::new(ctx.config, ctx.root);
+    let limits = Limits::from_manifest(manifest.resource_limits.as_ref());
+    exec::run(ctx.runner, &cgroups, limits, dir, op, command_of(manifest, op), env)
 }
 
 #[cfg(test)]
