@@ -106,25 +106,10 @@ if [ "${1:-}" = --boots ]; then
         pids+=("$!")
         for _ in $(seq 100); do [ -s "$d/ports.json" ] && break; sleep 0.05; done
         read -r wire hgap imds < <(python3 "$tool" ports "$d/ports.json")
-        local relay="cmd:python3 $tool relay 127.0.0.1"
-        local net="user,id=n0,restrict=on,net=168.0.0.0/7,host=168.0.0.2,hostfwd=tcp:127.0.0.1:$port-:22"
-        net+=",guestfwd=tcp:168.63.129.16:80-$relay $wire $d/traffic.log wireserver"
-        net+=",guestfwd=tcp:168.63.129.16:32526-$relay $hgap $d/traffic.log hostgaplugin"
-        net+=",guestfwd=tcp:169.254.169.254:80-$relay $imds $d/traffic.log imds"
         now >"$d/t0"
-        qemu-system-x86_64 -machine pc "${accel[@]}" -smp 2 -m 2048 -display none -monitor none \
-            -no-reboot -serial "file:$d/serial.log" \
-            -kernel "$work/$v.vmlinuz" -initrd "$work/$v.initrd" \
-            -append "root=/dev/vda ro console=ttyS0 panic=-1" \
-            -drive "file=$work/$v.raw,format=raw,if=virtio,snapshot=on" \
-            -drive "file=$work/ovf.iso,format=raw,media=cdrom,if=ide,index=2" \
-            -device virtio-scsi-pci,id=scsi0 \
-            -drive "file=$d/res.raw,format=raw,if=none,id=res0" \
-            -device scsi-hd,drive=res0,bus=scsi0.0,serial=walaresource \
-            -uuid "$(python3 -c 'import uuid; print(uuid.uuid4())')" \
-            -smbios "type=1,manufacturer=Microsoft Corporation,product=Virtual Machine" \
-            -smbios "type=3,asset=7783-7084-3265-9085-8269-3286-77" \
-            -netdev "$net" -device virtio-net-pci,netdev=n0 >"$d/qemu.out" 2>&1 &
+        vm_qemu "$d" "$work/$v.vmlinuz" "$work/$v.initrd" "$work/$v.raw" on "$work/ovf.iso" "$d/res.raw" \
+            "$(python3 -c 'import uuid; print(uuid.uuid4())')" \
+            "$(vm_netdev "$port" "$wire" "$hgap" "$imds" "$d/traffic.log")" &
         echo $! >"$d/qemu.pid"
         pids+=("$!")
     }

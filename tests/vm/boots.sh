@@ -56,25 +56,9 @@ boot() {
     for _ in $(seq 100); do [ -s "$d/ports.json" ] && break; sleep 0.05; done
     local wire hgap imds
     read -r wire hgap imds < <(python3 "$tool" ports "$d/ports.json")
-    local relay="cmd:python3 $tool relay 127.0.0.1"
-    local net="user,id=n0,restrict=on,net=168.0.0.0/7,host=168.0.0.2,hostfwd=tcp:127.0.0.1:$ssh_port-:22"
-    net+=",guestfwd=tcp:168.63.129.16:80-$relay $wire"
-    net+=",guestfwd=tcp:168.63.129.16:32526-$relay $hgap"
-    net+=",guestfwd=tcp:169.254.169.254:80-$relay $imds"
     t0=$(date +%s.%N)
-    qemu-system-x86_64 -machine pc "${accel[@]}" -smp 2 -m 2048 -display none -monitor none \
-        -no-reboot -serial "file:$d/serial.log" \
-        -kernel "$work/vmlinuz" -initrd "$initrd" \
-        -append "root=/dev/vda ro console=ttyS0 panic=-1 $append" \
-        -drive "file=$root,format=raw,if=virtio,snapshot=$snap" \
-        -drive "file=$iso,format=raw,media=cdrom,if=ide,index=2" \
-        -device virtio-scsi-pci,id=scsi0 \
-        -drive "file=$res,format=raw,if=none,id=res0" \
-        -device scsi-hd,drive=res0,bus=scsi0.0,serial=walaresource \
-        -uuid "$uuid" \
-        -smbios "type=1,manufacturer=Microsoft Corporation,product=Virtual Machine" \
-        -smbios "type=3,asset=7783-7084-3265-9085-8269-3286-77" \
-        -netdev "$net" -device virtio-net-pci,netdev=n0 >"$d/qemu.out" 2>&1 &
+    vm_qemu "$d" "$work/vmlinuz" "$initrd" "$root" "$snap" "$iso" "$res" "$uuid" \
+        "$(vm_netdev "$ssh_port" "$wire" "$hgap" "$imds")" "$append" &
     qemu_pid=$!
     ssh_at=$(python3 "$tool" banner "$ssh_port" 300 "$t0") || ssh_at=""
     if [ -n "$ssh_at" ]; then

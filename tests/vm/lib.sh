@@ -3,6 +3,9 @@
 # bench/vm-vs-waagent.sh (wala against waagent). Functions only; nothing runs on source.
 # Needs WALA_VM_CACHE set (the cache outside the repository).
 
+# This file's directory (vmtool.py is beside it).
+vm_lib_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
 # vm_install_tools LOG: installs what the harness needs (qemu, debootstrap, genisoimage, ...) when
 # missing, with apt-get. Returns non-zero when that fails (LOG holds apt's output).
 vm_install_tools() {
@@ -135,4 +138,42 @@ vm_accel() {
     else
         echo "KVM: /dev/kvm is not usable: using TCG" >&2
     fi
+}
+
+# vm_netdev SSH_PORT WIRE HGAP IMDS [TRAFFIC_LOG]: the -netdev value every harness guest uses: qemu
+# user networking with restrict=on (the guest reaches nothing but what is listed), the slirp
+# gateway at 168.0.0.2 (the image's static routes use it), ssh forwarded from 127.0.0.1:SSH_PORT,
+# and the platform addresses relayed (vmtool.py relay) to the fabric's loopback listeners WIRE,
+# HGAP and IMDS (host:port). With TRAFFIC_LOG the relays count bytes per direction into it.
+vm_netdev() {
+    local port=$1 wire=$2 hgap=$3 imds=$4 traffic=${5:-}
+    local relay="cmd:python3 $vm_lib_dir/vmtool.py relay 127.0.0.1"
+    local net="user,id=n0,restrict=on,net=168.0.0.0/7,host=168.0.0.2,hostfwd=tcp:127.0.0.1:$port-:22"
+    net+=",guestfwd=tcp:168.63.129.16:80-$relay $wire${traffic:+ $traffic wireserver}"
+    net+=",guestfwd=tcp:168.63.129.16:32526-$relay $hgap${traffic:+ $traffic hostgaplugin}"
+    net+=",guestfwd=tcp:169.254.169.254:80-$relay $imds${traffic:+ $traffic imds}"
+    echo "$net"
+}
+
+# vm_qemu DIR KERNEL INITRD ROOT SNAPSHOT ISO RESOURCE UUID NETDEV [APPEND]: the harness guest (the
+# same machine for the VM test and the benchmark): i440fx, 2 vCPU, 2 GiB, the root image on
+# virtio (SNAPSHOT on|off), the provisioning DVD on IDE, the resource disk on virtio-scsi with
+# serial "walaresource", Azure's SMBIOS strings. Serial console in DIR/serial.log, qemu's own
+# output in DIR/qemu.out. Run it in the background (`vm_qemu ... &`): it execs qemu, so $! is
+# qemu's pid. Needs `accel` (vm_accel).
+vm_qemu() {
+    local d=$1 kernel=$2 initrd=$3 root=$4 snap=$5 iso=$6 res=$7 uuid=$8 net=$9 append=${10:-}
+    exec qemu-system-x86_64 -machine pc "${accel[@]}" -smp 2 -m 2048 -display none -monitor none \
+        -no-reboot -serial "file:$d/serial.log" \
+        -kernel "$kernel" -initrd "$initrd" \
+        -append "root=/dev/vda ro console=ttyS0 panic=-1${append:+ $append}" \
+        -drive "file=$root,format=raw,if=virtio,snapshot=$snap" \
+        -drive "file=$iso,format=raw,media=cdrom,if=ide,index=2" \
+        -device virtio-scsi-pci,id=scsi0 \
+        -drive "file=$res,format=raw,if=none,id=res0" \
+        -device scsi-hd,drive=res0,bus=scsi0.0,serial=walaresource \
+        -uuid "$uuid" \
+        -smbios "type=1,manufacturer=Microsoft Corporation,product=Virtual Machine" \
+        -smbios "type=3,asset=7783-7084-3265-9085-8269-3286-77" \
+        -netdev "$net" -device virtio-net-pci,netdev=n0 >"$d/qemu.out" 2>&1
 }

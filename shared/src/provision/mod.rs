@@ -455,7 +455,6 @@ fn find_resource_disk(ctx: &Context<'_>) -> Result<Option<disk::ResourceDisk>, d
     Ok(None)
 }
 
-/// The network stage: report to the platform.
 /// The host-keys stage: regenerate the SSH host keys (`Provisioning.RegenerateSshHostKeyPair`) when
 /// the local stage of this VM left them pending. It runs as its own unit after the local stage and
 /// before sshd, while the network comes up: RSA key generation is the slowest step of provisioning,
@@ -485,6 +484,7 @@ pub fn run_host_keys(ctx: &Context<'_>) -> Result<bool, ProvisionError> {
     result.map(|()| true)
 }
 
+/// The network stage: report to the platform.
 pub fn run_network(ctx: &Context<'_>, platform: &dyn Platform) -> Result<NetworkOutcome, ProvisionError> {
     let lib = ctx.lib_dir();
     let vm_id = vm_id(&ctx.root)?;
