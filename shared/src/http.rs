@@ -382,35 +382,12 @@ impl HttpClient {
             request.headers.len(),
             request.body.as_ref().map_or(0, Vec::len)
         );
-        let result = match (&request.method, &request.body) {
-            (Method::Get, _) => {
-                let mut b = self.agent.get(&request.url);
-                for (n, v) in &request.headers {
-                    b = b.header(n.as_str(), v.as_str());
-                }
-                b.header("Connection", "close")
-                    .config()
-                    .timeout_connect(Some(timeout))
-                    .timeout_global(Some(timeout))
-                    .build()
-                    .call()
-            }
-            (method, body) => {
-                let mut b = if *method == Method::Put {
-                    self.agent.put(&request.url)
-                } else {
-                    self.agent.post(&request.url)
-                };
-                for (n, v) in &request.headers {
-                    b = b.header(n.as_str(), v.as_str());
-                }
-                b.header("Connection", "close")
-                    .config()
-                    .timeout_connect(Some(timeout))
-                    .timeout_global(Some(timeout))
-                    .build()
-                    .send(body.as_deref().unwrap_or_default())
-            }
+        let result = match request.method {
+            Method::Get => prepare(self.agent.get(&request.url), request, timeout).call(),
+            Method::Put => prepare(self.agent.put(&request.url), request, timeout)
+                .send(request.body.as_deref().unwrap_or_default()),
+            Method::Post => prepare(self.agent.post(&request.url), request, timeout)
+                .send(request.body.as_deref().unwrap_or_default()),
         };
         let mut resp = result.map_err(|e| redact_sas(&e.to_string()))?;
         let status = resp.status().as_u16();
@@ -428,6 +405,23 @@ impl HttpClient {
         log::debug!("{} {}: HTTP {status}, {} byte(s)", request.method, redact_sas(&request.url), body.len());
         Ok(Response { status, headers, body })
     }
+}
+
+/// `request`'s headers, `Connection: close` and the timeouts on a ureq request of either kind.
+fn prepare<B>(
+    mut builder: ureq::RequestBuilder<B>,
+    request: &Request,
+    timeout: Duration,
+) -> ureq::RequestBuilder<B> {
+    for (n, v) in &request.headers {
+        builder = builder.header(n.as_str(), v.as_str());
+    }
+    builder
+        .header("Connection", "close")
+        .config()
+        .timeout_connect(Some(timeout))
+        .timeout_global(Some(timeout))
+        .build()
 }
 
 #[cfg(test)]

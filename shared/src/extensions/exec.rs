@@ -299,41 +299,25 @@ mod tests {
         std::fs::write(dir.base.join("slow.sh"), script).expect("script");
         let env = CommandEnv { timeout: Some(Duration::from_millis(300)), ..Default::default() };
         let started = std::time::Instant::now();
-        let out = run(
-            &crate::cmd::SystemRunner,
-            &CgroupPolicy::default(),
-            Limits::default(),
-            &dir,
-            Operation::Enable,
-            "sh slow.sh",
-            &env,
-        );
+        let enable = |command: &str| {
+            run(
+                &crate::cmd::SystemRunner,
+                &CgroupPolicy::default(),
+                Limits::default(),
+                &dir,
+                Operation::Enable,
+                command,
+                &env,
+            )
+        };
         // `<base>/sh slow.sh` is not a program: the shell says so and exits 127.
-        assert_eq!(out.expect("ran").exit_code, Some(127));
-        let out = run(
-            &crate::cmd::SystemRunner,
-            &CgroupPolicy::default(),
-            Limits::default(),
-            &dir,
-            Operation::Enable,
-            "slow.sh",
-            &env,
-        );
+        assert_eq!(enable("sh slow.sh").expect("ran").exit_code, Some(127));
         // Not executable: 126.
-        assert_eq!(out.expect("ran").exit_code, Some(126));
+        assert_eq!(enable("slow.sh").expect("ran").exit_code, Some(126));
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir.base.join("slow.sh"), std::fs::Permissions::from_mode(0o755))
             .expect("chmod");
-        let out = run(
-            &crate::cmd::SystemRunner,
-            &CgroupPolicy::default(),
-            Limits::default(),
-            &dir,
-            Operation::Enable,
-            "slow.sh",
-            &env,
-        )
-        .expect("ran");
+        let out = enable("slow.sh").expect("ran");
         assert!(out.timed_out);
         assert_eq!(out.error_code(Operation::Enable), CODE_TIMEOUT);
         assert!(out.output.contains("started"), "{}", out.output);

@@ -203,7 +203,6 @@ impl Extensions {
     }
 
     /// Run one command; a failure becomes a [`Failure`] (and `HandlerStatus` NotReady).
-    #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
         ctx: &Context<'_>,
