@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
-use support::{handler, root_for, run_polls, status_doc, wait_for, BIN};
+use support::{
+    extensions_config, finish_scenario, handler, root_for, run_polls, scenario_dir, status_doc, wait_for, BIN,
+};
 use wala_fabric::{Fabric, FabricConfig, Fault, FaultAction, Listener, Scenario};
 
 /// A handler script: `$1` is the operation. It logs operations and variables to `ops.log` in the
@@ -52,11 +54,7 @@ fn package(script: &str) -> Vec<u8> {
 /// A scenario directory: the fabric's own base documents, plus these handlers (name, zip bytes,
 /// extra XML inside `<PluginSettings><Plugin>` before RuntimeSettings).
 fn scenario(handlers: &[(&str, Vec<u8>, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let base = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fabric/scenario");
-    for f in ["GoalState.xml", "HostingEnvironmentConfig.xml", "SharedConfig.xml", "versions.xml"] {
-        std::fs::copy(base.join(f), dir.path().join(f)).expect("copy");
-    }
+    let dir = scenario_dir();
     let mut plugins = String::new();
     let mut settings = String::new();
     let mut files = serde_json::Map::new();
@@ -78,28 +76,7 @@ fn scenario(handlers: &[(&str, Vec<u8>, &str)]) -> tempfile::TempDir {
             r#"<Plugin name="{name}" version="1.0.0">{extra}<RuntimeSettings seqNo="{{{{incarnation}}}}">{{"runtimeSettings":[{{"handlerSettings":{{"publicSettings":{{"message":"hello-{name}"}}}}}}]}}</RuntimeSettings></Plugin>"#
         ));
     }
-    let config = format!(
-        r#"<?xml version="1.0" encoding="utf-8"?>
-<Extensions version="1.0.0.0" goalStateIncarnation="{{{{incarnation}}}}">
-  <StatusUploadBlob statusBlobType="BlockBlob">{{{{wire}}}}/statusblob/vm.status?sv=2018-03-28&amp;sr=b&amp;sp=w&amp;sig=x</StatusUploadBlob>
-  <Plugins>{plugins}</Plugins>
-  <PluginSettings>{settings}</PluginSettings>
-  <InVMGoalStateMetaData inSvdSeqNo="{{{{incarnation}}}}" createdOnTicks="638000000000000000" activityId="7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d" correlationId="1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d" />
-</Extensions>"#
-    );
-    std::fs::write(dir.path().join("ExtensionsConfig.xml"), config).expect("config");
-    let scenario = serde_json::json!({
-        "incarnation": 1,
-        "goal_state": "GoalState.xml",
-        "hosting_environment_config": "HostingEnvironmentConfig.xml",
-        "shared_config": "SharedConfig.xml",
-        "extensions_config": "ExtensionsConfig.xml",
-        "versions": "versions.xml",
-        "certificates": 1,
-        "status_blob_path": "/statusblob/vm.status",
-        "files": files,
-    });
-    std::fs::write(dir.path().join("scenario.json"), scenario.to_string()).expect("scenario");
+    finish_scenario(&dir, files, &extensions_config(&[plugins], &[settings], ""));
     dir
 }
 

@@ -76,6 +76,16 @@ collect_fabric() {
     read -r wire_at ready_at < <(python3 "$tool" times "$d/record.jsonl" "$fab_t0" "$t0")
 }
 
+# fabric_reports NAME WHAT EXPECTATION...: the Health reports the fabric received match
+# EXPECTATION (vmtool.py health: `ready`, or `failed WORD`); a check that needs the network stage.
+fabric_reports() {
+    local name=$1 what=$2 rc
+    shift 2
+    python3 "$tool" health "$d/health.json" "$@" >"$d/health.check" 2>&1
+    rc=$?
+    gated "$name: fabric got $what ($(head -1 "$d/health.check"))" "$rc" "$d/health.check"
+}
+
 shutdown_vm() {
     rssh systemctl poweroff >/dev/null 2>&1
     for _ in $(seq 240); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 0.5; done
@@ -231,9 +241,7 @@ if [ -n "$ssh_at" ]; then
     check_pending_line
     check_provisioned first-boot "$WALA_VM_HOST1"
     collect_fabric
-    python3 "$tool" health "$d/health.json" ready >"$d/health.check" 2>&1
-    rc=$?
-    gated "first-boot: fabric got NotReady/Provisioning then Ready, in order, nothing else ($(head -1 "$d/health.check"))" "$rc" "$d/health.check"
+    fabric_reports first-boot "NotReady/Provisioning then Ready, in order, nothing else" ready
     # RSS one minute after boot (guest uptime).
     up=$(rssh "cut -d' ' -f1 /proc/uptime" 2>/dev/null)
     up=${up%.*}
@@ -284,9 +292,7 @@ if [ -n "$ssh_at" ]; then
     marker_is "$uuid2"
     gated "new-vm-id: the marker holds the new VM id" $?
     collect_fabric
-    python3 "$tool" health "$d/health.json" ready >"$d/health.check" 2>&1
-    rc=$?
-    gated "new-vm-id: fabric got NotReady/Provisioning then Ready ($(head -1 "$d/health.check"))" "$rc" "$d/health.check"
+    fabric_reports new-vm-id "NotReady/Provisioning then Ready" ready
     row "new VM id" "$wire_at" "$ready_at" "$ssh_at"
     shutdown_vm
 else
@@ -316,9 +322,7 @@ if [ -n "$ssh_at" ]; then
     rssh "! grep -rqF '$(cat "$work/keys/password")' /var/lib/waagent /var/log /etc/ssh 2>/dev/null"
     result "password: the password is not stored in clear under /var/lib/waagent, /var/log, /etc/ssh" $?
     collect_fabric
-    python3 "$tool" health "$d/health.json" ready >"$d/health.check" 2>&1
-    rc=$?
-    gated "password: fabric got NotReady/Provisioning then Ready ($(head -1 "$d/health.check"))" "$rc" "$d/health.check"
+    fabric_reports password "NotReady/Provisioning then Ready" ready
     row "password" "$wire_at" "$ready_at" "$ssh_at"
     shutdown_vm
 else
@@ -336,9 +340,7 @@ if [ -n "$ssh_at" ]; then
     ! rssh id "$user" >/dev/null 2>&1
     result "broken-ovf: no user was created" $?
     collect_fabric
-    python3 "$tool" health "$d/health.json" failed HostName >"$d/health.check" 2>&1
-    rc=$?
-    gated "broken-ovf: fabric got ProvisioningFailed naming HostName, nothing after ($(head -1 "$d/health.check"))" "$rc" "$d/health.check"
+    fabric_reports broken-ovf "ProvisioningFailed naming HostName, nothing after" failed HostName
     row "broken OVF" "$wire_at" "$ready_at" "$ssh_at"
     shutdown_vm
 else
@@ -361,9 +363,7 @@ if [ -s "$work/initrd-dracut.img" ]; then
         result "dracut: the real-root local stage did not redo it ($(grep -m1 -o 'Provisioning skipped: .*' "$d/local.journal"))" "$rc" "$d/local.journal"
         check_provisioned dracut "$WALA_VM_HOST4"
         collect_fabric
-        python3 "$tool" health "$d/health.json" ready >"$d/health.check" 2>&1
-        rc=$?
-        gated "dracut: fabric got NotReady/Provisioning then Ready ($(head -1 "$d/health.check"))" "$rc" "$d/health.check"
+        fabric_reports dracut "NotReady/Provisioning then Ready" ready
         row "dracut" "$wire_at" "$ready_at" "$ssh_at"
         shutdown_vm
     else

@@ -221,30 +221,21 @@ def main(argv):
         print(__doc__, file=sys.stderr)
         return 2
     cmd, args = argv[1], argv[2:]
-    if cmd == "relay":
-        relay(*args)
-        return 0
-    if cmd == "ports":
-        ports(*args)
-        return 0
-    if cmd == "banner":
-        return banner(*args)
-    if cmd == "get":
-        get(*args)
-        return 0
-    if cmd == "times":
-        times(*args)
-        return 0
-    if cmd == "traffic":
-        traffic(*args)
-        return 0
-    if cmd == "requests":
-        requests(*args)
-        return 0
-    if cmd == "health":
-        return health(*args)
-    print(__doc__, file=sys.stderr)
-    return 2
+    # Subcommands that answer with an exit status return it; the others print and succeed.
+    commands = {
+        "relay": relay,
+        "ports": ports,
+        "banner": banner,
+        "get": get,
+        "times": times,
+        "traffic": traffic,
+        "requests": requests,
+        "health": health,
+    }
+    if cmd not in commands:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return commands[cmd](*args) or 0
 
 
 if __name__ == "__main__":

@@ -102,13 +102,41 @@ pub struct Handler {
     pub packages: Vec<Package>,
 }
 
-/// A scenario directory serving every package of `handlers` and `config` as ExtensionsConfig.
-pub fn scenario(handlers: &[Handler], log: &Path, config: &str) -> tempfile::TempDir {
+/// A scenario directory holding the fabric's own base documents.
+pub fn scenario_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let base = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fabric/scenario");
     for f in ["GoalState.xml", "HostingEnvironmentConfig.xml", "SharedConfig.xml", "versions.xml"] {
         std::fs::copy(base.join(f), dir.path().join(f)).expect("copy");
     }
+    dir
+}
+
+/// Write `config` as the ExtensionsConfig and the scenario serving `files` (URL path -> file name
+/// in `dir`).
+pub fn finish_scenario(
+    dir: &tempfile::TempDir,
+    files: serde_json::Map<String, serde_json::Value>,
+    config: &str,
+) {
+    std::fs::write(dir.path().join("ExtensionsConfig.xml"), config).expect("config");
+    let scenario = serde_json::json!({
+        "incarnation": 1,
+        "goal_state": "GoalState.xml",
+        "hosting_environment_config": "HostingEnvironmentConfig.xml",
+        "shared_config": "SharedConfig.xml",
+        "extensions_config": "ExtensionsConfig.xml",
+        "versions": "versions.xml",
+        "certificates": 1,
+        "status_blob_path": "/statusblob/vm.status",
+        "files": files,
+    });
+    std::fs::write(dir.path().join("scenario.json"), scenario.to_string()).expect("scenario");
+}
+
+/// A scenario directory serving every package of `handlers` and `config` as ExtensionsConfig.
+pub fn scenario(handlers: &[Handler], log: &Path, config: &str) -> tempfile::TempDir {
+    let dir = scenario_dir();
     let mut files = serde_json::Map::new();
     for h in handlers {
         let name = h.name;
@@ -131,19 +159,7 @@ pub fn scenario(handlers: &[Handler], log: &Path, config: &str) -> tempfile::Tem
         .expect("manifest");
         files.insert(format!("/artifacts/{name}/manifest.xml"), format!("{name}.manifest.xml").into());
     }
-    std::fs::write(dir.path().join("ExtensionsConfig.xml"), config).expect("config");
-    let scenario = serde_json::json!({
-        "incarnation": 1,
-        "goal_state": "GoalState.xml",
-        "hosting_environment_config": "HostingEnvironmentConfig.xml",
-        "shared_config": "SharedConfig.xml",
-        "extensions_config": "ExtensionsConfig.xml",
-        "versions": "versions.xml",
-        "certificates": 1,
-        "status_blob_path": "/statusblob/vm.status",
-        "files": files,
-    });
-    std::fs::write(dir.path().join("scenario.json"), scenario.to_string()).expect("scenario");
+    finish_scenario(&dir, files, config);
     dir
 }
 
