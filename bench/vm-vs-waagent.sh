@@ -406,22 +406,11 @@ waagent_tree() {
     fi
     tmp=$(mktemp -d "$WALA_VM_CACHE/build.XXXXXX")
     cp -a --reflink=auto "$base" "$tmp/tree"
-    cp -a "$tmp/tree/etc/resolv.conf" "$tmp/resolv.conf.orig" 2>/dev/null
-    # /proc and the .deb cache are mounted in a private mount namespace, so they vanish with it.
-    # shellcheck disable=SC2016 # expanded by the inner shell
-    if ! unshare --mount --propagation private sh -c '
-            mount --bind "$2/debs" "$1/var/cache/apt/archives" && mount -t proc proc "$1/proc" &&
-            cp /etc/resolv.conf "$1/etc/resolv.conf" &&
-            chroot "$1" apt-get update -q &&
-            DEBIAN_FRONTEND=noninteractive chroot "$1" apt-get install -y -q --no-install-recommends "waagent=$3"' \
-        sh "$tmp/tree" "$WALA_VM_CACHE" "$WALA_BENCH_WAAGENT_VERSION" >"$tmp/apt.log" 2>&1; then
+    if ! vm_apt_install "$tmp/tree" "$tmp/apt.log" "waagent=$WALA_BENCH_WAAGENT_VERSION"; then
         tail -20 "$tmp/apt.log" >&2
         rm -rf "$tmp"
         return 1
     fi
-    rm -f "$tmp/tree/etc/resolv.conf"
-    [ -e "$tmp/resolv.conf.orig" ] && cp -a "$tmp/resolv.conf.orig" "$tmp/tree/etc/resolv.conf"
-    rm -rf "$tmp/tree"/var/lib/apt/lists/* "$tmp/tree"/var/cache/apt/*.bin
     rm -rf "$dir"
     mv "$tmp" "$dir"
     touch "$dir/done"
@@ -440,7 +429,7 @@ ssh-keygen -q -t ed25519 -N '' -C wala-bench-root -f "$work/keys/root"
 configure_wala() {
     local tree=$1
     cp "$deb" "$tree/tmp/wala.deb"
-    chroot "$tree" dpkg -i /tmp/wala.deb >"$work/dpkg.log" 2>&1 || return 1
+    vm_apt_install "$tree" "$work/dpkg.log" /tmp/wala.deb || return 1
     rm -f "$tree/tmp/wala.deb"
     # The VM test's keys, less Logs.Verbose (both agents log at their packaged default).
     vm_set_conf "$tree/etc/waagent.conf" Provisioning.Agent waagent

@@ -31,7 +31,7 @@ fn main() {
 
     let mut plan = None;
     timed("probe + decide (fresh disk)", &mut || {
-        plan = Some(plan_for(&root, &SystemRunner, &settings, Some(&d.disk())).expect("plan"));
+        plan = Some(plan_for(&root, &settings, Some(&d.disk())).expect("plan"));
     });
     let plan = plan.expect("plan");
     let mut outcome = None;
@@ -45,13 +45,13 @@ fn main() {
         }
     });
     timed("reboot, disk still mounted: probe + decide", &mut || {
-        let p = plan_for(&root, &SystemRunner, &settings, Some(&d.disk())).expect("plan");
+        let p = plan_for(&root, &settings, Some(&d.disk())).expect("plan");
         apply_disk(&root, &SystemRunner, &p).expect("apply");
     });
     let _ = std::process::Command::new("swapoff").arg(d.mount_point().join("swapfile")).status();
     d.umount();
     timed("reboot, disk unmounted: probe + mount", &mut || {
-        let p = plan_for(&root, &SystemRunner, &settings, Some(&d.disk())).expect("plan");
+        let p = plan_for(&root, &settings, Some(&d.disk())).expect("plan");
         apply_disk(&root, &SystemRunner, &p).expect("apply");
     });
     println!("resource disk on a 1 GiB loop device ({})", d.dev);

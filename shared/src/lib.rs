@@ -48,3 +48,6 @@ pub fn version_text(root: &root::HostRoot) -> String {
     let d = distro::Distro::detect(root);
     format!("wala-{VERSION} running on {} {}\nGoal state agent: wala-{VERSION}\n", d.id, d.version_id)
 }
+
+#[cfg(test)]
+pub(crate) mod testing;

@@ -70,7 +70,7 @@ fn fresh_azure_ntfs_disk_is_formatted_and_mounted() {
     let d = LoopDisk::new(64);
     d.azure_ntfs(&["DATALOSS_WARNING_README.txt"]);
     let root = HostRoot::live();
-    let plan = plan_for(&root, &SystemRunner, &d.settings("ext4"), Some(&d.disk())).unwrap();
+    let plan = plan_for(&root, &d.settings("ext4"), Some(&d.disk())).unwrap();
     assert!(matches!(plan.action, DiskAction::Format { .. }), "{plan}");
     let outcome = apply_disk(&root, &SystemRunner, &plan).unwrap();
     assert_eq!(
@@ -94,7 +94,7 @@ fn a_file_added_after_the_decision_stops_the_format() {
     let d = LoopDisk::new(64);
     d.azure_ntfs(&["DATALOSS_WARNING_README.txt"]);
     let root = HostRoot::live();
-    let plan = plan_for(&root, &SystemRunner, &d.settings("ext4"), Some(&d.disk())).unwrap();
+    let plan = plan_for(&root, &d.settings("ext4"), Some(&d.disk())).unwrap();
     assert!(matches!(plan.action, DiskAction::Format { .. }), "{plan}");
     // Someone writes to the partition between the decision and the format.
     let src = d.dir.path().join("late.txt");
@@ -146,7 +146,7 @@ fn existing_ext4_with_data_survives_a_second_run() {
     assert!(matches!(second, DiskOutcome::Mounted { formatted: false, .. }), "{second:?}");
     assert_eq!(fs::read(d.mount_point().join("data.txt")).unwrap(), b"keep me");
 
-    let third = plan_for(&root, &SystemRunner, &settings, Some(&d.disk())).unwrap();
+    let third = plan_for(&root, &settings, Some(&d.disk())).unwrap();
     assert!(
         matches!(&third.action, DiskAction::AlreadyMounted { mount_point, .. } if *mount_point == d.mount_point())
     );
@@ -193,7 +193,7 @@ fn swap_is_created_kept_and_resized() {
     let kib = swap_kib(&file).expect("swap active");
     assert!((16 * 1024 - 64..16 * 1024).contains(&kib), "{kib}");
 
-    let again = plan_for(&root, &SystemRunner, &settings, Some(&d.disk())).unwrap();
+    let again = plan_for(&root, &settings, Some(&d.disk())).unwrap();
     assert!(matches!(&again.swap, SwapDecision::Plan(p) if p.steps.is_empty()), "{again}");
     run_for(&root, &SystemRunner, &settings, Some(&d.disk())).unwrap();
     assert_eq!(fs::metadata(&file).unwrap().ino(), meta.ino(), "right-sized active swap is kept");
@@ -232,7 +232,7 @@ fn encrypted_swap_uses_a_dm_crypt_mapping() {
     assert!(active.is_some_and(|s| (16 * 1024 - 64..16 * 1024).contains(&s.size_kib)));
     let file = d.mount_point().join("swapfile");
     assert_ne!(probe_path(&file, 0).unwrap(), Probe::Fs(FsKind::Swap), "only ciphertext on disk");
-    let again = plan_for(&root, &SystemRunner, &settings, Some(&d.disk())).unwrap();
+    let again = plan_for(&root, &settings, Some(&d.disk())).unwrap();
     assert!(matches!(&again.swap, SwapDecision::Plan(p) if p.steps.is_empty()), "{again}");
 }
 
@@ -243,7 +243,7 @@ fn no_resource_disk_at_all() {
         ResourceDiskSettings { format: true, enable_swap: true, swap_size_mb: 16, ..Default::default() };
     let fake_root = HostRoot::new(dir.path());
     assert_eq!(wala::disk::run(&fake_root, &SystemRunner, &settings).unwrap(), DiskOutcome::Nothing);
-    let plan = plan_for(&HostRoot::live(), &SystemRunner, &settings, None).unwrap();
+    let plan = plan_for(&HostRoot::live(), &settings, None).unwrap();
     assert_eq!(plan.action, DiskAction::NoDisk);
     assert_eq!(plan.swap, SwapDecision::Off);
 }

@@ -33,6 +33,30 @@ vm_install_tools() {
     apt-get install "${apt_args[@]}" --allow-downgrades "${need[@]}" "qemu-utils/$codename" >"$log" 2>&1
 }
 
+# vm_apt_install TREE LOG PACKAGE...: apt-get install into the image tree TREE (a chroot), as an
+# image maintainer would on a stock image: with the package's own Depends resolved by apt, no
+# recommends. PACKAGE may be a path inside the tree (/tmp/wala.deb). /proc and the .deb cache
+# ($WALA_VM_CACHE/debs) are mounted in a private mount namespace, so they vanish with it; the
+# package lists and resolv.conf are removed again afterwards. Needs the Debian mirror (phase 1).
+vm_apt_install() {
+    local tree=$1 log=$2 rc
+    shift 2
+    mkdir -p "$WALA_VM_CACHE/debs"
+    cp -a "$tree/etc/resolv.conf" "$tree/etc/resolv.conf.wala-orig" 2>/dev/null
+    # shellcheck disable=SC2016 # expanded by the inner shell
+    unshare --mount --propagation private sh -c '
+            tree=$1 debs=$2; shift 2
+            mount --bind "$debs" "$tree/var/cache/apt/archives" && mount -t proc proc "$tree/proc" &&
+            cp /etc/resolv.conf "$tree/etc/resolv.conf" &&
+            chroot "$tree" apt-get update -q &&
+            DEBIAN_FRONTEND=noninteractive chroot "$tree" apt-get install -y -q --no-install-recommends "$@"'         sh "$tree" "$WALA_VM_CACHE/debs" "$@" >"$log" 2>&1
+    rc=$?
+    rm -f "$tree/etc/resolv.conf"
+    [ -e "$tree/etc/resolv.conf.wala-orig" ] && mv "$tree/etc/resolv.conf.wala-orig" "$tree/etc/resolv.conf"
+    rm -rf "$tree"/var/lib/apt/lists/* "$tree"/var/cache/apt/*.bin
+    return $rc
+}
+
 # vm_set_conf FILE KEY VALUE: sets KEY=VALUE in a waagent.conf-style file (replaces or appends).
 vm_set_conf() {
     if grep -q "^$2=" "$1"; then

@@ -18,6 +18,7 @@
 
 pub mod discover;
 pub mod mounts;
+pub mod ntfs;
 pub mod plan;
 pub mod probe;
 pub mod resource;
@@ -100,26 +101,20 @@ impl DiskError {
     }
 }
 
-/// GATHER and DECIDE: find the disk, read it, and decide. Changes nothing on the host (it may ask
-/// the kernel to add a missing partition node, see [`gather`]).
-pub fn plan(
-    root: &HostRoot,
-    runner: &dyn Runner,
-    settings: &ResourceDiskSettings,
-) -> Result<DiskPlan, DiskError> {
+/// GATHER and DECIDE: find the disk, read it, and decide. Changes nothing on the host.
+pub fn plan(root: &HostRoot, settings: &ResourceDiskSettings) -> Result<DiskPlan, DiskError> {
     let disk = if settings.format { discover(root)? } else { None };
-    plan_for(root, runner, settings, disk.as_ref())
+    plan_for(root, settings, disk.as_ref())
 }
 
 /// [`plan`] for a disk found by other means (or `None` for no disk).
 pub fn plan_for(
     root: &HostRoot,
-    runner: &dyn Runner,
     settings: &ResourceDiskSettings,
     disk: Option<&ResourceDisk>,
 ) -> Result<DiskPlan, DiskError> {
     let state = match (settings.format, disk) {
-        (true, Some(d)) => Some(gather(root, runner, d)?),
+        (true, Some(d)) => Some(gather(root, d)?),
         _ => None,
     };
     let action = decide(state.as_ref(), settings);
@@ -188,7 +183,7 @@ pub fn run_for(
     settings: &ResourceDiskSettings,
     disk: Option<&ResourceDisk>,
 ) -> Result<DiskOutcome, DiskError> {
-    let plan = plan_for(root, runner, settings, disk)?;
+    let plan = plan_for(root, settings, disk)?;
     let outcome = apply_disk(root, runner, &plan)?;
     match swap_after_mount(root, settings, &outcome)? {
         SwapDecision::Plan(p) => apply_swap(root, runner, &p)?,

@@ -16,7 +16,7 @@ use super::ResourceDiskSettings;
 pub const DATALOSS_WARNING_FILE: &str = "DATALOSS_WARNING_README.txt";
 
 /// Names (compared case-insensitively) that may sit in the root of Azure's fresh NTFS
-/// placeholder besides NTFS's own `$` metadata files, which `ntfsls -a` does not list.
+/// placeholder besides NTFS's own `$` metadata files (MFT records below 16), which are never listed.
 pub const FRESH_NTFS_NAMES: [&str; 3] = [DATALOSS_WARNING_FILE, "System Volume Information", "$RECYCLE.BIN"];
 
 /// Filesystems wala will create on the resource disk.
@@ -43,7 +43,7 @@ pub struct PartitionState {
     pub extent: Extent,
     /// What is at the start of the partition.
     pub content: Probe,
-    /// The root directory listing from `ntfsls -a`, for NTFS partitions.
+    /// The names in the NTFS root directory (read by [`super::ntfs`]), for NTFS partitions.
     pub ntfs_root: Option<Vec<String>>,
     /// SHA-256 of the partition's first MiB.
     pub head_digest: [u8; 32],

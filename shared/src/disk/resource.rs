@@ -40,15 +40,15 @@ pub enum DiskOutcome {
     Refused { warning: String },
 }
 
-/// Read everything the decision needs about `disk`. Only reads: the one exception is asking the
-/// kernel to add a missing partition node (`partx -u`) so that an NTFS partition can be listed.
-pub fn gather(root: &HostRoot, runner: &dyn Runner, disk: &ResourceDisk) -> Result<DiskState, DiskError> {
+/// Read everything the decision needs about `disk`. Only reads, and only through the disk's own
+/// node: partition 1 (and its NTFS root directory) is read at its offset on the whole disk.
+pub fn gather(root: &HostRoot, disk: &ResourceDisk) -> Result<DiskState, DiskError> {
     let mounted = mount_of_disk(root, &read_mounts(root)?, &disk.name);
     let dev = root.path(disk.device());
     let head = read_head(&dev, 0, PROBE_LEN)?;
     let layout = probe_bytes(&head);
     let part1 = match first_extent(&layout, &head) {
-        Some(extent) => Some(gather_partition(root, runner, disk, extent, mounted.is_none())?),
+        Some(extent) => Some(gather_partition(root, disk, extent, mounted.is_none())?),
         None => None,
     };
     Ok(DiskState { disk: disk.clone(), mounted, layout, part1, head_digest: digest(&head) })
@@ -67,7 +67,6 @@ fn first_extent(layout: &Probe, head: &[u8]) -> Option<Extent> {
 
 fn gather_partition(
     root: &HostRoot,
-    runner: &dyn Runner,
     disk: &ResourceDisk,
     extent: Extent,
     may_list: bool,
@@ -76,26 +75,22 @@ fn gather_partition(
     let head = read_head(&root.path(disk.device()), extent.start_byte, len)?;
     let content = probe_bytes(&head);
     let ntfs_root = if may_list && content == Probe::Fs(super::probe::FsKind::Ntfs) {
-        list_ntfs_root(root, runner, disk)
+        list_ntfs_root(root, disk, extent)
     } else {
         None
     };
     Ok(PartitionState { extent, content, ntfs_root, head_digest: digest(&head) })
 }
 
-/// The names in the NTFS partition's root directory, read with `ntfsls -a` (part of ntfs-3g;
-/// it reads the volume without mounting it and hides NTFS's own `$` metadata files). `None`
-/// (logged) when it cannot be listed, which makes the decision refuse to format.
-fn list_ntfs_root(root: &HostRoot, runner: &dyn Runner, disk: &ResourceDisk) -> Option<Vec<String>> {
-    let part = disk.partition(1);
-    if !root.path(&part).exists() {
-        let _ = runner.output(&Cmd::new("partx").arg("-u").arg(root.path(disk.device())));
-    }
-    let listed = runner.run(&Cmd::new("ntfsls").arg("-a").arg(root.path(&part)));
-    match listed {
-        Ok(out) => Some(out.stdout_str().lines().map(str::to_string).filter(|l| !l.is_empty()).collect()),
+/// The names in the NTFS partition's root directory, read in-process through the whole disk
+/// ([`super::ntfs`]; NTFS's own `$` metadata files are not listed). `None` (logged) when it
+/// cannot be read, which makes the decision refuse to format.
+fn list_ntfs_root(root: &HostRoot, disk: &ResourceDisk, extent: Extent) -> Option<Vec<String>> {
+    let dev = root.path(disk.device());
+    match super::ntfs::root_names(&dev, extent.start_byte, extent.len_bytes) {
+        Ok(names) => Some(names),
         Err(e) => {
-            log::warn!("cannot list the NTFS partition {}: {e}", part.display());
+            log::warn!("cannot list the NTFS partition 1 of {}: {e}", disk.device().display());
             None
         }
     }
@@ -138,7 +133,7 @@ pub fn apply_disk(root: &HostRoot, runner: &dyn Runner, plan: &DiskPlan) -> Resu
                 before: "no recorded state".into(),
                 after: "unchecked".into(),
             })?;
-            recheck(root, runner, state)?;
+            recheck(root, state)?;
             let extent = partition_disk(root, runner, device)?;
             wait_for_node(root, runner, plan, partition, Some(extent))?;
             mkfs(root, runner, fs, partition)?;
@@ -149,8 +144,8 @@ pub fn apply_disk(root: &HostRoot, runner: &dyn Runner, plan: &DiskPlan) -> Resu
 }
 
 /// Gather again and refuse if anything differs from what the decision was made on.
-fn recheck(root: &HostRoot, runner: &dyn Runner, decided: &DiskState) -> Result<(), DiskError> {
-    let now = gather(root, runner, &decided.disk)?;
+fn recheck(root: &HostRoot, decided: &DiskState) -> Result<(), DiskError> {
+    let now = gather(root, &decided.disk)?;
     if &now == decided {
         return Ok(());
     }
@@ -264,7 +259,7 @@ fn write_warning(mp: &Path) -> Result<(), DiskError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmd::{CmdOutput, FakeRunner};
+    use crate::cmd::FakeRunner;
     use crate::disk::probe::tests::mbr;
     use crate::disk::probe::MBR_NTFS;
     use crate::disk::{plan, run, ResourceDiskSettings, SwapDecision};
@@ -290,6 +285,27 @@ mod tests {
         dir
     }
 
+    /// A 2 MiB NTFS volume holding `files` in its root, made by mkntfs and ntfscp (ntfs-3g, a
+    /// tool of the build machine only). `None`, with a SKIP line, where they are missing.
+    fn ntfs_volume(files: &[&str]) -> Option<Vec<u8>> {
+        use std::process::Command;
+        if Command::new("mkntfs").arg("--version").output().is_err() {
+            crate::testing::skip("resource disk NTFS unit tests: mkntfs (ntfs-3g) is not installed");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("part1");
+        fs::File::create(&img).and_then(|f| f.set_len(2 * MIB as u64)).unwrap();
+        assert!(Command::new("mkntfs").args(["-F", "-Q", "-q"]).arg(&img).status().unwrap().success());
+        let src = dir.path().join("content");
+        fs::write(&src, b"x").unwrap();
+        for name in files {
+            let status = Command::new("ntfscp").arg("-q").arg(&img).arg(&src).arg(name).status().unwrap();
+            assert!(status.success(), "ntfscp {name}");
+        }
+        Some(fs::read(&img).unwrap())
+    }
+
     fn ntfs_boot() -> Vec<u8> {
         let mut b = vec![0u8; 512];
         b[0] = 0xeb;
@@ -306,10 +322,6 @@ mod tests {
         b
     }
 
-    fn listing(names: &str) -> CmdOutput {
-        CmdOutput { code: Some(0), stdout: names.as_bytes().to_vec(), stderr: vec![] }
-    }
-
     fn settings() -> ResourceDiskSettings {
         ResourceDiskSettings { format: true, mount_point: "/mnt/resource".into(), ..Default::default() }
     }
@@ -320,24 +332,22 @@ mod tests {
 
     #[test]
     fn fresh_ntfs_is_planned_for_format_and_partitioning_is_verified() {
-        let dir = fake_root(&ntfs_disk(), &ntfs_boot());
+        let Some(volume) = ntfs_volume(&["DATALOSS_WARNING_README.txt"]) else { return };
+        let dir = fake_root(&ntfs_disk(), &volume);
         let root = HostRoot::new(dir.path());
         let fake = FakeRunner::new();
-        fake.respond("ntfsls", listing("DATALOSS_WARNING_README.txt\nSystem Volume Information\n"));
-        let p = plan(&root, &fake, &settings()).unwrap();
+        let p = plan(&root, &settings()).unwrap();
         assert!(matches!(p.action, DiskAction::Format { .. }), "{p}");
         assert!(p.to_string().contains("/dev/sdb is Azure's fresh NTFS placeholder"), "{p}");
         // The fake sfdisk writes nothing, so the disk still shows the old MBR: wala must stop
         // before mkfs rather than format whatever partition 1 now is.
         let err = apply_disk(&root, &fake, &p).unwrap_err();
         assert!(matches!(err, DiskError::Partitioning { .. }), "{err}");
+        // No helper program reads the disk: the first command is the partitioning.
         let lines = fake.command_lines();
-        let sdb1 = dir.path().join("dev/sdb1").display().to_string();
-        assert_eq!(lines[0], format!("ntfsls -a {sdb1}"));
-        assert_eq!(lines[1], lines[0], "re-checked right before formatting");
-        assert!(lines[2].starts_with("sfdisk --quiet --wipe always --wipe-partitions always "), "{lines:?}");
+        assert!(lines[0].starts_with("sfdisk --quiet --wipe always --wipe-partitions always "), "{lines:?}");
         assert_eq!(
-            fake.calls()[2].stdin_data(),
+            fake.calls()[0].stdin_data(),
             Some(&b"label: gpt\ntype=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n"[..])
         );
         assert!(!lines.iter().any(|l| l.starts_with("mkfs") || l.starts_with("mount")), "{lines:?}");
@@ -345,32 +355,31 @@ mod tests {
 
     #[test]
     fn ntfs_with_user_files_is_left_alone() {
-        let dir = fake_root(&ntfs_disk(), &ntfs_boot());
+        let Some(volume) = ntfs_volume(&["DATALOSS_WARNING_README.txt", "my-data"]) else { return };
+        let dir = fake_root(&ntfs_disk(), &volume);
         let root = HostRoot::new(dir.path());
         let fake = FakeRunner::new();
-        fake.respond("ntfsls", listing("DATALOSS_WARNING_README.txt\nmy-data\n"));
         let outcome = run(&root, &fake, &settings()).unwrap();
         let DiskOutcome::Refused { warning } = outcome else { panic!("{outcome:?}") };
         assert!(warning.contains("/dev/sdb") && warning.contains("my-data"), "{warning}");
-        assert_eq!(fake.command_lines().len(), 1, "only the listing ran");
+        assert!(fake.command_lines().is_empty(), "nothing ran");
     }
 
     #[test]
     fn unlistable_ntfs_is_left_alone() {
+        // An NTFS boot sector and nothing behind it: the root directory cannot be read.
         let dir = fake_root(&ntfs_disk(), &ntfs_boot());
-        let fake = FakeRunner::new();
-        fake.respond("ntfsls", CmdOutput { code: Some(1), ..Default::default() });
-        let p = plan(&HostRoot::new(dir.path()), &fake, &settings()).unwrap();
+        let p = plan(&HostRoot::new(dir.path()), &settings()).unwrap();
         assert!(matches!(p.action, DiskAction::Refuse { .. }), "{p}");
     }
 
     #[test]
     fn a_change_after_the_decision_stops_the_format() {
-        let dir = fake_root(&ntfs_disk(), &ntfs_boot());
+        let Some(volume) = ntfs_volume(&["DATALOSS_WARNING_README.txt"]) else { return };
+        let dir = fake_root(&ntfs_disk(), &volume);
         let root = HostRoot::new(dir.path());
         let fake = FakeRunner::new();
-        fake.respond("ntfsls", listing("DATALOSS_WARNING_README.txt\n"));
-        let p = plan(&root, &fake, &settings()).unwrap();
+        let p = plan(&root, &settings()).unwrap();
         assert!(matches!(p.action, DiskAction::Format { .. }));
         let mut img = fs::read(dir.path().join("dev/sdb")).unwrap();
         img[MIB + 600] = 1;
@@ -412,7 +421,7 @@ mod tests {
         let root = HostRoot::new(dir.path());
         let fake = FakeRunner::new();
         let s = ResourceDiskSettings { enable_swap: true, swap_size_mb: 1, ..settings() };
-        let p = plan(&root, &fake, &s).unwrap();
+        let p = plan(&root, &s).unwrap();
         assert!(
             matches!(&p.action, DiskAction::AlreadyMounted { mount_point, .. } if mount_point == Path::new("/mnt"))
         );
@@ -442,7 +451,7 @@ mod tests {
         let outcome = run(&HostRoot::new(dir.path()), &fake, &settings()).unwrap();
         assert_eq!(outcome, DiskOutcome::Nothing);
         assert!(fake.command_lines().is_empty());
-        let p = plan(&HostRoot::new(dir.path()), &fake, &settings()).unwrap();
+        let p = plan(&HostRoot::new(dir.path()), &settings()).unwrap();
         assert_eq!(p.to_string(), "resource disk: none on this VM, nothing to do\nswap: off");
     }
 }

@@ -379,7 +379,7 @@ fn resource_disk(ctx: &Context<'_>, vm_id: &str, timings: &mut Vec<StepTiming>) 
     }
     let started = Instant::now();
     let outcome = find_resource_disk(ctx)
-        .and_then(|d| disk::plan_for(&ctx.root, ctx.runner, &settings, d.as_ref()))
+        .and_then(|d| disk::plan_for(&ctx.root, &settings, d.as_ref()))
         .and_then(|p| {
             let outcome = disk::apply_disk(&ctx.root, ctx.runner, &p)?;
             match disk::swap_after_mount(&ctx.root, &settings, &outcome)? {
