@@ -38,12 +38,13 @@ struct Cli {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Stage {
-    /// No network: OVF, hostname, user, password, sshd, inline keys, resource disk, custom data
+    /// No network: OVF, hostname, user, password, sshd, Ed25519 and ECDSA host keys, inline keys,
+    /// resource disk, custom data
     Local,
-    /// The SSH host keys the local stage left to make (beside the network bring-up, before sshd)
+    /// The RSA (or DSA) host keys the local stage left to make, after sshd has started; then
+    /// sshd is reloaded
     HostKeys,
-    /// WireServer: certificates for fingerprint keys, then Ready or ProvisioningFailed (makes the
-    /// host keys first if they are still pending)
+    /// WireServer: certificates for fingerprint keys, then Ready or ProvisioningFailed
     Network,
     /// All stages, one after the other
     All,

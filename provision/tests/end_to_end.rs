@@ -155,87 +155,97 @@ fn run_stage(
         .expect("run")
 }
 
-/// The platform configuration plus host-key regeneration (ed25519: quick), and a stale host key
-/// of the image that must be replaced.
-fn host_keys_setup(fabric: &Fabric) -> (TestRoot, std::path::PathBuf, std::path::PathBuf) {
+/// The platform configuration plus host-key regeneration of `kind`, and stale host keys of the
+/// image that must never be served again.
+fn host_keys_setup(fabric: &Fabric, kind: &str) -> (TestRoot, std::path::PathBuf, std::path::PathBuf) {
     let r = TestRoot::new();
     let conf = r.config(&format!(
         "Wala.WireServer={}\nWala.HostGAPlugin={}\nWala.Imds={}\n\
-         Provisioning.RegenerateSshHostKeyPair=y\nProvisioning.SshHostKeyPairType=ed25519\n",
+         Provisioning.RegenerateSshHostKeyPair=y\nProvisioning.SshHostKeyPairType={kind}\n",
         fabric.wire_addr(),
         fabric.hgap_addr(),
         fabric.imds_addr()
     ));
     std::fs::create_dir_all(r.path("etc/ssh")).expect("mkdir etc/ssh");
-    std::fs::write(r.path("etc/ssh/ssh_host_ed25519_key"), "the image's key\n").expect("write key");
+    for stale in ["ssh_host_ed25519_key", "ssh_host_rsa_key", "ssh_host_rsa_key.pub"] {
+        std::fs::write(r.path(&format!("etc/ssh/{stale}")), "the image's key\n").expect("write key");
+    }
     let ovf = r.ovf(None, None);
     (r, conf, ovf)
 }
 
+const OPENSSH_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----";
+
 #[test]
-fn host_keys_are_made_by_their_own_stage_and_ready_comes_after_them() {
-    if !need_root("host_keys_are_made_by_their_own_stage_and_ready_comes_after_them") {
+fn sshd_gets_new_keys_from_the_local_stage_and_rsa_comes_later_without_holding_ready() {
+    if !need_root("sshd_gets_new_keys_from_the_local_stage_and_rsa_comes_later_without_holding_ready") {
         return;
     }
     let fabric = Fabric::start_builtin().expect("fabric");
-    let (r, conf, ovf) = host_keys_setup(&fabric);
+    let (r, conf, ovf) = host_keys_setup(&fabric, "rsa");
     let state = "var/lib/waagent/wala-provisioning.json";
 
+    // The local stage: new Ed25519 and ECDSA keys at once, every old key gone, RSA pending.
     let out = run_stage(&r, "local", &ovf, &conf);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(
-        r.read("etc/ssh/ssh_host_ed25519_key"),
-        "the image's key\n",
-        "the local stage leaves the keys"
-    );
+    let ed25519 = r.read("etc/ssh/ssh_host_ed25519_key");
+    assert!(ed25519.starts_with(OPENSSH_KEY), "a new key: {ed25519}");
+    assert!(r.read("etc/ssh/ssh_host_ecdsa_key.pub").starts_with("ecdsa-sha2-nistp256 "));
+    assert!(!r.path("etc/ssh/ssh_host_rsa_key").exists(), "the image's RSA key is gone");
     assert!(r.read(state).contains("\"host_keys_pending\": true"), "{}", r.read(state));
 
+    // Ready does not wait for the RSA key.
+    let out = run_stage(&r, "network", &ovf, &conf);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(states(&fabric), ["NotReady/Provisioning", "Ready/"]);
+    assert!(!r.path("etc/ssh/ssh_host_rsa_key").exists());
+
+    // The host-keys stage (after sshd started) makes it; the fast keys stay as they are.
     let out = run_stage(&r, "host-keys", &ovf, &conf);
     assert!(out.status.success(), "{}", stderr(&out));
-    let key = r.read("etc/ssh/ssh_host_ed25519_key");
-    assert!(key.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"), "a new key: {key}");
-    assert!(r.read("etc/ssh/ssh_host_ed25519_key.pub").starts_with("ssh-ed25519 "));
+    let rsa = r.read("etc/ssh/ssh_host_rsa_key");
+    assert!(rsa.starts_with(OPENSSH_KEY), "{rsa}");
+    assert!(r.read("etc/ssh/ssh_host_rsa_key.pub").starts_with("ssh-rsa "));
+    assert_eq!(r.read("etc/ssh/ssh_host_ed25519_key"), ed25519);
     assert!(!r.read(state).contains("host_keys_pending"), "{}", r.read(state));
-    assert!(fabric.health_reports().is_empty(), "no report before the network stage");
 
-    // Once made, they are not made again (a second run, or the next boot).
+    // Once made, nothing is made again (a second run, or the next boot).
     let out = run_stage(&r, "host-keys", &ovf, &conf);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(r.read("etc/ssh/ssh_host_ed25519_key"), key);
-
-    let out = run_stage(&r, "network", &ovf, &conf);
+    assert_eq!(r.read("etc/ssh/ssh_host_rsa_key"), rsa);
+    let out = run_stage(&r, "local", &ovf, &conf);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(states(&fabric), ["NotReady/Provisioning", "Ready/"]);
-    assert_eq!(r.read("etc/ssh/ssh_host_ed25519_key"), key);
+    assert_eq!(r.read("etc/ssh/ssh_host_ed25519_key"), ed25519);
+    assert_eq!(states(&fabric).len(), 2);
 }
 
 #[test]
-fn the_network_stage_makes_host_keys_still_pending_before_ready() {
-    if !need_root("the_network_stage_makes_host_keys_still_pending_before_ready") {
+fn ed25519_alone_leaves_nothing_for_later() {
+    if !need_root("ed25519_alone_leaves_nothing_for_later") {
         return;
     }
     let fabric = Fabric::start_builtin().expect("fabric");
-    let (r, conf, ovf) = host_keys_setup(&fabric);
+    let (r, conf, ovf) = host_keys_setup(&fabric, "ed25519");
     assert!(run_stage(&r, "local", &ovf, &conf).status.success());
-    // No host-keys unit ran (an older unit set, or the stages run by hand).
+    assert!(!r.read("var/lib/waagent/wala-provisioning.json").contains("host_keys_pending"));
+    assert!(r.read("etc/ssh/ssh_host_ed25519_key").starts_with(OPENSSH_KEY));
+    assert!(!r.path("etc/ssh/ssh_host_rsa_key").exists());
     let out = run_stage(&r, "network", &ovf, &conf);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(r.read("etc/ssh/ssh_host_ed25519_key").starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
     assert_eq!(states(&fabric), ["NotReady/Provisioning", "Ready/"]);
 }
 
 #[test]
-fn host_keys_that_cannot_be_made_are_a_reported_failure() {
-    if !need_root("host_keys_that_cannot_be_made_are_a_reported_failure") {
+fn host_keys_that_cannot_be_made_before_sshd_are_a_reported_failure() {
+    if !need_root("host_keys_that_cannot_be_made_before_sshd_are_a_reported_failure") {
         return;
     }
     let fabric = Fabric::start_builtin().expect("fabric");
-    let (r, conf, ovf) = host_keys_setup(&fabric);
-    assert!(run_stage(&r, "local", &ovf, &conf).status.success());
-    // The key directory is gone and a file is in its place: ssh-keygen cannot write there.
-    std::fs::remove_dir_all(r.path("etc/ssh")).unwrap();
-    std::fs::write(r.path("etc/ssh"), "not a directory\n").unwrap();
-    let out = run_stage(&r, "host-keys", &ovf, &conf);
+    let (r, conf, ovf) = host_keys_setup(&fabric, "auto");
+    // A directory where the Ed25519 key goes: it cannot be written.
+    std::fs::remove_file(r.path("etc/ssh/ssh_host_ed25519_key")).unwrap();
+    std::fs::create_dir_all(r.path("etc/ssh/ssh_host_ed25519_key/in-the-way")).unwrap();
+    let out = run_stage(&r, "local", &ovf, &conf);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let out = run_stage(&r, "network", &ovf, &conf);
     assert_eq!(out.status.code(), Some(1));
@@ -243,4 +253,22 @@ fn host_keys_that_cannot_be_made_are_a_reported_failure() {
     let description = fabric.health_reports()[1].description.clone().unwrap_or_default();
     assert!(description.contains("host-keys"), "{description}");
     assert!(!r.path("var/lib/waagent/provisioned").exists());
+}
+
+#[test]
+fn an_rsa_key_that_cannot_be_made_later_fails_its_stage_but_not_provisioning() {
+    if !need_root("an_rsa_key_that_cannot_be_made_later_fails_its_stage_but_not_provisioning") {
+        return;
+    }
+    let fabric = Fabric::start_builtin().expect("fabric");
+    let (r, conf, ovf) = host_keys_setup(&fabric, "auto");
+    assert!(run_stage(&r, "local", &ovf, &conf).status.success());
+    std::fs::create_dir_all(r.path("etc/ssh/ssh_host_rsa_key/in-the-way")).unwrap();
+    let out = run_stage(&r, "host-keys", &ovf, &conf);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("host-keys"), "{}", stderr(&out));
+    let out = run_stage(&r, "network", &ovf, &conf);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(states(&fabric), ["NotReady/Provisioning", "Ready/"]);
+    assert!(r.read("etc/ssh/ssh_host_ed25519_key").starts_with(OPENSSH_KEY), "sshd still has new keys");
 }

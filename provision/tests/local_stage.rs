@@ -113,11 +113,14 @@ fn a_crash_after_any_step_converges_on_rerun() {
     if !need_root("a_crash_after_any_step_converges_on_rerun") {
         return;
     }
+    // With host keys regenerated (Ed25519 only: nothing left for the host-keys stage).
+    let settings = "Provisioning.RegenerateSshHostKeyPair=y\nProvisioning.SshHostKeyPairType=ed25519\n";
     let reference = TestRoot::new();
-    let conf = reference.config("");
+    let conf = reference.config(settings);
     let ovf = reference.ovf(Some("pw-123"), None);
     assert!(reference.run(&ovf, &conf, &[]).status.success());
     let expected = reference.snapshot();
+    assert!(expected.contains_key("etc/ssh/ssh_host_ed25519_key"), "host keys were made");
     let steps = [
         "ovf",
         "plan",
@@ -127,6 +130,7 @@ fn a_crash_after_any_step_converges_on_rerun() {
         "password",
         "sudoers",
         "sshd",
+        "host-keys",
         "ssh-keys",
         "root-password",
         "custom-data",
@@ -134,7 +138,7 @@ fn a_crash_after_any_step_converges_on_rerun() {
     ];
     for step in steps {
         let r = TestRoot::with_keys(reference.keys.clone());
-        let conf = r.config("");
+        let conf = r.config(settings);
         let ovf = r.ovf(Some("pw-123"), None);
         let crashed = r.run(&ovf, &conf, &[("WALA_TEST_CRASH_AFTER", step)]);
         assert!(!crashed.status.success(), "{step}: the crash hook fired");

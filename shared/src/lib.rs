@@ -16,6 +16,7 @@ pub mod extensions;
 pub mod files;
 pub mod firewall;
 pub mod grub;
+pub mod host_keys;
 pub mod hostgaplugin;
 pub mod hostname;
 pub mod http;

@@ -1,9 +1,7 @@
-//! sshd settings, the user's authorized keys, and the host keys.
+//! sshd settings and the user's authorized keys (host keys: [`crate::host_keys`]).
 
 use std::path::{Component, Path, PathBuf};
 
-use crate::cmd::{Cmd, CmdError, Runner};
-use crate::conf::SshHostKeyType;
 use crate::files::{self, FileError, WriteOptions};
 use crate::root::HostRoot;
 use crate::user::Account;
@@ -16,14 +14,6 @@ pub enum SshError {
     PathOutsideHome { path: String, home: PathBuf, user: String },
     #[error("SSH key path {} goes through a symlink at {}; refusing to follow it", path.display(), link.display())]
     Symlink { path: PathBuf, link: PathBuf },
-    #[error("cannot generate SSH host keys: {0}")]
-    HostKeys(#[source] CmdError),
-    #[error("cannot read the fingerprint of host key {}: {source}", path.display())]
-    Fingerprint {
-        path: PathBuf,
-        #[source]
-        source: CmdError,
-    },
     #[error(transparent)]
     File(#[from] FileError),
 }
@@ -352,58 +342,9 @@ fn chown_mode(path: &Path, account: &Account, mode: u32) -> Result<(), FileError
         .map_err(|e| FileError::new("chmod", path, e))
 }
 
-/// Delete the host keys in `ssh_dir` and generate new ones of `key_type` (`auto`: every type).
-pub fn regenerate_host_keys(
-    root: &HostRoot,
-    runner: &dyn Runner,
-    ssh_dir: &Path,
-    key_type: SshHostKeyType,
-) -> Result<(), SshError> {
-    let dir = root.path(ssh_dir);
-    if let Ok(entries) = std::fs::read_dir(&dir) {
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with("ssh_host_") && name.contains("key") && entry.path().is_file() {
-                std::fs::remove_file(entry.path()).map_err(|e| FileError::new("remove", entry.path(), e))?;
-            }
-        }
-    }
-    let types: &[&str] = match key_type {
-        SshHostKeyType::Auto => &["rsa", "ecdsa", "ed25519"],
-        other => &[other.as_str()],
-    };
-    // One ssh-keygen per type, all at once: RSA's prime search dominates, and the others finish
-    // on another CPU meanwhile.
-    let keygen = |t: &str| {
-        let file = dir.join(format!("ssh_host_{t}_key"));
-        runner.run(&Cmd::new("ssh-keygen").args(["-q", "-N", "", "-t", t, "-f"]).arg(&file)).map(drop)
-    };
-    let results: Vec<Result<(), CmdError>> = std::thread::scope(|scope| {
-        let running: Vec<_> = types.iter().map(|t| scope.spawn(move || keygen(t))).collect();
-        running.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
-    });
-    results.into_iter().collect::<Result<(), CmdError>>().map_err(SshError::HostKeys)
-}
-
-/// The host key fingerprint waagent reports (`ssh-keygen -lf`, second field without colons).
-pub fn host_key_fingerprint(
-    root: &HostRoot,
-    runner: &dyn Runner,
-    ssh_dir: &Path,
-    key_type: SshHostKeyType,
-) -> Result<String, SshError> {
-    let t = if key_type == SshHostKeyType::Auto { "rsa" } else { key_type.as_str() };
-    let path = root.path(ssh_dir.join(format!("ssh_host_{t}_key.pub")));
-    let out = runner
-        .run(&Cmd::new("ssh-keygen").arg("-lf").arg(&path))
-        .map_err(|source| SshError::Fingerprint { path: path.clone(), source })?;
-    Ok(out.stdout_str().split_whitespace().nth(1).unwrap_or_default().replace(':', ""))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmd::CmdOutput;
 
     const ED25519: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBH5dHoEPpIHqGUK3xfI0qWqTeuTr4SfQeRfVmW4EwB5 me@host";
@@ -567,51 +508,5 @@ mod tests {
             "PasswordAuthentication yes\nChallengeResponseAuthentication yes\nClientAliveInterval 180\n"
         );
         assert!(matches!(configure_sshd(&root, Path::new("/etc/ssh"), s).unwrap(), SshdChange::Unchanged(_)));
-    }
-
-    #[test]
-    fn host_keys_are_regenerated_with_ssh_keygen() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let root = HostRoot::new(dir.path());
-        let ssh = dir.path().join("etc/ssh");
-        std::fs::create_dir_all(&ssh).expect("mkdir");
-        std::fs::write(ssh.join("ssh_host_rsa_key"), "old").expect("write");
-        std::fs::write(ssh.join("ssh_host_dsa_key.pub"), "old").expect("write");
-        std::fs::write(ssh.join("sshd_config"), "keep").expect("write");
-        let runner = crate::cmd::SystemRunner;
-        regenerate_host_keys(&root, &runner, Path::new("/etc/ssh"), SshHostKeyType::Ed25519).expect("keygen");
-        let mut names: Vec<String> = std::fs::read_dir(&ssh)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        assert_eq!(names, ["ssh_host_ed25519_key", "ssh_host_ed25519_key.pub", "sshd_config"]);
-        let fp =
-            host_key_fingerprint(&root, &runner, Path::new("/etc/ssh"), SshHostKeyType::Ed25519).expect("fp");
-        assert!(fp.starts_with("SHA256") && !fp.contains(':'), "{fp}");
-    }
-
-    #[test]
-    fn auto_makes_every_type_and_a_failing_ssh_keygen_fails_the_step() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let root = HostRoot::new(dir.path());
-        let runner = crate::cmd::FakeRunner::new();
-        regenerate_host_keys(&root, &runner, Path::new("/etc/ssh"), SshHostKeyType::Auto).expect("keygen");
-        let mut types: Vec<String> = runner
-            .command_lines()
-            .iter()
-            .filter_map(|c| c.split(" -t ").nth(1)?.split(' ').next().map(str::to_string))
-            .collect();
-        types.sort();
-        assert_eq!(types, ["ecdsa", "ed25519", "rsa"]);
-
-        let failing = crate::cmd::FakeRunner::new();
-        failing.respond(
-            "ssh-keygen",
-            CmdOutput { code: Some(1), stderr: "no entropy".into(), ..Default::default() },
-        );
-        let e =
-            regenerate_host_keys(&root, &failing, Path::new("/etc/ssh"), SshHostKeyType::Auto).unwrap_err();
-        assert!(e.to_string().contains("no entropy"), "{e}");
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! **Local stage** (no network; before network-pre.target and sshd, on the real root or from the
 //! initramfs with `--root /sysroot`): OVF environment, hostname, user, password, sudoers, sshd, inline
-//! SSH keys, host keys, root password, CustomData (saved), and on the live root the resource disk.
+//! SSH keys, host keys (Ed25519 and ECDSA, in-process), root password, CustomData (saved), and on
+//! the live root the resource disk. **Host-keys stage** (after sshd started): RSA host keys, then
+//! sshd reloaded; nothing waits for it.
 //! **Network stage** (WireServer): NotReady/Provisioning, keys from the goal-state certificates,
 //! CustomData execution, the `provisioned` marker, then Ready; or NotReady/ProvisioningFailed with a
 //! description naming the failed step and why. Ready is only ever sent when every step succeeded.
@@ -209,7 +211,7 @@ pub fn run_local(ctx: &Context<'_>, source: &OvfSource) -> Result<LocalOutcome, 
         let started = Instant::now();
         let result = provision_local(ctx, source, &vm_id, &mut outcome.timings);
         let message = match &result {
-            Ok(()) => "local stage".to_string(),
+            Ok(_) => "local stage".to_string(),
             Err(e) => format!("local stage failed at step {}", e.step),
         };
         crate::telemetry::record(
@@ -218,11 +220,11 @@ pub fn run_local(ctx: &Context<'_>, source: &OvfSource) -> Result<LocalOutcome, 
             &crate::telemetry::AgentEvent::new("Provision", result.is_ok(), message, started.elapsed()),
         );
         let local = match &result {
-            Ok(()) => LocalResult::Done,
+            Ok(_) => LocalResult::Done,
             Err(e) => LocalResult::Failed { step: e.step.clone(), reason: e.reason.clone() },
         };
-        // The host keys are made by the host-keys stage, beside the network bring-up.
-        let host_keys_pending = local == LocalResult::Done && ctx.config.regenerate_ssh_host_key_pair;
+        // RSA (and DSA) host keys are left to the host-keys stage, after sshd has started.
+        let host_keys_pending = result.as_ref().is_ok_and(|deferred| *deferred);
         record(
             ctx,
             &lib,
@@ -265,12 +267,13 @@ fn step<T>(
     Ok(value)
 }
 
+/// The local stage's steps; `Ok(true)` when host keys are left for the host-keys stage.
 fn provision_local(
     ctx: &Context<'_>,
     source: &OvfSource,
     vm_id: &str,
     timings: &mut Vec<StepTiming>,
-) -> Result<(), ProvisionError> {
+) -> Result<bool, ProvisionError> {
     let root = &ctx.root;
     let (bytes, env) = step(ctx, vm_id, timings, "ovf", || read_ovf(ctx, source))?;
     let plan = step(ctx, vm_id, timings, "plan", || {
@@ -305,6 +308,15 @@ fn provision_local(
             .map(drop)
             .map_err(|e| ProvisionError::new("sshd", e))
     })?;
+    // New host keys before sshd's first start: Ed25519 and ECDSA at once, in-process; the image's
+    // old keys are deleted, so sshd never serves them.
+    if plan.regenerate_host_keys.is_some() {
+        step(ctx, vm_id, timings, "host-keys", || {
+            crate::host_keys::replace_with_fast_keys(root, &paths.ssh_dir, &plan.hostname)
+                .map(drop)
+                .map_err(|e| ProvisionError::new("host-keys", e))
+        })?;
+    }
     step(ctx, vm_id, timings, "ssh-keys", || deploy_inline_keys(root, &plan, &account))?;
     if plan.lock_root_password {
         step(ctx, vm_id, timings, "root-password", || {
@@ -320,7 +332,7 @@ fn provision_local(
         })?;
     }
     step(ctx, vm_id, timings, "guest-agent", || set_disable_agent(root, &paths.lib_dir, plan.disable_agent))?;
-    Ok(())
+    Ok(plan.regenerate_host_keys.is_some_and(|t| !crate::host_keys::deferred_types(t).is_empty()))
 }
 
 /// Save `ovf-env.xml` without the password (0600), whatever namespace prefix the document uses.
@@ -455,12 +467,11 @@ fn find_resource_disk(ctx: &Context<'_>) -> Result<Option<disk::ResourceDisk>, d
     Ok(None)
 }
 
-/// The host-keys stage: regenerate the SSH host keys (`Provisioning.RegenerateSshHostKeyPair`) when
-/// the local stage of this VM left them pending. It runs as its own unit after the local stage and
-/// before sshd, while the network comes up: RSA key generation is the slowest step of provisioning,
-/// and nothing but sshd needs its result. The network stage runs it too (a no-op once done), so
-/// Ready always comes after the keys. `Ok(true)` when keys were made; a failure is recorded as the
-/// local stage's, so the network stage reports ProvisioningFailed naming `host-keys`.
+/// The host-keys stage: the host keys the local stage left (RSA for `rsa` and `auto`, DSA for
+/// `dsa`), made by `ssh-keygen` after sshd has started, then sshd reloaded to serve them. sshd and
+/// Ready never wait for this: the local stage already made Ed25519 and ECDSA keys. `Ok(true)` when
+/// keys were made. A failure is logged and recorded (KVP, telemetry) but is not a provisioning
+/// failure: the VM already serves its new Ed25519 and ECDSA keys.
 pub fn run_host_keys(ctx: &Context<'_>) -> Result<bool, ProvisionError> {
     let lib = ctx.lib_dir();
     let vm_id = vm_id(&ctx.root)?;
@@ -469,29 +480,32 @@ pub fn run_host_keys(ctx: &Context<'_>) -> Result<bool, ProvisionError> {
         return Ok(false);
     };
     let started = Instant::now();
-    let key_type = ctx.config.ssh_host_key_pair_type;
-    let result = ssh::regenerate_host_keys(&ctx.root, ctx.runner, ctx.config.ssh_dir.as_path(), key_type)
-        .map_err(|e| ProvisionError::new("host-keys", e));
+    let types = crate::host_keys::deferred_types(ctx.config.ssh_host_key_pair_type);
+    let result =
+        crate::host_keys::make_deferred_keys(&ctx.root, ctx.runner, ctx.config.ssh_dir.as_path(), &types)
+            .map_err(|e| ProvisionError::new("host-keys", e));
     st.host_keys_pending = false;
-    match &result {
-        Ok(()) => ctx.milestone(&vm_id, "host-keys", started.elapsed()),
-        Err(e) => {
-            log::error!("Provisioning failed: {e}");
-            st.local = LocalResult::Failed { step: e.step.clone(), reason: e.reason.clone() };
+    record(ctx, &lib, st)?;
+    let took = started.elapsed();
+    let event = crate::telemetry::AgentEvent::new("HostKeys", result.is_ok(), types.join(","), took);
+    crate::telemetry::record(&ctx.root, &lib, &event);
+    result?;
+    ctx.milestone(&vm_id, "host-keys-deferred", took);
+    if ctx.root.is_live() {
+        if let Err(e) = crate::host_keys::reload_sshd(&ctx.root, ctx.runner) {
+            log::warn!(
+                "sshd was not reloaded, it serves the new {} key(s) from its next start: {e}",
+                types.join(", ")
+            );
         }
     }
-    record(ctx, &lib, st)?;
-    result.map(|()| true)
+    Ok(true)
 }
 
 /// The network stage: report to the platform.
 pub fn run_network(ctx: &Context<'_>, platform: &dyn Platform) -> Result<NetworkOutcome, ProvisionError> {
     let lib = ctx.lib_dir();
     let vm_id = vm_id(&ctx.root)?;
-    // Normally done by the host-keys unit before this one starts; a failure is in the state now.
-    if let Err(e) = run_host_keys(ctx) {
-        log::warn!("{e}");
-    }
     let recorded = state::load(&ctx.root, &lib).filter(|s| s.vm_id == vm_id);
     let provisioned = state::provisioned_for(&ctx.root, &lib, &vm_id);
     if provisioned && recorded.as_ref().is_none_or(|s| s.final_report_sent) {
