@@ -163,7 +163,7 @@ if [ "${1:-}" = --boots ]; then
 v=$1
 echo "uptime $(cut -d' ' -f1 /proc/uptime)"
 case $v in
-    wala) units="wala-provision-local.service wala-provision-keys.service wala-provision-network.service wala-network-setup.service wala-agentd.service" ;;
+    wala) units="wala-provision-local.service wala-provision-keys.service wala-provision-disk.service wala-provision-network.service wala-network-setup.service wala-agentd.service" ;;
     waagent) units="walinuxagent.service" ;;
     *) units="" ;;
 esac

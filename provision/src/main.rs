@@ -39,8 +39,10 @@ struct Cli {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Stage {
     /// No network: OVF, hostname, user, password, sshd, Ed25519 and ECDSA host keys, inline keys,
-    /// resource disk, custom data
+    /// custom data
     Local,
+    /// The resource disk and swap on it (every boot; nothing waits for it)
+    ResourceDisk,
     /// The RSA (or DSA) host keys the local stage left to make, after sshd has started; then
     /// sshd is reloaded
     HostKeys,
@@ -100,6 +102,15 @@ fn run(ctx: &Context<'_>, source: &OvfSource, stage: Stage, dry_run: bool) -> Ex
             Ok(outcome) => log::info!("local stage finished for VM {}", outcome.vm_id),
             Err(e) => {
                 log::error!("local stage failed: {e}");
+                code = ExitCode::Failure;
+            }
+        }
+    }
+    if matches!(stage, Stage::ResourceDisk | Stage::All) {
+        match provision::run_resource_disk(ctx) {
+            Ok(disk) => log::info!("resource-disk stage: {disk:?}"),
+            Err(e) => {
+                log::error!("resource-disk stage failed: {e}");
                 code = ExitCode::Failure;
             }
         }

@@ -64,6 +64,7 @@ missing=()
 for f in usr/sbin/wala-provision usr/sbin/wala-agentd usr/lib/systemd/system/azure.slice \
     usr/lib/systemd/system/wala-provision-local.service usr/lib/systemd/system/wala-provision-network.service \
     usr/lib/systemd/system/wala-provision-keys.service \
+    usr/lib/systemd/system/wala-provision-disk.service \
     usr/lib/systemd/system/wala-agentd.service usr/lib/systemd/system/wala-network-setup.service \
     usr/lib/tmpfiles.d/wala.conf usr/lib/dracut/modules.d/90wala/module-setup.sh \
     usr/lib/dracut/modules.d/90wala/wala-provision-initrd.service \
@@ -114,7 +115,7 @@ make_vroot() {
     stub NetworkManager-wait-online.service "Before=network-online.target"
     cp -a "$dest/." "$vroot/"
     systemctl --root="$vroot" enable ssh.service sshd-keygen.service hv-kvp-daemon.service \
-        systemd-networkd.service wala-provision-local.service wala-provision-keys.service wala-provision-network.service \
+        systemd-networkd.service wala-provision-local.service wala-provision-keys.service wala-provision-disk.service wala-provision-network.service \
         wala-agentd.service wala-network-setup.service >/dev/null 2>&1
 }
 # verify ROOT UNIT...: systemd-analyze must exit 0 AND print nothing (it reports ordering cycles

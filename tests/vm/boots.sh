@@ -376,6 +376,7 @@ fi
 # === 7. The floor: the same image with wala's units masked ======================================
 cp --sparse=always "$WALA_VM_RESOURCE" "$work/res6.raw"
 mask="systemd.mask=wala-provision-local.service systemd.mask=wala-provision-keys.service"
+mask+=" systemd.mask=wala-provision-disk.service"
 mask+=" systemd.mask=wala-provision-network.service"
 mask+=" systemd.mask=wala-agentd.service systemd.mask=wala-network-setup.service"
 boot no-agent "$work/root.raw" on "$work/nopw.iso" "$work/res6.raw" "$uuid1" "$work/initrd.img" "$mask"

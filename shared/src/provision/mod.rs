@@ -85,7 +85,6 @@ pub struct LocalOutcome {
     /// Why the provisioning steps were skipped, when they were.
     pub skipped: Option<String>,
     pub timings: Vec<StepTiming>,
-    pub disk: Option<DiskOutcome>,
 }
 
 /// How the network stage ended.
@@ -136,22 +135,32 @@ pub fn mode(ctx: &Context<'_>) -> Mode {
         ProvisioningAgent::Disabled => Mode::Disabled,
         ProvisioningAgent::CloudInit => Mode::CloudInit,
         ProvisioningAgent::Waagent => Mode::Provision,
-        ProvisioningAgent::Auto if cloud_init_enabled(&ctx.root, ctx.runner) => Mode::CloudInit,
+        ProvisioningAgent::Auto if cloud_init_enabled(&ctx.root) => Mode::CloudInit,
         ProvisioningAgent::Auto => Mode::Provision,
     }
 }
 
-/// waagent's check: `systemctl is-enabled cloud-init-local.service` says `enabled`.
-pub fn cloud_init_enabled(root: &HostRoot, runner: &dyn Runner) -> bool {
-    if !runner.exists("systemctl") {
-        return false;
-    }
-    let mut cmd = Cmd::new("systemctl").timeout(Duration::from_secs(10));
-    if !root.is_live() {
-        cmd = cmd.arg(format!("--root={}", root.prefix().display()));
-    }
-    let out = runner.output(&cmd.args(["is-enabled", "cloud-init-local.service"]));
-    let enabled = out.is_ok_and(|o| o.stdout_str().trim() == "enabled");
+/// waagent's check, `systemctl is-enabled cloud-init-local.service` says `enabled`, answered from
+/// the unit files themselves (no fork of systemctl on the boot's critical path): the unit exists
+/// in a unit directory, is not masked in `/etc`, and `/etc/systemd/system/*.wants/` or
+/// `*.requires/` holds a link to it (what `systemctl enable` makes; runtime enablement under
+/// `/run` is `enabled-runtime` to systemctl, not `enabled`).
+pub fn cloud_init_enabled(root: &HostRoot) -> bool {
+    const UNIT: &str = "cloud-init-local.service";
+    let etc = root.path("/etc/systemd/system");
+    let masked = std::fs::read_link(etc.join(UNIT)).is_ok_and(|t| t == Path::new("/dev/null"));
+    let installed = ["/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"]
+        .iter()
+        .any(|d| root.path(Path::new(d).join(UNIT)).exists());
+    let linked = std::fs::read_dir(&etc).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            (name.ends_with(".wants") || name.ends_with(".requires"))
+                && std::fs::symlink_metadata(e.path().join(UNIT)).is_ok()
+        })
+    });
+    let enabled = installed && !masked && linked;
     log::info!("cloud-init is enabled: {enabled}");
     enabled
 }
@@ -181,8 +190,7 @@ pub fn run_local(ctx: &Context<'_>, source: &OvfSource) -> Result<LocalOutcome, 
     let lib = ctx.lib_dir();
     let vm_id = vm_id(&ctx.root)?;
     let mode = mode(ctx);
-    let mut outcome =
-        LocalOutcome { vm_id: vm_id.clone(), mode, skipped: None, timings: Vec::new(), disk: None };
+    let mut outcome = LocalOutcome { vm_id: vm_id.clone(), mode, skipped: None, timings: Vec::new() };
 
     let recorded = state::load(&ctx.root, &lib);
     if state::provisioned_for(&ctx.root, &lib, &vm_id) {
@@ -239,8 +247,15 @@ pub fn run_local(ctx: &Context<'_>, source: &OvfSource) -> Result<LocalOutcome, 
     if let Some(why) = &outcome.skipped {
         log::info!("Provisioning skipped: {why}");
     }
-    outcome.disk = resource_disk(ctx, &vm_id, &mut outcome.timings);
     Ok(outcome)
+}
+
+/// The resource-disk stage, on every boot, beside sshd and the network bring-up (nothing waits for
+/// it): find the disk, format it only when it is Azure's fresh placeholder, mount it, and turn on
+/// swap on it (a large swap file too: nothing waits). Its problems are warnings.
+pub fn run_resource_disk(ctx: &Context<'_>) -> Result<Option<DiskOutcome>, ProvisionError> {
+    let vm_id = vm_id(&ctx.root)?;
+    Ok(resource_disk(ctx, &vm_id, &mut Vec::new()))
 }
 
 fn record(ctx: &Context<'_>, lib: &Path, s: State) -> Result<(), ProvisionError> {
@@ -382,8 +397,8 @@ fn set_disable_agent(root: &HostRoot, lib_dir: &Path, disable: bool) -> Result<(
     result.map_err(|e| ProvisionError::new("guest-agent", e))
 }
 
-/// The resource disk, on every boot, on the live root only (from the initramfs the real-root unit
-/// does it). Its problems are warnings: they never fail provisioning.
+/// The resource disk, on the live root only (never from the initramfs). Its problems are
+/// warnings: they never fail provisioning.
 fn resource_disk(ctx: &Context<'_>, vm_id: &str, timings: &mut Vec<StepTiming>) -> Option<DiskOutcome> {
     let settings = plan::resource_disk_settings(ctx.config);
     if !settings.format || !ctx.root.is_live() {
@@ -395,12 +410,6 @@ fn resource_disk(ctx: &Context<'_>, vm_id: &str, timings: &mut Vec<StepTiming>) 
         .and_then(|p| {
             let outcome = disk::apply_disk(&ctx.root, ctx.runner, &p)?;
             match disk::swap_after_mount(&ctx.root, &settings, &outcome)? {
-                disk::swap::SwapDecision::Plan(sp) if sp.background => {
-                    log::info!(
-                        "swap of {} MiB is left to the network stage, after Ready",
-                        settings.swap_size_mb
-                    );
-                }
                 disk::swap::SwapDecision::Plan(sp) => disk::apply_swap(&ctx.root, ctx.runner, &sp)?,
                 disk::swap::SwapDecision::Invalid(why) => log::warn!("swap not enabled: {why}"),
                 disk::swap::SwapDecision::Off => {}
@@ -554,7 +563,6 @@ pub fn run_network(ctx: &Context<'_>, platform: &dyn Platform) -> Result<Network
     st.final_report_sent = true;
     record(ctx, &lib, st)?;
     log::info!("Provisioning complete");
-    background_swap(ctx);
     Ok(NetworkOutcome::Ready)
 }
 
@@ -640,29 +648,6 @@ fn report_failure(ctx: &Context<'_>, platform: &dyn Platform, vm_id: &str, e: &P
             log::error!("Reporting ProvisioningFailed failed: {re}");
             false
         }
-    }
-}
-
-/// A large swap file, allocated after Ready so it never holds it up.
-fn background_swap(ctx: &Context<'_>) {
-    let settings = plan::resource_disk_settings(ctx.config);
-    if !settings.format || !settings.swap_in_background || !ctx.root.is_live() {
-        return;
-    }
-    let mounted = disk::mounts::read_mounts(&ctx.root)
-        .ok()
-        .and_then(|m| m.into_iter().find(|e| e.target == settings.mount_point))
-        .map(|e| DiskOutcome::Mounted { mount_point: e.target, fstype: e.fstype, formatted: false });
-    let Some(outcome) = mounted else { return };
-    match disk::swap_after_mount(&ctx.root, &settings, &outcome) {
-        Ok(disk::swap::SwapDecision::Plan(sp)) => {
-            if let Err(e) = disk::apply_swap(&ctx.root, ctx.runner, &sp) {
-                log::warn!("swap: {}", e.reason());
-            }
-        }
-        Ok(disk::swap::SwapDecision::Invalid(why)) => log::warn!("swap not enabled: {why}"),
-        Ok(disk::swap::SwapDecision::Off) => {}
-        Err(e) => log::warn!("swap: {}", e.reason()),
     }
 }
 
@@ -793,13 +778,32 @@ mod tests {
     fn auto_defers_to_an_enabled_cloud_init() {
         let (dir, config) = setup(LocalResult::Done, Mode::Provision);
         let runner = FakeRunner::new();
-        runner.respond(
-            "systemctl",
-            crate::cmd::CmdOutput { code: Some(0), stdout: b"enabled\n".to_vec(), ..Default::default() },
-        );
-        assert_eq!(mode(&ctx(&dir, &config, &runner)), Mode::CloudInit);
-        assert!(runner.command_lines()[0].starts_with("systemctl --root="));
+        let c = ctx(&dir, &config, &runner);
+        let lib_units = dir.path().join("lib/systemd/system");
+        let wants = dir.path().join("etc/systemd/system/cloud-init.target.wants");
+        std::fs::create_dir_all(&lib_units).expect("mkdir");
+        std::fs::create_dir_all(&wants).expect("mkdir");
+        // Installed but not enabled; then enabled; then masked.
+        std::fs::write(lib_units.join("cloud-init-local.service"), "[Unit]\n").expect("write");
+        assert_eq!(mode(&c), Mode::Provision);
+        std::os::unix::fs::symlink(
+            "/lib/systemd/system/cloud-init-local.service",
+            wants.join("cloud-init-local.service"),
+        )
+        .expect("link");
+        assert_eq!(mode(&c), Mode::CloudInit);
         let waagent = Config { provisioning_agent: ProvisioningAgent::Waagent, ..Config::default() };
         assert_eq!(mode(&ctx(&dir, &waagent, &runner)), Mode::Provision);
+        std::os::unix::fs::symlink(
+            "/dev/null",
+            dir.path().join("etc/systemd/system/cloud-init-local.service"),
+        )
+        .expect("mask");
+        assert_eq!(mode(&c), Mode::Provision);
+        // A link left behind by an uninstalled cloud-init does not count.
+        std::fs::remove_file(dir.path().join("etc/systemd/system/cloud-init-local.service")).expect("unmask");
+        std::fs::remove_file(lib_units.join("cloud-init-local.service")).expect("rm");
+        assert_eq!(mode(&c), Mode::Provision);
+        assert!(runner.command_lines().is_empty(), "no systemctl");
     }
 }
