@@ -8,13 +8,13 @@
 //! `wala*` units, `/var/log/waagent.log`, extension logs (`Extension.LogDir`, newest first), then
 //! rotated `waagent.log*` files (and, with `--full`, the distribution's system logs).
 //!
-//! Secrets are kept out by independent rules: files that hold keys or custom data are
-//! never read (`*.prv`, `*.key`, `*.pem`, `*.p7m`, `*.pfx`, `*.p12`, `Certificates.xml`,
-//! `CustomData`); any file with a PEM private key block is dropped; `protectedSettings` values in
-//! JSON (`*.settings`, goal-state documents, embedded in XML) are replaced with `<redacted>`, and a
-//! file where that cannot be done for certain is dropped. SAS signatures (`sig=`) are redacted in
-//! every text file, extension output and status included; a binary extension log is dropped. `ovf-env.xml` goes in with its password
-//! scrubbed ([`ovf::scrub_password`]) and its `CustomData` replaced.
+//! Secrets are kept out by independent rules: files that hold keys or custom data are never read
+//! (`*.prv`, `*.key`, `*.pem`, `*.p7m`, `*.pfx`, `*.p12`, `Certificates.xml`, `CustomData`); any
+//! file with a PEM private key block is dropped; `protectedSettings` values in JSON (`*.settings`,
+//! goal-state documents, embedded in XML) are replaced with `<redacted>`, and a file where that
+//! cannot be done for certain is dropped; SAS signatures (`sig=`) are redacted in every text file,
+//! extension output and status included, and a binary extension log is dropped. `ovf-env.xml` goes
+//! in with its password scrubbed ([`ovf::scrub_password`]) and its `CustomData` replaced.
 //!
 //! Every file in the zip is listed in `manifest.txt` with its size; `results.txt` says what was
 //! left out and why, which commands ran, and the limits. The total size of the content is bounded
