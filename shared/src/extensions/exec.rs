@@ -307,7 +307,7 @@ mod tests {
         )
         .expect("run");
         assert_eq!(out.exit_code, Some(3));
-        let base = std::fs::canonicalize(&dir.base()).expect("canon");
+        let base = std::fs::canonicalize(dir.base()).expect("canon");
         assert!(out.output.contains(&format!("[stdout]\n{}\n", base.display())), "{}", out.output);
         assert!(
             out.output
@@ -326,7 +326,7 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = HandlerDir::new(&tmp.path().join("lib"), &tmp.path().join("log"), "Pub.Slow", "1.0")
             .expect("handler dir");
-        std::fs::create_dir_all(&dir.base()).expect("mkdir");
+        std::fs::create_dir_all(dir.base()).expect("mkdir");
         let marker = tmp.path().join("child-survived");
         let script = format!("#!/bin/sh\necho started\n(sleep 1; touch {}) &\nsleep 30\n", marker.display());
         std::fs::write(dir.base().join("slow.sh"), script).expect("script");
@@ -366,6 +366,28 @@ mod tests {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     }
 
+    /// Run an enable command, again when it could not start because a process forked by another
+    /// test still held the script just written open ("Text file busy", a test-only race).
+    fn enable(dir: &HandlerDir, command: &str, env: &CommandEnv) -> CommandOutcome {
+        for _ in 0..20 {
+            let out = run(
+                &crate::cmd::SystemRunner,
+                &CgroupPolicy::default(),
+                Limits::default(),
+                dir,
+                Operation::Enable,
+                command,
+                env,
+            )
+            .expect("run");
+            if !(out.exit_code == Some(126) && out.output.contains("Text file busy")) {
+                return out;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{command}: the script stayed busy");
+    }
+
     /// Issue #21: the handler directory reaches the shell as `$0`, never as script text, so a
     /// directory full of shell syntax runs the manifest command and nothing else; the forms real
     /// manifests use (arguments, `./`, a leading `/`, quoted arguments) keep working.
@@ -381,16 +403,7 @@ mod tests {
             ("/bin/handler.sh 'two words' x", "bin/handler.sh", "[two words x]"),
             ("bin/handler.sh -c ./vmaccess.py -install", "bin/handler.sh", "[-c ./vmaccess.py -install]"),
         ] {
-            let out = run(
-                &crate::cmd::SystemRunner,
-                &CgroupPolicy::default(),
-                Limits::default(),
-                &dir,
-                Operation::Enable,
-                command,
-                &CommandEnv::default(),
-            )
-            .expect("run");
+            let out = enable(&dir, command, &CommandEnv::default());
             assert_eq!(out.exit_code, Some(0), "{command}: {}", out.output);
             let expected = format!("[stdout]\nran {}/{ran} {args}\n", dir.base().display());
             assert!(out.output.starts_with(&expected), "{command}: {}", out.output);
@@ -422,16 +435,7 @@ mod tests {
             "#!/bin/sh\necho started\ntruncate -s 1T /dev/stdout || exit 9\necho tail-marker >> /dev/stdout\necho err-marker >&2\nsleep 30\n",
         );
         let env = CommandEnv { timeout: Some(Duration::from_millis(500)), ..Default::default() };
-        let out = run(
-            &crate::cmd::SystemRunner,
-            &CgroupPolicy::default(),
-            Limits::default(),
-            &dir,
-            Operation::Enable,
-            "loud.sh",
-            &env,
-        )
-        .expect("run");
+        let out = enable(&dir, "loud.sh", &env);
         assert!(out.timed_out, "{}", out.output);
         let size = std::fs::metadata(dir.base().join(".wala-enable.stdout")).expect("stdout").len();
         assert!(size > 1 << 40, "the output file is {size} bytes");
