@@ -583,3 +583,74 @@ fn a_goal_state_with_unsupported_required_features_fails_runs_nothing_and_report
     // Cleanup is skipped after an unsupported goal state: the installed handler stays.
     assert!(lib(root.path()).join("Wala.Test.Installed-1.0.0").exists());
 }
+
+/// Issue #21: a handler name from the platform is a path and, with waagent's way of running
+/// commands, part of a shell line. One edited `<Plugin name=...>` each: a name that climbs out of
+/// `Lib.Dir` (the package used to be unpacked and run there), one that lands on an unrelated
+/// directory (it used to be replaced by the package), one with shell syntax (it used to run `id`
+/// as root). Each fails alone, named with the field in the status; nothing outside `Lib.Dir` is
+/// touched and no injected command runs; the good handler beside them runs.
+#[test]
+fn hostile_handler_names_fail_alone_and_touch_nothing() {
+    let logs = tempfile::tempdir().expect("tempdir");
+    let log = logs.path().join("ops.log");
+    let (good, served) = ("Wala.Test.Good", "Wala.Test.Served");
+    let hostile = ["../../ESCAPED.Ext", "../../victim", "X;id>INJECTED;#"];
+    // Each hostile plugin points at a real manifest and package, so only its name is wrong.
+    let hostile_plugin = |name: &str| {
+        let attr = name.replace('&', "&amp;").replace('>', "&gt;").replace('<', "&lt;");
+        format!(
+            r#"<Plugin name="{attr}" version="1.0.0" location="{{{{wire}}}}/artifacts/{served}/manifest.xml" state="enabled" autoUpgrade="false" isJson="true" useExactVersion="true" />"#
+        )
+    };
+    let mut plugins: Vec<String> = hostile.iter().map(|n| hostile_plugin(n)).collect();
+    plugins.push(plugin(good, "1.0.0", "enabled"));
+    let config = extensions_config(&plugins, &[settings(good, "1.0.0", 1, "good")], "");
+    let all = [
+        Handler { name: good, packages: vec![Package::new("1.0.0")] },
+        Handler { name: served, packages: vec![Package::new("1.0.0")] },
+    ];
+    let (fabric, _s) = start(&all, &log, &config);
+    let root = root_for(&fabric, "");
+    // `<root>/var/lib/waagent/../../victim-1.0.0` is `<root>/var/victim-1.0.0`.
+    let victim = root.path().join("var/victim-1.0.0");
+    std::fs::create_dir_all(&victim).expect("mkdir");
+    std::fs::write(victim.join("precious"), "keep me").expect("write");
+    run_polls(root.path(), 3);
+
+    assert_eq!(ops(&log), ["install Wala.Test.Good-1.0.0 v=1.0.0", "enable Wala.Test.Good-1.0.0 v=1.0.0"]);
+    let doc = status_doc(&fabric);
+    assert!(ready_with(&doc, good, "1.0.0", "1.0.0 good"), "{doc}");
+    for name in hostile {
+        let h = handler(&doc, name);
+        assert_eq!(h["status"], "NotReady", "{h}");
+        let message = h["formattedMessage"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with(&format!("Plugin {name:?} is refused: its ExtensionsConfig Plugins/Plugin@name is not a valid handler name: ")),
+            "{message}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(victim.join("precious")).expect("the victim's file"), "keep me");
+    let mut seen = Vec::new();
+    let mut stack = vec![root.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("ls").flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.file_type().expect("type").is_dir() {
+                stack.push(e.path());
+            }
+            if name.contains("ESCAPED") || name.contains("INJECTED") || name.contains("unpack") {
+                seen.push(e.path());
+            }
+        }
+    }
+    assert!(seen.is_empty(), "written by a hostile name: {seen:?}");
+    let mut in_lib: Vec<String> = std::fs::read_dir(lib(root.path()))
+        .expect("ls")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("Wala.") || n.contains("victim") || n.contains("Ext"))
+        .collect();
+    in_lib.sort();
+    assert_eq!(in_lib, ["Wala.Test.Good-1.0.0"]);
+}

@@ -340,8 +340,9 @@ pub fn kill_running_groups() -> usize {
     })
 }
 
-/// The last `max` bytes of a file (empty when it cannot be read).
-fn read_tail(path: &std::path::Path, max: usize) -> Vec<u8> {
+/// The last `max` bytes of a file (empty when it cannot be read). Only those bytes are read,
+/// however large the file.
+pub fn read_tail(path: &std::path::Path, max: usize) -> Vec<u8> {
     use std::io::{Seek, SeekFrom};
     let Ok(mut f) = std::fs::File::open(path) else { return Vec::new() };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);

@@ -8,12 +8,13 @@
 //! `wala*` units, `/var/log/waagent.log`, extension logs (`Extension.LogDir`, newest first), then
 //! rotated `waagent.log*` files (and, with `--full`, the distribution's system logs).
 //!
-//! Secrets are kept out by three independent rules: files that hold keys or custom data are
-//! never read (`*.prv`, `*.key`, `*.pem`, `*.p7m`, `*.pfx`, `*.p12`, `Certificates.xml`,
-//! `CustomData`); any file with a PEM private key block is dropped; `protectedSettings` values in
-//! JSON (`*.settings`, goal-state documents, embedded in XML) are replaced with `<redacted>`, and a
-//! file where that cannot be done for certain is dropped. `ovf-env.xml` goes in with its password
-//! scrubbed ([`ovf::scrub_password`]) and its `CustomData` replaced.
+//! Secrets are kept out by independent rules: files that hold keys or custom data are never read
+//! (`*.prv`, `*.key`, `*.pem`, `*.p7m`, `*.pfx`, `*.p12`, `Certificates.xml`, `CustomData`); any
+//! file with a PEM private key block is dropped; `protectedSettings` values in JSON (`*.settings`,
+//! goal-state documents, embedded in XML) are replaced with `<redacted>`, and a file where that
+//! cannot be done for certain is dropped; SAS signatures (`sig=`) are redacted in every text file,
+//! extension output and status included, and a binary extension log is dropped. `ovf-env.xml` goes
+//! in with its password scrubbed ([`ovf::scrub_password`]) and its `CustomData` replaced.
 //!
 //! Every file in the zip is listed in `manifest.txt` with its size; `results.txt` says what was
 //! left out and why, which commands ran, and the limits. The total size of the content is bounded
@@ -209,11 +210,16 @@ pub struct Collection {
     pub zip_size: u64,
 }
 
-/// What to do with a file's content.
+/// What to do with a file's content. Every text file that goes in has its SAS signatures
+/// redacted ([`crate::logging::redact_sas`]): extension output and status carry storage URLs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    /// A log: taken as it is (its tail when large), dropped if it holds a private key.
+    /// A system log: its tail when large, dropped if it holds a private key; a binary one
+    /// (compressed rotations) goes in as it is.
     Log,
+    /// An extension's log (under `Extension.LogDir`): text only, so that its SAS signatures can be
+    /// redacted; a binary one is left out.
+    ExtensionLog,
     /// Agent state: text only, protectedSettings redacted.
     State,
     /// The OVF environment: password scrubbed, CustomData redacted.
@@ -288,9 +294,21 @@ impl Collector<'_> {
             self.skip(name, "holds a private key");
             return Ok(());
         }
-        let note = truncated.then(|| format!("only the last {} bytes of {}", data.len(), meta.len()));
         let data = match kind {
-            Kind::Log => data,
+            Kind::Log | Kind::ExtensionLog if data.contains(&0) => {
+                if kind == Kind::ExtensionLog {
+                    self.skip(name, "binary: SAS signatures in it could not be redacted");
+                    return Ok(());
+                }
+                data
+            }
+            Kind::Log | Kind::ExtensionLog => {
+                // A cut can fall inside a signature, past the `sig=` that marks it: the partial
+                // first line goes.
+                let text = String::from_utf8_lossy(&data);
+                let text = if truncated { text.split_once('\n').map_or("", |(_, rest)| rest) } else { &text };
+                crate::logging::redact_sas(text).into_bytes()
+            }
             Kind::State | Kind::Ovf => {
                 if truncated {
                     // A cut could start inside a secret value, past the key that marks it.
@@ -308,7 +326,7 @@ impl Collector<'_> {
                     Some(text.into_owned())
                 };
                 match redacted.and_then(|t| redact_protected_settings(&t)) {
-                    Some(t) => t.into_bytes(),
+                    Some(t) => crate::logging::redact_sas(&t).into_bytes(),
                     None => {
                         self.skip(name, "secrets could not be redacted for certain");
                         return Ok(());
@@ -316,6 +334,7 @@ impl Collector<'_> {
                 }
             }
         };
+        let note = truncated.then(|| format!("only the last {} bytes of {}", data.len(), meta.len()));
         self.add(name, &data, note.as_deref())
     }
 
@@ -468,7 +487,7 @@ pub fn collect(
     c.add_file(Path::new("/var/log/waagent.log"), Kind::Log)?;
     let ext_log_dir = config.extension_log_dir.as_path().to_path_buf();
     for f in c.tree(&ext_log_dir, |_| false) {
-        c.add_file(&f, Kind::Log)?;
+        c.add_file(&f, Kind::ExtensionLog)?;
     }
     let mut rotated: Vec<PathBuf> = c
         .tree(Path::new("/var/log"), |_| true)
@@ -650,6 +669,54 @@ mod tests {
             .expect("collect");
         assert!(!c.entries.iter().any(|(n, _)| n.ends_with("0.settings")), "{:?}", c.entries);
         assert!(c.skipped.iter().any(|(n, why)| n.ends_with("0.settings") && why.contains("per-file limit")));
+    }
+
+    /// Issue #21 (item 5): extension output goes into the zip (which is uploaded to the
+    /// HostGAPlugin) with its SAS signatures redacted: the extension's own log, the command output
+    /// the agent keeps in the handler directory, its status file, and the end of a log too large
+    /// to go in whole even when the cut falls inside a signature. A binary extension log, which
+    /// cannot be redacted, is left out.
+    #[test]
+    fn sas_signatures_in_extension_output_are_redacted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = HostRoot::new(dir.path());
+        let sas =
+            "https://acct.blob.core.windows.net/c/script.sh?sv=2018-03-28&sr=b&sp=r&sig=SIGNATURE%2Bsecret";
+        let write = |rel: &str, data: &[u8]| {
+            let path = dir.path().join(rel);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, data).expect("write");
+        };
+        let ext = "var/log/azure/Microsoft.Azure.Extensions.CustomScript";
+        write(&format!("{ext}/handler.log"), format!("downloading {sas}\ndone\n").as_bytes());
+        let base = "var/lib/waagent/Microsoft.Azure.Extensions.CustomScript-2.1.6";
+        write(&format!("{base}/.wala-enable.stdout"), format!("curl {sas} failed\n").as_bytes());
+        write(&format!("{base}/status/0.status"), format!("[{{\"message\":\"{sas}\"}}]").as_bytes());
+        // Larger than the per-file limit, cut inside the signature of its first URL.
+        let mut long = format!("x {sas}\n").into_bytes();
+        let cut_at = long.len() - 8;
+        long.extend(std::iter::repeat_n(b'.', 100));
+        long.extend(format!("\nlast {sas}\n").as_bytes());
+        let per_file = (long.len() - cut_at) as u64;
+        write(&format!("{ext}/long.log"), &long);
+        write(&format!("{ext}/old.log.gz"), b"\x1f\x8b\x08\x00sig=SIGNATURE");
+        let limits = Limits { per_file, ..Limits::normal() };
+        let c = collect(&root, &crate::cmd::FakeRunner::new(), &Config::default(), None, limits)
+            .expect("collect");
+        let zip = std::fs::read(root.path(&c.zip)).expect("zip");
+        let entries = crate::ziparchive::read_all(&zip).expect("read back");
+        let text = |suffix: &str| {
+            let e = entries.iter().find(|e| e.name.ends_with(suffix)).unwrap_or_else(|| panic!("{suffix}"));
+            String::from_utf8_lossy(&e.data).into_owned()
+        };
+        for f in ["handler.log", ".wala-enable.stdout", "status/0.status", "long.log"] {
+            let t = text(f);
+            assert!(t.contains("&sig=***REDACTED***"), "{f}: {t}");
+            assert!(!t.contains("SIGNATURE") && !t.contains("secret"), "{f}: {t}");
+        }
+        assert!(text("long.log").starts_with("...."), "the partial first line is dropped");
+        assert!(!entries.iter().any(|e| e.name.ends_with("old.log.gz")));
+        assert!(c.skipped.iter().any(|(n, why)| n.ends_with("old.log.gz") && why.contains("binary")));
     }
 
     #[test]

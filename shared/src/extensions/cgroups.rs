@@ -52,11 +52,13 @@ impl CgroupPolicy {
         self.enforce && !self.excluded.iter().any(|e| *e == full || *e == short)
     }
 
-    /// The command that runs `shell_command` (`/bin/sh -c ...`) for `handler`: either itself, or
-    /// wrapped in `systemd-run --scope`. `unit` names the scope (`<operation>_<uuid>`).
-    pub fn command(&self, handler: &str, unit: &str, limits: Limits, shell_command: &str) -> Cmd {
+    /// The command that runs `/bin/sh -c <script>` for `handler`: either itself, or wrapped in
+    /// `systemd-run --scope`; arguments added to it go to the shell (`$0`, `$1`, ...), so nothing
+    /// but `script` is parsed by the shell. `unit` names the scope (`<operation>_<uuid>`).
+    /// `handler` is a checked handler name ([`super::names`]) and only goes into an argument.
+    pub fn command(&self, handler: &str, unit: &str, limits: Limits, script: &str) -> Cmd {
         if !self.applies_to(handler) {
-            return Cmd::new("/bin/sh").arg("-c").arg(shell_command);
+            return Cmd::new("/bin/sh").arg("-c").arg(script);
         }
         let mut cmd = Cmd::new("systemd-run")
             .arg(format!("--unit={unit}"))
@@ -70,7 +72,7 @@ impl CgroupPolicy {
         if let Some(mb) = limits.memory_mb {
             cmd = cmd.arg(format!("--property=MemoryMax={mb}M"));
         }
-        cmd.arg("/bin/sh").arg("-c").arg(shell_command)
+        cmd.arg("/bin/sh").arg("-c").arg(script)
     }
 }
 

@@ -122,6 +122,10 @@ fn parse_family(f: &Element) -> Option<AgentFamily> {
 fn parse_plugin(plugin: &Element, plugin_settings: &[&Element]) -> Extension {
     let attr = |n: &str| plugin.attr(n).unwrap_or("").to_string();
     let mut ext = Extension::new(attr("name"), attr("version"));
+    if ext.refuse_bad_names("ExtensionsConfig Plugins/Plugin@name", "ExtensionsConfig Plugins/Plugin@version")
+    {
+        return ext;
+    }
     ext.encoded_signature = attr("encodedSignature");
     for name in ["location", "failoverlocation"] {
         if let Some(uri) = plugin.attr_nonempty(name) {
@@ -223,6 +227,10 @@ fn parse_plugin_settings(ext: &mut Extension, all: &[&Element]) -> Result<(), Ha
         for node in per_extension {
             let name =
                 node.attr_nonempty("name").ok_or(HandlerConfigError::ExtensionNameMissing)?.to_string();
+            ext.check_extension_name(
+                &name,
+                "ExtensionsConfig PluginSettings/Plugin/ExtensionRuntimeSettings@name",
+            )?;
             let state = match node.attr_nonempty("state") {
                 None => ExtensionState::Enabled,
                 Some(s) => ExtensionState::parse(s).ok_or_else(|| HandlerConfigError::InvalidState {
@@ -382,7 +390,7 @@ mod tests {
     #[test]
     fn invalid_json_keeps_an_entry_and_bad_handlers_fail_alone() {
         let s = "<Plugin name=\"A.B\" version=\"1.0\"><RuntimeSettings seqNo=\"2\">{not json</RuntimeSettings></Plugin>";
-        let two = format!("{P}<Plugin name=\"C\" version=\"1\" state=\"\"/><Plugin name=\"D\" version=\"1\" state=\"bogus\"/>");
+        let two = format!("{P}<Plugin name=\"P.C\" version=\"1\" state=\"\"/><Plugin name=\"P.D\" version=\"1\" state=\"bogus\"/>");
         let gs = parse_extensions_config(&doc(&two, s), Some(9)).unwrap();
         assert_eq!(gs.svd_sequence_number, 9);
         assert_eq!(gs.extensions[0].settings.len(), 1);
@@ -396,6 +404,38 @@ mod tests {
             gs.extensions[0].failure.as_ref().map(ToString::to_string).as_deref(),
             Some("SeqNo not specified for the Extension: A.B")
         );
+    }
+
+    /// Issue #21: the handler name and version become paths (`<Lib.Dir>/<Name>-<Version>`) and,
+    /// with waagent's way of running commands, part of a shell line. Names and versions the
+    /// platform does not use fail their handler alone, with the plugin and the field named.
+    #[test]
+    fn hostile_names_and_versions_fail_only_their_handler() {
+        let plugins = "<Plugin name=\"../../../../ESCAPED.Ext\" version=\"1.0\" state=\"enabled\"/>\
+             <Plugin name=\"../../../../victim\" version=\"1.0\" state=\"uninstall\"/>\
+             <Plugin name=\"X;id&gt;INJECTED;#\" version=\"1.0\" state=\"enabled\"/>\
+             <Plugin name=\"Pub.Ver\" version=\"1.0/../../x\" state=\"enabled\"/>\
+             <Plugin name=\"Pub.Multi\" version=\"1.0\" state=\"enabled\"/>\
+             <Plugin name=\"Microsoft.Azure.Extensions.CustomScript\" version=\"2.1.6\" state=\"enabled\"/>";
+        let settings = "<Plugin name=\"Pub.Multi\" version=\"1.0\">\
+             <ExtensionRuntimeSettings seqNo=\"1\" name=\"../../evil\">{}</ExtensionRuntimeSettings></Plugin>";
+        let gs = parse_extensions_config(&doc(plugins, settings), None).unwrap();
+        let failure =
+            |i: usize| gs.extensions[i].failure.as_ref().map(ToString::to_string).unwrap_or_default();
+        for (i, field) in [
+            (0, "ExtensionsConfig Plugins/Plugin@name is not a valid handler name"),
+            (1, "ExtensionsConfig Plugins/Plugin@name is not a valid handler name"),
+            (2, "ExtensionsConfig Plugins/Plugin@name is not a valid handler name: ';' is not allowed"),
+            (3, "ExtensionsConfig Plugins/Plugin@version is not a valid version"),
+            (4, "ExtensionsConfig PluginSettings/Plugin/ExtensionRuntimeSettings@name is not a valid extension name"),
+        ] {
+            let f = failure(i);
+            assert!(f.starts_with(&format!("Plugin {:?} is refused: ", gs.extensions[i].name)), "{f}");
+            assert!(f.contains(field), "{i}: {f}");
+            assert!(gs.extensions[i].settings.is_empty(), "{i}");
+        }
+        assert_eq!(gs.extensions[2].name, "X;id>INJECTED;#");
+        assert_eq!(gs.extensions[5].failure, None, "a real name is untouched");
     }
 
     #[test]

@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::handler::HandlerDir;
 use super::manifest::{parse_manifest, PluginVersionManifest};
 use crate::files::{write_atomic, WriteOptions};
 use crate::hostgaplugin::{ArtifactRequest, ContainerIdentity, HostGaPluginClient};
@@ -136,28 +137,27 @@ impl Downloader<'_> {
         Ok((manifest, uri))
     }
 
-    /// Make sure `<lib>/<name>-<version>/` holds the package (§8.3): reuse a zip left by an
-    /// earlier try, else download one from `uris`; unpack; delete the zip.
+    /// Make sure the handler directory `dir` (`<Lib.Dir>/<Name>-<Version>/`, from a checked name
+    /// and version) holds the package (§8.3): reuse a zip left by an earlier try
+    /// ([`HandlerDir::package_zip`]), else download one from `uris`; unpack; delete the zip.
     pub fn package(
         &self,
         channels: &mut Channels,
-        lib: &Path,
-        name: &str,
-        version: &str,
+        dir: &HandlerDir,
         uris: &[String],
         manifest_uri: &str,
     ) -> Result<PathBuf, DownloadError> {
-        let zip = lib.join(format!("{name}__{version}.zip"));
-        let target = lib.join(format!("{name}-{version}"));
-        if let Ok(bytes) = std::fs::read(&zip) {
-            match unpack(&bytes, &target) {
+        let zip = dir.package_zip();
+        let target = dir.base();
+        if let Ok(bytes) = std::fs::read(zip) {
+            match unpack(&bytes, target) {
                 Ok(()) => {
-                    let _ = std::fs::remove_file(&zip);
-                    return Ok(target);
+                    let _ = std::fs::remove_file(zip);
+                    return Ok(target.to_path_buf());
                 }
                 Err(e) => {
                     log::warn!("{}: {e}; downloading it again", zip.display());
-                    let _ = std::fs::remove_file(&zip);
+                    let _ = std::fs::remove_file(zip);
                 }
             }
         }
@@ -175,11 +175,11 @@ impl Downloader<'_> {
                 }
                 Err(e) => return Err(e),
             };
-            write_atomic(&zip, &bytes, WriteOptions::mode(0o600))?;
-            let unpacked = unpack(&bytes, &target);
-            let _ = std::fs::remove_file(&zip);
+            write_atomic(zip, &bytes, WriteOptions::mode(0o600))?;
+            let unpacked = unpack(&bytes, target);
+            let _ = std::fs::remove_file(zip);
             match unpacked {
-                Ok(()) => return Ok(target),
+                Ok(()) => return Ok(target.to_path_buf()),
                 Err(e) => {
                     errors.push(format!("{}: {e}", crate::logging::redact_sas(&uri)));
                     left.retain(|u| *u != uri);
@@ -217,6 +217,9 @@ pub enum UnpackError {
     Unsafe { name: String, why: &'static str },
     #[error("{0}")]
     File(#[from] crate::files::FileError),
+    /// The target is not a directory name inside its parent.
+    #[error("cannot unpack here: {0}")]
+    Target(String),
 }
 
 /// Check one entry name: relative, no `..`, no NUL. Returns the components.
@@ -257,8 +260,9 @@ pub fn unpack(bytes: &[u8], target: &Path) -> Result<(), UnpackError> {
     }
     let parent = target.parent().unwrap_or(Path::new("/"));
     let leaf = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = super::names::join_under(parent, &format!(".{leaf}.unpack-{}", std::process::id()))
+        .map_err(|e| UnpackError::Target(e.to_string()))?;
     crate::files::ensure_dir(parent, 0o755)?;
-    let tmp = parent.join(format!(".{leaf}.unpack-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let io = |op, p: &Path, e| UnpackError::File(crate::files::FileError::new(op, p, e));
     let write = || -> Result<(), UnpackError> {

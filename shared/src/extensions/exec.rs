@@ -1,16 +1,41 @@
-//! Running a handler's commands as waagent does (wire.md §10.4): `/bin/sh -c <base>/<cmd>` in the
-//! handler's directory, in its own process group (killed whole at the timeout, and when the daemon
-//! stops: [`crate::cmd::kill_running_groups`]), with waagent's environment variables under the
-//! agent's own environment (which wins on a clash, proxies included). stdout and stderr go to
-//! files in the handler directory and only their tails are kept, so an extension that leaves a
-//! background child holding them does not hold the agent up.
+//! Running a handler's commands as waagent does (wire.md §10.4): the manifest's command line,
+//! resolved inside the handler's directory and run by `/bin/sh`, in that directory, in its own
+//! process group (killed whole at the timeout, and when the daemon stops:
+//! [`crate::cmd::kill_running_groups`]), with waagent's environment variables under the agent's
+//! own environment (which wins on a clash, proxies included). stdout and stderr go to files in
+//! the handler directory and only their last [`OUTPUT_TAIL`] bytes are ever read, so an extension
+//! that leaves a background child holding them does not hold the agent up, and one that writes
+//! gigabytes does not fill its memory.
+//!
+//! # What the shell sees
+//!
+//! waagent runs `os.path.join(base_dir, cmd.lstrip('/'))` with `shell=True`, so the handler's
+//! directory, whose name is made of the handler name and version the platform sent, is parsed by
+//! the shell. wala runs
+//!
+//! ```text
+//! /bin/sh -c '"$0"/<manifest command>' <base dir>
+//! ```
+//!
+//! * The base directory is an argument (`$0`), never part of the script: whatever `Lib.Dir` or
+//!   the (already checked, [`super::names`]) name and version contain, the shell expands it as
+//!   one quoted word and never parses it. Nothing else from the platform reaches the line; settings
+//!   go to files and the sequence number, version and extension name to environment variables.
+//! * The manifest command (`bin/custom-script-shim enable`, `scripts/install.sh -install`,
+//!   `extension_shim.sh -c ./vmaccess.py -install`) is the extension publisher's own command line
+//!   from the package the agent is about to run anyway: letting the shell parse it gives the
+//!   package nothing its own scripts do not have, and keeps every manifest that works with waagent
+//!   working (arguments, quoting, redirections). Its leading `/`s are dropped and it is prefixed
+//!   with `"$0"/`, so its first word is resolved inside the handler directory exactly as waagent
+//!   resolves it (`sh x.sh` is `<base>/sh`, which does not exist, as with waagent).
+//! * `$0` also names the shell in its own error messages, e.g. `<base>: 1: <base>/x: not found`.
 
 use std::io::Write;
 use std::time::Duration;
 
 use super::cgroups::{CgroupPolicy, Limits};
 use super::handler::HandlerDir;
-use crate::cmd::{CmdError, Runner};
+use crate::cmd::{read_tail, CmdError, Runner};
 
 /// The operations of a handler, with waagent's timeouts and error codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +50,8 @@ pub enum Operation {
 /// A command that ran past its timeout (any operation).
 pub const CODE_TIMEOUT: i64 = 1011;
 
-/// How much of each of stdout and stderr is kept for the status and the log.
+/// How much of each of stdout and stderr is read back (the end of it), for the status and the
+/// log: a fixed 4 KiB, whatever the command wrote, whether it finished or was killed.
 pub const OUTPUT_TAIL: usize = 4 * 1024;
 
 /// The feature list extensions are told about.
@@ -142,8 +168,8 @@ pub struct ExecError {
 /// The variables waagent sets (the agent's own environment then wins on a clash).
 pub fn environment(dir: &HandlerDir, env: &CommandEnv) -> Vec<(String, String)> {
     let mut vars = vec![
-        ("AZURE_GUEST_AGENT_EXTENSION_PATH".to_string(), dir.base.to_string_lossy().into_owned()),
-        ("AZURE_GUEST_AGENT_EXTENSION_VERSION".to_string(), dir.version.clone()),
+        ("AZURE_GUEST_AGENT_EXTENSION_PATH".to_string(), dir.base().to_string_lossy().into_owned()),
+        ("AZURE_GUEST_AGENT_EXTENSION_VERSION".to_string(), dir.version().to_string()),
         ("AZURE_GUEST_AGENT_WIRE_PROTOCOL_ADDRESS".to_string(), env.wire_address.clone()),
         ("ConfigSequenceNumber".to_string(), env.sequence_number.to_string()),
         ("AZURE_GUEST_AGENT_EXTENSION_SUPPORTED_FEATURES".to_string(), SUPPORTED_FEATURES.to_string()),
@@ -167,19 +193,16 @@ pub fn run(
     command: &str,
     env: &CommandEnv,
 ) -> Result<CommandOutcome, ExecError> {
-    let line =
-        format!("{}/{}", dir.base.to_string_lossy().trim_end_matches('/'), command.trim_start_matches('/'));
+    let script = shell_script(command);
     let unit = format!("{}_{}", op.name(), crate::hostgaplugin::correlation_id());
     let timeout = env.timeout.unwrap_or(op.timeout());
+    let (stdout, stderr) = output_files(dir, op);
     let mut cmd = cgroups
-        .command(&dir.name, &unit, limits, &line)
-        .current_dir(&dir.base)
+        .command(dir.name(), &unit, limits, &script)
+        .arg(dir.base())
+        .current_dir(dir.base())
         .timeout(timeout)
-        .output_files(
-            dir.base.join(format!(".wala-{}.stdout", op.name())),
-            dir.base.join(format!(".wala-{}.stderr", op.name())),
-            OUTPUT_TAIL,
-        );
+        .output_files(&stdout, &stderr, OUTPUT_TAIL);
     for (k, v) in environment(dir, env) {
         cmd = cmd.env(k, v);
     }
@@ -192,12 +215,8 @@ pub fn run(
             output: format_output(&out.stdout, &out.stderr),
         },
         Err(CmdError::Timeout { .. }) => {
-            let read = |s: &str| {
-                std::fs::read(dir.base.join(format!(".wala-{}.{s}", op.name()))).unwrap_or_default()
-            };
-            let (o, e) = (read("stdout"), read("stderr"));
-            let tail = |b: &[u8]| b[b.len().saturating_sub(OUTPUT_TAIL)..].to_vec();
-            CommandOutcome { exit_code: None, timed_out: true, output: format_output(&tail(&o), &tail(&e)) }
+            let (o, e) = (read_tail(&stdout, OUTPUT_TAIL), read_tail(&stderr, OUTPUT_TAIL));
+            CommandOutcome { exit_code: None, timed_out: true, output: format_output(&o, &e) }
         }
         Err(source) => return Err(ExecError { op: op.name(), handler: dir.full_name(), source }),
     };
@@ -216,6 +235,18 @@ pub fn run(
     Ok(outcome)
 }
 
+/// The script `/bin/sh -c` runs for a manifest command: `"$0"/<command>`, `$0` being the handler
+/// directory (see the module's documentation).
+fn shell_script(command: &str) -> String {
+    format!("\"$0\"/{}", command.trim_start_matches('/'))
+}
+
+/// `<base>/.wala-<op>.stdout` and `.stderr`.
+fn output_files(dir: &HandlerDir, op: Operation) -> (std::path::PathBuf, std::path::PathBuf) {
+    let file = |stream: &str| dir.base().join(format!(".wala-{}.{stream}", op.name()));
+    (file("stdout"), file("stderr"))
+}
+
 /// `[stdout]\n<tail>\n[stderr]\n<tail>`, lossy UTF-8.
 fn format_output(stdout: &[u8], stderr: &[u8]) -> String {
     format!("[stdout]\n{}\n[stderr]\n{}", String::from_utf8_lossy(stdout), String::from_utf8_lossy(stderr))
@@ -223,8 +254,8 @@ fn format_output(stdout: &[u8], stderr: &[u8]) -> String {
 
 /// Append to `<log dir>/CommandExecution.log` (best effort).
 fn append_command_log(dir: &HandlerDir, op: Operation, command: &str, outcome: &CommandOutcome) {
-    let _ = crate::files::ensure_dir(&dir.log_dir, 0o755);
-    let path = dir.log_dir.join("CommandExecution.log");
+    let _ = crate::files::ensure_dir(dir.log_dir(), 0o755);
+    let path = dir.log_dir().join("CommandExecution.log");
     if std::fs::metadata(&path).is_ok_and(|m| m.len() > 10 * 1024 * 1024) {
         let _ = std::fs::remove_file(&path);
     }
@@ -248,15 +279,16 @@ mod tests {
     #[test]
     fn waagents_variables_are_set_and_the_command_runs_in_the_handler_dir() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = HandlerDir::new(&tmp.path().join("lib"), &tmp.path().join("log"), "Pub.Ext", "1.0.1");
-        std::fs::create_dir_all(dir.base.join("bin")).expect("mkdir");
+        let dir = HandlerDir::new(&tmp.path().join("lib"), &tmp.path().join("log"), "Pub.Ext", "1.0.1")
+            .expect("handler dir");
+        std::fs::create_dir_all(dir.base().join("bin")).expect("mkdir");
         std::fs::write(
-            dir.base.join("bin/show.sh"),
+            dir.base().join("bin/show.sh"),
             "#!/bin/sh\npwd\necho \"$AZURE_GUEST_AGENT_EXTENSION_PATH|$AZURE_GUEST_AGENT_EXTENSION_VERSION|$AZURE_GUEST_AGENT_WIRE_PROTOCOL_ADDRESS|$ConfigSequenceNumber|$AZURE_GUEST_AGENT_EXTENSION_SUPPORTED_FEATURES|$VERSION\"\necho warn >&2\nexit 3\n",
         )
         .expect("script");
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.base.join("bin/show.sh"), std::fs::Permissions::from_mode(0o755))
+        std::fs::set_permissions(dir.base().join("bin/show.sh"), std::fs::Permissions::from_mode(0o755))
             .expect("chmod");
         let env = CommandEnv {
             wire_address: "127.0.0.9".into(),
@@ -275,28 +307,29 @@ mod tests {
         )
         .expect("run");
         assert_eq!(out.exit_code, Some(3));
-        let base = std::fs::canonicalize(&dir.base).expect("canon");
+        let base = std::fs::canonicalize(dir.base()).expect("canon");
         assert!(out.output.contains(&format!("[stdout]\n{}\n", base.display())), "{}", out.output);
         assert!(
             out.output
-                .contains(&format!("{}|1.0.1|127.0.0.9|4|{SUPPORTED_FEATURES}|2.0", dir.base.display())),
+                .contains(&format!("{}|1.0.1|127.0.0.9|4|{SUPPORTED_FEATURES}|2.0", dir.base().display())),
             "{}",
             out.output
         );
         assert!(out.output.ends_with("[stderr]\nwarn\n"), "{}", out.output);
         assert_eq!(out.error_code(Operation::Update), 1008);
-        let log = std::fs::read_to_string(dir.log_dir.join("CommandExecution.log")).expect("log");
+        let log = std::fs::read_to_string(dir.log_dir().join("CommandExecution.log")).expect("log");
         assert!(log.contains("update `/bin/show.sh`: exit 3"), "{log}");
     }
 
     #[test]
     fn a_command_past_its_timeout_is_killed_with_its_children() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = HandlerDir::new(&tmp.path().join("lib"), &tmp.path().join("log"), "Pub.Slow", "1.0");
-        std::fs::create_dir_all(&dir.base).expect("mkdir");
+        let dir = HandlerDir::new(&tmp.path().join("lib"), &tmp.path().join("log"), "Pub.Slow", "1.0")
+            .expect("handler dir");
+        std::fs::create_dir_all(dir.base()).expect("mkdir");
         let marker = tmp.path().join("child-survived");
         let script = format!("#!/bin/sh\necho started\n(sleep 1; touch {}) &\nsleep 30\n", marker.display());
-        std::fs::write(dir.base.join("slow.sh"), script).expect("script");
+        std::fs::write(dir.base().join("slow.sh"), script).expect("script");
         let env = CommandEnv { timeout: Some(Duration::from_millis(300)), ..Default::default() };
         let started = std::time::Instant::now();
         let enable = |command: &str| {
@@ -315,7 +348,7 @@ mod tests {
         // Not executable: 126.
         assert_eq!(enable("slow.sh").expect("ran").exit_code, Some(126));
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.base.join("slow.sh"), std::fs::Permissions::from_mode(0o755))
+        std::fs::set_permissions(dir.base().join("slow.sh"), std::fs::Permissions::from_mode(0o755))
             .expect("chmod");
         let out = enable("slow.sh").expect("ran");
         assert!(out.timed_out);
@@ -324,5 +357,89 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(10));
         std::thread::sleep(Duration::from_millis(1300));
         assert!(!marker.exists(), "the background child died with the group");
+    }
+
+    fn executable(path: &std::path::Path, text: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("script");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+
+    /// Run an enable command, again when it could not start because a process forked by another
+    /// test still held the script just written open ("Text file busy", a test-only race).
+    fn enable(dir: &HandlerDir, command: &str, env: &CommandEnv) -> CommandOutcome {
+        for _ in 0..20 {
+            let out = run(
+                &crate::cmd::SystemRunner,
+                &CgroupPolicy::default(),
+                Limits::default(),
+                dir,
+                Operation::Enable,
+                command,
+                env,
+            )
+            .expect("run");
+            if !(out.exit_code == Some(126) && out.output.contains("Text file busy")) {
+                return out;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{command}: the script stayed busy");
+    }
+
+    /// Issue #21: the handler directory reaches the shell as `$0`, never as script text, so a
+    /// directory full of shell syntax runs the manifest command and nothing else; the forms real
+    /// manifests use (arguments, `./`, a leading `/`, quoted arguments) keep working.
+    #[test]
+    fn the_handler_directory_is_never_parsed_by_the_shell() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let lib = tmp.path().join("lib;touch INJECTED;#$(touch INJECTED2)`touch INJECTED3` 'q\"");
+        let dir = HandlerDir::new(&lib, &tmp.path().join("log"), "Pub.Ext", "1.0").expect("handler dir");
+        executable(&dir.base().join("bin/handler.sh"), "#!/bin/sh\necho \"ran $0 [$*]\"\n");
+        for (command, ran, args) in [
+            ("bin/handler.sh -enable", "bin/handler.sh", "[-enable]"),
+            ("./bin/handler.sh -install", "./bin/handler.sh", "[-install]"),
+            ("/bin/handler.sh 'two words' x", "bin/handler.sh", "[two words x]"),
+            ("bin/handler.sh -c ./vmaccess.py -install", "bin/handler.sh", "[-c ./vmaccess.py -install]"),
+        ] {
+            let out = enable(&dir, command, &CommandEnv::default());
+            assert_eq!(out.exit_code, Some(0), "{command}: {}", out.output);
+            let expected = format!("[stdout]\nran {}/{ran} {args}\n", dir.base().display());
+            assert!(out.output.starts_with(&expected), "{command}: {}", out.output);
+        }
+        let mut found = Vec::new();
+        let mut stack = vec![tmp.path().to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).expect("ls").flatten() {
+                if e.file_type().expect("type").is_dir() {
+                    stack.push(e.path());
+                } else if e.file_name().to_string_lossy().starts_with("INJECTED") {
+                    found.push(e.path());
+                }
+            }
+        }
+        assert!(found.is_empty(), "commands injected through the directory ran: {found:?}");
+    }
+
+    /// Issue #21 (item 5): at a timeout only the end of each output file is read, whatever its
+    /// size. The command turns its stdout into a 1 TiB sparse file (no disk used) ending with a
+    /// marker; reading the whole file, as before, cannot even allocate the buffer.
+    #[test]
+    fn at_a_timeout_only_the_tail_of_the_output_is_read() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = HandlerDir::new(&tmp.path().join("lib"), &tmp.path().join("log"), "Pub.Loud", "1.0")
+            .expect("handler dir");
+        executable(
+            &dir.base().join("loud.sh"),
+            "#!/bin/sh\necho started\ntruncate -s 1T /dev/stdout || exit 9\necho tail-marker >> /dev/stdout\necho err-marker >&2\nsleep 30\n",
+        );
+        let env = CommandEnv { timeout: Some(Duration::from_millis(500)), ..Default::default() };
+        let out = enable(&dir, "loud.sh", &env);
+        assert!(out.timed_out, "{}", out.output);
+        let size = std::fs::metadata(dir.base().join(".wala-enable.stdout")).expect("stdout").len();
+        assert!(size > 1 << 40, "the output file is {size} bytes");
+        assert!(out.output.contains("tail-marker\n\n[stderr]\nerr-marker\n"), "{:?}", &out.output);
+        assert!(out.output.len() <= 2 * OUTPUT_TAIL + "[stdout]\n\n[stderr]\n".len(), "{}", out.output.len());
     }
 }

@@ -195,6 +195,32 @@ impl Extension {
         self.settings.clear();
         self.failure = Some(error);
     }
+
+    /// Fail the handler when its name or version is not one the platform uses
+    /// ([`super::names`]): they become paths and reach the handler's commands. `name_field` and
+    /// `version_field` say where they came from, for the message. Returns whether it failed.
+    pub(crate) fn refuse_bad_names(&mut self, name_field: &str, version_field: &str) -> bool {
+        let checked = super::names::check_handler_name(&self.name)
+            .map_err(|e| (name_field, e))
+            .and_then(|()| super::names::check_version(&self.version).map_err(|e| (version_field, e)));
+        match checked {
+            Ok(()) => false,
+            Err((field, error)) => {
+                let plugin = super::excerpt(&self.name);
+                self.fail(HandlerConfigError::InvalidName { plugin, field: field.to_string(), error });
+                true
+            }
+        }
+    }
+
+    /// The error for a multi-config extension name that is not one the platform uses.
+    pub(crate) fn check_extension_name(&self, name: &str, field: &str) -> Result<(), HandlerConfigError> {
+        super::names::check_extension_name(name).map_err(|error| HandlerConfigError::InvalidName {
+            plugin: super::excerpt(&self.name),
+            field: field.to_string(),
+            error,
+        })
+    }
 }
 
 /// Why one handler of a goal state is invalid. The messages are waagent's, so operators and CRP
@@ -243,6 +269,11 @@ pub enum HandlerConfigError {
     UnknownDependency { name: String, settings: Vec<String> },
     #[error("Extension {handler}: publicSettings is not valid JSON: {reason}")]
     InvalidPublicSettings { handler: String, reason: String },
+    /// A name or version the agent would have to use in a path or a command is not one the
+    /// platform uses ([`super::names`]). `plugin` is the handler's name as given (escaped, cut),
+    /// `field` the document and field (`ExtensionsConfig Plugins/Plugin@name`).
+    #[error("Plugin {plugin:?} is refused: its {field} is not a valid {}: {}", error.what, error.why)]
+    InvalidName { plugin: String, field: String, error: super::names::NameError },
 }
 
 /// The extensions goal state, from ExtensionsConfig or from vmSettings.

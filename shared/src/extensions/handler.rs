@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::goal_state::{Extension, ExtensionSettings};
 use super::handler_environment::{render_handler_environment, HandlerEnvironment};
 use super::handler_manifest::{parse_handler_manifest, HandlerManifest};
+use super::names::{self, NameError};
 use super::status::{parse_heartbeat, parse_status_file, ExtensionStatus, Heartbeat, StatusFileError};
 use super::FlexibleVersion;
 use crate::files::{ensure_dir, write_atomic, FileError, WriteOptions};
@@ -72,28 +73,63 @@ pub enum HandlerError {
     NoManifest(PathBuf),
     #[error("{path}: {reason}")]
     Manifest { path: PathBuf, reason: String },
+    /// A file name would be built from a name the platform does not use.
+    #[error("{0}")]
+    Name(#[from] NameError),
 }
 
-/// One handler version on disk.
+/// One handler version on disk. Made only by [`HandlerDir::new`], which checks the name and
+/// version ([`super::names`]), so every path below is inside `Lib.Dir` or `Extension.LogDir`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HandlerDir {
-    pub name: String,
-    pub version: String,
+    name: String,
+    version: String,
     /// `<lib>/<Name>-<Version>`.
-    pub base: PathBuf,
+    base: PathBuf,
     /// `<log dir>/<Name>`.
-    pub log_dir: PathBuf,
+    log_dir: PathBuf,
+    /// `<lib>/<Name>__<Version>.zip`.
+    zip: PathBuf,
 }
 
 impl HandlerDir {
-    /// `lib` and `log_root` are `Lib.Dir` and `Extension.LogDir` joined to the host root.
-    pub fn new(lib: &Path, log_root: &Path, name: &str, version: &str) -> Self {
-        Self {
+    /// `lib` and `log_root` are `Lib.Dir` and `Extension.LogDir` joined to the host root. A name
+    /// or version the platform does not use is refused: nothing is built from it.
+    pub fn new(lib: &Path, log_root: &Path, name: &str, version: &str) -> Result<Self, NameError> {
+        names::check_handler_name(name)?;
+        names::check_version(version)?;
+        Ok(Self {
             name: name.to_string(),
             version: version.to_string(),
-            base: lib.join(format!("{name}-{version}")),
-            log_dir: log_root.join(name),
-        }
+            base: names::join_under(lib, &format!("{name}-{version}"))?,
+            log_dir: names::join_under(log_root, name)?,
+            zip: names::join_under(lib, &format!("{name}__{version}.zip"))?,
+        })
+    }
+
+    /// The handler's name (`Microsoft.Azure.Extensions.CustomScript`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// This directory's version (`2.1.6`).
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// `<Lib.Dir>/<Name>-<Version>`: the package, and where its commands run.
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+
+    /// `<Extension.LogDir>/<Name>`.
+    pub fn log_dir(&self) -> &Path {
+        &self.log_dir
+    }
+
+    /// `<Lib.Dir>/<Name>__<Version>.zip`, where the package is kept while it is unpacked.
+    pub fn package_zip(&self) -> &Path {
+        &self.zip
     }
 
     pub fn config_dir(&self) -> PathBuf {
@@ -115,6 +151,13 @@ impl HandlerDir {
     /// `<Name>-<Version>`, as waagent names the handler in messages.
     pub fn full_name(&self) -> String {
         format!("{}-{}", self.name, self.version)
+    }
+
+    /// A file of multi-config extension `ext` in `dir` (`<ext>.<suffix>`): `None` when `ext` is
+    /// not an extension name the platform uses (the goal-state parsers refuse those already).
+    fn extension_file(dir: &Path, ext: &str, suffix: &str) -> Option<PathBuf> {
+        names::check_extension_name(ext).ok()?;
+        names::join_under(dir, &format!("{ext}.{suffix}")).ok()
     }
 
     pub fn state(&self) -> HandlerState {
@@ -204,19 +247,23 @@ impl HandlerDir {
         handler: &Extension,
         settings: Option<&ExtensionSettings>,
     ) -> Result<PathBuf, HandlerError> {
+        let path = names::join_under(&self.config_dir(), &super::settings_file_name(handler, settings))?;
+        if let (Some(s), true) = (settings, handler.is_multi_config) {
+            names::check_extension_name(&s.name)?;
+        }
         ensure_dir(&self.config_dir(), 0o700)?;
-        let path = self.config_dir().join(super::settings_file_name(handler, settings));
         let text = super::render_settings(settings);
         write_atomic(&path, text.expose().as_bytes(), WriteOptions::mode(0o600))?;
         Ok(path)
     }
 
-    /// The status file name of an extension: `<seq>.status` or `<ext>.<seq>.status`.
-    pub fn status_file(&self, multi: Option<&str>, seq: u64) -> PathBuf {
-        self.status_dir().join(match multi {
-            Some(ext) => format!("{ext}.{seq}.status"),
-            None => format!("{seq}.status"),
-        })
+    /// The status file of an extension: `<seq>.status` or `<ext>.<seq>.status`; `None` for an
+    /// `ext` that is not an extension name.
+    pub fn status_file(&self, multi: Option<&str>, seq: u64) -> Option<PathBuf> {
+        match multi {
+            Some(ext) => Self::extension_file(&self.status_dir(), ext, &format!("{seq}.status")),
+            None => Some(self.status_dir().join(format!("{seq}.status"))),
+        }
     }
 
     /// Read a status file: `None` when it does not exist (or is empty of statuses), else the parsed
@@ -227,7 +274,7 @@ impl HandlerDir {
         multi: Option<&str>,
         seq: u64,
     ) -> Option<(Result<ExtensionStatus, StatusFileError>, SystemTime)> {
-        let path = self.status_file(multi, seq);
+        let path = self.status_file(multi, seq)?;
         let bytes = std::fs::read(&path).ok()?;
         let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
         match parse_status_file(&bytes) {
@@ -251,11 +298,13 @@ impl HandlerDir {
     /// The last sequence number enabled for `ext` (wala's own `config/<ext>.wala-seq` file; `None`
     /// when never enabled). Enable runs again only for a different number.
     pub fn last_enabled_seq(&self, ext: &str) -> Option<u64> {
-        std::fs::read_to_string(self.config_dir().join(format!("{ext}.wala-seq"))).ok()?.trim().parse().ok()
+        let path = Self::extension_file(&self.config_dir(), ext, "wala-seq")?;
+        std::fs::read_to_string(path).ok()?.trim().parse().ok()
     }
 
     pub fn set_last_enabled_seq(&self, ext: &str, seq: Option<u64>) -> Result<(), HandlerError> {
-        let path = self.config_dir().join(format!("{ext}.wala-seq"));
+        names::check_extension_name(ext)?;
+        let path = names::join_under(&self.config_dir(), &format!("{ext}.wala-seq"))?;
         match seq {
             Some(n) => write_atomic(&path, n.to_string().as_bytes(), WriteOptions::mode(0o600))?,
             None => {
@@ -329,7 +378,7 @@ pub fn installed_versions(lib: &Path, log_root: &Path, name: &str) -> Vec<Handle
             let file = e.file_name().to_string_lossy().into_owned();
             let version = file.strip_prefix(&prefix)?;
             let v = FlexibleVersion::parse(version).ok()?;
-            let dir = HandlerDir::new(lib, log_root, name, version);
+            let dir = HandlerDir::new(lib, log_root, name, version).ok()?;
             matches!(dir.state(), HandlerState::Installed | HandlerState::Enabled).then_some((v, dir))
         })
         .collect();
@@ -338,7 +387,8 @@ pub fn installed_versions(lib: &Path, log_root: &Path, name: &str) -> Vec<Handle
 }
 
 /// Every handler directory under `lib` (`<Name>-<dotted version>` holding a
-/// `HandlerManifest.json`), except the agent's own `WALinuxAgent-*` packages.
+/// `HandlerManifest.json`), except the agent's own `WALinuxAgent-*` packages. A directory whose
+/// name is not a handler name and version ([`super::names`]) is not a handler: it is left alone.
 pub fn handler_dirs(lib: &Path, log_root: &Path) -> Vec<HandlerDir> {
     std::fs::read_dir(lib)
         .into_iter()
@@ -350,11 +400,9 @@ pub fn handler_dirs(lib: &Path, log_root: &Path) -> Vec<HandlerDir> {
                 return None;
             }
             let (name, version) = file.rsplit_once('-')?;
-            FlexibleVersion::parse(version).ok()?;
-            e.path()
-                .join("HandlerManifest.json")
-                .is_file()
-                .then(|| HandlerDir::new(lib, log_root, name, version))
+            let dir = HandlerDir::new(lib, log_root, name, version).ok()?;
+            (e.file_type().is_ok_and(|t| t.is_dir()) && dir.base.join("HandlerManifest.json").is_file())
+                .then_some(dir)
         })
         .collect()
 }
@@ -364,10 +412,10 @@ mod tests {
     use super::*;
 
     fn unpacked(lib: &Path, logs: &Path) -> HandlerDir {
-        let d = HandlerDir::new(lib, logs, "Pub.Ext", "1.2.3");
-        std::fs::create_dir_all(d.base.join("nested/deeper")).expect("mkdir");
+        let d = HandlerDir::new(lib, logs, "Pub.Ext", "1.2.3").expect("handler dir");
+        std::fs::create_dir_all(d.base().join("nested/deeper")).expect("mkdir");
         std::fs::write(
-            d.base.join("nested/deeper/HandlerManifest.json"),
+            d.base().join("nested/deeper/HandlerManifest.json"),
             "\u{feff}[{\"handlerManifest\":{\"installCommand\":\"i\",\"uninstallCommand\":\"u\",\"updateCommand\":\"p\",\"enableCommand\":\"e\",\"disableCommand\":\"d\",\"reportHeartbeat\":true}}]",
         )
         .expect("manifest");
@@ -383,13 +431,13 @@ mod tests {
         let m = d.initialize().expect("initialize");
         assert_eq!(m.enable_command, "e");
         assert!(m.report_heartbeat);
-        assert!(d.base.join("HandlerManifest.json").is_file(), "copied to the base dir");
+        assert!(d.base().join("HandlerManifest.json").is_file(), "copied to the base dir");
         let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode(&d.config_dir()), 0o700);
         assert_eq!(mode(&d.status_dir()), 0o700);
         assert_eq!(mode(&logs.join("Pub.Ext/events")), 0o700);
         let env: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(d.base.join("HandlerEnvironment.json")).expect("env"),
+            &std::fs::read_to_string(d.base().join("HandlerEnvironment.json")).expect("env"),
         )
         .expect("json");
         let he = &env[0]["handlerEnvironment"];
@@ -410,7 +458,7 @@ mod tests {
         assert!(installed_versions(&lib, &logs, "Pub.Ext").is_empty());
         d.set_state(HandlerState::Enabled).expect("state");
         assert_eq!(d.state(), HandlerState::Enabled);
-        let older = HandlerDir::new(&lib, &logs, "Pub.Ext", "1.10.0");
+        let older = HandlerDir::new(&lib, &logs, "Pub.Ext", "1.10.0").expect("handler dir");
         older.set_state(HandlerState::Installed).expect("state");
         let v: Vec<String> =
             installed_versions(&lib, &logs, "Pub.Ext").into_iter().map(|d| d.version).collect();
@@ -431,15 +479,59 @@ mod tests {
         let d = unpacked(&tmp.path().join("lib"), &tmp.path().join("log"));
         d.initialize().expect("init");
         assert!(d.read_status(None, 3).is_none());
-        std::fs::write(d.status_file(None, 3), r#"[{"status":{"status":"success","code":0}}]"#).expect("w");
+        std::fs::write(
+            d.status_file(None, 3).expect("status file"),
+            r#"[{"status":{"status":"success","code":0}}]"#,
+        )
+        .expect("w");
         let (s, _) = d.read_status(None, 3).expect("present");
         assert_eq!(s.expect("valid").status, super::super::status::StatusValue::Success);
-        std::fs::write(d.status_file(Some("a"), 1), "{not json").expect("w");
+        std::fs::write(d.status_file(Some("a"), 1).expect("status file"), "{not json").expect("w");
         assert!(d.read_status(Some("a"), 1).expect("present").0.is_err());
         assert!(d.heartbeat(SystemTime::now()).is_none());
         std::fs::write(d.heartbeat_file(), r#"[{"heartbeat":{"status":"Ready","code":0}}]"#).expect("w");
         assert_eq!(d.heartbeat(SystemTime::now()).expect("hb").status, "Ready");
         let later = SystemTime::now() + std::time::Duration::from_secs(601);
         assert_eq!(d.heartbeat(later).expect("stale").status, "Unresponsive");
+    }
+
+    /// Issue #21: a name or version that is not one the platform uses builds no path at all, and
+    /// a directory on disk whose name is not a handler's is neither listed nor touched.
+    #[test]
+    fn hostile_names_build_no_path_and_foreign_directories_are_not_handlers() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (lib, logs) = (tmp.path().join("lib"), tmp.path().join("log"));
+        for (name, version) in [
+            ("../../../../ESCAPED.Ext", "1.0"),
+            ("../../../../victim", "1.0"),
+            ("X;id>INJECTED;#", "1.0"),
+            ("Pub.Ext", "1.0/../../x"),
+            ("Pub.Ext", " 1.0"),
+        ] {
+            let err = HandlerDir::new(&lib, &logs, name, version).expect_err(name);
+            assert!(err.to_string().contains("is refused"), "{err}");
+        }
+        assert!(!lib.exists() && !logs.exists());
+
+        let d = unpacked(&lib, &logs);
+        d.initialize().expect("init");
+        assert_eq!(d.base(), lib.join("Pub.Ext-1.2.3"));
+        assert_eq!(d.log_dir(), logs.join("Pub.Ext"));
+        assert_eq!(d.package_zip(), lib.join("Pub.Ext__1.2.3.zip"));
+        assert_eq!(d.status_file(Some("../x"), 1), None, "an extension name with '/' names no file");
+        assert_eq!(d.last_enabled_seq("../x"), None);
+        assert!(d.set_last_enabled_seq("../../x", Some(1)).is_err());
+        assert!(!lib.join("x.wala-seq").exists() && !tmp.path().join("x.wala-seq").exists());
+        // Directories that look like handlers but whose names are not: never listed, so never
+        // removed by the cleanup or uninstalled.
+        for foreign in ["X;id>INJECTED;#-1.0", "Pub Ext.A-1.0", "NoDot-1.0"] {
+            let f = lib.join(foreign);
+            std::fs::create_dir_all(f.join("config")).expect("mkdir");
+            std::fs::write(f.join("HandlerManifest.json"), "[]").expect("manifest");
+            std::fs::write(f.join("config/HandlerState"), "Enabled").expect("state");
+        }
+        let names: Vec<String> = handler_dirs(&lib, &logs).iter().map(HandlerDir::full_name).collect();
+        assert_eq!(names, ["Pub.Ext-1.2.3"]);
+        assert!(installed_versions(&lib, &logs, "X;id>INJECTED;#").is_empty());
     }
 }

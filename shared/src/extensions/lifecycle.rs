@@ -264,7 +264,9 @@ impl Extensions {
             code: CODE_DOWNLOAD_FAILED,
             message: format!("invalid version {}: {why}", h.version),
         })?;
-        let exact = HandlerDir::new(&lib, &logs, &h.name, &h.version);
+        let name_err =
+            |e: super::names::NameError| Failure { code: CODE_DOWNLOAD_FAILED, message: e.to_string() };
+        let exact = HandlerDir::new(&lib, &logs, &h.name, &h.version).map_err(name_err)?;
         if matches!(exact.state(), HandlerState::Installed | HandlerState::Enabled) {
             return Ok((exact, None));
         }
@@ -282,7 +284,8 @@ impl Extensions {
             });
         }
         let version = pkg.version.to_string();
-        Ok((HandlerDir::new(&lib, &logs, &h.name, &version), Some((pkg.uris.clone(), manifest_uri))))
+        let dir = HandlerDir::new(&lib, &logs, &h.name, &version).map_err(name_err)?;
+        Ok((dir, Some((pkg.uris.clone(), manifest_uri))))
     }
 
     fn enable(
@@ -298,7 +301,7 @@ impl Extensions {
         let ext_key = settings.map_or_else(|| h.name.clone(), |s| s.name.clone());
         if let Some((uris, manifest_uri)) = download {
             ctx.downloader
-                .package(&mut self.channels, &lib, &h.name, &dir.version, &uris, &manifest_uri)
+                .package(&mut self.channels, &dir, &uris, &manifest_uri)
                 .map_err(|e| Failure { code: CODE_DOWNLOAD_FAILED, message: e.to_string() })?;
             let manifest = dir.initialize().map_err(file_err)?;
             dir.set_state(HandlerState::NotInstalled).map_err(file_err)?;
@@ -309,7 +312,8 @@ impl Extensions {
                 });
             }
             dir.write_settings(h, settings).map_err(file_err)?;
-            let old = installed_versions(&lib, &logs, &h.name).into_iter().find(|d| d.version != dir.version);
+            let old =
+                installed_versions(&lib, &logs, &h.name).into_iter().find(|d| d.version() != dir.version());
             let uninstall_code = match old {
                 None => {
                     self.run(
@@ -396,15 +400,15 @@ impl Extensions {
                     self.run_during_update(ctx, old, &old_manifest, Operation::Disable, &env, tolerate)?;
             }
         }
-        let _ = std::fs::copy(old.base.join("mrseq"), new.base.join("mrseq"));
+        let _ = std::fs::copy(old.base().join("mrseq"), new.base().join("mrseq"));
         for e in std::fs::read_dir(old.status_dir()).into_iter().flatten().flatten() {
             let _ = std::fs::copy(e.path(), new.status_dir().join(e.file_name()));
         }
-        let newer = FlexibleVersion::parse(&new.version).ok() > FlexibleVersion::parse(&old.version).ok();
+        let newer = FlexibleVersion::parse(new.version()).ok() > FlexibleVersion::parse(old.version()).ok();
         let update_env = CommandEnv {
             extra: vec![
-                ("VERSION".into(), new.version.clone()),
-                ("AZURE_GUEST_AGENT_UPDATING_FROM_VERSION".into(), old.version.clone()),
+                ("VERSION".into(), new.version().to_string()),
+                ("AZURE_GUEST_AGENT_UPDATING_FROM_VERSION".into(), old.version().to_string()),
                 if h.is_multi_config {
                     let list: Vec<serde_json::Value> = disable_codes
                         .iter()
@@ -483,7 +487,7 @@ impl Extensions {
                 log::warn!("{}: {}", dir.full_name(), f.message);
             }
             let _ = dir.remove();
-            let _ = std::fs::remove_file(lib.join(format!("{}__{}.zip", h.name, dir.version)));
+            let _ = std::fs::remove_file(dir.package_zip());
         }
         Ok(())
     }
@@ -519,7 +523,7 @@ impl Extensions {
     fn cleanup(&self, ctx: &Context<'_>, gs: &ExtensionsGoalState) {
         let (lib, logs) = Self::dirs(ctx.root, ctx.config);
         for dir in super::handler::handler_dirs(&lib, &logs) {
-            if gs.extension(&dir.name).is_none() {
+            if gs.extension(dir.name()).is_none() {
                 log::info!("removing {}: no longer in the goal state", dir.full_name());
                 let _ = dir.remove();
             }
@@ -583,18 +587,18 @@ mod tests {
     #[test]
     fn disables_and_uninstalls_come_first_in_reverse_then_enables_ascending() {
         let xml = r#"<Extensions><Plugins>
-            <Plugin name="A" version="1.0" state="enabled" location="http://x/a"/>
-            <Plugin name="B" version="1.0" state="enabled" location="http://x/b"/>
-            <Plugin name="C" version="1.0" state="uninstall" location="http://x/c"/>
-            <Plugin name="D" version="1.0" state="disabled" location="http://x/d"/>
+            <Plugin name="P.A" version="1.0" state="enabled" location="http://x/a"/>
+            <Plugin name="P.B" version="1.0" state="enabled" location="http://x/b"/>
+            <Plugin name="P.C" version="1.0" state="uninstall" location="http://x/c"/>
+            <Plugin name="P.D" version="1.0" state="disabled" location="http://x/d"/>
           </Plugins><PluginSettings>
-            <Plugin name="A" version="1.0"><DependsOn dependencyLevel="2"><DependsOnExtension handler="B"/></DependsOn><RuntimeSettings seqNo="1">{"runtimeSettings":[{"handlerSettings":{"publicSettings":{}}}]}</RuntimeSettings></Plugin>
-            <Plugin name="B" version="1.0"><DependsOn dependencyLevel="1"></DependsOn><RuntimeSettings seqNo="1">{"runtimeSettings":[{"handlerSettings":{"publicSettings":{}}}]}</RuntimeSettings></Plugin>
-            <Plugin name="C" version="1.0"><DependsOn dependencyLevel="1"></DependsOn><RuntimeSettings seqNo="1">{"runtimeSettings":[{"handlerSettings":{"publicSettings":{}}}]}</RuntimeSettings></Plugin>
-            <Plugin name="D" version="1.0"><DependsOn dependencyLevel="3"></DependsOn><RuntimeSettings seqNo="1">{"runtimeSettings":[{"handlerSettings":{"publicSettings":{}}}]}</RuntimeSettings></Plugin>
+            <Plugin name="P.A" version="1.0"><DependsOn dependencyLevel="2"><DependsOnExtension handler="P.B"/></DependsOn><RuntimeSettings seqNo="1">{"runtimeSettings":[{"handlerSettings":{"publicSettings":{}}}]}</RuntimeSettings></Plugin>
+            <Plugin name="P.B" version="1.0"><DependsOn dependencyLevel="1"></DependsOn><RuntimeSettings seqNo="1">{"runtimeSettings":[{"handlerSettings":{"publicSettings":{}}}]}</RuntimeSettings></Plugin>
+            <Plugin name="P.C" version="1.0"><DependsOn dependencyLevel="1"></DependsOn><RuntimeSettings seqNo="1">{"runtimeSettings":[{"handlerSettings":{"publicSettings":{}}}]}</RuntimeSettings></Plugin>
+            <Plugin name="P.D" version="1.0"><DependsOn dependencyLevel="3"></DependsOn><RuntimeSettings seqNo="1">{"runtimeSettings":[{"handlerSettings":{"publicSettings":{}}}]}</RuntimeSettings></Plugin>
           </PluginSettings></Extensions>"#;
         let gs = super::super::parse_extensions_config(xml, Some(1)).expect("parse");
         let names: Vec<(&str, i64)> = order(&gs).iter().map(|i| (i.handler.name.as_str(), i.level)).collect();
-        assert_eq!(names, [("D", -4), ("C", -2), ("B", 1), ("A", 2)]);
+        assert_eq!(names, [("P.D", -4), ("P.C", -2), ("P.B", 1), ("P.A", 2)]);
     }
 }

@@ -15,6 +15,8 @@
 //!
 //! Running extensions (§8.3, §9, §10, §11.1):
 //! * [`download`]: manifest and package download over both channels, safe unpacking;
+//! * [`names`]: which handler names, versions and extension names are accepted, and the one
+//!   helper that builds a path from them;
 //! * [`handler`]: one handler's directory and files (waagent's on-disk contract);
 //! * [`exec`]: running a handler command (environment, timeouts, output tails);
 //! * [`cgroups`]: `CGroups.EnforceLimits` through `systemd-run --scope`;
@@ -38,6 +40,7 @@ pub mod handler_environment;
 pub mod handler_manifest;
 pub mod lifecycle;
 pub mod manifest;
+pub mod names;
 pub mod report;
 pub mod settings;
 pub mod status;

@@ -88,7 +88,7 @@ pub fn handler_statuses_on_disk(
         } else {
             ExtensionState::Disabled
         };
-        let mut h = Extension::new(dir.name.clone(), dir.version.clone());
+        let mut h = Extension::new(dir.name().to_string(), dir.version().to_string());
         h.state = Some(state);
         // The newest settings file of each extension: (extension or None, seq, mtime).
         let mut newest: BTreeMap<Option<String>, (u64, SystemTime)> = BTreeMap::new();
@@ -139,12 +139,12 @@ fn statuses_of(
     let mut out = Vec::new();
     for h in extensions {
         // The requested version when it has a status of its own (e.g. a failed update), else the
-        // installed one.
-        let requested = HandlerDir::new(&lib, &logs, &h.name, &h.version);
-        let installed = if requested.exists() && requested.status().is_some() {
-            Some(requested)
-        } else {
-            installed_versions(&lib, &logs, &h.name).into_iter().next()
+        // installed one. A handler whose name or version the parser refused has nothing on disk
+        // and nothing is looked up for it.
+        let installed = match HandlerDir::new(&lib, &logs, &h.name, &h.version) {
+            Err(_) => None,
+            Ok(requested) if requested.exists() && requested.status().is_some() => Some(requested),
+            Ok(_) => installed_versions(&lib, &logs, &h.name).into_iter().next(),
         };
         if h.state == Some(ExtensionState::Uninstall) && installed.is_none() && off.is_none() {
             continue; // Uninstalled handlers vanish from the list.
@@ -208,7 +208,7 @@ fn one(
     }
     if let Some(f) = state.failure(&h.name, ext) {
         if installed.is_none_or(|d| d.status().is_none()) || f.code == -1 {
-            let version = installed.map_or(h.version.as_str(), |d| d.version.as_str());
+            let version = installed.map_or(h.version.as_str(), |d| d.version());
             return base(h, version, "NotReady", f.code, Some(f.message.clone()));
         }
     }
@@ -216,8 +216,8 @@ fn one(
         return base(h, &h.version, "NotReady", 0, Some("Plugin is not installed yet".into()));
     };
     let (mut st, written) = match dir.status() {
-        Some((file, mtime)) => (base(h, &dir.version, &file.status, file.code, file.message), mtime),
-        None => (base(h, &dir.version, "NotReady", 0, None), SystemTime::UNIX_EPOCH),
+        Some((file, mtime)) => (base(h, dir.version(), &file.status, file.code, file.message), mtime),
+        None => (base(h, dir.version(), "NotReady", 0, None), SystemTime::UNIX_EPOCH),
     };
     if dir.manifest().is_ok_and(|m| m.report_heartbeat) {
         if let Some(hb) = dir.heartbeat(now) {
@@ -239,7 +239,7 @@ fn one(
                     &format!(
                         "This status is being reported by the Guest Agent since no status file was reported by extension {}: [ExtensionStatusError] Status file {} does not exist",
                         ext.unwrap_or(&h.name),
-                        dir.status_file(ext, seq).display()
+                        dir.status_file(ext, seq).unwrap_or_default().display()
                     ),
                 ),
                 written,
@@ -286,12 +286,12 @@ mod tests {
         let config = Config::default();
         let (lib, logs) = Extensions::dirs(&root, &config);
         let write = |dir: &HandlerDir, file: &str, text: &str| {
-            let path = dir.base.join(file);
+            let path = dir.base().join(file);
             std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
             std::fs::write(path, text).expect("write");
         };
         let manifest = r#"[{"handlerManifest":{"installCommand":"i","uninstallCommand":"u","updateCommand":"p","enableCommand":"e","disableCommand":"d"}}]"#;
-        let multi = HandlerDir::new(&lib, &logs, "Pub.Multi", "1.0.0");
+        let multi = HandlerDir::new(&lib, &logs, "Pub.Multi", "1.0.0").expect("handler dir");
         write(&multi, "HandlerManifest.json", manifest);
         multi.set_state(HandlerState::Enabled).expect("state");
         multi.set_status("Ready", 0, "Plugin enabled", true).expect("status");
@@ -299,14 +299,14 @@ mod tests {
         let old = SystemTime::now() - std::time::Duration::from_secs(60);
         std::fs::File::options()
             .write(true)
-            .open(multi.base.join("config/a.1.settings"))
+            .open(multi.base().join("config/a.1.settings"))
             .and_then(|f| f.set_modified(old))
             .expect("mtime");
         write(&multi, "config/a.2.settings", "{}");
         write(&multi, "config/b.5.settings", "{}");
         write(&multi, "status/b.5.status", r#"[{"status":{"status":"success","code":0}}]"#);
         // Not installed: not reported.
-        let gone = HandlerDir::new(&lib, &logs, "Pub.Gone", "1.0.0");
+        let gone = HandlerDir::new(&lib, &logs, "Pub.Gone", "1.0.0").expect("handler dir");
         write(&gone, "HandlerManifest.json", manifest);
 
         let got = handler_statuses_on_disk(&root, &config, &Extensions::default(), SystemTime::now());

@@ -215,6 +215,14 @@ fn parse_extension(i: usize, e: &Value) -> Extension {
     let version = get_str(obj, "version").unwrap_or("").to_string();
     let mut ext =
         Extension::new(if name.is_empty() { format!("extensionGoalStates[{i}]") } else { name }, version);
+    let both_given = get_str(obj, "name").is_some() && get_str(obj, "version").is_some();
+    let (name_field, version_field) = (
+        format!("vmSettings extensionGoalStates[{i}]/name"),
+        format!("vmSettings extensionGoalStates[{i}]/version"),
+    );
+    if both_given && ext.refuse_bad_names(&name_field, &version_field) {
+        return ext;
+    }
     if let Err(err) = fill_extension(&mut ext, obj) {
         ext.fail(err);
     }
@@ -286,6 +294,7 @@ fn fill_extension(ext: &mut Extension, obj: &Map<String, Value>) -> Result<(), H
             let name = get_str(s, "extensionName").ok_or_else(|| {
                 field_err(&format!("{here}/extensionName"), "is missing or not a string".into())
             })?;
+            ext.check_extension_name(name, &format!("vmSettings {here}/extensionName"))?;
             let seq = get_u64(s, "seqNo")
                 .ok_or_else(|| field_err(&format!("{here}/seqNo"), "is missing".into()))?
                 .map_err(|why| field_err(&format!("{here}/seqNo"), why))?;
@@ -413,14 +422,14 @@ mod tests {
     #[test]
     fn handler_problems_stay_with_the_handler() {
         let doc = r#"{"hostGAPluginVersion":"1.0.8.133","extensionGoalStates":[
-            {"name":"Good","version":"1","state":"enabled","settingsSeqNo":3,
+            {"name":"P.Good","version":"1","state":"enabled","settingsSeqNo":3,
              "settings":[{"publicSettings":"{\"a\":1}","protectedSettings":"S3CRET","protectedSettingsCertThumbprint":"T"}],
              "dependsOn":[{"dependsOnExtension":[{"handler":"X"}],"dependencyLevel":2}]},
-            {"name":"NoThumb","version":"1","state":"enabled","settingsSeqNo":0,"settings":[{"protectedSettings":"S3CRET"}]},
-            {"name":"Two","version":"1","state":"enabled","settingsSeqNo":0,"settings":[{},{}]},
-            {"name":"BadJson","version":"1","state":"enabled","settingsSeqNo":0,"settings":[{"publicSettings":"{oops"}]},
-            {"name":"BadState","version":"1","state":"running"},
-            {"name":"Mc","version":"1","state":"enabled","isMultiConfig":true,
+            {"name":"P.NoThumb","version":"1","state":"enabled","settingsSeqNo":0,"settings":[{"protectedSettings":"S3CRET"}]},
+            {"name":"P.Two","version":"1","state":"enabled","settingsSeqNo":0,"settings":[{},{}]},
+            {"name":"P.BadJson","version":"1","state":"enabled","settingsSeqNo":0,"settings":[{"publicSettings":"{oops"}]},
+            {"name":"P.BadState","version":"1","state":"running"},
+            {"name":"P.Mc","version":"1","state":"enabled","isMultiConfig":true,
              "settings":[{"extensionName":"e1","seqNo":1,"extensionState":"disabled"}],
              "dependsOn":[{"name":"nope","dependencyLevel":1}]},
             7
@@ -447,6 +456,33 @@ mod tests {
             }
         }
         assert!(!format!("{g:?}").contains("S3CRET"));
+    }
+
+    /// Issue #21, the vmSettings side: the same names fail their handler alone.
+    #[test]
+    fn hostile_names_and_versions_fail_only_their_handler() {
+        let doc = r#"{"hostGAPluginVersion":"1.0.8.133","extensionGoalStates":[
+            {"name":"../../../../ESCAPED.Ext","version":"1.0","state":"enabled"},
+            {"name":"X;id>INJECTED;#","version":"1.0","state":"enabled"},
+            {"name":"Pub.Ver","version":"1.0; id","state":"enabled"},
+            {"name":"Pub.Multi","version":"1.0","state":"enabled","isMultiConfig":true,
+             "settings":[{"extensionName":"../x","seqNo":1,"extensionState":"enabled"}]},
+            {"name":"Microsoft.OSTCExtensions.VMAccessForLinux","version":"1.5.11","state":"enabled"}
+        ]}"#;
+        let g = parse(doc);
+        let failure =
+            |i: usize| g.extensions[i].failure.as_ref().map(ToString::to_string).unwrap_or_default();
+        for (i, field) in [
+            (0, "vmSettings extensionGoalStates[0]/name is not a valid handler name"),
+            (1, "vmSettings extensionGoalStates[1]/name is not a valid handler name"),
+            (2, "vmSettings extensionGoalStates[2]/version is not a valid version"),
+            (3, "vmSettings settings[0]/extensionName is not a valid extension name"),
+        ] {
+            let f = failure(i);
+            assert!(f.starts_with(&format!("Plugin {:?} is refused: ", g.extensions[i].name)), "{f}");
+            assert!(f.contains(field), "{i}: {f}");
+        }
+        assert_eq!(g.extensions[4].failure, None);
     }
 
     #[test]
