@@ -470,10 +470,13 @@ impl Loaded {
 
 /// Read and parse a configuration file.
 pub fn load(path: &Path) -> Result<Loaded, ConfError> {
-    let bytes = std::fs::read(path).map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => ConfError::Missing { path: path.to_path_buf() },
-        _ => ConfError::Read { path: path.to_path_buf(), source },
-    })?;
+    let bytes =
+        crate::limits::read_file(path, crate::limits::Document::WaagentConf).map_err(
+            |source| match source.kind() {
+                std::io::ErrorKind::NotFound => ConfError::Missing { path: path.to_path_buf() },
+                _ => ConfError::Read { path: path.to_path_buf(), source },
+            },
+        )?;
     Ok(parse(&String::from_utf8_lossy(&bytes), path))
 }
 

@@ -16,6 +16,7 @@ use super::manifest::{parse_manifest, PluginVersionManifest};
 use crate::files::{write_atomic, WriteOptions};
 use crate::hostgaplugin::{ArtifactRequest, ContainerIdentity, HostGaPluginClient};
 use crate::http::{HttpClient, Request};
+use crate::limits::Document;
 
 /// The bound on one whole download walk (manifest or package), as waagent's.
 pub const DOWNLOAD_DEADLINE: Duration = Duration::from_secs(300);
@@ -72,6 +73,7 @@ impl Downloader<'_> {
         channels: &mut Channels,
         uris: &[String],
         manifest_location: Option<&str>,
+        document: Document,
     ) -> Result<(Vec<u8>, String), DownloadError> {
         let start = Instant::now();
         let mut errors = Vec::new();
@@ -83,11 +85,15 @@ impl Downloader<'_> {
                     return Err(DownloadError::AllFailed { errors });
                 }
                 let got = if hgap {
-                    let req =
-                        ArtifactRequest { location: &uri, manifest_location, fast_track: self.fast_track };
+                    let req = ArtifactRequest {
+                        location: &uri,
+                        manifest_location,
+                        fast_track: self.fast_track,
+                        document,
+                    };
                     self.hgap.extension_artifact(self.who, &req, remaining).map_err(|e| e.to_string())
                 } else {
-                    self.direct(&uri, remaining)
+                    self.direct(&uri, remaining, document)
                 };
                 match got {
                     Ok(bytes) => {
@@ -112,8 +118,9 @@ impl Downloader<'_> {
         Err(DownloadError::AllFailed { errors })
     }
 
-    fn direct(&self, uri: &str, timeout: Duration) -> Result<Vec<u8>, String> {
-        let resp = self.storage.send_once(&Request::get(uri), timeout).map_err(|e| e.to_string())?;
+    fn direct(&self, uri: &str, timeout: Duration, document: Document) -> Result<Vec<u8>, String> {
+        let request = Request::get(uri).document(document);
+        let resp = self.storage.send_once(&request, timeout).map_err(|e| e.to_string())?;
         if resp.status == 200 {
             Ok(resp.body)
         } else {
@@ -127,7 +134,7 @@ impl Downloader<'_> {
         channels: &mut Channels,
         uris: &[String],
     ) -> Result<(PluginVersionManifest, String), DownloadError> {
-        let (bytes, uri) = self.fetch(channels, uris, None)?;
+        let (bytes, uri) = self.fetch(channels, uris, None, Document::ExtensionManifest)?;
         let text = String::from_utf8_lossy(&bytes);
         let manifest = parse_manifest(&text).map_err(|e| DownloadError::Manifest {
             uri: crate::logging::redact_sas(&uri),
@@ -167,14 +174,15 @@ impl Downloader<'_> {
         // A package that downloads but does not unpack sends the walk on to the next URI.
         while !left.is_empty() {
             let remaining = Downloader { deadline: self.deadline.saturating_sub(start.elapsed()), ..*self };
-            let (bytes, uri) = match remaining.fetch(channels, &left, Some(manifest_uri)) {
-                Ok(got) => got,
-                Err(DownloadError::AllFailed { errors: e }) => {
-                    errors.extend(e);
-                    break;
-                }
-                Err(e) => return Err(e),
-            };
+            let (bytes, uri) =
+                match remaining.fetch(channels, &left, Some(manifest_uri), Document::ExtensionPackage) {
+                    Ok(got) => got,
+                    Err(DownloadError::AllFailed { errors: e }) => {
+                        errors.extend(e);
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                };
             write_atomic(&zip, &bytes, WriteOptions::mode(0o600))?;
             let unpacked = unpack(&bytes, &target);
             let _ = std::fs::remove_file(&zip);
