@@ -282,7 +282,19 @@ mod tests {
         for good in ["azureuser", "a.b-c_d", "svc$", "User1"] {
             assert!(validate_name(good).is_ok(), "{good}");
         }
-        for bad in ["", "-rf", "a:b", "a b", "123", "..", "x\ny", &"a".repeat(33), "azureuser\u{a7}", "\u{e9}", "a\u{e9}$"] {
+        for bad in [
+            "",
+            "-rf",
+            "a:b",
+            "a b",
+            "123",
+            "..",
+            "x\ny",
+            &"a".repeat(33),
+            "azureuser\u{a7}",
+            "\u{e9}",
+            "a\u{e9}$",
+        ] {
             assert!(validate_name(bad).is_err(), "{bad:?}");
         }
     }

@@ -467,6 +467,7 @@ impl<'s, S: Source + ?Sized> ZipReader<'s, S> {
                 data_at,
             });
         }
+        drop(cd);
         // No two entries may share bytes: sorted by start, each must begin after the previous ends.
         ranges.sort_unstable();
         for pair in ranges.windows(2) {

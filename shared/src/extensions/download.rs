@@ -306,7 +306,8 @@ pub fn unpack_from<S: Source + ?Sized>(
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
     let zip =
         ZipReader::new(src, ReadLimits { max_entries: limits.max_entries, max_total_size: limits.max_size })?;
-    let mut plan = Vec::with_capacity(zip.entries().len());
+    // Every entry is checked before anything is written; the paths are worked out again while
+    // writing rather than kept (memory stays proportional to the central directory alone).
     let mut files = HashSet::new();
     for e in zip.entries() {
         let refuse = |why| UnpackError::Unsafe { name: e.name.chars().take(200).collect(), why };
@@ -320,8 +321,8 @@ pub fn unpack_from<S: Source + ?Sized>(
         if !e.is_dir() && !files.insert(parts.join("/")) {
             return Err(refuse("a second entry of the same name"));
         }
-        plan.push((parts, e));
     }
+    drop(files);
     let parent = target.parent().unwrap_or(Path::new("/"));
     let leaf = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     crate::files::ensure_dir(parent, 0o755)?;
@@ -332,7 +333,11 @@ pub fn unpack_from<S: Source + ?Sized>(
     dirs.recursive(true).mode(DIR_MODE);
     let write = || -> Result<(), UnpackError> {
         std::fs::DirBuilder::new().mode(DIR_MODE).create(&tmp).map_err(|e| io("create", &tmp, e))?;
-        for (parts, e) in &plan {
+        for e in zip.entries() {
+            let parts = safe_components(&e.name)?;
+            if parts.is_empty() {
+                continue;
+            }
             let path = parts.iter().fold(tmp.clone(), |p, c| p.join(c));
             if e.is_dir() {
                 dirs.create(&path).map_err(|err| io("create", &path, err))?;
