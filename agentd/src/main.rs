@@ -253,7 +253,11 @@ fn inspect_kinds() -> clap::builder::PossibleValuesParser {
 fn inspect(kind: &str, file: &std::path::Path) -> ExitCode {
     use wala::inspect::{inspect, Kind, Outcome};
     let Some(kind) = Kind::from_name(kind) else { return ExitCode::Usage };
-    let bytes = match std::fs::read(file) {
+    let read = match kind.document() {
+        Some(document) => wala::limits::read_file(file, document),
+        None => std::fs::read(file),
+    };
+    let bytes = match read {
         Ok(b) => b,
         Err(e) => {
             eprintln!("wala: {}: {e}", file.display());

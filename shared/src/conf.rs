@@ -332,6 +332,12 @@ config_keys! {
     /// wala: how long (seconds) a goal state waits in all for extensions its later extensions
     /// depend on (default 5400, waagent's 90 minutes).
     wala_extension_dependency_timeout: Option<u64> = "Wala.ExtensionDependencyTimeout", None;
+    /// wala: most files and directories an extension package may hold; a package with more is
+    /// refused before anything is unpacked.
+    wala_extension_package_max_entries: u64 = "Wala.ExtensionPackageMaxEntries", 20_000;
+    /// wala: most MiB all files of an extension package may unpack to, together; a package that
+    /// says it unpacks to more is refused before anything is written.
+    wala_extension_package_max_size_mb: u64 = "Wala.ExtensionPackageMaxSizeMB", 1024;
     /// Detect a System Center VMM environment and start its agent.
     detect_scvmm_env: bool = "DetectScvmmEnv", false;
 
@@ -370,7 +376,8 @@ config_keys! {
     enable_over_provisioning: bool = "EnableOverProvisioning", true;
     /// Path of the extension policy file.
     policy_file_path: AbsPath = "Policy.PolicyFilePath", AbsPath("/etc/waagent_policy.json".into());
-    /// Use cgroups for the agent and extensions.
+    /// Run extension commands in scopes of their own under `azure-vmextensions-<Name>.slice`, out
+    /// of the daemon's cgroup and its `MemoryMax` (systemd only).
     cgroups_enabled: bool = "CGroups.Enabled", true;
     /// Watch for network configuration changes.
     monitor_network_configuration_changes: bool = "Monitor.NetworkConfigurationChanges", false;
@@ -470,10 +477,13 @@ impl Loaded {
 
 /// Read and parse a configuration file.
 pub fn load(path: &Path) -> Result<Loaded, ConfError> {
-    let bytes = std::fs::read(path).map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => ConfError::Missing { path: path.to_path_buf() },
-        _ => ConfError::Read { path: path.to_path_buf(), source },
-    })?;
+    let bytes =
+        crate::limits::read_file(path, crate::limits::Document::WaagentConf).map_err(
+            |source| match source.kind() {
+                std::io::ErrorKind::NotFound => ConfError::Missing { path: path.to_path_buf() },
+                _ => ConfError::Read { path: path.to_path_buf(), source },
+            },
+        )?;
     Ok(parse(&String::from_utf8_lossy(&bytes), path))
 }
 

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::cmd::{Cmd, Runner};
 use crate::files::{self, FileError};
+use crate::limits::{self, Document};
 
 /// The file on the DVD.
 pub const OVF_FILE: &str = "ovf-env.xml";
@@ -100,7 +101,8 @@ pub fn read_ovf(runner: &dyn Runner, wait: Duration) -> Result<OvfFromDvd, DvdEr
         if let Some(mnt) = already_mounted() {
             let path = mnt.join(OVF_FILE);
             log::info!("Reading {} (the DVD is already mounted)", path.display());
-            let bytes = std::fs::read(&path).map_err(|e| FileError::new("read", &path, e))?;
+            let bytes =
+                limits::read_file(&path, Document::Ovf).map_err(|e| FileError::new("read", &path, e))?;
             return Ok(OvfFromDvd { bytes, device: None });
         }
         for dev in candidates() {
@@ -166,7 +168,7 @@ pub fn read_from_device(
         return Ok(None);
     }
     let path = mount_dir.join(OVF_FILE);
-    let read = std::fs::read(&path);
+    let read = limits::read_file(&path, Document::Ovf);
     if let Err(e) = runner.run(&Cmd::new("umount").arg(mount_dir)) {
         log::warn!("cannot unmount the DVD: {e}");
     }
@@ -215,6 +217,20 @@ mod tests {
         let got = read_from_device(&fake, Path::new("/dev/sr0"), &dir.path().join("mnt")).expect("read");
         assert!(got.is_none());
         assert_eq!(fake.command_lines().len(), 1, "no umount after a failed mount");
+    }
+
+    #[test]
+    fn an_oversized_ovf_is_refused_without_reading_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir_all(&mnt).expect("mkdir");
+        // 32 MiB of empty elements: the old reader took it whole, and its tree took 1 GB.
+        std::fs::write(mnt.join(OVF_FILE), "<x/>".repeat(8 * 1024 * 1024)).expect("write");
+        let err = read_from_device(&FakeRunner::new(), Path::new("/dev/sr0"), &mnt).expect_err("too large");
+        assert!(
+            err.to_string().ends_with("the ovf-env.xml is larger than its limit of 1048576 bytes"),
+            "{err}"
+        );
     }
 
     #[test]

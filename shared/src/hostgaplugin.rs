@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::http::{HttpClient, HttpError, Request, RetryPolicy};
+use crate::limits::Document;
 use crate::wire::endpoint::Endpoint;
 
 /// The HostGAPlugin API version (`x-ms-version`).
@@ -96,8 +97,9 @@ impl HostGaPluginClient {
 
     /// `GET /versions`: the JSON array of API versions, as text.
     pub fn versions(&self, who: &ContainerIdentity) -> Result<String, HostGaPluginError> {
-        let request =
-            Request::get(self.url("/versions")).header("x-ms-containerid", who.container_id.as_str());
+        let request = Request::get(self.url("/versions"))
+            .document(Document::Versions)
+            .header("x-ms-containerid", who.container_id.as_str());
         Ok(self.http.send(&request, &self.policy)?.text())
     }
 
@@ -118,8 +120,9 @@ impl HostGaPluginClient {
         who: &ContainerIdentity,
         etag: Option<&str>,
     ) -> Result<VmSettings, HostGaPluginError> {
-        let mut request = Self::with_identity(Request::get(self.url("/vmSettings")), who)
-            .header("x-ms-client-correlationid", correlation_id());
+        let mut request =
+            Self::with_identity(Request::get(self.url("/vmSettings")).document(Document::VmSettings), who)
+                .header("x-ms-client-correlationid", correlation_id());
         if let Some(etag) = etag {
             request = request.header("if-none-match", etag);
         }
@@ -187,6 +190,8 @@ pub struct ArtifactRequest<'a> {
     pub manifest_location: Option<&'a str>,
     /// The current extensions goal state is Fast Track.
     pub fast_track: bool,
+    /// What the artifact is (a manifest or a package): its size limit.
+    pub document: Document,
 }
 
 impl HostGaPluginClient {
@@ -199,8 +204,9 @@ impl HostGaPluginClient {
         req: &ArtifactRequest<'_>,
         timeout: Duration,
     ) -> Result<Vec<u8>, HostGaPluginError> {
-        let mut request = Self::with_identity(Request::get(self.url("/extensionArtifact")), who)
-            .header("x-ms-artifact-location", req.location);
+        let mut request =
+            Self::with_identity(Request::get(self.url("/extensionArtifact")).document(req.document), who)
+                .header("x-ms-artifact-location", req.location);
         if req.fast_track {
             request = request.header("x-ms-verify-from-artifacts-blob", "true");
         }

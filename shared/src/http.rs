@@ -13,6 +13,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::limits::Document;
 use crate::logging::redact_sas;
 
 /// The User-Agent every request carries.
@@ -150,6 +151,8 @@ pub struct Request {
     pub url: String,
     pub headers: Vec<(String, String)>,
     pub body: Option<Vec<u8>>,
+    /// What the response body is: its size limit (see [`crate::limits`]) and its name in errors.
+    pub document: Document,
 }
 
 impl fmt::Debug for Request {
@@ -161,21 +164,34 @@ impl fmt::Debug for Request {
             .field("url", &redact_sas(&self.url))
             .field("headers", &names)
             .field("body_len", &self.body.as_ref().map(Vec::len))
+            .field("document", &self.document)
             .finish()
     }
 }
 
 impl Request {
+    /// A GET whose answer is an [`Document::Response`] until [`Self::document`] says otherwise.
     pub fn get(url: impl Into<String>) -> Self {
-        Self { method: Method::Get, url: url.into(), headers: Vec::new(), body: None }
+        Self::new(Method::Get, url.into(), None)
     }
 
     pub fn post(url: impl Into<String>, body: impl Into<Vec<u8>>) -> Self {
-        Self { method: Method::Post, url: url.into(), headers: Vec::new(), body: Some(body.into()) }
+        Self::new(Method::Post, url.into(), Some(body.into()))
     }
 
     pub fn put(url: impl Into<String>, body: impl Into<Vec<u8>>) -> Self {
-        Self { method: Method::Put, url: url.into(), headers: Vec::new(), body: Some(body.into()) }
+        Self::new(Method::Put, url.into(), Some(body.into()))
+    }
+
+    fn new(method: Method, url: String, body: Option<Vec<u8>>) -> Self {
+        Self { method, url, headers: Vec::new(), body, document: Document::Response }
+    }
+
+    /// The response body is a `document`: it is read up to that kind's size limit, and a longer
+    /// one is refused with [`HttpError::TooLarge`] (not retried).
+    pub fn document(mut self, document: Document) -> Self {
+        self.document = document;
+        self
     }
 
     pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
@@ -218,6 +234,15 @@ pub enum HttpError {
     /// No HTTP answer (refused, reset, timeout, truncated body) after the last attempt.
     #[error("{method} {url}: {reason} after {attempts} attempt(s)")]
     Transport { method: Method, url: String, reason: String, attempts: u32 },
+    /// The response body is longer than the size limit of the document asked for (not retried:
+    /// the same document would come back).
+    #[error("{method} {url}: {source}")]
+    TooLarge {
+        method: Method,
+        url: String,
+        #[source]
+        source: crate::limits::TooLarge,
+    },
     /// The overall deadline ran out before a success.
     #[error(
         "{method} {url}: gave up after {attempts} attempt(s) in {elapsed_ms} ms (deadline); last: {last}"
@@ -297,11 +322,16 @@ impl HttpClient {
 
     /// Send `request` once and return whatever status came back (no retry, no status mapping).
     pub fn send_once(&self, request: &Request, timeout: Duration) -> Result<Response, HttpError> {
-        self.attempt(request, timeout).map_err(|reason| HttpError::Transport {
-            method: request.method,
-            url: redact_sas(&request.url),
-            reason,
-            attempts: 1,
+        self.attempt(request, timeout).map_err(|failure| match failure {
+            Failure::TooLarge(source) => {
+                HttpError::TooLarge { method: request.method, url: redact_sas(&request.url), source }
+            }
+            Failure::Transport(reason) => HttpError::Transport {
+                method: request.method,
+                url: redact_sas(&request.url),
+                reason,
+                attempts: 1,
+            },
         })
     }
 
@@ -350,7 +380,8 @@ impl HttpClient {
                     }
                     format!("HTTP {}", resp.status)
                 }
-                Err(reason) => {
+                Err(Failure::TooLarge(source)) => return Err(HttpError::TooLarge { method, url, source }),
+                Err(Failure::Transport(reason)) => {
                     let max = if throttled { policy.throttled_max_attempts } else { policy.max_attempts };
                     if attempts >= max.max(1) {
                         return Err(HttpError::Transport { method, url, reason, attempts });
@@ -373,8 +404,8 @@ impl HttpClient {
         }
     }
 
-    /// One exchange; `Err` is a transport failure described in one line.
-    fn attempt(&self, request: &Request, timeout: Duration) -> Result<Response, String> {
+    /// One exchange; `Err` is a transport failure described in one line, or a body over the limit.
+    fn attempt(&self, request: &Request, timeout: Duration) -> Result<Response, Failure> {
         log::debug!(
             "{} {} ({} header(s), {} body byte(s))",
             request.method,
@@ -389,22 +420,33 @@ impl HttpClient {
             Method::Post => prepare(self.agent.post(&request.url), request, timeout)
                 .send(request.body.as_deref().unwrap_or_default()),
         };
-        let mut resp = result.map_err(|e| redact_sas(&e.to_string()))?;
+        let mut resp = result.map_err(|e| Failure::Transport(redact_sas(&e.to_string())))?;
         let status = resp.status().as_u16();
         let headers = resp
             .headers()
             .iter()
             .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect();
-        let body = resp
-            .body_mut()
-            .with_config()
-            .limit(32 * 1024 * 1024)
-            .read_to_vec()
-            .map_err(|e| format!("reading the body of HTTP {status}: {}", redact_sas(&e.to_string())))?;
+        let body = resp.body_mut().with_config().limit(request.document.limit()).read_to_vec().map_err(
+            |e| match e {
+                ureq::Error::BodyExceedsLimit(_) => Failure::TooLarge(request.document.too_large()),
+                e => Failure::Transport(format!(
+                    "reading the body of HTTP {status}: {}",
+                    redact_sas(&e.to_string())
+                )),
+            },
+        )?;
         log::debug!("{} {}: HTTP {status}, {} byte(s)", request.method, redact_sas(&request.url), body.len());
         Ok(Response { status, headers, body })
     }
+}
+
+/// Why one exchange failed.
+enum Failure {
+    /// No usable answer, described in one line.
+    Transport(String),
+    /// The body is longer than the document's limit.
+    TooLarge(crate::limits::TooLarge),
 }
 
 /// `request`'s headers, `Connection: close` and the timeouts on a ureq request of either kind.
@@ -435,6 +477,60 @@ mod tests {
         assert_eq!(d, [1, 2, 4, 8, 8, 8]);
         assert_eq!(p.delay_before(40, false), Duration::from_secs(8));
         assert_eq!(p.delay_before(3, true), Duration::from_secs(1));
+    }
+
+    /// A loopback server answering every request with `body_len` bytes; returns its URL and a
+    /// counter of the connections it accepted.
+    fn big_answer_server(body_len: usize) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/machine/?comp=goalstate", listener.local_addr().expect("addr"));
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = count.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(8) {
+                let Ok(mut stream) = stream else { return };
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {body_len}\r\n\r\n");
+                let _ = stream.write_all(head.as_bytes());
+                let chunk = vec![b'x'; 64 * 1024];
+                let mut left = body_len;
+                while left > 0 {
+                    let n = left.min(chunk.len());
+                    if stream.write_all(&chunk[..n]).is_err() {
+                        break;
+                    }
+                    left -= n;
+                }
+            }
+        });
+        (url, count)
+    }
+
+    #[test]
+    fn a_body_over_the_documents_limit_is_refused_once_and_named() {
+        let (url, count) = big_answer_server(2 * 1024 * 1024);
+        let client = HttpClient::platform();
+        let policy = RetryPolicy::wire().scaled_down(100);
+        let err =
+            client.send(&Request::get(&url).document(Document::GoalState), &policy).expect_err("too large");
+        assert!(matches!(err, HttpError::TooLarge { .. }), "{err:?}");
+        assert!(
+            err.to_string().ends_with("the GoalState is larger than its limit of 1048576 bytes"),
+            "{err}"
+        );
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1, "not retried");
+        // The same body is fine for a document allowed more.
+        let resp = client.send(&Request::get(&url).document(Document::Certificates), &policy).expect("fits");
+        assert_eq!(resp.body.len(), 2 * 1024 * 1024);
+        // And a request that names no document gets the small default.
+        let err = client.send_once(&Request::get(&url), Duration::from_secs(5)).expect_err("default");
+        assert!(err.to_string().contains("HTTP response is larger than its limit"), "{err}");
     }
 
     #[test]

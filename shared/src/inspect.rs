@@ -43,6 +43,26 @@ impl Kind {
         ("conf", Kind::Conf),
     ];
 
+    /// The document kind whose size limit applies to a file of this kind (`None`: a DHCP lease,
+    /// which is the host's own file).
+    pub fn document(self) -> Option<crate::limits::Document> {
+        use crate::limits::Document;
+        Some(match self {
+            Kind::Ovf => Document::Ovf,
+            Kind::GoalState => Document::GoalState,
+            Kind::HostingEnv => Document::HostingEnvironmentConfig,
+            Kind::SharedConfig => Document::SharedConfig,
+            Kind::ExtensionsConfig => Document::ExtensionsConfig,
+            Kind::VmSettings => Document::VmSettings,
+            Kind::Certificates => Document::Certificates,
+            Kind::DhcpLease => return None,
+            Kind::HandlerManifest => Document::HandlerManifest,
+            Kind::ExtStatus => Document::ExtensionStatus,
+            Kind::Imds => Document::ImdsInstance,
+            Kind::Conf => Document::WaagentConf,
+        })
+    }
+
     /// The kind named `name` on the command line.
     pub fn from_name(name: &str) -> Option<Kind> {
         Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, k)| *k)

@@ -24,6 +24,7 @@ pub mod imds;
 pub mod inspect;
 pub mod kvp;
 pub mod legacy_cli;
+pub mod limits;
 pub mod logcollect;
 pub mod logging;
 pub mod ovf;

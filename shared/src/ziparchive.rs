@@ -1,9 +1,14 @@
-//! A small ZIP writer (deflate via `flate2`) for `collect-logs`, and a strict reader used to check
-//! archives.
+//! A small ZIP writer (deflate via `flate2`) for `collect-logs`, and a strict, streaming reader for
+//! extension packages ([`ZipReader`]) and for checking archives ([`read_all`]).
 //!
-//! Only what the log collector needs: regular files, deflated, UTF-8 names, one timestamp, no
-//! ZIP64 (archives are bounded far below 4 GiB and 65 535 entries; larger ones are refused). The
-//! archive is built in memory so it can be written atomically in one go.
+//! The writer does only what the log collector needs: regular files, deflated, UTF-8 names, one
+//! timestamp, no ZIP64 (archives are bounded far below 4 GiB and 65 535 entries; larger ones are
+//! refused). The archive is built in memory so it can be written atomically in one go.
+//!
+//! The reader never holds an entry's data: it checks the whole central directory first (entry
+//! count, total unpacked size, no overlapping entries, local headers that agree), then unpacks one
+//! entry at a time through a fixed buffer, so memory does not grow with what an archive unpacks
+//! to. Packages come from the platform's storage and their publishers; see docs/security.md.
 
 use std::io::{Read, Write};
 
@@ -39,6 +44,18 @@ pub enum ZipError {
     },
     #[error("malformed zip archive at byte {offset}: {why}")]
     Malformed { offset: usize, why: &'static str },
+    #[error("the archive has {count} entries, more than the limit of {limit}")]
+    TooManyEntries { count: usize, limit: usize },
+    #[error("the archive unpacks to more than the limit of {limit} bytes")]
+    TooLargeUnpacked { limit: u64 },
+    #[error("entries {first:?} and {second:?} overlap (one compressed stream read as several entries)")]
+    Overlap { first: String, second: String },
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 struct CentralEntry {
@@ -217,15 +234,113 @@ fn dos_datetime(unix_secs: u64) -> (u16, u16) {
     (date, time)
 }
 
-/// One entry read back from an archive.
+// ---------------------------------------------------------------------------------------------------
+// Reading
+
+/// Random access to an archive's bytes: a byte slice, or a file ([`FileSource`]).
+pub trait Source {
+    /// The size of the archive in bytes.
+    fn size(&self) -> u64;
+    /// Read up to `buf.len()` bytes at `offset`; fewer only at the end.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize>;
+}
+
+impl Source for [u8] {
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        let tail = usize::try_from(offset).ok().and_then(|o| self.get(o..)).unwrap_or_default();
+        let n = tail.len().min(buf.len());
+        buf[..n].copy_from_slice(&tail[..n]);
+        Ok(n)
+    }
+}
+
+/// An archive in a file, read in place (never loaded whole).
+#[derive(Debug)]
+pub struct FileSource {
+    file: std::fs::File,
+    size: u64,
+}
+
+impl FileSource {
+    pub fn open(path: &std::path::Path) -> std::io::Result<Self> {
+        let file = std::fs::File::open(path)?;
+        let size = file.metadata()?.len();
+        Ok(Self { file, size })
+    }
+}
+
+impl Source for FileSource {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let mut done = 0;
+        while done < buf.len() {
+            match self.file.read_at(&mut buf[done..], offset + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
+    }
+}
+
+/// What an archive may hold before it is refused, checked from its central directory before
+/// anything is unpacked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadLimits {
+    /// Most entries (files and directories).
+    pub max_entries: usize,
+    /// Most bytes all entries unpack to, together.
+    pub max_total_size: u64,
+}
+
+impl ReadLimits {
+    /// Only the format's own limits (65,535 entries of up to 4 GiB each).
+    pub const FORMAT: ReadLimits = ReadLimits { max_entries: MAX_ENTRIES, max_total_size: u64::MAX };
+}
+
+/// One entry of an archive being read: its name, what it unpacks to, and where its data is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ZipEntry {
+pub struct Entry {
     pub name: String,
-    pub data: Vec<u8>,
-    /// Unix permission bits from the central directory.
+    /// Size unpacked, in bytes (checked while unpacking).
+    pub size: u64,
+    /// Unix permission bits from the central directory (0 when the archive has none).
     pub mode: u32,
     /// The central directory marks the entry as a symbolic link (Unix file type `S_IFLNK`).
     pub is_symlink: bool,
+    method: u16,
+    crc: u32,
+    compressed: u64,
+    data_at: u64,
+}
+
+impl Entry {
+    /// A directory entry (its name ends with `/`).
+    pub fn is_dir(&self) -> bool {
+        self.name.ends_with('/')
+    }
+}
+
+/// An archive whose central directory has been read and checked: every entry is a stored or
+/// deflated, unencrypted file whose local header agrees with the central directory; entries do not
+/// overlap each other or the directory (the "overlapping entries" zip bomb, where thousands of
+/// entries share one deflate stream); and the count and the total unpacked size are within
+/// [`ReadLimits`]. Entries are then unpacked one at a time, streamed with a fixed-size buffer, each
+/// checked against its size and CRC.
+#[derive(Debug)]
+pub struct ZipReader<'s, S: Source + ?Sized> {
+    src: &'s S,
+    entries: Vec<Entry>,
 }
 
 fn get16(b: &[u8], at: usize) -> Result<u16, ZipError> {
@@ -240,66 +355,362 @@ fn get32(b: &[u8], at: usize) -> Result<u32, ZipError> {
         .ok_or(ZipError::Malformed { offset: at, why: "truncated" })
 }
 
-/// Read every entry of a stored/deflated archive without ZIP64 or comments beyond 64 KiB,
-/// checking each CRC and size. Never panics on malformed input.
-pub fn read_all(b: &[u8]) -> Result<Vec<ZipEntry>, ZipError> {
-    let malformed = |offset, why| ZipError::Malformed { offset, why };
-    let search_from = b.len().saturating_sub(22 + 0xffff);
-    let end = (search_from..=b.len().saturating_sub(22))
-        .rev()
-        .find(|&i| get32(b, i).ok() == Some(END_SIG))
-        .ok_or(malformed(b.len(), "no end of central directory record"))?;
-    let count = get16(b, end + 10)? as usize;
-    let mut at = get32(b, end + 16)? as usize;
-    let mut entries = Vec::with_capacity(count.min(1024));
-    for _ in 0..count {
-        if get32(b, at)? != CENTRAL_SIG {
-            return Err(malformed(at, "bad central directory signature"));
-        }
-        let method = get16(b, at + 10)?;
-        let crc = get32(b, at + 16)?;
-        let csize = get32(b, at + 20)? as usize;
-        let size = get32(b, at + 24)? as usize;
-        let (nlen, xlen, clen) =
-            (get16(b, at + 28)? as usize, get16(b, at + 30)? as usize, get16(b, at + 32)? as usize);
-        let unix = get32(b, at + 38)? >> 16;
-        let mode = unix & 0o7777;
-        let is_symlink = unix & 0o170000 == 0o120000;
-        let local = get32(b, at + 42)? as usize;
-        let name_bytes = b.get(at + 46..at + 46 + nlen).ok_or(malformed(at, "truncated name"))?;
-        let name =
-            String::from_utf8(name_bytes.to_vec()).map_err(|_| malformed(at + 46, "name is not UTF-8"))?;
-        at += 46 + nlen + xlen + clen;
+/// General purpose flag bit 0: the entry is encrypted.
+const FLAG_ENCRYPTED: u16 = 1;
 
-        if get32(b, local)? != LOCAL_SIG {
-            return Err(malformed(local, "bad local header signature"));
-        }
-        let data_at = local + 30 + get16(b, local + 26)? as usize + get16(b, local + 28)? as usize;
-        let body =
-            b.get(data_at..data_at.saturating_add(csize)).ok_or(malformed(data_at, "truncated data"))?;
-        let data = match method {
-            METHOD_STORED => body.to_vec(),
-            METHOD_DEFLATE => {
-                let mut out = Vec::with_capacity(size.min(1 << 24));
-                flate2::read::DeflateDecoder::new(body)
-                    .take(size as u64 + 1)
-                    .read_to_end(&mut out)
-                    .map_err(|_| malformed(data_at, "bad deflate stream"))?;
-                out
-            }
-            _ => return Err(malformed(at, "unsupported compression method")),
-        };
-        if data.len() != size {
-            return Err(malformed(data_at, "size does not match"));
-        }
-        let mut c = Crc::new();
-        c.update(&data);
-        if c.sum() != crc {
-            return Err(malformed(data_at, "CRC does not match"));
-        }
-        entries.push(ZipEntry { name, data, mode, is_symlink });
+fn malformed(offset: u64, why: &'static str) -> ZipError {
+    ZipError::Malformed { offset: usize::try_from(offset).unwrap_or(usize::MAX), why }
+}
+
+/// Read exactly `len` bytes at `offset` of `src` (a short read is a truncated archive).
+fn read_exact_at<S: Source + ?Sized>(src: &S, offset: u64, len: usize) -> Result<Vec<u8>, ZipError> {
+    if offset.checked_add(len as u64).is_none_or(|end| end > src.size()) {
+        return Err(malformed(offset, "truncated"));
     }
-    Ok(entries)
+    let mut buf = vec![0; len];
+    let n = src
+        .read_at(offset, &mut buf)
+        .map_err(|source| ZipError::Io { what: "reading the archive", source })?;
+    if n != len {
+        return Err(malformed(offset + n as u64, "truncated"));
+    }
+    Ok(buf)
+}
+
+impl<'s, S: Source + ?Sized> ZipReader<'s, S> {
+    /// Read and check the central directory of the archive in `src` (see [`ZipReader`]).
+    pub fn new(src: &'s S, limits: ReadLimits) -> Result<Self, ZipError> {
+        let size = src.size();
+        // The end record is in the last 22 bytes plus a comment of up to 64 KiB.
+        let tail_at = size.saturating_sub(22 + 0xffff);
+        let tail = read_exact_at(src, tail_at, (size - tail_at) as usize)?;
+        let end = (0..=tail.len().saturating_sub(22))
+            .rev()
+            .find(|&i| tail.len() >= 22 && get32(&tail, i).ok() == Some(END_SIG))
+            .ok_or(malformed(size, "no end of central directory record"))?;
+        let end_at = tail_at + end as u64;
+        let (disk, cd_disk) = (get16(&tail, end + 4)?, get16(&tail, end + 6)?);
+        let (here, count) = (get16(&tail, end + 8)?, get16(&tail, end + 10)?);
+        let (cd_size, cd_at) = (u64::from(get32(&tail, end + 12)?), u64::from(get32(&tail, end + 16)?));
+        if disk != 0 || cd_disk != 0 || here != count {
+            return Err(malformed(end_at, "multi-volume archives are not supported"));
+        }
+        if count == 0xffff || cd_at == 0xffff_ffff || cd_size == 0xffff_ffff {
+            return Err(malformed(end_at, "ZIP64 archives are not supported"));
+        }
+        if usize::from(count) > limits.max_entries {
+            return Err(ZipError::TooManyEntries { count: count.into(), limit: limits.max_entries });
+        }
+        if cd_at.checked_add(cd_size).is_none_or(|cd_end| cd_end > end_at) {
+            return Err(malformed(end_at, "the central directory is outside the archive"));
+        }
+        let cd = read_exact_at(src, cd_at, cd_size as usize)?;
+
+        let mut entries = Vec::with_capacity(usize::from(count));
+        let mut ranges = Vec::with_capacity(usize::from(count));
+        let mut total: u64 = 0;
+        let mut at = 0usize;
+        for _ in 0..count {
+            let here = cd_at + at as u64;
+            if get32(&cd, at)? != CENTRAL_SIG {
+                return Err(malformed(here, "bad central directory signature"));
+            }
+            let flags = get16(&cd, at + 8)?;
+            let method = get16(&cd, at + 10)?;
+            let crc = get32(&cd, at + 16)?;
+            let compressed = u64::from(get32(&cd, at + 20)?);
+            let entry_size = u64::from(get32(&cd, at + 24)?);
+            let (nlen, xlen, clen) =
+                (get16(&cd, at + 28)? as usize, get16(&cd, at + 30)? as usize, get16(&cd, at + 32)? as usize);
+            let unix = get32(&cd, at + 38)? >> 16;
+            let local = u64::from(get32(&cd, at + 42)?);
+            let name_bytes = cd.get(at + 46..at + 46 + nlen).ok_or(malformed(here, "truncated name"))?;
+            let name = String::from_utf8(name_bytes.to_vec())
+                .map_err(|_| malformed(here + 46, "name is not UTF-8"))?;
+            at += 46 + nlen + xlen + clen;
+            if flags & FLAG_ENCRYPTED != 0 {
+                return Err(ZipError::Entry { name, why: "encrypted entries are not supported" });
+            }
+            if method != METHOD_STORED && method != METHOD_DEFLATE {
+                return Err(ZipError::Entry { name, why: "unsupported compression method" });
+            }
+            if method == METHOD_STORED && compressed != entry_size {
+                return Err(ZipError::Entry { name, why: "stored entry whose sizes differ" });
+            }
+            total = total.saturating_add(entry_size);
+            if total > limits.max_total_size {
+                return Err(ZipError::TooLargeUnpacked { limit: limits.max_total_size });
+            }
+
+            let header = read_exact_at(src, local, 30)?;
+            if get32(&header, 0)? != LOCAL_SIG {
+                return Err(malformed(local, "bad local header signature"));
+            }
+            let (lnlen, lxlen) = (u64::from(get16(&header, 26)?), u64::from(get16(&header, 28)?));
+            if read_exact_at(src, local + 30, lnlen as usize)? != name.as_bytes() {
+                return Err(ZipError::Entry { name, why: "the local header names another file" });
+            }
+            let data_at = local + 30 + lnlen + lxlen;
+            let data_end = data_at + compressed;
+            if data_end > cd_at {
+                return Err(ZipError::Entry { name, why: "data runs into the central directory" });
+            }
+            ranges.push((local, data_end, entries.len()));
+            entries.push(Entry {
+                name,
+                size: entry_size,
+                mode: unix & 0o7777,
+                is_symlink: unix & 0o170000 == 0o120000,
+                method,
+                crc,
+                compressed,
+                data_at,
+            });
+        }
+        drop(cd);
+        // No two entries may share bytes: sorted by start, each must begin after the previous ends.
+        ranges.sort_unstable();
+        for pair in ranges.windows(2) {
+            let ((_, prev_end, a), (start, _, b)) = (pair[0], pair[1]);
+            if start < prev_end {
+                return Err(ZipError::Overlap {
+                    first: entries[a].name.clone(),
+                    second: entries[b].name.clone(),
+                });
+            }
+        }
+        Ok(Self { src, entries })
+    }
+
+    /// The entries, in central directory order.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// Unpack `entry` into `out`, streaming; fails (having written part of it) when the data is
+    /// not exactly `entry.size` bytes with the recorded CRC, or `out` fails.
+    pub fn extract(&self, entry: &Entry, out: &mut dyn Write) -> Result<(), ZipError> {
+        let bad = |why| ZipError::Entry { name: entry.name.clone(), why };
+        let raw = SourceReader { src: self.src, at: entry.data_at, end: entry.data_at + entry.compressed };
+        let mut reader: Box<dyn Read> = match entry.method {
+            METHOD_DEFLATE => {
+                Box::new(flate2::read::DeflateDecoder::new(std::io::BufReader::with_capacity(16 * 1024, raw)))
+            }
+            _ => Box::new(raw),
+        };
+        let mut crc = Crc::new();
+        let mut written: u64 = 0;
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::InvalidInput
+                        || e.kind() == std::io::ErrorKind::InvalidData =>
+                {
+                    return Err(bad("bad deflate stream"))
+                }
+                Err(source) => return Err(ZipError::Io { what: "reading the archive", source }),
+            };
+            written += n as u64;
+            if written > entry.size {
+                return Err(bad("more data than its recorded size"));
+            }
+            crc.update(&buf[..n]);
+            out.write_all(&buf[..n]).map_err(|source| ZipError::Io { what: "writing an entry", source })?;
+        }
+        if written != entry.size {
+            return Err(bad("less data than its recorded size"));
+        }
+        if crc.sum() != entry.crc {
+            return Err(bad("CRC does not match"));
+        }
+        Ok(())
+    }
+}
+
+/// `Read` over a byte range of a [`Source`].
+struct SourceReader<'s, S: Source + ?Sized> {
+    src: &'s S,
+    at: u64,
+    end: u64,
+}
+
+impl<S: Source + ?Sized> Read for SourceReader<'_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let want = buf.len().min(usize::try_from(self.end - self.at).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.src.read_at(self.at, &mut buf[..want])?;
+        if n == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "truncated archive"));
+        }
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
+/// One entry read back from an archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZipEntry {
+    pub name: String,
+    pub data: Vec<u8>,
+    /// Unix permission bits from the central directory.
+    pub mode: u32,
+    /// The central directory marks the entry as a symbolic link (Unix file type `S_IFLNK`).
+    pub is_symlink: bool,
+}
+
+/// Read every entry of a stored/deflated archive into memory, with the checks of [`ZipReader`]
+/// and only the format's limits: for archives wala wrote itself (log collections) and tests.
+/// Never panics on malformed input.
+pub fn read_all(b: &[u8]) -> Result<Vec<ZipEntry>, ZipError> {
+    let zip = ZipReader::new(b, ReadLimits::FORMAT)?;
+    let mut out = Vec::with_capacity(zip.entries().len());
+    for e in zip.entries() {
+        let mut data = Vec::new();
+        zip.extract(e, &mut data)?;
+        out.push(ZipEntry { name: e.name.clone(), data, mode: e.mode, is_symlink: e.is_symlink });
+    }
+    Ok(out)
+}
+
+/// Hostile archives, for tests, benchmarks and fuzz seeds (wala itself never builds them): each
+/// is a real, consistent archive (right sizes and CRCs), so only the limits stop it.
+#[doc(hidden)]
+pub mod hostile {
+    use super::*;
+
+    const CHUNK: usize = 1 << 20;
+
+    /// A raw deflate stream of `chunks` MiB of zero bytes, and its CRC, built without compressing
+    /// it all: one MiB is compressed and sync-flushed (which ends on a byte boundary), and the
+    /// blocks for the second MiB, which only refer back to zeros, are repeated.
+    pub fn zeros_deflated(chunks: u64) -> (Vec<u8>, u32) {
+        let zeros = vec![0u8; CHUNK];
+        let mut enc = DeflateEncoder::new(Vec::new(), Compression::best());
+        // `flush` is a sync flush: everything so far is emitted, ending on a byte boundary.
+        let chunk = |enc: &mut DeflateEncoder<Vec<u8>>| {
+            let _ = enc.write_all(&zeros).and_then(|()| enc.flush());
+            std::mem::take(enc.get_mut())
+        };
+        let mut stream = chunk(&mut enc);
+        let repeat = chunk(&mut enc);
+        for _ in 1..chunks.max(1) {
+            stream.extend_from_slice(&repeat);
+        }
+        stream.extend_from_slice(&enc.finish().unwrap_or_default());
+        let mut one = Crc::new();
+        one.update(&zeros);
+        let mut crc = Crc::new();
+        for _ in 0..chunks.max(1) {
+            crc.combine(&one);
+        }
+        (stream, crc.sum())
+    }
+
+    /// A local header, and the matching central directory record, for an entry at `offset`.
+    #[allow(clippy::too_many_arguments)]
+    fn headers(
+        name: &str,
+        method: u16,
+        crc: u32,
+        csize: u32,
+        size: u32,
+        offset: u32,
+        mode: u32,
+    ) -> (Vec<u8>, Vec<u8>) {
+        let mut local = Vec::new();
+        put32(&mut local, LOCAL_SIG);
+        for v in [VERSION_NEEDED, FLAG_UTF8, method, 0, 0x21] {
+            put16(&mut local, v);
+        }
+        for v in [crc, csize, size] {
+            put32(&mut local, v);
+        }
+        put16(&mut local, name.len() as u16);
+        put16(&mut local, 0);
+        local.extend_from_slice(name.as_bytes());
+        let mut central = Vec::new();
+        put32(&mut central, CENTRAL_SIG);
+        for v in [VERSION_MADE_BY, VERSION_NEEDED, FLAG_UTF8, method, 0, 0x21] {
+            put16(&mut central, v);
+        }
+        for v in [crc, csize, size] {
+            put32(&mut central, v);
+        }
+        for v in [name.len() as u16, 0, 0, 0, 0] {
+            put16(&mut central, v);
+        }
+        put32(&mut central, (0o100000 | mode) << 16);
+        put32(&mut central, offset);
+        central.extend_from_slice(name.as_bytes());
+        (local, central)
+    }
+
+    /// `body` (local headers and data), then the central directory `records` of `count` entries.
+    fn finish(mut body: Vec<u8>, records: &[u8], count: u16) -> Vec<u8> {
+        let cd_at = body.len() as u32;
+        body.extend_from_slice(records);
+        put32(&mut body, END_SIG);
+        for v in [0, 0, count, count] {
+            put16(&mut body, v);
+        }
+        put32(&mut body, records.len() as u32);
+        put32(&mut body, cd_at);
+        put16(&mut body, 0);
+        body
+    }
+
+    /// One file of `mib` MiB of zeros (up to 4095): about 1 KiB of archive per MiB unpacked.
+    pub fn ratio_bomb(mib: u64) -> Vec<u8> {
+        let (data, crc) = zeros_deflated(mib);
+        let size = (mib * CHUNK as u64) as u32;
+        let (mut body, central) =
+            headers("zeros.bin", METHOD_DEFLATE, crc, data.len() as u32, size, 0, 0o644);
+        body.extend_from_slice(&data);
+        finish(body, &central, 1)
+    }
+
+    /// `count` central directory entries (all named `bomb.bin`) that point at the same local
+    /// header and deflate stream of `mib` MiB of zeros: `count * mib` MiB from a small archive.
+    pub fn overlap_bomb(count: u16, mib: u64) -> Vec<u8> {
+        let (data, crc) = zeros_deflated(mib);
+        let size = (mib * CHUNK as u64) as u32;
+        let (mut body, central) = headers("bomb.bin", METHOD_DEFLATE, crc, data.len() as u32, size, 0, 0o644);
+        body.extend_from_slice(&data);
+        finish(body, &central.repeat(usize::from(count)), count)
+    }
+
+    /// Two differently named stored entries whose ranges overlap: the data of `outer.txt` is the
+    /// whole of `inner.txt`, header included.
+    pub fn nested_overlap() -> Vec<u8> {
+        let inner_data = b"hello";
+        let mut crc = Crc::new();
+        crc.update(inner_data);
+        let outer_name = "outer.txt";
+        let inner_at = (30 + outer_name.len()) as u32;
+        let (mut inner, inner_cd) = headers("inner.txt", METHOD_STORED, crc.sum(), 5, 5, inner_at, 0o644);
+        inner.extend_from_slice(inner_data);
+        let mut outer_crc = Crc::new();
+        outer_crc.update(&inner);
+        let n = inner.len() as u32;
+        let (mut body, outer_cd) = headers(outer_name, METHOD_STORED, outer_crc.sum(), n, n, 0, 0o644);
+        body.extend_from_slice(&inner);
+        finish(body, &[outer_cd, inner_cd].concat(), 2)
+    }
+
+    /// `count` empty files (`f0`, `f1`, ...).
+    pub fn many_entries(count: usize) -> Vec<u8> {
+        let mut z = ZipWriter::new(0);
+        for i in 0..count {
+            let _ = z.add(&format!("f{i}"), b"", 0o644);
+        }
+        z.finish().unwrap_or_default()
+    }
 }
 
 #[cfg(test)]
@@ -342,6 +753,30 @@ mod tests {
         assert_eq!(d & 0x1f, 26);
         assert_eq!((t >> 11, (t >> 5) & 0x3f, (t & 0x1f) * 2), (2, 56, 40));
         assert_eq!(dos_datetime(0), (33, 0));
+    }
+
+    #[test]
+    fn hostile_archives_are_consistent_and_stream_through_a_fixed_buffer() {
+        let bomb = hostile::ratio_bomb(64);
+        assert!(bomb.len() < 80 * 1024, "{} bytes", bomb.len());
+        let zip = ZipReader::new(&bomb[..], ReadLimits::FORMAT).expect("readable");
+        let [entry] = zip.entries() else { panic!("one entry") };
+        assert_eq!(entry.size, 64 << 20);
+        zip.extract(entry, &mut std::io::sink()).expect("sizes and CRC match");
+        let err =
+            ZipReader::new(&bomb[..], ReadLimits { max_entries: 1, max_total_size: 64 << 20 }).map(|_| ());
+        assert!(err.is_ok(), "exactly at the limit");
+        let err = ZipReader::new(&bomb[..], ReadLimits { max_entries: 1, max_total_size: (64 << 20) - 1 })
+            .expect_err("over");
+        assert!(matches!(err, ZipError::TooLargeUnpacked { .. }), "{err}");
+        for overlapping in [hostile::overlap_bomb(3, 1), hostile::nested_overlap()] {
+            assert!(matches!(read_all(&overlapping), Err(ZipError::Overlap { .. })));
+        }
+        let many = hostile::many_entries(10);
+        assert!(matches!(
+            ZipReader::new(&many[..], ReadLimits { max_entries: 9, max_total_size: 0 }),
+            Err(ZipError::TooManyEntries { count: 10, limit: 9 })
+        ));
     }
 
     #[test]

@@ -283,6 +283,7 @@ impl GoalStateTask {
                 who: &who,
                 fast_track: gs.is_fast_track(),
                 deadline: crate::extensions::download::DOWNLOAD_DEADLINE,
+                unpack_limits: crate::extensions::download::UnpackLimits::from_config(env.config),
             };
             let ctx = Context {
                 root: env.root,

@@ -1,7 +1,11 @@
-//! `CGroups.EnforceLimits` for extension commands (wire.md §10.4): when systemd is the init
-//! system, a command runs in a transient scope under `azure-vmextensions-<Handler>.slice`, with
-//! `CPUQuota=`/`MemoryMax=` from the handler's `resourceLimits`. Otherwise, for handlers named in
-//! `CGroups.Excluded`, or when `systemd-run` itself cannot be started, it runs plainly.
+//! Where extension commands run (wire.md §10.4). When systemd is the init system and
+//! `CGroups.Enabled=y` (the default), every command runs in a transient scope under
+//! `azure-vmextensions-<Handler>.slice`, out of the daemon's own cgroup: the daemon's unit has a
+//! `MemoryMax=` sized for the daemon alone (docs/security.md), which must not fall on an
+//! extension's installer or on the daemons an extension starts. With `CGroups.EnforceLimits=y`
+//! the scope also gets `CPUQuota=`/`MemoryMax=` from the handler's `resourceLimits`, except for
+//! handlers named in `CGroups.Excluded`. Without systemd, or with `CGroups.Enabled=n`, a command
+//! runs plainly.
 
 use crate::cmd::Cmd;
 use crate::root::HostRoot;
@@ -9,6 +13,9 @@ use crate::root::HostRoot;
 /// What the configuration and the host allow.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CgroupPolicy {
+    /// `CGroups.Enabled=y` and systemd is PID 1 (`/run/systemd/system` exists): commands run in
+    /// their own scope.
+    pub scope: bool,
     /// `CGroups.EnforceLimits=y` and systemd is PID 1 (`/run/systemd/system` exists).
     pub enforce: bool,
     /// `CGroups.Excluded`, lower-cased: a handler is left out when its full name, or the part
@@ -35,6 +42,7 @@ impl CgroupPolicy {
     pub fn new(config: &crate::conf::Config, root: &HostRoot) -> Self {
         let systemd = root.path("/run/systemd/system").is_dir();
         Self {
+            scope: config.cgroups_enabled && systemd,
             enforce: config.cgroups_enforce_limits && systemd,
             excluded: config
                 .cgroups_excluded
@@ -57,7 +65,7 @@ impl CgroupPolicy {
     /// but `script` is parsed by the shell. `unit` names the scope (`<operation>_<uuid>`).
     /// `handler` is a checked handler name ([`super::names`]) and only goes into an argument.
     pub fn command(&self, handler: &str, unit: &str, limits: Limits, script: &str) -> Cmd {
-        if !self.applies_to(handler) {
+        if !self.scope && !self.applies_to(handler) {
             return Cmd::new("/bin/sh").arg("-c").arg(script);
         }
         let mut cmd = Cmd::new("systemd-run")
@@ -66,11 +74,13 @@ impl CgroupPolicy {
             .arg(format!("--slice=azure-vmextensions-{}.slice", handler.replace('-', "_")))
             .arg("--property=CPUAccounting=yes")
             .arg("--property=MemoryAccounting=yes");
-        if let Some(cpu) = limits.cpu_quota_percent {
-            cmd = cmd.arg(format!("--property=CPUQuota={cpu}%"));
-        }
-        if let Some(mb) = limits.memory_mb {
-            cmd = cmd.arg(format!("--property=MemoryMax={mb}M"));
+        if self.applies_to(handler) {
+            if let Some(cpu) = limits.cpu_quota_percent {
+                cmd = cmd.arg(format!("--property=CPUQuota={cpu}%"));
+            }
+            if let Some(mb) = limits.memory_mb {
+                cmd = cmd.arg(format!("--property=MemoryMax={mb}M"));
+            }
         }
         cmd.arg("/bin/sh").arg("-c").arg(script)
     }
@@ -84,6 +94,28 @@ mod tests {
     fn policy(root: &std::path::Path, enforce: bool) -> CgroupPolicy {
         let config = crate::conf::Config { cgroups_enforce_limits: enforce, ..Default::default() };
         CgroupPolicy::new(&config, &HostRoot::new(root))
+    }
+
+    #[test]
+    fn under_systemd_every_command_leaves_the_daemons_cgroup() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(tmp.path().join("run/systemd/system")).expect("mkdir");
+        let p = policy(tmp.path(), false);
+        let limits = Limits { cpu_quota_percent: Some(5), memory_mb: Some(100) };
+        let cmd = p.command("Pub.Agent", "install_1", limits, "bin/x install");
+        let fake = crate::cmd::FakeRunner::new();
+        fake.run(&cmd).expect("run");
+        assert_eq!(
+            fake.command_lines(),
+            ["systemd-run --unit=install_1 --scope --slice=azure-vmextensions-Pub.Agent.slice --property=CPUAccounting=yes --property=MemoryAccounting=yes /bin/sh -c bin/x install"],
+            "a scope of its own, without the limits that are not enforced"
+        );
+        let off = crate::conf::Config { cgroups_enabled: false, ..Default::default() };
+        let plain =
+            CgroupPolicy::new(&off, &HostRoot::new(tmp.path())).command("Pub.Agent", "u", limits, "x");
+        let fake = crate::cmd::FakeRunner::new();
+        fake.run(&plain).expect("run");
+        assert_eq!(fake.command_lines(), ["/bin/sh -c x"]);
     }
 
     #[test]
@@ -108,7 +140,7 @@ mod tests {
             fake.command_lines(),
             [
                 "systemd-run --unit=enable_1 --scope --slice=azure-vmextensions-Pub.Monitor_Agent.slice --property=CPUAccounting=yes --property=MemoryAccounting=yes --property=CPUQuota=25% --property=MemoryMax=300M /bin/sh -c bin/x enable",
-                "/bin/sh -c bin/y",
+                "systemd-run --unit=enable_2 --scope --slice=azure-vmextensions-Microsoft.Azure.Extensions.CustomScript.slice --property=CPUAccounting=yes --property=MemoryAccounting=yes /bin/sh -c bin/y",
             ]
         );
     }

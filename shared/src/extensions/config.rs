@@ -6,6 +6,8 @@
 //! ignored, a missing `StatusUploadBlob` or `InVMGoalStateMetaData` gives defaults, and a problem
 //! in one `Plugin` or its `PluginSettings` fails only that handler ([`Extension::failure`]).
 
+use std::collections::{HashMap, HashSet};
+
 use serde::Serialize;
 use serde_json::Value;
 
@@ -73,11 +75,25 @@ pub fn parse_extensions_config(
         .map(|fams| fams.children_named("GAFamily").filter_map(parse_family).collect())
         .unwrap_or_default();
 
-    let plugin_settings: Vec<&Element> =
-        root.child("PluginSettings").map(|ps| ps.children_named("Plugin").collect()).unwrap_or_default();
+    // The settings of each handler, found by name (case-insensitive) in one pass: matching every
+    // Plugin against every PluginSettings entry would be quadratic.
+    let mut plugin_settings: HashMap<String, Vec<&Element>> = HashMap::new();
+    for p in root.child("PluginSettings").into_iter().flat_map(|ps| ps.children_named("Plugin")) {
+        if let Some(name) = p.attr("name") {
+            plugin_settings.entry(name.to_ascii_lowercase()).or_default().push(p);
+        }
+    }
     let extensions = root
         .child("Plugins")
-        .map(|plugins| plugins.children_named("Plugin").map(|p| parse_plugin(p, &plugin_settings)).collect())
+        .map(|plugins| {
+            plugins
+                .children_named("Plugin")
+                .map(|p| {
+                    let name = p.attr("name").unwrap_or_default().to_ascii_lowercase();
+                    parse_plugin(p, plugin_settings.get(&name).map_or(&[], Vec::as_slice))
+                })
+                .collect()
+        })
         .unwrap_or_default();
 
     Ok(ExtensionsGoalState {
@@ -161,12 +177,8 @@ fn parse_plugin(plugin: &Element, plugin_settings: &[&Element]) -> Extension {
     ext
 }
 
-fn parse_plugin_settings(ext: &mut Extension, all: &[&Element]) -> Result<(), HandlerConfigError> {
-    let mine: Vec<&Element> = all
-        .iter()
-        .copied()
-        .filter(|p| p.attr("name").is_some_and(|n| n.eq_ignore_ascii_case(&ext.name)))
-        .collect();
+/// `mine`: the `PluginSettings/Plugin` entries named as this handler (case-insensitively).
+fn parse_plugin_settings(ext: &mut Extension, mine: &[&Element]) -> Result<(), HandlerConfigError> {
     if mine.is_empty() {
         return Ok(());
     }
@@ -174,9 +186,10 @@ fn parse_plugin_settings(ext: &mut Extension, all: &[&Element]) -> Result<(), Ha
         mine.iter().copied().filter(|p| p.attr("version") == Some(&ext.version)).collect();
     if same_version.len() != mine.len() {
         let mut found: Vec<String> = Vec::new();
-        for v in mine.iter().map(|p| p.attr("version").unwrap_or("").to_string()) {
-            if !found.contains(&v) {
-                found.push(v);
+        let mut seen = HashSet::new();
+        for v in mine.iter().map(|p| p.attr("version").unwrap_or("")) {
+            if seen.insert(v) {
+                found.push(v.to_string());
             }
         }
         return Err(HandlerConfigError::SettingsVersionMismatch {
@@ -217,11 +230,11 @@ fn parse_plugin_settings(ext: &mut Extension, all: &[&Element]) -> Result<(), Ha
             count: runtime.len(),
         });
     } else if !per_extension.is_empty() {
-        let mut levels: Vec<(String, i64, Vec<DependsOnExtension>)> = Vec::new();
+        // The first DependsOn of each name counts, as in a search from the start.
+        let mut levels: HashMap<&str, (i64, Vec<DependsOnExtension>)> = HashMap::new();
         for d in &depends_on {
             let name = d.attr_nonempty("name").ok_or(HandlerConfigError::DependsOnWithoutName)?;
-            let (level, deps) = dependency(d);
-            levels.push((name.to_string(), level, deps));
+            levels.entry(name).or_insert_with(|| dependency(d));
         }
         ext.is_multi_config = true;
         for node in per_extension {
@@ -238,11 +251,7 @@ fn parse_plugin_settings(ext: &mut Extension, all: &[&Element]) -> Result<(), Ha
                     state: super::excerpt(s),
                 })?,
             };
-            let (level, deps) = levels
-                .iter()
-                .find(|(n, _, _)| *n == name)
-                .map(|(_, l, d)| (*l, d.clone()))
-                .unwrap_or_default();
+            let (level, deps) = levels.get(name.as_str()).cloned().unwrap_or_default();
             ext.settings.extend(parse_settings_node(node, &name, state, level, &deps)?);
         }
     }
@@ -367,6 +376,34 @@ mod tests {
 
     const P: &str =
         "<Plugin name=\"A.B\" version=\"1.0\" state=\"enabled\" location=\"http://l\" extra=\"x\"/>";
+
+    // Hostile documents the quadratic parser took seconds on (11.5 s for the first, release build);
+    // the tests assert the outcome, `cargo bench --bench parsers` prints the times.
+
+    #[test]
+    fn a_hundred_thousand_attributes_are_parsed_in_linear_time() {
+        let attrs: String = (0..100_000).map(|i| format!(" a{i}=\"\"")).collect();
+        let text = doc(P, "").replacen("<Extensions ", &format!("<Extensions{attrs} "), 1);
+        assert!(
+            text.len() > 900_000 && text.len() as u64 <= crate::limits::Document::ExtensionsConfig.limit()
+        );
+        let gs = parse_extensions_config(&text, None).expect("a valid document");
+        assert_eq!((gs.id.as_str(), gs.extensions.len()), ("incarnation_3", 1));
+    }
+
+    #[test]
+    fn many_handlers_are_matched_to_their_settings_in_linear_time() {
+        let n = 20_000;
+        let plugins: String =
+            (0..n).map(|i| format!("<Plugin name=\"H{i}\" version=\"1.0\" state=\"enabled\"/>")).collect();
+        let settings: String = (0..n)
+            .map(|i| format!("<Plugin name=\"h{i}\" version=\"1.0\"><RuntimeSettings seqNo=\"{i}\">{{}}</RuntimeSettings></Plugin>"))
+            .collect();
+        let gs = parse_extensions_config(&doc(&plugins, &settings), None).expect("valid");
+        assert_eq!(gs.extensions.len(), n);
+        let last = &gs.extensions[n - 1];
+        assert_eq!((last.name.as_str(), last.settings[0].sequence_number), ("H19999", 19_999));
+    }
 
     #[test]
     fn settings_match_case_insensitively_and_secrets_stay_hidden() {

@@ -5,10 +5,13 @@
 //! `extensionArtifact`), then on the other one; when the other one works it becomes the default.
 //! URIs are shuffled first, and the whole walk is bounded by [`DOWNLOAD_DEADLINE`].
 //!
-//! Unpacking is all-or-nothing: every entry is checked first (no absolute path, no `..`, no
-//! symbolic link), the files are written into a temporary directory beside the target, and that
-//! directory is renamed into place. A package that fails leaves nothing behind.
+//! Unpacking is all-or-nothing: the archive and every entry are checked first (entry count and
+//! unpacked size within [`UnpackLimits`], no overlapping entries, no absolute path, no `..`, no
+//! symbolic link, no name twice), the files are streamed from the zip on disk into a temporary
+//! directory beside the target, and that directory is renamed into place. A package that fails
+//! leaves nothing behind. The archive's permission bits are ignored ([`FILE_MODE`]).
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -17,6 +20,8 @@ use super::manifest::{parse_manifest, PluginVersionManifest};
 use crate::files::{write_atomic, WriteOptions};
 use crate::hostgaplugin::{ArtifactRequest, ContainerIdentity, HostGaPluginClient};
 use crate::http::{HttpClient, Request};
+use crate::limits::Document;
+use crate::ziparchive::{ReadLimits, Source, ZipReader};
 
 /// The bound on one whole download walk (manifest or package), as waagent's.
 pub const DOWNLOAD_DEADLINE: Duration = Duration::from_secs(300);
@@ -57,6 +62,8 @@ pub struct Downloader<'a> {
     /// The goal state is Fast Track (`x-ms-verify-from-artifacts-blob: true` on the HostGAPlugin).
     pub fast_track: bool,
     pub deadline: Duration,
+    /// What a package may unpack to.
+    pub unpack_limits: UnpackLimits,
 }
 
 impl std::fmt::Debug for Downloader<'_> {
@@ -73,6 +80,7 @@ impl Downloader<'_> {
         channels: &mut Channels,
         uris: &[String],
         manifest_location: Option<&str>,
+        document: Document,
     ) -> Result<(Vec<u8>, String), DownloadError> {
         let start = Instant::now();
         let mut errors = Vec::new();
@@ -84,11 +92,15 @@ impl Downloader<'_> {
                     return Err(DownloadError::AllFailed { errors });
                 }
                 let got = if hgap {
-                    let req =
-                        ArtifactRequest { location: &uri, manifest_location, fast_track: self.fast_track };
+                    let req = ArtifactRequest {
+                        location: &uri,
+                        manifest_location,
+                        fast_track: self.fast_track,
+                        document,
+                    };
                     self.hgap.extension_artifact(self.who, &req, remaining).map_err(|e| e.to_string())
                 } else {
-                    self.direct(&uri, remaining)
+                    self.direct(&uri, remaining, document)
                 };
                 match got {
                     Ok(bytes) => {
@@ -113,8 +125,9 @@ impl Downloader<'_> {
         Err(DownloadError::AllFailed { errors })
     }
 
-    fn direct(&self, uri: &str, timeout: Duration) -> Result<Vec<u8>, String> {
-        let resp = self.storage.send_once(&Request::get(uri), timeout).map_err(|e| e.to_string())?;
+    fn direct(&self, uri: &str, timeout: Duration, document: Document) -> Result<Vec<u8>, String> {
+        let request = Request::get(uri).document(document);
+        let resp = self.storage.send_once(&request, timeout).map_err(|e| e.to_string())?;
         if resp.status == 200 {
             Ok(resp.body)
         } else {
@@ -128,7 +141,7 @@ impl Downloader<'_> {
         channels: &mut Channels,
         uris: &[String],
     ) -> Result<(PluginVersionManifest, String), DownloadError> {
-        let (bytes, uri) = self.fetch(channels, uris, None)?;
+        let (bytes, uri) = self.fetch(channels, uris, None, Document::ExtensionManifest)?;
         let text = String::from_utf8_lossy(&bytes);
         let manifest = parse_manifest(&text).map_err(|e| DownloadError::Manifest {
             uri: crate::logging::redact_sas(&uri),
@@ -149,8 +162,8 @@ impl Downloader<'_> {
     ) -> Result<PathBuf, DownloadError> {
         let zip = dir.package_zip();
         let target = dir.base();
-        if let Ok(bytes) = std::fs::read(zip) {
-            match unpack(&bytes, target) {
+        if zip.is_file() {
+            match unpack_file(zip, target, self.unpack_limits) {
                 Ok(()) => {
                     let _ = std::fs::remove_file(zip);
                     return Ok(target.to_path_buf());
@@ -167,16 +180,19 @@ impl Downloader<'_> {
         // A package that downloads but does not unpack sends the walk on to the next URI.
         while !left.is_empty() {
             let remaining = Downloader { deadline: self.deadline.saturating_sub(start.elapsed()), ..*self };
-            let (bytes, uri) = match remaining.fetch(channels, &left, Some(manifest_uri)) {
-                Ok(got) => got,
-                Err(DownloadError::AllFailed { errors: e }) => {
-                    errors.extend(e);
-                    break;
-                }
-                Err(e) => return Err(e),
-            };
+            let (bytes, uri) =
+                match remaining.fetch(channels, &left, Some(manifest_uri), Document::ExtensionPackage) {
+                    Ok(got) => got,
+                    Err(DownloadError::AllFailed { errors: e }) => {
+                        errors.extend(e);
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                };
             write_atomic(zip, &bytes, WriteOptions::mode(0o600))?;
-            let unpacked = unpack(&bytes, target);
+            // The download is on disk: unpack from there, without the copy in memory.
+            drop(bytes);
+            let unpacked = unpack_file(zip, target, self.unpack_limits);
             let _ = std::fs::remove_file(zip);
             match unpacked {
                 Ok(()) => return Ok(target.to_path_buf()),
@@ -238,26 +254,78 @@ fn safe_components(name: &str) -> Result<Vec<&str>, UnpackError> {
     Ok(parts)
 }
 
-/// Unpack a zip into `target` all-or-nothing: entries are checked first, written into a temporary
-/// directory beside `target`, which then replaces `target`. Every file gets `u+x` (waagent makes
-/// the whole package executable for its owner).
-pub fn unpack(bytes: &[u8], target: &Path) -> Result<(), UnpackError> {
-    use std::os::unix::fs::PermissionsExt;
-    let entries = crate::ziparchive::read_all(bytes)?;
-    let mut plan = Vec::with_capacity(entries.len());
-    for e in &entries {
+/// What an extension package may unpack to (`Wala.ExtensionPackageMaxEntries`,
+/// `Wala.ExtensionPackageMaxSizeMB`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnpackLimits {
+    pub max_entries: usize,
+    pub max_size: u64,
+}
+
+impl UnpackLimits {
+    pub fn from_config(config: &crate::conf::Config) -> Self {
+        Self {
+            max_entries: usize::try_from(config.wala_extension_package_max_entries).unwrap_or(usize::MAX),
+            max_size: config.wala_extension_package_max_size_mb.saturating_mul(1024 * 1024),
+        }
+    }
+}
+
+impl Default for UnpackLimits {
+    fn default() -> Self {
+        Self::from_config(&crate::conf::Config::default())
+    }
+}
+
+/// The mode of every unpacked file, whatever the zip says: waagent ignores the archive's
+/// permission bits (Python's `extractall` creates files 0644 under the daemon's umask) and adds
+/// `u+x`. A package can therefore never make a handler file group- or world-writable, setuid or
+/// setgid.
+pub const FILE_MODE: u32 = 0o744;
+/// The mode of every unpacked directory.
+pub const DIR_MODE: u32 = 0o755;
+
+/// Unpack the zip `bytes` into `target` ([`unpack_from`]).
+pub fn unpack(bytes: &[u8], target: &Path, limits: UnpackLimits) -> Result<(), UnpackError> {
+    unpack_from(bytes, target, limits)
+}
+
+/// Unpack the zip file `zip` into `target`, reading it in place ([`unpack_from`]).
+pub fn unpack_file(zip: &Path, target: &Path, limits: UnpackLimits) -> Result<(), UnpackError> {
+    let src = crate::ziparchive::FileSource::open(zip)
+        .map_err(|e| UnpackError::File(crate::files::FileError::new("open", zip, e)))?;
+    unpack_from(&src, target, limits)
+}
+
+/// Unpack a zip into `target` all-or-nothing: the archive and every entry are checked first (the
+/// limits, overlapping entries, absolute paths, `..`, symbolic links, duplicates), the entries are
+/// streamed one at a time into a temporary directory beside `target`, which then replaces
+/// `target`. Files get [`FILE_MODE`] and directories [`DIR_MODE`], whatever the archive says.
+pub fn unpack_from<S: Source + ?Sized>(
+    src: &S,
+    target: &Path,
+    limits: UnpackLimits,
+) -> Result<(), UnpackError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let zip =
+        ZipReader::new(src, ReadLimits { max_entries: limits.max_entries, max_total_size: limits.max_size })?;
+    // Every entry is checked before anything is written; the paths are worked out again while
+    // writing rather than kept (memory stays proportional to the central directory alone).
+    let mut files = HashSet::new();
+    for e in zip.entries() {
+        let refuse = |why| UnpackError::Unsafe { name: e.name.chars().take(200).collect(), why };
         if e.is_symlink {
-            return Err(UnpackError::Unsafe {
-                name: e.name.chars().take(200).collect(),
-                why: "symbolic link",
-            });
+            return Err(refuse("symbolic link"));
         }
         let parts = safe_components(&e.name)?;
         if parts.is_empty() {
             continue;
         }
-        plan.push((parts, e));
+        if !e.is_dir() && !files.insert(parts.join("/")) {
+            return Err(refuse("a second entry of the same name"));
+        }
     }
+    drop(files);
     let parent = target.parent().unwrap_or(Path::new("/"));
     let leaf = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = super::names::join_under(parent, &format!(".{leaf}.unpack-{}", std::process::id()))
@@ -265,20 +333,35 @@ pub fn unpack(bytes: &[u8], target: &Path) -> Result<(), UnpackError> {
     crate::files::ensure_dir(parent, 0o755)?;
     let _ = std::fs::remove_dir_all(&tmp);
     let io = |op, p: &Path, e| UnpackError::File(crate::files::FileError::new(op, p, e));
+    let mut dirs = std::fs::DirBuilder::new();
+    dirs.recursive(true).mode(DIR_MODE);
     let write = || -> Result<(), UnpackError> {
-        std::fs::create_dir(&tmp).map_err(|e| io("create", &tmp, e))?;
-        for (parts, e) in &plan {
+        std::fs::DirBuilder::new().mode(DIR_MODE).create(&tmp).map_err(|e| io("create", &tmp, e))?;
+        for e in zip.entries() {
+            let parts = safe_components(&e.name)?;
+            if parts.is_empty() {
+                continue;
+            }
             let path = parts.iter().fold(tmp.clone(), |p, c| p.join(c));
-            if e.name.ends_with('/') {
-                std::fs::create_dir_all(&path).map_err(|err| io("create", &path, err))?;
+            if e.is_dir() {
+                dirs.create(&path).map_err(|err| io("create", &path, err))?;
                 continue;
             }
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|err| io("create", dir, err))?;
+                dirs.create(dir).map_err(|err| io("create", dir, err))?;
             }
-            std::fs::write(&path, &e.data).map_err(|err| io("write", &path, err))?;
-            let mode = if e.mode == 0 { 0o644 } else { e.mode & 0o777 } | 0o100;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(FILE_MODE)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&path)
+                .map_err(|err| io("create", &path, err))?;
+            let mut out = std::io::BufWriter::with_capacity(32 * 1024, file);
+            zip.extract(e, &mut out)?;
+            let file = out.into_inner().map_err(|err| io("write", &path, err.into_error()))?;
+            // Set, not masked by the umask: the same mode on every host.
+            file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))
                 .map_err(|err| io("chmod", &path, err))?;
         }
         if target.exists() {
@@ -307,20 +390,20 @@ mod tests {
     }
 
     #[test]
-    fn unpacks_and_marks_files_executable() {
+    fn unpacks_with_waagents_modes_and_marks_files_executable() {
         let dir = tempfile::tempdir().expect("tempdir");
         let target = dir.path().join("X-1.0");
         let bytes = zip(&[("HandlerManifest.json", "[]", 0o644), ("bin/run.sh", "echo", 0o600)]);
-        unpack(&bytes, &target).expect("unpack");
+        unpack(&bytes, &target, UnpackLimits::default()).expect("unpack");
         let mode = |p: &str| {
             use std::os::unix::fs::PermissionsExt;
             std::fs::metadata(target.join(p)).expect("meta").permissions().mode() & 0o777
         };
         assert_eq!(mode("HandlerManifest.json"), 0o744);
-        assert_eq!(mode("bin/run.sh"), 0o700);
+        assert_eq!(mode("bin/run.sh"), 0o744);
         // A second unpack replaces the directory (a stale file disappears).
         std::fs::write(target.join("stale"), "x").expect("write");
-        unpack(&bytes, &target).expect("again");
+        unpack(&bytes, &target, UnpackLimits::default()).expect("again");
         assert!(!target.join("stale").exists());
     }
 
@@ -338,16 +421,120 @@ mod tests {
                 bytes[i + at..i + at + needle.len()].copy_from_slice(name.as_bytes());
                 i += at + needle.len();
             }
-            let err = unpack(&bytes, &target).expect_err(name).to_string();
+            let err = unpack(&bytes, &target, UnpackLimits::default()).expect_err(name).to_string();
             assert!(err.contains(why), "{name}: {err}");
             assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 0, "{name}: nothing left");
+        }
+    }
+
+    /// Unpack `bytes` into a fresh directory with the default limits: the error, if any, and
+    /// whether anything was left behind.
+    fn unpack_fresh(bytes: &[u8]) -> (Result<(), UnpackError>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let result = unpack(bytes, &dir.path().join("X-1.0"), UnpackLimits::default());
+        (result, dir)
+    }
+
+    fn nothing_left(dir: &tempfile::TempDir) {
+        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 0, "nothing is left behind");
+    }
+
+    // Hostile packages. Each is a consistent archive the old reader unpacked: it first held every
+    // entry in memory (a 1 MB package took the daemon to 2.1 GB), then wrote it all.
+
+    #[test]
+    fn a_ratio_bomb_is_refused_before_anything_is_unpacked() {
+        let limit = UnpackLimits::default().max_size;
+        let bomb = crate::ziparchive::hostile::ratio_bomb(limit / (1 << 20) + 1);
+        assert!(bomb.len() < 1_200_000, "a {} byte package", bomb.len());
+        let (result, dir) = unpack_fresh(&bomb);
+        let err = result.expect_err("refused").to_string();
+        assert_eq!(
+            err,
+            format!("not a readable zip: the archive unpacks to more than the limit of {limit} bytes")
+        );
+        nothing_left(&dir);
+        // Under a limit that allows it, the same shape unpacks (a smaller one, to spare the disk).
+        let (result, dir) = unpack_fresh(&crate::ziparchive::hostile::ratio_bomb(3));
+        result.expect("3 MiB is within the limit");
+        let file = dir.path().join("X-1.0/zeros.bin");
+        assert_eq!(std::fs::metadata(file).expect("unpacked").len(), 3 << 20);
+    }
+
+    #[test]
+    fn overlapping_entries_are_refused() {
+        // 1000 entries sharing one 1 MiB stream: 1 GiB from a 2 KiB package.
+        let bomb = crate::ziparchive::hostile::overlap_bomb(1000, 1);
+        let (result, dir) = unpack_fresh(&bomb);
+        let err = result.expect_err("refused").to_string();
+        assert!(err.contains("entries \"bomb.bin\" and \"bomb.bin\" overlap"), "{err}");
+        nothing_left(&dir);
+        let (result, dir) = unpack_fresh(&crate::ziparchive::hostile::nested_overlap());
+        let err = result.expect_err("refused").to_string();
+        assert!(err.contains("entries \"outer.txt\" and \"inner.txt\" overlap"), "{err}");
+        nothing_left(&dir);
+    }
+
+    #[test]
+    fn too_many_entries_are_refused() {
+        let limit = UnpackLimits::default().max_entries;
+        let (result, dir) = unpack_fresh(&crate::ziparchive::hostile::many_entries(limit + 1));
+        let err = result.expect_err("refused").to_string();
+        assert!(
+            err.ends_with(&format!("has {} entries, more than the limit of {limit}", limit + 1)),
+            "{err}"
+        );
+        nothing_left(&dir);
+    }
+
+    #[test]
+    fn the_archives_permission_bits_are_not_trusted() {
+        let bytes = zip(&[
+            ("world.sh", "echo", 0o777),
+            ("setuid", "x", 0o4755),
+            ("group-writable", "x", 0o664),
+            ("sub/private", "x", 0o400),
+        ]);
+        let (result, dir) = unpack_fresh(&bytes);
+        result.expect("unpack");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &str| {
+            std::fs::metadata(dir.path().join("X-1.0").join(p)).expect("meta").permissions().mode() & 0o7777
+        };
+        for file in ["world.sh", "setuid", "group-writable", "sub/private"] {
+            assert_eq!(mode(file), FILE_MODE, "{file}");
+        }
+        assert_eq!(mode("sub") & 0o022, 0, "directories are not group- or world-writable");
+    }
+
+    #[test]
+    fn a_name_twice_is_refused() {
+        let bytes = zip(&[("a.sh", "one", 0o644), ("b.sh", "two", 0o644)]).replace_bytes("b.sh", "a.sh");
+        let (result, dir) = unpack_fresh(&bytes);
+        assert!(result.expect_err("refused").to_string().contains("a second entry of the same name"));
+        nothing_left(&dir);
+    }
+
+    trait ReplaceBytes {
+        fn replace_bytes(self, from: &str, to: &str) -> Vec<u8>;
+    }
+
+    impl ReplaceBytes for Vec<u8> {
+        fn replace_bytes(mut self, from: &str, to: &str) -> Vec<u8> {
+            let (from, to) = (from.as_bytes(), to.as_bytes());
+            let mut i = 0;
+            while let Some(at) = self[i..].windows(from.len()).position(|w| w == from) {
+                self[i + at..i + at + from.len()].copy_from_slice(to);
+                i += at + from.len();
+            }
+            self
         }
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         let dir = tempfile::tempdir().expect("tempdir");
-        assert!(unpack(b"PK\x05\x06garbage", &dir.path().join("x")).is_err());
+        assert!(unpack(b"PK\x05\x06garbage", &dir.path().join("x"), UnpackLimits::default()).is_err());
         assert!(!dir.path().join("x").exists());
     }
 

@@ -18,6 +18,7 @@ use super::names::{self, NameError};
 use super::status::{parse_heartbeat, parse_status_file, ExtensionStatus, Heartbeat, StatusFileError};
 use super::FlexibleVersion;
 use crate::files::{ensure_dir, write_atomic, FileError, WriteOptions};
+use crate::limits::{self, Document};
 
 /// `config/HandlerState` (plain text).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,7 +162,7 @@ impl HandlerDir {
     }
 
     pub fn state(&self) -> HandlerState {
-        std::fs::read_to_string(self.config_dir().join("HandlerState"))
+        read_small(&self.config_dir().join("HandlerState"))
             .map_or(HandlerState::NotInstalled, |t| HandlerState::parse(&t))
     }
 
@@ -201,7 +202,7 @@ impl HandlerDir {
     /// `config/HandlerStatus` and when it was written; `None` when missing or unreadable.
     pub fn status(&self) -> Option<(HandlerStatusFile, SystemTime)> {
         let path = self.config_dir().join("HandlerStatus");
-        let text = std::fs::read_to_string(&path).ok()?;
+        let text = read_small(&path).ok()?;
         let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok()?;
         Some((serde_json::from_str(&text).ok()?, mtime))
     }
@@ -214,7 +215,8 @@ impl HandlerDir {
         if !manifest_path.is_file() {
             let found = find_file(&self.base, "HandlerManifest.json", 8)
                 .ok_or_else(|| HandlerError::NoManifest(self.base.clone()))?;
-            let data = std::fs::read(&found).map_err(|e| FileError::new("read", &found, e))?;
+            let data = limits::read_file(&found, Document::HandlerManifest)
+                .map_err(|e| FileError::new("read", &found, e))?;
             write_atomic(&manifest_path, &data, WriteOptions::mode(0o644))?;
         }
         let manifest = self.manifest()?;
@@ -236,7 +238,8 @@ impl HandlerDir {
     /// The package's `HandlerManifest.json`.
     pub fn manifest(&self) -> Result<HandlerManifest, HandlerError> {
         let path = self.base.join("HandlerManifest.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| FileError::new("read", &path, e))?;
+        let text = limits::read_file_to_string(&path, Document::HandlerManifest)
+            .map_err(|e| FileError::new("read", &path, e))?;
         parse_handler_manifest(text.strip_prefix('\u{feff}').unwrap_or(&text))
             .map_err(|e| HandlerError::Manifest { path, reason: e.to_string() })
     }
@@ -275,9 +278,13 @@ impl HandlerDir {
         seq: u64,
     ) -> Option<(Result<ExtensionStatus, StatusFileError>, SystemTime)> {
         let path = self.status_file(multi, seq)?;
-        let bytes = std::fs::read(&path).ok()?;
+        let bytes = match limits::read_file(&path, Document::ExtensionStatus) {
+            Ok(bytes) => Ok(bytes),
+            Err(e) if limits::is_too_large(&e) => Err(StatusFileError::Malformed { reason: e.to_string() }),
+            Err(_) => return None,
+        };
         let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
-        match parse_status_file(&bytes) {
+        match bytes.and_then(|b| parse_status_file(&b)) {
             Ok(Some(s)) => Some((Ok(s), mtime)),
             Ok(None) => None,
             Err(e) => Some((Err(e), mtime)),
@@ -292,14 +299,14 @@ impl HandlerDir {
         if Heartbeat::is_stale(mtime, now) {
             return Some(Heartbeat::unresponsive());
         }
-        parse_heartbeat(&std::fs::read_to_string(&path).ok()?).ok()
+        parse_heartbeat(&read_small(&path).ok()?).ok()
     }
 
     /// The last sequence number enabled for `ext` (wala's own `config/<ext>.wala-seq` file; `None`
     /// when never enabled). Enable runs again only for a different number.
     pub fn last_enabled_seq(&self, ext: &str) -> Option<u64> {
         let path = Self::extension_file(&self.config_dir(), ext, "wala-seq")?;
-        std::fs::read_to_string(path).ok()?.trim().parse().ok()
+        read_small(&path).ok()?.trim().parse().ok()
     }
 
     pub fn set_last_enabled_seq(&self, ext: &str, seq: Option<u64>) -> Result<(), HandlerError> {
@@ -343,6 +350,12 @@ impl HandlerDir {
 }
 
 /// A file named `name` under `dir`, searched breadth-first up to `depth` levels.
+/// A small state file (`HandlerState`, `HandlerStatus`, `heartbeat.log`, `*.wala-seq`) as text,
+/// up to [`Document::HandlerState`]'s limit.
+fn read_small(path: &Path) -> std::io::Result<String> {
+    limits::read_file_to_string(path, Document::HandlerState)
+}
+
 fn find_file(dir: &Path, name: &str, depth: usize) -> Option<PathBuf> {
     let mut level = vec![dir.to_path_buf()];
     for _ in 0..=depth {

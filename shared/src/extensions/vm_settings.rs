@@ -7,6 +7,8 @@
 //! parses with [`GoalStateSource::Fabric`]; [`super::choose`] never executes it. A problem inside
 //! one entry of `extensionGoalStates` fails only that handler.
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value};
 
 use super::goal_state::{
@@ -378,14 +380,19 @@ fn apply_depends_on(ext: &mut Extension, list: &[Value]) -> Result<(), HandlerCo
         }
         return Ok(());
     }
+    // Settings found by name through a map (the first of each name, as a search from the start
+    // would): a search per dependsOn entry would be quadratic.
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for (i, s) in ext.settings.iter().enumerate() {
+        index.entry(s.name.clone()).or_insert(i);
+    }
     for (name, level, deps) in parsed {
         let name = name.unwrap_or_default();
-        let settings_names: Vec<String> = ext.settings.iter().map(|s| s.name.clone()).collect();
-        let s = ext
-            .settings
-            .iter_mut()
-            .find(|s| s.name == name)
-            .ok_or(HandlerConfigError::UnknownDependency { name, settings: settings_names })?;
+        let Some(&i) = index.get(&name) else {
+            let settings = ext.settings.iter().map(|s| s.name.clone()).collect();
+            return Err(HandlerConfigError::UnknownDependency { name, settings });
+        };
+        let s = &mut ext.settings[i];
         s.dependency_level = level;
         s.depends_on = deps;
     }

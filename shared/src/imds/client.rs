@@ -44,7 +44,9 @@ impl ImdsClient {
 
     /// The raw `/metadata/instance` JSON.
     pub fn instance_text(&self) -> Result<String, ImdsClientError> {
-        let request = Request::get(self.instance_url()).header("Metadata", "true");
+        let request = Request::get(self.instance_url())
+            .document(crate::limits::Document::ImdsInstance)
+            .header("Metadata", "true");
         Ok(self.http.send(&request, &self.policy)?.text())
     }
 

@@ -168,7 +168,7 @@ pub fn cloud_init_enabled(root: &HostRoot) -> bool {
 /// Read and parse the OVF environment. Returns the raw bytes too (for the scrubbed copy).
 pub fn read_ovf(ctx: &Context<'_>, source: &OvfSource) -> Result<(Vec<u8>, ovf::OvfEnv), ProvisionError> {
     let bytes = match source {
-        OvfSource::File(path) => std::fs::read(path)
+        OvfSource::File(path) => crate::limits::read_file(path, crate::limits::Document::Ovf)
             .map_err(|e| ProvisionError::new("ovf", format!("cannot read {}: {e}", path.display())))?,
         OvfSource::Dvd(wait) => {
             dvd::read_ovf(ctx.runner, *wait).map_err(|e| ProvisionError::new("ovf", e))?.bytes

@@ -17,6 +17,7 @@ use super::{
     WireError, PROTOCOL_VERSION,
 };
 use crate::http::{HttpClient, HttpError, Request, Response, RetryPolicy};
+use crate::limits::Document;
 use crate::platform::{Platform, PlatformError, ProvisioningHealth};
 
 /// `x-ms-agent-name`.
@@ -139,14 +140,15 @@ impl WireClient {
         request.header("x-ms-agent-name", AGENT_NAME).header("x-ms-version", PROTOCOL_VERSION)
     }
 
-    fn get(&self, url: &str) -> Result<Response, HttpError> {
-        self.http.send(&Self::wire_headers(Request::get(url)), &self.policy)
+    fn get(&self, url: &str, document: Document) -> Result<Response, HttpError> {
+        self.http.send(&Self::wire_headers(Request::get(url)).document(document), &self.policy)
     }
 
     /// `GET /?comp=versions` (sent without the `x-ms-*` headers) and check that `2012-11-30` is
     /// preferred or supported.
     pub fn check_versions(&self) -> Result<Versions, WireClientError> {
-        let resp = self.http.send(&Request::get(self.url("/?comp=versions")), &self.policy)?;
+        let request = Request::get(self.url("/?comp=versions")).document(Document::Versions);
+        let resp = self.http.send(&request, &self.policy)?;
         let versions = parse_versions(&resp.text())?;
         if !versions.supports(PROTOCOL_VERSION) {
             return Err(WireClientError::UnsupportedVersion {
@@ -166,7 +168,7 @@ impl WireClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let resp = match self.get(&url) {
+            let resp = match self.get(&url, Document::GoalState) {
                 Err(e) if e.is_stale() && stale < STALE_RETRIES => {
                     log::info!("{e}; fetching the goal state again");
                     std::thread::sleep(self.role_instance_delay * (1 << stale));
@@ -189,9 +191,10 @@ impl WireClient {
         }
     }
 
-    /// GET a goal-state document by its URL (as given in the goal state) with the WireServer headers.
-    pub fn fetch_document(&self, url: &str) -> Result<String, WireClientError> {
-        Ok(self.get(&self.document_url(url))?.text())
+    /// GET a goal-state document of kind `document` by its URL (as given in the goal state) with
+    /// the WireServer headers.
+    pub fn fetch_document(&self, url: &str, document: Document) -> Result<String, WireClientError> {
+        Ok(self.get(&self.document_url(url), document)?.text())
     }
 
     /// The goal state's URLs are used verbatim, except that with an overridden WireServer
@@ -212,20 +215,20 @@ impl WireClient {
     /// The HostingEnvironmentConfig, when the goal state names one.
     pub fn hosting_env(&self, gs: &GoalState) -> Result<Option<HostingEnvironmentConfig>, WireClientError> {
         let Some(url) = &gs.hosting_env_url else { return Ok(None) };
-        Ok(Some(parse_hosting_env(&self.fetch_document(url)?)?))
+        Ok(Some(parse_hosting_env(&self.fetch_document(url, Document::HostingEnvironmentConfig)?)?))
     }
 
     /// The SharedConfig, parsed and raw (waagent also saves it as `<Lib.Dir>/SharedConfig.xml`).
     pub fn shared_config(&self, gs: &GoalState) -> Result<Option<(SharedConfig, String)>, WireClientError> {
         let Some(url) = &gs.shared_config_url else { return Ok(None) };
-        let text = self.fetch_document(url)?;
+        let text = self.fetch_document(url, Document::SharedConfig)?;
         Ok(Some((parse_shared_config(&text)?, text)))
     }
 
     /// The ExtensionsConfig as raw text (its parser is not built yet).
     pub fn extensions_config_text(&self, gs: &GoalState) -> Result<Option<String>, WireClientError> {
         match &gs.extensions_config_url {
-            Some(url) => Ok(Some(self.fetch_document(url)?)),
+            Some(url) => Ok(Some(self.fetch_document(url, Document::ExtensionsConfig)?)),
             None => Ok(None),
         }
     }
@@ -244,6 +247,7 @@ impl WireClient {
         let mut last_error = None;
         for cipher in CIPHERS {
             let request = Self::wire_headers(Request::get(self.document_url(url)))
+                .document(Document::Certificates)
                 .header("x-ms-cipher-name", cipher)
                 .header("x-ms-guest-agent-public-x509-cert", header.as_str());
             let outcome = self

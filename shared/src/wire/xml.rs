@@ -2,13 +2,25 @@
 //!
 //! Names are local names (namespace prefixes dropped); text has entity and character references
 //! resolved; CDATA is kept as text. The tree depth is capped so hostile input cannot exhaust the
-//! stack.
+//! stack, and the number of elements and attributes so that the tree stays a small multiple of the
+//! (size-capped, see [`crate::limits`]) document.
+//!
+//! Building is linear in the document: quick-xml's own duplicate-attribute check compares each
+//! attribute with every earlier one (100,000 attributes took 11.5 s), so it is off and duplicates
+//! are found through a hash set instead.
 
-use quick_xml::events::Event;
+use std::collections::HashSet;
+
+use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 
 /// Deepest element nesting accepted. WireServer documents are at most about 8 levels deep.
 const MAX_DEPTH: usize = 64;
+
+/// Most elements and attributes, together, in one document. The largest real documents (a
+/// 15 KiB ExtensionsConfig, a SharedConfig of a big deployment) have a few hundred to a few
+/// thousand; the cap keeps the tree of a hostile document under about 40 MiB.
+pub(crate) const MAX_NODES: usize = 250_000;
 
 /// One XML element.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,6 +75,7 @@ pub(crate) fn parse(text: &str) -> Result<Element, String> {
     reader.config_mut().check_end_names = true;
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
+    let mut nodes = 0usize;
     loop {
         let pos = reader.buffer_position();
         let event = reader.read_event().map_err(|e| format!("{e} (near byte {pos})"))?;
@@ -75,15 +88,10 @@ pub(crate) fn parse(text: &str) -> Result<Element, String> {
                     return Err(format!("elements nested deeper than {MAX_DEPTH} (near byte {pos})"));
                 }
                 let name = String::from_utf8_lossy(start.local_name().as_ref()).into_owned();
-                let mut attrs = Vec::new();
-                for attr in start.attributes() {
-                    let attr = attr.map_err(|e| format!("bad attribute on <{name}>: {e}"))?;
-                    let key = String::from_utf8_lossy(attr.key.as_ref()).into_owned();
-                    let value = attr
-                        .unescape_value()
-                        .map_err(|e| format!("bad value of attribute {key} on <{name}>: {e}"))?
-                        .into_owned();
-                    attrs.push((key, value));
+                nodes += 1;
+                let attrs = attributes(start, &name, &mut nodes)?;
+                if nodes > MAX_NODES {
+                    return Err(format!("more than {MAX_NODES} elements and attributes (near byte {pos})"));
                 }
                 let element = Element { name, attrs, ..Element::default() };
                 if matches!(event, Event::Empty(_)) {
@@ -126,6 +134,36 @@ pub(crate) fn parse(text: &str) -> Result<Element, String> {
         return Err(format!("element <{}> is not closed", open.name));
     }
     root.ok_or_else(|| "no root element".to_string())
+}
+
+/// The attributes of `start` (on element `name`), refusing duplicates in linear time; `nodes`
+/// counts them (the caller checks the cap, also stopping here once past it).
+fn attributes(
+    start: &BytesStart<'_>,
+    name: &str,
+    nodes: &mut usize,
+) -> Result<Vec<(String, String)>, String> {
+    let mut attrs = Vec::new();
+    let mut seen: HashSet<&[u8]> = HashSet::new();
+    let mut iter = start.attributes();
+    iter.with_checks(false);
+    for attr in iter {
+        let attr = attr.map_err(|e| format!("bad attribute on <{name}>: {e}"))?;
+        *nodes += 1;
+        if *nodes > MAX_NODES {
+            break;
+        }
+        let key = String::from_utf8_lossy(attr.key.as_ref()).into_owned();
+        if !seen.insert(attr.key.into_inner()) {
+            return Err(format!("duplicate attribute {key} on <{name}>"));
+        }
+        let value = attr
+            .unescape_value()
+            .map_err(|e| format!("bad value of attribute {key} on <{name}>: {e}"))?
+            .into_owned();
+        attrs.push((key, value));
+    }
+    Ok(attrs)
 }
 
 fn predefined_entity(name: &str) -> Option<char> {
@@ -189,6 +227,23 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn a_hundred_thousand_attributes_are_parsed_in_linear_time() {
+        let attrs: String = (0..100_000).map(|i| format!(" a{i}=\"{i}\"")).collect();
+        let root = parse(&format!("<a{attrs}/>")).expect("valid");
+        assert_eq!((root.attrs.len(), root.attr("a99999")), (100_000, Some("99999")));
+        let err = parse(&format!("<a{attrs} a5=\"again\"/>")).expect_err("duplicate");
+        assert!(err.contains("duplicate attribute a5 on <a>"), "{err}");
+    }
+
+    #[test]
+    fn elements_and_attributes_are_capped() {
+        let err = parse(&format!("<a>{}</a>", "<x/>".repeat(MAX_NODES))).expect_err("too many");
+        assert!(err.contains(&format!("more than {MAX_NODES} elements and attributes")), "{err}");
+        let attrs: String = (0..MAX_NODES).map(|i| format!(" a{i}=\"\"")).collect();
+        assert!(parse(&format!("<a{attrs}/>")).expect_err("too many").contains("more than"));
     }
 
     #[test]
