@@ -3,16 +3,18 @@
 //! Accounts are created with `useradd --prefix <root>` so the same code works on the live root, on
 //! `/sysroot` from the initramfs, and on a test root. Looking a user up reads `<root>/etc/passwd`
 //! (not NSS, which would answer for the running system). Password hashes are written straight
-//! into the shadow file with the atomic writer: neither the password nor its hash ever appears in
-//! a command line.
+//! into the shadow file with the atomic writer, under the locks shadow-utils takes
+//! ([`crate::shadow_lock`]): neither the password nor its hash ever appears in a command line.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::cmd::{Cmd, CmdError, Runner};
 use crate::conf::PasswordCryptId;
 use crate::files::{self, FileError, WriteOptions};
 use crate::root::HostRoot;
 use crate::secret::Secret;
+use crate::shadow_lock::{self, LockError, ShadowLock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
@@ -39,6 +41,8 @@ pub enum UserError {
         #[source]
         source: CmdError,
     },
+    #[error(transparent)]
+    Lock(#[from] LockError),
     #[error(transparent)]
     File(#[from] FileError),
 }
@@ -207,13 +211,25 @@ pub enum PasswordField<'a> {
 }
 
 /// Set the password field of `name` in the shadow file (`OS.PasswordPath`), keeping everything
-/// else byte for byte, mode and owner included.
+/// else byte for byte, mode and owner included. The file is read, changed and replaced while
+/// holding shadow-utils' locks, waited for up to [`shadow_lock::LOCK_TIMEOUT`].
 pub fn set_shadow_password(
     root: &HostRoot,
     shadow: &Path,
     name: &str,
     field: PasswordField<'_>,
 ) -> Result<(), UserError> {
+    edit_shadow(root, shadow, name, field, shadow_lock::LOCK_TIMEOUT)
+}
+
+fn edit_shadow(
+    root: &HostRoot,
+    shadow: &Path,
+    name: &str,
+    field: PasswordField<'_>,
+    lock_timeout: Duration,
+) -> Result<(), UserError> {
+    let _lock = ShadowLock::acquire(root, shadow, lock_timeout)?;
     let path = root.path(shadow);
     let text = files::read_optional(&path)?.unwrap_or_default();
     let value = match field {
@@ -477,6 +493,45 @@ mod tests {
             std::fs::read_to_string(d.path().join("etc/shadow")).expect("read"),
             "root:*:1::::::\nnobody:*:1::::::\n"
         );
+    }
+
+    #[test]
+    fn a_shadow_edit_waits_for_the_lock_and_times_out_with_a_clear_error() {
+        let (d, root) = root_with("", "root:$6$abc$def:19000:0:99999:7:::\n");
+        let shadow = Path::new("/etc/shadow");
+        // Another holder (useradd, passwd, ...) that does not let go: the edit gives up unchanged.
+        let holder = ShadowLock::acquire(&root, shadow, shadow_lock::LOCK_TIMEOUT).expect("lock");
+        let started = std::time::Instant::now();
+        let err =
+            edit_shadow(&root, shadow, "root", PasswordField::Hash("*LOCK*"), Duration::from_millis(300))
+                .unwrap_err();
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        let lock_file = d.path().join("etc/.pwd.lock");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "the shadow lock {} is held by another process (useradd, passwd, ...) for {:.1} s; {} not edited",
+                lock_file.display(),
+                match &err {
+                    UserError::Lock(LockError::Busy { waited, .. }) => waited.as_secs_f64(),
+                    other => panic!("{other}"),
+                },
+                d.path().join("etc/shadow").display()
+            )
+        );
+        let text = || std::fs::read_to_string(d.path().join("etc/shadow")).expect("read");
+        assert_eq!(text(), "root:$6$abc$def:19000:0:99999:7:::\n");
+        // A holder that lets go after 300 ms: the edit waits for it, then happens.
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(holder);
+        });
+        let started = std::time::Instant::now();
+        lock_root_password(&root, shadow).expect("lock root after the wait");
+        assert!(started.elapsed() >= Duration::from_millis(250), "{:?}", started.elapsed());
+        release.join().expect("join");
+        assert_eq!(text(), "root:*LOCK*:19000:0:99999:7:::\n");
+        assert!(!d.path().join("etc/shadow.lock").exists(), "released");
     }
 
     #[test]
