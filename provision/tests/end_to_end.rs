@@ -272,3 +272,29 @@ fn an_rsa_key_that_cannot_be_made_later_fails_its_stage_but_not_provisioning() {
     assert_eq!(states(&fabric), ["NotReady/Provisioning", "Ready/"]);
     assert!(r.read("etc/ssh/ssh_host_ed25519_key").starts_with(OPENSSH_KEY), "sshd still has new keys");
 }
+
+#[test]
+fn a_system_account_is_a_reported_failure_and_etc_is_left_alone() {
+    if !need_root("a_system_account_is_a_reported_failure_and_etc_is_left_alone") {
+        return;
+    }
+    let fabric = Fabric::start_builtin().expect("fabric");
+    let r = TestRoot::new();
+    r.add_nobody();
+    let conf = platform_config(&r, &fabric);
+    let ovf = r.ovf_for("nobody", "/etc/authorized_keys", None, None, &[], &[]);
+    let etc = std::fs::metadata(r.path("etc")).expect("stat");
+    let out = run_all(&r, &ovf, &conf);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(states(&fabric), ["NotReady/Provisioning", "NotReady/ProvisioningFailed"]);
+    let description = fabric.health_reports()[1].description.clone().unwrap_or_default();
+    assert!(
+        description.contains("plan: UserName nobody is a system account (uid 65534 > UID_MAX 60000)"),
+        "{description}"
+    );
+    let now = std::fs::metadata(r.path("etc")).expect("stat");
+    assert_eq!((now.mode(), now.uid(), now.gid()), (etc.mode(), etc.uid(), etc.gid()));
+    assert!(!r.path("etc/authorized_keys").exists());
+    assert!(!r.path("etc/sudoers.d/waagent").exists(), "no sudo for nobody");
+    assert!(!r.path("var/lib/waagent/provisioned").exists());
+}

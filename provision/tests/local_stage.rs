@@ -151,3 +151,35 @@ fn a_crash_after_any_step_converges_on_rerun() {
         );
     }
 }
+
+#[test]
+fn system_accounts_are_refused_before_anything_changes() {
+    if !need_root("system_accounts_are_refused_before_anything_changes") {
+        return;
+    }
+    // `nobody` is Fedora's (home `/`, /sbin/nologin): its key path under /etc used to make /etc
+    // `drwx------ nobody` and give nobody passwordless sudo.
+    let cases = [
+        ("nobody", "/etc/authorized_keys", "uid 65534 > UID_MAX 60000"),
+        ("root", "/root/.ssh/authorized_keys", "uid 0, the superuser"),
+        ("daemon", "/usr/sbin/.ssh/authorized_keys", "uid 1 < UID_MIN 1000"),
+    ];
+    for (name, key_path, why) in cases {
+        for password in [None, Some("Pa55-word")] {
+            let r = TestRoot::new();
+            r.add_nobody();
+            std::fs::create_dir_all(r.path("root")).expect("mkdir");
+            std::fs::create_dir_all(r.path("usr/sbin")).expect("mkdir");
+            let before = r.host_snapshot();
+            let ovf = r.ovf_for(name, key_path, password, None, &[], &[]);
+            let out = r.run(&ovf, &r.config(""), &[]);
+            let what = format!("{name} (password {password:?})");
+            assert_eq!(out.status.code(), Some(1), "{what}: {}", stderr(&out));
+            let reason = format!("UserName {name} is a system account ({why})");
+            assert!(stderr(&out).contains(&reason), "{what}: {}", stderr(&out));
+            assert_eq!(r.host_snapshot(), before, "{what}: nothing changed");
+            let state = r.read("var/lib/waagent/wala-provisioning.json");
+            assert!(state.contains("\"step\": \"plan\"") && state.contains(&reason), "{what}: {state}");
+        }
+    }
+}

@@ -250,7 +250,8 @@ config_keys! {
     password_crypt_id: PasswordCryptId = "Provisioning.PasswordCryptId", PasswordCryptId::Sha512;
     /// Length of the random salt of the password hash.
     password_crypt_salt_length: u64 = "Provisioning.PasswordCryptSaltLength", 10;
-    /// Allow setting a password on a system account (UID below UID_MIN).
+    /// Admit an existing account whose UID is outside UID_MIN..UID_MAX as the provisioned user
+    /// (never root, never one without a login shell).
     allow_reset_sys_user: bool = "Provisioning.AllowResetSysUser", false;
 
     /// Format and mount the resource disk.

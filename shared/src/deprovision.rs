@@ -117,7 +117,11 @@ pub fn plan(root: &HostRoot, config: &Config, opts: Options) -> Plan {
             .into(),
         ResolvConf::Missing => "WARNING! /etc/resolv.conf does not exist; nothing to do for it.".into(),
     });
-    let user = if opts.user { user_target(root, &lib_dir) } else { UserTarget::NotRequested };
+    let user = if opts.user {
+        user_target(root, &lib_dir, config.allow_reset_sys_user)
+    } else {
+        UserTarget::NotRequested
+    };
     match &user {
         UserTarget::Delete { name } => {
             w.push(format!("WARNING! {name} account and entire home directory will be deleted."))
@@ -160,7 +164,7 @@ fn inspect_resolv_conf(root: &HostRoot) -> ResolvConf {
     }
 }
 
-fn user_target(root: &HostRoot, lib_dir: &Path) -> UserTarget {
+fn user_target(root: &HostRoot, lib_dir: &Path, allow_system_uid: bool) -> UserTarget {
     let skip = |reason: String| UserTarget::Skip { reason };
     let path = root.path(lib_dir.join("ovf-env.xml"));
     let Ok(Some(xml)) = files::read_optional(&path) else {
@@ -174,10 +178,11 @@ fn user_target(root: &HostRoot, lib_dir: &Path) -> UserTarget {
         return skip(format!("{e}."));
     }
     match user::lookup(root, &name) {
-        Ok(Some(a)) if a.uid == 0 || a.uid < user::uid_min(root) => {
-            skip(format!("{name} is a system account (uid {}); it will not be deleted.", a.uid))
-        }
-        Ok(_) => UserTarget::Delete { name },
+        Ok(Some(a)) => match user::system_account_reason(root, &a, allow_system_uid) {
+            Some(why) => skip(format!("{name} is a system account ({why}); it will not be deleted.")),
+            None => UserTarget::Delete { name },
+        },
+        Ok(None) => UserTarget::Delete { name },
         Err(e) => skip(format!("cannot read the account database: {e}.")),
     }
 }
@@ -482,6 +487,37 @@ mod tests {
         assert_eq!(p.warnings[1], "WARNING! Cached DHCP leases will be deleted.");
         assert!(p.warnings[2].starts_with("WARNING! root password will be disabled."));
         assert_eq!(p.user, UserTarget::NotRequested);
+    }
+
+    #[test]
+    fn system_accounts_are_not_deleted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = HostRoot::new(dir.path());
+        std::fs::create_dir_all(dir.path().join("etc")).expect("mkdir");
+        std::fs::create_dir_all(dir.path().join("var/lib/waagent")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/bash\nnobody:x:65534:65534::/:/sbin/nologin\nalice:x:1000:1000::/home/alice:/bin/bash\n",
+        )
+        .expect("write");
+        for (user, expected) in [
+            (
+                "nobody",
+                Some("nobody is a system account (uid 65534 > UID_MAX 60000); it will not be deleted."),
+            ),
+            ("root", Some("root is a system account (uid 0, the superuser); it will not be deleted.")),
+            ("alice", None),
+        ] {
+            let ovf = format!(
+                r#"<Environment xmlns="http://schemas.dmtf.org/ovf/environment/1" xmlns:wa="http://schemas.microsoft.com/windowsazure"><wa:ProvisioningSection><wa:Version>1.0</wa:Version><wa:LinuxProvisioningConfigurationSet><wa:ConfigurationSetType>LinuxProvisioningConfiguration</wa:ConfigurationSetType><wa:HostName>vm</wa:HostName><wa:UserName>{user}</wa:UserName></wa:LinuxProvisioningConfigurationSet></wa:ProvisioningSection><wa:PlatformSettingsSection><wa:Version>1.0</wa:Version><wa:PlatformSettings><wa:ProvisionGuestAgent>true</wa:ProvisionGuestAgent></wa:PlatformSettings></wa:PlatformSettingsSection></Environment>"#
+            );
+            std::fs::write(dir.path().join("var/lib/waagent/ovf-env.xml"), ovf).expect("write");
+            let p = plan(&root, &Config::default(), Options { user: true });
+            match expected {
+                Some(reason) => assert_eq!(p.user, UserTarget::Skip { reason: reason.into() }),
+                None => assert_eq!(p.user, UserTarget::Delete { name: user.into() }),
+            }
+        }
     }
 
     #[test]

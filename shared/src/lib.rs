@@ -34,6 +34,7 @@ pub mod provision;
 pub mod root;
 pub mod secret;
 pub mod serialconsole;
+pub mod shadow_lock;
 pub mod ssh;
 pub mod status_blob;
 pub mod telemetry;

@@ -14,6 +14,10 @@ pub enum SshError {
     PathOutsideHome { path: String, home: PathBuf, user: String },
     #[error("SSH key path {} goes through a symlink at {}; refusing to follow it", path.display(), link.display())]
     Symlink { path: PathBuf, link: PathBuf },
+    #[error("the home directory {} of {user} is owned by uid {owner}, not by the user; refusing to put SSH keys in it", home.display())]
+    HomeNotOwned { home: PathBuf, user: String, owner: u32 },
+    #[error("SSH key file {} {why}; refusing to read or replace it", path.display())]
+    UnsafeKeyFile { path: PathBuf, why: String },
     #[error(transparent)]
     File(#[from] FileError),
 }
@@ -242,9 +246,14 @@ pub fn resolve_key_path(
     Ok(normal)
 }
 
-/// Check `path` (inside the user's home) for symlinks from the home directory down, create the
-/// missing directories (0700, owned by the user), and return the host path of the file.
+/// Check `path` (inside the user's home) and make its directories, returning the host path of the
+/// file. The home directory must be the user's own (so nothing below it is given away: with home
+/// `/`, `/etc` would be). From the home down, no symlink is followed; missing directories are
+/// created 0700 and owned by the user; an existing directory keeps its mode and owner, except the
+/// user's own `~/.ssh`, which gets 0700 as sshd's StrictModes wants. An existing file must be a
+/// plain file with one link, owned by the user or root: its content is read and kept.
 fn prepare_key_dir(root: &HostRoot, account: &Account, path: &Path) -> Result<PathBuf, SshError> {
+    use std::os::unix::fs::MetadataExt;
     let home = root.path(&account.home);
     let target = root.path(path);
     let relative = target.strip_prefix(&home).map_err(|_| SshError::PathOutsideHome {
@@ -252,25 +261,55 @@ fn prepare_key_dir(root: &HostRoot, account: &Account, path: &Path) -> Result<Pa
         home: account.home.clone(),
         user: account.name.clone(),
     })?;
+    // Followed: the home may be reached through a symlink of the image's (`/home` -> `var/home`).
+    let meta = std::fs::metadata(&home).map_err(|e| FileError::new("stat", &home, e))?;
+    if !meta.is_dir() {
+        return Err(FileError::new("stat", &home, std::io::Error::other("not a directory")).into());
+    }
+    if meta.uid() != account.uid {
+        return Err(SshError::HomeNotOwned {
+            home: account.home.clone(),
+            user: account.name.clone(),
+            owner: meta.uid(),
+        });
+    }
+    let ssh_dir = home.join(".ssh");
+    let unsafe_file = |why: String| SshError::UnsafeKeyFile { path: path.to_path_buf(), why };
     let mut current = home.clone();
     let parts: Vec<_> = relative.components().collect();
     for (i, part) in parts.iter().enumerate() {
         current.push(part);
+        let last = i + 1 == parts.len();
         match std::fs::symlink_metadata(&current) {
             Ok(meta) if meta.file_type().is_symlink() => {
                 return Err(SshError::Symlink { path: path.to_path_buf(), link: current });
             }
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && i + 1 < parts.len() => {
+            Ok(meta) if last => {
+                if !meta.is_file() {
+                    return Err(unsafe_file("is not a regular file".into()));
+                }
+                if meta.nlink() != 1 {
+                    return Err(unsafe_file(format!("has {} hard links", meta.nlink())));
+                }
+                if meta.uid() != account.uid && meta.uid() != 0 {
+                    return Err(unsafe_file(format!("belongs to uid {}", meta.uid())));
+                }
+            }
+            Ok(meta) if current == ssh_dir && meta.is_dir() && meta.uid() == account.uid => {
+                set_mode(&current, 0o700)?;
+            }
+            Ok(meta) => {
+                if meta.uid() != account.uid {
+                    log::info!("{} belongs to uid {}: left as it is", current.display(), meta.uid());
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !last => {
                 std::fs::create_dir(&current).map_err(|e| FileError::new("create directory", &current, e))?;
                 chown_mode(&current, account, 0o700)?;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(FileError::new("stat", &current, e).into()),
         }
-    }
-    if let Some(dir) = target.parent().filter(|d| *d != home) {
-        chown_mode(dir, account, 0o700)?;
     }
     Ok(target)
 }
@@ -299,9 +338,10 @@ pub fn deploy_key_pair(
 }
 
 /// Add `keys` (already validated) to the authorized keys file at `path` (a target-system path inside
-/// the user's home): directories below the home are created 0700 and owned by the user, the file is
-/// 0600 and owned by the user, keys already present are not added again, and no symlink below the
-/// home directory is followed. Returns how many keys were added.
+/// the user's home, which must be the user's own): missing directories are created 0700 and owned
+/// by the user, existing ones are left as they are (but the user's own `~/.ssh`, made 0700), the
+/// file is 0600 and owned by the user, keys already present are not added again, and no symlink
+/// below the home directory is followed. Returns how many keys were added.
 pub fn deploy_authorized_keys(
     root: &HostRoot,
     account: &Account,
@@ -334,10 +374,15 @@ pub fn deploy_authorized_keys(
     Ok(added)
 }
 
+/// Own a directory wala just created to the user, with `mode`.
 fn chown_mode(path: &Path, account: &Account, mode: u32) -> Result<(), FileError> {
-    use std::os::unix::fs::PermissionsExt;
     std::os::unix::fs::lchown(path, Some(account.uid), Some(account.gid))
         .map_err(|e| FileError::new("chown", path, e))?;
+    set_mode(path, mode)
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), FileError> {
+    use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| FileError::new("chmod", path, e))
 }
@@ -351,7 +396,7 @@ mod tests {
     const ECDSA: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEx2w0hBXG2VtZ1X5oQ9b9n2pWmKQm9qfYkqk3xv9u1r0v5rE3o2yQ+f5Jx4i0Xz7v4e1XgX0dFqT1G5m6mQe2o=";
 
     fn account(home: &str) -> Account {
-        Account { name: "alice".into(), uid: 1000, gid: 1000, home: home.into() }
+        Account { name: "alice".into(), uid: 1000, gid: 1000, home: home.into(), shell: "/bin/bash".into() }
     }
 
     #[test]
@@ -447,6 +492,112 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, SshError::Symlink { .. }), "{err}");
         assert!(!dir.path().join("etc/authorized_keys").exists());
+    }
+
+    fn is_root() -> bool {
+        // SAFETY: geteuid cannot fail.
+        unsafe { libc::geteuid() == 0 }
+    }
+
+    fn mode_owner(path: &Path) -> (u32, u32, u32) {
+        files::mode_and_owner(path).expect("stat")
+    }
+
+    /// A temp root with `rel` made as a directory of this mode and owner.
+    fn dir_as(root: &Path, rel: &str, mode: u32, owner: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        let path = root.join(rel);
+        std::fs::create_dir_all(&path).expect("mkdir");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        std::os::unix::fs::chown(&path, Some(owner), Some(owner)).expect("chown");
+    }
+
+    #[test]
+    fn a_key_path_under_etc_leaves_etc_as_it_was() {
+        if !is_root() {
+            eprintln!("SKIP a_key_path_under_etc_leaves_etc_as_it_was: needs root (chown)");
+            return;
+        }
+        // Fedora's nobody: home `/`, so `/etc/authorized_keys` is "inside the home".
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = HostRoot::new(dir.path());
+        dir_as(dir.path(), "etc", 0o755, 0);
+        let nobody = Account { name: "nobody".into(), uid: 65534, gid: 65534, ..account("/") };
+        let err =
+            deploy_authorized_keys(&root, &nobody, Path::new("/etc/authorized_keys"), &[ED25519.into()])
+                .unwrap_err();
+        assert!(matches!(err, SshError::HomeNotOwned { .. }), "{err}");
+        assert!(err.to_string().contains("home directory / of nobody is owned by uid 0"), "{err}");
+        assert_eq!(mode_owner(&dir.path().join("etc")), (0o755, 0, 0));
+        assert!(!dir.path().join("etc/authorized_keys").exists());
+        let pair = deploy_key_pair(&root, &nobody, Path::new("/etc/id_rsa"), b"PEM", ED25519).unwrap_err();
+        assert!(matches!(pair, SshError::HomeNotOwned { .. }), "{pair}");
+        assert_eq!(mode_owner(&dir.path().join("etc")), (0o755, 0, 0));
+    }
+
+    #[test]
+    fn existing_directories_the_user_does_not_own_are_left_alone() {
+        if !is_root() {
+            eprintln!("SKIP existing_directories_the_user_does_not_own_are_left_alone: needs root (chown)");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = HostRoot::new(dir.path());
+        let alice = account("/home/alice");
+        dir_as(dir.path(), "home/alice", 0o750, 1000);
+        // A directory of root's inside the home: the key goes in, the directory stays root's.
+        dir_as(dir.path(), "home/alice/shared", 0o755, 0);
+        let path = Path::new("/home/alice/shared/authorized_keys");
+        assert_eq!(deploy_authorized_keys(&root, &alice, path, &[ED25519.into()]).unwrap(), 1);
+        assert_eq!(mode_owner(&dir.path().join("home/alice/shared")), (0o755, 0, 0));
+        assert_eq!(mode_owner(&dir.path().join("home/alice/shared/authorized_keys")), (0o600, 1000, 1000));
+        // The user's own ~/.ssh gets 0700; a root-owned one keeps its mode and owner.
+        dir_as(dir.path(), "home/alice/.ssh", 0o755, 1000);
+        let ak = Path::new("/home/alice/.ssh/authorized_keys");
+        deploy_authorized_keys(&root, &alice, ak, &[ED25519.into()]).unwrap();
+        assert_eq!(mode_owner(&dir.path().join("home/alice/.ssh")), (0o700, 1000, 1000));
+        dir_as(dir.path(), "home/alice/.ssh", 0o755, 0);
+        deploy_authorized_keys(&root, &alice, ak, &[ECDSA.into()]).unwrap();
+        assert_eq!(mode_owner(&dir.path().join("home/alice/.ssh")), (0o755, 0, 0));
+        // Directories made here are the user's, 0700; the home itself never changes.
+        let deep = Path::new("/home/alice/a/b/authorized_keys");
+        deploy_authorized_keys(&root, &alice, deep, &[ED25519.into()]).unwrap();
+        assert_eq!(mode_owner(&dir.path().join("home/alice/a")), (0o700, 1000, 1000));
+        assert_eq!(mode_owner(&dir.path().join("home/alice/a/b")), (0o700, 1000, 1000));
+        assert_eq!(mode_owner(&dir.path().join("home/alice")), (0o750, 1000, 1000));
+    }
+
+    #[test]
+    fn a_home_the_user_does_not_own_gets_no_keys() {
+        if !is_root() {
+            eprintln!("SKIP a_home_the_user_does_not_own_gets_no_keys: needs root (chown)");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = HostRoot::new(dir.path());
+        dir_as(dir.path(), "srv", 0o755, 0);
+        let svc = Account { name: "svc".into(), ..account("/srv") };
+        let err =
+            deploy_authorized_keys(&root, &svc, Path::new("/srv/.ssh/authorized_keys"), &[ED25519.into()])
+                .unwrap_err();
+        assert!(matches!(err, SshError::HomeNotOwned { .. }), "{err}");
+        assert!(!dir.path().join("srv/.ssh").exists());
+        // An existing key file that is a hard link (to /etc/shadow, say) is not read nor replaced.
+        dir_as(dir.path(), "home/alice/.ssh", 0o700, 1000);
+        std::os::unix::fs::chown(dir.path().join("home/alice"), Some(1000), Some(1000)).expect("chown");
+        std::fs::create_dir_all(dir.path().join("etc")).expect("mkdir");
+        std::fs::write(dir.path().join("etc/shadow"), "root:$6$secret:1::::::\n").expect("write");
+        std::fs::hard_link(dir.path().join("etc/shadow"), dir.path().join("home/alice/.ssh/authorized_keys"))
+            .expect("link");
+        let err = deploy_authorized_keys(
+            &root,
+            &account("/home/alice"),
+            Path::new("/home/alice/.ssh/authorized_keys"),
+            &[ED25519.into()],
+        )
+        .unwrap_err();
+        assert!(matches!(err, SshError::UnsafeKeyFile { .. }), "{err}");
+        assert_eq!(mode_owner(&dir.path().join("etc/shadow")).1, 0);
     }
 
     /// Our own ids: chown to ourselves succeeds without privileges.

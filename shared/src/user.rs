@@ -3,16 +3,18 @@
 //! Accounts are created with `useradd --prefix <root>` so the same code works on the live root, on
 //! `/sysroot` from the initramfs, and on a test root. Looking a user up reads `<root>/etc/passwd`
 //! (not NSS, which would answer for the running system). Password hashes are written straight
-//! into the shadow file with the atomic writer: neither the password nor its hash ever appears in
-//! a command line.
+//! into the shadow file with the atomic writer, under the locks shadow-utils takes
+//! ([`crate::shadow_lock`]): neither the password nor its hash ever appears in a command line.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::cmd::{Cmd, CmdError, Runner};
 use crate::conf::PasswordCryptId;
 use crate::files::{self, FileError, WriteOptions};
 use crate::root::HostRoot;
 use crate::secret::Secret;
+use crate::shadow_lock::{self, LockError, ShadowLock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
@@ -26,8 +28,9 @@ pub enum UserError {
     },
     #[error("user {name} was not found in {} after useradd", passwd.display())]
     NotCreated { name: String, passwd: PathBuf },
-    #[error("user {name} is a system account (uid {uid} < UID_MIN {uid_min}); not setting its password (Provisioning.AllowResetSysUser=n)")]
-    SystemUser { name: String, uid: u32, uid_min: u32 },
+    /// An existing account that is not a regular user's: provisioning would hand it sudo and keys.
+    #[error("UserName {name} is a system account ({why})")]
+    SystemAccount { name: String, uid: u32, why: String },
     #[error("user {name} has no entry in {}", shadow.display())]
     NoShadowEntry { name: String, shadow: PathBuf },
     #[error("cannot hash the password: {0}")]
@@ -38,6 +41,8 @@ pub enum UserError {
         #[source]
         source: CmdError,
     },
+    #[error(transparent)]
+    Lock(#[from] LockError),
     #[error(transparent)]
     File(#[from] FileError),
 }
@@ -57,6 +62,8 @@ pub struct Account {
     pub gid: u32,
     /// Home directory as seen on the target system (resolve it with the root).
     pub home: PathBuf,
+    /// Login shell as `/etc/passwd` has it (empty means `/bin/sh`).
+    pub shell: PathBuf,
 }
 
 /// Check a user name the way useradd's default rules would, and refuse anything that could be read
@@ -96,14 +103,23 @@ pub fn lookup(root: &HostRoot, name: &str) -> Result<Option<Account>, UserError>
             uid: f[2].parse().unwrap_or(u32::MAX),
             gid: f[3].parse().unwrap_or(u32::MAX),
             home: PathBuf::from(f[5]),
+            shell: PathBuf::from(f[6]),
         })
     }))
 }
 
-/// Create the user (with a home directory) unless it exists; return the account either way.
-pub fn ensure_user(root: &HostRoot, runner: &dyn Runner, name: &str) -> Result<Account, UserError> {
+/// Create the user (with a home directory) unless it exists; return the account either way, after
+/// checking that it is a regular account ([`check_regular`]): it may have appeared since the plan
+/// was made.
+pub fn ensure_user(
+    root: &HostRoot,
+    runner: &dyn Runner,
+    name: &str,
+    allow_system_uid: bool,
+) -> Result<Account, UserError> {
     validate_name(name)?;
     if let Some(account) = lookup(root, name)? {
+        check_regular(root, &account, allow_system_uid)?;
         log::info!("User {name} already exists, skip useradd");
         return Ok(account);
     }
@@ -112,21 +128,60 @@ pub fn ensure_user(root: &HostRoot, runner: &dyn Runner, name: &str) -> Result<A
         cmd = cmd.arg("--prefix").arg(root.prefix());
     }
     runner.run(&cmd.arg("--").arg(name)).map_err(|source| UserError::Create { name: name.into(), source })?;
-    lookup(root, name)?
-        .ok_or_else(|| UserError::NotCreated { name: name.into(), passwd: root.path("/etc/passwd") })
+    let account = lookup(root, name)?
+        .ok_or_else(|| UserError::NotCreated { name: name.into(), passwd: root.path("/etc/passwd") })?;
+    check_regular(root, &account, allow_system_uid)?;
+    Ok(account)
 }
 
 /// `UID_MIN` from `<root>/etc/login.defs` (1000 when absent, the shadow-utils default).
 pub fn uid_min(root: &HostRoot) -> u32 {
-    std::fs::read_to_string(root.path("/etc/login.defs"))
-        .ok()
-        .and_then(|text| {
-            text.lines().find_map(|l| {
-                let mut it = l.split_whitespace();
-                (it.next() == Some("UID_MIN")).then(|| it.next()?.parse().ok()).flatten()
-            })
-        })
-        .unwrap_or(1000)
+    login_defs_number(root, "UID_MIN").unwrap_or(1000)
+}
+
+/// `UID_MAX` from `<root>/etc/login.defs` (60000 when absent, the shadow-utils default).
+pub fn uid_max(root: &HostRoot) -> u32 {
+    login_defs_number(root, "UID_MAX").unwrap_or(60000)
+}
+
+fn login_defs_number(root: &HostRoot, key: &str) -> Option<u32> {
+    let text = std::fs::read_to_string(root.path("/etc/login.defs")).ok()?;
+    text.lines().find_map(|l| {
+        let mut it = l.split_whitespace();
+        (it.next() == Some(key)).then(|| it.next()?.parse().ok()).flatten()
+    })
+}
+
+/// Shells that let no one log in: `nologin`, `false`, `true`, wherever they live.
+const NO_LOGIN_SHELLS: &[&str] = &["nologin", "false", "true"];
+
+/// Why `account` is not a regular user's, or `None` when it is: root (uid 0), a uid outside
+/// `UID_MIN`..=`UID_MAX` of `<root>/etc/login.defs` (unless `allow_system_uid`,
+/// `Provisioning.AllowResetSysUser`), or a shell that allows no login.
+pub fn system_account_reason(root: &HostRoot, account: &Account, allow_system_uid: bool) -> Option<String> {
+    let uid = account.uid;
+    if uid == 0 {
+        return Some("uid 0, the superuser".into());
+    }
+    if !allow_system_uid {
+        let (min, max) = (uid_min(root), uid_max(root));
+        if uid < min {
+            return Some(format!("uid {uid} < UID_MIN {min}"));
+        }
+        if uid > max {
+            return Some(format!("uid {uid} > UID_MAX {max}"));
+        }
+    }
+    let shell = account.shell.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    NO_LOGIN_SHELLS.contains(&shell).then(|| format!("its shell {} allows no login", account.shell.display()))
+}
+
+/// Refuse an account that is not a regular user's (see [`system_account_reason`]).
+pub fn check_regular(root: &HostRoot, account: &Account, allow_system_uid: bool) -> Result<(), UserError> {
+    match system_account_reason(root, account, allow_system_uid) {
+        None => Ok(()),
+        Some(why) => Err(UserError::SystemAccount { name: account.name.clone(), uid: account.uid, why }),
+    }
 }
 
 /// Hash `password` with the crypt(3) method and a random salt of `salt_len` characters.
@@ -158,13 +213,25 @@ pub enum PasswordField<'a> {
 }
 
 /// Set the password field of `name` in the shadow file (`OS.PasswordPath`), keeping everything
-/// else byte for byte, mode and owner included.
+/// else byte for byte, mode and owner included. The file is read, changed and replaced while
+/// holding shadow-utils' locks, waited for up to [`shadow_lock::LOCK_TIMEOUT`].
 pub fn set_shadow_password(
     root: &HostRoot,
     shadow: &Path,
     name: &str,
     field: PasswordField<'_>,
 ) -> Result<(), UserError> {
+    edit_shadow(root, shadow, name, field, shadow_lock::LOCK_TIMEOUT)
+}
+
+fn edit_shadow(
+    root: &HostRoot,
+    shadow: &Path,
+    name: &str,
+    field: PasswordField<'_>,
+    lock_timeout: Duration,
+) -> Result<(), UserError> {
+    let _lock = ShadowLock::acquire(root, shadow, lock_timeout)?;
     let path = root.path(shadow);
     let text = files::read_optional(&path)?.unwrap_or_default();
     let value = match field {
@@ -192,22 +259,20 @@ pub fn set_shadow_password(
     Ok(())
 }
 
-/// Set the user's password, or disable password login when there is none.
+/// Set the user's password, or disable password login when there is none; a system account
+/// ([`check_regular`]) is refused either way.
 pub fn set_password(
     root: &HostRoot,
     shadow: &Path,
     account: &Account,
     password: Option<&Secret<String>>,
     crypt: (PasswordCryptId, usize),
-    allow_system_user: bool,
+    allow_system_uid: bool,
 ) -> Result<(), UserError> {
+    check_regular(root, account, allow_system_uid)?;
     let Some(password) = password else {
         return set_shadow_password(root, shadow, &account.name, PasswordField::NoLogin);
     };
-    let min = uid_min(root);
-    if !allow_system_user && account.uid < min {
-        return Err(UserError::SystemUser { name: account.name.clone(), uid: account.uid, uid_min: min });
-    }
     let hash = Secret::new(hash_password(password, crypt.0, crypt.1)?);
     set_shadow_password(root, shadow, &account.name, PasswordField::Hash(hash.expose()))
 }
@@ -303,8 +368,17 @@ mod tests {
     fn existing_user_is_reused_without_useradd() {
         let (_d, root) = root_with("root:x:0:0::/root:/bin/sh\nbob:x:1001:1001::/home/bob:/bin/sh\n", "");
         let fake = FakeRunner::new();
-        let acct = ensure_user(&root, &fake, "bob").expect("user");
-        assert_eq!(acct, Account { name: "bob".into(), uid: 1001, gid: 1001, home: "/home/bob".into() });
+        let acct = ensure_user(&root, &fake, "bob", false).expect("user");
+        assert_eq!(
+            acct,
+            Account {
+                name: "bob".into(),
+                uid: 1001,
+                gid: 1001,
+                home: "/home/bob".into(),
+                shell: "/bin/sh".into()
+            }
+        );
         assert!(fake.calls().is_empty());
     }
 
@@ -312,7 +386,7 @@ mod tests {
     fn useradd_gets_prefix_and_double_dash() {
         let (_d, root) = root_with("root:x:0:0::/root:/bin/sh\n", "");
         let fake = FakeRunner::new();
-        let err = ensure_user(&root, &fake, "alice").unwrap_err();
+        let err = ensure_user(&root, &fake, "alice", false).unwrap_err();
         assert!(matches!(err, UserError::NotCreated { .. }), "{err}");
         let line = &fake.command_lines()[0];
         assert!(
@@ -325,7 +399,7 @@ mod tests {
     fn password_hash_goes_to_shadow_only() {
         let (d, root) =
             root_with("", "root:*:19000:0:99999:7:::\nalice:!:20000:0:99999:7:::\nbob:!:20000::::::\n");
-        let acct = Account { name: "alice".into(), uid: 1000, gid: 1000, home: "/home/alice".into() };
+        let acct = alice();
         let pw = Secret::new("Pa55w.rd!".to_string());
         set_password(&root, Path::new("/etc/shadow"), &acct, Some(&pw), (PasswordCryptId::Sha512, 10), false)
             .expect("set");
@@ -345,7 +419,7 @@ mod tests {
     #[test]
     fn no_password_disables_password_login_but_not_keys() {
         let (d, root) = root_with("", "alice:!:20000::::::\n");
-        let acct = Account { name: "alice".into(), uid: 1000, gid: 1000, home: "/home/alice".into() };
+        let acct = alice();
         set_password(&root, Path::new("/etc/shadow"), &acct, None, (PasswordCryptId::Sha512, 10), false)
             .expect("set");
         assert_eq!(
@@ -354,23 +428,124 @@ mod tests {
         );
     }
 
+    fn alice() -> Account {
+        Account {
+            name: "alice".into(),
+            uid: 1000,
+            gid: 1000,
+            home: "/home/alice".into(),
+            shell: "/bin/bash".into(),
+        }
+    }
+
+    fn account(name: &str, uid: u32, home: &str, shell: &str) -> Account {
+        Account { name: name.into(), uid, gid: uid, home: home.into(), shell: shell.into() }
+    }
+
     #[test]
-    fn system_user_password_is_refused_unless_allowed() {
-        let (_d, root) = root_with("", "daemon:*:1::::::\n");
-        let acct = Account { name: "daemon".into(), uid: 1, gid: 1, home: "/".into() };
+    fn system_accounts_are_named_with_the_reason() {
+        let (_d, root) = root_with("", "");
+        let why = |a: &Account, allow| system_account_reason(&root, a, allow);
+        let nobody = account("nobody", 65534, "/", "/sbin/nologin");
+        assert_eq!(why(&nobody, false).as_deref(), Some("uid 65534 > UID_MAX 60000"));
+        assert_eq!(
+            why(&account("root", 0, "/root", "/bin/bash"), true).as_deref(),
+            Some("uid 0, the superuser")
+        );
+        assert_eq!(
+            why(&account("daemon", 1, "/usr/sbin", "/bin/sh"), false).as_deref(),
+            Some("uid 1 < UID_MIN 1000")
+        );
+        for shell in ["/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false", "/bin/true"] {
+            let svc = account("svc", 1500, "/srv/svc", shell);
+            assert_eq!(why(&svc, true), Some(format!("its shell {shell} allows no login")), "{shell}");
+        }
+        assert_eq!(why(&alice(), false), None);
+        assert_eq!(
+            why(&account("old", 500, "/home/old", ""), false).as_deref(),
+            Some("uid 500 < UID_MIN 1000")
+        );
+        // Provisioning.AllowResetSysUser=y admits a uid outside the range, never root nor nologin.
+        assert_eq!(why(&account("old", 500, "/home/old", ""), true), None);
+        assert!(why(&nobody, true).is_some());
+        // The range comes from the root's login.defs.
+        std::fs::write(root.path("/etc/login.defs"), "# x\nUID_MIN\t500\nUID_MAX 70000\n").expect("write");
+        assert_eq!(why(&account("old", 500, "/home/old", "/bin/bash"), false), None);
+        assert_eq!(why(&account("hi", 65534, "/home/hi", "/bin/bash"), false), None);
+        let err = check_regular(&root, &account("daemon", 1, "/", "/bin/sh"), false).unwrap_err();
+        assert_eq!(err.to_string(), "UserName daemon is a system account (uid 1 < UID_MIN 500)");
+    }
+
+    #[test]
+    fn an_existing_system_account_is_refused_at_use_whatever_the_password() {
+        // The plan saw no such user; by the time of the user step it exists as a system account.
+        let (d, root) = root_with(
+            "root:x:0:0::/root:/bin/bash\nnobody:x:65534:65534::/:/sbin/nologin\n",
+            "root:*:1::::::\nnobody:*:1::::::\n",
+        );
+        let fake = FakeRunner::new();
+        for name in ["nobody", "root"] {
+            let err = ensure_user(&root, &fake, name, true).unwrap_err();
+            assert!(matches!(err, UserError::SystemAccount { .. }), "{err}");
+        }
+        assert!(fake.calls().is_empty());
+        let nobody = lookup(&root, "nobody").expect("read").expect("nobody");
         let pw = Secret::new("x".to_string());
-        let err = set_password(
-            &root,
-            Path::new("/etc/shadow"),
-            &acct,
-            Some(&pw),
-            (PasswordCryptId::Sha256, 8),
-            false,
-        )
-        .unwrap_err();
-        assert!(matches!(err, UserError::SystemUser { uid: 1, uid_min: 1000, .. }), "{err}");
-        set_password(&root, Path::new("/etc/shadow"), &acct, Some(&pw), (PasswordCryptId::Sha256, 8), true)
-            .expect("allowed");
+        for password in [None, Some(&pw)] {
+            let err = set_password(
+                &root,
+                Path::new("/etc/shadow"),
+                &nobody,
+                password,
+                (PasswordCryptId::Sha256, 8),
+                false,
+            )
+            .unwrap_err();
+            assert!(matches!(err, UserError::SystemAccount { uid: 65534, .. }), "{err}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("etc/shadow")).expect("read"),
+            "root:*:1::::::\nnobody:*:1::::::\n"
+        );
+    }
+
+    #[test]
+    fn a_shadow_edit_waits_for_the_lock_and_times_out_with_a_clear_error() {
+        let (d, root) = root_with("", "root:$6$abc$def:19000:0:99999:7:::\n");
+        let shadow = Path::new("/etc/shadow");
+        // Another holder (useradd, passwd, ...) that does not let go: the edit gives up unchanged.
+        let holder = ShadowLock::acquire(&root, shadow, shadow_lock::LOCK_TIMEOUT).expect("lock");
+        let started = std::time::Instant::now();
+        let err =
+            edit_shadow(&root, shadow, "root", PasswordField::Hash("*LOCK*"), Duration::from_millis(300))
+                .unwrap_err();
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        let lock_file = d.path().join("etc/.pwd.lock");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "the shadow lock {} is held by another process (useradd, passwd, ...) for {:.1} s; {} not edited",
+                lock_file.display(),
+                match &err {
+                    UserError::Lock(LockError::Busy { waited, .. }) => waited.as_secs_f64(),
+                    other => panic!("{other}"),
+                },
+                d.path().join("etc/shadow").display()
+            )
+        );
+        let text = || std::fs::read_to_string(d.path().join("etc/shadow")).expect("read");
+        assert_eq!(text(), "root:$6$abc$def:19000:0:99999:7:::\n");
+        // A holder that lets go after 300 ms: the edit waits for it, then happens.
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(holder);
+        });
+        let started = std::time::Instant::now();
+        lock_root_password(&root, shadow).expect("lock root after the wait");
+        assert!(started.elapsed() >= Duration::from_millis(250), "{:?}", started.elapsed());
+        release.join().expect("join");
+        assert_eq!(text(), "root:*LOCK*:19000:0:99999:7:::\n");
+        assert!(!d.path().join("etc/shadow.lock").exists(), "released");
     }
 
     #[test]

@@ -87,6 +87,25 @@ impl TestRoot {
         Self { dir, keys }
     }
 
+    /// Add Fedora's `nobody` (home `/`, no login shell) to the account files.
+    pub fn add_nobody(&self) {
+        let append = |rel: &str, line: &str| {
+            let text = self.read(rel) + line;
+            std::fs::write(self.path(rel), text).expect("write");
+        };
+        append("etc/passwd", "nobody:x:65534:65534:Kernel Overflow User:/:/sbin/nologin\n");
+        append("etc/group", "nobody:x:65534:\n");
+        append("etc/shadow", "nobody:*:19000:0:99999:7:::\n");
+        append("etc/gshadow", "nobody:*::\n");
+    }
+
+    /// The snapshot without wala's own state (`/var/lib/waagent`), which records a failure too.
+    pub fn host_snapshot(&self) -> BTreeMap<String, String> {
+        let mut s = self.snapshot();
+        s.retain(|k, _| !k.starts_with("var/lib/waagent"));
+        s
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
@@ -112,11 +131,24 @@ impl TestRoot {
         fingerprint_keys: &[(&str, &str)],
         key_pairs: &[(&str, &str)],
     ) -> PathBuf {
+        let inline = "/home/azureuser/.ssh/authorized_keys";
+        self.ovf_for("azureuser", inline, password, extra_key, fingerprint_keys, key_pairs)
+    }
+
+    /// An OVF naming `user`, with the root's inline keys (and `extra_key`) at `key_path`.
+    pub fn ovf_for(
+        &self,
+        user: &str,
+        key_path: &str,
+        password: Option<&str>,
+        extra_key: Option<&str>,
+        fingerprint_keys: &[(&str, &str)],
+        key_pairs: &[(&str, &str)],
+    ) -> PathBuf {
         let mut keys = String::from("<PublicKeys>");
         for k in self.keys.iter().map(String::as_str).chain(extra_key) {
             keys.push_str(&format!(
-                "<PublicKey><Fingerprint>00</Fingerprint><Path>/home/azureuser/.ssh/authorized_keys</Path>\
-                 <Value>{k}</Value></PublicKey>"
+                "<PublicKey><Fingerprint>00</Fingerprint><Path>{key_path}</Path><Value>{k}</Value></PublicKey>"
             ));
         }
         for (fp, path) in fingerprint_keys {
@@ -137,7 +169,7 @@ impl TestRoot {
   <ns1:LinuxProvisioningConfigurationSet>
    <ns1:ConfigurationSetType>LinuxProvisioningConfiguration</ns1:ConfigurationSetType>
    <ns1:HostName>wala-test-vm</ns1:HostName>
-   <ns1:UserName>azureuser</ns1:UserName>
+   <ns1:UserName>{user}</ns1:UserName>
    {}
    <ns1:DisableSshPasswordAuthentication>{}</ns1:DisableSshPasswordAuthentication>
    <ns1:SSH>{}</ns1:SSH>

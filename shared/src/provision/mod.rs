@@ -300,7 +300,8 @@ fn provision_local(
         hostname::set_hostname(root, &plan.hostname).map(drop).map_err(|e| ProvisionError::new("hostname", e))
     })?;
     let account = step(ctx, vm_id, timings, "user", || {
-        user::ensure_user(root, ctx.runner, &plan.user.name).map_err(|e| ProvisionError::new("user", e))
+        user::ensure_user(root, ctx.runner, &plan.user.name, plan.user.allow_system_user)
+            .map_err(|e| ProvisionError::new("user", e))
     })?;
     step(ctx, vm_id, timings, "password", || {
         user::set_password(
@@ -608,6 +609,7 @@ fn deploy_certificate_keys(
     let account = user::lookup(&ctx.root, &plan.user.name)
         .map_err(|e| err(&e))?
         .ok_or_else(|| err(&format!("user {} does not exist", plan.user.name)))?;
+    user::check_regular(&ctx.root, &account, plan.user.allow_system_user).map_err(|e| err(&e))?;
     let lib = ctx.root.path(&plan.paths.lib_dir);
     for key in &plan.certificate_keys {
         let Some(thumb) = thumbprints.iter().find(|t| t.eq_ignore_ascii_case(&key.fingerprint)) else {

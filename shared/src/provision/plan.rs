@@ -22,6 +22,9 @@ pub enum PlanError {
     Hostname(#[from] hostname::HostnameError),
     #[error("UserName: {0}")]
     UserName(#[from] user::UserError),
+    /// The named account exists and is not a regular user's (its text names UserName already).
+    #[error(transparent)]
+    SystemAccount(user::UserError),
     #[error("SSH/PublicKeys/PublicKey[{index}]: {source}")]
     Key {
         index: usize,
@@ -65,6 +68,8 @@ pub struct UserPlan {
     pub password: Option<Secret<String>>,
     pub crypt: PasswordCryptId,
     pub salt_length: usize,
+    /// `Provisioning.AllowResetSysUser`: admit an existing account whose uid is outside
+    /// `UID_MIN`..=`UID_MAX` (never root, never one without a login shell).
     pub allow_system_user: bool,
     /// The home directory the keys were checked against (from passwd, or predicted for a new user).
     pub home: PathBuf,
@@ -149,10 +154,16 @@ impl Plan {
         hostname::validate(&p.host_name)?;
         user::validate_name(&p.user_name)?;
         let home = match user::lookup(root, &p.user_name)? {
-            Some(a) => a.home,
+            Some(a) => {
+                // Checked again at the user step: the account may appear or change in between.
+                user::check_regular(root, &a, config.allow_reset_sys_user)
+                    .map_err(PlanError::SystemAccount)?;
+                a.home
+            }
             None => predicted_home(root, &p.user_name),
         };
-        let account = Account { name: p.user_name.clone(), uid: 0, gid: 0, home: home.clone() };
+        let account =
+            Account { name: p.user_name.clone(), uid: 0, gid: 0, home: home.clone(), shell: PathBuf::new() };
         let paths = Paths::from_config(config);
         let mut inline_keys = Vec::new();
         let mut certificate_keys = Vec::new();
@@ -283,5 +294,69 @@ impl fmt::Display for Plan {
         }
         writeln!(f, "  marker            {}/provisioned", self.paths.lib_dir.display())?;
         writeln!(f, "  report            Ready")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ovf(user: &str, key_path: &str) -> OvfEnv {
+        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBH5dHoEPpIHqGUK3xfI0qWqTeuTr4SfQeRfVmW4EwB5";
+        crate::ovf::parse(&format!(
+            r#"<Environment xmlns="http://schemas.dmtf.org/ovf/environment/1" xmlns:wa="http://schemas.microsoft.com/windowsazure">
+<wa:ProvisioningSection><wa:Version>1.0</wa:Version><wa:LinuxProvisioningConfigurationSet>
+<wa:ConfigurationSetType>LinuxProvisioningConfiguration</wa:ConfigurationSetType>
+<wa:HostName>vm</wa:HostName><wa:UserName>{user}</wa:UserName>
+<wa:SSH><wa:PublicKeys><wa:PublicKey><wa:Path>{key_path}</wa:Path><wa:Value>{key}</wa:Value></wa:PublicKey></wa:PublicKeys></wa:SSH>
+</wa:LinuxProvisioningConfigurationSet></wa:ProvisioningSection><wa:PlatformSettingsSection><wa:Version>1.0</wa:Version><wa:PlatformSettings><wa:ProvisionGuestAgent>true</wa:ProvisionGuestAgent></wa:PlatformSettings></wa:PlatformSettingsSection></Environment>"#
+        ))
+        .expect("ovf")
+    }
+
+    #[test]
+    fn an_existing_system_account_is_refused_by_the_plan() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("etc")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534::/:/sbin/nologin\n\
+             svc:x:1200:1200::/srv/svc:/usr/sbin/nologin\nold:x:500:500::/home/old:/bin/bash\n",
+        )
+        .expect("write");
+        let root = HostRoot::new(dir.path());
+        let config = Config::default();
+        for (user, path, reason) in [
+            (
+                "nobody",
+                "/etc/authorized_keys",
+                "UserName nobody is a system account (uid 65534 > UID_MAX 60000)",
+            ),
+            (
+                "root",
+                "/root/.ssh/authorized_keys",
+                "UserName root is a system account (uid 0, the superuser)",
+            ),
+            (
+                "svc",
+                "/srv/svc/.ssh/authorized_keys",
+                "UserName svc is a system account (its shell /usr/sbin/nologin allows no login)",
+            ),
+            (
+                "old",
+                "/home/old/.ssh/authorized_keys",
+                "UserName old is a system account (uid 500 < UID_MIN 1000)",
+            ),
+        ] {
+            let err = Plan::build(&root, &ovf(user, path), &config, "id").unwrap_err();
+            assert!(matches!(err, PlanError::SystemAccount(_)), "{user}: {err}");
+            assert_eq!(err.to_string(), reason);
+        }
+        // Provisioning.AllowResetSysUser=y admits the low uid, and only that.
+        let allow = Config { allow_reset_sys_user: true, ..Config::default() };
+        assert!(Plan::build(&root, &ovf("old", "/home/old/.ssh/authorized_keys"), &allow, "id").is_ok());
+        assert!(Plan::build(&root, &ovf("root", "/root/.ssh/authorized_keys"), &allow, "id").is_err());
+        // A user that does not exist yet is planned (useradd makes a regular one).
+        assert!(Plan::build(&root, &ovf("alice", "/home/alice/.ssh/authorized_keys"), &config, "id").is_ok());
     }
 }
