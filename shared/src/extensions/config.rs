@@ -395,14 +395,14 @@ mod tests {
     fn many_handlers_are_matched_to_their_settings_in_linear_time() {
         let n = 20_000;
         let plugins: String =
-            (0..n).map(|i| format!("<Plugin name=\"H{i}\" version=\"1.0\" state=\"enabled\"/>")).collect();
+            (0..n).map(|i| format!("<Plugin name=\"P.H{i}\" version=\"1.0\" state=\"enabled\"/>")).collect();
         let settings: String = (0..n)
-            .map(|i| format!("<Plugin name=\"h{i}\" version=\"1.0\"><RuntimeSettings seqNo=\"{i}\">{{}}</RuntimeSettings></Plugin>"))
+            .map(|i| format!("<Plugin name=\"p.h{i}\" version=\"1.0\"><RuntimeSettings seqNo=\"{i}\">{{}}</RuntimeSettings></Plugin>"))
             .collect();
         let gs = parse_extensions_config(&doc(&plugins, &settings), None).expect("valid");
         assert_eq!(gs.extensions.len(), n);
         let last = &gs.extensions[n - 1];
-        assert_eq!((last.name.as_str(), last.settings[0].sequence_number), ("H19999", 19_999));
+        assert_eq!((last.name.as_str(), last.settings[0].sequence_number), ("P.H19999", 19_999));
     }
 
     #[test]
