@@ -125,7 +125,7 @@ fn run(ctx: &Context<'_>, source: &OvfSource, stage: Stage, dry_run: bool) -> Ex
         }
     }
     if matches!(stage, Stage::Network | Stage::All) {
-        match network_stage(ctx) {
+        match provision::network::run(ctx) {
             Ok(outcome) => log::info!("network stage: {outcome:?}"),
             Err(e) => {
                 log::error!("network stage failed: {e}");
@@ -134,31 +134,6 @@ fn run(ctx: &Context<'_>, source: &OvfSource, stage: Stage, dry_run: bool) -> Ex
         }
     }
     code
-}
-
-/// The network stage against the real platform: endpoint, route, versions, then report.
-fn network_stage(ctx: &Context<'_>) -> Result<provision::NetworkOutcome, provision::ProvisionError> {
-    use wala::wire::{certs, client::WireClient, endpoint};
-    certs::apply_fips(&ctx.root, ctx.config.enable_fips);
-    let endpoints = endpoint::resolve(ctx.config, &ctx.root, std::time::SystemTime::now());
-    log::info!("WireServer {} (from {:?})", endpoints.wireserver.base_url(), endpoints.source);
-    if ctx.root.is_live() {
-        if let Some(ip) = endpoints.wireserver.ipv4() {
-            if let Err(e) = endpoint::ensure_route(&ctx.root, ctx.runner, ip) {
-                log::warn!("{e}");
-            }
-        }
-    }
-    let client = WireClient::new(endpoints.clone(), ctx.root.path(ctx.config.lib_dir.as_path()));
-    match client.check_versions() {
-        Ok(_) => {
-            if let Err(e) = endpoint::save_endpoint(&ctx.root, ctx.config, &endpoints.wireserver) {
-                log::warn!("{e}");
-            }
-        }
-        Err(e) => log::warn!("WireServer versions check failed: {}", e.reason()),
-    }
-    provision::run_network(ctx, &client)
 }
 
 #[cfg(test)]

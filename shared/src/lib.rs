@@ -32,6 +32,7 @@ pub mod platform;
 pub mod platform_features;
 pub mod provision;
 pub mod root;
+pub mod route_wait;
 pub mod secret;
 pub mod serialconsole;
 pub mod shadow_lock;

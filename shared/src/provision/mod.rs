@@ -12,6 +12,7 @@
 //! Every step is idempotent, so a rerun after a crash at any point converges. A VM whose marker
 //! holds its VM id is not provisioned again; a new VM id (a captured image on a new VM) is.
 
+pub mod network;
 pub mod plan;
 pub mod state;
 

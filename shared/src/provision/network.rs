@@ -1,0 +1,102 @@
+//! The network stage against the real WireServer: decide first whether anything is left to report
+//! (a later boot costs nothing), then wait only for what the report needs, a route from this VM
+//! to the WireServer, and not for `network-online.target`. The transport certificate, when the
+//! OVF names keys by certificate, is made while the network comes up.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use super::{state, Context, LocalResult, Mode, NetworkOutcome, ProvisionError};
+use crate::route_wait;
+use crate::wire::{certs, client::WireClient, endpoint};
+
+/// How long the stage waits for a route to the WireServer before it tries anyway (the HTTP retry
+/// budget then decides).
+pub const ROUTE_WAIT: Duration = Duration::from_secs(300);
+
+/// Why the network stage has nothing to do on this boot, if it has not; decided from local files
+/// alone, before any network.
+pub fn nothing_to_do(ctx: &Context<'_>) -> Result<Option<String>, ProvisionError> {
+    let lib = ctx.lib_dir();
+    let vm_id = super::vm_id(&ctx.root)?;
+    let recorded = state::load(&ctx.root, &lib).filter(|s| s.vm_id == vm_id);
+    if state::provisioned_for(&ctx.root, &lib, &vm_id)
+        && recorded.as_ref().is_none_or(|s| s.final_report_sent)
+    {
+        return Ok(Some(format!("already provisioned (VM id {vm_id})")));
+    }
+    if recorded.as_ref().is_some_and(|s| s.mode == Mode::CloudInit) {
+        return Ok(Some("cloud-init provisions this VM".into()));
+    }
+    Ok(None)
+}
+
+/// Whether the network stage will fetch certificates: the local stage succeeded and the saved
+/// OVF names an SSH key or key pair by certificate thumbprint.
+pub fn needs_certificates(ctx: &Context<'_>) -> bool {
+    let lib = ctx.lib_dir();
+    let local_done = state::load(&ctx.root, &lib).is_some_and(|s| s.local == LocalResult::Done);
+    let saved = crate::files::read_optional(&ctx.root.path(lib.join("ovf-env.xml"))).ok().flatten();
+    local_done
+        && saved.and_then(|t| crate::ovf::parse(&t).ok()).is_some_and(|env| {
+            let p = &env.provisioning;
+            !p.key_pairs.is_empty()
+                || p.public_keys.iter().any(|k| k.value.is_none() && k.fingerprint.is_some())
+        })
+}
+
+/// The whole network stage: endpoint, route, transport certificate, versions, then the report.
+pub fn run(ctx: &Context<'_>) -> Result<NetworkOutcome, ProvisionError> {
+    if let Some(why) = nothing_to_do(ctx)? {
+        return Ok(NetworkOutcome::NothingToDo(why));
+    }
+    certs::apply_fips(&ctx.root, ctx.config.enable_fips);
+    let endpoints = endpoint::resolve(ctx.config, &ctx.root, SystemTime::now());
+    log::info!("WireServer {} (from {:?})", endpoints.wireserver.base_url(), endpoints.source);
+    let lib_dir = ctx.root.path(ctx.config.lib_dir.as_path());
+    std::thread::scope(|scope| {
+        // An RSA key pair takes a while to make (seconds under emulation): make it beside the wait.
+        let transport = needs_certificates(ctx).then(|| {
+            let lib_dir = lib_dir.clone();
+            scope.spawn(move || {
+                let started = Instant::now();
+                match certs::TransportKeys::load_or_create(&lib_dir) {
+                    Ok(_) => {
+                        log::info!("transport certificate ready in {} ms", started.elapsed().as_millis())
+                    }
+                    Err(e) => log::warn!("transport certificate: {e} (trying again when it is needed)"),
+                }
+            })
+        });
+        if ctx.root.is_live() {
+            if let Some(ip) = endpoints.wireserver.ipv4() {
+                wait_for_route(ip);
+                if let Err(e) = endpoint::ensure_route(&ctx.root, ctx.runner, ip) {
+                    log::warn!("{e}");
+                }
+            }
+        }
+        if let Some(t) = transport {
+            let _ = t.join();
+        }
+    });
+    let client = WireClient::new(endpoints.clone(), lib_dir);
+    match client.check_versions() {
+        Ok(_) => {
+            if let Err(e) = endpoint::save_endpoint(&ctx.root, ctx.config, &endpoints.wireserver) {
+                log::warn!("{e}");
+            }
+        }
+        Err(e) => log::warn!("WireServer versions check failed: {}", e.reason()),
+    }
+    super::run_network(ctx, &client)
+}
+
+fn wait_for_route(ip: std::net::Ipv4Addr) {
+    let started = Instant::now();
+    match route_wait::wait_for_route(ip, ROUTE_WAIT) {
+        Ok(route) => {
+            log::info!("route to the WireServer: {route} (waited {} ms)", started.elapsed().as_millis())
+        }
+        Err(e) => log::warn!("{e}; trying the WireServer anyway"),
+    }
+}
