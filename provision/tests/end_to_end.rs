@@ -51,10 +51,13 @@ fn provisioning_reports_provisioning_then_ready_once() {
     assert_eq!(states(&fabric), ["NotReady/Provisioning", "Ready/"]);
     assert_eq!(r.read("var/lib/waagent/provisioned"), VM_ID);
     assert_eq!(r.read("var/lib/waagent/WireServerEndpoint"), fabric.wire_addr().ip().to_string());
-    // The next boot reports nothing more.
+    // The next boot reports nothing more, and its network stage sends no request at all.
+    fabric.clear_requests();
     let out = run_all(&r, &ovf, &conf);
     assert!(out.status.success());
     assert_eq!(states(&fabric).len(), 2);
+    let sent: Vec<String> = fabric.requests().iter().map(|q| format!("{} {}", q.method, q.target)).collect();
+    assert!(sent.is_empty(), "a later boot talked to the platform: {sent:?}");
 }
 
 #[test]
