@@ -3,11 +3,14 @@
 #
 # Runs the parts below; each prints `#` comment lines and rows of six tab-separated fields
 #   section  metric  unit  wala  waagent  floor
-# (the floor is the image with no agent, or "–" where it does not apply). This script collects
+# (the floor: for the first WireServer request and Ready, an image whose only agent is a minimal
+# Ready reporter started after network-online.target; for sshd and logins, the image with no
+# agent; "–" where it does not apply). This script collects
 # the rows and prints one Markdown table with the ratio wala / waagent, headed by the date and the
 # machine, ready for the README.
-#   vm       bench/vm-vs-waagent.sh: boots of the wala, waagent and no-agent images under qemu
-#            (alternately), and both daemons idle against the simulator for ten minutes
+#   vm       bench/vm-vs-waagent.sh: boots of the wala (also from a dracut initramfs), waagent,
+#            no-agent and Ready-floor images under qemu (alternately), and both daemons idle
+#            against the simulator for ten minutes
 #   parsers  bench/parsers-vs-waagent.sh: waagent's own Python parsers and ours over the same
 #            documents
 # Environment: WALA_BENCH_PARTS (default "parsers vm"), and what the parts read (see each).
@@ -46,7 +49,7 @@ table() {
     echo "Measured $started on $(nproc) cores ($cpu), $mem, Linux $(uname -r);"
     echo "guests under qemu TCG (no KVM). Lower is better; the ratio is wala / waagent."
     echo
-    echo "| | metric | wala | waagent | no agent | wala / waagent |"
+    echo "| | metric | wala | waagent | floor | wala / waagent |"
     echo "|---|---|---|---|---|---|"
     awk -F'\t' '
         function num(s) { return s ~ /^[0-9]+(\.[0-9]+)?$/ }

@@ -10,7 +10,11 @@
 #            ResourceDisk.Format=y, ResourceDisk.MountPoint=/mnt/resource, EnableSwap=y,
 #            SwapSizeMB=64 (what the wala image uses); a unit drop-in resetting
 #            ConditionVirtualization=microsoft and loading the shim below
-#   none     the base, no agent (the floor)
+#   none     the base, no agent (the floor for sshd and logins)
+#   floor    the base plus a minimal Ready reporter (bash, /dev/tcp: GET the goal state, POST
+#            Health Ready) started after network-online.target: the floor for Ready, measured
+# and wala-dracut: the wala image booted with an initramfs from dracut with wala's module (the
+# local stage runs before switch-root).
 # One provisioning DVD (same user, SSH key, hostname, CustomData), one resource disk template
 # (a fresh copy per boot), one fabric per boot, the same qemu command line for all three.
 #
@@ -25,10 +29,12 @@
 #
 # Phase 2 (inside `unshare --net`, only loopback exists; qemu user networking restrict=on, the
 # platform addresses are guestfwd relays to the fabric on 127.0.0.1): WALA_BENCH_ROUNDS rounds
-# of wala, waagent, none (each boot from a fresh snapshot), then wala and waagent side by side
+# of wala, wala-dracut, waagent, none, floor (each boot from a fresh snapshot), then wala and waagent side by side
 # for WALA_BENCH_STEADY_SECONDS with nothing changing. Progress and PASS/FAIL lines go to
 # stderr; stdout gets `#` lines (machine, accelerator, versions, date) and one TSV row per metric:
-#   boot<TAB>metric<TAB>unit<TAB>wala<TAB>waagent<TAB>none    (medians over the rounds)
+#   boot<TAB>metric<TAB>unit<TAB>wala<TAB>waagent<TAB>floor   (medians over the rounds; floor:
+#       the floor image for the first request and Ready, the no-agent image for sshd and login;
+#       metrics ending in _dracut: wala-dracut in the wala column)
 #   steady<TAB>metric<TAB>unit<TAB>wala<TAB>waagent<TAB>–
 # "–" where a figure does not apply. Exits non-zero when any check failed.
 #
@@ -47,7 +53,7 @@ export WALA_VM_CACHE=${WALA_VM_CACHE:-/var/cache/wala-vm}
 export WALA_BENCH_ROUNDS=${WALA_BENCH_ROUNDS:-3}
 export WALA_BENCH_STEADY_SECONDS=${WALA_BENCH_STEADY_SECONDS:-600}
 export WALA_BENCH_WAAGENT_VERSION=${WALA_BENCH_WAAGENT_VERSION:-2.7.3.0-4.1}
-variants=(wala waagent none)
+variants=(wala wala-dracut waagent none floor)
 user=azureuser
 vm_host=wala-bench-vm
 swap_mb=64
@@ -107,7 +113,8 @@ if [ "${1:-}" = --boots ]; then
         for _ in $(seq 100); do [ -s "$d/ports.json" ] && break; sleep 0.05; done
         read -r wire hgap imds < <(python3 "$tool" ports "$d/ports.json")
         now >"$d/t0"
-        vm_qemu "$d" "$work/$v.vmlinuz" "$work/$v.initrd" "$work/$v.raw" on "$work/ovf.iso" "$d/res.raw" \
+        local img=${v%-dracut}
+        vm_qemu "$d" "$work/$img.vmlinuz" "$work/$v.initrd" "$work/$img.raw" on "$work/ovf.iso" "$d/res.raw" \
             "$(python3 -c 'import uuid; print(uuid.uuid4())')" \
             "$(vm_netdev "$port" "$wire" "$hgap" "$imds" "$d/traffic.log")" &
         echo $! >"$d/qemu.pid"
@@ -127,7 +134,7 @@ if [ "${1:-}" = --boots ]; then
     wait_login() {
         local d=$1 deadline who=$user key=$work/keys/user
         deadline=$(($(date +%s) + $2))
-        if [ "$(cat "$d/variant")" = none ]; then who=root key=$work/keys/root; fi
+        case $(cat "$d/variant") in none | floor) who=root key=$work/keys/root ;; esac
         while [ "$(date +%s)" -lt "$deadline" ]; do
             if ssh "${ssh_base[@]}" -p "$(cat "$d/ssh_port")" -i "$key" "$who@127.0.0.1" true </dev/null >/dev/null 2>&1; then
                 since "$(cat "$d/t0")"
@@ -163,7 +170,7 @@ if [ "${1:-}" = --boots ]; then
 v=$1
 echo "uptime $(cut -d' ' -f1 /proc/uptime)"
 case $v in
-    wala) units="wala-provision-local.service wala-provision-keys.service wala-provision-disk.service wala-provision-network.service wala-network-setup.service wala-agentd.service" ;;
+    wala | wala-dracut) units="wala-provision-local.service wala-provision-keys.service wala-provision-disk.service wala-provision-network.service wala-network-setup.service wala-agentd.service" ;;
     waagent) units="walinuxagent.service" ;;
     *) units="" ;;
 esac
@@ -171,7 +178,7 @@ for p in /proc/[0-9]*; do
     comm=$(cat "$p/comm" 2>/dev/null) || continue
     cmd=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
     case $v in
-        wala) case $comm in wala-agentd | wala-provision) ;; *) continue ;; esac ;;
+        wala | wala-dracut) case $comm in wala-agentd | wala-provision) ;; *) continue ;; esac ;;
         waagent) case $cmd in *waagent*-daemon* | *waagent*-run-exthandlers*) ;; *) continue ;; esac ;;
         *) continue ;;
     esac
@@ -204,8 +211,8 @@ EOF
         echo "# accelerator: $accel_name; guests: -machine pc -smp 2 -m 2048"
         echo "# qemu: $(qemu-system-x86_64 --version | head -1); host kernel: $(uname -r); guest kernel: $(cat "$work/guest-kernel")"
         echo "# wala: $(cat "$work/wala-version"); waagent: Debian package $(cat "$work/waagent-version") (with the test-only resource disk shim); none: no agent"
-        echo "# rounds: $WALA_BENCH_ROUNDS (order wala, waagent, none; medians); steady window: $WALA_BENCH_STEADY_SECONDS s, wala and waagent side by side"
-        echo "# times from qemu start; ssh login: the provisioned user with the OVF key (none: root with the harness key); 1 min: guest uptime 60 s"
+        echo "# rounds: $WALA_BENCH_ROUNDS (order ${variants[*]}; medians); steady window: $WALA_BENCH_STEADY_SECONDS s, wala and waagent side by side"
+        echo "# times from qemu start; ssh login: the provisioned user with the OVF key (none, floor: root with the harness key); 1 min: guest uptime 60 s"
     }
 
     # --- boots -------------------------------------------------------------------------------------
@@ -229,11 +236,17 @@ EOF
             [ -n "$up" ] && [ "$up" -lt 60 ] && sleep $((60 - up))
             read -r nprocs rss cpu ucpu up < <(sample "$d" "$d/sample-1min.txt")
             say "round $r $v: banner ${banner} s, login ${login} s, first request ${first} s, Ready ${ready} s; at uptime ${up} s: $nprocs agent processes, RSS $rss KiB, CPU $cpu s (units $ucpu s)"
-            if [ "$v" = none ]; then
+            if [ "$v" = none ] || [ "$v" = floor ]; then
                 [ "$login" != - ]
-                check "round $r none: root logs in with the harness key" $?
+                check "round $r $v: root logs in with the harness key" $?
                 [ "$nprocs" = 0 ]
-                check "round $r none: no agent process" $?
+                check "round $r $v: no agent process" $?
+                if [ "$v" = floor ]; then
+                    python3 "$tool" get "http://127.0.0.1:$(python3 "$tool" ports "$d/ports.json" | cut -d' ' -f1)/__fabric/health" \
+                        >"$d/health.json" 2>/dev/null || echo '[]' >"$d/health.json"
+                    python3 "$tool" health "$d/health.json" ready >"$d/health.check" 2>&1
+                    check "round $r floor: the minimal reporter's Ready reached the fabric (at $ready s)" $? "$d/health.check"
+                fi
                 rss=- cpu=- ucpu=-
             else
                 python3 "$tool" get "http://127.0.0.1:$(python3 "$tool" ports "$d/ports.json" | cut -d' ' -f1)/__fabric/health" \
@@ -254,6 +267,8 @@ EOF
                     check "round $r waagent: the shim answered the resource disk lookup" $? "$d/waagent.log"
                 else
                     rssh "$d" journalctl -b --no-pager -o short-monotonic >"$d/journal.txt" 2>&1
+                    rssh "$d" systemd-analyze critical-chain --no-pager wala-provision-network.service \
+                        ssh.service >"$d/critical-chain.txt" 2>&1
                 fi
             fi
             printf 'to_first_wire_request %s\nto_health_ready %s\nto_sshd_banner %s\nto_ssh_login %s\nagent_rss_1min %s\nagent_cpu_1min %s\nagent_units_cpu_1min %s\n' \
@@ -342,13 +357,48 @@ steady = [
     ("requests", "count"), ("window", "s"),
 ]
 dirs = sorted(os.listdir(work))
+
+def median(v, name, unit):
+    # boot-<round>-<variant>: the variant is everything after the round number.
+    vals = [metrics(os.path.join(work, d, "metrics")).get(name) for d in dirs
+            if d.startswith("boot-") and d.split("-", 2)[2:] == [v]]
+    return fmt(vals, unit)
+
+# The floor column: the floor image (a minimal Ready reporter) for the platform figures, the
+# no-agent image for sshd and logins.
+floor_of = {"to_first_wire_request": "floor", "to_health_ready": "floor"}
 for name, unit in boot:
-    cols = []
-    for v in ("wala", "waagent", "none"):
-        vals = [metrics(os.path.join(work, d, "metrics")).get(name) for d in dirs
-                if d.startswith("boot-") and d.endswith("-" + v)]
-        cols.append(fmt(vals, unit))
-    print("\t".join(["boot", name, unit] + cols))
+    floor = median(floor_of.get(name, "none"), name, unit)
+    if name.startswith("agent_"):
+        floor = dash
+    print("\t".join(["boot", name, unit, median("wala", name, unit), median("waagent", name, unit), floor]))
+for name, unit in boot[:4]:
+    floor = median(floor_of.get(name, "none"), name, unit)
+    print("\t".join(["boot", name + "_dracut", unit, median("wala-dracut", name, unit),
+                     median("waagent", name, unit), floor]))
+
+def diff(a, b):
+    try:
+        return f"{float(a) - float(b):+.2f} s"
+    except ValueError:
+        return dash
+
+for v in ("wala", "wala-dracut"):
+    parts = []
+    for name, label in (("to_sshd_banner", "sshd banner"), ("to_ssh_login", "login"),
+                        ("to_first_wire_request", "first request"), ("to_health_ready", "Ready")):
+        parts.append(f"{label} {diff(median(v, name, 's'), median(floor_of.get(name, 'none'), name, 's'))}")
+    print(f"# {v} minus its floor (medians): " + ", ".join(parts))
+for v in ("wala", "wala-dracut"):
+    chains = sorted(d for d in dirs if d.startswith("boot-") and d.split("-", 2)[2:] == [v])
+    if chains:
+        try:
+            with open(os.path.join(work, chains[-1], "critical-chain.txt"), encoding="utf-8") as f:
+                print(f"# systemd-analyze critical-chain, {chains[-1]}:")
+                for line in f:
+                    print("#   " + line.rstrip())
+        except OSError:
+            pass
 for name, unit in steady:
     cols = [fmt([metrics(os.path.join(work, f"steady-{v}", "metrics")).get(name)], unit)
             for v in ("wala", "waagent")]
@@ -487,9 +537,59 @@ if _default is not None:
 EOF
 }
 configure_none() { :; }
+# The floor for Ready (TEST ONLY): what any agent must at least do, with a conventional unit
+# ordering: once network-online.target is reached, GET the goal state and POST Health Ready. In
+# bash (its /dev/tcp), since the stock image has neither curl nor python.
+configure_floor() {
+    local tree=$1
+    install -d "$tree/usr/local/sbin"
+    cat >"$tree/usr/local/sbin/wala-bench-ready" <<'EOF'
+#!/bin/bash
+# wala benchmark, TEST ONLY: report Ready to the WireServer, nothing else.
+set -euo pipefail
+ws=168.63.129.16
+req() { # req METHOD PATH BODY: one HTTP/1.1 request, the answer on stdout
+    exec 3<>"/dev/tcp/$ws/80"
+    printf '%s %s HTTP/1.1\r\nHost: %s\r\nx-ms-agent-name: wala-bench-floor\r\nx-ms-version: 2012-11-30\r\nContent-Type: text/xml; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' \
+        "$1" "$2" "$ws" "${#3}" "$3" >&3
+    cat <&3
+    exec 3<&-
+}
+gs=$(req GET '/machine/?comp=goalstate' '')
+field() { sed -n "s:.*<$1>\([^<]*\)</$1>.*:\1:p" <<<"$gs" | head -1; }
+body="<?xml version=\"1.0\" encoding=\"utf-8\"?><Health xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xmlns:xsd=\"http://www.w3.org/2001/XMLSchema\"><GoalStateIncarnation>$(field Incarnation)</GoalStateIncarnation><Container><ContainerId>$(field ContainerId)</ContainerId><RoleInstanceList><Role><InstanceId>$(field InstanceId)</InstanceId><Health><State>Ready</State></Health></Role></RoleInstanceList></Container></Health>"
+req POST '/machine?comp=health' "$body" | head -1
+EOF
+    chmod 0755 "$tree/usr/local/sbin/wala-bench-ready"
+    cat >"$tree/etc/systemd/system/wala-bench-ready.service" <<'EOF'
+[Unit]
+Description=wala benchmark (TEST ONLY): report Ready after the network is online
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/wala-bench-ready
+
+[Install]
+WantedBy=multi-user.target
+EOF
+    mkdir -p "$tree/etc/systemd/system/multi-user.target.wants"
+    ln -sf /etc/systemd/system/wala-bench-ready.service "$tree/etc/systemd/system/multi-user.target.wants/"
+}
+
+# dracut_initrd TREE KVER OUT: an initramfs built inside TREE by dracut with wala's module.
+dracut_initrd() {
+    # shellcheck disable=SC2016 # expanded by the inner shell
+    unshare --mount --propagation private sh -c '
+        mount -t proc proc "$1/proc" && mount -t sysfs sys "$1/sys" && mount --rbind /dev "$1/dev" &&
+        chroot "$1" dracut --force --no-hostonly --add wala --kver "$2" /tmp/initrd-dracut.img' \
+        sh "$1" "$2" >"$work/dracut.log" 2>&1 && mv "$1/tmp/initrd-dracut.img" "$3"
+}
 
 t=$(date +%s)
 for v in "${variants[@]}"; do
+    [ "$v" = wala-dracut ] && continue # the wala image with its dracut initramfs (made below)
     tree=$work/tree-$v
     if [ "$v" = waagent ]; then src=$wtree; else src=$base; fi
     cp -a --reflink=auto "$src" "$tree"
@@ -500,10 +600,13 @@ for v in "${variants[@]}"; do
     cp "$tree/boot/vmlinuz-$kver" "$work/$v.vmlinuz"
     cp "$tree/boot/initrd.img-$kver" "$work/$v.initrd"
     echo "$kver" >"$work/guest-kernel"
+    if [ "$v" = wala ]; then
+        dracut_initrd "$tree" "$kver" "$work/wala-dracut.initrd" || die "wala image: dracut initramfs" "$work/dracut.log"
+    fi
     mkfs.ext4 -q -F -L wala-root -d "$tree" "$work/$v.raw" 3G >"$work/mkfs.log" 2>&1 || die "$v image: mkfs.ext4 -d" "$work/mkfs.log"
     rm -rf "$tree"
 done
-check "root images wala, waagent, none ($(($(date +%s) - t)) s)" 0
+check "root images wala (with a dracut initramfs), waagent, none, floor ($(($(date +%s) - t)) s)" 0
 
 resource=$(vm_resource_disk "$work") || die "resource disk template" "$work/resource.log"
 vm_make_dvd "$work/ovf.iso" "$work/dvd" "$vm_host" "$user" "" true "#!/bin/sh
