@@ -84,6 +84,35 @@ enum Command {
         #[arg(long, value_name = "IP")]
         destination: String,
     },
+    /// Print the boot timeline: each provisioning stage, step and wait with its start, end and
+    /// duration in seconds since the kernel started
+    ///
+    /// Reads this boot's /run/wala/boot-timeline.jsonl (written by every wala-provision stage),
+    /// else the copy of the last provisioning boot, <Lib.Dir>/wala-boot-timeline.jsonl. Waits on
+    /// something outside wala (the DVD, udev, the WireServer) are marked `wait*`. On the live
+    /// root it adds systemd's timestamps (systemctl show): the kernel/initrd/userspace split, when
+    /// the wala units and ssh/sshd started, and "sshd ready".
+    ///
+    /// --json prints a list of entries {"lane": str, "name": str, "start": secs, "end": secs,
+    /// "kind": "stage"|"step"|"wait"|"mark", "outcome": "ok"|"failed"|"skipped"}. --compare
+    /// NAME=FILE reads that form back (or a timeline file); a mark needs no "end" and "outcome"
+    /// is optional, e.g. [{"lane": "outside", "name": "sshd banner", "start": 7.5, "kind":
+    /// "mark"}]. See docs/boot.md, "Boot timeline".
+    BootReport {
+        /// Print JSON (a list of entries) instead of the table
+        #[arg(long)]
+        json: bool,
+        /// Read this timeline file instead of this boot's
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Also write the timeline as an SVG chart to PATH (one lane per stage, waits hatched)
+        #[arg(long, value_name = "PATH")]
+        svg: Option<PathBuf>,
+        /// Show these timelines side by side instead of this boot's (repeatable; FILE is a JSON
+        /// list of entries or a timeline file)
+        #[arg(long, value_name = "NAME=FILE", value_parser = wala::boot_report::parse_compare_arg, conflicts_with = "file")]
+        compare: Vec<(String, PathBuf)>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -179,7 +208,52 @@ fn run(command: Command, root: &HostRoot, config: Option<PathBuf>, verbose: bool
         }
         Command::SerialConsole => serial_console(root),
         Command::SetupFirewall { destination } => setup_firewall(&destination),
+        Command::BootReport { json, file, svg, compare } => {
+            let loaded = wala::conf::load_or_defaults(root, config.as_deref());
+            let input = match (file, compare.is_empty()) {
+                (_, false) => wala::boot_report::Input::Compare(compare),
+                (Some(f), true) => wala::boot_report::Input::File(f),
+                (None, true) => wala::boot_report::Input::ThisBoot,
+            };
+            boot_report(root, &loaded.config, &input, json, svg.as_deref())
+        }
     }
+}
+
+fn boot_report(
+    root: &HostRoot,
+    config: &wala::conf::Config,
+    input: &wala::boot_report::Input,
+    json: bool,
+    svg: Option<&Path>,
+) -> ExitCode {
+    use wala::boot_report;
+    let report = match boot_report::build(root, config.lib_dir.as_path(), &SystemRunner, input) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("wala-agentd: boot-report: {e}");
+            return ExitCode::Failure;
+        }
+    };
+    for p in &report.problems {
+        eprintln!("wala-agentd: boot-report: skipped {p}");
+    }
+    if json {
+        print!("{}", boot_report::render_json(&report));
+    } else {
+        print!("{}", boot_report::render_table(&report));
+    }
+    if let Some(path) = svg {
+        let title = format!("Boot timeline: {}", report.sources.join("; "));
+        let text = boot_report::render_svg(&report, &title);
+        let options = wala::files::WriteOptions::mode(0o644);
+        if let Err(e) = wala::files::write_atomic(path, text.as_bytes(), options) {
+            eprintln!("wala-agentd: boot-report: {e}");
+            return ExitCode::Failure;
+        }
+        eprintln!("SVG timeline written to {}", path.display());
+    }
+    ExitCode::Ok
 }
 
 fn daemon(

@@ -1,6 +1,7 @@
 //! wala's library: everything `wala-provision` and `wala-agentd` do lives here; the binaries only
 //! parse their command line, set up logging and map errors to exit codes.
 
+pub mod boot_report;
 pub mod cmd;
 pub mod conf;
 pub mod customdata;
@@ -39,6 +40,7 @@ pub mod shadow_lock;
 pub mod ssh;
 pub mod status_blob;
 pub mod telemetry;
+pub mod timeline;
 pub mod user;
 pub mod vmid;
 pub mod wire;

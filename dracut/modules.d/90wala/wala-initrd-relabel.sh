@@ -3,8 +3,8 @@
 #
 #   wala-initrd-relabel snapshot   remember which home directories exist under /sysroot/home
 #   wala-initrd-relabel write      write /run/tmpfiles.d/wala-initrd-relabel.conf: z/Z lines for
-#                                  the files wala writes, and Z for each home directory that
-#                                  appeared since the snapshot (the provisioned user's)
+#                                  the files wala writes (its /run/wala too), and Z for each home
+#                                  directory that appeared since the snapshot (the provisioned user's)
 #
 # /run moves into the real root at switch-root, and systemd-tmpfiles-setup.service reads
 # /run/tmpfiles.d there, after the policy is loaded. "z"/"Z" with "-" fields only restore the
@@ -42,6 +42,8 @@ write() {
             echo "z $f - - -"
         done
         echo "Z /etc/ssh/sshd_config.d - - -"
+        # The boot timeline wala-provision started in the initramfs's /run.
+        echo "Z /run/wala - - -"
         if [ -r "$state/homes-before" ]; then
             list_homes | while IFS= read -r h; do
                 grep -qxF -- "$h" "$state/homes-before" || echo "Z /home/$h - - -"

@@ -213,8 +213,8 @@ impl TestRoot {
         cmd.output().expect("run wala-provision")
     }
 
-    /// Every file under the root (but the ovf and config inputs, the log and /sys) with its mode,
-    /// owner and content; the random parts of password hashes masked.
+    /// Every file under the root (but the ovf and config inputs, the log, /sys and the boot
+    /// timeline) with its mode, owner and content; the random parts of password hashes masked.
     pub fn snapshot(&self) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         walk(self.dir.path(), self.dir.path(), &mut out);
@@ -228,8 +228,18 @@ pub fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
     for e in entries {
         let path = e.path();
         let rel = path.strip_prefix(base).expect("prefix").to_string_lossy().into_owned();
-        if ["sys", "ovf-env.xml", "waagent.conf", "var/log/waagent.log", "keys", "var/lib/waagent/events"]
-            .contains(&rel.as_str())
+        // Also left out: the boot timeline (times of this run) and its copy.
+        if [
+            "sys",
+            "run",
+            "ovf-env.xml",
+            "waagent.conf",
+            "var/log/waagent.log",
+            "keys",
+            "var/lib/waagent/events",
+            "var/lib/waagent/wala-boot-timeline.jsonl",
+        ]
+        .contains(&rel.as_str())
         {
             continue;
         }

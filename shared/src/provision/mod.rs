@@ -172,7 +172,8 @@ pub fn read_ovf(ctx: &Context<'_>, source: &OvfSource) -> Result<(Vec<u8>, ovf::
         OvfSource::File(path) => crate::limits::read_file(path, crate::limits::Document::Ovf)
             .map_err(|e| ProvisionError::new("ovf", format!("cannot read {}: {e}", path.display())))?,
         OvfSource::Dvd(wait) => {
-            dvd::read_ovf(ctx.runner, *wait).map_err(|e| ProvisionError::new("ovf", e))?.bytes
+            let read = crate::timeline::wait("dvd", || dvd::read_ovf(ctx.runner, *wait));
+            read.map_err(|e| ProvisionError::new("ovf", e))?.bytes
         }
     };
     let env = ovf::parse_bytes(&bytes).map_err(|e| ProvisionError::new("ovf", e.reason()))?;
@@ -272,7 +273,7 @@ fn step<T>(
     f: impl FnOnce() -> Result<T, ProvisionError>,
 ) -> Result<T, ProvisionError> {
     let started = Instant::now();
-    let value = f()?;
+    let value = crate::timeline::step(name, f)?;
     let duration = started.elapsed();
     ctx.milestone(vm_id, name, duration);
     timings.push(StepTiming { step: name, duration });
@@ -404,12 +405,12 @@ fn set_disable_agent(root: &HostRoot, lib_dir: &Path, disable: bool) -> Result<(
 fn resource_disk(ctx: &Context<'_>, vm_id: &str, timings: &mut Vec<StepTiming>) -> Option<DiskOutcome> {
     let settings = plan::resource_disk_settings(ctx.config);
     if !settings.format || !ctx.root.is_live() {
+        crate::timeline::skipped(crate::timeline::Kind::Step, "resource-disk");
         return None;
     }
     let started = Instant::now();
-    let outcome = find_resource_disk(ctx)
-        .and_then(|d| disk::plan_for(&ctx.root, &settings, d.as_ref()))
-        .and_then(|p| {
+    let outcome = crate::timeline::step("resource-disk", || {
+        find_resource_disk(ctx).and_then(|d| disk::plan_for(&ctx.root, &settings, d.as_ref())).and_then(|p| {
             let outcome = disk::apply_disk(&ctx.root, ctx.runner, &p)?;
             match disk::swap_after_mount(&ctx.root, &settings, &outcome)? {
                 disk::swap::SwapDecision::Plan(sp) => disk::apply_swap(&ctx.root, ctx.runner, &sp)?,
@@ -417,7 +418,8 @@ fn resource_disk(ctx: &Context<'_>, vm_id: &str, timings: &mut Vec<StepTiming>) 
                 disk::swap::SwapDecision::Off => {}
             }
             Ok(outcome)
-        });
+        })
+    });
     let took = started.elapsed();
     let event =
         crate::telemetry::AgentEvent::new("ActivateResourceDisk", outcome.is_ok(), "resource disk", took);
@@ -454,7 +456,7 @@ fn find_resource_disk(ctx: &Context<'_>) -> Result<Option<disk::ResourceDisk>, d
     }
     if ctx.runner.exists("udevadm") {
         let settle = Cmd::new("udevadm").args(["settle", "--timeout=10"]).timeout(Duration::from_secs(15));
-        let _ = ctx.runner.run(&settle);
+        let _ = crate::timeline::wait("udev-settle", || ctx.runner.run(&settle));
         if let Some(d) = disk::discover(&ctx.root)? {
             return Ok(Some(d));
         }
@@ -465,11 +467,25 @@ fn find_resource_disk(ctx: &Context<'_>) -> Result<Option<disk::ResourceDisk>, d
     log::info!("waiting up to {}s for the resource disk an earlier boot had", RESOURCE_DISK_WAIT.as_secs());
     let deadline = Instant::now() + RESOURCE_DISK_WAIT;
     let mut events = crate::devices::BlockEvents::new();
-    while Instant::now() < deadline {
-        events.wait(deadline.saturating_duration_since(Instant::now()).min(Duration::from_secs(1)));
-        if let Some(d) = disk::discover(&ctx.root)? {
-            return Ok(Some(d));
-        }
+    let appeared = crate::timeline::span_by(
+        crate::timeline::Kind::Wait,
+        "resource-disk-device",
+        || -> Result<_, disk::DiskError> {
+            while Instant::now() < deadline {
+                events.wait(deadline.saturating_duration_since(Instant::now()).min(Duration::from_secs(1)));
+                if let Some(d) = disk::discover(&ctx.root)? {
+                    return Ok(Some(d));
+                }
+            }
+            Ok(None)
+        },
+        |r| match r {
+            Ok(Some(_)) => crate::timeline::Outcome::Ok,
+            _ => crate::timeline::Outcome::Failed,
+        },
+    )?;
+    if appeared.is_some() {
+        return Ok(appeared);
     }
     log::warn!(
         "no resource disk appeared within {}s (the VM size may have none now)",
@@ -492,9 +508,10 @@ pub fn run_host_keys(ctx: &Context<'_>) -> Result<bool, ProvisionError> {
     };
     let started = Instant::now();
     let types = crate::host_keys::deferred_types(ctx.config.ssh_host_key_pair_type);
-    let result =
+    let result = crate::timeline::step("host-keys-deferred", || {
         crate::host_keys::make_deferred_keys(&ctx.root, ctx.runner, ctx.config.ssh_dir.as_path(), &types)
-            .map_err(|e| ProvisionError::new("host-keys", e));
+    })
+    .map_err(|e| ProvisionError::new("host-keys", e));
     st.host_keys_pending = false;
     record(ctx, &lib, st)?;
     let took = started.elapsed();
@@ -576,10 +593,10 @@ fn network_steps(ctx: &Context<'_>, platform: &dyn Platform) -> Result<(), Provi
     let env = ovf::parse(&saved).map_err(|e| ProvisionError::new("ovf", e.reason()))?;
     let plan = Plan::build(&ctx.root, &env, ctx.config, "").map_err(|e| ProvisionError::new("plan", e))?;
     if !plan.certificate_keys.is_empty() {
-        deploy_certificate_keys(ctx, platform, &plan)?;
+        crate::timeline::step("certificate-keys", || deploy_certificate_keys(ctx, platform, &plan))?;
     }
     if plan.custom_data.as_ref().is_some_and(|c| c.execute) {
-        customdata::execute(&ctx.root, ctx.runner, &lib)
+        crate::timeline::step("custom-data-run", || customdata::execute(&ctx.root, ctx.runner, &lib))
             .map_err(|e| ProvisionError::new("custom-data", e))?;
     }
     Ok(())

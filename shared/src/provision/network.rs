@@ -80,7 +80,7 @@ pub fn run(ctx: &Context<'_>) -> Result<NetworkOutcome, ProvisionError> {
         }
     });
     let client = WireClient::new(endpoints.clone(), lib_dir);
-    match client.check_versions() {
+    match crate::timeline::wait("wireserver-versions", || client.check_versions()) {
         Ok(_) => {
             if let Err(e) = endpoint::save_endpoint(&ctx.root, ctx.config, &endpoints.wireserver) {
                 log::warn!("{e}");
@@ -93,7 +93,7 @@ pub fn run(ctx: &Context<'_>) -> Result<NetworkOutcome, ProvisionError> {
 
 fn wait_for_route(ip: std::net::Ipv4Addr) {
     let started = Instant::now();
-    match route_wait::wait_for_route(ip, ROUTE_WAIT) {
+    match crate::timeline::wait("route-to-wireserver", || route_wait::wait_for_route(ip, ROUTE_WAIT)) {
         Ok(route) => {
             log::info!("route to the WireServer: {route} (waited {} ms)", started.elapsed().as_millis())
         }

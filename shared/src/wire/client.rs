@@ -370,13 +370,20 @@ impl WireClient {
 /// doubling from the RoleInstance retry delay: about 15 s in all by default).
 pub const STALE_RETRIES: u32 = 5;
 
+/// Provisioning's requests are waits on the WireServer in the boot timeline.
 impl Platform for WireClient {
     fn report_health(&self, health: &ProvisioningHealth) -> Result<(), PlatformError> {
-        WireClient::report_health(self, health).map_err(|e| PlatformError(e.reason()))
+        let name = match health {
+            ProvisioningHealth::Provisioning => "report-provisioning",
+            ProvisioningHealth::Ready => "report-ready",
+            ProvisioningHealth::Failed { .. } => "report-failed",
+        };
+        crate::timeline::wait(name, || WireClient::report_health(self, health))
+            .map_err(|e| PlatformError(e.reason()))
     }
 
     fn fetch_certificates(&self) -> Result<Vec<String>, PlatformError> {
-        self.fetch_goal_state_certificates()
+        crate::timeline::wait("certificates", || self.fetch_goal_state_certificates())
             .map(|s| s.into_iter().map(|c| c.thumbprint).collect())
             .map_err(|e| PlatformError(e.reason()))
     }
