@@ -137,6 +137,13 @@ fn iso9660_images_give_the_bytes_written_under_the_names_the_kernel_shows() {
     check(&img, "iso9660", Some(&large), "Rock Ridge");
     let (_d, img) = iso_image("genisoimage", &["-R", "-J"], &[("ovf-env.xml", &small)]);
     check(&img, "iso9660", Some(&small), "Rock Ridge and Joliet");
+    // A name too long for its record continues in a SUSP continuation area (CE), which is
+    // followed on the way to ovf-env.xml.
+    let long = "a".repeat(200);
+    let (_d, img) = iso_image("genisoimage", &["-R"], &[(&long, b"x"), ("ovf-env.xml", &small)]);
+    let bytes = std::fs::read(&img).unwrap();
+    assert!(bytes.windows(4).any(|w| w == b"CE\x1c\x01"), "genisoimage wrote no CE entry");
+    check(&img, "iso9660", Some(&small), "Rock Ridge, a 200-character name before it");
     let (_d, img) = iso_image("genisoimage", &["-R"], &[("OVF-ENV.XML", &small)]);
     check(&img, "iso9660", None, "Rock Ridge, OVF-ENV.XML (Rock Ridge names are exact)");
 }

@@ -152,7 +152,9 @@ fn read_directory(medium: &dyn Medium, dir: Extent) -> Result<Vec<u8>, MediumErr
             dir.len
         ));
     }
-    read(medium, "ISO 9660: the root directory", dir.sector, sectors_for(dir.len))
+    let mut bytes = read(medium, "ISO 9660: the root directory", dir.sector, sectors_for(dir.len))?;
+    bytes.truncate(dir.len as usize);
+    Ok(bytes)
 }
 
 /// The records of a directory: each lies within one sector; a zero length byte means the rest of
