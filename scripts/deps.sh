@@ -8,8 +8,10 @@ want=${1:-test}
 # Building: the -sys crates need pkg-config, libssl and libudev headers, and a C compiler.
 packages=(pkg-config libssl-dev libudev-dev gcc)
 if [ "$want" = test ]; then
-  # Tests use real tools: useradd, mkfs, loop devices, sshd's key generator, visudo.
+  # Tests use real tools: useradd, mkfs, loop devices, sshd's key generator, visudo, and the DVD
+  # image writers the in-process DVD reader is checked against (genisoimage, mkudffs, pycdlib).
   packages+=(passwd util-linux e2fsprogs openssh-client sudo udev fdisk xfsprogs ntfs-3g dosfstools btrfs-progs cryptsetup-bin iptables nftables)
+  packages+=(genisoimage udftools python3-pycdlib)
 fi
 
 missing=()

@@ -3,9 +3,12 @@
 //! The DVD is found through udev (block devices with `ID_CDROM=1`), then waagent's device-name
 //! patterns (`sr*`, `hd[c-z]`, `cdrom*`, `cd*`, and last `vd[b-z]`). When none is there yet, wala
 //! waits for udev events (through mio, not a sleep loop) up to a deadline. A DVD already mounted
-//! somewhere (by udisks, by the initramfs) is read where it is. Otherwise it is mounted read-only
-//! (`udf`, then `iso9660`, then `vfat`) in a private directory under `/run`, read, unmounted and
-//! ejected.
+//! somewhere (by udisks, by the initramfs) is read where it is. Otherwise each candidate is read
+//! in-process, without mounting it ([`medium`]: UDF, or ISO 9660 with Joliet and Rock Ridge names),
+//! and ejected. A device with neither a UDF nor an ISO 9660 volume (vfat, say), or one the reader
+//! does not read or finds inconsistent, is mounted read-only (`udf`, then `iso9660`, then `vfat`)
+//! in a private directory under `/run` instead, read, unmounted and ejected: the kernel decides.
+//! An empty drive is passed over without a mount.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -14,6 +17,12 @@ use std::time::{Duration, Instant};
 use crate::cmd::{Cmd, Runner};
 use crate::files::{self, FileError};
 use crate::limits::{self, Document};
+
+pub mod iso9660;
+pub mod medium;
+pub mod udf;
+
+use medium::MediumError;
 
 /// The file on the DVD.
 pub const OVF_FILE: &str = "ovf-env.xml";
@@ -26,6 +35,8 @@ pub enum DvdError {
     NotFound { waited: Duration, tried: Vec<String> },
     #[error(transparent)]
     File(#[from] FileError),
+    #[error("reading {OVF_FILE} from {}: {source}", device.display())]
+    Medium { device: PathBuf, source: MediumError },
 }
 
 /// `ovf-env.xml` as read from the DVD, and where it came from.
@@ -107,7 +118,7 @@ pub fn read_ovf(runner: &dyn Runner, wait: Duration) -> Result<OvfFromDvd, DvdEr
         }
         for dev in candidates() {
             tried.insert(dev.display().to_string());
-            if let Some(bytes) = read_from_device(runner, &dev, Path::new(MOUNT_DIR))? {
+            if let Some(bytes) = read_device(runner, &dev, Path::new(MOUNT_DIR))? {
                 return Ok(OvfFromDvd { bytes, device: Some(dev) });
             }
         }
@@ -148,6 +159,68 @@ pub fn detect_scvmm(runner: &dyn Runner) -> bool {
     false
 }
 
+/// What to do with a candidate device after reading it directly.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Direct {
+    /// `ovf-env.xml` was read.
+    Found(Vec<u8>),
+    /// Not the DVD: an empty drive, or a volume without `ovf-env.xml`.
+    NotTheDvd,
+    /// Leave it to the kernel: mount it.
+    Mount,
+}
+
+/// Decide from the direct read of `dev` (the reason is logged). Only an `ovf-env.xml` over its
+/// size limit is an error: the mount would find the same file.
+pub fn after_direct_read(dev: &Path, read: Result<Option<Vec<u8>>, MediumError>) -> Result<Direct, DvdError> {
+    let dev_name = dev.display();
+    match read {
+        Ok(Some(bytes)) => Ok(Direct::Found(bytes)),
+        Ok(None) => {
+            log::debug!("{dev_name} is not the provisioning DVD: its volume has no {OVF_FILE}");
+            Ok(Direct::NotTheDvd)
+        }
+        Err(MediumError::NoMedium) => {
+            log::debug!("{dev_name}: no medium in the drive");
+            Ok(Direct::NotTheDvd)
+        }
+        Err(e @ (MediumError::Unrecognised | MediumError::Unsupported(_))) => {
+            log::info!("{dev_name} is not read directly ({e}); mounting it");
+            Ok(Direct::Mount)
+        }
+        Err(e @ (MediumError::Invalid(_) | MediumError::Io { .. })) => {
+            log::warn!("cannot read {dev_name} directly ({e}); mounting it");
+            Ok(Direct::Mount)
+        }
+        Err(source @ MediumError::TooLarge(_)) => Err(DvdError::Medium { device: dev.to_path_buf(), source }),
+    }
+}
+
+/// Read `ovf-env.xml` from `dev` without mounting it and eject it; when the direct read leaves it
+/// to the kernel, [`read_from_device`] (mount) instead. `Ok(None)` when `dev` is not the DVD.
+pub fn read_device(runner: &dyn Runner, dev: &Path, mount_dir: &Path) -> Result<Option<Vec<u8>>, DvdError> {
+    let read = medium::Device::open(dev).and_then(|device| medium::read_ovf(&device));
+    match after_direct_read(dev, read)? {
+        Direct::Found(bytes) => {
+            log::info!("Read {OVF_FILE} from {} (not mounted)", dev.display());
+            eject(runner, dev);
+            Ok(Some(bytes))
+        }
+        Direct::NotTheDvd => Ok(None),
+        Direct::Mount => read_from_device(runner, dev, mount_dir),
+    }
+}
+
+/// Eject the DVD once read, as waagent does (a virtio disk, only a guess, is left alone).
+fn eject(runner: &dyn Runner, dev: &Path) {
+    let is_virtio = dev.file_name().is_some_and(|n| is_virtio_name(&n.to_string_lossy()));
+    if !is_virtio && runner.exists("eject") {
+        if let Err(e) = runner.run(&Cmd::new("eject").arg(dev).timeout(Duration::from_secs(10))) {
+            log::warn!("cannot eject the DVD: {e}");
+        }
+    }
+}
+
 /// Mount `dev` read-only at `mount_dir`, read `ovf-env.xml`, unmount and eject. `Ok(None)` when the
 /// device cannot be mounted or holds no `ovf-env.xml`.
 pub fn read_from_device(
@@ -175,12 +248,7 @@ pub fn read_from_device(
     match read {
         Ok(bytes) => {
             log::info!("Read {OVF_FILE} from {}", dev.display());
-            let is_virtio = dev.file_name().is_some_and(|n| is_virtio_name(&n.to_string_lossy()));
-            if !is_virtio && runner.exists("eject") {
-                if let Err(e) = runner.run(&Cmd::new("eject").arg(dev).timeout(Duration::from_secs(10))) {
-                    log::warn!("cannot eject the DVD: {e}");
-                }
-            }
+            eject(runner, dev);
             Ok(Some(bytes))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -251,5 +319,101 @@ mod tests {
         let fake = FakeRunner::new();
         read_from_device(&fake, Path::new("/dev/vdb"), &mnt).expect("read");
         assert_eq!(fake.command_lines().len(), 2);
+    }
+
+    /// An image file made by `tool args..` (None, with a SKIP line, when the tool is missing).
+    fn image(dir: &Path, tool: &str, args: &[&str]) -> Option<PathBuf> {
+        if crate::cmd::find_program(tool).is_none() {
+            crate::testing::skip(&format!("dvd: {tool} is missing"));
+            return None;
+        }
+        let out = std::process::Command::new(tool).args(args).output().expect(tool);
+        assert!(out.status.success(), "{tool} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        Some(dir.join("dvd.img"))
+    }
+
+    #[test]
+    fn a_dvd_image_is_read_without_mounting_and_ejected() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().join("src");
+        std::fs::create_dir(&src).expect("mkdir");
+        std::fs::write(src.join(OVF_FILE), b"<Environment/>").expect("write");
+        let img = dir.path().join("dvd.img");
+        let args =
+            ["-quiet", "-udf", "-J", "-r", "-o", img.to_str().expect("utf-8"), src.to_str().expect("utf-8")];
+        let Some(img) = image(dir.path(), "genisoimage", &args) else { return };
+        let fake = FakeRunner::new();
+        let got = read_device(&fake, &img, &dir.path().join("mnt")).expect("read");
+        assert_eq!(got.as_deref(), Some(&b"<Environment/>"[..]));
+        assert_eq!(fake.command_lines(), vec![format!("eject {}", img.display())], "no mount, one eject");
+        // A volume without the file is not the DVD: no mount, no eject.
+        std::fs::remove_file(src.join(OVF_FILE)).expect("rm");
+        std::fs::write(src.join("other.xml"), b"x").expect("write");
+        let Some(img) = image(dir.path(), "genisoimage", &args) else { return };
+        let fake = FakeRunner::new();
+        assert_eq!(read_device(&fake, &img, &dir.path().join("mnt")).expect("read"), None);
+        assert!(fake.command_lines().is_empty(), "{:?}", fake.command_lines());
+    }
+
+    #[test]
+    fn a_vfat_medium_is_left_to_mount() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let img = dir.path().join("dvd.img");
+        std::fs::File::create(&img).and_then(|f| f.set_len(4 << 20)).expect("image");
+        let Some(img) = image(dir.path(), "mkfs.vfat", &[img.to_str().expect("utf-8")]) else { return };
+        let read = medium::Device::open(&img).and_then(|d| medium::read_ovf(&d));
+        assert!(matches!(read, Err(MediumError::Unrecognised)), "{read:?}");
+        assert_eq!(after_direct_read(&img, read).expect("decision"), Direct::Mount);
+        // Through read_device: the fake mount "fails" as a real one of an empty vfat would not,
+        // but what matters is that mount was asked.
+        let fake = FakeRunner::new();
+        fake.respond("mount", CmdOutput { code: Some(32), ..Default::default() });
+        let mnt = dir.path().join("mnt");
+        assert_eq!(read_device(&fake, &img, &mnt).expect("read"), None);
+        assert_eq!(
+            fake.command_lines(),
+            vec![format!("mount -o ro -t udf,iso9660,vfat {} {}", img.display(), mnt.display())]
+        );
+    }
+
+    #[test]
+    fn direct_read_outcomes_decide_the_next_step() {
+        let dev = Path::new("/dev/sr0");
+        let next = |r| after_direct_read(dev, r).expect("decision");
+        assert_eq!(next(Ok(Some(b"x".to_vec()))), Direct::Found(b"x".to_vec()));
+        assert_eq!(next(Ok(None)), Direct::NotTheDvd);
+        // An empty drive: passed over, no mount (which would fail with "no medium found").
+        assert_eq!(next(Err(MediumError::NoMedium)), Direct::NotTheDvd);
+        assert_eq!(next(Err(MediumError::Unrecognised)), Direct::Mount);
+        assert_eq!(
+            next(Err(MediumError::Unsupported("UDF: partition map 1 is a type 2 map".into()))),
+            Direct::Mount
+        );
+        assert_eq!(next(Err(MediumError::Invalid("UDF: bad tag checksum".into()))), Direct::Mount);
+        let io = std::io::Error::from_raw_os_error(libc::EIO);
+        assert_eq!(next(Err(MediumError::Io { what: "x".into(), source: io })), Direct::Mount);
+        let err = after_direct_read(dev, Err(Document::Ovf.too_large().into())).expect_err("too large");
+        assert_eq!(
+            err.to_string(),
+            "reading ovf-env.xml from /dev/sr0: the ovf-env.xml is larger than its limit of 1048576 bytes"
+        );
+    }
+
+    #[test]
+    fn an_empty_drive_is_no_medium() {
+        // A missing device is an I/O error (left to mount, as before); ENOMEDIUM, which only a
+        // real empty drive gives, is "no medium".
+        let err = medium::Device::open(Path::new("/dev/wala-no-such-device")).expect_err("missing");
+        assert!(matches!(err, MediumError::Io { .. }), "{err:?}");
+        struct Empty;
+        impl medium::Medium for Empty {
+            fn sectors(&self) -> u64 {
+                100
+            }
+            fn read_sectors(&self, _: u64, _: &mut [u8]) -> std::io::Result<()> {
+                Err(std::io::Error::from_raw_os_error(libc::ENOMEDIUM))
+            }
+        }
+        assert!(matches!(medium::read_ovf(&Empty), Err(MediumError::NoMedium)));
     }
 }
