@@ -269,6 +269,7 @@ EOF
                     rssh "$d" journalctl -b --no-pager -o short-monotonic >"$d/journal.txt" 2>&1
                     rssh "$d" systemd-analyze critical-chain --no-pager wala-provision-network.service \
                         ssh.service >"$d/critical-chain.txt" 2>&1
+                    rssh "$d" wala-agentd boot-report --json >"$d/timeline.json" 2>"$d/timeline.err"
                 fi
             fi
             printf 'to_first_wire_request %s\nto_health_ready %s\nto_sshd_banner %s\nto_ssh_login %s\nagent_rss_1min %s\nagent_cpu_1min %s\nagent_units_cpu_1min %s\n' \
@@ -404,6 +405,55 @@ for name, unit in steady:
             for v in ("wala", "waagent")]
     print("\t".join(["steady", name, unit] + cols + [dash]))
 EOF
+    # --- the timeline: the last round of wala, wala-dracut, waagent and floor side by side ----------
+    # wala's own records count from kernel start; they are moved onto the harness's axis (qemu
+    # start) by the difference between the banner seen from outside and systemd's "sshd ready".
+    # The others get the points seen from outside: first request, Ready, sshd banner, login.
+    python3 - "$work" "$WALA_BENCH_ROUNDS" <<'EOF'
+import json, os, sys
+work, r = sys.argv[1], sys.argv[2]
+for v in ("wala", "wala-dracut", "waagent", "floor", "none"):
+    d = os.path.join(work, f"boot-{r}-{v}")
+    m = {}
+    try:
+        with open(os.path.join(d, "metrics"), encoding="utf-8") as f:
+            m = dict(line.split() for line in f if len(line.split()) == 2)
+    except OSError:
+        continue
+    entries = []
+    own = []
+    try:
+        with open(os.path.join(d, "timeline.json"), encoding="utf-8") as f:
+            own = json.load(f)
+    except (OSError, ValueError):
+        pass
+    ready_mark = next((e["start"] for e in own if e.get("name") == "sshd ready"), None)
+    banner = m.get("to_sshd_banner")
+    if own and ready_mark is not None and banner not in (None, "-"):
+        shift = float(banner) - float(ready_mark)
+        for e in own:
+            if e.get("lane") == "boot":
+                continue
+            e = dict(e, start=e["start"] + shift)
+            if e.get("end") is not None:
+                e["end"] = e["end"] + shift
+            entries.append(e)
+    for key, name in (("to_first_wire_request", "first WireServer request"), ("to_health_ready", "Ready"),
+                      ("to_sshd_banner", "sshd banner"), ("to_ssh_login", "login")):
+        if m.get(key) not in (None, "-"):
+            entries.append({"lane": "seen from outside", "name": name, "start": float(m[key]), "kind": "mark"})
+    with open(os.path.join(work, f"compare-{v}.json"), "w", encoding="utf-8") as f:
+        json.dump(entries, f)
+EOF
+    compare=()
+    for v in "${variants[@]}"; do
+        [ -s "$work/compare-$v.json" ] && compare+=(--compare "$v=$work/compare-$v.json")
+    done
+    if "$WALA_BENCH_AGENTD" boot-report --svg "$work/timeline.svg" "${compare[@]}" >"$work/timeline.txt" 2>&1; then
+        echo "# timeline (round $WALA_BENCH_ROUNDS, seconds from qemu start): $work/timeline.svg"
+    else
+        say "timeline: $(tail -1 "$work/timeline.txt")"
+    fi
     echo "BENCH DONE" >>"$work/checks"
     exit 0
 fi
@@ -616,6 +666,7 @@ say "prepared in $(($(date +%s) - run_start)) s"
 # ================================ phase 2, inside unshare --net =================================
 export WALA_BENCH_WORK=$work WALA_BENCH_RESOURCE=$resource
 export WALA_BENCH_FABRIC=$CARGO_TARGET_DIR/release/wala-fabric
+export WALA_BENCH_AGENTD=$CARGO_TARGET_DIR/release/wala-agentd
 if unshare --net true 2>/dev/null; then
     say "network: qemu, the fabrics and ssh run inside 'unshare --net' (only loopback exists)"
     # shellcheck disable=SC2016 # expanded by the inner shell
