@@ -168,6 +168,22 @@ check_provisioned() {
     check_hostname_before_dhcp "$name"
     check_resource_disk "$name"
     check_agentd "$name"
+    check_boot_report "$name"
+}
+
+# check_boot_report NAME: `wala-agentd boot-report` in the guest shows the local stage (from the
+# initramfs for dracut), the network stage's wait for its route and its Ready report, and when
+# sshd became ready; prints the step times of useradd and the sudoers check.
+check_boot_report() {
+    local name=$1 lane=local
+    [ "$name" = dracut ] && lane=local-initrd
+    rssh wala-agentd boot-report >"$d/boot-report.txt" 2>&1
+    grep -qE "[[:space:]]${lane}[[:space:]]+stage[[:space:]]+ok[[:space:]]" "$d/boot-report.txt" &&
+        grep -qE "wait\*[[:space:]]+ok[[:space:]]+route-to-wireserver" "$d/boot-report.txt" &&
+        grep -qE "wait\*[[:space:]]+ok[[:space:]]+report-ready" "$d/boot-report.txt" &&
+        grep -q 'sshd ready' "$d/boot-report.txt"
+    result "$name: boot-report shows the $lane stage, the route wait, Ready and sshd ready" $? "$d/boot-report.txt"
+    echo "$name: boot-report step times (s): $(awk '$5 == "step" && ($NF == "user" || $NF == "sudoers" || $NF == "host-keys" || $NF == "ovf") { printf "%s %s  ", $NF, $3 }' "$d/boot-report.txt")"
 }
 
 check_custom_data() {
