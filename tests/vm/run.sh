@@ -212,5 +212,8 @@ fi
 passed=$((passed + $(grep -c '^PASS ' "$out")))
 failed=$((failed + $(grep -c '^FAIL ' "$out")))
 grep -q '^BOOTS DONE$' "$out" || fail "the boot phase did not finish"
+if grep -q '^NOT RUN ' "$out"; then
+    echo "NOTE: a partial run: WALA_VM_SCENARIOS=$WALA_VM_SCENARIOS ($(grep -c '^NOT RUN ' "$out") scenarios not run)"
+fi
 echo "VM stage: $(($(date +%s) - run_start)) s in all ($prepare_secs s preparing)"
 finish
