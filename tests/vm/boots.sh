@@ -196,6 +196,18 @@ check_boot_report() {
     echo "$name: boot-report step times (s): $(awk '$5 == "step" && ($NF == "user" || $NF == "sudoers" || $NF == "host-keys" || $NF == "ovf") { printf "%s %s  ", $NF, $3 }' "$d/boot-report.txt")"
 }
 
+# unit_costs: how long each of wala's boot units ran on this boot (ExecMainStart to ExecMainExit,
+# monotonic), as a figure: on a later boot (marker present) each should do next to nothing.
+unit_costs() {
+    local u line out=""
+    for u in wala-provision-local wala-provision-keys wala-provision-disk wala-provision-network; do
+        line=$(rssh systemctl show --value -p ExecMainStartTimestampMonotonic -p ExecMainExitTimestampMonotonic "$u.service" 2>/dev/null | paste -sd' ')
+        # shellcheck disable=SC2086 # two numbers
+        out+=$(printf '%s %s  ' "$u" "$(echo $line | awk '$1 > 0 && $2 >= $1 { printf "%.0f ms", ($2 - $1) / 1000 } $1 == 0 { print "not run" }')")
+    done
+    echo "$1: wala unit run times: $out"
+}
+
 check_custom_data() {
     local got want
     want=$(printf '%s' "$WALA_VM_CUSTOM_DATA" | base64 -w0)
@@ -311,6 +323,7 @@ if [ -n "$ssh_at" ]; then
     result "reboot: no second provisioning (journal: $(grep -m1 -o 'Provisioning skipped: .*' "$d/local.journal"))" "$rc" "$d/local.journal"
     ! grep -q 'VM id changed' "$d/local.journal"
     result "reboot: the VM id is recognised as unchanged" $? "$d/local.journal"
+    unit_costs reboot
     marker_is "$uuid1"
     gated "reboot: the marker /var/lib/waagent/provisioned holds the VM id" $?
     ussh true >/dev/null 2>&1
