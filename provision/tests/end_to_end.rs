@@ -158,6 +158,99 @@ fn run_stage(
         .expect("run")
 }
 
+/// `run_stage` with the crash hook set to abort after `point`.
+fn run_stage_crashing(
+    r: &TestRoot,
+    stage: &str,
+    point: &str,
+    ovf: &std::path::Path,
+    conf: &std::path::Path,
+) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .arg("--root")
+        .arg(r.dir.path())
+        .args(["--stage", stage, "--config"])
+        .arg(conf)
+        .arg("--ovf")
+        .arg(ovf)
+        .env("WALA_TEST_CRASH_AFTER", point)
+        .output()
+        .expect("run")
+}
+
+#[test]
+fn a_crash_at_any_point_of_the_network_stage_converges_on_rerun() {
+    if !need_root("a_crash_at_any_point_of_the_network_stage_converges_on_rerun") {
+        return;
+    }
+    let fabric = Fabric::start_builtin().expect("fabric");
+    let with_key = fabric.certificates().iter().find(|c| c.in_pfx_with_key).expect("a cert with its key");
+    let thumb = with_key.thumbprint.to_ascii_lowercase();
+    let keys = [(thumb.as_str(), "/home/azureuser/.ssh/authorized_keys")];
+    let pairs = [(thumb.as_str(), "/home/azureuser/.ssh/id_rsa")];
+    let converged = [
+        "home/azureuser/.ssh/authorized_keys",
+        "home/azureuser/.ssh/id_rsa",
+        "home/azureuser/.ssh/id_rsa.pub",
+        "var/lib/waagent/provisioned",
+        "var/lib/waagent/wala-provisioning.json",
+    ];
+    let reference = TestRoot::new();
+    let conf = platform_config(&reference, &fabric);
+    let ovf = reference.ovf_with(None, None, &keys, &pairs);
+    assert!(run_stage(&reference, "local", &ovf, &conf).status.success());
+    let out = run_stage(&reference, "network", &ovf, &conf);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let expected: Vec<String> = converged.iter().map(|f| reference.read(f)).collect();
+
+    // One fabric (its certificates are made per fabric); each round's reports are the new ones.
+    for point in ["certificate-keys", "marker", "report-ready"] {
+        let before = states(&fabric).len();
+        let r = TestRoot::with_keys(reference.keys.clone());
+        let conf = platform_config(&r, &fabric);
+        let ovf = r.ovf_with(None, None, &keys, &pairs);
+        assert!(run_stage(&r, "local", &ovf, &conf).status.success());
+        let crashed = run_stage_crashing(&r, "network", point, &ovf, &conf);
+        assert!(!crashed.status.success(), "{point}: the crash hook fired");
+        assert!(stderr(&crashed).contains(&format!("WALA_TEST_CRASH_AFTER={point}")), "{}", stderr(&crashed));
+        let out = run_stage(&r, "network", &ovf, &conf);
+        assert!(out.status.success(), "{point}: rerun: {}", stderr(&out));
+        let got: Vec<String> = converged.iter().map(|f| r.read(f)).collect();
+        assert_eq!(got, expected, "after a crash after {point}, the rerun converges");
+        let reports = states(&fabric).split_off(before);
+        assert_eq!(reports.last().map(String::as_str), Some("Ready/"), "{point}: {reports:?}");
+        assert!(reports.iter().all(|s| !s.contains("Failed")), "{point}: {reports:?}");
+        // And then nothing more is sent.
+        let sent = states(&fabric).len();
+        assert!(run_stage(&r, "network", &ovf, &conf).status.success());
+        assert_eq!(states(&fabric).len(), sent, "{point}: a converged VM reports nothing more");
+    }
+}
+
+#[test]
+fn a_crash_in_the_host_keys_stage_converges_on_rerun() {
+    if !need_root("a_crash_in_the_host_keys_stage_converges_on_rerun") {
+        return;
+    }
+    let fabric = Fabric::start_builtin().expect("fabric");
+    for point in ["host-keys-deferred", "host-keys-recorded"] {
+        let (r, conf, ovf) = host_keys_setup(&fabric, "rsa");
+        assert!(run_stage(&r, "local", &ovf, &conf).status.success());
+        let ed25519 = r.read("etc/ssh/ssh_host_ed25519_key");
+        let crashed = run_stage_crashing(&r, "host-keys", point, &ovf, &conf);
+        assert!(!crashed.status.success(), "{point}: the crash hook fired");
+        let out = run_stage(&r, "host-keys", &ovf, &conf);
+        assert!(out.status.success(), "{point}: rerun: {}", stderr(&out));
+        let rsa = r.read("etc/ssh/ssh_host_rsa_key");
+        assert!(rsa.starts_with(OPENSSH_KEY), "{point}: {rsa}");
+        assert!(r.read("etc/ssh/ssh_host_rsa_key.pub").starts_with("ssh-rsa "), "{point}");
+        assert!(!r.read("var/lib/waagent/wala-provisioning.json").contains("host_keys_pending"), "{point}");
+        assert_eq!(r.read("etc/ssh/ssh_host_ed25519_key"), ed25519, "{point}: the fast keys stay");
+        assert!(run_stage(&r, "host-keys", &ovf, &conf).status.success());
+        assert_eq!(r.read("etc/ssh/ssh_host_rsa_key"), rsa, "{point}: made once");
+    }
+}
+
 /// The platform configuration plus host-key regeneration of `kind`, and stale host keys of the
 /// image that must never be served again.
 fn host_keys_setup(fabric: &Fabric, kind: &str) -> (TestRoot, std::path::PathBuf, std::path::PathBuf) {

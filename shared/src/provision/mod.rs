@@ -277,11 +277,17 @@ fn step<T>(
     let duration = started.elapsed();
     ctx.milestone(vm_id, name, duration);
     timings.push(StepTiming { step: name, duration });
+    crash_point(name);
+    Ok(value)
+}
+
+/// The crash hook: abort here when `WALA_TEST_CRASH_AFTER` names this point (tests kill the stage
+/// after each step and check that a rerun converges).
+fn crash_point(name: &str) {
     if std::env::var(CRASH_AFTER_ENV).is_ok_and(|s| s == name) {
         log::error!("{CRASH_AFTER_ENV}={name}: aborting (test hook)");
         std::process::abort();
     }
-    Ok(value)
 }
 
 /// The local stage's steps; `Ok(true)` when host keys are left for the host-keys stage.
@@ -512,8 +518,10 @@ pub fn run_host_keys(ctx: &Context<'_>) -> Result<bool, ProvisionError> {
         crate::host_keys::make_deferred_keys(&ctx.root, ctx.runner, ctx.config.ssh_dir.as_path(), &types)
     })
     .map_err(|e| ProvisionError::new("host-keys", e));
+    crash_point("host-keys-deferred");
     st.host_keys_pending = false;
     record(ctx, &lib, st)?;
+    crash_point("host-keys-recorded");
     let took = started.elapsed();
     let event = crate::telemetry::AgentEvent::new("HostKeys", result.is_ok(), types.join(","), took);
     crate::telemetry::record(&ctx.root, &lib, &event);
@@ -574,11 +582,13 @@ pub fn run_network(ctx: &Context<'_>, platform: &dyn Platform) -> Result<Network
         }
     }
     state::write_marker(&ctx.root, &lib, &vm_id).map_err(|e| ProvisionError::new("marker", e))?;
+    crash_point("marker");
     ctx.final_kvp(&vm_id, None);
     let reported = platform.report_health(&ProvisioningHealth::Ready);
     let event = crate::telemetry::AgentEvent::new("ReportReady", reported.is_ok(), "Ready", Duration::ZERO);
     crate::telemetry::record(&ctx.root, &lib, &event);
     reported.map_err(|e| ProvisionError::new("report-ready", e))?;
+    crash_point("report-ready");
     st.final_report_sent = true;
     record(ctx, &lib, st)?;
     log::info!("Provisioning complete");
@@ -594,10 +604,12 @@ fn network_steps(ctx: &Context<'_>, platform: &dyn Platform) -> Result<(), Provi
     let plan = Plan::build(&ctx.root, &env, ctx.config, "").map_err(|e| ProvisionError::new("plan", e))?;
     if !plan.certificate_keys.is_empty() {
         crate::timeline::step("certificate-keys", || deploy_certificate_keys(ctx, platform, &plan))?;
+        crash_point("certificate-keys");
     }
     if plan.custom_data.as_ref().is_some_and(|c| c.execute) {
         crate::timeline::step("custom-data-run", || customdata::execute(&ctx.root, ctx.runner, &lib))
             .map_err(|e| ProvisionError::new("custom-data", e))?;
+        crash_point("custom-data-run");
     }
     Ok(())
 }
