@@ -195,8 +195,16 @@ fn a_crash_at_any_point_of_the_network_stage_converges_on_rerun() {
         "var/lib/waagent/provisioned",
         "var/lib/waagent/wala-provisioning.json",
     ];
+    // CustomData executed too (the OVF's is a comment line: it runs and does nothing).
+    let conf_for = |r: &TestRoot| {
+        let conf = platform_config(r, &fabric);
+        let mut text = std::fs::read_to_string(&conf).expect("conf");
+        text.push_str("Provisioning.ExecuteCustomData=y\n");
+        std::fs::write(&conf, text).expect("conf");
+        conf
+    };
     let reference = TestRoot::new();
-    let conf = platform_config(&reference, &fabric);
+    let conf = conf_for(&reference);
     let ovf = reference.ovf_with(None, None, &keys, &pairs);
     assert!(run_stage(&reference, "local", &ovf, &conf).status.success());
     let out = run_stage(&reference, "network", &ovf, &conf);
@@ -204,10 +212,10 @@ fn a_crash_at_any_point_of_the_network_stage_converges_on_rerun() {
     let expected: Vec<String> = converged.iter().map(|f| reference.read(f)).collect();
 
     // One fabric (its certificates are made per fabric); each round's reports are the new ones.
-    for point in ["certificate-keys", "marker", "report-ready"] {
+    for point in ["certificate-keys", "custom-data-run", "marker", "report-ready"] {
         let before = states(&fabric).len();
         let r = TestRoot::with_keys(reference.keys.clone());
-        let conf = platform_config(&r, &fabric);
+        let conf = conf_for(&r);
         let ovf = r.ovf_with(None, None, &keys, &pairs);
         assert!(run_stage(&r, "local", &ovf, &conf).status.success());
         let crashed = run_stage_crashing(&r, "network", point, &ovf, &conf);
