@@ -25,7 +25,8 @@ pub enum Source {
     Section { bytes: Vec<u8>, env: Box<OvfEnv> },
     /// An OVF environment asking for no provisioning (a specialized VM's DVD).
     NoSection,
-    /// No DVD could be read (none attached, or unreadable); why, for the log.
+    /// No DVD could be read (none attached, or unreadable); why, for the log, in words that
+    /// start with "no provisioning DVD".
     NoDvd(String),
     /// A provisioning request that cannot be used (malformed XML, a missing element).
     Broken(ProvisionError),
@@ -86,7 +87,7 @@ pub fn decide(disk: &Disk, source: Source, user_exists: &dyn Fn(&str) -> bool) -
                     refresh: None,
                 },
                 Source::NoDvd(why) => Decision::Keep {
-                    reason: format!("{was}; no provisioning DVD ({why}): nothing to provision"),
+                    reason: format!("{was}; {why}: nothing to provision"),
                     refresh: None,
                 },
                 Source::Broken(e) => Decision::Keep {
@@ -132,7 +133,7 @@ mod tests {
         let fresh = Disk::Fresh;
         let old = Disk::ProvisionedFor(Some("11111111-2222-3333-4444-555555555555".into()));
         let empty_marker = Disk::ProvisionedFor(None);
-        let dvd = || Source::NoDvd("no DVD".into());
+        let dvd = || Source::NoDvd("no provisioning DVD".into());
         let cases: Vec<(&Disk, Source, &str)> = vec![
             (&fresh, section("azureuser"), "provision"),
             (&fresh, section("alice"), "provision"),
@@ -156,11 +157,12 @@ mod tests {
     #[test]
     fn reasons_say_what_happened() {
         let old = Disk::ProvisionedFor(Some("11111111-2222-3333-4444-555555555555".into()));
-        let Decision::Keep { reason, .. } = decide(&old, Source::NoDvd("none attached".into()), &|_| true) else {
+        let none = Source::NoDvd("no provisioning DVD (none attached)".into());
+        let Decision::Keep { reason, .. } = decide(&old, none, &|_| true) else {
             panic!("keep")
         };
         assert!(reason.contains("provisioned for VM 11111111-2222-3333-4444-555555555555"), "{reason}");
-        assert!(reason.contains("none attached"), "{reason}");
+        assert!(reason.ends_with("; no provisioning DVD (none attached): nothing to provision"), "{reason}");
         let Decision::Keep { reason, .. } = decide(&old, section("azureuser"), &|_| true) else { panic!("keep") };
         assert!(reason.contains("user azureuser exists"), "{reason}");
         // Doubt about the account database keeps what the disk has.

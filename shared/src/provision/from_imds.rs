@@ -157,7 +157,7 @@ fn ask_and_provision(
     dvd: &str,
     timings: &mut Vec<StepTiming>,
 ) -> Result<(Lifecycle, bool), ProvisionError> {
-    let fail = |what: String| ProvisionError::new("imds", format!("no provisioning DVD ({dvd}); {what}"));
+    let fail = |what: String| ProvisionError::new("imds", format!("{dvd}; {what}"));
     let compute = step(ctx, vm_id, timings, "imds", || {
         crate::timeline::wait("imds", || client.instance())
             .map(|md| md.compute)
@@ -168,8 +168,7 @@ fn ask_and_provision(
             Lifecycle::Kept {
                 previous_vm_id: None,
                 reason: format!(
-                    "no provisioning DVD ({dvd}), and IMDS names no admin user (a specialized VM): \
-                     nothing to provision"
+                    "{dvd}, and IMDS names no admin user (a specialized VM): nothing to provision"
                 ),
             },
             false,

@@ -284,7 +284,7 @@ pub fn run_local(ctx: &Context<'_>, source: &OvfSource) -> Result<LocalOutcome, 
                         ctx.note(&vm_id, "kept", reason);
                     }
                     Lifecycle::ImdsPending { dvd } => {
-                        log::info!("No provisioning DVD ({dvd}): IMDS is asked once the network is up");
+                        log::info!("{dvd}: IMDS is asked once the network is up, before sshd");
                         ctx.note(&vm_id, "imds-pending", dvd);
                     }
                     Lifecycle::Provisioned | Lifecycle::FromImds => {}
@@ -371,13 +371,16 @@ fn read_source(ctx: &Context<'_>, source: &OvfSource, disk: &decide::Disk) -> de
                 return Source::Broken(ProvisionError::new("ovf", format!("cannot read {}: {e}", path.display())))
             }
         },
-        OvfSource::Absent => return Source::NoDvd("none attached (--no-dvd)".into()),
+        OvfSource::Absent => return Source::NoDvd("no provisioning DVD (--no-dvd)".into()),
         OvfSource::Dvd(wait) => {
             let wait = if *disk == decide::Disk::Fresh { *wait } else { Duration::ZERO };
             match crate::timeline::wait("dvd", || dvd::read_ovf(ctx.runner, wait)) {
                 Ok(read) => read.bytes,
                 // An ovf-env.xml over its size limit is a broken request, not a missing one.
                 Err(e @ dvd::DvdError::Medium { .. }) => return Source::Broken(ProvisionError::new("ovf", e)),
+                Err(e @ dvd::DvdError::File(_)) => {
+                    return Source::NoDvd(format!("no provisioning DVD could be read ({e})"))
+                }
                 Err(e) => return Source::NoDvd(e.to_string()),
             }
         }
