@@ -457,6 +457,8 @@ mod tests {
         let fake = FakeRunner::new();
         assert_eq!(read_device(&fake, &img, &dir.path().join("mnt")).expect("read"), None);
         assert!(fake.command_lines().is_empty(), "{:?}", fake.command_lines());
+        // A readable volume without the file is certainly not the DVD: no reason to wait for it.
+        assert_eq!(probe(&fake, &img, &dir.path().join("mnt")).expect("probe"), Probe::NotTheDvd);
     }
 
     #[test]
@@ -478,6 +480,8 @@ mod tests {
             fake.command_lines(),
             vec![format!("mount -o ro -t udf,iso9660,vfat {} {}", img.display(), mnt.display())]
         );
+        // Only a mount could tell, and it did not mount: not known yet (waited for, bounded).
+        assert_eq!(probe(&fake, &img, &mnt).expect("probe"), Probe::Undecided);
     }
 
     #[test]

@@ -185,3 +185,35 @@ fn ask_and_provision(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::FakeRunner;
+    use crate::conf::Config;
+    use crate::wire::endpoint::Endpoint;
+
+    #[test]
+    fn an_unreachable_imds_fails_the_stage_within_its_budget_and_clears_the_flag() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("sys/class/dmi/id")).expect("mkdir");
+        let root = HostRoot::new(dir.path());
+        let config = Config::default();
+        let runner = FakeRunner::new();
+        let ctx = Context { root: root.clone(), config: &config, runner: &runner, kvp: None };
+        // A port nothing listens on: every attempt is refused; the real policy, 20 times faster.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+        let client = ImdsClient::new(Endpoint::new("127.0.0.1", port))
+            .with_retry_policy(RetryPolicy::imds_provisioning().scaled_down(20));
+        let mut st = State::new("id", crate::provision::Mode::Provision, LocalResult::Done);
+        st.lifecycle = Lifecycle::ImdsPending { dvd: "no provisioning DVD (--no-dvd)".into() };
+        mark_pending(&root);
+        assert!(dir.path().join("run/wala/imds-pending").exists());
+        let err = run_with(&ctx, &client, st).expect_err("IMDS is down");
+        assert_eq!(err.step, "imds");
+        assert!(err.reason.starts_with("no provisioning DVD (--no-dvd); IMDS could not be read: "), "{err}");
+        let saved = crate::provision::state::load(&root, config.lib_dir.as_path()).expect("state");
+        assert!(matches!(saved.local, LocalResult::Failed { ref step, .. } if step == "imds"), "{saved:?}");
+        assert!(!dir.path().join("run/wala/imds-pending").exists(), "the flag is cleared");
+    }
+}
