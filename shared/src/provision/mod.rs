@@ -1002,6 +1002,36 @@ mod tests {
     }
 
     #[test]
+    fn a_marker_in_waagents_byte_order_or_case_is_this_vm_and_another_id_keeps_the_disk() {
+        let (dir, config) = setup(LocalResult::Done, Mode::Provision);
+        let runner = FakeRunner::new();
+        let c = ctx(&dir, &config, &runner);
+        let lib = config.lib_dir.as_path();
+        // waagent swaps the first three groups on every generation (this is a Gen2 VM, whose id
+        // is not swapped); old agents stored the raw order; kernels before 4.15 print upper case.
+        for marker in ["2A3F5C7E-4D1B-6F4E-8A9B-0C1D2E3F4A5B".to_string(), ID.to_lowercase()] {
+            state::write_marker(&c.root, lib, &marker).expect("marker");
+            let out = run_local(&c, &OvfSource::Absent).expect("local");
+            assert!(out.skipped.as_deref().is_some_and(|s| s.starts_with("already provisioned")), "{marker}");
+        }
+        // Another VM's id, no DVD: kept (nothing provisioned), then Ready alone and the new marker.
+        let other = "00000000-1111-2222-3333-444444444444";
+        state::write_marker(&c.root, lib, other).expect("marker");
+        std::fs::remove_file(dir.path().join("var/lib/waagent/wala-provisioning.json")).expect("rm");
+        let out = run_local(&c, &OvfSource::Absent).expect("local");
+        assert_eq!(out.skipped, None);
+        let Lifecycle::Kept { previous_vm_id, reason } = &out.lifecycle else { panic!("{:?}", out.lifecycle) };
+        assert_eq!(previous_vm_id.as_deref(), Some(other));
+        assert!(reason.ends_with("no provisioning DVD (--no-dvd): nothing to provision"), "{reason}");
+        assert!(!c.root.path("run/wala/imds-pending").exists(), "no IMDS on a provisioned disk");
+        let p = RecordingPlatform::default();
+        assert_eq!(run_network(&c, &p), Ok(NetworkOutcome::Ready));
+        assert_eq!(p.reports(), vec![ProvisioningHealth::Ready]);
+        assert_eq!(state::marker(&c.root, lib).as_deref(), Some(ID));
+        assert!(runner.command_lines().is_empty(), "{:?}", runner.command_lines());
+    }
+
+    #[test]
     fn auto_defers_to_an_enabled_cloud_init() {
         let (dir, config) = setup(LocalResult::Done, Mode::Provision);
         let runner = FakeRunner::new();
