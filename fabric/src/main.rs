@@ -88,7 +88,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let value: serde_json::Value =
             serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        anyhow::ensure!(value.is_object(), "{}: the IMDS instance document must be a JSON object", path.display());
+        anyhow::ensure!(
+            value.is_object(),
+            "{}: the IMDS instance document must be a JSON object",
+            path.display()
+        );
         config.imds_instance = Some(text);
     }
     if let Some(path) = &cli.faults {

@@ -104,7 +104,8 @@ fn binary_exits_after_the_given_time_and_refuses_bad_scenarios() {
 fn binary_serves_an_imds_document_given_on_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let doc = dir.path().join("imds.json");
-    std::fs::write(&doc, r#"{"compute": {"osProfile": {"adminUsername": "vmuser"}, "publicKeys": []}}"#).unwrap();
+    std::fs::write(&doc, r#"{"compute": {"osProfile": {"adminUsername": "vmuser"}, "publicKeys": []}}"#)
+        .unwrap();
     let ports = dir.path().join("ports.json");
     let child = Command::new(BIN)
         .arg("--ports-file")
@@ -118,7 +119,11 @@ fn binary_serves_an_imds_document_given_on_the_command_line() {
     let line: serde_json::Value = serde_json::from_str(&wait_for(&ports)).unwrap();
     let imds: SocketAddr = line["imds"].as_str().unwrap().parse().unwrap();
     let md = [("Metadata", "true")];
-    let user = get(imds, "/metadata/instance/compute/osProfile/adminUsername?api-version=2021-02-01&format=text", &md);
+    let user = get(
+        imds,
+        "/metadata/instance/compute/osProfile/adminUsername?api-version=2021-02-01&format=text",
+        &md,
+    );
     assert_eq!(user.text(), "vmuser");
     let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
     assert!(status.success());

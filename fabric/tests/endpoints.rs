@@ -423,7 +423,11 @@ fn the_imds_document_can_be_replaced_or_removed_at_run_time() {
     let (i, w) = (f.imds_addr(), f.wire_addr());
     let md = [("Metadata", "true")];
     let user = |f: &Fabric| {
-        let r = get(f.imds_addr(), "/metadata/instance/compute/osProfile/adminUsername?api-version=2021-02-01&format=text", &md);
+        let r = get(
+            f.imds_addr(),
+            "/metadata/instance/compute/osProfile/adminUsername?api-version=2021-02-01&format=text",
+            &md,
+        );
         (r.status, r.text())
     };
     assert_eq!(user(&f), (200, "azureuser".to_string()));

@@ -113,7 +113,11 @@ fn run(ctx: &Context<'_>, source: &OvfSource, stage: Stage, dry_run: bool) -> Ex
         let recorded = begin("local");
         match provision::run_local(ctx, source) {
             Ok(outcome) => {
-                log::info!("local stage finished for VM {} ({})", outcome.vm_id, outcome.lifecycle.describe());
+                log::info!(
+                    "local stage finished for VM {} ({})",
+                    outcome.vm_id,
+                    outcome.lifecycle.describe()
+                );
                 recorded.end(if outcome.skipped.is_some() { Outcome::Skipped } else { Outcome::Ok });
             }
             Err(e) => {

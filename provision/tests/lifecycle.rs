@@ -170,9 +170,15 @@ fn a_provisioned_disk_on_a_new_vm_keeps_its_identity_and_reports_ready_alone() {
     // Said in the KVP pool too.
     let pool = wala::kvp::read_pool(&r.path("var/lib/hyperv/.kvp_pool_1")).expect("pool");
     let report = last_report(&pool);
-    assert!(report.starts_with("result=success|provisioning=none|detail=the disk was provisioned for VM"), "{report}");
+    assert!(
+        report.starts_with("result=success|provisioning=none|detail=the disk was provisioned for VM"),
+        "{report}"
+    );
     assert!(report.contains(&format!("vm_id={NEW_ID}")), "{report}");
-    assert!(pool.iter().any(|(k, v)| k.ends_with("|kept") && v.contains("user azureuser exists")), "{pool:?}");
+    assert!(
+        pool.iter().any(|(k, v)| k.ends_with("|kept") && v.contains("user azureuser exists")),
+        "{pool:?}"
+    );
 
     // Its next boot: nothing done, nothing sent.
     fabric.clear_requests();
@@ -224,7 +230,10 @@ fn no_provisioning_section_and_no_dvd_provision_nothing_and_report_ready_alone()
     let out = wala(&r, &conf, &["--stage", "all", "--ovf", ovf.to_str().unwrap()], &[]);
     let log = stderr(&out);
     assert!(out.status.success(), "{log}");
-    assert!(log.contains("Nothing provisioned: the provisioning DVD carries no provisioning section"), "{log}");
+    assert!(
+        log.contains("Nothing provisioned: the provisioning DVD carries no provisioning section"),
+        "{log}"
+    );
     assert_eq!(states(&fabric), ["Ready/"]);
     let mut after = r.host_snapshot();
     after.retain(|k, _| !k.starts_with("var/lib/hyperv"));
@@ -233,7 +242,10 @@ fn no_provisioning_section_and_no_dvd_provision_nothing_and_report_ready_alone()
     assert!(!r.path("var/lib/waagent/ovf-env.xml").exists());
     let pool = wala::kvp::read_pool(&r.path("var/lib/hyperv/.kvp_pool_1")).expect("pool");
     let report = last_report(&pool);
-    assert!(report.contains("provisioning=none|detail=the provisioning DVD carries no provisioning section"), "{report}");
+    assert!(
+        report.contains("provisioning=none|detail=the provisioning DVD carries no provisioning section"),
+        "{report}"
+    );
     // No IMDS request: the DVD answered.
     assert!(fabric.requests_on(Listener::Imds).is_empty());
 
@@ -269,7 +281,8 @@ fn without_a_dvd_the_user_keys_and_hostname_come_from_imds_before_the_report() {
     fabric.set_imds_instance(Some(imds_doc("imdsuser", "wala-imds-vm", &r.keys[0])));
     // IMDS fails twice first: the stage's bounded retries get through.
     fabric.add_fault(
-        Fault::new(Listener::Imds, "/metadata/instance", FaultAction::Status { status: 500, body: None }).times(2),
+        Fault::new(Listener::Imds, "/metadata/instance", FaultAction::Status { status: 500, body: None })
+            .times(2),
     );
     let conf = platform_config(&r, &fabric, "");
 
@@ -295,7 +308,9 @@ fn without_a_dvd_the_user_keys_and_hostname_come_from_imds_before_the_report() {
     assert_eq!(r.read("etc/sudoers.d/waagent"), "imdsuser ALL=(ALL) NOPASSWD: ALL\n");
     assert!(r.read("etc/ssh/sshd_config.d/50-wala.conf").contains("PasswordAuthentication no\n"));
     let saved = r.read("var/lib/waagent/ovf-env.xml");
-    assert!(saved.contains("Made by wala from IMDS") && saved.contains("<wa:UserName>imdsuser</wa:UserName>"));
+    assert!(
+        saved.contains("Made by wala from IMDS") && saved.contains("<wa:UserName>imdsuser</wa:UserName>")
+    );
     assert!(r.read("var/lib/waagent/wala-provisioning.json").contains("\"kind\": \"from-imds\""));
     // The fabric's record: IMDS (tried three times) before the first health report.
     let order: Vec<String> = fabric
@@ -416,8 +431,17 @@ fn a_crash_after_any_new_step_converges_on_rerun() {
     let expected = reference.snapshot();
     assert!(expected.contains_key("home/imdsuser/.ssh/authorized_keys"));
     let steps = [
-        "imds", "plan", "save-ovf", "hostname", "user", "password", "sudoers", "sshd", "ssh-keys",
-        "root-password", "guest-agent",
+        "imds",
+        "plan",
+        "save-ovf",
+        "hostname",
+        "user",
+        "password",
+        "sudoers",
+        "sshd",
+        "ssh-keys",
+        "root-password",
+        "guest-agent",
     ];
     for step in steps {
         let r = TestRoot::with_keys(reference.keys.clone());

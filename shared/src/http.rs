@@ -25,7 +25,8 @@ pub fn user_agent() -> String {
 pub const RETRY_STATUSES: &[u16] = &[205, 206, 403, 429, 500, 501, 502, 503, 504, 507];
 /// Statuses retried when IMDS is asked for the provisioning request: [`RETRY_STATUSES`], and 404
 /// and 410, which IMDS sends while a new VM's metadata is not ready.
-pub const IMDS_PROVISIONING_RETRY_STATUSES: &[u16] = &[205, 206, 403, 404, 410, 429, 500, 501, 502, 503, 504, 507];
+pub const IMDS_PROVISIONING_RETRY_STATUSES: &[u16] =
+    &[205, 206, 403, 404, 410, 429, 500, 501, 502, 503, 504, 507];
 /// Statuses that mean "throttled": the delay becomes the fixed throttle delay (wire.md §2.3).
 pub const THROTTLE_STATUSES: &[u16] = &[403, 429, 503];
 /// Statuses that count as success.

@@ -227,7 +227,8 @@ mod tests {
         let r = provisioning_report(false, Some("user: useradd failed|x"), "abc", t);
         assert!(r.starts_with("result=error|reason=user: useradd failed x|agent=wala/"), "{r}");
         assert!(r.contains("|vm_id=abc|timestamp=2026-11-26T01:11:37.000000Z|documentation_url="));
-        let r = provisioning_report_with(true, None, &[("provisioning", "none"), ("detail", "a|b")], "abc", t);
+        let r =
+            provisioning_report_with(true, None, &[("provisioning", "none"), ("detail", "a|b")], "abc", t);
         assert!(r.starts_with("result=success|provisioning=none|detail=a b|agent=wala/"), "{r}");
         assert!(!r.contains("documentation_url"), "{r}");
     }

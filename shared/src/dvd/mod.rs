@@ -295,9 +295,9 @@ pub fn probe(runner: &dyn Runner, dev: &Path, mount_dir: &Path) -> Result<Probe,
         Direct::NotTheDvd => Ok(Probe::NotTheDvd),
         Direct::NoMedium => Ok(Probe::Undecided),
         Direct::Mount => Ok(match mount_and_read(runner, dev, mount_dir)? {
-            Mounted::Read(bytes) => Probe::Found(bytes),
-            Mounted::NoOvf => Probe::NotTheDvd,
-            Mounted::NotMounted => Probe::Undecided,
+            MountRead::Ovf(bytes) => Probe::Found(bytes),
+            MountRead::NoOvf => Probe::NotTheDvd,
+            MountRead::Failed => Probe::Undecided,
         }),
     }
 }
@@ -320,18 +320,22 @@ pub fn read_from_device(
     mount_dir: &Path,
 ) -> Result<Option<Vec<u8>>, DvdError> {
     Ok(match mount_and_read(runner, dev, mount_dir)? {
-        Mounted::Read(bytes) => Some(bytes),
-        Mounted::NoOvf | Mounted::NotMounted => None,
+        MountRead::Ovf(bytes) => Some(bytes),
+        MountRead::NoOvf | MountRead::Failed => None,
     })
 }
 
-enum Mounted {
-    Read(Vec<u8>),
+/// What a mount of a candidate gave.
+enum MountRead {
+    /// Its `ovf-env.xml`.
+    Ovf(Vec<u8>),
+    /// A volume without `ovf-env.xml`.
     NoOvf,
-    NotMounted,
+    /// It did not mount.
+    Failed,
 }
 
-fn mount_and_read(runner: &dyn Runner, dev: &Path, mount_dir: &Path) -> Result<Mounted, DvdError> {
+fn mount_and_read(runner: &dyn Runner, dev: &Path, mount_dir: &Path) -> Result<MountRead, DvdError> {
     files::ensure_dir(mount_dir, 0o700)?;
     let mounted = runner.run(
         &Cmd::new("mount")
@@ -342,7 +346,7 @@ fn mount_and_read(runner: &dyn Runner, dev: &Path, mount_dir: &Path) -> Result<M
     );
     if let Err(e) = mounted {
         log::debug!("{} is not the provisioning DVD: {e}", dev.display());
-        return Ok(Mounted::NotMounted);
+        return Ok(MountRead::Failed);
     }
     let path = mount_dir.join(OVF_FILE);
     let read = limits::read_file(&path, Document::Ovf);
@@ -353,11 +357,11 @@ fn mount_and_read(runner: &dyn Runner, dev: &Path, mount_dir: &Path) -> Result<M
         Ok(bytes) => {
             log::info!("Read {OVF_FILE} from {}", dev.display());
             eject(runner, dev);
-            Ok(Mounted::Read(bytes))
+            Ok(MountRead::Ovf(bytes))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             log::debug!("{} has no {OVF_FILE}", dev.display());
-            Ok(Mounted::NoOvf)
+            Ok(MountRead::NoOvf)
         }
         Err(e) => Err(FileError::new("read", &path, e).into()),
     }

@@ -111,7 +111,8 @@ mod tests {
     use super::*;
     use crate::imds::{parse_instance, PublicKey};
 
-    const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBH5dHoEPpIHqGUK3xfI0qWqTeuTr4SfQeRfVmW4EwB5 a&b<c>";
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBH5dHoEPpIHqGUK3xfI0qWqTeuTr4SfQeRfVmW4EwB5 a&b<c>";
 
     fn compute(user: Option<&str>, host: Option<&str>, keys: &[&str]) -> Compute {
         Compute {
@@ -122,7 +123,10 @@ mod tests {
             }),
             public_keys: keys
                 .iter()
-                .map(|k| PublicKey { key_data: k.to_string(), path: "/home/azureuser/.ssh/authorized_keys".into() })
+                .map(|k| PublicKey {
+                    key_data: k.to_string(),
+                    path: "/home/azureuser/.ssh/authorized_keys".into(),
+                })
                 .collect(),
             ..Compute::default()
         }
@@ -130,7 +134,8 @@ mod tests {
 
     #[test]
     fn an_os_profile_becomes_an_ovf_that_parses_back_to_the_same_request() {
-        let Request::Ovf(xml) = request(&compute(Some("azureuser"), Some("vm-1"), &[KEY, KEY])).unwrap() else {
+        let Request::Ovf(xml) = request(&compute(Some("azureuser"), Some("vm-1"), &[KEY, KEY])).unwrap()
+        else {
             panic!("a request")
         };
         let env = crate::ovf::parse(&xml).expect("the OVF parser reads it");
@@ -146,8 +151,11 @@ mod tests {
 
     #[test]
     fn the_fabric_document_and_a_specialized_vms() {
-        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../fabric/scenario/imds-instance.json"))
-            .expect("the fabric's IMDS document");
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fabric/scenario/imds-instance.json"
+        ))
+        .expect("the fabric's IMDS document");
         let md = parse_instance(&doc).expect("parse");
         let Request::Ovf(xml) = request(&md.compute).expect("request") else { panic!("a request") };
         let env = crate::ovf::parse(&xml).expect("parse");

@@ -86,12 +86,13 @@ pub fn decide(disk: &Disk, source: Source, user_exists: &dyn Fn(&str) -> bool) -
                     reason: format!("{was}; the DVD carries no provisioning section: nothing to provision"),
                     refresh: None,
                 },
-                Source::NoDvd(why) => Decision::Keep {
-                    reason: format!("{was}; {why}: nothing to provision"),
-                    refresh: None,
-                },
+                Source::NoDvd(why) => {
+                    Decision::Keep { reason: format!("{was}; {why}: nothing to provision"), refresh: None }
+                }
                 Source::Broken(e) => Decision::Keep {
-                    reason: format!("{was}; the provisioning section is unusable ({e}): nothing to provision"),
+                    reason: format!(
+                        "{was}; the provisioning section is unusable ({e}): nothing to provision"
+                    ),
                     refresh: None,
                 },
             }
@@ -158,12 +159,12 @@ mod tests {
     fn reasons_say_what_happened() {
         let old = Disk::ProvisionedFor(Some("11111111-2222-3333-4444-555555555555".into()));
         let none = Source::NoDvd("no provisioning DVD (none attached)".into());
-        let Decision::Keep { reason, .. } = decide(&old, none, &|_| true) else {
-            panic!("keep")
-        };
+        let Decision::Keep { reason, .. } = decide(&old, none, &|_| true) else { panic!("keep") };
         assert!(reason.contains("provisioned for VM 11111111-2222-3333-4444-555555555555"), "{reason}");
         assert!(reason.ends_with("; no provisioning DVD (none attached): nothing to provision"), "{reason}");
-        let Decision::Keep { reason, .. } = decide(&old, section("azureuser"), &|_| true) else { panic!("keep") };
+        let Decision::Keep { reason, .. } = decide(&old, section("azureuser"), &|_| true) else {
+            panic!("keep")
+        };
         assert!(reason.contains("user azureuser exists"), "{reason}");
         // Doubt about the account database keeps what the disk has.
         assert_eq!(kind(&decide(&old, section("bob"), &|_| true)), "keep+refresh");

@@ -87,8 +87,11 @@ pub fn run(ctx: &Context<'_>) -> Result<ImdsOutcome, ProvisionError> {
     if ctx.root.is_live() {
         if let Some(ip) = endpoints.imds.ipv4() {
             let started = Instant::now();
-            match crate::timeline::wait("route-to-imds", || crate::route_wait::wait_for_route(ip, ROUTE_WAIT)) {
-                Ok(route) => log::info!("route to IMDS: {route} (waited {} ms)", started.elapsed().as_millis()),
+            match crate::timeline::wait("route-to-imds", || crate::route_wait::wait_for_route(ip, ROUTE_WAIT))
+            {
+                Ok(route) => {
+                    log::info!("route to IMDS: {route} (waited {} ms)", started.elapsed().as_millis())
+                }
                 Err(e) => log::warn!("{e}; trying IMDS anyway"),
             }
         }
@@ -98,7 +101,11 @@ pub fn run(ctx: &Context<'_>) -> Result<ImdsOutcome, ProvisionError> {
 }
 
 /// The IMDS stage with this client, for the recorded pending state `st`.
-pub fn run_with(ctx: &Context<'_>, client: &ImdsClient, mut st: State) -> Result<ImdsOutcome, ProvisionError> {
+pub fn run_with(
+    ctx: &Context<'_>,
+    client: &ImdsClient,
+    mut st: State,
+) -> Result<ImdsOutcome, ProvisionError> {
     let lib = ctx.lib_dir();
     let vm_id = st.vm_id.clone();
     let dvd = match &st.lifecycle {
@@ -202,7 +209,8 @@ mod tests {
         let runner = FakeRunner::new();
         let ctx = Context { root: root.clone(), config: &config, runner: &runner, kvp: None };
         // A port nothing listens on: every attempt is refused; the real policy, 20 times faster.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+        let port =
+            std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
         let client = ImdsClient::new(Endpoint::new("127.0.0.1", port))
             .with_retry_policy(RetryPolicy::imds_provisioning().scaled_down(20));
         let mut st = State::new("id", crate::provision::Mode::Provision, LocalResult::Done);

@@ -368,7 +368,10 @@ fn read_source(ctx: &Context<'_>, source: &OvfSource, disk: &decide::Disk) -> de
         OvfSource::File(path) => match crate::limits::read_file(path, crate::limits::Document::Ovf) {
             Ok(bytes) => bytes,
             Err(e) => {
-                return Source::Broken(ProvisionError::new("ovf", format!("cannot read {}: {e}", path.display())))
+                return Source::Broken(ProvisionError::new(
+                    "ovf",
+                    format!("cannot read {}: {e}", path.display()),
+                ))
             }
         },
         OvfSource::Absent => return Source::NoDvd("no provisioning DVD (--no-dvd)".into()),
@@ -377,7 +380,9 @@ fn read_source(ctx: &Context<'_>, source: &OvfSource, disk: &decide::Disk) -> de
             match crate::timeline::wait("dvd", || dvd::read_ovf(ctx.runner, wait)) {
                 Ok(read) => read.bytes,
                 // An ovf-env.xml over its size limit is a broken request, not a missing one.
-                Err(e @ dvd::DvdError::Medium { .. }) => return Source::Broken(ProvisionError::new("ovf", e)),
+                Err(e @ dvd::DvdError::Medium { .. }) => {
+                    return Source::Broken(ProvisionError::new("ovf", e))
+                }
                 Err(e @ dvd::DvdError::File(_)) => {
                     return Source::NoDvd(format!("no provisioning DVD could be read ({e})"))
                 }
@@ -401,7 +406,10 @@ fn forget_previous_vm(ctx: &Context<'_>) -> usize {
     for p in &report.removed {
         log::debug!("removed {} (the previous VM's)", p.display());
     }
-    log::info!("removed {} file(s) of the previous VM (goal state, extension settings, DHCP leases)", report.removed.len());
+    log::info!(
+        "removed {} file(s) of the previous VM (goal state, extension settings, DHCP leases)",
+        report.removed.len()
+    );
     report.removed.len()
 }
 
@@ -426,9 +434,10 @@ fn refresh_from(
         hostname::set_hostname(root, &plan.hostname).map(drop).map_err(|e| ProvisionError::new("hostname", e))
     })?;
     step(ctx, vm_id, timings, "ssh-keys", || {
-        let account = user::lookup(root, &plan.user.name)
-            .map_err(|e| ProvisionError::new("ssh-keys", e))?
-            .ok_or_else(|| ProvisionError::new("ssh-keys", format!("user {} does not exist", plan.user.name)))?;
+        let account =
+            user::lookup(root, &plan.user.name).map_err(|e| ProvisionError::new("ssh-keys", e))?.ok_or_else(
+                || ProvisionError::new("ssh-keys", format!("user {} does not exist", plan.user.name)),
+            )?;
         user::check_regular(root, &account, plan.user.allow_system_user)
             .map_err(|e| ProvisionError::new("ssh-keys", e))?;
         deploy_inline_keys(root, &plan, &account)
@@ -750,7 +759,8 @@ pub fn run_network(ctx: &Context<'_>, platform: &dyn Platform) -> Result<Network
     if st.local == LocalResult::Done && matches!(st.lifecycle, Lifecycle::ImdsPending { .. }) {
         st.local = LocalResult::Failed {
             step: "imds".into(),
-            reason: "no provisioning DVD, and the IMDS stage (wala-provision --stage imds) did not run".into(),
+            reason: "no provisioning DVD, and the IMDS stage (wala-provision --stage imds) did not run"
+                .into(),
         };
     }
     if let LocalResult::Failed { step, reason } = &st.local {
@@ -1020,7 +1030,9 @@ mod tests {
         std::fs::remove_file(dir.path().join("var/lib/waagent/wala-provisioning.json")).expect("rm");
         let out = run_local(&c, &OvfSource::Absent).expect("local");
         assert_eq!(out.skipped, None);
-        let Lifecycle::Kept { previous_vm_id, reason } = &out.lifecycle else { panic!("{:?}", out.lifecycle) };
+        let Lifecycle::Kept { previous_vm_id, reason } = &out.lifecycle else {
+            panic!("{:?}", out.lifecycle)
+        };
         assert_eq!(previous_vm_id.as_deref(), Some(other));
         assert!(reason.ends_with("no provisioning DVD (--no-dvd): nothing to provision"), "{reason}");
         assert!(!c.root.path("run/wala/imds-pending").exists(), "no IMDS on a provisioned disk");

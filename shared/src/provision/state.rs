@@ -176,7 +176,10 @@ mod tests {
         let text =
             std::fs::read_to_string(dir.path().join("var/lib/waagent/wala-provisioning.json")).unwrap();
         assert!(text.contains("\"result\": \"failed\""), "{text}");
-        assert!(text.contains("\"kind\": \"kept\"") && text.contains("\"previous_vm_id\": \"old\""), "{text}");
+        assert!(
+            text.contains("\"kind\": \"kept\"") && text.contains("\"previous_vm_id\": \"old\""),
+            "{text}"
+        );
         // A file an older wala wrote (no host_keys_pending) still loads: nothing is pending.
         let old = r#"{"vm_id": "id", "mode": "provision", "local": {"result": "done"}}"#;
         std::fs::write(dir.path().join("var/lib/waagent/wala-provisioning.json"), old).unwrap();

@@ -65,8 +65,10 @@ pub fn forget_previous_vm(root: &HostRoot, config: &Config) -> Report {
         |n| PER_VM_FILES.contains(&n) || PER_VM_GLOBS.iter().any(|p| deprovision::glob_match(p, n)),
         &mut r,
     );
-    let handlers =
-        crate::extensions::handler::handler_dirs(&root.path(lib), &root.path(config.extension_log_dir.as_path()));
+    let handlers = crate::extensions::handler::handler_dirs(
+        &root.path(lib),
+        &root.path(config.extension_log_dir.as_path()),
+    );
     for handler in handlers {
         let Some(name) = handler.base().file_name() else { continue };
         let base = lib.join(name);
