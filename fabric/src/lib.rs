@@ -13,7 +13,8 @@
 //! empty body bumps it, with a number sets it), `GET /__fabric/health` (received Health reports),
 //! `GET /__fabric/blob[?path=/...]` (a stored status blob), `PUT|DELETE /__fabric/vmsettings`
 //! (replace or remove the vmSettings document), `PUT /__fabric/extensionsconfig` (replace the
-//! ExtensionsConfig document; bump the incarnation for the agent to fetch it), `GET
+//! ExtensionsConfig document; bump the incarnation for the agent to fetch it), `PUT|DELETE
+//! /__fabric/imds` (replace the IMDS instance document, or make IMDS answer 404), `GET
 //! /__fabric/certificates`.
 
 pub mod blob;
@@ -111,6 +112,9 @@ pub struct FabricConfig {
     /// Base URLs (WireServer, HostGAPlugin, IMDS) to put in served documents instead of the bound
     /// addresses: for a VM that reaches the fabric through relays at the platform's own addresses.
     pub advertise: Option<[String; 3]>,
+    /// An IMDS instance document to serve instead of the scenario's (a VM's own `osProfile` and
+    /// `publicKeys`, say).
+    pub imds_instance: Option<String>,
 }
 
 /// The platform's own base URLs, for [`FabricConfig::advertise`].
@@ -134,6 +138,7 @@ impl FabricConfig {
             record_file: None,
             faults: Vec::new(),
             advertise: None,
+            imds_instance: None,
         }
     }
 }
@@ -265,6 +270,14 @@ impl Fabric {
     pub fn set_extensions_config(&self, xml: &str) {
         if let Ok(mut d) = self.state.extensions_config.lock() {
             *d = Some(xml.to_string());
+        }
+    }
+
+    /// Replaces the IMDS instance document (rendered like the scenario's); `None` makes IMDS
+    /// answer 404.
+    pub fn set_imds_instance(&self, json: Option<String>) {
+        if let Ok(mut d) = self.state.imds_instance.lock() {
+            *d = json;
         }
     }
 

@@ -18,7 +18,7 @@ use wala_fabric::{faults, Fabric, FabricConfig, Scenario};
 /// (`{"wireserver":"127.0.0.1:P","hostgaplugin":"127.0.0.1:P","imds":"127.0.0.1:P"}`), serves until
 /// SIGTERM or SIGINT, and is driven at run time through control endpoints on the WireServer
 /// listener: /__fabric/requests, /__fabric/faults, /__fabric/incarnation, /__fabric/health,
-/// /__fabric/blob, /__fabric/vmsettings, /__fabric/certificates.
+/// /__fabric/blob, /__fabric/vmsettings, /__fabric/imds, /__fabric/certificates.
 #[derive(Debug, Parser)]
 #[command(name = "wala-fabric", version)]
 struct Cli {
@@ -49,6 +49,9 @@ struct Cli {
     /// Stop after SECS seconds even without a signal.
     #[arg(long, value_name = "SECS")]
     exit_after: Option<u64>,
+    /// Serve this IMDS instance document (JSON) instead of the scenario's.
+    #[arg(long, value_name = "FILE")]
+    imds_instance: Option<PathBuf>,
     /// Put the platform's own addresses (168.63.129.16:80, :32526, 169.254.169.254:80) in the
     /// documents served, instead of the bound ones: for a VM that reaches the fabric through relays
     /// at those addresses
@@ -80,6 +83,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     config.record_file = cli.record.clone();
     if cli.advertise_platform_addresses {
         config.advertise = Some(wala_fabric::platform_addresses());
+    }
+    if let Some(path) = &cli.imds_instance {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        anyhow::ensure!(
+            value.is_object(),
+            "{}: the IMDS instance document must be a JSON object",
+            path.display()
+        );
+        config.imds_instance = Some(text);
     }
     if let Some(path) = &cli.faults {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;

@@ -38,6 +38,9 @@ pub(crate) struct State {
     pub vm_settings: Mutex<Option<String>>,
     /// The ExtensionsConfig served (the scenario's, until replaced).
     pub extensions_config: Mutex<Option<String>>,
+    /// The IMDS `/metadata/instance` document served (the scenario's, until replaced); `None`:
+    /// IMDS answers 404.
+    pub imds_instance: Mutex<Option<String>>,
     pub certs: Vec<TestCert>,
     pub pfx: Vec<u8>,
     pub faults: Mutex<FaultTable>,
@@ -60,6 +63,7 @@ impl State {
             incarnation: AtomicU64::new(config.scenario.incarnation),
             vm_settings: Mutex::new(config.scenario.vm_settings.clone()),
             extensions_config: Mutex::new(config.scenario.extensions_config.clone()),
+            imds_instance: Mutex::new(config.imds_instance.or_else(|| config.scenario.imds_instance.clone())),
             scenario: config.scenario,
             addrs,
             certs,
@@ -463,8 +467,8 @@ fn imds(state: &State, req: &Request) -> Response {
         return error(400, "Bad request. api-version was not specified in the request");
     }
     let Some(rest) = req.path().strip_prefix("/metadata/instance") else { return not_found(req) };
-    let Some(doc) = &state.scenario.imds_instance else { return not_found(req) };
-    let doc: Value = match serde_json::from_str(&state.render_ctx().render(doc)) {
+    let Some(doc) = state.imds_instance.lock().ok().and_then(|d| d.clone()) else { return not_found(req) };
+    let doc: Value = match serde_json::from_str(&state.render_ctx().render(&doc)) {
         Ok(v) => v,
         Err(e) => return error(500, &format!("scenario IMDS document is not JSON: {e}")),
     };
@@ -582,6 +586,21 @@ fn control(state: &State, req: &Request) -> Response {
             }
             _ => bad("ExtensionsConfig body must be UTF-8".into()),
         },
+        ("PUT", "/__fabric/imds") => match std::str::from_utf8(&req.body) {
+            Ok(text) if serde_json::from_str::<Value>(text).is_ok_and(|v| v.is_object()) => {
+                if let Ok(mut d) = state.imds_instance.lock() {
+                    *d = Some(text.to_string());
+                }
+                Response::empty(204)
+            }
+            _ => bad("the IMDS instance document must be a JSON object".into()),
+        },
+        ("DELETE", "/__fabric/imds") => {
+            if let Ok(mut d) = state.imds_instance.lock() {
+                *d = None;
+            }
+            Response::empty(204)
+        }
         ("GET", "/__fabric/certificates") => {
             let list: Vec<Value> = state
                 .certs

@@ -101,6 +101,41 @@ fn binary_exits_after_the_given_time_and_refuses_bad_scenarios() {
 }
 
 #[test]
+fn binary_serves_an_imds_document_given_on_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let doc = dir.path().join("imds.json");
+    std::fs::write(&doc, r#"{"compute": {"osProfile": {"adminUsername": "vmuser"}, "publicKeys": []}}"#)
+        .unwrap();
+    let ports = dir.path().join("ports.json");
+    let child = Command::new(BIN)
+        .arg("--ports-file")
+        .arg(&ports)
+        .arg("--imds-instance")
+        .arg(&doc)
+        .args(["--exit-after", "30"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let line: serde_json::Value = serde_json::from_str(&wait_for(&ports)).unwrap();
+    let imds: SocketAddr = line["imds"].as_str().unwrap().parse().unwrap();
+    let md = [("Metadata", "true")];
+    let user = get(
+        imds,
+        "/metadata/instance/compute/osProfile/adminUsername?api-version=2021-02-01&format=text",
+        &md,
+    );
+    assert_eq!(user.text(), "vmuser");
+    let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    assert!(status.success());
+    assert!(child.wait_with_output().unwrap().status.success());
+    // Not an object: the fabric does not start.
+    std::fs::write(&doc, "[]").unwrap();
+    let out = Command::new(BIN).arg("--imds-instance").arg(&doc).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must be a JSON object"), "{out:?}");
+}
+
+#[test]
 fn scenario_directory_with_real_fabric_urls_is_rewritten() {
     let dir = tempfile::tempdir().unwrap();
     let gs = r#"<?xml version="1.0" encoding="utf-8"?>

@@ -418,6 +418,39 @@ fn imds_requires_the_metadata_header_and_walks_paths() {
 }
 
 #[test]
+fn the_imds_document_can_be_replaced_or_removed_at_run_time() {
+    let f = Fabric::start_builtin().unwrap();
+    let (i, w) = (f.imds_addr(), f.wire_addr());
+    let md = [("Metadata", "true")];
+    let user = |f: &Fabric| {
+        let r = get(
+            f.imds_addr(),
+            "/metadata/instance/compute/osProfile/adminUsername?api-version=2021-02-01&format=text",
+            &md,
+        );
+        (r.status, r.text())
+    };
+    assert_eq!(user(&f), (200, "azureuser".to_string()));
+    // A VM of the test's own: another user, its key, served at {{imds}}-rendered paths too.
+    let doc = r#"{"compute": {"vmId": "v", "osProfile": {"adminUsername": "alice", "computerName": "h"},
+        "publicKeys": [{"keyData": "ssh-ed25519 AAAA", "path": "/home/alice/.ssh/authorized_keys"}]}}"#;
+    assert_eq!(request(w, "PUT", "/__fabric/imds", &[], doc.as_bytes()).unwrap().status, 204);
+    assert_eq!(user(&f), (200, "alice".to_string()));
+    let keys = get(i, "/metadata/instance/compute/publicKeys/0/path?api-version=2021-02-01&format=text", &md);
+    assert_eq!(keys.text(), "/home/alice/.ssh/authorized_keys");
+    // Not an object, or not JSON: refused, and the document stays.
+    assert_eq!(request(w, "PUT", "/__fabric/imds", &[], b"[1]").unwrap().status, 400);
+    assert_eq!(request(w, "PUT", "/__fabric/imds", &[], b"{nope").unwrap().status, 400);
+    assert_eq!(user(&f).1, "alice");
+    // Removed: IMDS answers 404, as for a scenario without one; the control requests are not recorded.
+    assert_eq!(request(w, "DELETE", "/__fabric/imds", &[], b"").unwrap().status, 204);
+    assert_eq!(get(i, "/metadata/instance?api-version=2021-02-01", &md).status, 404);
+    f.set_imds_instance(Some(doc.replace("alice", "bob")));
+    assert_eq!(user(&f).1, "bob");
+    assert!(f.requests().iter().all(|r| !r.target.starts_with("/__fabric/")));
+}
+
+#[test]
 fn keep_alive_serves_several_requests_on_one_connection() {
     let f = Fabric::start_builtin().unwrap();
     let mut s = TcpStream::connect(f.wire_addr()).unwrap();

@@ -23,9 +23,14 @@ struct Cli {
     /// Read the OVF environment from FILE instead of the provisioning DVD
     #[arg(long, value_name = "FILE")]
     ovf: Option<PathBuf>,
-    /// How long to wait for the provisioning DVD to appear
+    /// How long to wait for the provisioning DVD to appear, on a disk never provisioned, when a
+    /// drive is there but not readable yet (no drive at all, once udev has settled, is no DVD)
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     dvd_timeout: u64,
+    /// Behave as if no provisioning DVD were attached (the IMDS stage is then asked on a disk never
+    /// provisioned)
+    #[arg(long, conflicts_with = "ovf")]
+    no_dvd: bool,
     /// Print the plan (secrets redacted) and change nothing; a rejected document exits 5
     #[arg(long)]
     dry_run: bool,
@@ -40,8 +45,11 @@ struct Cli {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Stage {
     /// No network: OVF, hostname, user, password, sshd, Ed25519 and ECDSA host keys, inline keys,
-    /// custom data
+    /// custom data; or, on a disk provisioned for another VM, what it keeps and forgets
     Local,
+    /// Before sshd, only when the local stage found no provisioning DVD on a disk never
+    /// provisioned: the user, SSH keys and hostname from IMDS (never a password)
+    Imds,
     /// The resource disk and swap on it (every boot; nothing waits for it)
     ResourceDisk,
     /// The RSA (or DSA) host keys the local stage left to make, after sshd has started; then
@@ -79,6 +87,7 @@ fn main() -> std::process::ExitCode {
     };
     let source = match cli.ovf {
         Some(path) => OvfSource::File(path),
+        None if cli.no_dvd => OvfSource::Absent,
         None => OvfSource::Dvd(Duration::from_secs(cli.dvd_timeout)),
     };
     run(&ctx, &source, cli.stage, cli.dry_run).into()
@@ -104,11 +113,30 @@ fn run(ctx: &Context<'_>, source: &OvfSource, stage: Stage, dry_run: bool) -> Ex
         let recorded = begin("local");
         match provision::run_local(ctx, source) {
             Ok(outcome) => {
-                log::info!("local stage finished for VM {}", outcome.vm_id);
+                log::info!(
+                    "local stage finished for VM {} ({})",
+                    outcome.vm_id,
+                    outcome.lifecycle.describe()
+                );
                 recorded.end(if outcome.skipped.is_some() { Outcome::Skipped } else { Outcome::Ok });
             }
             Err(e) => {
                 log::error!("local stage failed: {e}");
+                recorded.end(Outcome::Failed);
+                code = ExitCode::Failure;
+            }
+        }
+    }
+    if matches!(stage, Stage::Imds | Stage::All) {
+        let recorded = begin("imds");
+        match provision::from_imds::run(ctx) {
+            Ok(outcome) => {
+                log::info!("IMDS stage: {outcome:?}");
+                let skipped = outcome == provision::from_imds::ImdsOutcome::NothingToDo;
+                recorded.end(if skipped { Outcome::Skipped } else { Outcome::Ok });
+            }
+            Err(e) => {
+                log::error!("IMDS stage failed: {e}");
                 recorded.end(Outcome::Failed);
                 code = ExitCode::Failure;
             }

@@ -280,6 +280,7 @@ pub fn build(
 /// The units whose start is shown, when systemd is there.
 pub const UNITS: &[&str] = &[
     "wala-provision-local.service",
+    "wala-provision-imds.service",
     "wala-provision-disk.service",
     "wala-provision-keys.service",
     "wala-provision-network.service",

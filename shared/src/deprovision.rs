@@ -26,10 +26,10 @@ pub const RESET_HOSTNAME: &str = "localhost.localdomain";
 pub const AGENT_UNIT: &str = "wala-agentd.service";
 
 /// Directories whose files are DHCP client leases (contents removed, directories kept).
-const LEASE_DIRS: [&str; 3] = ["/var/lib/dhclient", "/var/lib/dhcpcd", "/var/lib/dhcp"];
+pub(crate) const LEASE_DIRS: [&str; 3] = ["/var/lib/dhclient", "/var/lib/dhcpcd", "/var/lib/dhcp"];
 
 /// Single lease files: directory and file-name pattern (`*` matches any run of characters).
-const LEASE_GLOBS: [(&str, &str); 5] = [
+pub(crate) const LEASE_GLOBS: [(&str, &str); 5] = [
     ("/var/db", "dhclient.leases.*"),
     ("/var/lib/NetworkManager", "dhclient-*.lease"),
     ("/var/lib/NetworkManager", "internal-*.lease"),
@@ -304,7 +304,7 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 }
 
 /// Remove the files (regular files and symlinks, never directories) in `dir` whose names match.
-fn remove_matching(root: &HostRoot, dir: &Path, matches: impl Fn(&str) -> bool, r: &mut Report) {
+pub(crate) fn remove_matching(root: &HostRoot, dir: &Path, matches: impl Fn(&str) -> bool, r: &mut Report) {
     let Ok(entries) = std::fs::read_dir(root.path(dir)) else {
         return;
     };

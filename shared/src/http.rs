@@ -23,6 +23,10 @@ pub fn user_agent() -> String {
 
 /// Statuses retried by default (wire.md §2.3 `RETRY_CODES`).
 pub const RETRY_STATUSES: &[u16] = &[205, 206, 403, 429, 500, 501, 502, 503, 504, 507];
+/// Statuses retried when IMDS is asked for the provisioning request: [`RETRY_STATUSES`], and 404
+/// and 410, which IMDS sends while a new VM's metadata is not ready.
+pub const IMDS_PROVISIONING_RETRY_STATUSES: &[u16] =
+    &[205, 206, 403, 404, 410, 429, 500, 501, 502, 503, 504, 507];
 /// Statuses that mean "throttled": the delay becomes the fixed throttle delay (wire.md §2.3).
 pub const THROTTLE_STATUSES: &[u16] = &[403, 429, 503];
 /// Statuses that count as success.
@@ -103,6 +107,22 @@ impl RetryPolicy {
             attempt_timeout: Duration::from_secs(2),
             deadline: Duration::from_secs(5),
             retry_statuses: RETRY_STATUSES,
+        }
+    }
+
+    /// IMDS asked for the provisioning request (no DVD could be read; sshd waits): up to 8
+    /// attempts, 0.5 s doubling to 4 s, 5 s each, 30 s in all. IMDS answers 404 or 410 while a new
+    /// VM's metadata is not there yet, so those are tried again too (as cloud-init and azure-init do).
+    pub fn imds_provisioning() -> Self {
+        Self {
+            max_attempts: 8,
+            throttled_max_attempts: 8,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(4),
+            throttle_delay: Duration::from_secs(1),
+            attempt_timeout: Duration::from_secs(5),
+            deadline: Duration::from_secs(30),
+            retry_statuses: IMDS_PROVISIONING_RETRY_STATUSES,
         }
     }
 

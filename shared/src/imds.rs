@@ -18,8 +18,11 @@
 //!   password logins are allowed.
 //!
 //! Errors name the field as a JSON path, e.g. `compute.osProfile.disablePasswordAuthentication`.
+//!
+//! [`provisioning::request`] turns `compute` into a provisioning request when the DVD cannot be read.
 
 pub mod client;
+pub mod provisioning;
 
 use base64::Engine;
 use serde_json::{Map, Value};

@@ -156,9 +156,25 @@ pub fn joined_value(records: &[(String, String)], key: &str) -> Option<String> {
 
 /// The `PROVISIONING_REPORT` value: pipe-delimited `k=v` fields, as cloud-init and azure-init write it.
 pub fn provisioning_report(success: bool, reason: Option<&str>, vm_id: &str, time: SystemTime) -> String {
+    provisioning_report_with(success, reason, &[], vm_id, time)
+}
+
+/// [`provisioning_report`] with `extra` `k=v` fields after the reason (what kind of provisioning
+/// it was, for instance `provisioning=none`).
+pub fn provisioning_report_with(
+    success: bool,
+    reason: Option<&str>,
+    extra: &[(&str, &str)],
+    vm_id: &str,
+    time: SystemTime,
+) -> String {
+    let clean = |s: &str| s.replace(['|', '\n'], " ");
     let mut fields = vec![format!("result={}", if success { "success" } else { "error" })];
     if let Some(reason) = reason {
-        fields.push(format!("reason={}", reason.replace(['|', '\n'], " ")));
+        fields.push(format!("reason={}", clean(reason)));
+    }
+    for (k, v) in extra {
+        fields.push(format!("{}={}", clean(k).replace('=', " "), clean(v)));
     }
     fields.push(format!("agent=wala/{}", crate::VERSION));
     fields.push(format!("vm_id={vm_id}"));
@@ -211,5 +227,9 @@ mod tests {
         let r = provisioning_report(false, Some("user: useradd failed|x"), "abc", t);
         assert!(r.starts_with("result=error|reason=user: useradd failed x|agent=wala/"), "{r}");
         assert!(r.contains("|vm_id=abc|timestamp=2026-11-26T01:11:37.000000Z|documentation_url="));
+        let r =
+            provisioning_report_with(true, None, &[("provisioning", "none"), ("detail", "a|b")], "abc", t);
+        assert!(r.starts_with("result=success|provisioning=none|detail=a b|agent=wala/"), "{r}");
+        assert!(!r.contains("documentation_url"), "{r}");
     }
 }

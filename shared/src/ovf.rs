@@ -244,6 +244,15 @@ impl OvfError {
     }
 }
 
+impl OvfError {
+    /// Whether this is an OVF environment that asks for no provisioning: no `ProvisioningSection`,
+    /// or one without a `LinuxProvisioningConfigurationSet`, as a specialized VM's DVD carries.
+    /// Every other error is a provisioning request that is broken.
+    pub fn no_provisioning_section(&self) -> bool {
+        matches!(self, Self::NotAzure | Self::Missing { element: "LinuxProvisioningConfigurationSet", .. })
+    }
+}
+
 /// Longest [`OvfError::reason`] text, in characters.
 pub const REASON_MAX_CHARS: usize = 300;
 
@@ -312,9 +321,10 @@ pub fn scrub_password(xml: &str) -> Result<String, OvfError> {
 fn parse_provisioning(section: &Node) -> Result<LinuxProvisioning, OvfError> {
     const SECTION: &str = "ProvisioningSection";
     const SET: &str = "LinuxProvisioningConfigurationSet";
+    // The set first: a section without one (a specialized VM's) is told apart from a broken one.
+    let set = required(section, SECTION, SET)?;
     let version = required_text(section, SECTION, "Version")?;
     warn_if_newer(&version);
-    let set = required(section, SECTION, SET)?;
 
     let configuration_set_type = optional_text(set, SET, &["ConfigurationSetType"])?;
     if let Some(kind) = &configuration_set_type {
@@ -1091,6 +1101,18 @@ I2Nsb3VkLWNvbmZpZwo=
             err(&no_set),
             OvfError::Missing { element: "LinuxProvisioningConfigurationSet", .. }
         ));
+        assert!(err(&no_set).no_provisioning_section());
+        // A section holding only its version (and no version either) asks for nothing.
+        let start = no_set.find("<WindowsProvisioningConfigurationSet").unwrap();
+        let end = no_set.find("</WindowsProvisioningConfigurationSet>").unwrap()
+            + "</WindowsProvisioningConfigurationSet>".len();
+        let only_version = format!("{}{}", &no_set[..start], &no_set[end..]);
+        assert!(err(&only_version).no_provisioning_section(), "{:?}", err(&only_version));
+        let empty_section = only_version.replace("<wa:Version>1.0</wa:Version>", "");
+        assert!(err(&empty_section).no_provisioning_section(), "{:?}", err(&empty_section));
+        for broken in [&no_version, &doc("<UserName>u</UserName>", PGA), &doc(USER, "")] {
+            assert!(!err(broken).no_provisioning_section(), "{broken}");
+        }
         let no_platform = doc(USER, PGA).replace("PlatformSettingsSection", "OtherSection");
         assert!(matches!(err(&no_platform), OvfError::Missing { element: "PlatformSettingsSection", .. }));
         let no_settings = doc(USER, PGA).replace("wa:PlatformSettings>", "wa:Other>");

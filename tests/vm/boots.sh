@@ -55,6 +55,8 @@ ussh() { ssh_retry "${ssh_opts[@]}" -i "$work/keys/user" "$user@127.0.0.1" "$@";
 
 fab_pid=""
 qemu_pid=""
+# Extra wala-fabric arguments for the next boot (a block sets it before `boot` and clears it after).
+fabric_extra=()
 stop_all() {
     [ -n "$qemu_pid" ] && kill "$qemu_pid" 2>/dev/null
     [ -n "$fab_pid" ] && kill "$fab_pid" 2>/dev/null
@@ -68,7 +70,7 @@ trap stop_all EXIT
 # every scenario runs.
 wanted() { [ -z "${WALA_VM_SCENARIOS:-}" ] || [[ " $WALA_VM_SCENARIOS " == *" $1 "* ]]; }
 
-# boot NAME ROOT SNAPSHOT(on|off) ISO RESOURCE UUID INITRD [EXTRA_APPEND]
+# boot NAME ROOT SNAPSHOT(on|off) ISO RESOURCE UUID INITRD [EXTRA_APPEND]   (ISO "-": no DVD drive)
 # Starts a fresh fabric and the VM, waits for the SSH banner. Sets t0, ssh_at (or empty), d.
 boot() {
     local name=$1 root=$2 snap=$3 iso=$4 res=$5 uuid=$6 initrd=$7 append=${8:-}
@@ -82,7 +84,7 @@ boot() {
     rm -f "$d/ports.json"
     fab_t0=$(date +%s.%N)
     "$WALA_VM_FABRIC" --advertise-platform-addresses --ports-file "$d/ports.json" --record "$d/record.jsonl" \
-        >"$d/fabric.out" 2>"$d/fabric.err" &
+        "${fabric_extra[@]}" >"$d/fabric.out" 2>"$d/fabric.err" &
     fab_pid=$!
     for _ in $(seq 100); do [ -s "$d/ports.json" ] && break; sleep 0.05; done
     local wire hgap imds
@@ -283,6 +285,32 @@ local_journal() {
     rssh journalctl -b --no-pager -u wala-provision-local.service >"$d/local.journal" 2>&1
 }
 
+# disk_file IMAGE PATH: a file of a powered-off ext4 disk image (debugfs, read-only), for what a
+# boot must leave as it was.
+disk_file() { debugfs -R "cat $2" "$1" 2>/dev/null; }
+
+# check_kept NAME IMAGE UUID: a provisioned disk booted as VM UUID kept its identity: the local
+# stage says nothing was provisioned, the host key and hostname are those the disk had (HOSTNAME_BEFORE
+# and HOSTKEY_BEFORE, read with disk_file before the boot, unless the block says otherwise), the
+# user still logs in, the marker names the new VM, and the fabric got Ready alone.
+check_kept() {
+    local name=$1 uuid=$2 why=$3 out
+    local_journal
+    grep -q "Nothing provisioned: .*$why" "$d/local.journal" && ! grep -q 'Provisioning skipped' "$d/local.journal"
+    result "$name: nothing provisioned ($(grep -m1 -o 'Nothing provisioned: .*' "$d/local.journal" | cut -c1-160))" $? "$d/local.journal"
+    ! grep -qE 'useradd|host-keys: done' "$d/local.journal"
+    result "$name: no user made, no host key made" $? "$d/local.journal"
+    out=$(rssh cat /etc/ssh/ssh_host_ed25519_key.pub 2>/dev/null)
+    [ -n "$out" ] && [ "$out" = "$HOSTKEY_BEFORE" ]
+    result "$name: the SSH host key is the one the disk had" $?
+    ussh true >"$d/ussh.log" 2>&1
+    result "$name: $user still logs in with its key" $? "$d/ussh.log"
+    marker_is "$uuid"
+    gated "$name: the marker names the new VM id" $?
+    collect_fabric
+    fabric_reports "$name" "Ready alone (nothing provisioned, nothing else reported)" ready-only
+}
+
 rows=()
 row() { rows+=("$(printf '%-22s %12s %10s %12s %10s' "$1" "${2:--}" "${3:--}" "${4:--}" "${5:--}")"); }
 
@@ -291,6 +319,9 @@ uuid2=$(python3 -c 'import uuid; print(uuid.uuid4())')
 uuid3=$(python3 -c 'import uuid; print(uuid.uuid4())')
 uuid4=$(python3 -c 'import uuid; print(uuid.uuid4())')
 uuid5=$(python3 -c 'import uuid; print(uuid.uuid4())')
+uuid6=$(python3 -c 'import uuid; print(uuid.uuid4())')
+uuid7=$(python3 -c 'import uuid; print(uuid.uuid4())')
+uuid8=$(python3 -c 'import uuid; print(uuid.uuid4())')
 
 # === 1. No password, SSH key, custom data: first boot on a persistent copy of the root ===========
 cp --sparse=always "$work/root.raw" "$work/root-persistent.raw"
@@ -336,23 +367,22 @@ else
     stop_all
 fi
 
-# === 3. A new VM id on the same disk: provisions again ==========================================
+# === 3. A new VM id on the same disk (a restored backup, a failover, an image captured without ===
+# deprovisioning): its DVD names the user the disk already has, so nothing is provisioned again (no
+# user, password or host key); its hostname and keys are applied; the previous VM's state is
+# forgotten; Ready alone.
 cp --sparse=always "$WALA_VM_RESOURCE" "$work/res2.raw"
+HOSTKEY_BEFORE=$(disk_file "$work/root-persistent.raw" /etc/ssh/ssh_host_ed25519_key.pub)
 boot new-vm-id "$work/root-persistent.raw" off "$work/newid.iso" "$work/res2.raw" "$uuid2" "$work/initrd.img"
 if [ -n "$ssh_at" ]; then
     check_pending_line
-    local_journal
-    ! grep -q 'Provisioning skipped' "$d/local.journal" && grep -q 'VM id changed' "$d/local.journal"
-    rc=$?
-    result "new-vm-id: provisions again (journal: $(grep -m1 -o 'the VM id changed.*' "$d/local.journal"))" "$rc" "$d/local.journal"
+    check_kept new-vm-id "$uuid2" "user $user exists"
+    grep -qE 'removed [1-9][0-9]* file\(s\) of the previous VM' "$d/local.journal"
+    result "new-vm-id: the previous VM's state was forgotten ($(grep -m1 -oE 'removed [0-9]+ file\(s\) of the previous VM' "$d/local.journal"))" $? "$d/local.journal"
     out="$(rssh 'hostname; cat /etc/hostname' 2>/dev/null | paste -sd' ')"
     [ "$out" = "$WALA_VM_HOST2 $WALA_VM_HOST2" ]
-    result "new-vm-id: the new OVF's hostname $WALA_VM_HOST2 is set (got: $out)" $?
+    result "new-vm-id: the new DVD's hostname $WALA_VM_HOST2 is set (got: $out)" $?
     check_resource_disk new-vm-id
-    marker_is "$uuid2"
-    gated "new-vm-id: the marker holds the new VM id" $?
-    collect_fabric
-    fabric_reports new-vm-id "NotReady/Provisioning then Ready" ready
     row "new VM id" "$wire_at" "$ready_at" "$ssh_at"
     shutdown_vm
 else
@@ -433,7 +463,81 @@ else
     fail "dracut: no initramfs was built (see the preparation's FAIL line)"
 fi
 
-# === 7. The floor: the same image with wala's units masked ======================================
+# === 7. The same disk as a specialized VM: a DVD with no provisioning section =================
+# Nothing provisioned, hostname and host keys as the disk had them, Ready alone.
+cp --sparse=always "$WALA_VM_RESOURCE" "$work/res7.raw"
+HOSTKEY_BEFORE=$(disk_file "$work/root-persistent.raw" /etc/ssh/ssh_host_ed25519_key.pub)
+host_before=$(disk_file "$work/root-persistent.raw" /etc/hostname)
+boot specialized-dvd "$work/root-persistent.raw" off "$work/specialized.iso" "$work/res7.raw" "$uuid6" "$work/initrd.img"
+if [ -n "$ssh_at" ]; then
+    check_pending_line
+    check_kept specialized-dvd "$uuid6" "no provisioning section"
+    out="$(rssh 'hostname; cat /etc/hostname' 2>/dev/null | paste -sd' ')"
+    [ -n "$host_before" ] && [ "$out" = "$host_before $host_before" ]
+    result "specialized-dvd: the hostname is the disk's own ($out)" $?
+    row "specialized DVD" "$wire_at" "$ready_at" "$ssh_at"
+    shutdown_vm
+else
+    stop_all
+fi
+
+# === 8. The same disk on a VM with no DVD drive at all =========================================
+# Told apart from a slow DVD once udev has handled every device present at boot: no wait for one,
+# no IMDS on a provisioned disk; nothing provisioned, Ready alone.
+cp --sparse=always "$WALA_VM_RESOURCE" "$work/res8.raw"
+HOSTKEY_BEFORE=$(disk_file "$work/root-persistent.raw" /etc/ssh/ssh_host_ed25519_key.pub)
+boot no-dvd "$work/root-persistent.raw" off - "$work/res8.raw" "$uuid7" "$work/initrd.img"
+if [ -n "$ssh_at" ]; then
+    check_pending_line
+    check_kept no-dvd "$uuid7" "no provisioning DVD"
+    grep -q 'no provisioning DVD: no device holds ovf-env.xml once udev has handled every device' "$d/local.journal" &&
+        ! grep -q 'appeared within' "$d/local.journal"
+    result "no-dvd: no DVD was known at once (udev settled), not after the DVD timeout" $? "$d/local.journal"
+    out=$(rssh systemctl show -p ConditionResult --value wala-provision-imds.service 2>/dev/null)
+    [ "$out" = no ]
+    result "no-dvd: the IMDS stage did not run on a provisioned disk (ConditionResult=$out)" $?
+    row "no DVD" "$wire_at" "$ready_at" "$ssh_at"
+    shutdown_vm
+else
+    stop_all
+fi
+
+# === 9. IMDS only: a fresh image on a VM without a DVD =========================================
+# The user, its key and the hostname come from IMDS's osProfile and publicKeys (no password), in
+# the IMDS stage, before sshd; then Provisioning and Ready.
+cp --sparse=always "$WALA_VM_RESOURCE" "$work/res9.raw"
+fabric_extra=(--imds-instance "$work/imds-only.json")
+boot imds-only "$work/root.raw" on - "$work/res9.raw" "$uuid8" "$work/initrd.img"
+fabric_extra=()
+if [ -n "$ssh_at" ]; then
+    check_pending_line
+    iu=$WALA_VM_IMDS_USER
+    ssh_retry "${ssh_opts[@]}" -i "$work/keys/user" "$iu@127.0.0.1" sudo -n true >"$d/ussh.log" 2>&1
+    result "imds-only: $iu (from IMDS) logs in with its IMDS key and has sudo without a password" $? "$d/ussh.log"
+    out="$(rssh 'hostname; cat /etc/hostname' 2>/dev/null | paste -sd' ')"
+    [ "$out" = "$WALA_VM_HOST_IMDS $WALA_VM_HOST_IMDS" ]
+    result "imds-only: hostname $WALA_VM_HOST_IMDS from IMDS (got: $out)" $?
+    out=$(rssh "getent shadow $iu | cut -d: -f2" 2>/dev/null)
+    [ "$out" = '*' ]
+    result "imds-only: no password (shadow field '$out'): a password only comes from the OVF" $?
+    rssh journalctl -b --no-pager -o short-monotonic >"$d/journal.txt" 2>&1
+    t_imds=$(grep -m1 'Finished wala-provision-imds.service' "$d/journal.txt" | sed -E 's/^\[ *([0-9.]+)\].*/\1/')
+    t_ssh=$(grep -m1 -E 'Start(ing|ed) (ssh|sshd)\.service' "$d/journal.txt" | sed -E 's/^\[ *([0-9.]+)\].*/\1/')
+    [ -n "$t_imds" ] && [ -n "$t_ssh" ] && python3 -c "import sys; sys.exit(0 if $t_imds <= $t_ssh else 1)"
+    result "imds-only: the IMDS stage finished before sshd started (${t_imds:-?}s, sshd ${t_ssh:-?}s)" $? "$d/journal.txt"
+    rssh "grep -q 'Made by wala from IMDS' /var/lib/waagent/ovf-env.xml && grep -q '>$iu<' /var/lib/waagent/ovf-env.xml"
+    result "imds-only: /var/lib/waagent/ovf-env.xml made from IMDS names $iu" $?
+    collect_fabric
+    fabric_reports imds-only "NotReady/Provisioning then Ready" ready
+    python3 "$tool" imds-first "$d/record.jsonl" >"$d/imds-first.check" 2>&1
+    gated "imds-only: fabric's record: IMDS asked before the first Health report ($(cat "$d/imds-first.check"))" $? "$d/imds-first.check"
+    row "IMDS only" "$wire_at" "$ready_at" "$ssh_at"
+    shutdown_vm
+else
+    stop_all
+fi
+
+# === 10. The floor: the same image with wala's units masked ======================================
 cp --sparse=always "$WALA_VM_RESOURCE" "$work/res6.raw"
 mask="systemd.mask=wala-provision-local.service systemd.mask=wala-provision-keys.service"
 mask+=" systemd.mask=wala-provision-disk.service"

@@ -183,16 +183,18 @@ vm_netdev() {
 # same machine for the VM test and the benchmark): i440fx, 2 vCPU, 2 GiB, the root image on
 # virtio (SNAPSHOT on|off), the provisioning DVD on IDE, the resource disk on virtio-scsi with
 # serial "walaresource", Azure's SMBIOS strings. Serial console in DIR/serial.log, qemu's own
-# output in DIR/qemu.out. Run it in the background (`vm_qemu ... &`): it execs qemu, so $! is
-# qemu's pid. Needs `accel` (vm_accel).
+# output in DIR/qemu.out. ISO "-": no DVD drive at all. Run it in the background
+# (`vm_qemu ... &`): it execs qemu, so $! is qemu's pid. Needs `accel` (vm_accel).
 vm_qemu() {
     local d=$1 kernel=$2 initrd=$3 root=$4 snap=$5 iso=$6 res=$7 uuid=$8 net=$9 append=${10:-}
+    local dvd=(-drive "file=$iso,format=raw,media=cdrom,if=ide,index=2")
+    [ "$iso" = - ] && dvd=()
     exec qemu-system-x86_64 -machine pc "${accel[@]}" -smp 2 -m 2048 -display none -monitor none \
         -no-reboot -serial "file:$d/serial.log" \
         -kernel "$kernel" -initrd "$initrd" \
         -append "root=/dev/vda ro console=ttyS0 panic=-1${append:+ $append}" \
         -drive "file=$root,format=raw,if=virtio,snapshot=$snap" \
-        -drive "file=$iso,format=raw,media=cdrom,if=ide,index=2" \
+        "${dvd[@]}" \
         -device virtio-scsi-pci,id=scsi0 \
         -drive "file=$res,format=raw,if=none,id=res0" \
         -device scsi-hd,drive=res0,bus=scsi0.0,serial=walaresource \

@@ -189,9 +189,40 @@ make_dvd nopw "$WALA_VM_HOST1" "$WALA_VM_USER" "" true "$WALA_VM_CUSTOM_DATA" &&
     make_dvd password "$WALA_VM_HOST3" "$WALA_VM_USER" "$(cat "$pw_file")" false "" &&
     make_dvd broken "" "$WALA_VM_USER" "" true "" &&
     make_dvd dracut "$WALA_VM_HOST4" "$WALA_VM_USER" "" true "$WALA_VM_CUSTOM_DATA" && dvd_ok=1
+# A specialized VM's DVD: an OVF environment with no provisioning section (its version only).
+mkdir -p "$work/dvd-specialized"
+cat >"$work/dvd-specialized/ovf-env.xml" <<'EOF'
+<?xml version="1.0" encoding="utf-8"?>
+<Environment xmlns="http://schemas.dmtf.org/ovf/environment/1" xmlns:wa="http://schemas.microsoft.com/windowsazure">
+  <wa:ProvisioningSection>
+    <wa:Version>1.0</wa:Version>
+  </wa:ProvisioningSection>
+  <wa:PlatformSettingsSection>
+    <wa:Version>1.0</wa:Version>
+    <wa:PlatformSettings>
+      <wa:ProvisionGuestAgent>true</wa:ProvisionGuestAgent>
+      <wa:PreprovisionedVm>false</wa:PreprovisionedVm>
+    </wa:PlatformSettings>
+  </wa:PlatformSettingsSection>
+</Environment>
+EOF
+genisoimage -quiet -udf -J -r -V rd_rdfe_stable -o "$work/specialized.iso" "$work/dvd-specialized" \
+    2>>"$work/genisoimage.log" || dvd_ok=0
+# The IMDS-only VM's instance document (it has no DVD): its own user and hostname, and the
+# harness user's key.
+export WALA_VM_IMDS_USER=imdsuser WALA_VM_HOST_IMDS=wala-vm-imds
+python3 -c '
+import json, sys
+key = open(sys.argv[1]).read().strip()
+doc = {"compute": {"vmId": "", "name": sys.argv[4], "osType": "Linux",
+       "osProfile": {"adminUsername": sys.argv[3], "computerName": sys.argv[4],
+                     "disablePasswordAuthentication": "true"},
+       "publicKeys": [{"keyData": key, "path": "/home/%s/.ssh/authorized_keys" % sys.argv[3]}]}}
+json.dump(doc, open(sys.argv[2], "w"))
+' "$work/keys/user.pub" "$work/imds-only.json" "$WALA_VM_IMDS_USER" "$WALA_VM_HOST_IMDS" || dvd_ok=0
 # The password must not stay on disk longer than the DVD needs it.
 rm -f "$work/dvd-password/ovf-env.xml"
-if [ "$dvd_ok" = 1 ]; then pass "provisioning DVDs (UDF, ovf-env.xml per scenario)"; else
+if [ "$dvd_ok" = 1 ]; then pass "provisioning DVDs (UDF, ovf-env.xml per scenario, a specialized VM's) and the IMDS-only document"; else
     fail "provisioning DVDs" "$work/genisoimage.log"
     finish
 fi

@@ -15,11 +15,15 @@
   vmtool.py get URL                   print the body of a loopback GET
   vmtool.py times RECORD FABRIC_T0 T0 print "FIRST_WIRE READY" (seconds since T0, or "-") from
                                       the fabric's record file; FABRIC_T0 is when the fabric started
-  vmtool.py health HEALTH_JSON ready|failed [WORD]
+  vmtool.py health HEALTH_JSON ready|ready-only|failed [WORD]
                                       check the Health reports the fabric received: ready:
                                       NotReady/Provisioning (optional) then Ready, nothing else;
+                                      ready-only: one Ready and nothing else (nothing provisioned);
                                       failed: NotReady/ProvisioningFailed whose Description names
                                       WORD, and no Ready after it. Exit 0 when it holds, else 1.
+  vmtool.py imds-first RECORD         check that the fabric's record has a GET /metadata/instance
+                                      on the IMDS listener before the first Health report. Exit 0
+                                      when it holds, else 1.
 Only loopback addresses are ever contacted.
 """
 
@@ -189,6 +193,11 @@ def health(path, want, word=""):
         reports = json.load(f)
     seq = [(r.get("state"), r.get("substatus"), r.get("description") or "") for r in reports]
     print("reports: " + (", ".join(f"{s}/{ss or '-'}" for s, ss, _ in seq) or "none"))
+    if want == "ready-only":
+        if [(s, ss) for s, ss, _ in seq] != [("Ready", None)]:
+            print("not exactly one Ready and nothing else")
+            return 1
+        return 0
     if want == "ready":
         if not seq or seq[-1][0] != "Ready":
             print("no Ready report (or not last)")
@@ -216,6 +225,24 @@ def health(path, want, word=""):
     return 0
 
 
+def imds_first(record):
+    try:
+        with open(record, encoding="utf-8") as f:
+            lines = [json.loads(line) for line in f if line.strip()]
+    except (OSError, ValueError) as e:
+        print(f"cannot read {record}: {e}")
+        return 1
+    seen_imds = False
+    for r in lines:
+        if r.get("listener") == "imds" and r.get("target", "").startswith("/metadata/instance"):
+            seen_imds = True
+        if r.get("listener") == "wireserver" and "comp=health" in r.get("target", ""):
+            print("IMDS asked before the first Health report" if seen_imds else "a Health report came first")
+            return 0 if seen_imds else 1
+    print("IMDS asked, no Health report" if seen_imds else "no IMDS request and no Health report")
+    return 1
+
+
 def main(argv):
     if len(argv) < 2:
         print(__doc__, file=sys.stderr)
@@ -231,6 +258,7 @@ def main(argv):
         "traffic": traffic,
         "requests": requests,
         "health": health,
+        "imds-first": imds_first,
     }
     if cmd not in commands:
         print(__doc__, file=sys.stderr)

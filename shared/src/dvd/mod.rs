@@ -9,6 +9,14 @@
 //! does not read or finds inconsistent, is mounted read-only (`udf`, then `iso9660`, then `vfat`)
 //! in a private directory under `/run` instead, read, unmounted and ejected: the kernel decides.
 //! An empty drive is passed over without a mount.
+//!
+//! **No DVD, told apart from a slow one.** The stage runs after `systemd-udev-trigger.service`, so
+//! udev has been asked about every device present at boot (the provisioning DVD drive is one: the
+//! platform attaches it before the VM starts). Once udev's event queue is empty, `udevadm settle`
+//! confirms that udev has handled every event sent so far; if no candidate holds `ovf-env.xml` then
+//! and none is still undecided (an empty drive, a volume only a mount could read and that did not
+//! mount), there is no provisioning DVD: [`DvdError::Absent`], at once, not after the timeout.
+//! Only an undecided candidate, or a udev that never settles, is waited for up to the deadline.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -33,6 +41,10 @@ pub const MOUNT_DIR: &str = "/run/wala/dvd";
 pub enum DvdError {
     #[error("no provisioning DVD with {OVF_FILE} appeared within {}s (devices tried: {})", waited.as_secs(), if tried.is_empty() { "none".to_string() } else { tried.join(", ") })]
     NotFound { waited: Duration, tried: Vec<String> },
+    /// There is no provisioning DVD: udev has handled every device present at boot and none holds
+    /// `ovf-env.xml`.
+    #[error("no provisioning DVD: no device holds {OVF_FILE} once udev has handled every device present at boot (devices tried: {})", if tried.is_empty() { "none".to_string() } else { tried.join(", ") })]
+    Absent { tried: Vec<String> },
     #[error(transparent)]
     File(#[from] FileError),
     #[error("reading {OVF_FILE} from {}: {source}", device.display())]
@@ -103,11 +115,14 @@ fn already_mounted() -> Option<PathBuf> {
     })
 }
 
-/// Find the DVD and read `ovf-env.xml`, waiting up to `wait` for it to appear.
+/// Find the DVD and read `ovf-env.xml`, waiting up to `wait` for it to appear, but not once it is
+/// certain that there is none ([`DvdError::Absent`], see the module documentation). With a `wait`
+/// of zero, udev is still let settle once and the devices read again.
 pub fn read_ovf(runner: &dyn Runner, wait: Duration) -> Result<OvfFromDvd, DvdError> {
     let deadline = Instant::now() + wait;
     let mut tried = BTreeSet::new();
     let mut monitor = crate::devices::BlockEvents::new();
+    let mut settled = None;
     loop {
         if let Some(mnt) = already_mounted() {
             let path = mnt.join(OVF_FILE);
@@ -116,18 +131,67 @@ pub fn read_ovf(runner: &dyn Runner, wait: Duration) -> Result<OvfFromDvd, DvdEr
                 limits::read_file(&path, Document::Ovf).map_err(|e| FileError::new("read", &path, e))?;
             return Ok(OvfFromDvd { bytes, device: None });
         }
+        let mut undecided = false;
         for dev in candidates() {
             tried.insert(dev.display().to_string());
-            if let Some(bytes) = read_device(runner, &dev, Path::new(MOUNT_DIR))? {
-                return Ok(OvfFromDvd { bytes, device: Some(dev) });
+            match probe(runner, &dev, Path::new(MOUNT_DIR))? {
+                Probe::Found(bytes) => return Ok(OvfFromDvd { bytes, device: Some(dev) }),
+                Probe::NotTheDvd => {}
+                Probe::Undecided => undecided = true,
             }
         }
         let now = Instant::now();
+        if settled.is_none() && (udev_idle() || now >= deadline) {
+            let done = crate::timeline::span_by(
+                crate::timeline::Kind::Wait,
+                "udev-settle",
+                || settle(runner),
+                |done| if *done { crate::timeline::Outcome::Ok } else { crate::timeline::Outcome::Failed },
+            );
+            settled = Some(done);
+            if done {
+                continue; // read the devices once more, now that udev has handled every one
+            }
+        }
+        if settled == Some(true) && !undecided {
+            return Err(DvdError::Absent { tried: tried.into_iter().collect() });
+        }
         if now >= deadline {
             return Err(DvdError::NotFound { waited: wait, tried: tried.into_iter().collect() });
         }
         // Wake on the next block-device event, or after a second to retry media that were not ready.
         monitor.wait((deadline - now).min(Duration::from_secs(1)));
+    }
+}
+
+/// udev's control socket: udevd is running.
+const UDEV_CONTROL: &str = "/run/udev/control";
+/// Present while udev has events queued (libudev's `udev_queue_get_queue_is_empty` reads it).
+const UDEV_QUEUE: &str = "/run/udev/queue";
+
+/// Whether udev has nothing queued (or there is no udev, and `/dev` is all there is).
+fn udev_idle() -> bool {
+    !Path::new(UDEV_CONTROL).exists() || !Path::new(UDEV_QUEUE).exists()
+}
+
+/// Let udev handle every event sent so far (`udevadm settle`, bounded). `true` when it has: then
+/// every device present at boot is in `/dev` and in udev's database. Without udev, `/dev` is all
+/// there is: `true` at once.
+fn settle(runner: &dyn Runner) -> bool {
+    if !Path::new(UDEV_CONTROL).exists() {
+        log::debug!("no udev running: the devices in /dev are all there are");
+        return true;
+    }
+    if !runner.exists("udevadm") {
+        return false;
+    }
+    let cmd = Cmd::new("udevadm").args(["settle", "--timeout=10"]).timeout(Duration::from_secs(15));
+    match runner.run(&cmd) {
+        Ok(_) => true,
+        Err(e) => {
+            log::warn!("udev did not settle: {e}");
+            false
+        }
     }
 }
 
@@ -164,8 +228,10 @@ pub fn detect_scvmm(runner: &dyn Runner) -> bool {
 pub enum Direct {
     /// `ovf-env.xml` was read.
     Found(Vec<u8>),
-    /// Not the DVD: an empty drive, or a volume without `ovf-env.xml`.
+    /// Not the DVD: a volume without `ovf-env.xml`.
     NotTheDvd,
+    /// An empty drive (`ENOMEDIUM`): not the DVD now; a medium may still come.
+    NoMedium,
     /// Leave it to the kernel: mount it.
     Mount,
 }
@@ -182,7 +248,7 @@ pub fn after_direct_read(dev: &Path, read: Result<Option<Vec<u8>>, MediumError>)
         }
         Err(MediumError::NoMedium) => {
             log::debug!("{dev_name}: no medium in the drive");
-            Ok(Direct::NotTheDvd)
+            Ok(Direct::NoMedium)
         }
         Err(e @ (MediumError::Unrecognised | MediumError::Unsupported(_))) => {
             log::info!("{dev_name} is not read directly ({e}); mounting it");
@@ -199,15 +265,40 @@ pub fn after_direct_read(dev: &Path, read: Result<Option<Vec<u8>>, MediumError>)
 /// Read `ovf-env.xml` from `dev` without mounting it and eject it; when the direct read leaves it
 /// to the kernel, [`read_from_device`] (mount) instead. `Ok(None)` when `dev` is not the DVD.
 pub fn read_device(runner: &dyn Runner, dev: &Path, mount_dir: &Path) -> Result<Option<Vec<u8>>, DvdError> {
+    Ok(match probe(runner, dev, mount_dir)? {
+        Probe::Found(bytes) => Some(bytes),
+        Probe::NotTheDvd | Probe::Undecided => None,
+    })
+}
+
+/// What one candidate device is.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// The DVD: its `ovf-env.xml`.
+    Found(Vec<u8>),
+    /// Certainly not the DVD: a readable volume without `ovf-env.xml`.
+    NotTheDvd,
+    /// Not known yet: an empty drive, or a medium that only a mount could read and that did not
+    /// mount (not ready yet, or a file system the kernel lacks).
+    Undecided,
+}
+
+/// Read `dev` as [`read_device`] does, and say how certain the answer is.
+pub fn probe(runner: &dyn Runner, dev: &Path, mount_dir: &Path) -> Result<Probe, DvdError> {
     let read = medium::Device::open(dev).and_then(|device| medium::read_ovf(&device));
     match after_direct_read(dev, read)? {
         Direct::Found(bytes) => {
             log::info!("Read {OVF_FILE} from {} (not mounted)", dev.display());
             eject(runner, dev);
-            Ok(Some(bytes))
+            Ok(Probe::Found(bytes))
         }
-        Direct::NotTheDvd => Ok(None),
-        Direct::Mount => read_from_device(runner, dev, mount_dir),
+        Direct::NotTheDvd => Ok(Probe::NotTheDvd),
+        Direct::NoMedium => Ok(Probe::Undecided),
+        Direct::Mount => Ok(match mount_and_read(runner, dev, mount_dir)? {
+            MountRead::Ovf(bytes) => Probe::Found(bytes),
+            MountRead::NoOvf => Probe::NotTheDvd,
+            MountRead::Failed => Probe::Undecided,
+        }),
     }
 }
 
@@ -228,6 +319,23 @@ pub fn read_from_device(
     dev: &Path,
     mount_dir: &Path,
 ) -> Result<Option<Vec<u8>>, DvdError> {
+    Ok(match mount_and_read(runner, dev, mount_dir)? {
+        MountRead::Ovf(bytes) => Some(bytes),
+        MountRead::NoOvf | MountRead::Failed => None,
+    })
+}
+
+/// What a mount of a candidate gave.
+enum MountRead {
+    /// Its `ovf-env.xml`.
+    Ovf(Vec<u8>),
+    /// A volume without `ovf-env.xml`.
+    NoOvf,
+    /// It did not mount.
+    Failed,
+}
+
+fn mount_and_read(runner: &dyn Runner, dev: &Path, mount_dir: &Path) -> Result<MountRead, DvdError> {
     files::ensure_dir(mount_dir, 0o700)?;
     let mounted = runner.run(
         &Cmd::new("mount")
@@ -238,7 +346,7 @@ pub fn read_from_device(
     );
     if let Err(e) = mounted {
         log::debug!("{} is not the provisioning DVD: {e}", dev.display());
-        return Ok(None);
+        return Ok(MountRead::Failed);
     }
     let path = mount_dir.join(OVF_FILE);
     let read = limits::read_file(&path, Document::Ovf);
@@ -249,11 +357,11 @@ pub fn read_from_device(
         Ok(bytes) => {
             log::info!("Read {OVF_FILE} from {}", dev.display());
             eject(runner, dev);
-            Ok(Some(bytes))
+            Ok(MountRead::Ovf(bytes))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             log::debug!("{} has no {OVF_FILE}", dev.display());
-            Ok(None)
+            Ok(MountRead::NoOvf)
         }
         Err(e) => Err(FileError::new("read", &path, e).into()),
     }
@@ -353,6 +461,8 @@ mod tests {
         let fake = FakeRunner::new();
         assert_eq!(read_device(&fake, &img, &dir.path().join("mnt")).expect("read"), None);
         assert!(fake.command_lines().is_empty(), "{:?}", fake.command_lines());
+        // A readable volume without the file is certainly not the DVD: no reason to wait for it.
+        assert_eq!(probe(&fake, &img, &dir.path().join("mnt")).expect("probe"), Probe::NotTheDvd);
     }
 
     #[test]
@@ -374,6 +484,8 @@ mod tests {
             fake.command_lines(),
             vec![format!("mount -o ro -t udf,iso9660,vfat {} {}", img.display(), mnt.display())]
         );
+        // Only a mount could tell, and it did not mount: not known yet (waited for, bounded).
+        assert_eq!(probe(&fake, &img, &mnt).expect("probe"), Probe::Undecided);
     }
 
     #[test]
@@ -382,8 +494,9 @@ mod tests {
         let next = |r| after_direct_read(dev, r).expect("decision");
         assert_eq!(next(Ok(Some(b"x".to_vec()))), Direct::Found(b"x".to_vec()));
         assert_eq!(next(Ok(None)), Direct::NotTheDvd);
-        // An empty drive: passed over, no mount (which would fail with "no medium found").
-        assert_eq!(next(Err(MediumError::NoMedium)), Direct::NotTheDvd);
+        // An empty drive: passed over, no mount (which would fail with "no medium found"); a medium
+        // may still come, so it is not a certain "no".
+        assert_eq!(next(Err(MediumError::NoMedium)), Direct::NoMedium);
         assert_eq!(next(Err(MediumError::Unrecognised)), Direct::Mount);
         assert_eq!(
             next(Err(MediumError::Unsupported("UDF: partition map 1 is a type 2 map".into()))),

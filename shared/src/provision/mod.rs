@@ -9,12 +9,21 @@
 //! CustomData execution, the `provisioned` marker, then Ready; or NotReady/ProvisioningFailed with a
 //! description naming the failed step and why. Ready is only ever sent when every step succeeded.
 //!
+//! **IMDS stage** (only when the local stage found no provisioning DVD on a disk never
+//! provisioned; before sshd, once the network is up): the provisioning request from IMDS
+//! ([`from_imds`]).
+//!
 //! Every step is idempotent, so a rerun after a crash at any point converges. A VM whose marker
-//! holds its VM id is not provisioned again; a new VM id (a captured image on a new VM) is.
+//! holds its VM id is not provisioned again. A disk provisioned for another VM keeps its users,
+//! passwords and host keys unless the provisioning section names a user it does not have
+//! ([`decide`]; docs/provisioning.md, "Which boots provision").
 
+pub mod decide;
+pub mod from_imds;
 pub mod network;
 pub mod plan;
 pub mod state;
+pub mod vm_changed;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -29,7 +38,7 @@ use crate::root::HostRoot;
 use crate::{customdata, dvd, hostname, ovf, ssh, user, vmid};
 
 pub use plan::{Plan, PlanError};
-pub use state::{LocalResult, Mode, State};
+pub use state::{Lifecycle, LocalResult, Mode, State};
 
 /// Environment variable naming a step after which the process aborts (for crash-consistency tests).
 pub const CRASH_AFTER_ENV: &str = "WALA_TEST_CRASH_AFTER";
@@ -53,8 +62,11 @@ impl ProvisionError {
 pub enum OvfSource {
     /// A file (`--ovf`), for image builders and tests.
     File(PathBuf),
-    /// The provisioning DVD, waiting up to this long for it to appear.
+    /// The provisioning DVD, waiting up to this long for it to appear (on a disk never
+    /// provisioned; a provisioned disk's boot does not wait for it).
     Dvd(Duration),
+    /// No provisioning DVD (`--no-dvd`), as on a VM that has none: for tests and image builders.
+    Absent,
 }
 
 /// What provisioning works with.
@@ -85,6 +97,8 @@ pub struct LocalOutcome {
     pub mode: Mode,
     /// Why the provisioning steps were skipped, when they were.
     pub skipped: Option<String>,
+    /// What this VM's provisioning is (set when the stage decided it, or found it decided).
+    pub lifecycle: Lifecycle,
     pub timings: Vec<StepTiming>,
 }
 
@@ -110,11 +124,27 @@ impl Context<'_> {
         }
     }
 
-    fn final_kvp(&self, vm_id: &str, failure: Option<&str>) {
+    /// A KVP record `WALA|<version>|<vm id>|<what>` = `text`, for the host to read.
+    fn note(&self, vm_id: &str, what: &str, text: &str) {
         if let Some(kvp) = &self.kvp {
-            let value = crate::kvp::provisioning_report(
+            let key = format!("WALA|{}|{vm_id}|{what}", crate::VERSION);
+            if let Err(e) = kvp.write(&key, text) {
+                log::warn!("cannot write the KVP record {what}: {e}");
+            }
+        }
+    }
+
+    fn final_kvp(&self, vm_id: &str, failure: Option<&str>) {
+        self.final_kvp_with(vm_id, failure, &[]);
+    }
+
+    /// The final KVP report with `extra` fields (what kind of provisioning this was).
+    fn final_kvp_with(&self, vm_id: &str, failure: Option<&str>, extra: &[(&str, &str)]) {
+        if let Some(kvp) = &self.kvp {
+            let value = crate::kvp::provisioning_report_with(
                 failure.is_none(),
                 failure,
+                extra,
                 vm_id,
                 std::time::SystemTime::now(),
             );
@@ -175,6 +205,7 @@ pub fn read_ovf(ctx: &Context<'_>, source: &OvfSource) -> Result<(Vec<u8>, ovf::
             let read = crate::timeline::wait("dvd", || dvd::read_ovf(ctx.runner, *wait));
             read.map_err(|e| ProvisionError::new("ovf", e))?.bytes
         }
+        OvfSource::Absent => return Err(ProvisionError::new("ovf", "no provisioning DVD (--no-dvd)")),
     };
     let env = ovf::parse_bytes(&bytes).map_err(|e| ProvisionError::new("ovf", e.reason()))?;
     Ok((bytes, env))
@@ -192,36 +223,37 @@ pub fn run_local(ctx: &Context<'_>, source: &OvfSource) -> Result<LocalOutcome, 
     let lib = ctx.lib_dir();
     let vm_id = vm_id(&ctx.root)?;
     let mode = mode(ctx);
-    let mut outcome = LocalOutcome { vm_id: vm_id.clone(), mode, skipped: None, timings: Vec::new() };
+    let mut outcome = LocalOutcome {
+        vm_id: vm_id.clone(),
+        mode,
+        skipped: None,
+        lifecycle: Lifecycle::Provisioned,
+        timings: Vec::new(),
+    };
 
     let recorded = state::load(&ctx.root, &lib);
     if state::provisioned_for(&ctx.root, &lib, &vm_id) {
         outcome.skipped = Some(format!("already provisioned (VM id {vm_id})"));
-    } else if recorded.as_ref().is_some_and(|s| s.vm_id == vm_id && s.local == LocalResult::Done) {
+        if let Some(st) = recorded.filter(|s| s.vm_id == vm_id) {
+            outcome.lifecycle = st.lifecycle;
+        }
+    } else if let Some(st) = recorded.filter(|s| s.vm_id == vm_id && s.local == LocalResult::Done) {
         outcome.skipped = Some("the local stage already ran for this VM (from the initramfs)".into());
+        if matches!(st.lifecycle, Lifecycle::ImdsPending { .. }) {
+            // /run did not survive (or was the initramfs's): the IMDS stage still has to run.
+            from_imds::mark_pending(&ctx.root);
+        }
+        outcome.lifecycle = st.lifecycle;
     } else if ctx.config.detect_scvmm_env && ctx.root.is_live() && dvd::detect_scvmm(ctx.runner) {
         outcome.skipped = Some("System Center VMM environment: its agent provisions this VM".into());
     } else if mode != Mode::Provision {
         outcome.skipped = Some(format!("provisioning is {mode:?} (Provisioning.Agent)"));
-        record(
-            ctx,
-            &lib,
-            State {
-                vm_id: vm_id.clone(),
-                mode,
-                local: LocalResult::Done,
-                final_report_sent: false,
-                host_keys_pending: false,
-            },
-        )?;
+        record(ctx, &lib, State::new(&vm_id, mode, LocalResult::Done))?;
     } else {
-        if let Some(previous) = recorded.as_ref().filter(|s| s.vm_id != vm_id) {
-            log::warn!("the VM id changed from {} to {vm_id}: provisioning this new VM", previous.vm_id);
-        }
         let started = Instant::now();
-        let result = provision_local(ctx, source, &vm_id, &mut outcome.timings);
+        let result = local_provisioning(ctx, source, &vm_id, &mut outcome.timings);
         let message = match &result {
-            Ok(_) => "local stage".to_string(),
+            Ok(done) => format!("local stage: {}", done.lifecycle.describe()),
             Err(e) => format!("local stage failed at step {}", e.step),
         };
         crate::telemetry::record(
@@ -229,27 +261,194 @@ pub fn run_local(ctx: &Context<'_>, source: &OvfSource) -> Result<LocalOutcome, 
             &lib,
             &crate::telemetry::AgentEvent::new("Provision", result.is_ok(), message, started.elapsed()),
         );
-        let local = match &result {
-            Ok(_) => LocalResult::Done,
-            Err(e) => LocalResult::Failed { step: e.step.clone(), reason: e.reason.clone() },
-        };
-        // RSA (and DSA) host keys are left to the host-keys stage, after sshd has started.
-        let host_keys_pending = result.as_ref().is_ok_and(|deferred| *deferred);
-        record(
-            ctx,
-            &lib,
-            State { vm_id: vm_id.clone(), mode, local, final_report_sent: false, host_keys_pending },
-        )?;
-        if let Err(e) = result {
-            log::error!("Provisioning failed: {e}");
-            ctx.final_kvp(&vm_id, Some(&e.to_string()));
-            return Err(e);
+        let mut st = State::new(&vm_id, mode, LocalResult::Done);
+        match &result {
+            Ok(done) => {
+                st.lifecycle = done.lifecycle.clone();
+                // RSA (and DSA) host keys are left to the host-keys stage, after sshd has started.
+                st.host_keys_pending = done.host_keys_pending;
+            }
+            Err(e) => st.local = LocalResult::Failed { step: e.step.clone(), reason: e.reason.clone() },
+        }
+        record(ctx, &lib, st)?;
+        match result {
+            Err(e) => {
+                log::error!("Provisioning failed: {e}");
+                ctx.final_kvp(&vm_id, Some(&e.to_string()));
+                return Err(e);
+            }
+            Ok(done) => {
+                match &done.lifecycle {
+                    Lifecycle::Kept { reason, .. } => {
+                        log::info!("Nothing provisioned: {reason}");
+                        ctx.note(&vm_id, "kept", reason);
+                    }
+                    Lifecycle::ImdsPending { dvd } => {
+                        log::info!("{dvd}: IMDS is asked once the network is up, before sshd");
+                        ctx.note(&vm_id, "imds-pending", dvd);
+                    }
+                    Lifecycle::Provisioned | Lifecycle::FromImds => {}
+                }
+                outcome.lifecycle = done.lifecycle;
+            }
         }
     }
     if let Some(why) = &outcome.skipped {
         log::info!("Provisioning skipped: {why}");
     }
     Ok(outcome)
+}
+
+/// What the local stage's provisioning ended with.
+struct LocalDone {
+    lifecycle: Lifecycle,
+    host_keys_pending: bool,
+}
+
+/// Read the source, decide ([`decide`]), and do it.
+fn local_provisioning(
+    ctx: &Context<'_>,
+    source: &OvfSource,
+    vm_id: &str,
+    timings: &mut Vec<StepTiming>,
+) -> Result<LocalDone, ProvisionError> {
+    let lib = ctx.lib_dir();
+    let disk = if state::disk_provisioned(&ctx.root, &lib) {
+        let previous = state::marker(&ctx.root, &lib).filter(|m| !m.is_empty());
+        log::warn!(
+            "This disk was provisioned for another VM ({}); it now boots as VM {vm_id} (a restored backup, a \
+             failover, a specialized disk on a new VM, or an image captured without deprovisioning)",
+            previous.as_deref().unwrap_or("VM id not recorded")
+        );
+        decide::Disk::ProvisionedFor(previous)
+    } else {
+        decide::Disk::Fresh
+    };
+    let decision = step(ctx, vm_id, timings, "ovf", || {
+        let read = read_source(ctx, source, &disk);
+        Ok(decide::decide(&disk, read, &|name| user::lookup(&ctx.root, name).map_or(true, |a| a.is_some())))
+    })?;
+    let previous = match &disk {
+        decide::Disk::ProvisionedFor(previous) => previous.clone(),
+        decide::Disk::Fresh => None,
+    };
+    match decision {
+        decide::Decision::Fail(e) => Err(e),
+        decide::Decision::AskImds { dvd } => {
+            from_imds::mark_pending(&ctx.root);
+            Ok(LocalDone { lifecycle: Lifecycle::ImdsPending { dvd }, host_keys_pending: false })
+        }
+        decide::Decision::Provision { bytes, env } => {
+            if previous.is_some() {
+                step(ctx, vm_id, timings, "forget-previous-vm", || Ok(forget_previous_vm(ctx)))?;
+            }
+            let host_keys_pending = provision_from(ctx, vm_id, timings, &bytes, &env)?;
+            Ok(LocalDone { lifecycle: Lifecycle::Provisioned, host_keys_pending })
+        }
+        decide::Decision::Keep { reason, refresh } => {
+            if previous.is_some() {
+                step(ctx, vm_id, timings, "forget-previous-vm", || Ok(forget_previous_vm(ctx)))?;
+            }
+            if let Some(env) = refresh {
+                refresh_from(ctx, vm_id, timings, &env)?;
+            }
+            Ok(LocalDone {
+                lifecycle: Lifecycle::Kept { previous_vm_id: previous, reason },
+                host_keys_pending: false,
+            })
+        }
+    }
+}
+
+/// The provisioning source as [`decide`] sees it. On a provisioned disk the DVD is not waited for:
+/// it only matters when it is there (udev is still let settle once, see [`dvd`]).
+fn read_source(ctx: &Context<'_>, source: &OvfSource, disk: &decide::Disk) -> decide::Source {
+    use decide::Source;
+    let bytes = match source {
+        OvfSource::File(path) => match crate::limits::read_file(path, crate::limits::Document::Ovf) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                return Source::Broken(ProvisionError::new(
+                    "ovf",
+                    format!("cannot read {}: {e}", path.display()),
+                ))
+            }
+        },
+        OvfSource::Absent => return Source::NoDvd("no provisioning DVD (--no-dvd)".into()),
+        OvfSource::Dvd(wait) => {
+            let wait = if *disk == decide::Disk::Fresh { *wait } else { Duration::ZERO };
+            match crate::timeline::wait("dvd", || dvd::read_ovf(ctx.runner, wait)) {
+                Ok(read) => read.bytes,
+                // An ovf-env.xml over its size limit is a broken request, not a missing one.
+                Err(e @ dvd::DvdError::Medium { .. }) => {
+                    return Source::Broken(ProvisionError::new("ovf", e))
+                }
+                Err(e @ dvd::DvdError::File(_)) => {
+                    return Source::NoDvd(format!("no provisioning DVD could be read ({e})"))
+                }
+                Err(e) => return Source::NoDvd(e.to_string()),
+            }
+        }
+    };
+    match ovf::parse_bytes(&bytes) {
+        Ok(env) => Source::Section { bytes, env: Box::new(env) },
+        Err(e) if e.no_provisioning_section() => Source::NoSection,
+        Err(e) => Source::Broken(ProvisionError::new("ovf", e.reason())),
+    }
+}
+
+/// Forget the previous VM's state ([`vm_changed`]); what cannot be removed is a warning.
+fn forget_previous_vm(ctx: &Context<'_>) -> usize {
+    let report = vm_changed::forget_previous_vm(&ctx.root, ctx.config);
+    for f in &report.failures {
+        log::warn!("forgetting the previous VM's state: {f}");
+    }
+    for p in &report.removed {
+        log::debug!("removed {} (the previous VM's)", p.display());
+    }
+    log::info!(
+        "removed {} file(s) of the previous VM (goal state, extension settings, DHCP leases)",
+        report.removed.len()
+    );
+    report.removed.len()
+}
+
+/// On a kept disk, what a provisioning section naming an existing user may still change: the
+/// hostname and the user's inline SSH keys (added, never removed). A section whose plan cannot be
+/// made (a system account, a bad key) changes nothing, with a warning.
+fn refresh_from(
+    ctx: &Context<'_>,
+    vm_id: &str,
+    timings: &mut Vec<StepTiming>,
+    env: &ovf::OvfEnv,
+) -> Result<(), ProvisionError> {
+    let root = &ctx.root;
+    let plan = match Plan::build(root, env, ctx.config, vm_id) {
+        Ok(plan) => plan,
+        Err(e) => {
+            log::warn!("the provisioning section's hostname and SSH keys are not applied: {e}");
+            return Ok(());
+        }
+    };
+    step(ctx, vm_id, timings, "hostname", || {
+        hostname::set_hostname(root, &plan.hostname).map(drop).map_err(|e| ProvisionError::new("hostname", e))
+    })?;
+    step(ctx, vm_id, timings, "ssh-keys", || {
+        let account =
+            user::lookup(root, &plan.user.name).map_err(|e| ProvisionError::new("ssh-keys", e))?.ok_or_else(
+                || ProvisionError::new("ssh-keys", format!("user {} does not exist", plan.user.name)),
+            )?;
+        user::check_regular(root, &account, plan.user.allow_system_user)
+            .map_err(|e| ProvisionError::new("ssh-keys", e))?;
+        deploy_inline_keys(root, &plan, &account)
+    })?;
+    if !plan.certificate_keys.is_empty() {
+        log::info!(
+            "{} key(s) named by certificate thumbprint are not deployed on a kept disk",
+            plan.certificate_keys.len()
+        );
+    }
+    Ok(())
 }
 
 /// The resource-disk stage, on every boot, beside sshd and the network bring-up (nothing waits for
@@ -290,20 +489,21 @@ fn crash_point(name: &str) {
     }
 }
 
-/// The local stage's steps; `Ok(true)` when host keys are left for the host-keys stage.
-fn provision_local(
+/// The provisioning steps for `env` (whose bytes are `bytes`); `Ok(true)` when host keys are left
+/// for the host-keys stage. Used by the local stage and by the IMDS stage.
+fn provision_from(
     ctx: &Context<'_>,
-    source: &OvfSource,
     vm_id: &str,
     timings: &mut Vec<StepTiming>,
+    bytes: &[u8],
+    env: &ovf::OvfEnv,
 ) -> Result<bool, ProvisionError> {
     let root = &ctx.root;
-    let (bytes, env) = step(ctx, vm_id, timings, "ovf", || read_ovf(ctx, source))?;
     let plan = step(ctx, vm_id, timings, "plan", || {
-        Plan::build(root, &env, ctx.config, vm_id).map_err(|e| ProvisionError::new("plan", e))
+        Plan::build(root, env, ctx.config, vm_id).map_err(|e| ProvisionError::new("plan", e))
     })?;
     let paths = &plan.paths;
-    step(ctx, vm_id, timings, "save-ovf", || save_scrubbed_ovf(root, &paths.lib_dir, &bytes))?;
+    step(ctx, vm_id, timings, "save-ovf", || save_scrubbed_ovf(root, &paths.lib_dir, bytes))?;
     step(ctx, vm_id, timings, "hostname", || {
         hostname::set_hostname(root, &plan.hostname).map(drop).map_err(|e| ProvisionError::new("hostname", e))
     })?;
@@ -552,14 +752,24 @@ pub fn run_network(ctx: &Context<'_>, platform: &dyn Platform) -> Result<Network
         report_failure(ctx, platform, &vm_id, &e);
         return Err(e);
     };
+    let kept = matches!(st.lifecycle, Lifecycle::Kept { .. });
     match st.mode {
         Mode::CloudInit => return Ok(NetworkOutcome::NothingToDo("cloud-init provisions this VM".into())),
         Mode::Disabled => {}
+        // Nothing is provisioned on a kept disk: Ready alone, as waagent sends it.
+        Mode::Provision if kept => {}
         Mode::Provision => {
             if let Err(e) = platform.report_health(&ProvisioningHealth::Provisioning) {
                 log::warn!("Reporting NotReady/Provisioning failed: {e}");
             }
         }
+    }
+    if st.local == LocalResult::Done && matches!(st.lifecycle, Lifecycle::ImdsPending { .. }) {
+        st.local = LocalResult::Failed {
+            step: "imds".into(),
+            reason: "no provisioning DVD, and the IMDS stage (wala-provision --stage imds) did not run"
+                .into(),
+        };
     }
     if let LocalResult::Failed { step, reason } = &st.local {
         let e = ProvisionError::new(step, reason);
@@ -570,7 +780,7 @@ pub fn run_network(ctx: &Context<'_>, platform: &dyn Platform) -> Result<Network
         return Err(e);
     }
     // With the marker written, the network steps are done: only the report is missing.
-    if st.mode == Mode::Provision && !provisioned {
+    if st.mode == Mode::Provision && !provisioned && !kept {
         if let Err(e) = network_steps(ctx, platform) {
             log::error!("Provisioning failed: {e}");
             if report_failure(ctx, platform, &vm_id, &e) {
@@ -583,7 +793,14 @@ pub fn run_network(ctx: &Context<'_>, platform: &dyn Platform) -> Result<Network
     }
     state::write_marker(&ctx.root, &lib, &vm_id).map_err(|e| ProvisionError::new("marker", e))?;
     crash_point("marker");
-    ctx.final_kvp(&vm_id, None);
+    match &st.lifecycle {
+        Lifecycle::Kept { reason, .. } => {
+            log::info!("Reporting Ready; nothing was provisioned: {reason}");
+            ctx.final_kvp_with(&vm_id, None, &[("provisioning", "none"), ("detail", reason)]);
+        }
+        Lifecycle::FromImds => ctx.final_kvp_with(&vm_id, None, &[("source", "imds")]),
+        Lifecycle::Provisioned | Lifecycle::ImdsPending { .. } => ctx.final_kvp(&vm_id, None),
+    }
     let reported = platform.report_health(&ProvisioningHealth::Ready);
     let event = crate::telemetry::AgentEvent::new("ReportReady", reported.is_ok(), "Ready", Duration::ZERO);
     crate::telemetry::record(&ctx.root, &lib, &event);
@@ -699,7 +916,7 @@ mod tests {
         let root = HostRoot::new(dir.path());
         let config = Config::default();
         let lib = config.lib_dir.as_path();
-        let st = State { vm_id: ID.into(), mode, local, final_report_sent: false, host_keys_pending: false };
+        let st = State::new(ID, mode, local);
         state::save(&root, lib, &st).expect("save");
         let ovf = concat!(
             r#"<Environment xmlns="http://schemas.dmtf.org/ovf/environment/1" xmlns:wa="http://schemas.microsoft.com/windowsazure">"#,
@@ -804,6 +1021,38 @@ mod tests {
         let p = RecordingPlatform::default();
         assert_eq!(run_network(&ctx(&dir, &config, &runner), &p).unwrap_err().step, "local");
         assert!(matches!(p.reports().as_slice(), [ProvisioningHealth::Failed { .. }]));
+    }
+
+    #[test]
+    fn a_marker_in_waagents_byte_order_or_case_is_this_vm_and_another_id_keeps_the_disk() {
+        let (dir, config) = setup(LocalResult::Done, Mode::Provision);
+        let runner = FakeRunner::new();
+        let c = ctx(&dir, &config, &runner);
+        let lib = config.lib_dir.as_path();
+        // waagent swaps the first three groups on every generation (this is a Gen2 VM, whose id
+        // is not swapped); old agents stored the raw order; kernels before 4.15 print upper case.
+        for marker in ["2A3F5C7E-4D1B-6F4E-8A9B-0C1D2E3F4A5B".to_string(), ID.to_lowercase()] {
+            state::write_marker(&c.root, lib, &marker).expect("marker");
+            let out = run_local(&c, &OvfSource::Absent).expect("local");
+            assert!(out.skipped.as_deref().is_some_and(|s| s.starts_with("already provisioned")), "{marker}");
+        }
+        // Another VM's id, no DVD: kept (nothing provisioned), then Ready alone and the new marker.
+        let other = "00000000-1111-2222-3333-444444444444";
+        state::write_marker(&c.root, lib, other).expect("marker");
+        std::fs::remove_file(dir.path().join("var/lib/waagent/wala-provisioning.json")).expect("rm");
+        let out = run_local(&c, &OvfSource::Absent).expect("local");
+        assert_eq!(out.skipped, None);
+        let Lifecycle::Kept { previous_vm_id, reason } = &out.lifecycle else {
+            panic!("{:?}", out.lifecycle)
+        };
+        assert_eq!(previous_vm_id.as_deref(), Some(other));
+        assert!(reason.ends_with("no provisioning DVD (--no-dvd): nothing to provision"), "{reason}");
+        assert!(!c.root.path("run/wala/imds-pending").exists(), "no IMDS on a provisioned disk");
+        let p = RecordingPlatform::default();
+        assert_eq!(run_network(&c, &p), Ok(NetworkOutcome::Ready));
+        assert_eq!(p.reports(), vec![ProvisioningHealth::Ready]);
+        assert_eq!(state::marker(&c.root, lib).as_deref(), Some(ID));
+        assert!(runner.command_lines().is_empty(), "{:?}", runner.command_lines());
     }
 
     #[test]

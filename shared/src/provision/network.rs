@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use super::{state, Context, LocalResult, Mode, NetworkOutcome, ProvisionError};
+use super::{state, Context, Lifecycle, LocalResult, Mode, NetworkOutcome, ProvisionError};
 use crate::route_wait;
 use crate::wire::{certs, client::WireClient, endpoint};
 
@@ -34,7 +34,9 @@ pub fn nothing_to_do(ctx: &Context<'_>) -> Result<Option<String>, ProvisionError
 /// OVF names an SSH key or key pair by certificate thumbprint.
 pub fn needs_certificates(ctx: &Context<'_>) -> bool {
     let lib = ctx.lib_dir();
-    let local_done = state::load(&ctx.root, &lib).is_some_and(|s| s.local == LocalResult::Done);
+    let local_done = state::load(&ctx.root, &lib).is_some_and(|s| {
+        s.local == LocalResult::Done && matches!(s.lifecycle, Lifecycle::Provisioned | Lifecycle::FromImds)
+    });
     let saved = crate::files::read_optional(&ctx.root.path(lib.join("ovf-env.xml"))).ok().flatten();
     local_done
         && saved.and_then(|t| crate::ovf::parse(&t).ok()).is_some_and(|env| {

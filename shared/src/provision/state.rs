@@ -34,6 +34,48 @@ pub enum LocalResult {
     Failed { step: String, reason: String },
 }
 
+/// What this VM's provisioning is (`docs/provisioning.md`, "Which boots provision").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Lifecycle {
+    /// Provisioned from a provisioning section (the DVD's, `--ovf`, or one made from IMDS).
+    #[default]
+    Provisioned,
+    /// Nothing was provisioned, on purpose: the disk keeps its users, passwords and host keys.
+    /// The network stage reports Ready alone (no `NotReady`/`Provisioning` before it).
+    Kept {
+        /// The VM id the marker held, when the disk was provisioned for another VM.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        previous_vm_id: Option<String>,
+        /// Why, in a sentence (logged, and in the KVP report).
+        reason: String,
+    },
+    /// Provisioned from the request IMDS made (no provisioning DVD could be read).
+    FromImds,
+    /// No provisioning DVD could be read on a disk never provisioned: the IMDS stage decides,
+    /// before sshd, once the network is up.
+    ImdsPending {
+        /// Why the DVD gave nothing.
+        dvd: String,
+    },
+}
+
+impl Lifecycle {
+    fn is_provisioned(&self) -> bool {
+        *self == Lifecycle::Provisioned
+    }
+
+    /// A few words for logs and telemetry.
+    pub fn describe(&self) -> String {
+        match self {
+            Lifecycle::Provisioned => "provisioned".into(),
+            Lifecycle::FromImds => "provisioned from IMDS".into(),
+            Lifecycle::Kept { reason, .. } => format!("nothing provisioned: {reason}"),
+            Lifecycle::ImdsPending { .. } => "no provisioning DVD: IMDS to be asked".into(),
+        }
+    }
+}
+
 /// The hand-off state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
@@ -47,6 +89,23 @@ pub struct State {
     /// comes up; cleared once they are made. Ready waits for them.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub host_keys_pending: bool,
+    /// What the provisioning of this VM is; absent (provisioned) in files of older versions.
+    #[serde(default, skip_serializing_if = "Lifecycle::is_provisioned")]
+    pub lifecycle: Lifecycle,
+}
+
+impl State {
+    /// A state with the given outcome, nothing reported yet, no host keys pending, provisioned.
+    pub fn new(vm_id: &str, mode: Mode, local: LocalResult) -> Self {
+        Self {
+            vm_id: vm_id.to_string(),
+            mode,
+            local,
+            final_report_sent: false,
+            host_keys_pending: false,
+            lifecycle: Lifecycle::Provisioned,
+        }
+    }
 }
 
 const STATE_FILE: &str = "wala-provisioning.json";
@@ -74,6 +133,12 @@ pub fn save(root: &HostRoot, lib_dir: &Path, state: &State) -> Result<(), FileEr
 /// The VM id in the marker, if the marker exists.
 pub fn marker(root: &HostRoot, lib_dir: &Path) -> Option<String> {
     files::read_optional(&root.path(lib_dir.join(MARKER_FILE))).ok()?.map(|s| s.trim().to_string())
+}
+
+/// Whether the disk was provisioned at all: the marker exists, whatever VM id it holds (waagent's
+/// test; an empty marker is an old agent's).
+pub fn disk_provisioned(root: &HostRoot, lib_dir: &Path) -> bool {
+    root.path(lib_dir.join(MARKER_FILE)).is_file()
 }
 
 /// Whether the marker says this VM is provisioned (waagent's comparison: case and byte order
@@ -104,18 +169,32 @@ mod tests {
             local: LocalResult::Failed { step: "user".into(), reason: "boom".into() },
             final_report_sent: false,
             host_keys_pending: true,
+            lifecycle: Lifecycle::Kept { previous_vm_id: Some("old".into()), reason: "why".into() },
         };
         save(&root, lib, &s).expect("save");
         assert_eq!(load(&root, lib), Some(s));
         let text =
             std::fs::read_to_string(dir.path().join("var/lib/waagent/wala-provisioning.json")).unwrap();
         assert!(text.contains("\"result\": \"failed\""), "{text}");
+        assert!(
+            text.contains("\"kind\": \"kept\"") && text.contains("\"previous_vm_id\": \"old\""),
+            "{text}"
+        );
         // A file an older wala wrote (no host_keys_pending) still loads: nothing is pending.
         let old = r#"{"vm_id": "id", "mode": "provision", "local": {"result": "done"}}"#;
         std::fs::write(dir.path().join("var/lib/waagent/wala-provisioning.json"), old).unwrap();
-        assert!(load(&root, lib).is_some_and(|s| !s.host_keys_pending && s.local == LocalResult::Done));
+        assert!(load(&root, lib).is_some_and(|s| !s.host_keys_pending
+            && s.local == LocalResult::Done
+            && s.lifecycle == Lifecycle::Provisioned));
+        // A provisioned VM's file does not name its lifecycle (older versions read it as before).
+        save(&root, lib, &State::new("id", Mode::Provision, LocalResult::Done)).expect("save");
+        let text =
+            std::fs::read_to_string(dir.path().join("var/lib/waagent/wala-provisioning.json")).unwrap();
+        assert!(!text.contains("lifecycle"), "{text}");
+        assert!(!disk_provisioned(&root, lib));
         assert!(!provisioned_for(&root, lib, "544CDFD0-CB4E-4B4A-9954-5BDF3ED5C3B8"));
         write_marker(&root, lib, "544cdfd0-cb4e-4b4a-9954-5bdf3ed5c3b8").expect("marker");
+        assert!(disk_provisioned(&root, lib));
         assert!(provisioned_for(&root, lib, "544CDFD0-CB4E-4B4A-9954-5BDF3ED5C3B8"));
         assert!(
             provisioned_for(&root, lib, "D0DF4C54-4ECB-4A4B-9954-5BDF3ED5C3B8"),
