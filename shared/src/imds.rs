@@ -20,6 +20,7 @@
 //! Errors name the field as a JSON path, e.g. `compute.osProfile.disablePasswordAuthentication`.
 
 pub mod client;
+pub mod reprovision;
 
 use base64::Engine;
 use serde_json::{Map, Value};
