@@ -14,6 +14,7 @@
 
 pub mod network;
 pub mod plan;
+pub mod preprovisioned;
 pub mod state;
 
 use std::path::{Path, PathBuf};
@@ -197,6 +198,9 @@ pub fn run_local(ctx: &Context<'_>, source: &OvfSource) -> Result<LocalOutcome, 
     let recorded = state::load(&ctx.root, &lib);
     if state::provisioned_for(&ctx.root, &lib, &vm_id) {
         outcome.skipped = Some(format!("already provisioned (VM id {vm_id})"));
+    } else if let Some(pool) = preprovisioned::pending(&ctx.root, &lib, &vm_id) {
+        // A pre-provisioned pool VM still waiting to be taken over (preprovisioned.rs).
+        outcome.skipped = Some(preprovisioned::hand_over(ctx, &pool)?);
     } else if recorded.as_ref().is_some_and(|s| s.vm_id == vm_id && s.local == LocalResult::Done) {
         outcome.skipped = Some("the local stage already ran for this VM (from the initramfs)".into());
     } else if ctx.config.detect_scvmm_env && ctx.root.is_live() && dvd::detect_scvmm(ctx.runner) {
@@ -220,6 +224,14 @@ pub fn run_local(ctx: &Context<'_>, source: &OvfSource) -> Result<LocalOutcome, 
         }
         let started = Instant::now();
         let result = provision_local(ctx, source, &vm_id, &mut outcome.timings);
+        // A pre-provisioned pool VM: nothing applied; the pps stage takes over (preprovisioned.rs).
+        if let Ok(LocalSteps::Pool(kind)) = result {
+            let why = preprovisioned::enter_pool(ctx, &vm_id, kind)?;
+            log::info!("Provisioning skipped: {why}");
+            outcome.skipped = Some(why);
+            return Ok(outcome);
+        }
+        let result = result.map(|s| matches!(s, LocalSteps::Applied { host_keys_pending: true }));
         let message = match &result {
             Ok(_) => "local stage".to_string(),
             Err(e) => format!("local stage failed at step {}", e.step),
@@ -284,20 +296,44 @@ fn step<T>(
     Ok(value)
 }
 
-/// The local stage's steps; `Ok(true)` when host keys are left for the host-keys stage.
+/// What the local stage's steps came to.
+enum LocalSteps {
+    /// Provisioned; whether host keys are left for the host-keys stage.
+    Applied { host_keys_pending: bool },
+    /// A pre-provisioned pool VM's OVF: nothing applied.
+    Pool(preprovisioned::PoolKind),
+}
+
+/// The local stage's steps: the OVF, then (unless it is a pool VM's) [`provision_from`] it.
 fn provision_local(
     ctx: &Context<'_>,
     source: &OvfSource,
     vm_id: &str,
     timings: &mut Vec<StepTiming>,
+) -> Result<LocalSteps, ProvisionError> {
+    let (bytes, env) = step(ctx, vm_id, timings, "ovf", || read_ovf(ctx, source))?;
+    if let Some(kind) = preprovisioned::pool_kind(&env) {
+        return Ok(LocalSteps::Pool(kind));
+    }
+    let host_keys_pending = provision_from(ctx, &bytes, &env, vm_id, timings)?;
+    Ok(LocalSteps::Applied { host_keys_pending })
+}
+
+/// The provisioning steps for an OVF environment (from the DVD, or from IMDS for a pool VM taken
+/// over); `Ok(true)` when host keys are left for the host-keys stage.
+fn provision_from(
+    ctx: &Context<'_>,
+    bytes: &[u8],
+    env: &ovf::OvfEnv,
+    vm_id: &str,
+    timings: &mut Vec<StepTiming>,
 ) -> Result<bool, ProvisionError> {
     let root = &ctx.root;
-    let (bytes, env) = step(ctx, vm_id, timings, "ovf", || read_ovf(ctx, source))?;
     let plan = step(ctx, vm_id, timings, "plan", || {
-        Plan::build(root, &env, ctx.config, vm_id).map_err(|e| ProvisionError::new("plan", e))
+        Plan::build(root, env, ctx.config, vm_id).map_err(|e| ProvisionError::new("plan", e))
     })?;
     let paths = &plan.paths;
-    step(ctx, vm_id, timings, "save-ovf", || save_scrubbed_ovf(root, &paths.lib_dir, &bytes))?;
+    step(ctx, vm_id, timings, "save-ovf", || save_scrubbed_ovf(root, &paths.lib_dir, bytes))?;
     step(ctx, vm_id, timings, "hostname", || {
         hostname::set_hostname(root, &plan.hostname).map(drop).map_err(|e| ProvisionError::new("hostname", e))
     })?;
