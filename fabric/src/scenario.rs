@@ -244,7 +244,11 @@ impl Scenario {
             status_blob_path: desc.status_blob_path,
             files,
             rewrite: desc.rewrite,
-            reprovision_data: desc.reprovision_data.as_deref().map(|n| bytes("reprovision_data", n)).transpose()?,
+            reprovision_data: desc
+                .reprovision_data
+                .as_deref()
+                .map(|n| bytes("reprovision_data", n))
+                .transpose()?,
             reprovision_hold_ms: desc.reprovision_hold_ms,
         })
     }

@@ -451,7 +451,10 @@ fn reprovisiondata_is_held_open_then_404_until_a_user_takes_the_pool_vm_over() {
     assert_eq!(request(f.wire_addr(), "PUT", "/__fabric/reprovisiondata", &[], b"").unwrap().status, 400);
     assert_eq!(request(f.wire_addr(), "DELETE", "/__fabric/reprovisiondata", &[], b"").unwrap().status, 204);
     assert_eq!(get(i, target, &md).status, 404);
-    assert_eq!(f.requests_on(Listener::Imds).iter().filter(|r| r.path() == "/metadata/reprovisiondata").count(), 6);
+    assert_eq!(
+        f.requests_on(Listener::Imds).iter().filter(|r| r.path() == "/metadata/reprovisiondata").count(),
+        6
+    );
 }
 
 #[test]

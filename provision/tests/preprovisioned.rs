@@ -85,7 +85,12 @@ fn reports(fabric: &Fabric) -> Vec<String> {
         .health_reports()
         .iter()
         .map(|h| {
-            format!("{}/{}@{}", h.state, h.substatus.clone().unwrap_or_default(), h.incarnation.clone().unwrap_or_default())
+            format!(
+                "{}/{}@{}",
+                h.state,
+                h.substatus.clone().unwrap_or_default(),
+                h.incarnation.clone().unwrap_or_default()
+            )
         })
         .collect()
 }
@@ -120,7 +125,11 @@ fn a_running_pool_vm_reports_ready_for_the_pool_then_provisions_its_user_and_not
     // The local stage: nothing of the placeholder is applied; the pps stage is flagged.
     let out = stage(&r, "local", &pool, &conf);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("pre-provisioned pool VM (PreprovisionedVMType Running)"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("pre-provisioned pool VM (PreprovisionedVMType Running)"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!has_user(&r, "pooluser"), "the placeholder user was created");
     assert_eq!(std::fs::read_to_string(r.path("etc/hostname")).ok(), hostname_before);
     assert!(!r.path("var/lib/waagent/ovf-env.xml").exists(), "the placeholder OVF was saved");
@@ -163,7 +172,10 @@ fn a_running_pool_vm_reports_ready_for_the_pool_then_provisions_its_user_and_not
     let ready_at = sent.iter().position(|q| q.target == "/machine?comp=health").expect("health");
     let first_poll = sent.iter().position(|q| q.path() == "/metadata/reprovisiondata").expect("poll");
     assert!(ready_at < first_poll, "polled IMDS before the pool's Ready");
-    assert!(sent.iter().filter(|q| q.listener == Listener::Imds).all(|q| q.header("Metadata") == Some("true")));
+    assert!(sent
+        .iter()
+        .filter(|q| q.listener == Listener::Imds)
+        .all(|q| q.header("Metadata") == Some("true")));
 
     // The network stage: the user's goal state gets NotReady/Provisioning, then Ready.
     let out = stage(&r, "network", &pool, &conf);
@@ -192,7 +204,10 @@ fn a_reboot_after_the_pools_ready_goes_straight_to_polling() {
     let (pool, user) = ovfs(&r, RUNNING);
     assert!(stage(&r, "local", &pool, &conf).status.success());
     // The stage dies right after Ready was recorded.
-    let out = command(&r, "pps", &pool, &conf).env("WALA_TEST_CRASH_AFTER", "pps-report-ready").output().expect("run");
+    let out = command(&r, "pps", &pool, &conf)
+        .env("WALA_TEST_CRASH_AFTER", "pps-report-ready")
+        .output()
+        .expect("run");
     assert!(!out.status.success(), "the crash hook did not fire");
     assert_eq!(reprovision_requests(&fabric), 0);
     assert_eq!(reports(&fabric), ["Ready/@1"]);
@@ -217,7 +232,8 @@ fn a_bad_ovf_from_imds_is_reported_as_provisioning_failed_and_nothing_is_created
     let conf = platform_config(&r, &fabric);
     let (pool, user) = ovfs(&r, RUNNING);
     assert!(stage(&r, "local", &pool, &conf).status.success());
-    fabric.set_reprovision_data(Some(user.replace("<ns1:HostName>wala-test-vm</ns1:HostName>", "").as_bytes()));
+    fabric
+        .set_reprovision_data(Some(user.replace("<ns1:HostName>wala-test-vm</ns1:HostName>", "").as_bytes()));
     let out = stage(&r, "pps", &pool, &conf);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(!has_user(&r, "azureuser") && !has_user(&r, "pooluser"));
@@ -235,7 +251,14 @@ fn a_failed_pool_ready_fails_a_running_vm_and_is_tolerated_for_a_savable_one() {
     if !need_root("a_failed_pool_ready_fails_a_running_vm_and_is_tolerated_for_a_savable_one") {
         return;
     }
-    let health = || Fault::new(Listener::Wireserver, "/machine?comp=health", FaultAction::Status { status: 400, body: None }).times(1);
+    let health = || {
+        Fault::new(
+            Listener::Wireserver,
+            "/machine?comp=health",
+            FaultAction::Status { status: 400, body: None },
+        )
+        .times(1)
+    };
     // Running: the stage fails, and the network stage says why.
     let fabric = fabric();
     let r = TestRoot::new();
@@ -273,8 +296,7 @@ fn an_os_disk_pool_vm_reports_ready_and_waits_for_its_shutdown() {
     let fabric = fabric();
     let r = TestRoot::new();
     let conf = platform_config(&r, &fabric);
-    let (pool, _) =
-        ovfs(&r, "<ns1:PreprovisionedVMType>PreprovisionedOSDisk</ns1:PreprovisionedVMType>");
+    let (pool, _) = ovfs(&r, "<ns1:PreprovisionedVMType>PreprovisionedOSDisk</ns1:PreprovisionedVMType>");
     assert!(stage(&r, "local", &pool, &conf).status.success());
     let out = command(&r, "pps", &pool, &conf).args(["--pps-wait-limit", "1"]).output().expect("run");
     assert_eq!(out.status.code(), Some(1));
@@ -339,9 +361,8 @@ mod netns {
                         endpoint(fabric.imds_addr()),
                     );
                     let client = wala::wire::client::WireClient::new(e.clone(), r.path("var/lib/waagent"));
-                    let reprovision = wala::imds::reprovision::ReprovisionClient::new(e.imds.clone()).with_policy(
-                        wala::imds::reprovision::PollPolicy::default().scaled_down(10),
-                    );
+                    let reprovision = wala::imds::reprovision::ReprovisionClient::new(e.imds.clone())
+                        .with_policy(wala::imds::reprovision::PollPolicy::default().scaled_down(10));
                     let services = PoolServices {
                         platform: &client,
                         reprovision: &reprovision,

@@ -96,7 +96,7 @@ pub struct Reprovision {
 enum Answer {
     NotYet(u16),
     Failed(String),
-    NoAnswer(String),
+    Silent(String),
 }
 
 /// The `reprovisiondata` client.
@@ -140,7 +140,9 @@ impl ReprovisionClient {
         loop {
             attempts += 1;
             let timeout = match limit {
-                Some(l) => p.attempt_timeout.min(l.saturating_sub(started.elapsed())).max(Duration::from_millis(1)),
+                Some(l) => {
+                    p.attempt_timeout.min(l.saturating_sub(started.elapsed())).max(Duration::from_millis(1))
+                }
                 None => p.attempt_timeout,
             };
             let request = Request::get(url.as_str())
@@ -157,7 +159,11 @@ impl ReprovisionClient {
                         resp.body.len(),
                         started.elapsed().as_secs()
                     );
-                    return Ok(Reprovision { ovf: Secret::new(resp.body), attempts, waited: started.elapsed() });
+                    return Ok(Reprovision {
+                        ovf: Secret::new(resp.body),
+                        attempts,
+                        waited: started.elapsed(),
+                    });
                 }
                 Ok(resp) if resp.status == 404 || resp.status == 410 => Answer::NotYet(resp.status),
                 Ok(resp) => {
@@ -165,7 +171,7 @@ impl ReprovisionClient {
                     Answer::Failed(format!("HTTP {}: {excerpt}", resp.status))
                 }
                 Err(e @ HttpError::TooLarge { .. }) => return Err(ReprovisionError::TooLarge(e)),
-                Err(e) => Answer::NoAnswer(e.to_string()),
+                Err(e) => Answer::Silent(e.to_string()),
             };
             let (delay, text) = match &answer {
                 Answer::NotYet(status) => {
@@ -178,7 +184,7 @@ impl ReprovisionClient {
                     errors_run += 1;
                     (backoff(p, errors_run), why.clone())
                 }
-                Answer::NoAnswer(why) => {
+                Answer::Silent(why) => {
                     no_answer_run += 1;
                     errors_run += 1;
                     (backoff(p, errors_run), why.clone())
@@ -187,7 +193,7 @@ impl ReprovisionClient {
             let kind = match &answer {
                 Answer::NotYet(s) => format!("not-yet {s}"),
                 Answer::Failed(_) => "failed".into(),
-                Answer::NoAnswer(_) => "no-answer".into(),
+                Answer::Silent(_) => "no-answer".into(),
             };
             let due = last_logged.as_ref().is_none_or(|(at, k)| *k != kind || at.elapsed() >= p.log_every);
             if due {
@@ -256,7 +262,10 @@ mod tests {
         assert_eq!(sent.len(), 7);
         let mut ids = std::collections::BTreeSet::new();
         for r in &sent {
-            assert_eq!((r.method.as_str(), r.target.as_str()), ("GET", "/metadata/reprovisiondata?api-version=2019-06-01"));
+            assert_eq!(
+                (r.method.as_str(), r.target.as_str()),
+                ("GET", "/metadata/reprovisiondata?api-version=2019-06-01")
+            );
             assert_eq!(r.header("Metadata"), Some("true"));
             ids.insert(r.header("x-ms-client-request-id").expect("request id").to_string());
         }

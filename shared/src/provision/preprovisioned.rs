@@ -137,12 +137,14 @@ fn save(root: &HostRoot, lib_dir: &Path, s: &PoolState) -> Result<(), ProvisionE
     let err = |e: &dyn std::fmt::Display| ProvisionError::new("pps-state", e);
     files::ensure_dir(&root.path(lib_dir), 0o700).map_err(|e| err(&e))?;
     let text = serde_json::to_string_pretty(s).unwrap_or_default() + "\n";
-    files::write_atomic(&state_path(root, lib_dir), text.as_bytes(), WriteOptions::mode(0o600)).map_err(|e| err(&e))
+    files::write_atomic(&state_path(root, lib_dir), text.as_bytes(), WriteOptions::mode(0o600))
+        .map_err(|e| err(&e))
 }
 
 fn raise_flag(root: &HostRoot) -> Result<(), ProvisionError> {
     let path = flag_path(root);
-    let err = |e: &dyn std::fmt::Display| ProvisionError::new("pps-state", format!("{}: {e}", path.display()));
+    let err =
+        |e: &dyn std::fmt::Display| ProvisionError::new("pps-state", format!("{}: {e}", path.display()));
     if let Some(dir) = path.parent() {
         files::ensure_dir(dir, 0o755).map_err(|e| err(&e))?;
     }
@@ -153,7 +155,9 @@ fn raise_flag(root: &HostRoot) -> Result<(), ProvisionError> {
 fn clear(root: &HostRoot, lib_dir: &Path) {
     for path in [state_path(root, lib_dir), flag_path(root)] {
         match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => log::warn!("cannot remove {}: {e}", path.display()),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                log::warn!("cannot remove {}: {e}", path.display())
+            }
             _ => {}
         }
     }
@@ -179,7 +183,8 @@ pub(crate) fn enter_pool(ctx: &Context<'_>, vm_id: &str, kind: PoolKind) -> Resu
             mode: Mode::Provision,
             local: LocalResult::Failed {
                 step: "pps".into(),
-                reason: "a pre-provisioned pool VM that was not taken over (the pps stage did not finish)".into(),
+                reason: "a pre-provisioned pool VM that was not taken over (the pps stage did not finish)"
+                    .into(),
             },
             final_report_sent: false,
             host_keys_pending: false,
@@ -242,7 +247,11 @@ impl std::fmt::Debug for PoolServices<'_> {
 pub enum PoolOutcome {
     NothingToDo(String),
     /// Provisioned from the user's OVF; the network stage reports Ready.
-    Reprovisioned { kind: PoolKind, resumed: bool, requests: u32 },
+    Reprovisioned {
+        kind: PoolKind,
+        resumed: bool,
+        requests: u32,
+    },
 }
 
 /// The pps stage with the real platform: route to the WireServer, the WireServer, IMDS, rtnetlink
@@ -361,15 +370,18 @@ fn wait_and_provision(
             (Links::Watch(p), Some(w)) if pool.kind == PoolKind::Running => Some(primary_index(p, w)?),
             _ => None,
         };
-        let known: BTreeSet<u32> = watch.as_ref().map(|w| w.links().map(|l| l.index).collect()).unwrap_or_default();
+        let known: BTreeSet<u32> =
+            watch.as_ref().map(|w| w.links().map(|l| l.index).collect()).unwrap_or_default();
         report_pool_ready(ctx, svc, pool, vm_id, &mut timings)?;
         match (pool.kind, watch.as_mut()) {
             (PoolKind::OsDisk, _) => return wait_for_shutdown(svc.wait_limit),
             (PoolKind::Running, Some(w)) => {
                 let index = primary.unwrap_or_default();
                 log::info!("waiting for the host to move NIC #{index} to the user's network (carrier lost, then back)");
-                let link = crate::timeline::wait("pps-nic-switch", || w.wait_for_media_switch(index, svc.wait_limit))
-                    .map_err(nic_error)?;
+                let link = crate::timeline::wait("pps-nic-switch", || {
+                    w.wait_for_media_switch(index, svc.wait_limit)
+                })
+                .map_err(nic_error)?;
                 log::info!("the NIC switched networks: {link}");
             }
             (PoolKind::Savable, Some(w)) => {
@@ -377,8 +389,9 @@ fn wait_and_provision(
                 let gone = crate::timeline::wait("pps-nic-detach", || w.wait_for_detach(svc.wait_limit))
                     .map_err(nic_error)?;
                 log::info!("NIC {gone} was unplugged; waiting for the user's NIC to be plugged in");
-                let new = crate::timeline::wait("pps-nic-attach", || w.wait_for_attach(&known, svc.wait_limit))
-                    .map_err(nic_error)?;
+                let new =
+                    crate::timeline::wait("pps-nic-attach", || w.wait_for_attach(&known, svc.wait_limit))
+                        .map_err(nic_error)?;
                 log::info!("NIC {new} was plugged in");
             }
             (_, None) => {}
@@ -407,7 +420,9 @@ fn wait_and_provision(
             .map_err(|e| ProvisionError::new("ovf", format!("the ovf-env.xml from IMDS: {}", e.reason())))
     })?;
     if let Some(again) = pool_kind(&env) {
-        log::warn!("the user's ovf-env.xml still says PreprovisionedVMType {again}: provisioning it all the same");
+        log::warn!(
+            "the user's ovf-env.xml still says PreprovisionedVMType {again}: provisioning it all the same"
+        );
     }
     let old_hostname = crate::hostname::kernel_hostname();
     let host_keys_pending = super::provision_from(ctx, bytes, &env, vm_id, &mut timings)?;
@@ -513,7 +528,9 @@ mod tests {
 
     fn env(vm: Option<&str>, kind: Option<&str>) -> OvfEnv {
         let vm = vm.map(|v| format!("<wa:PreprovisionedVm>{v}</wa:PreprovisionedVm>")).unwrap_or_default();
-        let kind = kind.map(|k| format!("<wa:PreprovisionedVMType>{k}</wa:PreprovisionedVMType>")).unwrap_or_default();
+        let kind = kind
+            .map(|k| format!("<wa:PreprovisionedVMType>{k}</wa:PreprovisionedVMType>"))
+            .unwrap_or_default();
         let xml = format!(
             r#"<Environment xmlns="http://schemas.dmtf.org/ovf/environment/1" xmlns:wa="http://schemas.microsoft.com/windowsazure">
 <wa:ProvisioningSection><wa:Version>1.0</wa:Version><wa:LinuxProvisioningConfigurationSet>
@@ -551,10 +568,17 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = HostRoot::new(dir.path());
         let lib = Path::new("/var/lib/waagent");
-        let s = PoolState { vm_id: "544CDFD0-CB4E-4B4A-9954-5BDF3ED5C3B8".into(), kind: PoolKind::Savable, reported_ready: true };
+        let s = PoolState {
+            vm_id: "544CDFD0-CB4E-4B4A-9954-5BDF3ED5C3B8".into(),
+            kind: PoolKind::Savable,
+            reported_ready: true,
+        };
         save(&root, lib, &s).expect("save");
         let text = std::fs::read_to_string(dir.path().join("var/lib/waagent/wala-pps.json")).expect("read");
-        assert!(text.contains("\"kind\": \"savable\"") && text.contains("\"reported_ready\": true"), "{text}");
+        assert!(
+            text.contains("\"kind\": \"savable\"") && text.contains("\"reported_ready\": true"),
+            "{text}"
+        );
         assert_eq!(pending(&root, lib, "544cdfd0-cb4e-4b4a-9954-5bdf3ed5c3b8"), Some(s));
         assert_eq!(pending(&root, lib, "00000000-0000-0000-0000-000000000000"), None);
         clear(&root, lib);
