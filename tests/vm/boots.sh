@@ -475,6 +475,8 @@ pps_scenario() {
         result "$name: the host moves the NIC to the user's network (QMP set_link net0 off, on)" $? "$d/qmp.log"
         ;;
     savable)
+        # The new NIC (a new device, a new interface index) keeps qemu's default MAC address: slirp
+        # then leases it the first NIC's address, which the harness's ssh forward points at.
         python3 "$tool" qmp "$d/qmp.sock" device_del '{"id": "net0"}' DEVICE_DELETED >"$d/qmp.log" 2>&1
         result "$name: the host unplugs the NIC (QMP device_del net0, DEVICE_DELETED)" $? "$d/qmp.log"
         sleep 2
@@ -484,7 +486,7 @@ pps_scenario() {
         python3 "$tool" qmp "$d/qmp.sock" stop >>"$d/qmp.log" 2>&1 && sleep 1 &&
             python3 "$tool" qmp "$d/qmp.sock" cont >>"$d/qmp.log" 2>&1 &&
             python3 "$tool" qmp "$d/qmp.sock" device_add \
-                '{"driver": "virtio-net-pci", "netdev": "n0", "id": "net1", "mac": "52:54:00:12:35:01"}' >>"$d/qmp.log" 2>&1
+                '{"driver": "virtio-net-pci", "netdev": "n0", "id": "net1", "mac": "52:54:00:12:34:56"}' >>"$d/qmp.log" 2>&1
         result "$name: the VM is paused and resumed, and a new NIC is plugged in (QMP stop, cont, device_add net1)" $? "$d/qmp.log"
         ;;
     esac
