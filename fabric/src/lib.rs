@@ -15,7 +15,9 @@
 //! (replace or remove the vmSettings document), `PUT /__fabric/extensionsconfig` (replace the
 //! ExtensionsConfig document; bump the incarnation for the agent to fetch it), `PUT|DELETE
 //! /__fabric/imds` (replace the IMDS instance document, or make IMDS answer 404), `GET
-//! /__fabric/certificates`.
+//! /__fabric/certificates`, `GET|PUT|DELETE /__fabric/reprovisiondata` (the `ovf-env.xml` IMDS
+//! serves at `/metadata/reprovisiondata` once a user took a pre-provisioned pool VM over; PUT also
+//! starts a new goal state, incarnation + 1).
 
 pub mod blob;
 pub mod certs;
@@ -279,6 +281,13 @@ impl Fabric {
         if let Ok(mut d) = self.state.imds_instance.lock() {
             *d = json;
         }
+    }
+
+    /// Hands a pre-provisioned pool VM over to a user: IMDS `/metadata/reprovisiondata` serves
+    /// `ovf` from now on (requests held open get it at once), and the goal state gets a new
+    /// incarnation, which is returned. `None` makes it answer 404 again (incarnation unchanged).
+    pub fn set_reprovision_data(&self, ovf: Option<&[u8]>) -> u64 {
+        routes::set_reprovision_data(&self.state, ovf.map(<[u8]>::to_vec))
     }
 
     /// The status blob at `path` (e.g. the scenario's `status_blob_path`).

@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, ErrorKind};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -50,6 +50,10 @@ pub(crate) struct State {
     pub stop: AtomicBool,
     /// Base URLs served in documents, when not the bound addresses.
     pub advertise: Option<[String; 3]>,
+    /// IMDS `reprovisiondata` (the new `ovf-env.xml` of a pool VM taken over), once set.
+    pub reprovision: Mutex<Option<Vec<u8>>>,
+    /// Wakes `reprovisiondata` requests held open when the document is set.
+    pub reprovision_set: Condvar,
 }
 
 impl State {
@@ -62,6 +66,8 @@ impl State {
             advertise: config.advertise,
             incarnation: AtomicU64::new(config.scenario.incarnation),
             vm_settings: Mutex::new(config.scenario.vm_settings.clone()),
+            reprovision: Mutex::new(config.scenario.reprovision_data.clone()),
+            reprovision_set: Condvar::new(),
             extensions_config: Mutex::new(config.scenario.extensions_config.clone()),
             imds_instance: Mutex::new(config.imds_instance.or_else(|| config.scenario.imds_instance.clone())),
             scenario: config.scenario,
@@ -466,6 +472,9 @@ fn imds(state: &State, req: &Request) -> Response {
     if req.query_param("api-version").is_none_or(str::is_empty) {
         return error(400, "Bad request. api-version was not specified in the request");
     }
+    if req.path() == "/metadata/reprovisiondata" {
+        return reprovision_data(state);
+    }
     let Some(rest) = req.path().strip_prefix("/metadata/instance") else { return not_found(req) };
     let Some(doc) = state.imds_instance.lock().ok().and_then(|d| d.clone()) else { return not_found(req) };
     let doc: Value = match serde_json::from_str(&state.render_ctx().render(&doc)) {
@@ -492,6 +501,45 @@ fn imds(state: &State, req: &Request) -> Response {
         };
     }
     Response::json(200, node)
+}
+
+/// `GET /metadata/reprovisiondata`: the new `ovf-env.xml` once a user took the pool VM over; until
+/// then the request is held open up to the scenario's hold time, then answered 404 (what a client
+/// polls through).
+fn reprovision_data(state: &State) -> Response {
+    let hold = Duration::from_millis(state.scenario.reprovision_hold_ms);
+    let started = Instant::now();
+    let Ok(mut doc) = state.reprovision.lock() else { return Response::text(500, "wala-fabric: poisoned") };
+    loop {
+        if let Some(bytes) = doc.as_ref() {
+            return Response::new(200, "text/xml; charset=utf-8", bytes.clone());
+        }
+        let left = hold.saturating_sub(started.elapsed());
+        if left.is_zero() || state.stop.load(Ordering::SeqCst) {
+            return Response::json(404, &json!({ "error": "Not found" }));
+        }
+        // Wake up at least every IDLE_POLL to notice a stopping fabric.
+        match state.reprovision_set.wait_timeout(doc, left.min(IDLE_POLL)) {
+            Ok((d, _)) => doc = d,
+            Err(_) => return Response::text(500, "wala-fabric: poisoned"),
+        }
+    }
+}
+
+/// Set (or clear) the reprovision document; setting it starts a new goal state (a new
+/// incarnation), as the platform's does for the VM the user gets. Returns the incarnation.
+pub(crate) fn set_reprovision_data(state: &State, doc: Option<Vec<u8>>) -> u64 {
+    let is_set = doc.is_some();
+    if let Ok(mut d) = state.reprovision.lock() {
+        *d = doc;
+    }
+    let n = if is_set {
+        state.incarnation.fetch_add(1, Ordering::SeqCst) + 1
+    } else {
+        state.incarnation.load(Ordering::SeqCst)
+    };
+    state.reprovision_set.notify_all();
+    n
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -601,6 +649,21 @@ fn control(state: &State, req: &Request) -> Response {
             }
             Response::empty(204)
         }
+        ("PUT", "/__fabric/reprovisiondata") => {
+            if req.body.is_empty() {
+                return bad("the reprovision document (the new ovf-env.xml) is empty".into());
+            }
+            let n = set_reprovision_data(state, Some(req.body.clone()));
+            Response::json(200, &json!({ "incarnation": n }))
+        }
+        ("DELETE", "/__fabric/reprovisiondata") => {
+            set_reprovision_data(state, None);
+            Response::empty(204)
+        }
+        ("GET", "/__fabric/reprovisiondata") => match state.reprovision.lock().ok().and_then(|d| d.clone()) {
+            Some(doc) => Response::new(200, "text/xml; charset=utf-8", doc),
+            None => not_found(req),
+        },
         ("GET", "/__fabric/certificates") => {
             let list: Vec<Value> = state
                 .certs

@@ -17,6 +17,9 @@
 //!   "rewrite": {"http://100.115.176.3:80": "wireserver"}
 //! }
 //! ```
+//! Also `"reprovision_data": "ovf-env.xml"` (served at IMDS `/metadata/reprovisiondata` from the
+//! start; by default that answers 404 until a test sets the document) and
+//! `"reprovision_hold_ms": 1000` (how long such a request is held open waiting for it).
 //! Only `goal_state` is required. Without `versions` a built-in Versions document is served;
 //! without `vm_settings` the HostGAPlugin answers 404 (no Fast Track); without `imds_instance` IMDS
 //! answers 404. `certificates` (default 1) is how many test certificates the Certificates document
@@ -102,8 +105,14 @@ struct ScenarioFile {
     files: BTreeMap<String, String>,
     #[serde(default)]
     rewrite: BTreeMap<String, Listener>,
+    reprovision_data: Option<String>,
+    #[serde(default = "default_hold_ms")]
+    reprovision_hold_ms: u64,
 }
 
+fn default_hold_ms() -> u64 {
+    1000
+}
 fn one() -> u64 {
     1
 }
@@ -141,6 +150,12 @@ pub struct Scenario {
     pub files: BTreeMap<String, Vec<u8>>,
     /// Extra URL prefixes to rewrite to a listener.
     pub rewrite: BTreeMap<String, Listener>,
+    /// The `ovf-env.xml` IMDS serves at `/metadata/reprovisiondata` (a pre-provisioned pool VM
+    /// taken over by a user); `None` (the default) answers 404 until a test sets it.
+    pub reprovision_data: Option<Vec<u8>>,
+    /// How long a `reprovisiondata` request is held open waiting for the document before the 404
+    /// (a long poll; default 1000 ms).
+    pub reprovision_hold_ms: u64,
 }
 
 /// The built-in Versions document.
@@ -229,6 +244,12 @@ impl Scenario {
             status_blob_path: desc.status_blob_path,
             files,
             rewrite: desc.rewrite,
+            reprovision_data: desc
+                .reprovision_data
+                .as_deref()
+                .map(|n| bytes("reprovision_data", n))
+                .transpose()?,
+            reprovision_hold_ms: desc.reprovision_hold_ms,
         })
     }
 }

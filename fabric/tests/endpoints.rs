@@ -451,6 +451,46 @@ fn the_imds_document_can_be_replaced_or_removed_at_run_time() {
 }
 
 #[test]
+fn reprovisiondata_is_held_open_then_404_until_a_user_takes_the_pool_vm_over() {
+    let mut scenario = wala_fabric::Scenario::builtin().unwrap();
+    scenario.reprovision_hold_ms = 200;
+    let f = std::sync::Arc::new(Fabric::start(wala_fabric::FabricConfig::new(scenario)).unwrap());
+    let i = f.imds_addr();
+    let md = [("Metadata", "true")];
+    let target = "/metadata/reprovisiondata?api-version=2019-06-01";
+    assert_eq!(get(i, "/metadata/reprovisiondata", &md).status, 400, "api-version required");
+    assert_eq!(get(i, target, &[]).status, 400, "Metadata header required");
+    let started = std::time::Instant::now();
+    assert_eq!(get(i, target, &md).status, 404);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(200), "held for the hold time");
+    assert_eq!(f.incarnation(), 1);
+    // A held request gets the document as soon as it is set; the goal state moves on.
+    let setter = {
+        let f = std::sync::Arc::clone(&f);
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            f.set_reprovision_data(Some(b"<Environment/>"))
+        })
+    };
+    let got = get(i, target, &md);
+    assert_eq!(setter.join().unwrap(), 2);
+    assert_eq!((got.status, got.text().as_str()), (200, "<Environment/>"));
+    assert_eq!(element(&goal_state(&f), "Incarnation"), "2");
+    // The control endpoint replaces and clears it.
+    let put = request(f.wire_addr(), "PUT", "/__fabric/reprovisiondata", &[], b"<E2/>").unwrap();
+    assert_eq!((put.status, put.text().contains("\"incarnation\":3")), (200, true), "{}", put.text());
+    assert_eq!(get(i, target, &md).text(), "<E2/>");
+    assert_eq!(get(f.wire_addr(), "/__fabric/reprovisiondata", &[]).text(), "<E2/>");
+    assert_eq!(request(f.wire_addr(), "PUT", "/__fabric/reprovisiondata", &[], b"").unwrap().status, 400);
+    assert_eq!(request(f.wire_addr(), "DELETE", "/__fabric/reprovisiondata", &[], b"").unwrap().status, 204);
+    assert_eq!(get(i, target, &md).status, 404);
+    assert_eq!(
+        f.requests_on(Listener::Imds).iter().filter(|r| r.path() == "/metadata/reprovisiondata").count(),
+        6
+    );
+}
+
+#[test]
 fn keep_alive_serves_several_requests_on_one_connection() {
     let f = Fabric::start_builtin().unwrap();
     let mut s = TcpStream::connect(f.wire_addr()).unwrap();

@@ -37,6 +37,10 @@ struct Cli {
     /// Which stage to run
     #[arg(long, value_enum, default_value_t = Stage::All)]
     stage: Stage,
+    /// Pre-provisioned pool VMs: give up each wait (NIC change, the user's OVF from IMDS, the
+    /// host's shutdown) after SECONDS [default: wait as long as the VM stays in the pool]
+    #[arg(long, value_name = "SECONDS")]
+    pps_wait_limit: Option<u64>,
     /// Verbose logging (as Logs.Verbose=y)
     #[arg(long, short)]
     verbose: bool,
@@ -52,6 +56,9 @@ enum Stage {
     Imds,
     /// The resource disk and swap on it (every boot; nothing waits for it)
     ResourceDisk,
+    /// A pre-provisioned pool VM: report Ready for the pool, wait until a user takes it over, then
+    /// provision it from the user's OVF (from IMDS); nothing to do on any other VM
+    Pps,
     /// The RSA (or DSA) host keys the local stage left to make, after sshd has started; then
     /// sshd is reloaded
     HostKeys,
@@ -90,10 +97,17 @@ fn main() -> std::process::ExitCode {
         None if cli.no_dvd => OvfSource::Absent,
         None => OvfSource::Dvd(Duration::from_secs(cli.dvd_timeout)),
     };
-    run(&ctx, &source, cli.stage, cli.dry_run).into()
+    let pps_wait_limit = cli.pps_wait_limit.map(Duration::from_secs);
+    run(&ctx, &source, cli.stage, cli.dry_run, pps_wait_limit).into()
 }
 
-fn run(ctx: &Context<'_>, source: &OvfSource, stage: Stage, dry_run: bool) -> ExitCode {
+fn run(
+    ctx: &Context<'_>,
+    source: &OvfSource,
+    stage: Stage,
+    dry_run: bool,
+    pps_wait_limit: Option<Duration>,
+) -> ExitCode {
     if dry_run {
         return match provision::dry_run(ctx, source) {
             Ok(plan) => {
@@ -151,6 +165,24 @@ fn run(ctx: &Context<'_>, source: &OvfSource, stage: Stage, dry_run: bool) -> Ex
             }
             Err(e) => {
                 log::error!("resource-disk stage failed: {e}");
+                recorded.end(Outcome::Failed);
+                code = ExitCode::Failure;
+            }
+        }
+    }
+    if matches!(stage, Stage::Pps | Stage::All) {
+        let recorded = begin("pps");
+        match provision::preprovisioned::run_stage(ctx, pps_wait_limit) {
+            Ok(provision::preprovisioned::PoolOutcome::NothingToDo(why)) => {
+                log::debug!("pps stage: {why}");
+                recorded.end(Outcome::Skipped);
+            }
+            Ok(outcome) => {
+                log::info!("pps stage: {outcome:?}");
+                recorded.end(Outcome::Ok);
+            }
+            Err(e) => {
+                log::error!("pps stage failed: {e}");
                 recorded.end(Outcome::Failed);
                 code = ExitCode::Failure;
             }

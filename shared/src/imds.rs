@@ -23,6 +23,7 @@
 
 pub mod client;
 pub mod provisioning;
+pub mod reprovision;
 
 use base64::Engine;
 use serde_json::{Map, Value};

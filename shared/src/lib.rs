@@ -26,6 +26,7 @@ pub mod inspect;
 pub mod kvp;
 pub mod legacy_cli;
 pub mod limits;
+pub mod link_watch;
 pub mod logcollect;
 pub mod logging;
 pub mod ovf;

@@ -18,7 +18,7 @@ const MIB: u64 = 1024 * KIB;
 /// A kind of document read from the platform, the provisioning media, an extension or the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Document {
-    /// `ovf-env.xml` from the provisioning DVD or `--ovf FILE`.
+    /// `ovf-env.xml` from the provisioning DVD, `--ovf FILE` or IMDS `reprovisiondata`.
     Ovf,
     /// The WireServer goal state.
     GoalState,

@@ -118,7 +118,7 @@ impl Notifications {
     }
 }
 
-fn netlink_socket(groups: u32, flags: libc::c_int) -> Result<OwnedFd, RouteWaitError> {
+pub(crate) fn netlink_socket(groups: u32, flags: libc::c_int) -> Result<OwnedFd, RouteWaitError> {
     // SAFETY: plain socket(2); the descriptor is owned at once.
     let fd = unsafe {
         libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC | flags, libc::NETLINK_ROUTE)
@@ -146,7 +146,7 @@ fn netlink_socket(groups: u32, flags: libc::c_int) -> Result<OwnedFd, RouteWaitE
     Ok(sock)
 }
 
-fn set_receive_timeout(sock: &OwnedFd, timeout: Duration) -> Result<(), RouteWaitError> {
+pub(crate) fn set_receive_timeout(sock: &OwnedFd, timeout: Duration) -> Result<(), RouteWaitError> {
     let tv = libc::timeval { tv_sec: timeout.as_secs() as libc::time_t, tv_usec: 0 };
     // SAFETY: `tv` is a valid timeval of the length given.
     let rc = unsafe {
@@ -164,7 +164,7 @@ fn set_receive_timeout(sock: &OwnedFd, timeout: Duration) -> Result<(), RouteWai
     Ok(())
 }
 
-fn send(sock: &OwnedFd, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn send(sock: &OwnedFd, bytes: &[u8]) -> std::io::Result<()> {
     // SAFETY: `bytes` is valid for its length; the kernel (pid 0) is the default destination of an
     // unconnected netlink socket.
     let n = unsafe { libc::send(sock.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), 0) };
@@ -174,7 +174,7 @@ fn send(sock: &OwnedFd, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-fn recv(sock: &OwnedFd, buf: &mut [u8]) -> std::io::Result<usize> {
+pub(crate) fn recv(sock: &OwnedFd, buf: &mut [u8]) -> std::io::Result<usize> {
     // SAFETY: `buf` is valid for writes of its length.
     let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
     if n < 0 {
@@ -183,7 +183,7 @@ fn recv(sock: &OwnedFd, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n as usize)
 }
 
-const NLMSG_HDRLEN: usize = 16;
+pub(crate) const NLMSG_HDRLEN: usize = 16;
 const RTMSG_LEN: usize = 12;
 
 /// `RTM_GETROUTE` for one IPv4 destination: nlmsghdr, rtmsg, one `RTA_DST` attribute.

@@ -537,7 +537,131 @@ else
     stop_all
 fi
 
-# === 10. The floor: the same image with wala's units masked ======================================
+# === 10. Pre-provisioned pool VMs: a Running and a Savable pool VM taken over by a user ===========
+# The pool VM boots from a placeholder DVD (pooluser, PreprovisionedVm=true); wala must report
+# Ready for the pool and start no sshd; then the test plays the host: Running moves the NIC to the
+# user's network (QMP set_link off, on), Savable unplugs the NIC (device_del), is paused and
+# resumed (stop, cont: the save and restore) and gets a new NIC (device_add); then the fabric hands
+# out the user's ovf-env.xml at IMDS reprovisiondata (a new incarnation). Checked: the user logs in,
+# the user's hostname, no placeholder user, sshd only after the pps stage, no IMDS poll before the
+# NIC change, and the fabric's reports in order: Ready for the pool, then NotReady/Provisioning and
+# Ready for the user's goal state.
+pps_scenario() {
+    local name=$1 kind=$2 host=$3 wire hgap imds uuid polls out rc
+    if ! wanted "$name"; then
+        echo "NOT RUN $name (not in WALA_VM_SCENARIOS=$WALA_VM_SCENARIOS)"
+        return
+    fi
+    d=$work/$name
+    mkdir -p "$d"
+    rm -f "$d/ports.json"
+    cp --sparse=always "$WALA_VM_RESOURCE" "$d/res.raw"
+    uuid=$(python3 -c 'import uuid; print(uuid.uuid4())')
+    fab_t0=$(date +%s.%N)
+    "$WALA_VM_FABRIC" --advertise-platform-addresses --ports-file "$d/ports.json" --record "$d/record.jsonl" \
+        >"$d/fabric.out" 2>"$d/fabric.err" &
+    fab_pid=$!
+    for _ in $(seq 100); do [ -s "$d/ports.json" ] && break; sleep 0.05; done
+    read -r wire hgap imds < <(python3 "$tool" ports "$d/ports.json")
+    t0=$(date +%s.%N)
+    vm_qemu "$d" "$work/vmlinuz" "$work/initrd.img" "$work/root.raw" on "$work/pool-$kind.iso" "$d/res.raw" "$uuid" \
+        "$(vm_netdev "$ssh_port" "$wire" "$hgap" "$imds")" &
+    qemu_pid=$!
+    local control=http://127.0.0.1:$wire/__fabric ready=1
+    for _ in $(seq 600); do
+        python3 "$tool" get "$control/health" >"$d/health.json" 2>/dev/null && grep -q '"Ready"' "$d/health.json" && {
+            ready=0
+            break
+        }
+        sleep 0.5
+    done
+    result "$name: the pool VM reported Ready for the pool ($(python3 "$tool" reports "$d/health.json" 2>/dev/null))" $ready "$d/serial.log"
+    if [ $ready -ne 0 ]; then
+        stop_all
+        return
+    fi
+    ! python3 "$tool" banner "$ssh_port" 8 "$t0" >/dev/null
+    result "$name: no sshd in the pool (no SSH banner for 8 s after the pool's Ready)" $?
+    polls=$(python3 "$tool" count "$d/record.jsonl" /metadata/reprovisiondata)
+    [ "$polls" = 0 ]
+    result "$name: no IMDS reprovisiondata poll before the host's NIC change ($polls)" $?
+    case $kind in
+    running)
+        python3 "$tool" qmp "$d/qmp.sock" set_link '{"name": "net0", "up": false}' >"$d/qmp.log" 2>&1 &&
+            sleep 2 && python3 "$tool" qmp "$d/qmp.sock" set_link '{"name": "net0", "up": true}' >>"$d/qmp.log" 2>&1
+        result "$name: the host moves the NIC to the user's network (QMP set_link net0 off, on)" $? "$d/qmp.log"
+        ;;
+    savable)
+        # The new NIC (a new device, a new interface index) keeps qemu's default MAC address: slirp
+        # then leases it the first NIC's address, which the harness's ssh forward points at.
+        python3 "$tool" qmp "$d/qmp.sock" device_del '{"id": "net0"}' DEVICE_DELETED >"$d/qmp.log" 2>&1
+        result "$name: the host unplugs the NIC (QMP device_del net0, DEVICE_DELETED)" $? "$d/qmp.log"
+        sleep 2
+        polls=$(python3 "$tool" count "$d/record.jsonl" /metadata/reprovisiondata)
+        [ "$polls" = 0 ]
+        result "$name: no IMDS poll while no NIC is plugged in ($polls)" $?
+        python3 "$tool" qmp "$d/qmp.sock" stop >>"$d/qmp.log" 2>&1 && sleep 1 &&
+            python3 "$tool" qmp "$d/qmp.sock" cont >>"$d/qmp.log" 2>&1 &&
+            python3 "$tool" qmp "$d/qmp.sock" device_add \
+                '{"driver": "virtio-net-pci", "netdev": "n0", "id": "net1", "mac": "52:54:00:12:34:56"}' >>"$d/qmp.log" 2>&1
+        result "$name: the VM is paused and resumed, and a new NIC is plugged in (QMP stop, cont, device_add net1)" $? "$d/qmp.log"
+        ;;
+    esac
+    python3 "$tool" put "$control/reprovisiondata" "$work/dvd-pool-$kind-user/ovf-env.xml" >"$d/handover.log" 2>&1
+    result "$name: the fabric hands the user's ovf-env.xml out at IMDS reprovisiondata ($(cat "$d/handover.log"))" $? "$d/handover.log"
+    ssh_at=$(python3 "$tool" banner "$ssh_port" 300 "$t0") || ssh_at=""
+    if [ -z "$ssh_at" ]; then
+        fail "$name: sshd starts once the VM is provisioned for its user (within 300 s)" "$d/serial.log"
+        stop_all
+        return
+    fi
+    pass "$name: sshd starts once the VM is provisioned for its user (banner after $ssh_at s)"
+    ussh true >"$d/ussh.log" 2>&1
+    result "$name: $user logs in with the user's key" $? "$d/ussh.log"
+    out="$(rssh 'hostname; cat /etc/hostname' 2>/dev/null | paste -sd' ')"
+    [ "$out" = "$host $host" ]
+    result "$name: the user's hostname $host, live and in /etc/hostname (got: $out)" $?
+    ! rssh id pooluser >/dev/null 2>&1 && ! rssh test -e /home/pooluser
+    result "$name: no placeholder user (no pooluser, no /home/pooluser)" $?
+    ! ssh "${ssh_opts[@]}" -i "$work/keys/pool" pooluser@127.0.0.1 true >/dev/null 2>&1
+    result "$name: the placeholder's key logs nobody in" $?
+    rssh journalctl -b -o short-monotonic --no-pager >"$d/journal.txt" 2>&1
+    rssh journalctl -b --no-pager -u wala-provision-pps.service >"$d/pps.journal" 2>&1
+    case $kind in
+    running) grep -q 'the NIC switched networks' "$d/pps.journal" ;;
+    savable) grep -q 'was unplugged' "$d/pps.journal" && grep -q 'was plugged in' "$d/pps.journal" ;;
+    esac && grep -q 'taken over after' "$d/pps.journal" && grep -q 'the pool VM is provisioned for its user' "$d/pps.journal"
+    result "$name: the pps stage saw the NIC change, then the user's OVF (journal)" $? "$d/pps.journal"
+    local t_pps t_ssh
+    t_pps=$(grep -m1 'Finished wala-provision-pps.service' "$d/journal.txt" | sed -E 's/^\[ *([0-9.]+)\].*/\1/')
+    t_ssh=$(grep -m1 -E 'Started (ssh|sshd)\.service' "$d/journal.txt" | sed -E 's/^\[ *([0-9.]+)\].*/\1/')
+    [ -n "$t_pps" ] && [ -n "$t_ssh" ] && python3 -c "import sys; sys.exit(0 if $t_pps < $t_ssh else 1)"
+    result "$name: sshd started after the pps stage finished (${t_pps:-?} s < ${t_ssh:-?} s)" $? "$d/journal.txt"
+    grep -q 'published the hostname' "$d/pps.journal"
+    result "$name: the user's hostname was published (DHCP lease renewed)" $? "$d/pps.journal"
+    rc=1
+    for _ in $(seq 240); do
+        python3 "$tool" get "$control/health" >"$d/health.json" 2>/dev/null
+        out=$(python3 "$tool" reports "$d/health.json" 2>/dev/null)
+        [ "$out" = "Ready/@1, NotReady/Provisioning@2, Ready/@2" ] && { rc=0; break; }
+        sleep 0.5
+    done
+    result "$name: fabric got Ready for the pool, then NotReady/Provisioning and Ready for the user, in order ($out)" $rc
+    marker_is "$uuid"
+    result "$name: the marker /var/lib/waagent/provisioned holds the VM id" $?
+    rssh test ! -e /run/wala/pps-pending -a ! -e /var/lib/waagent/wala-pps.json
+    result "$name: the pool state and flag are cleared" $?
+    check_agentd "$name"
+    polls=$(python3 "$tool" count "$d/record.jsonl" /metadata/reprovisiondata)
+    echo "$name: IMDS reprovisiondata polls: $polls"
+    read -r wire_at ready_at < <(python3 "$tool" times "$d/record.jsonl" "$fab_t0" "$t0")
+    row "$name" "$wire_at" "$ready_at" "$ssh_at"
+    shutdown_vm
+}
+pps_scenario pps-running running "$WALA_VM_PPS_HOST_R"
+pps_scenario pps-savable savable "$WALA_VM_PPS_HOST_S"
+
+# === 11. The floor: the same image with wala's units masked ======================================
 cp --sparse=always "$WALA_VM_RESOURCE" "$work/res6.raw"
 mask="systemd.mask=wala-provision-local.service systemd.mask=wala-provision-keys.service"
 mask+=" systemd.mask=wala-provision-disk.service"

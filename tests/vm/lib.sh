@@ -182,14 +182,16 @@ vm_netdev() {
 # vm_qemu DIR KERNEL INITRD ROOT SNAPSHOT ISO RESOURCE UUID NETDEV [APPEND]: the harness guest (the
 # same machine for the VM test and the benchmark): i440fx, 2 vCPU, 2 GiB, the root image on
 # virtio (SNAPSHOT on|off), the provisioning DVD on IDE, the resource disk on virtio-scsi with
-# serial "walaresource", Azure's SMBIOS strings. Serial console in DIR/serial.log, qemu's own
-# output in DIR/qemu.out. ISO "-": no DVD drive at all. Run it in the background
-# (`vm_qemu ... &`): it execs qemu, so $! is qemu's pid. Needs `accel` (vm_accel).
+# serial "walaresource", Azure's SMBIOS strings, the NIC as device `net0` on netdev `n0`. Serial
+# console in DIR/serial.log, qemu's own output in DIR/qemu.out, a QMP socket at DIR/qmp.sock (for
+# `vmtool.py qmp`: link switches and NIC hot-plug). ISO "-": no DVD drive at all. Run it in the
+# background (`vm_qemu ... &`): it execs qemu, so $! is qemu's pid. Needs `accel` (vm_accel).
 vm_qemu() {
     local d=$1 kernel=$2 initrd=$3 root=$4 snap=$5 iso=$6 res=$7 uuid=$8 net=$9 append=${10:-}
     local dvd=(-drive "file=$iso,format=raw,media=cdrom,if=ide,index=2")
     [ "$iso" = - ] && dvd=()
     exec qemu-system-x86_64 -machine pc "${accel[@]}" -smp 2 -m 2048 -display none -monitor none \
+        -qmp "unix:$d/qmp.sock,server=on,wait=off" \
         -no-reboot -serial "file:$d/serial.log" \
         -kernel "$kernel" -initrd "$initrd" \
         -append "root=/dev/vda ro console=ttyS0 panic=-1${append:+ $append}" \
@@ -201,5 +203,5 @@ vm_qemu() {
         -uuid "$uuid" \
         -smbios "type=1,manufacturer=Microsoft Corporation,product=Virtual Machine" \
         -smbios "type=3,asset=7783-7084-3265-9085-8269-3286-77" \
-        -netdev "$net" -device virtio-net-pci,netdev=n0 >"$d/qemu.out" 2>&1
+        -netdev "$net" -device virtio-net-pci,netdev=n0,id=net0 >"$d/qemu.out" 2>&1
 }

@@ -226,6 +226,25 @@ if [ "$dvd_ok" = 1 ]; then pass "provisioning DVDs (UDF, ovf-env.xml per scenari
     fail "provisioning DVDs" "$work/genisoimage.log"
     finish
 fi
+# Pre-provisioned pool VMs (boots pps-running, pps-savable): the pool's placeholder DVD (user
+# pooluser with a key of its own, PreprovisionedVm=true and the type), and the user's ovf-env.xml
+# that the fabric hands out at IMDS reprovisiondata when the test takes the VM over.
+ssh-keygen -q -t ed25519 -N '' -C wala-vm-pool -f "$work/keys/pool"
+export WALA_VM_PPS_HOST_R=wala-vm-pps-running WALA_VM_PPS_HOST_S=wala-vm-pps-savable
+make_pool_dvd() { # NAME TYPE USER_HOSTNAME
+    vm_make_dvd "$work/$1.iso" "$work/dvd-$1" wala-pool-placeholder pooluser "" true "" "$work/keys/pool.pub" &&
+        sed -i "s|<wa:PreprovisionedVm>false</wa:PreprovisionedVm>|<wa:PreprovisionedVm>true</wa:PreprovisionedVm><wa:PreprovisionedVMType>$2</wa:PreprovisionedVMType>|" \
+            "$work/dvd-$1/ovf-env.xml" &&
+        grep -q "<wa:PreprovisionedVMType>$2<" "$work/dvd-$1/ovf-env.xml" &&
+        rm -f "$work/$1.iso" &&
+        genisoimage -quiet -udf -J -r -V rd_rdfe_stable -o "$work/$1.iso" "$work/dvd-$1" 2>>"$work/genisoimage.log" &&
+        vm_make_dvd "$work/$1-user.iso" "$work/dvd-$1-user" "$3" "$WALA_VM_USER" "" true "" "$work/keys/user.pub"
+}
+if make_pool_dvd pool-running Running "$WALA_VM_PPS_HOST_R" && make_pool_dvd pool-savable Savable "$WALA_VM_PPS_HOST_S"; then
+    pass "pre-provisioned pool DVDs (Running, Savable) and their users' ovf-env.xml"
+else
+    fail "pre-provisioned pool DVDs" "$work/genisoimage.log"
+fi
 prepare_secs=$(($(date +%s) - run_start))
 
 # --- phase 2: the boots, with no network but loopback -------------------------------------------

@@ -24,6 +24,14 @@
   vmtool.py imds-first RECORD         check that the fabric's record has a GET /metadata/instance
                                       on the IMDS listener before the first Health report. Exit 0
                                       when it holds, else 1.
+  vmtool.py put URL FILE              PUT FILE's bytes to a loopback URL (the fabric's control
+                                      endpoints); print the answer
+  vmtool.py reports HEALTH_JSON       print the Health reports as "State/SubStatus@incarnation, ..."
+  vmtool.py count RECORD PATH         print how many requests to URL path PATH the fabric recorded
+  vmtool.py qmp SOCKET COMMAND [ARGUMENTS_JSON [EVENT]]
+                                      run one QMP command on qemu's socket (after the capabilities
+                                      handshake); with EVENT, then wait up to 60 s for that event.
+                                      Exit 1 on a QMP error or when the event does not come.
 Only loopback addresses are ever contacted.
 """
 
@@ -143,6 +151,77 @@ def times(record, fabric_t0, t0):
     print(fmt(first), fmt(ready))
 
 
+def put(url, path):
+    host = re.match(r"http://([^:/]+)", url)
+    loopback_only(host.group(1) if host else "")
+    with open(path, "rb") as f:
+        body = f.read()
+    req = urllib.request.Request(url, data=body, method="PUT")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        sys.stdout.write(r.read().decode("utf-8", "replace"))
+
+
+def reports(path):
+    with open(path, encoding="utf-8") as f:
+        seq = json.load(f)
+    print(", ".join(f"{r.get('state')}/{r.get('substatus') or ''}@{r.get('incarnation') or ''}" for r in seq))
+
+
+def count(record, path):
+    n = 0
+    try:
+        with open(record, encoding="utf-8") as f:
+            lines = f.readlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        try:
+            target = json.loads(line).get("target", "")
+        except ValueError:
+            continue
+        if target.split("?", 1)[0] == path:
+            n += 1
+    print(n)
+
+
+def qmp(sock_path, command, arguments="{}", event=""):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(60)
+    s.connect(sock_path)
+    f = s.makefile("rwb")
+
+    def send(obj):
+        f.write((json.dumps(obj) + "\r\n").encode())
+        f.flush()
+
+    def until(pred):
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            line = f.readline()
+            if not line:
+                return None
+            msg = json.loads(line)
+            if pred(msg):
+                return msg
+        return None
+
+    until(lambda m: "QMP" in m)
+    send({"execute": "qmp_capabilities"})
+    until(lambda m: "return" in m or "error" in m)
+    send({"execute": command, "arguments": json.loads(arguments)})
+    answer = until(lambda m: "return" in m or "error" in m)
+    if answer is None or "error" in answer:
+        print(f"qmp {command}: {answer}")
+        return 1
+    if event:
+        got = until(lambda m: m.get("event") == event)
+        if got is None:
+            print(f"qmp {command}: no {event} event within 60 s")
+            return 1
+        print(json.dumps(got))
+    return 0
+
+
 def traffic(log, start, end):
     start, end = float(start), float(end)
     up = down = conns = 0
@@ -259,6 +338,10 @@ def main(argv):
         "requests": requests,
         "health": health,
         "imds-first": imds_first,
+        "put": put,
+        "reports": reports,
+        "count": count,
+        "qmp": qmp,
     }
     if cmd not in commands:
         print(__doc__, file=sys.stderr)

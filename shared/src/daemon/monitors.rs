@@ -118,6 +118,13 @@ impl Task for HostnameMonitor {
     }
 }
 
+/// [`publish_hostname`] outside the daemon (the pps provisioning stage, after a pool VM took its
+/// user's hostname).
+pub fn publish_hostname_with(root: &crate::root::HostRoot, runner: &dyn crate::cmd::Runner) {
+    let config = crate::conf::Config::default();
+    publish_hostname(&Env { root, config: &config, runner });
+}
+
 /// Renew the DHCP lease of the primary interface so the new hostname reaches the platform DNS:
 /// in place where the client can (systemd-networkd, NetworkManager); with dhclient under ifupdown,
 /// which cannot, by taking the interface down and up as waagent does.

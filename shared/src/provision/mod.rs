@@ -22,6 +22,7 @@ pub mod decide;
 pub mod from_imds;
 pub mod network;
 pub mod plan;
+pub mod preprovisioned;
 pub mod state;
 pub mod vm_changed;
 
@@ -234,9 +235,9 @@ pub fn run_local(ctx: &Context<'_>, source: &OvfSource) -> Result<LocalOutcome, 
     let recorded = state::load(&ctx.root, &lib);
     if state::provisioned_for(&ctx.root, &lib, &vm_id) {
         outcome.skipped = Some(format!("already provisioned (VM id {vm_id})"));
-        if let Some(st) = recorded.filter(|s| s.vm_id == vm_id) {
-            outcome.lifecycle = st.lifecycle;
-        }
+    } else if let Some(pool) = preprovisioned::pending(&ctx.root, &lib, &vm_id) {
+        // A pre-provisioned pool VM still waiting to be taken over (preprovisioned.rs).
+        outcome.skipped = Some(preprovisioned::hand_over(ctx, &pool)?);
     } else if let Some(st) = recorded.filter(|s| s.vm_id == vm_id && s.local == LocalResult::Done) {
         outcome.skipped = Some("the local stage already ran for this VM (from the initramfs)".into());
         if matches!(st.lifecycle, Lifecycle::ImdsPending { .. }) {
@@ -251,7 +252,17 @@ pub fn run_local(ctx: &Context<'_>, source: &OvfSource) -> Result<LocalOutcome, 
         record(ctx, &lib, State::new(&vm_id, mode, LocalResult::Done))?;
     } else {
         let started = Instant::now();
-        let result = local_provisioning(ctx, source, &vm_id, &mut outcome.timings);
+        let result = match local_provisioning(ctx, source, &vm_id, &mut outcome.timings) {
+            // A pre-provisioned pool VM: nothing applied; the pps stage takes over (preprovisioned.rs).
+            Ok(LocalSteps::Pool(kind)) => {
+                let why = preprovisioned::enter_pool(ctx, &vm_id, kind)?;
+                log::info!("Provisioning skipped: {why}");
+                outcome.skipped = Some(why);
+                return Ok(outcome);
+            }
+            Ok(LocalSteps::Done(done)) => Ok(done),
+            Err(e) => Err(e),
+        };
         let message = match &result {
             Ok(done) => format!("local stage: {}", done.lifecycle.describe()),
             Err(e) => format!("local stage failed at step {}", e.step),
@@ -299,6 +310,14 @@ pub fn run_local(ctx: &Context<'_>, source: &OvfSource) -> Result<LocalOutcome, 
     Ok(outcome)
 }
 
+/// What the local stage's steps came to.
+enum LocalSteps {
+    /// Provisioned, kept or left to IMDS.
+    Done(LocalDone),
+    /// A pre-provisioned pool VM's OVF: nothing applied.
+    Pool(preprovisioned::PoolKind),
+}
+
 /// What the local stage's provisioning ended with.
 struct LocalDone {
     lifecycle: Lifecycle,
@@ -311,7 +330,7 @@ fn local_provisioning(
     source: &OvfSource,
     vm_id: &str,
     timings: &mut Vec<StepTiming>,
-) -> Result<LocalDone, ProvisionError> {
+) -> Result<LocalSteps, ProvisionError> {
     let lib = ctx.lib_dir();
     let disk = if state::disk_provisioned(&ctx.root, &lib) {
         let previous = state::marker(&ctx.root, &lib).filter(|m| !m.is_empty());
@@ -336,14 +355,20 @@ fn local_provisioning(
         decide::Decision::Fail(e) => Err(e),
         decide::Decision::AskImds { dvd } => {
             from_imds::mark_pending(&ctx.root);
-            Ok(LocalDone { lifecycle: Lifecycle::ImdsPending { dvd }, host_keys_pending: false })
+            Ok(LocalSteps::Done(LocalDone {
+                lifecycle: Lifecycle::ImdsPending { dvd },
+                host_keys_pending: false,
+            }))
         }
         decide::Decision::Provision { bytes, env } => {
+            if let Some(kind) = preprovisioned::pool_kind(&env) {
+                return Ok(LocalSteps::Pool(kind));
+            }
             if previous.is_some() {
                 step(ctx, vm_id, timings, "forget-previous-vm", || Ok(forget_previous_vm(ctx)))?;
             }
             let host_keys_pending = provision_from(ctx, vm_id, timings, &bytes, &env)?;
-            Ok(LocalDone { lifecycle: Lifecycle::Provisioned, host_keys_pending })
+            Ok(LocalSteps::Done(LocalDone { lifecycle: Lifecycle::Provisioned, host_keys_pending }))
         }
         decide::Decision::Keep { reason, refresh } => {
             if previous.is_some() {
@@ -352,10 +377,10 @@ fn local_provisioning(
             if let Some(env) = refresh {
                 refresh_from(ctx, vm_id, timings, &env)?;
             }
-            Ok(LocalDone {
+            Ok(LocalSteps::Done(LocalDone {
                 lifecycle: Lifecycle::Kept { previous_vm_id: previous, reason },
                 host_keys_pending: false,
-            })
+            }))
         }
     }
 }
@@ -490,7 +515,7 @@ fn crash_point(name: &str) {
 }
 
 /// The provisioning steps for `env` (whose bytes are `bytes`); `Ok(true)` when host keys are left
-/// for the host-keys stage. Used by the local stage and by the IMDS stage.
+/// for the host-keys stage. Used by the local stage, the IMDS stage and a pool VM taken over.
 fn provision_from(
     ctx: &Context<'_>,
     vm_id: &str,
