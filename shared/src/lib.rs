@@ -35,6 +35,7 @@ pub mod provision;
 pub mod root;
 pub mod route_wait;
 pub mod secret;
+pub mod takeover;
 pub mod serialconsole;
 pub mod shadow_lock;
 pub mod ssh;

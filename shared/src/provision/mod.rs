@@ -14,6 +14,7 @@
 
 pub mod network;
 pub mod plan;
+pub mod stages;
 pub mod state;
 
 use std::path::{Path, PathBuf};
