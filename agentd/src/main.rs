@@ -218,7 +218,7 @@ fn run(command: Command, root: &HostRoot, config: Option<PathBuf>, verbose: bool
             loaded.log_problems();
             mark_provisioned(root, &loaded.config)
         }
-        Command::RegisterService => register_service(&SystemRunner),
+        Command::RegisterService => register_service(&SystemRunner, root),
         Command::Deprovision { user, force } => {
             let loaded = wala::conf::load_or_defaults(root, config.as_deref());
             loaded.log_problems();
@@ -318,9 +318,13 @@ const UNITS: [&str; 6] = [
     "wala-agentd.service",
 ];
 
-/// `waagent -register-service`: enable wala's units.
-fn register_service(runner: &dyn wala::cmd::Runner) -> ExitCode {
-    let cmd = wala::cmd::Cmd::new("systemctl").arg("enable").args(UNITS);
+/// `waagent -register-service`: enable wala's units (`systemctl --root` for another root).
+fn register_service(runner: &dyn wala::cmd::Runner, root: &HostRoot) -> ExitCode {
+    let mut cmd = wala::cmd::Cmd::new("systemctl");
+    if !root.is_live() {
+        cmd = cmd.arg(format!("--root={}", root.path("/").display()));
+    }
+    let cmd = cmd.arg("enable").args(UNITS);
     match runner.run(&cmd) {
         Ok(_) => {
             println!("enabled {}", UNITS.join(" "));
@@ -566,5 +570,33 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn waagent_daemon_provisions_first_and_run_exthandlers_does_not() {
+        assert!(matches!(legacy_daemon(true), Command::Daemon { provision: true, dvd_timeout: 60, .. }));
+        assert!(matches!(legacy_daemon(false), Command::Daemon { provision: false, .. }));
+    }
+
+    #[test]
+    fn start_runs_the_daemon_with_provisioning_in_a_new_session_and_returns() {
+        let runner = wala::cmd::FakeRunner::new();
+        assert_eq!(start_in_background(&runner, Some(Path::new("/etc/my.conf"))), ExitCode::Ok);
+        let exe = std::env::current_exe().expect("exe");
+        assert_eq!(
+            runner.command_lines(),
+            vec![format!("setsid -f {} --config /etc/my.conf daemon --provision", exe.display())]
+        );
+    }
+
+    #[test]
+    fn register_service_enables_every_unit_the_package_enables() {
+        let runner = wala::cmd::FakeRunner::new();
+        assert_eq!(register_service(&runner, &HostRoot::live()), ExitCode::Ok);
+        assert_eq!(runner.command_lines(), vec![format!("systemctl enable {}", UNITS.join(" "))]);
+        let postinst = include_str!("../../packaging/debian/postinst");
+        for unit in UNITS {
+            assert!(postinst.contains(unit), "{unit} is not enabled by the package");
+        }
     }
 }
