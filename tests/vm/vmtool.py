@@ -15,11 +15,13 @@
   vmtool.py get URL                   print the body of a loopback GET
   vmtool.py times RECORD FABRIC_T0 T0 print "FIRST_WIRE READY" (seconds since T0, or "-") from
                                       the fabric's record file; FABRIC_T0 is when the fabric started
-  vmtool.py health HEALTH_JSON ready|failed [WORD]
+  vmtool.py health HEALTH_JSON ready|failed [WORD]|no-provisioning
                                       check the Health reports the fabric received: ready:
                                       NotReady/Provisioning (optional) then Ready, nothing else;
                                       failed: NotReady/ProvisioningFailed whose Description names
-                                      WORD, and no Ready after it. Exit 0 when it holds, else 1.
+                                      WORD, and no Ready after it; no-provisioning: no report
+                                      about provisioning at all (a reboot of a provisioned VM).
+                                      Exit 0 when it holds, else 1.
 Only loopback addresses are ever contacted.
 """
 
@@ -189,6 +191,13 @@ def health(path, want, word=""):
         reports = json.load(f)
     seq = [(r.get("state"), r.get("substatus"), r.get("description") or "") for r in reports]
     print("reports: " + (", ".join(f"{s}/{ss or '-'}" for s, ss, _ in seq) or "none"))
+    if want == "no-provisioning":
+        # Nothing about provisioning: no NotReady/Provisioning, no ProvisioningFailed.
+        bad = [f"{s}/{ss}" for s, ss, _ in seq if ss in ("Provisioning", "ProvisioningFailed")]
+        if bad:
+            print("provisioning reported: " + ", ".join(bad))
+            return 1
+        return 0
     if want == "ready":
         if not seq or seq[-1][0] != "Ready":
             print("no Ready report (or not last)")
