@@ -379,6 +379,20 @@ fn daemon(
         wala::daemon::notify::notify("READY=1");
         return ExitCode::Disabled;
     }
+    // One daemon per machine: a unit running `waagent -daemon` beside wala-agentd.service finds
+    // the lock taken and stops, as waagent's daemon does when its pid file names a live daemon.
+    let _instance = match wala::daemon::instance::acquire(root) {
+        Ok(lock) => lock,
+        Err(e @ wala::daemon::instance::InstanceError::Busy { .. }) => {
+            log::warn!("{e}: this one exits");
+            wala::daemon::notify::notify("READY=1");
+            return ExitCode::Disabled;
+        }
+        Err(e) => {
+            log::error!("cannot take the daemon's lock: {e}");
+            return ExitCode::Failure;
+        }
+    };
     if let Some(dvd_wait) = provision {
         // As waagent's daemon: provision (each stage skips what is done), then the extension
         // handler, also when provisioning failed (the failure has been reported).

@@ -182,3 +182,27 @@ fn a_handler_waagent_installed_and_enabled_is_not_installed_again_and_enabled_on
     let doc = status_doc(&fabric);
     assert_eq!(handler(&doc, name)["status"], "Ready", "{doc}");
 }
+
+#[test]
+fn a_second_daemon_on_the_same_machine_exits_6_and_leaves_the_first_running() {
+    // A unit running `waagent -daemon` next to wala-agentd.service: the second daemon stops.
+    let fabric = wala_fabric::Fabric::start_builtin().expect("fabric");
+    let root = root_for(&fabric, "");
+    let first = spawn(root.path());
+    let lock = root.path().join("run/wala/agentd.lock");
+    wait_for("the first daemon's lock", std::time::Duration::from_secs(8), || {
+        std::fs::read_to_string(&lock).is_ok_and(|t| !t.trim().is_empty())
+    });
+    let out = Command::new(BIN)
+        .args(["daemon", "--provision", "--max-wakeups", "3", "--root"])
+        .arg(root.path())
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(stderr.contains("another wala daemon is running"), "{stderr}");
+    assert!(fabric.health_reports().is_empty(), "the second one provisioned nothing");
+    // The first one is in its loop (it posted its status) and stops cleanly on SIGTERM.
+    wait_status(&fabric, "the first daemon's status", |d| d["aggregateStatus"]["guestAgentStatus"]["status"] == "Ready");
+    stop(first);
+}
