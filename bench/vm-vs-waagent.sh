@@ -3,7 +3,7 @@
 # agent-less image as the floor. Documented in docs/vm-test.md ("wala against waagent").
 #
 # Phase 1 (package mirror reachable): `make deb`, wala-fabric, the cached base image
-# (tests/vm/image.sh), a cached second tree = the base plus `apt-get install waagent fdisk` (tests/vm/lib.sh, in
+# (tests/vm/image.sh), a cached second tree = the base plus `apt-get install waagent parted eject fdisk` (tests/vm/lib.sh, in
 # $WALA_VM_CACHE/waagent-<key>), then three root images with the harness's root key:
 #   wala     the base + the fresh wala .deb, /etc/waagent.conf as the VM test sets it
 #   waagent  the waagent tree, /etc/waagent.conf: Provisioning.Agent=waagent,

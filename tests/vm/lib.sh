@@ -203,9 +203,10 @@ vm_qemu() {
 }
 
 # vm_waagent_tree BASE VERSION: BASE (the VM test's base tree) plus Debian's waagent package at
-# VERSION and its dependencies, and fdisk (a Debian cloud image has it; wala's package depends on
-# it, so that `dpkg -i wala.deb` works offline in the guest), installed by apt-get in a chroot from
-# the base's own apt source. Cached as $WALA_VM_CACHE/waagent-<key>/tree, the key hashing BASE,
+# VERSION and its dependencies, parted and eject (waagent's Suggests, which its own provisioning
+# and resource disk code run: without eject its provisioning dies after reading the DVD), and
+# fdisk (a Debian cloud image has it; wala's package depends on it, so that `dpkg -i wala.deb`
+# works offline in the guest), installed by apt-get in a chroot from the base's own apt source. Cached as $WALA_VM_CACHE/waagent-<key>/tree, the key hashing BASE,
 # VERSION and this function. Prints the tree's path; needs the Debian mirror on a cache miss.
 vm_waagent_tree() {
     local base=$1 version=$2 key dir tmp
@@ -220,7 +221,7 @@ vm_waagent_tree() {
     fi
     tmp=$(mktemp -d "$WALA_VM_CACHE/build.XXXXXX")
     cp -a --reflink=auto "$base" "$tmp/tree"
-    if ! vm_apt_install "$tmp/tree" "$tmp/apt.log" "waagent=$version" fdisk; then
+    if ! vm_apt_install "$tmp/tree" "$tmp/apt.log" "waagent=$version" parted eject fdisk; then
         tail -20 "$tmp/apt.log" >&2
         rm -rf "$tmp"
         return 1

@@ -105,7 +105,9 @@ common_checks() {
     result "$name: walinuxagent.service and waagent.service are aliases of wala-agentd.service" $?
     [ "$(readlink "$t/usr/sbin/waagent")" = wala-agentd ]
     result "$name: /usr/sbin/waagent is wala's" $?
-    chroot "$t" dpkg-divert --list wala | grep -q 'diversion of /etc/waagent.conf to /etc/waagent.conf.waagent-package by wala'
+    # (captured first: with pipefail, grep -q closing the pipe early would fail the pipeline)
+    chroot "$t" dpkg-divert --list wala >"$work/takeover-$name.diversions" 2>&1
+    grep -q 'diversion of /etc/waagent.conf to /etc/waagent.conf.waagent-package by wala' "$work/takeover-$name.diversions"
     result "$name: /etc/waagent.conf diverted (kept when waagent's leftovers are purged)" $?
 }
 
@@ -137,7 +139,7 @@ result "back: waagent's state under /var/lib/waagent as it was" $? "$work/takeov
 [ ! -L "$t/etc/systemd/system/walinuxagent.service" ] && [ ! -e "$t/etc/systemd/system/waagent.service" ] &&
     [ "$(chroot "$t" systemctl is-enabled walinuxagent.service 2>&1)" = enabled ]
 result "back: walinuxagent.service is waagent's own unit again, enabled ($(chroot "$t" systemctl is-enabled walinuxagent.service 2>&1))" $?
-head -1 "$t/usr/sbin/waagent" | grep -q python3
+[[ "$(head -1 "$t/usr/sbin/waagent")" == *python3* ]]
 result "back: /usr/sbin/waagent is waagent's script" $?
 [ -z "$(chroot "$t" dpkg-divert --list wala)" ]
 result "back: wala's diversions are gone" $?
