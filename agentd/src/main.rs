@@ -346,7 +346,10 @@ fn mark_provisioned(root: &HostRoot, config: &wala::conf::Config) -> ExitCode {
             ExitCode::Ok
         }
         Ok(MarkOutcome::Exists(text)) => {
-            println!("{}: a marker exists ({text:?}); nothing changed", root.path(lib.join("provisioned")).display());
+            println!(
+                "{}: a marker exists ({text:?}); nothing changed",
+                root.path(lib.join("provisioned")).display()
+            );
             ExitCode::Ok
         }
         Err(e) => {

@@ -32,7 +32,10 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
             if e.file_type().expect("type").is_dir() {
                 todo.push(p);
             } else {
-                out.insert(p.strip_prefix(dir).expect("prefix").to_path_buf(), std::fs::read(&p).expect("read"));
+                out.insert(
+                    p.strip_prefix(dir).expect("prefix").to_path_buf(),
+                    std::fs::read(&p).expect("read"),
+                );
             }
         }
     }
@@ -42,7 +45,17 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 /// The transport key pair as waagent makes it, with the openssl command line it runs.
 fn waagent_transport_pair(lib: &Path) {
     let out = Command::new("openssl")
-        .args(["req", "-x509", "-nodes", "-subj", "/CN=LinuxTransport", "-days", "730", "-newkey", "rsa:2048"])
+        .args([
+            "req",
+            "-x509",
+            "-nodes",
+            "-subj",
+            "/CN=LinuxTransport",
+            "-days",
+            "730",
+            "-newkey",
+            "rsa:2048",
+        ])
         .arg("-keyout")
         .arg(lib.join("TransportPrivate.pem"))
         .arg("-out")
@@ -82,7 +95,8 @@ fn waagent_old_certificate(lib: &Path) {
 /// provisioned the VM: the marker, the transport pair, an old certificate, and no wala file.
 fn provisioned_by_waagent(fabric: &wala_fabric::Fabric) -> tempfile::TempDir {
     let root = root_for(fabric, "Provisioning.Agent=waagent\n");
-    std::fs::write(root.path().join("sys/class/dmi/id/product_uuid"), format!("{PRODUCT_UUID}\n")).expect("uuid");
+    std::fs::write(root.path().join("sys/class/dmi/id/product_uuid"), format!("{PRODUCT_UUID}\n"))
+        .expect("uuid");
     let lib = lib(root.path());
     std::fs::write(lib.join("provisioned"), WAAGENT_INSTANCE_ID).expect("marker");
     waagent_transport_pair(&lib);
@@ -112,7 +126,10 @@ fn waagent_dash_daemon_on_a_vm_waagent_provisioned_sends_no_provisioning_report_
     let doc = status_doc(&fabric);
     assert_eq!(doc["aggregateStatus"]["guestAgentStatus"]["status"], "Ready", "{doc}");
     // The certificates were fetched with waagent's transport certificate, which was reused.
-    let fetched = fabric.requests().iter().any(|r| r.listener == Listener::Wireserver && r.target.contains("certificates"));
+    let fetched = fabric
+        .requests()
+        .iter()
+        .any(|r| r.listener == Listener::Wireserver && r.target.contains("certificates"));
     assert!(fetched, "the goal state's certificates were fetched");
     let after = snapshot(&lib(root.path()));
     for (path, data) in &before {
@@ -123,12 +140,14 @@ fn waagent_dash_daemon_on_a_vm_waagent_provisioned_sends_no_provisioning_report_
 }
 
 #[test]
-fn a_handler_waagent_installed_and_enabled_is_not_installed_again_and_enabled_once_as_waagent_does_on_start() {
+fn a_handler_waagent_installed_and_enabled_is_not_installed_again_and_enabled_once_as_waagent_does_on_start()
+{
     let logs = tempfile::tempdir().expect("tempdir");
     let log = logs.path().join("ops.log");
     let name = "Wala.Test.Takeover";
     let h = Handler { name, packages: vec![Package::new("1.0.0")] };
-    let config = extensions_config(&[plugin(name, "1.0.0", "enabled")], &[settings(name, "1.0.0", 3, "three")], "");
+    let config =
+        extensions_config(&[plugin(name, "1.0.0", "enabled")], &[settings(name, "1.0.0", 3, "three")], "");
     let (fabric, _scenario) = start(&[h], &log, &config);
     let root = root_for(&fabric, "");
     let dir = lib(root.path()).join(format!("{name}-1.0.0"));
@@ -137,7 +156,10 @@ fn a_handler_waagent_installed_and_enabled_is_not_installed_again_and_enabled_on
     // directory as waagent 2.7 leaves it: no file of wala's, waagent's HandlerState,
     // HandlerStatus and HandlerEnvironment.json text.
     run_polls(root.path(), 10);
-    assert_eq!(ops(&log), ["install Wala.Test.Takeover-1.0.0 v=1.0.0", "enable Wala.Test.Takeover-1.0.0 v=1.0.0"]);
+    assert_eq!(
+        ops(&log),
+        ["install Wala.Test.Takeover-1.0.0 v=1.0.0", "enable Wala.Test.Takeover-1.0.0 v=1.0.0"]
+    );
     for e in std::fs::read_dir(dir.join("config")).expect("config").flatten() {
         if e.file_name().to_string_lossy().ends_with(".wala-seq") {
             std::fs::remove_file(e.path()).expect("rm");
@@ -203,6 +225,8 @@ fn a_second_daemon_on_the_same_machine_exits_6_and_leaves_the_first_running() {
     assert!(stderr.contains("another wala daemon is running"), "{stderr}");
     assert!(fabric.health_reports().is_empty(), "the second one provisioned nothing");
     // The first one is in its loop (it posted its status) and stops cleanly on SIGTERM.
-    wait_status(&fabric, "the first daemon's status", |d| d["aggregateStatus"]["guestAgentStatus"]["status"] == "Ready");
+    wait_status(&fabric, "the first daemon's status", |d| {
+        d["aggregateStatus"]["guestAgentStatus"]["status"] == "Ready"
+    });
     stop(first);
 }

@@ -104,7 +104,10 @@ mod tests {
     fn no_vm_id_no_marker() {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = HostRoot::new(dir.path());
-        assert!(matches!(mark_provisioned(&root, Path::new("/var/lib/waagent")), Err(TakeoverError::VmId(_))));
+        assert!(matches!(
+            mark_provisioned(&root, Path::new("/var/lib/waagent")),
+            Err(TakeoverError::VmId(_))
+        ));
         assert!(!dir.path().join("var/lib/waagent/provisioned").exists());
     }
 }
