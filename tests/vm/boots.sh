@@ -484,8 +484,10 @@ if [ -s "$work/waagent.raw" ]; then
     if [ -n "$ssh_at" ]; then
         net_pending=0
         waagent_state >"$d/state.after"
-        diff "$work/waagent-first/state.before" "$d/state.after" >"$d/state.diff"
-        result "waagent-migrated: same SSH host keys, waagent's marker, certificates, transport pair, user and hostname" $? "$d/state.diff"
+        # Every line recorded before is still there (wala may add files: its own, new certificates).
+        comm -23 <(sort "$work/waagent-first/state.before") <(sort "$d/state.after") >"$d/state.diff"
+        [ ! -s "$d/state.diff" ]
+        result "waagent-migrated: same SSH host keys, waagent's marker, certificates, transport pair, user and hostname ($(wc -l <"$work/waagent-first/state.before") lines)" $? "$d/state.diff"
         local_journal
         grep -qE 'Provisioning skipped: already provisioned' "$d/local.journal"
         result "waagent-migrated: the local stage takes waagent's marker ($(grep -m1 -o 'Provisioning skipped: .*' "$d/local.journal"))" $? "$d/local.journal"
