@@ -72,7 +72,7 @@ install: $(BINS) $(MANPAGES)
 	$(INSTALL) -m 0755 dracut/modules.d/90wala/wala-initrd-relabel.sh $(DESTDIR)$(DRACUTMODDIR)/
 	$(INSTALL) -m 0644 dracut/modules.d/90wala/wala-provision-initrd.service $(DESTDIR)$(DRACUTMODDIR)/
 	$(INSTALL) -d $(DESTDIR)$(SYSCONFDIR)/logrotate.d
-	$(INSTALL) -m 0644 config/logrotate.waagent $(DESTDIR)$(SYSCONFDIR)/logrotate.d/waagent
+	$(INSTALL) -m 0644 config/logrotate.waagent $(DESTDIR)$(SYSCONFDIR)/logrotate.d/wala
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/waagent.conf ]; then \
 		echo "keeping the existing $(DESTDIR)$(SYSCONFDIR)/waagent.conf"; \
 	else \

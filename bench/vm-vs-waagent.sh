@@ -3,7 +3,7 @@
 # agent-less image as the floor. Documented in docs/vm-test.md ("wala against waagent").
 #
 # Phase 1 (package mirror reachable): `make deb`, wala-fabric, the cached base image
-# (tests/vm/image.sh), a cached second tree = the base plus `apt-get install waagent` (in
+# (tests/vm/image.sh), a cached second tree = the base plus `apt-get install waagent parted eject fdisk` (tests/vm/lib.sh, in
 # $WALA_VM_CACHE/waagent-<key>), then three root images with the harness's root key:
 #   wala     the base + the fresh wala .deb, /etc/waagent.conf as the VM test sets it
 #   waagent  the waagent tree, /etc/waagent.conf: Provisioning.Agent=waagent,
@@ -490,34 +490,8 @@ basename "$deb" .deb >"$work/wala-version"
 base=$("$vm/image.sh") || die "base image (tests/vm/image.sh)"
 say "base image: $base"
 
-# waagent_tree BASE: the base tree plus Debian's waagent package and its dependencies (apt-get in
-# a chroot, from the mirror the base was bootstrapped from: its own sources.list), cached in
-# $WALA_VM_CACHE/waagent-<key>, where the key hashes the base's path and this function.
-waagent_tree() {
-    local base=$1 key dir tmp
-    key=$({
-        echo "$base $WALA_BENCH_WAAGENT_VERSION"
-        declare -f waagent_tree
-    } | sha256sum | cut -c1-16)
-    dir=$WALA_VM_CACHE/waagent-$key
-    if [ -f "$dir/done" ]; then
-        echo "$dir/tree"
-        return 0
-    fi
-    tmp=$(mktemp -d "$WALA_VM_CACHE/build.XXXXXX")
-    cp -a --reflink=auto "$base" "$tmp/tree"
-    if ! vm_apt_install "$tmp/tree" "$tmp/apt.log" "waagent=$WALA_BENCH_WAAGENT_VERSION"; then
-        tail -20 "$tmp/apt.log" >&2
-        rm -rf "$tmp"
-        return 1
-    fi
-    rm -rf "$dir"
-    mv "$tmp" "$dir"
-    touch "$dir/done"
-    echo "$dir/tree"
-}
 t=$(date +%s)
-wtree=$(waagent_tree "$base") || die "waagent tree (apt-get install waagent=$WALA_BENCH_WAAGENT_VERSION in a chroot)"
+wtree=$(vm_waagent_tree "$base" "$WALA_BENCH_WAAGENT_VERSION") || die "waagent tree (apt-get install waagent=$WALA_BENCH_WAAGENT_VERSION in a chroot)"
 chroot "$wtree" dpkg-query -W -f="\${Version}" waagent >"$work/waagent-version" 2>/dev/null
 say "waagent tree: $wtree ($(cat "$work/waagent-version"), $(($(date +%s) - t)) s)"
 
@@ -540,51 +514,7 @@ configure_wala() {
     vm_set_conf "$tree/etc/waagent.conf" Wala.WireServer 168.63.129.16
 }
 configure_waagent() {
-    local tree=$1
-    vm_set_conf "$tree/etc/waagent.conf" Provisioning.Agent waagent
-    vm_set_conf "$tree/etc/waagent.conf" ResourceDisk.Format y
-    vm_set_conf "$tree/etc/waagent.conf" ResourceDisk.MountPoint /mnt/resource
-    vm_set_conf "$tree/etc/waagent.conf" ResourceDisk.EnableSwap y
-    vm_set_conf "$tree/etc/waagent.conf" ResourceDisk.SwapSizeMB "$swap_mb"
-    mkdir -p "$tree/etc/systemd/system/walinuxagent.service.d" "$tree/usr/local/lib/wala-bench-shim"
-    cat >"$tree/etc/systemd/system/walinuxagent.service.d/wala-bench.conf" <<'EOF'
-# wala benchmark, TEST ONLY: qemu is not Hyper-V, so the unit's ConditionVirtualization=microsoft
-# is reset; the shim on PYTHONPATH lets waagent find the resource disk without VMBus.
-[Unit]
-ConditionVirtualization=
-
-[Service]
-Environment=PYTHONPATH=/usr/local/lib/wala-bench-shim
-EOF
-    cat >"$tree/usr/local/lib/wala-bench-shim/sitecustomize.py" <<'EOF'
-"""wala benchmark, TEST ONLY (bench/vm-vs-waagent.sh).
-
-qemu has no VMBus, so waagent 2.7's DefaultOSUtil.device_for_ide_port, which walks
-/sys/bus/vmbus, finds no resource disk. For port 1 (the resource disk) this answers the kernel
-name of the disk behind /dev/disk/azure/resource, the link the image's test udev rule makes for
-the virtio-scsi disk with serial "walaresource". Other ports, or no link: waagent's own code.
-"""
-import os
-
-try:
-    from azurelinuxagent.common import logger as _logger
-    from azurelinuxagent.common.osutil import default as _default
-except ImportError:
-    _default = None
-
-if _default is not None:
-    _original = _default.DefaultOSUtil.device_for_ide_port
-
-    def _device_for_ide_port(self, port_id):
-        link = "/dev/disk/azure/resource"
-        if port_id == 1 and os.path.exists(link):
-            device = os.path.basename(os.path.realpath(link))
-            _logger.info("wala-bench shim: resource disk {0} from {1} (no VMBus under qemu)", device, link)
-            return device
-        return _original(self, port_id)
-
-    _default.DefaultOSUtil.device_for_ide_port = _device_for_ide_port
-EOF
+    vm_waagent_configure "$1" "$swap_mb"
 }
 configure_none() { :; }
 # The floor for Ready (TEST ONLY): what any agent must at least do, with a conventional unit

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds target/debian/wala_<version>_<arch>.deb from the tree, with no tool beyond dpkg-dev:
 # `make install DESTDIR=<staging>`, Debian's paths for units and udev rules, compressed man pages,
-# control fields (Depends computed by dpkg-shlibdeps when present), conffiles, maintainer
-# scripts, md5sums, then `dpkg-deb --build`.
+# control fields (Depends computed by dpkg-shlibdeps when present), the default configuration
+# under /usr/share/wala (no conffiles), maintainer scripts, md5sums, then `dpkg-deb --build`.
 # Usage: packaging/build-deb.sh            (CARGO_TARGET_DIR is honoured; output in target/debian)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +24,15 @@ make --no-print-directory install DESTDIR="$root" PREFIX=/usr \
 
 version=$("$root/usr/sbin/wala-agentd" --version | awk '{print $2}')
 [ -n "$version" ] || { echo "build-deb: could not read the version" >&2; exit 1; }
+
+# The configuration and the logrotate file are not conffiles: /etc/waagent.conf belongs to the
+# admin (and to waagent's package, which leaves it behind as its own conffile), and one logrotate
+# file must cover /var/log/waagent.log. The package carries the defaults; postinst installs them
+# where none exists (docs/migration.md).
+install -d "$root/usr/share/wala"
+mv "$root/etc/waagent.conf" "$root/usr/share/wala/waagent.conf"
+mv "$root/etc/logrotate.d/wala" "$root/usr/share/wala/logrotate"
+rmdir "$root/etc/logrotate.d" "$root/etc"
 
 # Man pages: gzip -9n as Debian policy asks.
 gzip -9n "$root"/usr/share/man/man8/*.8
@@ -61,8 +70,8 @@ install -d "$root/DEBIAN"
 size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
 sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" -e "s/@INSTALLED_SIZE@/$size/" \
     -e "s/@SHLIBS@/$shlibs/" packaging/debian/control.in >"$root/DEBIAN/control"
-(cd "$root" && find etc -type f | sed 's|^|/|' | sort) >"$root/DEBIAN/conffiles"
-install -m 0755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm "$root/DEBIAN/"
+install -m 0755 packaging/debian/preinst packaging/debian/postinst packaging/debian/prerm \
+    packaging/debian/postrm "$root/DEBIAN/"
 (cd "$root" && find . -path ./DEBIAN -prune -o -type f -print | sed 's|^\./||' | sort |
     xargs -d '\n' md5sum) >"$root/DEBIAN/md5sums"
 

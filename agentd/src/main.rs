@@ -12,8 +12,9 @@ use wala::root::HostRoot;
 /// The wala guest agent daemon and administrative commands (waagent compatible).
 ///
 /// Invoked as `waagent`, it accepts waagent's flags: -deprovision[+user] [-force], -version, -help,
-/// -show-configuration, -collect-logs [-full], -serialconsole, -daemon, -start, -verbose,
-/// -configuration-path:FILE.
+/// -show-configuration, -collect-logs [-full], -serialconsole, -daemon (daemon --provision),
+/// -run-exthandlers (daemon), -start (daemon --provision, in the background), -register-service
+/// (systemctl enable of wala's units), -setup-firewall=IP, -verbose, -configuration-path:FILE.
 #[derive(Debug, Parser)]
 #[command(name = "wala-agentd", version, after_help = EXIT_CODES_HELP)]
 struct Cli {
@@ -34,6 +35,15 @@ struct Cli {
 enum Command {
     /// Run the steady-state daemon (goal state, extensions, status, monitors)
     Daemon {
+        /// First run every provisioning stage, as `wala-provision --stage all` (what `waagent
+        /// -daemon` does: for a unit that runs `waagent -daemon` instead of wala's units). Each
+        /// stage finds on its own whether anything is left to do, so on a provisioned VM this
+        /// changes nothing
+        #[arg(long)]
+        provision: bool,
+        /// With --provision: how long to wait for the provisioning DVD to appear
+        #[arg(long, value_name = "SECONDS", default_value_t = 60, requires = "provision")]
+        dvd_timeout: u64,
         /// Benchmarks: stop after this many event-loop wake-ups
         #[arg(long, hide = true)]
         max_wakeups: Option<u64>,
@@ -66,6 +76,13 @@ enum Command {
     },
     /// Configure GRUB for the serial console on ttyS0
     SerialConsole,
+    /// Record this VM as provisioned (<Lib.Dir>/provisioned with its VM id) unless a marker
+    /// exists, so that the next boot does not provision it again. For a VM already in service
+    /// whose marker was lost, e.g. taken over from waagent's package (whose removal deletes
+    /// /var/lib/waagent); the Debian package runs it then (docs/migration.md)
+    MarkProvisioned,
+    /// Enable wala's units (`systemctl enable`), as `waagent -register-service` registers waagent
+    RegisterService,
     /// Parse a document as wala would and print what was understood as JSON (secrets redacted).
     /// KIND: ovf, goal-state, hosting-env, shared-config, extensions-config, vm-settings,
     /// certificates, dhcp-lease, handler-manifest, ext-status, imds, conf.
@@ -149,17 +166,15 @@ fn run_legacy(args: &[String]) -> ExitCode {
         LegacyCommand::Version => Command::Version,
         LegacyCommand::ShowConfiguration => Command::ShowConfiguration,
         LegacyCommand::Deprovision { user } => Command::Deprovision { user, force: inv.force },
-        LegacyCommand::Daemon | LegacyCommand::RunExtHandlers => {
-            Command::Daemon { max_wakeups: None, goal_state_period_ms: None }
-        }
+        // waagent's daemon provisions, then runs the extension handler; -run-exthandlers is the
+        // second half alone.
+        LegacyCommand::Daemon => legacy_daemon(true),
+        LegacyCommand::RunExtHandlers => legacy_daemon(false),
         LegacyCommand::CollectLogs => Command::CollectLogs { full: inv.full },
         LegacyCommand::SerialConsole => Command::SerialConsole,
         LegacyCommand::SetupFirewall { destination } => Command::SetupFirewall { destination },
-        LegacyCommand::Start => return not_built("-start (starting the daemon in the background)"),
-        LegacyCommand::RegisterService => {
-            eprintln!("wala is registered by its package: use `systemctl enable wala-agentd.service`");
-            return ExitCode::NotImplemented;
-        }
+        LegacyCommand::Start => return start_in_background(&SystemRunner, inv.config_path.as_deref()),
+        LegacyCommand::RegisterService => Command::RegisterService,
     };
     run(command, &HostRoot::live(), inv.config_path, inv.verbose)
 }
@@ -192,10 +207,18 @@ fn run(command: Command, root: &HostRoot, config: Option<PathBuf>, verbose: bool
             }
         }
         Command::Inspect { kind, file } => inspect(&kind, &file),
-        Command::Daemon { max_wakeups, goal_state_period_ms } => {
+        Command::Daemon { provision, dvd_timeout, max_wakeups, goal_state_period_ms } => {
             let limits = wala::daemon::Limits { max_wakeups };
-            daemon(root, config, verbose, limits, goal_state_period_ms.map(std::time::Duration::from_millis))
+            let provision = provision.then(|| std::time::Duration::from_secs(dvd_timeout));
+            let period = goal_state_period_ms.map(std::time::Duration::from_millis);
+            daemon(root, config, verbose, provision, limits, period)
         }
+        Command::MarkProvisioned => {
+            let loaded = wala::conf::load_or_defaults(root, config.as_deref());
+            loaded.log_problems();
+            mark_provisioned(root, &loaded.config)
+        }
+        Command::RegisterService => register_service(&SystemRunner, root),
         Command::Deprovision { user, force } => {
             let loaded = wala::conf::load_or_defaults(root, config.as_deref());
             loaded.log_problems();
@@ -256,10 +279,91 @@ fn boot_report(
     ExitCode::Ok
 }
 
+fn legacy_daemon(provision: bool) -> Command {
+    Command::Daemon { provision, dvd_timeout: 60, max_wakeups: None, goal_state_period_ms: None }
+}
+
+/// `waagent -start`: `daemon --provision` in the background (a new session, output discarded; it
+/// logs to the journal through stderr only when run by a unit, and always to waagent.log), and
+/// return at once.
+fn start_in_background(runner: &dyn wala::cmd::Runner, config: Option<&Path>) -> ExitCode {
+    let exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("wala: -start: cannot find this program: {e}");
+            return ExitCode::Failure;
+        }
+    };
+    let mut cmd = wala::cmd::Cmd::new("setsid").arg("-f").arg(&exe);
+    if let Some(c) = config {
+        cmd = cmd.arg("--config").arg(c);
+    }
+    let cmd = cmd.args(["daemon", "--provision"]).output_files("/dev/null", "/dev/null", 0);
+    match runner.run(&cmd) {
+        Ok(_) => ExitCode::Ok,
+        Err(e) => {
+            eprintln!("wala: -start: {e}");
+            ExitCode::Failure
+        }
+    }
+}
+
+/// The units the package enables (packaging/debian/postinst), in boot order.
+const UNITS: [&str; 6] = [
+    "wala-provision-local.service",
+    "wala-provision-keys.service",
+    "wala-provision-disk.service",
+    "wala-provision-network.service",
+    "wala-network-setup.service",
+    "wala-agentd.service",
+];
+
+/// `waagent -register-service`: enable wala's units (`systemctl --root` for another root).
+fn register_service(runner: &dyn wala::cmd::Runner, root: &HostRoot) -> ExitCode {
+    let mut cmd = wala::cmd::Cmd::new("systemctl");
+    if !root.is_live() {
+        cmd = cmd.arg(format!("--root={}", root.path("/").display()));
+    }
+    let cmd = cmd.arg("enable").args(UNITS);
+    match runner.run(&cmd) {
+        Ok(_) => {
+            println!("enabled {}", UNITS.join(" "));
+            ExitCode::Ok
+        }
+        Err(e) => {
+            eprintln!("wala: register-service: {e}");
+            ExitCode::Failure
+        }
+    }
+}
+
+fn mark_provisioned(root: &HostRoot, config: &wala::conf::Config) -> ExitCode {
+    use wala::takeover::{mark_provisioned, MarkOutcome};
+    let lib = config.lib_dir.as_path();
+    match mark_provisioned(root, lib) {
+        Ok(MarkOutcome::Written(id)) => {
+            println!("{}: VM {id} recorded as provisioned", root.path(lib.join("provisioned")).display());
+            ExitCode::Ok
+        }
+        Ok(MarkOutcome::Exists(text)) => {
+            println!(
+                "{}: a marker exists ({text:?}); nothing changed",
+                root.path(lib.join("provisioned")).display()
+            );
+            ExitCode::Ok
+        }
+        Err(e) => {
+            eprintln!("wala-agentd: mark-provisioned: {e}");
+            ExitCode::Failure
+        }
+    }
+}
+
 fn daemon(
     root: &HostRoot,
     config: Option<PathBuf>,
     verbose: bool,
+    provision: Option<std::time::Duration>,
     limits: wala::daemon::Limits,
     goal_state_period: Option<std::time::Duration>,
 ) -> ExitCode {
@@ -277,6 +381,39 @@ fn daemon(
         log::info!("wala is turned off (Wala.Enabled=n): the daemon does not run");
         wala::daemon::notify::notify("READY=1");
         return ExitCode::Disabled;
+    }
+    // One daemon per machine: a unit running `waagent -daemon` beside wala-agentd.service finds
+    // the lock taken and stops, as waagent's daemon does when its pid file names a live daemon.
+    let _instance = match wala::daemon::instance::acquire(root) {
+        Ok(lock) => lock,
+        Err(e @ wala::daemon::instance::InstanceError::Busy { .. }) => {
+            log::warn!("{e}: this one exits");
+            wala::daemon::notify::notify("READY=1");
+            return ExitCode::Disabled;
+        }
+        Err(e) => {
+            log::error!("cannot take the daemon's lock: {e}");
+            return ExitCode::Failure;
+        }
+    };
+    if let Some(dvd_wait) = provision {
+        // As waagent's daemon: provision (each stage skips what is done), then the extension
+        // handler, also when provisioning failed (the failure has been reported).
+        let ctx = wala::provision::Context {
+            kvp: wala::kvp::KvpPool::for_root(root),
+            root: root.clone(),
+            config: &loaded.config,
+            runner: &SystemRunner,
+        };
+        let source = wala::provision::OvfSource::Dvd(dvd_wait);
+        if !wala::provision::stages::run(
+            &ctx,
+            &source,
+            wala::provision::stages::Stage::All,
+            Default::default(),
+        ) {
+            log::warn!("provisioning did not complete (see above); the daemon starts anyway");
+        }
     }
     wala::wire::certs::apply_fips(root, loaded.config.enable_fips);
     wala::platform_features::log_auto_update_once(&loaded.config);
@@ -455,5 +592,33 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn waagent_daemon_provisions_first_and_run_exthandlers_does_not() {
+        assert!(matches!(legacy_daemon(true), Command::Daemon { provision: true, dvd_timeout: 60, .. }));
+        assert!(matches!(legacy_daemon(false), Command::Daemon { provision: false, .. }));
+    }
+
+    #[test]
+    fn start_runs_the_daemon_with_provisioning_in_a_new_session_and_returns() {
+        let runner = wala::cmd::FakeRunner::new();
+        assert_eq!(start_in_background(&runner, Some(Path::new("/etc/my.conf"))), ExitCode::Ok);
+        let exe = std::env::current_exe().expect("exe");
+        assert_eq!(
+            runner.command_lines(),
+            vec![format!("setsid -f {} --config /etc/my.conf daemon --provision", exe.display())]
+        );
+    }
+
+    #[test]
+    fn register_service_enables_every_unit_the_package_enables() {
+        let runner = wala::cmd::FakeRunner::new();
+        assert_eq!(register_service(&runner, &HostRoot::live()), ExitCode::Ok);
+        assert_eq!(runner.command_lines(), vec![format!("systemctl enable {}", UNITS.join(" "))]);
+        let postinst = include_str!("../../packaging/debian/postinst");
+        for unit in UNITS {
+            assert!(postinst.contains(unit), "{unit} is not enabled by the package");
+        }
     }
 }

@@ -74,12 +74,35 @@ fn waagent_missing_configuration_path_fails_like_waagent() {
 }
 
 #[test]
-fn commands_not_built_yet_say_so_and_fail() {
+fn register_service_enables_the_units_and_waagents_names_become_aliases() {
+    // `waagent -register-service` on the live root; here the same command with --root, run by the
+    // real systemctl (offline, on the temp root only).
+    if wala::cmd::find_program("systemctl").is_none() {
+        panic!("this test needs systemctl (the systemd package)");
+    }
     let dir = tempfile::tempdir().expect("tempdir");
-    let w = waagent(dir.path());
-    let out = run(&w, &["-start"]);
-    assert_eq!(out.status.code(), Some(4));
-    assert!(stderr(&out).contains("not built yet; nothing was done"), "{}", stderr(&out));
+    let units = dir.path().join("lib/systemd/system");
+    std::fs::create_dir_all(&units).expect("mkdir");
+    std::fs::create_dir_all(dir.path().join("etc/systemd/system")).expect("mkdir");
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../systemd");
+    for e in std::fs::read_dir(&repo).expect("systemd/").flatten() {
+        if e.path().extension().is_some_and(|x| x == "service" || x == "slice") {
+            std::fs::copy(e.path(), units.join(e.file_name())).expect("copy");
+        }
+    }
+    let out = run(Path::new(BIN), &["--root", dir.path().to_str().expect("utf8"), "register-service"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let etc = dir.path().join("etc/systemd/system");
+    for (link, target) in [
+        ("multi-user.target.wants/wala-agentd.service", "wala-agentd.service"),
+        ("multi-user.target.wants/wala-provision-local.service", "wala-provision-local.service"),
+        ("network.target.wants/wala-network-setup.service", "wala-network-setup.service"),
+        ("walinuxagent.service", "wala-agentd.service"),
+        ("waagent.service", "wala-agentd.service"),
+    ] {
+        let got = std::fs::read_link(etc.join(link)).unwrap_or_else(|e| panic!("{link}: {e}"));
+        assert_eq!(got.file_name().and_then(|n| n.to_str()), Some(target), "{link}");
+    }
 }
 
 #[test]

@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use wala::exit::{ExitCode, EXIT_CODES_HELP};
-use wala::provision::{self, Context, OvfSource};
+use wala::provision::{self, stages, Context, OvfSource};
 use wala::root::HostRoot;
-use wala::timeline::{self, Outcome};
 
 /// Provision an Azure VM from its OVF environment: user, password, SSH keys, hostname, resource
 /// disk, then report Ready (or ProvisioningFailed) to the WireServer.
@@ -120,109 +119,20 @@ fn run(
             }
         };
     }
-    let mut code = ExitCode::Ok;
-    // Each stage is recorded in the boot timeline (`wala-agentd boot-report`).
-    let begin = |name| timeline::Stage::begin(&ctx.root, name);
-    if matches!(stage, Stage::Local | Stage::All) {
-        let recorded = begin("local");
-        match provision::run_local(ctx, source) {
-            Ok(outcome) => {
-                log::info!(
-                    "local stage finished for VM {} ({})",
-                    outcome.vm_id,
-                    outcome.lifecycle.describe()
-                );
-                recorded.end(if outcome.skipped.is_some() { Outcome::Skipped } else { Outcome::Ok });
-            }
-            Err(e) => {
-                log::error!("local stage failed: {e}");
-                recorded.end(Outcome::Failed);
-                code = ExitCode::Failure;
-            }
-        }
+    let stage = match stage {
+        Stage::Local => stages::Stage::Local,
+        Stage::Imds => stages::Stage::Imds,
+        Stage::ResourceDisk => stages::Stage::ResourceDisk,
+        Stage::Pps => stages::Stage::Pps,
+        Stage::HostKeys => stages::Stage::HostKeys,
+        Stage::Network => stages::Stage::Network,
+        Stage::All => stages::Stage::All,
+    };
+    if stages::run(ctx, source, stage, stages::Options { pps_wait_limit }) {
+        ExitCode::Ok
+    } else {
+        ExitCode::Failure
     }
-    if matches!(stage, Stage::Imds | Stage::All) {
-        let recorded = begin("imds");
-        match provision::from_imds::run(ctx) {
-            Ok(outcome) => {
-                log::info!("IMDS stage: {outcome:?}");
-                let skipped = outcome == provision::from_imds::ImdsOutcome::NothingToDo;
-                recorded.end(if skipped { Outcome::Skipped } else { Outcome::Ok });
-            }
-            Err(e) => {
-                log::error!("IMDS stage failed: {e}");
-                recorded.end(Outcome::Failed);
-                code = ExitCode::Failure;
-            }
-        }
-    }
-    if matches!(stage, Stage::ResourceDisk | Stage::All) {
-        let recorded = begin("resource-disk");
-        match provision::run_resource_disk(ctx) {
-            Ok(disk) => {
-                log::info!("resource-disk stage: {disk:?}");
-                recorded.end(if disk.is_some() { Outcome::Ok } else { Outcome::Skipped });
-            }
-            Err(e) => {
-                log::error!("resource-disk stage failed: {e}");
-                recorded.end(Outcome::Failed);
-                code = ExitCode::Failure;
-            }
-        }
-    }
-    if matches!(stage, Stage::Pps | Stage::All) {
-        let recorded = begin("pps");
-        match provision::preprovisioned::run_stage(ctx, pps_wait_limit) {
-            Ok(provision::preprovisioned::PoolOutcome::NothingToDo(why)) => {
-                log::debug!("pps stage: {why}");
-                recorded.end(Outcome::Skipped);
-            }
-            Ok(outcome) => {
-                log::info!("pps stage: {outcome:?}");
-                recorded.end(Outcome::Ok);
-            }
-            Err(e) => {
-                log::error!("pps stage failed: {e}");
-                recorded.end(Outcome::Failed);
-                code = ExitCode::Failure;
-            }
-        }
-    }
-    if matches!(stage, Stage::HostKeys | Stage::All) {
-        let recorded = begin("host-keys");
-        match provision::run_host_keys(ctx) {
-            Ok(made) => {
-                log::info!("host-keys stage: {}", if made { "keys made" } else { "nothing to do" });
-                recorded.end(if made { Outcome::Ok } else { Outcome::Skipped });
-            }
-            Err(e) => {
-                log::error!("host-keys stage failed: {e}");
-                recorded.end(Outcome::Failed);
-                code = ExitCode::Failure;
-            }
-        }
-    }
-    if matches!(stage, Stage::Network | Stage::All) {
-        let recorded = begin("network");
-        let result = provision::network::run(ctx);
-        let provisioned = !matches!(result, Ok(provision::NetworkOutcome::NothingToDo(_)));
-        match result {
-            Ok(outcome) => {
-                log::info!("network stage: {outcome:?}");
-                recorded.end(if provisioned { Outcome::Ok } else { Outcome::Skipped });
-            }
-            Err(e) => {
-                log::error!("network stage failed: {e}");
-                recorded.end(Outcome::Failed);
-                code = ExitCode::Failure;
-            }
-        }
-        // The timeline of a boot that provisioned outlives /run.
-        if provisioned {
-            timeline::keep_copy(&ctx.root, ctx.config.lib_dir.as_path());
-        }
-    }
-    code
 }
 
 #[cfg(test)]

@@ -17,7 +17,8 @@ pub enum ExitCode {
     NotImplemented = 4,
     /// An input document was rejected (`inspect`, `--dry-run` with a bad OVF).
     Rejected = 5,
-    /// wala is turned off in the configuration (`Wala.Enabled=n`); nothing was done.
+    /// wala is turned off in the configuration (`Wala.Enabled=n`), or (the daemon) another wala
+    /// daemon is running; nothing was done.
     Disabled = 6,
 }
 
@@ -36,4 +37,4 @@ Exit codes:
   3  the configuration has problems (check-config)
   4  the command is not built in wala yet; nothing was done
   5  an input document was rejected
-  6  wala is turned off (Wala.Enabled=n); nothing was done";
+  6  wala is turned off (Wala.Enabled=n), or another wala daemon runs; nothing was done";

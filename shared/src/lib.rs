@@ -40,6 +40,7 @@ pub mod serialconsole;
 pub mod shadow_lock;
 pub mod ssh;
 pub mod status_blob;
+pub mod takeover;
 pub mod telemetry;
 pub mod timeline;
 pub mod user;

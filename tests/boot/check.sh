@@ -68,7 +68,7 @@ for f in usr/sbin/wala-provision usr/sbin/wala-agentd usr/lib/systemd/system/azu
     usr/lib/systemd/system/wala-agentd.service usr/lib/systemd/system/wala-network-setup.service \
     usr/lib/tmpfiles.d/wala.conf usr/lib/dracut/modules.d/90wala/module-setup.sh \
     usr/lib/dracut/modules.d/90wala/wala-provision-initrd.service \
-    usr/lib/dracut/modules.d/90wala/wala-initrd-relabel.sh etc/logrotate.d/waagent etc/waagent.conf \
+    usr/lib/dracut/modules.d/90wala/wala-initrd-relabel.sh etc/logrotate.d/wala etc/waagent.conf \
     usr/share/man/man8/wala-provision.8 usr/share/man/man8/wala-agentd.8 usr/share/man/man8/waagent.8; do
     [ -s "$dest/$f" ] || missing+=("$f")
 done
@@ -165,7 +165,7 @@ if systemd-tmpfiles --create --root="$troot" "$dest/usr/lib/tmpfiles.d/wala.conf
 else fail "tmpfiles wala.conf" "$tmp/tmpf"; fi
 mkdir -p "$tmp/lr"
 : >"$tmp/lr/waagent.log"
-sed "s|/var/log/waagent.log|$tmp/lr/waagent.log|" "$dest/etc/logrotate.d/waagent" >"$tmp/lr/conf"
+sed "s|/var/log/waagent.log|$tmp/lr/waagent.log|" "$dest/etc/logrotate.d/wala" >"$tmp/lr/conf"
 if logrotate --debug --state "$tmp/lr/state" "$tmp/lr/conf" >"$tmp/lr/out" 2>&1 &&
     ! grep -qi 'error' "$tmp/lr/out"; then pass "logrotate config parses"; else
     fail "logrotate config" "$tmp/lr/out"; fi
@@ -187,7 +187,8 @@ else cat "$rl" "$tmp/rl.out" >"$tmp/rl.all" 2>/dev/null; fail "relabel helper" "
 # --- shellcheck ----------------------------------------------------------------------------------
 shells=(tests/boot/check.sh tests/vm/*.sh packaging/build-deb.sh packaging/gen-man.sh dracut/modules.d/90wala/*.sh)
 check "shellcheck ${shells[*]}" shellcheck "${shells[@]}"
-check "shellcheck maintainer scripts" shellcheck -s sh packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm
+check "shellcheck maintainer scripts" shellcheck -s sh packaging/debian/preinst packaging/debian/postinst \
+    packaging/debian/prerm packaging/debian/postrm
 
 # --- dracut --------------------------------------------------------------------------------------
 # A private copy of dracut's module tree with ours added, the binary found in the DESTDIR tree;
@@ -235,18 +236,25 @@ if packaging/build-deb.sh >"$tmp/deb.log" 2>&1; then
     for f in ./usr/sbin/wala-provision ./usr/sbin/wala-agentd "./usr/sbin/waagent -> wala-agentd" \
         ./lib/systemd/system/wala-provision-local.service ./lib/systemd/system/wala-agentd.service \
         ./lib/systemd/system/azure.slice ./usr/lib/dracut/modules.d/90wala/module-setup.sh \
-        ./etc/waagent.conf ./etc/logrotate.d/waagent ./usr/share/man/man8/wala-agentd.8.gz; do
+        ./usr/share/wala/waagent.conf ./usr/share/wala/logrotate ./usr/share/man/man8/wala-agentd.8.gz; do
         grep -qF " $f" "$tmp/deb.list"
         result "deb contains $f" $?
     done
-    for field in Provides Conflicts Replaces; do
-        dpkg-deb -f "$deb" "$field" | grep -qw waagent
-        result "deb $field: waagent" $?
+    # Taking over from waagent's package (docs/migration.md): Conflicts and Replaces name Debian's
+    # and Ubuntu's packages; Provides names waagent only (Debian's waagent Conflicts with
+    # walinuxagent, and dpkg -i cannot remove the package it installs to resolve that).
+    for field in Conflicts Replaces; do
+        [ "$(dpkg-deb -f "$deb" "$field")" = "waagent, walinuxagent" ]
+        result "deb $field: waagent, walinuxagent" $?
     done
+    [ "$(dpkg-deb -f "$deb" Provides)" = waagent ]
+    result "deb Provides: waagent (unversioned, and not walinuxagent)" $?
     dpkg-deb -f "$deb" Depends | grep -q 'libc6'
     result "deb Depends (dpkg-shlibdeps): $(dpkg-deb -f "$deb" Depends)" $?
-    dpkg-deb -I "$deb" conffiles | grep -qx /etc/waagent.conf
-    result "deb conffile /etc/waagent.conf" $?
+    ! dpkg-deb -I "$deb" conffiles >/dev/null 2>&1 && ! grep -q ' \./etc/' "$tmp/deb.list"
+    result "deb has no conffiles and nothing under /etc (the admin's waagent.conf is never asked about)" $?
+    dpkg-deb -I "$deb" preinst | grep -q 'dpkg-divert --package wala --no-rename'
+    result "deb preinst diverts waagent's configuration files (no rename)" $?
     dpkg-deb -I "$deb" postinst | grep -q 'deb-systemd-helper enable'
     result "deb postinst enables the units" $?
 else

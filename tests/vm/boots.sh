@@ -661,7 +661,105 @@ pps_scenario() {
 pps_scenario pps-running running "$WALA_VM_PPS_HOST_R"
 pps_scenario pps-savable savable "$WALA_VM_PPS_HOST_S"
 
-# === 11. The floor: the same image with wala's units masked ======================================
+# === 11. Migration from waagent: waagent provisions, wala's package replaces it, the VM reboots ==
+# waagent's image (run.sh: Debian 12's waagent package, its test shim for the resource disk)
+# provisions a first boot; in the running guest `dpkg -i /root/wala.deb` (stdin closed) replaces
+# waagent; the next boot, same disk, same VM id, must change nothing: same host keys, no report
+# about provisioning, waagent's files as they were, the resource disk not formatted again, and
+# wala-agentd running under waagent's unit names (docs/migration.md).
+# waagent_state: what must not change, listed from inside the guest (hashes, not contents).
+waagent_state() {
+    # shellcheck disable=SC2016 # runs in the guest
+    rssh 'for f in /etc/ssh/ssh_host_*_key.pub; do ssh-keygen -lf "$f"; done
+          cd /var/lib/waagent && sha256sum provisioned ovf-env.xml ./*.crt ./*.prv Transport*.pem 2>&1
+          find /var/lib/waagent -path "*/config/HandlerState" -exec sha256sum {} +
+          id '"$user"'; getent passwd '"$user"'; cat /etc/hostname' 2>&1
+}
+if wanted waagent-first && [ ! -s "$work/waagent.raw" ]; then
+    fail "waagent-first: no waagent image was built (see the preparation's FAIL line)"
+fi
+if [ -s "$work/waagent.raw" ]; then
+    uuid_wa=$(python3 -c 'import uuid; print(uuid.uuid4())')
+    cp --sparse=always "$work/waagent.raw" "$work/waagent-persistent.raw"
+    cp --sparse=always "$WALA_VM_RESOURCE" "$work/res-waagent.raw"
+    boot waagent-first "$work/waagent-persistent.raw" off "$work/waagent.iso" "$work/res-waagent.raw" "$uuid_wa" "$work/initrd.img"
+    if [ -n "$ssh_at" ]; then
+        # waagent provisions after its daemon started (after multi-user.target): wait for its Ready.
+        for _ in $(seq 150); do
+            collect_fabric
+            [ "$ready_at" != - ] && break
+            sleep 2
+        done
+        net_pending=0
+        fabric_reports waagent-first "waagent's NotReady/Provisioning then Ready" ready
+        ussh true >"$d/ussh.log" 2>&1
+        result "waagent-first: $user (made by waagent) logs in with the OVF key" $? "$d/ussh.log"
+        for _ in $(seq 60); do
+            rssh 'swapon --noheadings --show=NAME | grep -q "^/mnt/resource/"' 2>/dev/null && break
+            sleep 2
+        done
+        fs=$(rssh findmnt -n -o SOURCE,FSTYPE /mnt/resource 2>/dev/null)
+        [[ "$fs" == /dev/sd*1\ ext4 ]]
+        result "waagent-first: waagent formatted and mounted the resource disk ($fs)" $?
+        # shellcheck disable=SC2016 # runs in the guest
+        rssh 'blkid -s UUID -o value "$(findmnt -n -o SOURCE /mnt/resource)"; echo wala-migration >/mnt/resource/sentinel' \
+            >"$d/resource.before" 2>&1
+        waagent_state >"$d/state.before"
+        grep -q '/var/lib/waagent/provisioned\|  provisioned$' "$d/state.before" && grep -q '\.crt$' "$d/state.before"
+        result "waagent-first: waagent's marker and certificates are there" $? "$d/state.before"
+        # The switch, in the running guest, unattended.
+        rssh 'dpkg -i /root/wala.deb </dev/null' >"$d/dpkg.log" 2>&1
+        result "waagent-first: dpkg -i wala.deb in the running guest replaces waagent" $? "$d/dpkg.log"
+        # shellcheck disable=SC2016 # runs in the guest
+        out=$(rssh 'dpkg-query -W -f="\${db:Status-Status}" waagent; echo; systemctl is-active wala-agentd.service' 2>&1 | paste -sd' ')
+        [ "$out" = "config-files active" ]
+        result "waagent-first: waagent removed, wala-agentd started by the package ($out)" $? "$d/dpkg.log"
+        collect_fabric
+        row "waagent (1st boot)" "$wire_at" "$ready_at" "$ssh_at"
+        shutdown_vm
+    else
+        stop_all
+    fi
+
+    boot waagent-migrated "$work/waagent-persistent.raw" off "$work/waagent.iso" "$work/res-waagent.raw" "$uuid_wa" "$work/initrd.img"
+    if [ -n "$ssh_at" ]; then
+        net_pending=0
+        waagent_state >"$d/state.after"
+        # Every line recorded before is still there (wala may add files: its own, new certificates).
+        comm -23 <(sort "$work/waagent-first/state.before") <(sort "$d/state.after") >"$d/state.diff"
+        [ ! -s "$d/state.diff" ]
+        result "waagent-migrated: same SSH host keys, waagent's marker, certificates, transport pair, user and hostname ($(wc -l <"$work/waagent-first/state.before") lines)" $? "$d/state.diff"
+        local_journal
+        grep -qE 'Provisioning skipped: already provisioned' "$d/local.journal"
+        result "waagent-migrated: the local stage takes waagent's marker ($(grep -m1 -o 'Provisioning skipped: .*' "$d/local.journal"))" $? "$d/local.journal"
+        check_resource_disk waagent-migrated
+        # shellcheck disable=SC2016 # runs in the guest
+        rssh 'blkid -s UUID -o value "$(findmnt -n -o SOURCE /mnt/resource)"; cat /mnt/resource/sentinel' >"$d/resource.after" 2>&1
+        diff "$work/waagent-first/resource.before" <(head -1 "$d/resource.after") >/dev/null &&
+            [ "$(sed -n 2p "$d/resource.after")" = wala-migration ]
+        result "waagent-migrated: the resource disk was not formatted again (same UUID, the file written before is there)" $? "$d/resource.after"
+        check_agentd waagent-migrated
+        collect_fabric
+        fabric_reports waagent-migrated "no report about provisioning" no-provisioning
+        out=$(rssh 'systemctl show -p Id --value walinuxagent.service; systemctl show -p Id --value waagent.service' 2>&1 | paste -sd' ')
+        [ "$out" = "wala-agentd.service wala-agentd.service" ]
+        result "waagent-migrated: walinuxagent.service and waagent.service name wala-agentd.service ($out)" $?
+        rssh systemctl show -p DropInPaths --value wala-agentd.service >"$d/dropins" 2>&1
+        grep -q 'walinuxagent.service.d/wala-bench.conf' "$d/dropins"
+        result "waagent-migrated: the drop-in under walinuxagent.service.d applies to wala-agentd" $? "$d/dropins"
+        before=$(rssh systemctl show -p MainPID --value wala-agentd.service 2>/dev/null)
+        rssh systemctl restart walinuxagent >"$d/restart.log" 2>&1
+        after=$(rssh systemctl show -p MainPID --value wala-agentd.service 2>/dev/null)
+        [ -n "$after" ] && [ "$after" != 0 ] && [ "$after" != "$before" ]
+        result "waagent-migrated: systemctl restart walinuxagent restarts wala-agentd (pid $before -> $after)" $? "$d/restart.log"
+        row "waagent -> wala reboot" "$wire_at" "$ready_at" "$ssh_at"
+        shutdown_vm
+    else
+        stop_all
+    fi
+fi
+
+# === 12. The floor: the same image with wala's units masked ======================================
 cp --sparse=always "$WALA_VM_RESOURCE" "$work/res6.raw"
 mask="systemd.mask=wala-provision-local.service systemd.mask=wala-provision-keys.service"
 mask+=" systemd.mask=wala-provision-disk.service"

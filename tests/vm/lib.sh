@@ -205,3 +205,92 @@ vm_qemu() {
         -smbios "type=3,asset=7783-7084-3265-9085-8269-3286-77" \
         -netdev "$net" -device virtio-net-pci,netdev=n0,id=net0 >"$d/qemu.out" 2>&1
 }
+
+# vm_waagent_tree BASE VERSION: BASE (the VM test's base tree) plus Debian's waagent package at
+# VERSION and its dependencies, parted and eject (waagent's Suggests, which its own provisioning
+# and resource disk code run: without eject its provisioning dies after reading the DVD), and
+# fdisk (a Debian cloud image has it; wala's package depends on it, so that `dpkg -i wala.deb`
+# works offline in the guest), installed by apt-get in a chroot from the base's own apt source. Cached as $WALA_VM_CACHE/waagent-<key>/tree, the key hashing BASE,
+# VERSION and this function. Prints the tree's path; needs the Debian mirror on a cache miss.
+vm_waagent_tree() {
+    local base=$1 version=$2 key dir tmp
+    key=$({
+        echo "$base $version"
+        declare -f vm_waagent_tree
+    } | sha256sum | cut -c1-16)
+    dir=$WALA_VM_CACHE/waagent-$key
+    if [ -f "$dir/done" ]; then
+        echo "$dir/tree"
+        return 0
+    fi
+    tmp=$(mktemp -d "$WALA_VM_CACHE/build.XXXXXX")
+    cp -a --reflink=auto "$base" "$tmp/tree"
+    if ! vm_apt_install "$tmp/tree" "$tmp/apt.log" "waagent=$version" parted eject fdisk; then
+        tail -20 "$tmp/apt.log" >&2
+        rm -rf "$tmp"
+        return 1
+    fi
+    rm -rf "$dir"
+    mv "$tmp" "$dir"
+    touch "$dir/done"
+    echo "$dir/tree"
+}
+
+# vm_waagent_configure TREE SWAP_MB: waagent's image in the harness (TEST ONLY): waagent.conf with
+# Provisioning.Agent=waagent, the resource disk formatted and mounted at /mnt/resource with
+# SWAP_MB of swap (what the wala image uses), and a drop-in for walinuxagent.service that resets
+# ConditionVirtualization=microsoft (qemu is not Hyper-V) and loads the shim below.
+#
+# THE SHIM: waagent 2.7 finds the resource disk only by walking /sys/bus/vmbus
+# (DefaultOSUtil.device_for_ide_port(1)), and qemu has no VMBus. The drop-in sets
+# PYTHONPATH=/usr/local/lib/wala-bench-shim, whose sitecustomize.py replaces that one method: for
+# port 1 it answers the kernel name of the disk behind /dev/disk/azure/resource (the link the
+# image's test udev rule makes) and logs "wala-bench shim: ..." in waagent.log; anything else goes
+# to the original. Everything waagent then does with the disk is its own code.
+vm_waagent_configure() {
+    local tree=$1 swap_mb=$2
+    vm_set_conf "$tree/etc/waagent.conf" Provisioning.Agent waagent
+    vm_set_conf "$tree/etc/waagent.conf" ResourceDisk.Format y
+    vm_set_conf "$tree/etc/waagent.conf" ResourceDisk.MountPoint /mnt/resource
+    vm_set_conf "$tree/etc/waagent.conf" ResourceDisk.EnableSwap y
+    vm_set_conf "$tree/etc/waagent.conf" ResourceDisk.SwapSizeMB "$swap_mb"
+    mkdir -p "$tree/etc/systemd/system/walinuxagent.service.d" "$tree/usr/local/lib/wala-bench-shim"
+    cat >"$tree/etc/systemd/system/walinuxagent.service.d/wala-bench.conf" <<'EOF'
+# wala VM harness, TEST ONLY: qemu is not Hyper-V, so the unit's ConditionVirtualization=microsoft
+# is reset; the shim on PYTHONPATH lets waagent find the resource disk without VMBus.
+[Unit]
+ConditionVirtualization=
+
+[Service]
+Environment=PYTHONPATH=/usr/local/lib/wala-bench-shim
+EOF
+    cat >"$tree/usr/local/lib/wala-bench-shim/sitecustomize.py" <<'EOF'
+"""wala VM harness, TEST ONLY (tests/vm/lib.sh, vm_waagent_configure).
+
+qemu has no VMBus, so waagent 2.7's DefaultOSUtil.device_for_ide_port, which walks
+/sys/bus/vmbus, finds no resource disk. For port 1 (the resource disk) this answers the kernel
+name of the disk behind /dev/disk/azure/resource, the link the image's test udev rule makes for
+the virtio-scsi disk with serial "walaresource". Other ports, or no link: waagent's own code.
+"""
+import os
+
+try:
+    from azurelinuxagent.common import logger as _logger
+    from azurelinuxagent.common.osutil import default as _default
+except ImportError:
+    _default = None
+
+if _default is not None:
+    _original = _default.DefaultOSUtil.device_for_ide_port
+
+    def _device_for_ide_port(self, port_id):
+        link = "/dev/disk/azure/resource"
+        if port_id == 1 and os.path.exists(link):
+            device = os.path.basename(os.path.realpath(link))
+            _logger.info("wala-bench shim: resource disk {0} from {1} (no VMBus under qemu)", device, link)
+            return device
+        return _original(self, port_id)
+
+    _default.DefaultOSUtil.device_for_ide_port = _device_for_ide_port
+EOF
+}

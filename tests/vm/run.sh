@@ -171,12 +171,52 @@ if ! resource=$(vm_resource_disk "$work"); then
 fi
 pass "resource disk template ($(basename "$resource"))"
 
+# --- migration from waagent: the package's takeover in chroots, and waagent's image ---------------
+# The base plus Debian 12's waagent package (cached, tests/vm/lib.sh vm_waagent_tree). In chroots:
+# wala's package installed over it with `dpkg -i` and with `apt-get install ./wala.deb` (stdin
+# closed), and waagent's package installed again (tests/vm/package-takeover.sh). Then waagent's
+# image for the migration boots (boots.sh): waagent configured as in the benchmark (its shim for
+# the resource disk under qemu), the harness's root key, and the fresh wala.deb in /root, which
+# the guest installs over waagent while it runs.
+export WALA_VM_WAAGENT_VERSION=${WALA_VM_WAAGENT_VERSION:-2.7.3.0-4.1}
+t=$(date +%s)
+if wtree=$(vm_waagent_tree "$base" "$WALA_VM_WAAGENT_VERSION" 2>"$work/waagent-tree.log"); then
+    pass "waagent tree (Debian's waagent $WALA_VM_WAAGENT_VERSION, cached: $(basename "$(dirname "$wtree")"), $(($(date +%s) - t)) s)"
+    waagent_deb=$WALA_VM_CACHE/debs/waagent_${WALA_VM_WAAGENT_VERSION}_all.deb
+    t=$(date +%s)
+    "$here/package-takeover.sh" "$wtree" "$deb" "$waagent_deb" "$work" >"$work/takeover.out" 2>&1
+    cat "$work/takeover.out"
+    passed=$((passed + $(grep -c '^PASS ' "$work/takeover.out")))
+    failed=$((failed + $(grep -c '^FAIL ' "$work/takeover.out")))
+    echo "package takeover checks: $(($(date +%s) - t)) s"
+    wt=$work/waagent-tree
+    if [ -n "${WALA_VM_SCENARIOS:-}" ] && [[ " $WALA_VM_SCENARIOS " != *" waagent-first "* ]]; then
+        echo "waagent's root image not built (waagent-first is not in WALA_VM_SCENARIOS)"
+    else
+        cp -a --reflink=auto "$wtree" "$wt"
+        vm_waagent_configure "$wt" 64
+        install -d -m 0700 "$wt/root/.ssh"
+        install -m 0600 "$work/keys/root.pub" "$wt/root/.ssh/authorized_keys"
+        cp "$deb" "$wt/root/wala.deb"
+        if mkfs.ext4 -q -F -L wala-root -d "$wt" "$work/waagent.raw" 3G >"$work/mkfs-waagent.log" 2>&1; then
+            pass "waagent's root image (waagent provisions; wala.deb in /root for the guest to install)"
+        else
+            fail "waagent's root image (mkfs.ext4 -d)" "$work/mkfs-waagent.log"
+            rm -f "$work/waagent.raw"
+        fi
+        rm -rf "$wt"
+    fi
+else
+    fail "waagent tree (apt-get install waagent=$WALA_VM_WAAGENT_VERSION in a chroot)" "$work/waagent-tree.log"
+fi
+
 # --- provisioning DVDs -------------------------------------------------------------------------
 # make_dvd NAME HOSTNAME USER PASSWORD DISABLE_PASSWORD_AUTH CUSTOM_DATA
 make_dvd() { vm_make_dvd "$work/$1.iso" "$work/dvd-$1" "$2" "$3" "$4" "$5" "$6" "$work/keys/user.pub"; }
 
 export WALA_VM_USER=azureuser
 export WALA_VM_HOST1=wala-vm-one WALA_VM_HOST2=wala-vm-two WALA_VM_HOST3=wala-vm-pw WALA_VM_HOST4=wala-vm-dracut
+export WALA_VM_HOST5=wala-vm-waagent
 export WALA_VM_CUSTOM_DATA="#!/bin/sh
 echo wala custom data"
 # A throw-away test password (the guest is on loopback only): random per run.
@@ -188,7 +228,8 @@ make_dvd nopw "$WALA_VM_HOST1" "$WALA_VM_USER" "" true "$WALA_VM_CUSTOM_DATA" &&
     make_dvd newid "$WALA_VM_HOST2" "$WALA_VM_USER" "" true "$WALA_VM_CUSTOM_DATA" &&
     make_dvd password "$WALA_VM_HOST3" "$WALA_VM_USER" "$(cat "$pw_file")" false "" &&
     make_dvd broken "" "$WALA_VM_USER" "" true "" &&
-    make_dvd dracut "$WALA_VM_HOST4" "$WALA_VM_USER" "" true "$WALA_VM_CUSTOM_DATA" && dvd_ok=1
+    make_dvd dracut "$WALA_VM_HOST4" "$WALA_VM_USER" "" true "$WALA_VM_CUSTOM_DATA" &&
+    make_dvd waagent "$WALA_VM_HOST5" "$WALA_VM_USER" "" true "" && dvd_ok=1
 # A specialized VM's DVD: an OVF environment with no provisioning section (its version only).
 mkdir -p "$work/dvd-specialized"
 cat >"$work/dvd-specialized/ovf-env.xml" <<'EOF'

@@ -15,12 +15,14 @@
   vmtool.py get URL                   print the body of a loopback GET
   vmtool.py times RECORD FABRIC_T0 T0 print "FIRST_WIRE READY" (seconds since T0, or "-") from
                                       the fabric's record file; FABRIC_T0 is when the fabric started
-  vmtool.py health HEALTH_JSON ready|ready-only|failed [WORD]
+  vmtool.py health HEALTH_JSON ready|ready-only|failed [WORD]|no-provisioning
                                       check the Health reports the fabric received: ready:
                                       NotReady/Provisioning (optional) then Ready, nothing else;
                                       ready-only: one Ready and nothing else (nothing provisioned);
                                       failed: NotReady/ProvisioningFailed whose Description names
-                                      WORD, and no Ready after it. Exit 0 when it holds, else 1.
+                                      WORD, and no Ready after it; no-provisioning: no report
+                                      about provisioning at all (a reboot of a provisioned VM).
+                                      Exit 0 when it holds, else 1.
   vmtool.py imds-first RECORD         check that the fabric's record has a GET /metadata/instance
                                       on the IMDS listener before the first Health report. Exit 0
                                       when it holds, else 1.
@@ -275,6 +277,13 @@ def health(path, want, word=""):
     if want == "ready-only":
         if [(s, ss) for s, ss, _ in seq] != [("Ready", None)]:
             print("not exactly one Ready and nothing else")
+            return 1
+        return 0
+    if want == "no-provisioning":
+        # Nothing about provisioning: no NotReady/Provisioning, no ProvisioningFailed.
+        bad = [f"{s}/{ss}" for s, ss, _ in seq if ss in ("Provisioning", "ProvisioningFailed")]
+        if bad:
+            print("provisioning reported: " + ", ".join(bad))
             return 1
         return 0
     if want == "ready":

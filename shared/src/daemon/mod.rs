@@ -3,6 +3,7 @@
 //! READY and STOPPING.
 
 pub mod goal_state;
+pub mod instance;
 pub mod monitors;
 pub mod notify;
 pub mod signals;

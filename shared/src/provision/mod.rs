@@ -23,6 +23,7 @@ pub mod from_imds;
 pub mod network;
 pub mod plan;
 pub mod preprovisioned;
+pub mod stages;
 pub mod state;
 pub mod vm_changed;
 

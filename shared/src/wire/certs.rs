@@ -220,19 +220,30 @@ pub fn parse_pfx(pfx_der: &[u8]) -> Result<Vec<ExtractedCert>, CertError> {
 }
 
 /// Write `<THUMBPRINT>.crt` (0644) and `<THUMBPRINT>.prv` (0600) for `certs` into `lib_dir`, and
-/// the summary `Certificates.json`. Returns the written paths.
+/// the summary `Certificates.json`. Returns the paths of the certificate and key files, written or
+/// already there. A file that already holds the same certificate (the same DER) or a key of the
+/// same key pair is left as it is, whatever its PEM form (waagent's files, after a takeover, stay
+/// byte for byte; and nothing is rewritten on every goal state).
 pub fn write_cert_files(lib_dir: &Path, certs: &[ExtractedCert]) -> Result<Vec<PathBuf>, CertError> {
     crate::files::ensure_dir(lib_dir, 0o700)?;
     let mut written = Vec::new();
     for c in certs {
         let crt = lib_dir.join(format!("{}.crt", c.thumbprint));
-        write_atomic(&crt, &c.cert.to_pem().map_err(ossl("certificate PEM"))?, WriteOptions::mode(0o644))?;
+        if !holds_certificate(&crt, &c.cert) {
+            write_atomic(
+                &crt,
+                &c.cert.to_pem().map_err(ossl("certificate PEM"))?,
+                WriteOptions::mode(0o644),
+            )?;
+        }
         written.push(crt);
         if let Some(key) = &c.key {
             let prv = lib_dir.join(format!("{}.prv", c.thumbprint));
-            let pem =
-                zeroize::Zeroizing::new(key.private_key_to_pem_pkcs8().map_err(ossl("private key PEM"))?);
-            write_atomic(&prv, &pem, WriteOptions::mode(0o600))?;
+            if !holds_key(&prv, key) {
+                let pem =
+                    zeroize::Zeroizing::new(key.private_key_to_pem_pkcs8().map_err(ossl("private key PEM"))?);
+                write_atomic(&prv, &pem, WriteOptions::mode(0o600))?;
+            }
             written.push(prv);
         }
     }
@@ -247,6 +258,26 @@ pub fn write_cert_files(lib_dir: &Path, certs: &[ExtractedCert]) -> Result<Vec<P
         .map_err(|_| CertError::Invalid { what: SUMMARY_FILE.into(), why: "not serializable" })?;
     write_atomic(&lib_dir.join(SUMMARY_FILE), &json, WriteOptions::mode(0o644))?;
     Ok(written)
+}
+
+/// Whether `path` is a regular file holding `cert` (PEM, any line layout or text around it).
+fn holds_certificate(path: &Path, cert: &X509) -> bool {
+    let Ok(meta) = std::fs::symlink_metadata(path) else { return false };
+    if !meta.is_file() || meta.len() > 64 * 1024 {
+        return false;
+    }
+    let (Ok(pem), Ok(want)) = (std::fs::read(path), cert.to_der()) else { return false };
+    X509::from_pem(&pem).and_then(|c| c.to_der()).is_ok_and(|der| der == want)
+}
+
+/// Whether `path` is a regular file holding a private key of the same key pair as `key`.
+fn holds_key(path: &Path, key: &PKey<Private>) -> bool {
+    let Ok(meta) = std::fs::symlink_metadata(path) else { return false };
+    if !meta.is_file() || meta.len() > 64 * 1024 {
+        return false;
+    }
+    let Ok(pem) = std::fs::read(path).map(zeroize::Zeroizing::new) else { return false };
+    PKey::private_key_from_pem(&pem).is_ok_and(|k| k.public_eq(key))
 }
 
 /// The OpenSSH public key line (`ssh-rsa AAAA...`, `ecdsa-sha2-nistp256 ...`, `ssh-ed25519 ...`),
@@ -452,5 +483,50 @@ mod pfx_der {
                 assert!(super::key_bags(data).is_empty());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn extracted() -> ExtractedCert {
+        let keys = TransportKeys::generate().expect("generate");
+        ExtractedCert {
+            thumbprint: thumbprint(&keys.cert).expect("thumbprint"),
+            cert: keys.cert,
+            key: Some(keys.key),
+        }
+    }
+
+    #[test]
+    fn files_holding_the_same_certificate_and_key_pair_are_left_byte_for_byte() {
+        let lib = tempfile::tempdir().expect("tempdir");
+        let c = extracted();
+        let crt = lib.path().join(format!("{}.crt", c.thumbprint));
+        let prv = lib.path().join(format!("{}.prv", c.thumbprint));
+        // Another agent's forms of the same certificate and key: text before the PEM block, a
+        // traditional ("RSA PRIVATE KEY") key.
+        let mut crt_text =
+            b"Bag Attributes\n    localKeyID: 01 00 00 00\nsubject=CN = LinuxTransport\n".to_vec();
+        crt_text.extend(c.cert.to_pem().expect("pem"));
+        let rsa = c.key.as_ref().expect("key").rsa().expect("rsa");
+        let prv_text = rsa.private_key_to_pem().expect("pem");
+        assert!(String::from_utf8_lossy(&prv_text).starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+        std::fs::write(&crt, &crt_text).expect("write");
+        std::fs::write(&prv, &prv_text).expect("write");
+        let paths = write_cert_files(lib.path(), std::slice::from_ref(&c)).expect("write");
+        assert_eq!(paths, vec![crt.clone(), prv.clone()]);
+        assert_eq!(std::fs::read(&crt).expect("read"), crt_text);
+        assert_eq!(std::fs::read(&prv).expect("read"), prv_text);
+
+        // Files that hold something else (another certificate, another key, garbage) are replaced.
+        let other = extracted();
+        std::fs::write(&crt, other.cert.to_pem().expect("pem")).expect("write");
+        std::fs::write(&prv, "not a key").expect("write");
+        write_cert_files(lib.path(), std::slice::from_ref(&c)).expect("write");
+        assert_eq!(std::fs::read(&crt).expect("read"), c.cert.to_pem().expect("pem"));
+        let key = PKey::private_key_from_pem(&std::fs::read(&prv).expect("read")).expect("key");
+        assert!(key.public_eq(c.key.as_ref().expect("key")));
     }
 }
