@@ -510,12 +510,14 @@ pub fn unused_reason(key: &str) -> Option<&'static str> {
 /// More about a value of the wrong type, where waagent accepts it and does something else.
 fn refused_value_note(key: &str, value: &str) -> Option<&'static str> {
     match key {
-        "Provisioning.PasswordCryptId" if matches!(value, "2a" | "2b" | "2x" | "2y" | "y" | "gy" | "7") => Some(
-            "waagent hands crypt(3) `$<id>$` and random salt characters, which for bcrypt (2a, 2b, \
+        "Provisioning.PasswordCryptId" if matches!(value, "2a" | "2b" | "2x" | "2y" | "y" | "gy" | "7") => {
+            Some(
+                "waagent hands crypt(3) `$<id>$` and random salt characters, which for bcrypt (2a, 2b, \
              2y), yescrypt (y, gy) or scrypt (7) is no valid setting: libxcrypt returns the \
              failure token `*0`, waagent sets it as the password hash and the user has no working \
              password",
-        ),
+            )
+        }
         _ => None,
     }
 }
@@ -822,9 +824,12 @@ mod tests {
         assert!(notes[0].starts_with(
             "/etc/waagent.conf:1: OS.OpensslPath: accepted, not used by wala: wala does its certificate work"
         ));
-        assert!(notes[1].starts_with("/etc/waagent.conf:2: Provisioning.Enabled: accepted, not used by wala: retired"));
+        assert!(notes[1]
+            .starts_with("/etc/waagent.conf:2: Provisioning.Enabled: accepted, not used by wala: retired"));
         // Logs.Console went back to None: nothing to note. Pid.File is honoured.
-        assert!(notes[2].starts_with("/etc/waagent.conf:5: Debug.CgroupLogMetrics: accepted, not used by wala:"));
+        assert!(
+            notes[2].starts_with("/etc/waagent.conf:5: Debug.CgroupLogMetrics: accepted, not used by wala:")
+        );
     }
 
     #[test]

@@ -574,7 +574,8 @@ mod tests {
     #[test]
     fn no_proxy_applies_to_the_configured_proxy() {
         let p = ProxySetting { host: "proxy.corp".into(), port: 3128 };
-        let proxy = configured_proxy(&p, &[".blob.core.windows.net".into(), "10.1.2.3".into()]).expect("proxy");
+        let proxy =
+            configured_proxy(&p, &[".blob.core.windows.net".into(), "10.1.2.3".into()]).expect("proxy");
         assert_eq!((proxy.host(), proxy.port()), ("proxy.corp", 3128));
         let uri = |u: &str| u.parse::<ureq::http::Uri>().expect("uri");
         assert!(proxy.is_no_proxy(&uri("https://acct.blob.core.windows.net/c/b")));

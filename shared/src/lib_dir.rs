@@ -160,8 +160,8 @@ pub fn write_status(lib: &Path, history: Option<&History>, json: &[u8]) -> Resul
 pub fn redact(text: &str, protected: &[&str]) -> Option<String> {
     let text = crate::logcollect::redact_protected_settings_as(text, REDACTED)?;
     let text = redact_sas_urls(&text);
-    let leaked = protected.iter().any(|p| p.len() >= 4 && text.contains(p))
-        || find_ascii_ci(&text, "sig=").is_some();
+    let leaked =
+        protected.iter().any(|p| p.len() >= 4 && text.contains(p)) || find_ascii_ci(&text, "sig=").is_some();
     (!leaked).then_some(text)
 }
 
@@ -436,7 +436,8 @@ mod tests {
     fn current_files_replace_other_incarnations() {
         let dir = lib();
         let l = dir.path();
-        for stale in ["GoalState.3.xml", "ExtensionsConfig.3.xml", "GoalState.xml", "ExtensionsConfig.9.txt"] {
+        for stale in ["GoalState.3.xml", "ExtensionsConfig.3.xml", "GoalState.xml", "ExtensionsConfig.9.txt"]
+        {
             fs::write(l.join(stale), "old").expect("write");
         }
         let docs = Documents {
@@ -447,8 +448,11 @@ mod tests {
             extensions_config_redacted: Some("<Extensions/>"),
         };
         write_current(l, &docs).expect("write");
-        let mut names: Vec<String> =
-            fs::read_dir(l).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        let mut names: Vec<String> = fs::read_dir(l)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
         names.sort();
         assert_eq!(
             names,
@@ -468,7 +472,8 @@ mod tests {
         assert_eq!(files::mode_and_owner(&l.join("ExtensionsConfig.4.xml")).unwrap().0, 0o600);
         assert_eq!(files::mode_and_owner(&l.join("HostingEnvironmentConfig.xml")).unwrap().0, 0o644);
         // A goal state without ExtensionsConfig leaves none behind.
-        write_current(l, &Documents { incarnation: 5, extensions_config_redacted: None, ..docs }).expect("write");
+        write_current(l, &Documents { incarnation: 5, extensions_config_redacted: None, ..docs })
+            .expect("write");
         assert!(!l.join("ExtensionsConfig.4.xml").exists());
         assert!(!l.join("GoalState.4.xml").exists());
         assert!(l.join("GoalState.5.xml").exists() && l.join("GoalState.1.xml").exists());

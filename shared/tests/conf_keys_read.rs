@@ -30,7 +30,9 @@ fn code_of(text: &str) -> String {
     for (i, line) in lines.iter().enumerate() {
         let trimmed = line.trim_start();
         let next = lines.get(i + 1).map(|l| l.trim_start()).unwrap_or("");
-        if trimmed.starts_with("#[cfg(test)]") && (next.starts_with("mod tests") || next.contains("mod testing")) {
+        if trimmed.starts_with("#[cfg(test)]")
+            && (next.starts_with("mod tests") || next.contains("mod testing"))
+        {
             break;
         }
         if trimmed.starts_with("//") {
@@ -95,9 +97,8 @@ fn every_key_is_read_or_listed_as_unused_with_a_reason() {
     );
     let mut wrong = Vec::new();
     for k in wala::conf::Config::key_docs() {
-        let through_accessor = accessors
-            .iter()
-            .any(|(name, body)| reads(body, k.field) && reads(&code, name));
+        let through_accessor =
+            accessors.iter().any(|(name, body)| reads(body, k.field) && reads(&code, name));
         let read = reads(&code, k.field) || through_accessor;
         let listed = wala::conf::UNUSED_KEYS.iter().any(|(key, _)| *key == k.key);
         match (read, listed) {
@@ -126,7 +127,9 @@ fn the_unused_list_names_known_keys_with_reasons_and_the_check_notes_them() {
         let loaded = wala::conf::parse(&text, Path::new("/etc/waagent.conf"));
         let notes: Vec<String> = loaded.notes.iter().map(ToString::to_string).collect();
         assert!(
-            notes.iter().any(|n| n.starts_with(&format!("/etc/waagent.conf:2: {key}: accepted, not used by wala: "))),
+            notes
+                .iter()
+                .any(|n| n.starts_with(&format!("/etc/waagent.conf:2: {key}: accepted, not used by wala: "))),
             "{key}: {notes:?}"
         );
     }

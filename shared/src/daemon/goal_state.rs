@@ -226,8 +226,10 @@ impl GoalStateTask {
                 None
             }
         };
-        let hosting_env =
-            self.fetch_for_files(gs.hosting_env_url.as_deref(), crate::limits::Document::HostingEnvironmentConfig);
+        let hosting_env = self.fetch_for_files(
+            gs.hosting_env_url.as_deref(),
+            crate::limits::Document::HostingEnvironmentConfig,
+        );
         let shared_config =
             self.fetch_for_files(gs.shared_config_url.as_deref(), crate::limits::Document::SharedConfig);
         let ext_redacted = ext.as_deref().and_then(|text| {
@@ -424,7 +426,9 @@ impl GoalStateTask {
         self.initial_done = true;
         let path = self.client.lib_dir().join(INITIAL_GOAL_STATE_FILE);
         let text = format!("{} ({} handlers)\n", gs.id, gs.extensions.len());
-        if let Err(e) = crate::files::write_atomic(&path, text.as_bytes(), crate::files::WriteOptions::mode(0o600)) {
+        if let Err(e) =
+            crate::files::write_atomic(&path, text.as_bytes(), crate::files::WriteOptions::mode(0o600))
+        {
             self.files_failed("initial goal state marker", &e);
         }
         if self.initial_period != self.period {
@@ -483,7 +487,6 @@ fn protected_values(gs: Option<&crate::extensions::ExtensionsGoalState>) -> Vec<
     })
     .unwrap_or_default()
 }
-
 
 impl Task for GoalStateTask {
     fn name(&self) -> &'static str {

@@ -108,7 +108,10 @@ impl Extensions {
             return;
         }
         if gs.on_hold {
-            log::info!("the extensions goal state {} is on hold; run anyway (EnableOverProvisioning=n)", gs.id);
+            log::info!(
+                "the extensions goal state {} is on hold; run anyway (EnableOverProvisioning=n)",
+                gs.id
+            );
         }
         let unsupported = gs.unsupported_features(&["MultipleExtensionsPerHandler"]);
         if !unsupported.is_empty() {
