@@ -199,7 +199,8 @@ fn find_url(text: &str) -> Option<usize> {
 }
 
 fn is_sas_query(query: &str) -> bool {
-    query.replace("&amp;", "&").split('&').any(|param| {
+    // Every parameter, after `&`, `&amp;` or a second `?` (a URL with two cannot hide one).
+    query.replace("&amp;", "&").split(['&', '?']).any(|param| {
         let key = param.split('=').next().unwrap_or("");
         param.len() > key.len() + 1 && SAS_KEYS.iter().any(|k| key.eq_ignore_ascii_case(k))
     })
@@ -415,6 +416,7 @@ mod tests {
             r#"{"statusUploadBlob":{"value":"https://a/b?***REDACTED***"},"u":"http://h/p?q=1"}"#
         );
         assert_eq!(redact_sas_urls("HTTPS://h/p?X=1&SIG=2 end"), "HTTPS://h/p?***REDACTED*** end");
+        assert_eq!(redact_sas_urls("https://h/p?x=1?sig=2"), "https://h/p?***REDACTED***");
     }
 
     #[test]

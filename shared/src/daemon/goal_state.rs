@@ -605,6 +605,33 @@ pub fn status_blob_of(xml: &str) -> Option<StatusBlob> {
 mod tests {
     use super::*;
 
+    fn task(lib: &std::path::Path) -> GoalStateTask {
+        use crate::wire::endpoint::{Endpoint, Endpoints};
+        let e = Endpoint::new("127.0.0.1", 9);
+        GoalStateTask::new(
+            WireClient::new(Endpoints::explicit(e.clone(), e.clone(), e.clone()), lib),
+            HostGaPluginClient::new(e),
+            HttpClient::storage(&crate::http::StorageProxy::Direct),
+            Duration::from_secs(6),
+        )
+        .with_initial_period(Duration::from_secs(2))
+    }
+
+    #[test]
+    fn the_initial_period_lasts_until_the_first_extensions_goal_state() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut t = task(dir.path());
+        assert_eq!(Task::period(&t), Duration::from_secs(2));
+        let gs =
+            crate::extensions::parse_extensions_config("<Extensions/>", Some(3)).expect("empty goal state");
+        t.initial_goal_state_done(&gs);
+        assert_eq!(Task::period(&t), Duration::from_secs(6));
+        let marker = std::fs::read_to_string(dir.path().join(INITIAL_GOAL_STATE_FILE)).expect("marker");
+        assert_eq!(marker, "incarnation_3 (0 handlers)\n");
+        // A restart finds the marker: the normal period at once, as waagent.
+        assert_eq!(Task::period(&task(dir.path())), Duration::from_secs(6));
+    }
+
     #[test]
     fn status_blob_from_extensions_config() {
         let xml = r#"<Extensions><StatusUploadBlob statusBlobType="PageBlob">
