@@ -156,13 +156,18 @@ pub fn write_status(lib: &Path, history: Option<&History>, json: &[u8]) -> Resul
 /// `text` (an ExtensionsConfig or vmSettings document) with every `protectedSettings` value and
 /// the query of every URL carrying a SAS token replaced by [`REDACTED`], as waagent saves them.
 /// `protected` are the protected settings the parser found: none of them may be left. `None`
-/// when the document cannot be redacted for certain (the caller then saves nothing).
+/// when the document cannot be redacted for certain (the caller then saves nothing): a secret is
+/// left, or the redaction broke the document (an XML or JSON document that no longer is one, as
+/// when a value's closing quote was really markup's).
 pub fn redact(text: &str, protected: &[&str]) -> Option<String> {
-    let text = crate::logcollect::redact_protected_settings_as(text, REDACTED)?;
-    let text = redact_sas_urls(&text);
+    let out = crate::logcollect::redact_protected_settings_as(text, REDACTED)?;
+    let out = redact_sas_urls(&out);
     let leaked =
-        protected.iter().any(|p| p.len() >= 4 && text.contains(p)) || find_ascii_ci(&text, "sig=").is_some();
-    (!leaked).then_some(text)
+        protected.iter().any(|p| p.len() >= 4 && out.contains(p)) || find_ascii_ci(&out, "sig=").is_some();
+    let is_xml = |t: &str| crate::wire::xml::parse(t).is_ok();
+    let is_json = |t: &str| serde_json::from_str::<serde_json::Value>(t).is_ok();
+    let broken = (is_xml(text) && !is_xml(&out)) || (is_json(text) && !is_json(&out));
+    (!leaked && !broken).then_some(out)
 }
 
 /// Query keys that mark a URL's query as a SAS token.

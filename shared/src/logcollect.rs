@@ -136,6 +136,11 @@ pub fn redact_protected_settings_as(text: &str, marker: &str) -> Option<String> 
         }
         let body = value.strip_prefix(quote)?;
         let end = if quote == "\"" { closing_quote(body)? } else { body.find("&quot;")? };
+        // A value running into XML markup was not a JSON string in XML text (base64 never holds a
+        // `<`): nothing is certain.
+        if body[..end].contains('<') {
+            return None;
+        }
         out.push_str(quote);
         out.push_str(marker);
         out.push_str(quote);
