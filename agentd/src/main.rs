@@ -51,7 +51,8 @@ enum Command {
         #[arg(long, hide = true)]
         goal_state_period_ms: Option<u64>,
     },
-    /// Check the configuration file and list every problem; exits 3 when there are any
+    /// Check the configuration file and list every problem (exits 3 when there are any), and
+    /// every key set that wala accepts but does not use, with the reason
     CheckConfig,
     /// Print the effective configuration as `Key = Value` lines (waagent's format)
     ShowConfiguration,
@@ -195,14 +196,21 @@ fn run(command: Command, root: &HostRoot, config: Option<PathBuf>, verbose: bool
         Command::CheckConfig => {
             let loaded = wala::conf::load_or_defaults(root, config.as_deref());
             let file = loaded.source.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
+            for n in &loaded.notes {
+                println!("{n}");
+            }
+            for p in &loaded.problems {
+                println!("{p}");
+            }
+            let unused = match loaded.notes.len() {
+                0 => String::new(),
+                n => format!("; {n} key(s) accepted but not used by wala"),
+            };
             if loaded.problems.is_empty() {
-                println!("{file}: no problems");
+                println!("{file}: no problems{unused}");
                 ExitCode::Ok
             } else {
-                for p in &loaded.problems {
-                    println!("{p}");
-                }
-                println!("{file}: {} problem(s)", loaded.problems.len());
+                println!("{file}: {} problem(s){unused}", loaded.problems.len());
                 ExitCode::ConfigProblems
             }
         }
@@ -429,6 +437,7 @@ fn daemon(
         wala::telemetry::AgentEvent::new("AgentStart", true, "daemon started", std::time::Duration::ZERO);
     wala::telemetry::record(root, loaded.config.lib_dir.as_path(), &start);
     let tasks = wala::daemon::all_tasks(root, &loaded.config, goal_state_period);
+    let _pid_file = wala::daemon::PidFile::write(root, loaded.config.pid_file.as_path());
     let owned =
         wala::daemon::Owned { root: root.clone(), config: loaded.config, runner: wala::cmd::SystemRunner };
     match wala::daemon::run(owned, tasks, limits) {

@@ -68,7 +68,7 @@ impl Tree {
         );
         t.write(
             "etc/waagent.conf",
-            "Provisioning.RegenerateSshHostKeyPair=y\nProvisioning.DeleteRootPassword=y\nHttpProxy.Host=proxy.local\n",
+            "Provisioning.RegenerateSshHostKeyPair=y\nProvisioning.DeleteRootPassword=y\nHttpProxy.Host=proxy.local\nHttpProxy.Port=3128\n",
         );
         t.write("etc/hostname", "myvm\n");
         t.write("etc/os-release", "ID=debian\nVERSION_ID=\"13\"\n");

@@ -13,6 +13,11 @@
 //! used (waagent silently uses the default); unknown keys are problems too (waagent stores them
 //! silently), except the retired keys that shipped images still carry ([`RETIRED_KEYS`]).
 //! `wala-agentd check-config` turns every problem into a non-zero exit for image builders.
+//!
+//! Every key wala accepts is either read by wala or listed in [`UNUSED_KEYS`] (or
+//! [`RETIRED_KEYS`]) with the reason; a key set in the file that wala does not use is a [`Loaded`]
+//! note (`file:line: key: accepted, not used by wala: why`), which `check-config` prints without
+//! failing. A test (`shared/tests/conf_keys_read.rs`) keeps the list true to the code.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -89,6 +94,22 @@ impl ConfValue for AbsPath {
     }
     fn show(&self) -> String {
         self.0.clone()
+    }
+}
+
+/// A TCP port, 1 to 65535.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Port(pub u16);
+
+impl ConfValue for Port {
+    fn parse_value(s: &str) -> Result<Self, String> {
+        match s.strip_prefix('+').unwrap_or(s).parse::<u16>() {
+            Ok(p) if p > 0 => Ok(Self(p)),
+            _ => Err("expected a port number, 1 to 65535".into()),
+        }
+    }
+    fn show(&self) -> String {
+        self.0.to_string()
     }
 }
 
@@ -212,6 +233,7 @@ macro_rules! config_keys {
                 let d = Self::default();
                 vec![ $( KeyDoc {
                     key: $key,
+                    field: stringify!($field),
                     default: ConfValue::show(&d.$field),
                     doc: concat!($($doc, "\n"),+).trim(),
                 }, )+ ]
@@ -224,6 +246,8 @@ macro_rules! config_keys {
 #[derive(Debug, Clone)]
 pub struct KeyDoc {
     pub key: &'static str,
+    /// The [`Config`] field that holds it.
+    pub field: &'static str,
     pub default: String,
     pub doc: &'static str,
 }
@@ -246,7 +270,9 @@ config_keys! {
     decode_custom_data: bool = "Provisioning.DecodeCustomData", false;
     /// Run CustomData as a script after provisioning (implies decoding).
     execute_custom_data: bool = "Provisioning.ExecuteCustomData", false;
-    /// crypt(3) method for the user's password hash: 1 (MD5), 5 (SHA-256), 6 (SHA-512).
+    /// crypt(3) method for the user's password hash: 1 (MD5), 5 (SHA-256), 6 (SHA-512). Other
+    /// methods (2a, 2b, 2y: bcrypt; y: yescrypt) are refused and 6 is used: waagent builds no valid
+    /// setting for them and leaves the user without a working password.
     password_crypt_id: PasswordCryptId = "Provisioning.PasswordCryptId", PasswordCryptId::Sha512;
     /// Length of the random salt of the password hash.
     password_crypt_salt_length: u64 = "Provisioning.PasswordCryptSaltLength", 10;
@@ -271,13 +297,13 @@ config_keys! {
 
     /// The agent's state directory.
     lib_dir: AbsPath = "Lib.Dir", AbsPath("/var/lib/waagent".into());
-    /// Where the provisioning DVD is mounted when it is not already mounted.
+    /// Where waagent mounts the provisioning DVD.
     dvd_mount_point: AbsPath = "DVD.MountPoint", AbsPath("/mnt/cdrom/secure".into());
-    /// The daemon's pid file.
+    /// The daemon's pid file: `wala-agentd daemon` writes its pid there while it runs.
     pid_file: AbsPath = "Pid.File", AbsPath("/var/run/waagent.pid".into());
     /// Directory for extension logs.
     extension_log_dir: AbsPath = "Extension.LogDir", AbsPath("/var/log/azure".into());
-    /// Path of the openssl program (wala uses libssl directly; kept for compatibility).
+    /// Path of the openssl program waagent runs.
     openssl_path: AbsPath = "OS.OpensslPath", AbsPath("/usr/bin/openssl".into());
     /// Directory of sshd_config and the host keys.
     ssh_dir: AbsPath = "OS.SshDir", AbsPath("/etc/ssh".into());
@@ -303,18 +329,21 @@ config_keys! {
     monitor_dhcp_client_restart_period: u64 = "OS.MonitorDhcpClientRestartPeriod", 30;
     /// Run OpenSSL work in FIPS mode.
     enable_fips: bool = "OS.EnableFIPS", false;
-    /// Allow plain HTTP for storage downloads.
+    /// waagent: fall back to plain HTTP when its Python has no TLS or cannot tunnel HTTPS.
     allow_http: bool = "OS.AllowHTTP", false;
     /// Set up RDMA on RDMA-capable VM sizes.
     enable_rdma: bool = "OS.EnableRDMA", false;
-    /// Update the RDMA driver when it does not match the host.
+    /// waagent: install the RDMA driver package that matches the host's.
     update_rdma_driver: bool = "OS.UpdateRdmaDriver", false;
-    /// Check the RDMA driver version (waagent's getter defaults to yes).
+    /// waagent: check the RDMA driver package against the host's version (its getter defaults to
+    /// yes).
     check_rdma_driver: bool = "OS.CheckRdmaDriver", true;
-    /// Proxy host for storage downloads (never used for the WireServer, HostGAPlugin or IMDS).
+    /// Proxy host for storage traffic (never for the WireServer, HostGAPlugin or IMDS); used with
+    /// HttpProxy.Port. Set without a port, storage traffic goes direct, as in waagent (reported).
+    /// Unset: the environment's `http_proxy`/`https_proxy`/`no_proxy`.
     http_proxy_host: Option<String> = "HttpProxy.Host", None;
-    /// Proxy port for storage downloads.
-    http_proxy_port: Option<u64> = "HttpProxy.Port", None;
+    /// Proxy port for storage traffic, 1 to 65535; no effect without HttpProxy.Host (reported).
+    http_proxy_port: Option<Port> = "HttpProxy.Port", None;
     /// `dhcp`: find the WireServer from DHCP option 245; `static`: use 168.63.129.16.
     endpoint_discovery: EndpointDiscovery = "Protocol.EndpointDiscovery", EndpointDiscovery::Dhcp;
     /// wala: run at all. `n` turns wala off completely (no provisioning, no Ready report, no daemon),
@@ -344,7 +373,7 @@ config_keys! {
 
     /// Verbose logging.
     logs_verbose: bool = "Logs.Verbose", false;
-    /// Log to the console.
+    /// waagent: echo its log to /dev/console until the VM is provisioned.
     logs_console: bool = "Logs.Console", true;
     /// Collect logs periodically for the platform.
     logs_collect: bool = "Logs.Collect", true;
@@ -355,7 +384,9 @@ config_keys! {
     extensions_enabled: bool = "Extensions.Enabled", true;
     /// How often (seconds) to poll the goal state.
     goal_state_period: u64 = "Extensions.GoalStatePeriod", 6;
-    /// Goal state poll period right after start; None means the same as Extensions.GoalStatePeriod.
+    /// Goal state poll period until the first extensions goal state has been processed (recorded in
+    /// `<Lib.Dir>/initial_goal_state`, as waagent); None means the same as
+    /// Extensions.GoalStatePeriod.
     initial_goal_state_period: Option<u64> = "Extensions.InitialGoalStatePeriod", None;
     /// Wait for cloud-init to finish before running extensions.
     wait_for_cloud_init: bool = "Extensions.WaitForCloudInit", false;
@@ -371,11 +402,12 @@ config_keys! {
     auto_update_to_latest_version: Option<bool> = "AutoUpdate.UpdateToLatestVersion", None;
     /// Agent family to follow for updates.
     auto_update_ga_family: String = "AutoUpdate.GAFamily", "Prod".into();
-    /// How often (seconds) waagent checks for updates.
+    /// How often (seconds) waagent checks for updates of itself.
     auto_update_frequency: u64 = "Autoupdate.Frequency", 3600;
-    /// Hold extensions while the artifacts profile says OnHold.
+    /// Hold extensions while the goal state says `onHold` (vmSettings; wala does not fetch the
+    /// InVMArtifactsProfile that carries it for ExtensionsConfig goal states).
     enable_over_provisioning: bool = "EnableOverProvisioning", true;
-    /// Path of the extension policy file.
+    /// waagent's extension policy file, read only with Debug.EnableExtensionPolicy=y.
     policy_file_path: AbsPath = "Policy.PolicyFilePath", AbsPath("/etc/waagent_policy.json".into());
     /// Run extension commands in scopes of their own under `azure-vmextensions-<Name>.slice`, out
     /// of the daemon's cgroup and its `MemoryMax` (systemd only).
@@ -401,6 +433,50 @@ impl Config {
     }
 }
 
+/// Keys wala accepts and does not use, with the reason: `check-config` notes each one set.
+pub const UNUSED_KEYS: &[(&str, &str)] = &[
+    (
+        "DVD.MountPoint",
+        "wala reads the DVD without mounting it; a medium it leaves to the kernel is mounted \
+         read-only in the private /run/wala/dvd for the moment of the read (waagent too unmounts \
+         right after reading, so nothing else uses the mount point)",
+    ),
+    ("OS.OpensslPath", "wala does its certificate work with libssl in-process and never runs openssl"),
+    (
+        "OS.AllowHTTP",
+        "waagent reads it only to fall back to plain HTTP when its Python has no TLS or cannot \
+         tunnel HTTPS through a proxy; wala always has both, and uses the platform's http:// and \
+         https:// URLs as given, as waagent does",
+    ),
+    (
+        "OS.CheckRdmaDriver",
+        "wala loads the RDMA kernel modules (OS.EnableRDMA) but neither checks nor installs driver \
+         packages: that is the package manager's work",
+    ),
+    (
+        "OS.UpdateRdmaDriver",
+        "wala loads the RDMA kernel modules (OS.EnableRDMA) but neither checks nor installs driver \
+         packages: that is the package manager's work",
+    ),
+    (
+        "Logs.Console",
+        "where wala's output goes is set by its systemd units: the provisioning units write to the \
+         journal and the console (waagent's default, y), the daemon to the journal; a drop-in with \
+         StandardOutput=journal and StandardError=journal turns the console copy off",
+    ),
+    ("Autoupdate.Frequency", "wala does not update itself (the package manager does)"),
+    (
+        "Policy.PolicyFilePath",
+        "waagent reads the policy only with Debug.EnableExtensionPolicy=y (experimental, off by \
+         default); wala has no extension policy (that switch set is reported as a problem)",
+    ),
+    (
+        "Monitor.NetworkConfigurationChanges",
+        "wala does not log the route table and NIC states every minute; the network's own service \
+         (systemd-networkd, NetworkManager) logs its changes to the journal",
+    ),
+];
+
 /// Keys that waagent no longer reads but shipped images and old docs still carry, plus `Debug.*`
 /// experiment switches. They are accepted without complaint and have no effect.
 pub const RETIRED_KEYS: &[&str] = &[
@@ -418,6 +494,32 @@ pub const RETIRED_KEYS: &[&str] = &[
 
 fn is_retired(key: &str) -> bool {
     RETIRED_KEYS.contains(&key) || key.starts_with("Debug.")
+}
+
+/// Why wala does not use `key`, when it accepts it without using it.
+pub fn unused_reason(key: &str) -> Option<&'static str> {
+    if let Some((_, why)) = UNUSED_KEYS.iter().find(|(k, _)| *k == key) {
+        return Some(why);
+    }
+    if key.starts_with("Debug.") {
+        return Some("a waagent experiment switch; wala has none of these experiments");
+    }
+    RETIRED_KEYS.contains(&key).then_some("retired: waagent does not read it either")
+}
+
+/// More about a value of the wrong type, where waagent accepts it and does something else.
+fn refused_value_note(key: &str, value: &str) -> Option<&'static str> {
+    match key {
+        "Provisioning.PasswordCryptId" if matches!(value, "2a" | "2b" | "2x" | "2y" | "y" | "gy" | "7") => {
+            Some(
+                "waagent hands crypt(3) `$<id>$` and random salt characters, which for bcrypt (2a, 2b, \
+             2y), yescrypt (y, gy) or scrypt (7) is no valid setting: libxcrypt returns the \
+             failure token `*0`, waagent sets it as the password hash and the user has no working \
+             password",
+            )
+        }
+        _ => None,
+    }
 }
 
 /// Something wrong in a configuration file: the file, the line, the key and what is wrong.
@@ -458,6 +560,8 @@ pub enum ConfError {
 pub struct Loaded {
     pub config: Config,
     pub problems: Vec<Problem>,
+    /// Keys set in the file that wala accepts and does not use, each with the reason.
+    pub notes: Vec<Problem>,
     pub source: Option<PathBuf>,
     raw: BTreeMap<String, String>,
 }
@@ -468,10 +572,14 @@ impl Loaded {
         self.raw.get(key).map(String::as_str)
     }
 
-    /// Log every problem as a warning (a bad value never stops a boot, but is never silent).
+    /// Log every problem as a warning (a bad value never stops a boot, but is never silent), and
+    /// every key wala does not use as information.
     pub fn log_problems(&self) {
         for p in &self.problems {
             log::warn!("{p}");
+        }
+        for n in &self.notes {
+            log::info!("{n}");
         }
     }
 }
@@ -521,6 +629,7 @@ pub fn parse(text: &str, file: &Path) -> Loaded {
         if let Some(previous) = set_on.insert(key.to_string(), line_no) {
             log::info!("{}:{line_no}: {key} set again (line {previous} is overridden)", file.display());
         }
+        loaded.notes.retain(|n| n.key != key);
         let Some(value) = value else {
             // `None`: unset, back to the default.
             loaded.raw.remove(key);
@@ -532,15 +641,53 @@ pub fn parse(text: &str, file: &Path) -> Loaded {
             Some(Ok(())) => {}
             Some(Err(expected)) => {
                 let default = loaded.config.reset(key).unwrap_or_default();
+                let more = refused_value_note(key, value).map(|m| format!(" ({m})")).unwrap_or_default();
                 loaded.problems.push(problem(format!(
-                    "invalid value {value:?} ({expected}); using the default {default}"
+                    "invalid value {value:?} ({expected}); using the default {default}{more}"
                 )));
             }
-            None if is_retired(key) => log::debug!("{}:{line_no}: {key} has no effect", file.display()),
+            None if is_retired(key) => {}
             None => loaded.problems.push(problem(format!("unknown key (value {value:?}); ignored"))),
         }
+        if let Some(why) = unused_reason(key) {
+            loaded.notes.push(problem(format!("accepted, not used by wala: {why}")));
+        }
     }
+    check_combinations(&mut loaded, file, &set_on);
     loaded
+}
+
+/// Problems no single line shows: keys that only work together, and a switch wala cannot honour.
+fn check_combinations(loaded: &mut Loaded, file: &Path, set_on: &BTreeMap<String, usize>) {
+    let c = &loaded.config;
+    let mut found: Vec<(&str, &str)> = Vec::new();
+    match (&c.http_proxy_host, c.http_proxy_port) {
+        (Some(_), None) => found.push((
+            "HttpProxy.Host",
+            "set without HttpProxy.Port: storage traffic goes direct, without this proxy and \
+             without the environment's (as waagent does); set HttpProxy.Port",
+        )),
+        (None, Some(_)) => found.push((
+            "HttpProxy.Port",
+            "has no effect without HttpProxy.Host (the environment's proxy settings are used)",
+        )),
+        _ => {}
+    }
+    if loaded.raw("Debug.EnableExtensionPolicy").is_some_and(|v| v.eq_ignore_ascii_case("y")) {
+        found.push((
+            "Debug.EnableExtensionPolicy",
+            "asks for waagent's extension policy (Policy.PolicyFilePath); wala does not enforce \
+             extension policies: every extension of the goal state runs",
+        ));
+    }
+    for (key, message) in found {
+        loaded.problems.push(Problem {
+            file: file.to_path_buf(),
+            line: set_on.get(key).copied().unwrap_or(0),
+            key: key.into(),
+            message: message.into(),
+        });
+    }
 }
 
 /// Split a line into key and value per waagent's rules; `None` for comments and lines without `=`.
@@ -565,20 +712,26 @@ pub fn render_docs() -> String {
          default, the last repeated key wins, booleans are `y`/`n`.\n\n\
          A value of the wrong type is logged as a warning naming the file, line, key and what was\n\
          expected, and the default is used (a typo never stops a boot). Unknown keys are reported the\n\
-         same way. `wala-agentd check-config` lists every such problem and exits 3, for image builders.\n\
-         Retired keys that shipped images still carry are accepted silently and have no effect:\n",
+         same way, and so are settings that only work together (`HttpProxy.Host` without\n\
+         `HttpProxy.Port`) or that wala cannot honour (`Debug.EnableExtensionPolicy=y`).\n\
+         `wala-agentd check-config` lists every such problem and exits 3, for image builders.\n\n\
+         Every key below is read by wala, except those in the last table: wala accepts them and does\n\
+         not use them, for the reason given. `check-config` notes each one the file sets\n\
+         (`file:line: key: accepted, not used by wala: why`) without failing, and the daemon logs the\n\
+         same notes at start. Retired keys that shipped images still carry are accepted the same way:\n",
     );
     for key in RETIRED_KEYS {
         out.push_str(&format!("`{key}`, "));
     }
     out.push_str("and every `Debug.*` key.\n\n| Key | Default | Meaning |\n|---|---|---|\n");
+    let one_line = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
     for k in Config::key_docs() {
-        out.push_str(&format!(
-            "| `{}` | `{}` | {} |\n",
-            k.key,
-            k.default,
-            k.doc.split_whitespace().collect::<Vec<_>>().join(" ")
-        ));
+        let unused = if unused_reason(k.key).is_some() { " *(not used by wala)*" } else { "" };
+        out.push_str(&format!("| `{}` | `{}` | {}{unused} |\n", k.key, k.default, one_line(k.doc)));
+    }
+    out.push_str("\n## Accepted, not used by wala\n\n| Key | Why |\n|---|---|\n");
+    for (key, why) in UNUSED_KEYS {
+        out.push_str(&format!("| `{key}` | {} |\n", one_line(why)));
     }
     out
 }
@@ -657,6 +810,65 @@ mod tests {
         assert_eq!(l.problems.len(), 1);
         assert_eq!(l.problems[0].key, "ResourceDisk.Formatt");
         assert_eq!(l.raw("ResourceDisk.Formatt"), Some("y"));
+    }
+
+    #[test]
+    fn keys_wala_does_not_use_are_notes_with_their_line_and_reason() {
+        let l = parse_str(
+            "OS.OpensslPath=/usr/bin/openssl\nProvisioning.Enabled=y\nLogs.Console=n\nLogs.Console=None\n\
+             Debug.CgroupLogMetrics=y\nPid.File=/run/w.pid\n",
+        );
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+        let notes: Vec<String> = l.notes.iter().map(ToString::to_string).collect();
+        assert_eq!(notes.len(), 3, "{notes:?}");
+        assert!(notes[0].starts_with(
+            "/etc/waagent.conf:1: OS.OpensslPath: accepted, not used by wala: wala does its certificate work"
+        ));
+        assert!(notes[1]
+            .starts_with("/etc/waagent.conf:2: Provisioning.Enabled: accepted, not used by wala: retired"));
+        // Logs.Console went back to None: nothing to note. Pid.File is honoured.
+        assert!(
+            notes[2].starts_with("/etc/waagent.conf:5: Debug.CgroupLogMetrics: accepted, not used by wala:")
+        );
+    }
+
+    #[test]
+    fn a_proxy_host_without_a_port_is_a_problem_on_its_line() {
+        let l = parse_str("# proxy\nHttpProxy.Host=proxy.corp\n");
+        assert_eq!(l.problems.len(), 1, "{:?}", l.problems);
+        assert_eq!(l.problems[0].line, 2);
+        assert!(l.problems[0].to_string().starts_with(
+            "/etc/waagent.conf:2: HttpProxy.Host: set without HttpProxy.Port: storage traffic goes direct"
+        ));
+        let l = parse_str("HttpProxy.Port=3128\n");
+        assert!(l.problems[0].message.contains("no effect without HttpProxy.Host"), "{:?}", l.problems);
+        let l = parse_str("HttpProxy.Host=proxy.corp\nHttpProxy.Port=70000\n");
+        assert!(l.problems[0].message.contains("expected a port number, 1 to 65535"), "{:?}", l.problems);
+        assert!(l.problems[1].message.starts_with("set without HttpProxy.Port"), "{:?}", l.problems);
+        let l = parse_str("HttpProxy.Host=proxy.corp\nHttpProxy.Port=3128\n");
+        assert!(l.problems.is_empty());
+        assert_eq!(l.config.http_proxy_port, Some(Port(3128)));
+    }
+
+    #[test]
+    fn bcrypt_and_yescrypt_ids_are_refused_with_waagents_outcome() {
+        for id in ["2a", "2b", "y"] {
+            let l = parse_str(&format!("Provisioning.PasswordCryptId={id}\n"));
+            assert_eq!(l.config.password_crypt_id, PasswordCryptId::Sha512);
+            let m = &l.problems[0].message;
+            assert!(m.contains("using the default 6") && m.contains("failure token `*0`"), "{m}");
+        }
+        let l = parse_str("Provisioning.PasswordCryptId=sha512\n");
+        assert!(!l.problems[0].message.contains("*0"), "{:?}", l.problems);
+    }
+
+    #[test]
+    fn an_extension_policy_wala_cannot_enforce_is_a_problem() {
+        let l = parse_str("Debug.EnableExtensionPolicy=y\nPolicy.PolicyFilePath=/etc/p.json\n");
+        assert_eq!(l.problems.len(), 1, "{:?}", l.problems);
+        assert_eq!(l.problems[0].line, 1);
+        assert!(l.problems[0].message.contains("does not enforce extension policies"));
+        assert!(parse_str("Debug.EnableExtensionPolicy=n\n").problems.is_empty());
     }
 
     #[test]

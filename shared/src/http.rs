@@ -4,7 +4,10 @@
 //!
 //! Two kinds of client, so that the proxy rule is structural: [`ClientKind::Platform`] (WireServer,
 //! HostGAPlugin, IMDS) never uses a proxy, whatever the environment says; [`ClientKind::Storage`]
-//! (blob downloads and uploads) uses `HttpProxy.Host`/`HttpProxy.Port` or else the
+//! (blob downloads and uploads) follows waagent's `restutil._get_http_proxy`: with `HttpProxy.Host`
+//! and `HttpProxy.Port` set, that proxy (hosts in the environment's `no_proxy` bypass it); with
+//! `HttpProxy.Host` alone, no proxy at all (waagent then neither proxies nor reads the
+//! environment; `check-config` reports it); with no `HttpProxy.Host`, the
 //! `http_proxy`/`https_proxy`/`no_proxy` environment.
 //!
 //! HTTPS (storage) goes through native-tls, that is the system's OpenSSL and its root
@@ -46,6 +49,44 @@ pub enum ClientKind {
 pub struct ProxySetting {
     pub host: String,
     pub port: u16,
+}
+
+/// How storage traffic finds its proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageProxy {
+    /// `HttpProxy.Host` and `HttpProxy.Port`.
+    Configured(ProxySetting),
+    /// `HttpProxy.Host` without a port: waagent connects directly (and ignores the environment).
+    Direct,
+    /// No `HttpProxy.Host`: the environment's `http_proxy`, `https_proxy` and `no_proxy`.
+    Environment,
+}
+
+impl StorageProxy {
+    /// waagent's rule (`restutil._get_http_proxy`, `_http_request`'s `use_proxy`).
+    pub fn from_config(config: &crate::conf::Config) -> Self {
+        match (&config.http_proxy_host, config.http_proxy_port) {
+            (Some(host), Some(port)) => Self::Configured(ProxySetting { host: host.clone(), port: port.0 }),
+            (Some(_), None) => Self::Direct,
+            (None, _) => Self::Environment,
+        }
+    }
+}
+
+/// The environment's `no_proxy` (either case) as its comma-separated entries.
+fn env_no_proxy() -> Vec<String> {
+    let value = std::env::var("no_proxy").or_else(|_| std::env::var("NO_PROXY")).unwrap_or_default();
+    value.split(',').map(str::trim).filter(|e| !e.is_empty()).map(str::to_string).collect()
+}
+
+/// `HttpProxy.Host:HttpProxy.Port`, bypassed for the hosts in `no_proxy` (waagent's
+/// `bypass_proxy` applies `no_proxy` to the configured proxy too).
+fn configured_proxy(p: &ProxySetting, no_proxy: &[String]) -> Option<ureq::Proxy> {
+    let mut builder = ureq::Proxy::builder(ureq::ProxyProtocol::Http).host(&p.host).port(p.port);
+    for entry in no_proxy {
+        builder = builder.no_proxy(entry);
+    }
+    builder.build().map_err(|e| log::warn!("ignoring HttpProxy {}:{}: {e}", p.host, p.port)).ok()
 }
 
 /// How hard a request is tried.
@@ -298,14 +339,12 @@ impl HttpClient {
         Self::build(ClientKind::Platform, None)
     }
 
-    /// A client for storage: through `proxy` when given, else the environment's proxy settings
-    /// (`http_proxy`, `https_proxy`, `no_proxy`, either case).
-    pub fn storage(proxy: Option<&ProxySetting>) -> Self {
+    /// A client for storage, proxied as `proxy` says ([`StorageProxy`]).
+    pub fn storage(proxy: &StorageProxy) -> Self {
         let proxy = match proxy {
-            Some(p) => ureq::Proxy::new(&format!("http://{}:{}", p.host, p.port))
-                .map_err(|e| log::warn!("ignoring HttpProxy {}:{}: {e}", p.host, p.port))
-                .ok(),
-            None => ureq::Proxy::try_from_env(),
+            StorageProxy::Configured(p) => configured_proxy(p, &env_no_proxy()),
+            StorageProxy::Direct => None,
+            StorageProxy::Environment => ureq::Proxy::try_from_env(),
         };
         Self::build(ClientKind::Storage, proxy)
     }
@@ -530,6 +569,40 @@ mod tests {
             }
         });
         (url, count)
+    }
+
+    #[test]
+    fn the_storage_proxy_follows_waagents_rule() {
+        use crate::conf::{Config, Port};
+        let with = |host: Option<&str>, port: Option<u16>| {
+            StorageProxy::from_config(&Config {
+                http_proxy_host: host.map(str::to_string),
+                http_proxy_port: port.map(Port),
+                ..Config::default()
+            })
+        };
+        assert_eq!(
+            with(Some("proxy.corp"), Some(3128)),
+            StorageProxy::Configured(ProxySetting { host: "proxy.corp".into(), port: 3128 })
+        );
+        // A host without a port: direct, and the environment is not consulted either.
+        assert_eq!(with(Some("proxy.corp"), None), StorageProxy::Direct);
+        assert_eq!(with(None, Some(3128)), StorageProxy::Environment);
+        assert_eq!(with(None, None), StorageProxy::Environment);
+    }
+
+    #[test]
+    fn no_proxy_applies_to_the_configured_proxy() {
+        let p = ProxySetting { host: "proxy.corp".into(), port: 3128 };
+        let proxy =
+            configured_proxy(&p, &[".blob.core.windows.net".into(), "10.1.2.3".into()]).expect("proxy");
+        assert_eq!((proxy.host(), proxy.port()), ("proxy.corp", 3128));
+        let uri = |u: &str| u.parse::<ureq::http::Uri>().expect("uri");
+        assert!(proxy.is_no_proxy(&uri("https://acct.blob.core.windows.net/c/b")));
+        assert!(proxy.is_no_proxy(&uri("http://10.1.2.3/x")));
+        assert!(!proxy.is_no_proxy(&uri("https://example.org/x")));
+        let none = configured_proxy(&p, &[]).expect("proxy");
+        assert!(!none.is_no_proxy(&uri("https://acct.blob.core.windows.net/c/b")));
     }
 
     #[test]

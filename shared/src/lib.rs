@@ -25,6 +25,7 @@ pub mod imds;
 pub mod inspect;
 pub mod kvp;
 pub mod legacy_cli;
+pub mod lib_dir;
 pub mod limits;
 pub mod link_watch;
 pub mod logcollect;

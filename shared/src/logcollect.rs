@@ -97,6 +97,11 @@ pub fn contains_private_key(data: &[u8]) -> bool {
 /// embedded in XML (quotes written `"` or `&quot;`). `protectedSettingsCertThumbprint` is kept.
 /// `None` when some occurrence cannot be redacted for certain (the caller then drops the file).
 pub fn redact_protected_settings(text: &str) -> Option<String> {
+    redact_protected_settings_as(text, "<redacted>")
+}
+
+/// [`redact_protected_settings`] with `marker` as the replacement (it must not contain a quote).
+pub fn redact_protected_settings_as(text: &str, marker: &str) -> Option<String> {
     const KEY: &str = "protectedSettings";
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -131,8 +136,13 @@ pub fn redact_protected_settings(text: &str) -> Option<String> {
         }
         let body = value.strip_prefix(quote)?;
         let end = if quote == "\"" { closing_quote(body)? } else { body.find("&quot;")? };
+        // A value running into XML markup was not a JSON string in XML text (base64 never holds a
+        // `<`): nothing is certain.
+        if body[..end].contains('<') {
+            return None;
+        }
         out.push_str(quote);
-        out.push_str("<redacted>");
+        out.push_str(marker);
         out.push_str(quote);
         rest = &body[end + quote.len()..];
     }

@@ -118,6 +118,28 @@ fn certificates_documents_decrypt_to_the_expected_files() {
                 assert_eq!(std::fs::metadata(&prv).unwrap().permissions().mode() & 0o777, 0o600);
             }
         }
+        // Certificates.pem: every certificate and no key (the keys stay in the 0600 .prv files).
+        let pem = std::fs::read_to_string(lib.path().join("Certificates.pem")).unwrap();
+        let in_pem: Vec<String> = openssl::x509::X509::stack_from_pem(pem.as_bytes())
+            .unwrap()
+            .iter()
+            .map(|c| {
+                c.digest(openssl::hash::MessageDigest::sha1())
+                    .unwrap()
+                    .iter()
+                    .map(|b| format!("{b:02X}"))
+                    .collect()
+            })
+            .collect();
+        let mut in_pem_sorted = in_pem.clone();
+        in_pem_sorted.sort();
+        let thumbprints: Vec<String> = expected.iter().map(|(tp, _)| tp.clone()).collect();
+        assert_eq!(in_pem_sorted, thumbprints, "{}: Certificates.pem", row.path);
+        assert!(!pem.contains("PRIVATE KEY"), "{}: a key in Certificates.pem", row.path);
+        assert_eq!(
+            std::fs::metadata(lib.path().join("Certificates.pem")).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
         let summary = parse_certificate_summary(
             &std::fs::read_to_string(lib.path().join(certs::SUMMARY_FILE)).unwrap(),
         )

@@ -47,3 +47,28 @@ fn sas_redaction_starts_at_the_first_sas_query() {
     assert!(!redacted.contains("SECRETSIG"), "{redacted}");
     assert_eq!(redacted, "see https://acct.blob.core.windows.net/c/b?<redacted> done");
 }
+
+/// history_redact: a `"protectedSettings": "` whose string is not closed before its XML element
+/// ends (first input), or whose closing quote is an attribute's (second). The redaction went
+/// across the markup and the saved copy no longer parsed. A value that is not base64 is now "not
+/// redactable for certain", and such a document is not saved at all.
+#[test]
+fn a_protected_value_running_into_markup_is_not_redacted() {
+    for name in ["history_redact-reparse.bin", "history_redact-attribute.bin"] {
+        not_redacted(name);
+    }
+}
+
+fn not_redacted(name: &str) {
+    let text = String::from_utf8(input(name)).expect("UTF-8");
+    let gs = wala::extensions::parse_extensions_config(&text, Some(1)).expect("the input parses");
+    let secrets: Vec<String> = gs
+        .extensions
+        .iter()
+        .flat_map(|e| e.settings.iter())
+        .filter_map(|s| s.protected_settings.as_ref().map(|p| p.expose().clone()))
+        .collect();
+    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    assert!(text.contains("\"protectedSettings\":"), "{name}: the input changed");
+    assert_eq!(wala::lib_dir::redact(&text, &refs), None, "{name}");
+}

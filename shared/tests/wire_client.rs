@@ -503,7 +503,7 @@ fn one_shot_proxy() -> (std::net::SocketAddr, std::thread::JoinHandle<Vec<String
 fn storage_client_goes_through_the_configured_proxy() {
     let (addr, server) = one_shot_proxy();
     let proxy = wala::http::ProxySetting { host: addr.ip().to_string(), port: addr.port() };
-    let client = HttpClient::storage(Some(&proxy));
+    let client = HttpClient::storage(&wala::http::StorageProxy::Configured(proxy));
     assert_eq!(client.kind(), wala::http::ClientKind::Storage);
     // The target host is never resolved or contacted: the proxy answers.
     let request = Request::get("http://blob.example.invalid/c/b?sv=1&sig=SECRET");
@@ -531,7 +531,7 @@ fn storage_https_verifies_the_server_certificate() {
         let (s, _) = listener.accept().unwrap();
         acceptor.accept(s).is_err()
     });
-    let err = HttpClient::storage(None)
+    let err = HttpClient::storage(&wala::http::StorageProxy::Environment)
         .send_once(&Request::get(format!("https://{addr}/c/b")), Duration::from_secs(5))
         .unwrap_err();
     assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");

@@ -242,6 +242,13 @@ impl Drop for Daemon {
     }
 }
 
+impl Daemon {
+    /// The daemon's process id (0 once stopped).
+    pub fn pid(&self) -> u32 {
+        self.0.as_ref().map_or(0, Child::id)
+    }
+}
+
 impl From<Child> for Daemon {
     fn from(child: Child) -> Self {
         Self(Some(child))

@@ -7,8 +7,17 @@
 //! Extension commands run here, on the worker thread, so SIGTERM is still answered at once by the
 //! main thread; when the daemon stops, the process group of any command still running is killed
 //! (`cmd::kill_running_groups`), and otherwise each command is killed at its timeout.
+//!
+//! Each new goal state's documents are also kept in `Lib.Dir` for extensions and support tools,
+//! with a history entry per change and the status document after each upload ([`lib_dir`]).
+//!
+//! The task polls every `Extensions.InitialGoalStatePeriod` until its first extensions goal state
+//! has been processed, then every `Extensions.GoalStatePeriod`; as waagent, the file
+//! `initial_goal_state` in `Lib.Dir` records that, so a restart polls at the normal period.
 
 use std::time::{Duration, Instant, SystemTime};
+
+use crate::lib_dir::{self, history_file, History};
 
 use super::{Env, Task, TaskError};
 use crate::extensions::lifecycle::{Context, Extensions};
@@ -28,6 +37,26 @@ pub const STATUS_HEARTBEAT: Duration = Duration::from_secs(60);
 /// How long a HostGAPlugin without vmSettings is left alone (waagent: 6 hours).
 pub const VM_SETTINGS_RECHECK: Duration = Duration::from_secs(6 * 3600);
 
+/// waagent's marker in `Lib.Dir`: the initial goal state has been processed.
+pub const INITIAL_GOAL_STATE_FILE: &str = "initial_goal_state";
+
+/// A new goal state's documents, waiting for the poll's history entry.
+#[derive(Debug, Default)]
+struct ForHistory {
+    goal_state: Option<String>,
+    hosting_env: Option<String>,
+    shared_config: Option<String>,
+    extensions_config: Option<String>,
+    certificates: Option<String>,
+    vm_settings: Option<String>,
+}
+
+impl ForHistory {
+    fn is_empty(&self) -> bool {
+        self.goal_state.is_none() && self.vm_settings.is_none()
+    }
+}
+
 /// The goal state as far as the daemon acts on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Seen {
@@ -42,6 +71,9 @@ pub struct GoalStateTask {
     pub hgap: HostGaPluginClient,
     pub storage: HttpClient,
     pub period: Duration,
+    /// The period until the first extensions goal state has been processed.
+    pub initial_period: Duration,
+    initial_done: bool,
     seen: Option<Seen>,
     identity: Option<ContainerIdentity>,
     blob: Option<StatusBlob>,
@@ -68,6 +100,11 @@ pub struct GoalStateTask {
     updates: Updates,
     /// Extension handling state kept between goal states.
     pub extensions: Extensions,
+    /// What this poll adds to the history, and the current history entry.
+    for_history: ForHistory,
+    history: Option<History>,
+    /// Whether writing the `Lib.Dir` files failed already (logged once, then at debug level).
+    files_failed: bool,
     /// Counters, for tests and the footprint benchmark.
     pub polls: u64,
     pub changes: u64,
@@ -90,6 +127,8 @@ impl GoalStateTask {
             hgap,
             storage,
             period,
+            initial_period: period,
+            initial_done: true,
             seen: None,
             identity: None,
             blob: None,
@@ -104,11 +143,47 @@ impl GoalStateTask {
             current: None,
             updates: Updates::default(),
             extensions: Extensions::default(),
+            for_history: ForHistory::default(),
+            history: None,
+            files_failed: false,
             container_id: Default::default(),
             identity_shared: Default::default(),
             polls: 0,
             changes: 0,
             uploads: 0,
+        }
+    }
+
+    /// Poll every `initial` until the first extensions goal state has been processed, unless
+    /// `Lib.Dir` already records that one was (waagent's `initial_goal_state`).
+    pub fn with_initial_period(mut self, initial: Duration) -> Self {
+        self.initial_done = self.client.lib_dir().join(INITIAL_GOAL_STATE_FILE).exists();
+        self.initial_period = initial;
+        self
+    }
+
+    /// The `Lib.Dir` files could not be written: say so once, then quietly (they are for others;
+    /// the agent works without them).
+    fn files_failed(&mut self, what: &str, e: &dyn std::fmt::Display) {
+        if self.files_failed {
+            log::debug!("{what}: {e}");
+        } else {
+            log::warn!("{what}: {e} (further failures are logged at debug level)");
+            self.files_failed = true;
+        }
+    }
+
+    /// A goal-state document others read (`HostingEnvironmentConfig`, `SharedConfig`), as text;
+    /// `None` when the goal state names none or it cannot be fetched (logged: the goal state goes
+    /// on without it).
+    fn fetch_for_files(&self, url: Option<&str>, document: crate::limits::Document) -> Option<String> {
+        let url = url?;
+        match self.client.fetch_document(url, document) {
+            Ok(text) => Some(text),
+            Err(e) => {
+                log::warn!("{}: {}", document.name(), e.reason());
+                None
+            }
         }
     }
 
@@ -144,9 +219,41 @@ impl GoalStateTask {
             log::warn!("the goal state has no StatusUploadBlob; status cannot be reported");
         }
         // Extensions decrypt their protected settings with these (`<thumbprint>.crt/.prv`).
-        if let Err(e) = self.client.certificates(gs) {
-            log::warn!("certificates: {}", e.reason());
+        let certificates = match self.client.certificates(gs) {
+            Ok(summary) => serde_json::to_string(&summary).ok(),
+            Err(e) => {
+                log::warn!("certificates: {}", e.reason());
+                None
+            }
+        };
+        let hosting_env = self.fetch_for_files(
+            gs.hosting_env_url.as_deref(),
+            crate::limits::Document::HostingEnvironmentConfig,
+        );
+        let shared_config =
+            self.fetch_for_files(gs.shared_config_url.as_deref(), crate::limits::Document::SharedConfig);
+        let ext_redacted = ext.as_deref().and_then(|text| {
+            let redacted = lib_dir::redact(text, &protected_values(self.extensions_config.as_ref()));
+            if redacted.is_none() {
+                log::warn!("the ExtensionsConfig could not be redacted for certain: it is not saved");
+            }
+            redacted
+        });
+        let docs = lib_dir::Documents {
+            incarnation: gs.incarnation,
+            goal_state: &fetched.xml,
+            hosting_env: hosting_env.as_deref(),
+            shared_config: shared_config.as_deref(),
+            extensions_config_redacted: ext_redacted.as_deref(),
+        };
+        if let Err(e) = lib_dir::write_current(self.client.lib_dir(), &docs) {
+            self.files_failed("goal-state files", &e);
         }
+        self.for_history.goal_state = Some(fetched.xml.clone());
+        self.for_history.hosting_env = hosting_env;
+        self.for_history.shared_config = shared_config;
+        self.for_history.extensions_config = ext_redacted;
+        self.for_history.certificates = certificates;
         self.updates.incarnation_changed = true;
         self.identity = Some(ContainerIdentity::of(gs));
         if let Ok(mut c) = self.container_id.lock() {
@@ -169,7 +276,16 @@ impl GoalStateTask {
         match self.hgap.vm_settings(who, self.vm_settings_etag.as_deref()) {
             Ok(crate::hostgaplugin::VmSettings::Updated { etag, json }) => {
                 log::info!("new vmSettings (ETag {etag})");
-                match crate::extensions::parse_vm_settings(&json, &etag) {
+                let parsed = crate::extensions::parse_vm_settings(&json, &etag);
+                let protected = match &parsed {
+                    Ok(crate::extensions::VmSettingsDocument::Supported(gs)) => protected_values(Some(gs)),
+                    _ => Vec::new(),
+                };
+                self.for_history.vm_settings = lib_dir::redact(&json, &protected);
+                if self.for_history.vm_settings.is_none() {
+                    log::warn!("vmSettings (ETag {etag}) could not be redacted for certain: not saved");
+                }
+                match parsed {
                     Ok(crate::extensions::VmSettingsDocument::Supported(gs)) => {
                         self.vm_settings_gs = Some(*gs);
                         self.updates.vm_settings_changed = true;
@@ -242,6 +358,9 @@ impl GoalStateTask {
         let body = doc.to_json().map_err(|e| TaskError(format!("status document: {e}")))?;
         status_blob::upload(&self.hgap, &self.storage, who, blob, body.as_bytes(), SystemTime::now())
             .map_err(|e| TaskError(crate::logging::redact_sas(&e.to_string())))?;
+        if let Err(e) = lib_dir::write_status(self.client.lib_dir(), self.history.as_ref(), body.as_bytes()) {
+            self.files_failed("status file", &e);
+        }
         self.last_status = Some(key);
         self.last_upload = Some(Instant::now());
         self.uploads += 1;
@@ -295,8 +414,78 @@ impl GoalStateTask {
             self.extensions.process(&ctx, &gs);
             log::info!("extensions goal state {} processed in {} ms", gs.id, started.elapsed().as_millis());
         }
+        if !self.initial_done {
+            self.initial_goal_state_done(&gs);
+        }
         self.current = Some(gs);
     }
+
+    /// The first extensions goal state has been handled: record it as waagent does and switch to
+    /// the normal period.
+    fn initial_goal_state_done(&mut self, gs: &crate::extensions::ExtensionsGoalState) {
+        self.initial_done = true;
+        let path = self.client.lib_dir().join(INITIAL_GOAL_STATE_FILE);
+        let text = format!("{} ({} handlers)\n", gs.id, gs.extensions.len());
+        if let Err(e) =
+            crate::files::write_atomic(&path, text.as_bytes(), crate::files::WriteOptions::mode(0o600))
+        {
+            self.files_failed("initial goal state marker", &e);
+        }
+        if self.initial_period != self.period {
+            log::info!(
+                "initial goal state {} done; polling every {} s from now on",
+                gs.id,
+                self.period.as_secs_f64()
+            );
+        }
+    }
+
+    /// Start a history entry for what this poll fetched (waagent's tag: the incarnation, and the
+    /// vmSettings ETag when the HostGAPlugin serves them) and save it there.
+    fn save_history(&mut self) {
+        if self.for_history.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.for_history);
+        let Some(seen) = &self.seen else { return };
+        let tag = match (&self.vm_settings_etag, self.vm_settings_supported) {
+            (Some(etag), true) => format!("{}-{etag}", seen.incarnation),
+            _ => seen.incarnation.to_string(),
+        };
+        let lib = self.client.lib_dir().to_path_buf();
+        let history = match History::start(&lib, SystemTime::now(), &tag) {
+            Ok(h) => h,
+            Err(e) => return self.files_failed("goal-state history", &e),
+        };
+        let files = [
+            (history_file::GOAL_STATE, pending.goal_state),
+            (history_file::HOSTING_ENV, pending.hosting_env),
+            (history_file::SHARED_CONFIG, pending.shared_config),
+            (history_file::EXTENSIONS_CONFIG, pending.extensions_config),
+            (history_file::CERTIFICATES, pending.certificates),
+            (history_file::VM_SETTINGS, pending.vm_settings),
+        ];
+        for (name, text) in files {
+            if let Some(text) = text {
+                if let Err(e) = history.save(name, text.as_bytes()) {
+                    self.files_failed("goal-state history", &e);
+                }
+            }
+        }
+        self.history = Some(history);
+    }
+}
+
+/// The protected settings of `gs` (still encrypted), which a saved copy must not hold.
+fn protected_values(gs: Option<&crate::extensions::ExtensionsGoalState>) -> Vec<&str> {
+    gs.map(|gs| {
+        gs.extensions
+            .iter()
+            .flat_map(|e| e.settings.iter())
+            .filter_map(|s| s.protected_settings.as_ref().map(|p| p.expose().as_str()))
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 impl Task for GoalStateTask {
@@ -304,13 +493,18 @@ impl Task for GoalStateTask {
         "goal-state"
     }
     fn period(&self) -> Duration {
-        self.period
+        if self.initial_done {
+            self.period
+        } else {
+            self.initial_period
+        }
     }
     fn run(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
         self.polls += 1;
         let refreshed = self.refresh();
         if refreshed.is_ok() {
             self.refresh_vm_settings();
+            self.save_history();
             self.handle_extensions(env);
         }
         // Status still goes out on a failed poll (waagent reports status even then).
@@ -410,6 +604,33 @@ pub fn status_blob_of(xml: &str) -> Option<StatusBlob> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn task(lib: &std::path::Path) -> GoalStateTask {
+        use crate::wire::endpoint::{Endpoint, Endpoints};
+        let e = Endpoint::new("127.0.0.1", 9);
+        GoalStateTask::new(
+            WireClient::new(Endpoints::explicit(e.clone(), e.clone(), e.clone()), lib),
+            HostGaPluginClient::new(e),
+            HttpClient::storage(&crate::http::StorageProxy::Direct),
+            Duration::from_secs(6),
+        )
+        .with_initial_period(Duration::from_secs(2))
+    }
+
+    #[test]
+    fn the_initial_period_lasts_until_the_first_extensions_goal_state() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut t = task(dir.path());
+        assert_eq!(Task::period(&t), Duration::from_secs(2));
+        let gs =
+            crate::extensions::parse_extensions_config("<Extensions/>", Some(3)).expect("empty goal state");
+        t.initial_goal_state_done(&gs);
+        assert_eq!(Task::period(&t), Duration::from_secs(6));
+        let marker = std::fs::read_to_string(dir.path().join(INITIAL_GOAL_STATE_FILE)).expect("marker");
+        assert_eq!(marker, "incarnation_3 (0 handlers)\n");
+        // A restart finds the marker: the normal period at once, as waagent.
+        assert_eq!(Task::period(&task(dir.path())), Duration::from_secs(6));
+    }
 
     #[test]
     fn status_blob_from_extensions_config() {

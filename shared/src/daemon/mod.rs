@@ -97,21 +97,21 @@ pub fn all_tasks(
         client: WireClient::new(endpoints.clone(), lib.clone()),
         done: false,
     }));
-    // With extensions off, waagent polls every 5 minutes.
-    let period = goal_state_period.unwrap_or(Duration::from_secs(if config.extensions_enabled {
-        config.goal_state_period.max(1)
-    } else {
-        300
-    }));
-    let proxy = config.http_proxy_host.as_ref().zip(config.http_proxy_port).map(|(host, port)| {
-        crate::http::ProxySetting { host: host.clone(), port: u16::try_from(port).unwrap_or(0) }
-    });
+    // With extensions off, waagent polls every 5 minutes; otherwise every
+    // Extensions.InitialGoalStatePeriod until the first extensions goal state is done.
+    let secs = |s: u64| Duration::from_secs(s.max(1));
+    let (period, initial) = match goal_state_period {
+        Some(p) => (p, p),
+        None if !config.extensions_enabled => (secs(300), secs(300)),
+        None => (secs(config.goal_state_period), secs(config.initial_goal_state_period())),
+    };
     let goal_state = goal_state::GoalStateTask::new(
         WireClient::new(endpoints.clone(), lib.clone()),
         crate::hostgaplugin::HostGaPluginClient::new(endpoints.hostgaplugin.clone()),
-        crate::http::HttpClient::storage(proxy.as_ref()),
+        crate::http::HttpClient::storage(&crate::http::StorageProxy::from_config(config)),
         period,
-    );
+    )
+    .with_initial_period(initial);
     // Run after the goal-state task, which shares the container id with them.
     let telemetry = crate::telemetry::TelemetryTask {
         client: WireClient::new(endpoints.clone(), lib),
@@ -317,6 +317,38 @@ pub fn run(owned: Owned, tasks: Vec<Box<dyn Task + Send>>, limits: Limits) -> Re
         usage.cpu_ms
     );
     Ok(summary)
+}
+
+/// `Pid.File`: the daemon's pid while it runs, as waagent's daemon writes it (scripts and monitors
+/// read it); removed when the daemon stops, if it still names this process.
+#[derive(Debug)]
+pub struct PidFile {
+    path: std::path::PathBuf,
+    pid: String,
+}
+
+impl PidFile {
+    /// Write this process's pid to `pid_file` (a configured path) under `root`. A failure is
+    /// logged: the daemon runs without it.
+    pub fn write(root: &HostRoot, pid_file: &std::path::Path) -> Option<Self> {
+        let path = root.path(pid_file);
+        let pid = std::process::id().to_string();
+        match crate::files::write_atomic(&path, pid.as_bytes(), crate::files::WriteOptions::mode(0o644)) {
+            Ok(()) => Some(Self { path, pid }),
+            Err(e) => {
+                log::warn!("Pid.File: {e}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        if std::fs::read_to_string(&self.path).is_ok_and(|p| p.trim() == self.pid) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 /// The process's own footprint.

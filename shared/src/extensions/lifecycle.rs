@@ -102,9 +102,16 @@ impl Extensions {
         self.failures.clear();
         self.goal_state_failure = None;
         self.last_processed = Some(gs.id.clone());
-        if gs.on_hold {
+        // waagent holds extensions only with EnableOverProvisioning=y (its default).
+        if gs.on_hold && ctx.config.enable_over_provisioning {
             log::info!("the extensions goal state {} is on hold: nothing is run", gs.id);
             return;
+        }
+        if gs.on_hold {
+            log::info!(
+                "the extensions goal state {} is on hold; run anyway (EnableOverProvisioning=n)",
+                gs.id
+            );
         }
         let unsupported = gs.unsupported_features(&["MultipleExtensionsPerHandler"]);
         if !unsupported.is_empty() {

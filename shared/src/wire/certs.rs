@@ -10,9 +10,15 @@
 //!   for every private key whose public key matches a certificate. THUMBPRINT is the SHA-1 of the
 //!   DER, upper-case hex.
 //! * `Certificates.json`: the summary `[{"thumbprint", "hasPrivateKey"}]` (no secrets).
+//! * `Certificates.pem` (0644): every certificate, PEM, in the order of the PFX; removed when the
+//!   goal state has none. Azure Stack tooling (aks-engine, the Azure CLI's instructions) copies it
+//!   into the CA store to trust the stamp's root. waagent's file is `openssl pkcs12 -nodes`
+//!   output and holds the private keys too; wala's holds no key: the keys are in the `.prv` files
+//!   (0600), and a copy appended to a CA bundle, as those instructions do, leaks none.
 //!
-//! Unlike waagent, no `Certificates.p7m`, `.pfx` or `Certificates.pem` is left behind: extensions
-//! read only the per-thumbprint files, and a combined PEM would be one more copy of every key.
+//! Unlike waagent, no `Certificates.xml`, `Certificates.p7m` or `.pfx` is left behind: they are
+//! steps of waagent's `openssl` pipeline (the encrypted envelope, and the PFX it deletes), and
+//! nothing else reads them.
 
 use std::path::{Path, PathBuf};
 
@@ -35,6 +41,7 @@ use crate::files::{write_atomic, FileError, WriteOptions};
 pub const TRANSPORT_CERT_FILE: &str = "TransportCert.pem";
 pub const TRANSPORT_KEY_FILE: &str = "TransportPrivate.pem";
 pub const SUMMARY_FILE: &str = "Certificates.json";
+pub const PEM_FILE: &str = "Certificates.pem";
 
 /// The two `x-ms-cipher-name` values, in the order they are tried.
 pub const CIPHERS: [&str; 2] = ["AES128_CBC", "DES_EDE3_CBC"];
@@ -219,11 +226,12 @@ pub fn parse_pfx(pfx_der: &[u8]) -> Result<Vec<ExtractedCert>, CertError> {
     Ok(out)
 }
 
-/// Write `<THUMBPRINT>.crt` (0644) and `<THUMBPRINT>.prv` (0600) for `certs` into `lib_dir`, and
-/// the summary `Certificates.json`. Returns the paths of the certificate and key files, written or
-/// already there. A file that already holds the same certificate (the same DER) or a key of the
-/// same key pair is left as it is, whatever its PEM form (waagent's files, after a takeover, stay
-/// byte for byte; and nothing is rewritten on every goal state).
+/// Write `<THUMBPRINT>.crt` (0644) and `<THUMBPRINT>.prv` (0600) for `certs` into `lib_dir`, the
+/// summary `Certificates.json` and the certificates alone as `Certificates.pem` (removed when
+/// there are none). Returns the paths of the certificate and key files, written or already there.
+/// A file that already holds the same certificate (the same DER) or a key of the same key pair is
+/// left as it is, whatever its PEM form (waagent's files, after a takeover, stay byte for byte;
+/// and nothing is rewritten on every goal state).
 pub fn write_cert_files(lib_dir: &Path, certs: &[ExtractedCert]) -> Result<Vec<PathBuf>, CertError> {
     crate::files::ensure_dir(lib_dir, 0o700)?;
     let mut written = Vec::new();
@@ -257,6 +265,23 @@ pub fn write_cert_files(lib_dir: &Path, certs: &[ExtractedCert]) -> Result<Vec<P
     let json = serde_json::to_vec(&summary)
         .map_err(|_| CertError::Invalid { what: SUMMARY_FILE.into(), why: "not serializable" })?;
     write_atomic(&lib_dir.join(SUMMARY_FILE), &json, WriteOptions::mode(0o644))?;
+    let pem_path = lib_dir.join(PEM_FILE);
+    if certs.is_empty() {
+        match std::fs::remove_file(&pem_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(FileError::new("remove", &pem_path, e).into())
+            }
+            _ => {}
+        }
+    } else {
+        let mut pem = Vec::new();
+        for c in certs {
+            pem.extend_from_slice(&c.cert.to_pem().map_err(ossl("certificate PEM"))?);
+        }
+        if std::fs::read(&pem_path).ok().as_deref() != Some(pem.as_slice()) {
+            write_atomic(&pem_path, &pem, WriteOptions::mode(0o644))?;
+        }
+    }
     Ok(written)
 }
 
