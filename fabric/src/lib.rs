@@ -14,7 +14,8 @@
 //! `GET /__fabric/blob[?path=/...]` (a stored status blob), `PUT|DELETE /__fabric/vmsettings`
 //! (replace or remove the vmSettings document), `PUT /__fabric/extensionsconfig` (replace the
 //! ExtensionsConfig document; bump the incarnation for the agent to fetch it), `GET
-//! /__fabric/certificates`.
+//! /__fabric/certificates`, `GET|PUT|DELETE /__fabric/remoteaccess` (the RemoteAccess users, see
+//! [`remote_access`]; bump the incarnation for the agent to fetch them).
 
 pub mod blob;
 pub mod certs;
@@ -22,6 +23,7 @@ pub mod faults;
 pub mod health;
 pub mod http;
 pub mod record;
+pub mod remote_access;
 mod routes;
 pub mod scenario;
 
@@ -39,6 +41,7 @@ pub use certs::TestCert;
 pub use faults::{Fault, FaultAction};
 pub use health::HealthReport;
 pub use record::RecordedRequest;
+pub use remote_access::JitUser;
 pub use scenario::{Scenario, ScenarioError};
 
 /// Which of the three endpoints a request went to.
@@ -266,6 +269,20 @@ impl Fabric {
         if let Ok(mut d) = self.state.extensions_config.lock() {
             *d = Some(xml.to_string());
         }
+    }
+
+    /// Sets the RemoteAccess users (`expires_in_secs` counted from now); `None` takes the
+    /// `RemoteAccessInfo` out of the goal state. The agent fetches it on its next new incarnation:
+    /// call [`bump_incarnation`](Self::bump_incarnation) after.
+    pub fn set_remote_access(&self, users: Option<Vec<JitUser>>) {
+        if let Ok(mut r) = self.state.remote_access.lock() {
+            *r = users.map(|u| remote_access::resolve(u, routes::unix_now()));
+        }
+    }
+
+    /// The RemoteAccess users served, with their expirations.
+    pub fn remote_access(&self) -> Option<Vec<JitUser>> {
+        self.state.remote_access.lock().ok().and_then(|r| r.clone())
     }
 
     /// The status blob at `path` (e.g. the scenario's `status_blob_path`).

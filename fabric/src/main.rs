@@ -18,7 +18,7 @@ use wala_fabric::{faults, Fabric, FabricConfig, Scenario};
 /// (`{"wireserver":"127.0.0.1:P","hostgaplugin":"127.0.0.1:P","imds":"127.0.0.1:P"}`), serves until
 /// SIGTERM or SIGINT, and is driven at run time through control endpoints on the WireServer
 /// listener: /__fabric/requests, /__fabric/faults, /__fabric/incarnation, /__fabric/health,
-/// /__fabric/blob, /__fabric/vmsettings, /__fabric/certificates.
+/// /__fabric/blob, /__fabric/vmsettings, /__fabric/certificates, /__fabric/remoteaccess.
 #[derive(Debug, Parser)]
 #[command(name = "wala-fabric", version)]
 struct Cli {
