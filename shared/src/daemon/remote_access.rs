@@ -121,7 +121,14 @@ impl RemoteAccessTask {
         }
         let current = match &key.url {
             None => {
-                log::info!("the goal state (incarnation {}) has no RemoteAccess document", key.incarnation);
+                // Said once at start and when a document goes away, not on every goal state.
+                let had_one = self.current.as_ref().is_none_or(|c| c.doc.is_some());
+                let level = if had_one { log::Level::Info } else { log::Level::Debug };
+                log::log!(
+                    level,
+                    "the goal state (incarnation {}) has no RemoteAccess document",
+                    key.incarnation
+                );
                 Current { doc: None, keys: None }
             }
             Some(url) => {
