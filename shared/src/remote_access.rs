@@ -93,6 +93,9 @@ pub fn parse_expiration(text: &str) -> Result<i64, &'static str> {
         return Err(FORMAT);
     }
     let year = number(year, 4)?;
+    if year == 0 {
+        return Err("there is no year 0");
+    }
     let day = number(day, 2)?;
     let month = i64::try_from(month).map_err(|_| FORMAT)?;
     if day < 1 || day > days_in_month(year, month) {
@@ -106,7 +109,13 @@ pub fn parse_expiration(text: &str) -> Result<i64, &'static str> {
     if h > 23 || m > 59 || s > 59 {
         return Err("no such time of day");
     }
-    Ok(days_from_civil(year, month, day) * DAY + h * 3600 + m * 60 + s)
+    let t = days_from_civil(year, month, day) * DAY + h * 3600 + m * 60 + s;
+    // The account's expiry is the day after, which must still be a four-digit year (waagent fails
+    // on it too).
+    if expire_day(t) > days_from_civil(9999, 12, 31) {
+        return Err("too far in the future");
+    }
+    Ok(t)
 }
 
 fn days_in_month(year: i64, month: i64) -> i64 {
@@ -599,6 +608,9 @@ mod tests {
         assert_eq!(parse_expiration("tue, 1 jan 2030 00:00:01 UTC"), Ok(T2030 + 1));
         assert_eq!(parse_expiration("  Thu, 29 Feb 2024 23:59:59   GMT "), Ok(1_709_251_199));
         assert_eq!(parse_expiration("Thu, 01 Jan 1970 00:00:00 GMT"), Ok(0));
+        assert_eq!(parse_expiration("Mon, 01 Jan 0001 00:00:00 GMT"), Ok(-62_135_596_800));
+        let last = parse_expiration("Thu, 30 Dec 9999 23:59:59 GMT").expect("the last day that works");
+        assert_eq!(date_of_day(expire_day(last)), "9999-12-31");
         for bad in [
             "",
             "2019-01-01",
@@ -616,6 +628,8 @@ mod tests {
             "Tue, 001 Jan 2030 00:00:00 GMT",
             "Tue, +1 Jan 2030 00:00:00 GMT",
             "Xyz, 01 Jan 2030 00:00:00 GMT",
+            "Sat, 01 Jan 0000 00:00:00 GMT",
+            "Fri, 31 Dec 9999 00:00:00 GMT",
         ] {
             assert!(parse_expiration(bad).is_err(), "{bad:?}");
         }
