@@ -32,7 +32,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the steady-state daemon (goal state, extensions, status, monitors)
+    /// Run the steady-state daemon (goal state, extensions, status, JIT remote access, monitors)
     Daemon {
         /// Benchmarks: stop after this many event-loop wake-ups
         #[arg(long, hide = true)]
