@@ -425,6 +425,9 @@ fn decode_utf16(bytes: &[u8]) -> Result<Secret<String>, String> {
     Ok(Secret::new(text))
 }
 
+/// Turns a `Password` into the password ([`decrypt_password`] with the transport keys), or says why not.
+pub type Decrypt<'a> = dyn Fn(&Secret<String>) -> Result<Secret<String>, String> + 'a;
+
 /// Where and how accounts are changed.
 #[derive(Debug, Clone, Copy)]
 pub struct Settings<'a> {
@@ -454,7 +457,7 @@ pub fn apply(
     runner: &dyn Runner,
     settings: &Settings<'_>,
     plan: &Plan,
-    decrypt: &dyn Fn(&Secret<String>) -> Result<Secret<String>, String>,
+    decrypt: &Decrypt<'_>,
 ) -> Report {
     let mut report = Report::default();
     for step in &plan.steps {
@@ -496,7 +499,7 @@ fn create(
     name: &str,
     expires_at: i64,
     encrypted: &Secret<String>,
-    decrypt: &dyn Fn(&Secret<String>) -> Result<Secret<String>, String>,
+    decrypt: &Decrypt<'_>,
 ) -> Result<(), RemoteAccessError> {
     let user_err = |source| RemoteAccessError::User { name: name.into(), source };
     // Everything that can fail without touching the host comes first: no account is left behind

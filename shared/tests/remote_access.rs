@@ -137,7 +137,7 @@ struct Rig {
 impl Rig {
     fn new(host: &Host) -> Self {
         let fabric = Fabric::start_builtin().expect("fabric");
-        let ep = |a: std::net::SocketAddr| Endpoint::new(&a.ip().to_string(), a.port());
+        let ep = |a: std::net::SocketAddr| Endpoint::new(a.ip().to_string(), a.port());
         let endpoints =
             Endpoints::explicit(ep(fabric.wire_addr()), ep(fabric.hgap_addr()), ep(fabric.imds_addr()));
         let client = WireClient::new(endpoints, host.path("var/lib/waagent"))
