@@ -33,7 +33,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the steady-state daemon (goal state, extensions, status, monitors)
+    /// Run the steady-state daemon (goal state, extensions, status, JIT remote access, monitors)
     Daemon {
         /// First run every provisioning stage, as `wala-provision --stage all` (what `waagent
         /// -daemon` does: for a unit that runs `waagent -daemon` instead of wala's units). Each

@@ -17,7 +17,8 @@
 //! /__fabric/imds` (replace the IMDS instance document, or make IMDS answer 404), `GET
 //! /__fabric/certificates`, `GET|PUT|DELETE /__fabric/reprovisiondata` (the `ovf-env.xml` IMDS
 //! serves at `/metadata/reprovisiondata` once a user took a pre-provisioned pool VM over; PUT also
-//! starts a new goal state, incarnation + 1).
+//! starts a new goal state, incarnation + 1), `GET|PUT|DELETE /__fabric/remoteaccess` (the
+//! RemoteAccess users, see [`remote_access`]; bump the incarnation for the agent to fetch them).
 
 pub mod blob;
 pub mod certs;
@@ -25,6 +26,7 @@ pub mod faults;
 pub mod health;
 pub mod http;
 pub mod record;
+pub mod remote_access;
 mod routes;
 pub mod scenario;
 
@@ -42,6 +44,7 @@ pub use certs::TestCert;
 pub use faults::{Fault, FaultAction};
 pub use health::HealthReport;
 pub use record::RecordedRequest;
+pub use remote_access::JitUser;
 pub use scenario::{Scenario, ScenarioError};
 
 /// Which of the three endpoints a request went to.
@@ -288,6 +291,20 @@ impl Fabric {
     /// incarnation, which is returned. `None` makes it answer 404 again (incarnation unchanged).
     pub fn set_reprovision_data(&self, ovf: Option<&[u8]>) -> u64 {
         routes::set_reprovision_data(&self.state, ovf.map(<[u8]>::to_vec))
+    }
+
+    /// Sets the RemoteAccess users (`expires_in_secs` counted from now); `None` takes the
+    /// `RemoteAccessInfo` out of the goal state. The agent fetches it on its next new incarnation:
+    /// call [`bump_incarnation`](Self::bump_incarnation) after.
+    pub fn set_remote_access(&self, users: Option<Vec<JitUser>>) {
+        if let Ok(mut r) = self.state.remote_access.lock() {
+            *r = users.map(|u| remote_access::resolve(u, routes::unix_now()));
+        }
+    }
+
+    /// The RemoteAccess users served, with their expirations.
+    pub fn remote_access(&self) -> Option<Vec<JitUser>> {
+        self.state.remote_access.lock().ok().and_then(|r| r.clone())
     }
 
     /// The status blob at `path` (e.g. the scenario's `status_blob_path`).

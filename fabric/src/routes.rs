@@ -16,6 +16,7 @@ use crate::faults::{self, FaultAction, FaultTable};
 use crate::health::{self, HealthReport};
 use crate::http::{self, BodyMode, HttpError, Request, Response};
 use crate::record::Recorder;
+use crate::remote_access::{self, JitUser};
 use crate::scenario::{RenderContext, Scenario};
 use crate::{FabricConfig, FabricError, Listener};
 
@@ -41,6 +42,8 @@ pub(crate) struct State {
     /// The IMDS `/metadata/instance` document served (the scenario's, until replaced); `None`:
     /// IMDS answers 404.
     pub imds_instance: Mutex<Option<String>>,
+    /// The RemoteAccess users (`None`: the goal state names no RemoteAccess document).
+    pub remote_access: Mutex<Option<Vec<JitUser>>>,
     pub certs: Vec<TestCert>,
     pub pfx: Vec<u8>,
     pub faults: Mutex<FaultTable>,
@@ -70,6 +73,9 @@ impl State {
             reprovision_set: Condvar::new(),
             extensions_config: Mutex::new(config.scenario.extensions_config.clone()),
             imds_instance: Mutex::new(config.imds_instance.or_else(|| config.scenario.imds_instance.clone())),
+            remote_access: Mutex::new(
+                config.scenario.remote_access.clone().map(|u| remote_access::resolve(u, unix_now())),
+            ),
             scenario: config.scenario,
             addrs,
             certs,
@@ -231,10 +237,11 @@ fn wireserver(state: &State, req: &Request) -> Response {
         }
         return match (req.method.as_str(), comp) {
             ("GET", Some("goalstate")) => {
-                Response::xml(state.render_ctx().render_goal_state(&state.scenario.goal_state))
+                Response::xml(state.render_ctx().render_goal_state(&goal_state(state)))
             }
             ("GET", Some("config")) => config_document(state, req),
             ("GET", Some("certificates")) => certificates(state, req),
+            ("GET", Some("remoteaccess")) => remote_access_document(state, req),
             ("POST", Some("health")) => health_report(state, req),
             ("POST", Some("roleProperties")) => Response::empty(202),
             ("POST", Some("telemetrydata")) => Response::empty(200),
@@ -296,6 +303,39 @@ fn certificates(state: &State, req: &Request) -> Response {
         Err(certs::CertError::Openssl(e)) => Response::text(500, format!("wala-fabric: {e}")),
         Err(e) => Response::text(400, format!("wala-fabric: {e}")),
     }
+}
+
+/// The goal state template, with `RemoteAccessInfo` when RemoteAccess users are set.
+fn goal_state(state: &State) -> String {
+    let has_users = state.remote_access.lock().map(|r| r.is_some()).unwrap_or(false);
+    match (has_users, state.container_id()) {
+        (true, Some(id)) => remote_access::with_remote_access_info(&state.scenario.goal_state, id),
+        _ => state.scenario.goal_state.clone(),
+    }
+}
+
+fn remote_access_document(state: &State, req: &Request) -> Response {
+    let Some(users) = state.remote_access.lock().ok().and_then(|r| r.clone()) else {
+        return not_found(req);
+    };
+    match remote_access::document(
+        state.incarnation.load(Ordering::SeqCst),
+        &users,
+        req.header("x-ms-guest-agent-public-x509-cert"),
+        req.header("x-ms-cipher-name"),
+    ) {
+        Ok(doc) => Response::xml(doc),
+        Err(certs::CertError::Openssl(e)) => Response::text(500, format!("wala-fabric: {e}")),
+        Err(e) => Response::text(400, format!("wala-fabric: {e}")),
+    }
+}
+
+/// Seconds since the epoch.
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 fn health_report(state: &State, req: &Request) -> Response {
@@ -662,6 +702,31 @@ fn control(state: &State, req: &Request) -> Response {
         }
         ("GET", "/__fabric/reprovisiondata") => match state.reprovision.lock().ok().and_then(|d| d.clone()) {
             Some(doc) => Response::new(200, "text/xml; charset=utf-8", doc),
+            None => not_found(req),
+        },
+        ("PUT", "/__fabric/remoteaccess") => {
+            match remote_access::parse_users(&String::from_utf8_lossy(&req.body)) {
+                Ok(users) => {
+                    if let Ok(mut r) = state.remote_access.lock() {
+                        *r = Some(remote_access::resolve(users, unix_now()));
+                    }
+                    Response::empty(204)
+                }
+                Err(e) => bad(format!("invalid RemoteAccess users: {e}")),
+            }
+        }
+        ("DELETE", "/__fabric/remoteaccess") => {
+            if let Ok(mut r) = state.remote_access.lock() {
+                *r = None;
+            }
+            Response::empty(204)
+        }
+        ("GET", "/__fabric/remoteaccess") => match state.remote_access.lock().ok().and_then(|r| r.clone()) {
+            Some(users) => {
+                let list: Vec<Value> =
+                    users.iter().map(|u| json!({ "name": u.name, "expiration": u.expiration })).collect();
+                Response::json(200, &json!(list))
+            }
             None => not_found(req),
         },
         ("GET", "/__fabric/certificates") => {

@@ -11,6 +11,7 @@
 //!   "versions": "versions.xml",
 //!   "vm_settings": "vmSettings.json",
 //!   "imds_instance": "imds-instance.json",
+//!   "remote_access": "remote-access.json",
 //!   "certificates": 2,
 //!   "status_blob_path": "/statusblob/vm.status",
 //!   "files": {"/artifacts/x/manifest.xml": "manifest.xml"},
@@ -22,7 +23,8 @@
 //! `"reprovision_hold_ms": 1000` (how long such a request is held open waiting for it).
 //! Only `goal_state` is required. Without `versions` a built-in Versions document is served;
 //! without `vm_settings` the HostGAPlugin answers 404 (no Fast Track); without `imds_instance` IMDS
-//! answers 404. `certificates` (default 1) is how many test certificates the Certificates document
+//! answers 404. `remote_access` lists JIT users (JSON, see [`crate::remote_access`]): the goal state
+//! then names a RemoteAccess document; without it, it names none. `certificates` (default 1) is how many test certificates the Certificates document
 //! carries (0: a document without `Data`). `files` maps URL paths (on the WireServer listener and
 //! behind HostGAPlugin `/extensionArtifact`) to files.
 //!
@@ -97,6 +99,7 @@ struct ScenarioFile {
     versions: Option<String>,
     vm_settings: Option<String>,
     imds_instance: Option<String>,
+    remote_access: Option<String>,
     #[serde(default = "one_usize")]
     certificates: usize,
     #[serde(default = "default_blob_path")]
@@ -142,6 +145,8 @@ pub struct Scenario {
     pub vm_settings: Option<String>,
     /// IMDS `/metadata/instance` JSON.
     pub imds_instance: Option<String>,
+    /// RemoteAccess users ([`crate::remote_access`]); `None`: the goal state names no document.
+    pub remote_access: Option<Vec<crate::remote_access::JitUser>>,
     /// Number of test certificates.
     pub certificates: usize,
     /// URL path of the status blob (PUTs on it or below it are stored).
@@ -231,6 +236,15 @@ impl Scenario {
             url_path(url)?;
             files.insert(url.clone(), bytes(&format!("files.{url}"), name)?);
         }
+        let remote_access = match &desc.remote_access {
+            Some(name) => {
+                let path = dir.join(name);
+                let users = crate::remote_access::parse_users(&text("remote_access", name)?)
+                    .map_err(|source| ScenarioError::Json { path, source })?;
+                Some(users)
+            }
+            None => None,
+        };
         Ok(Scenario {
             incarnation: desc.incarnation,
             goal_state: text("goal_state", &desc.goal_state)?,
@@ -240,6 +254,7 @@ impl Scenario {
             versions: opt("versions", &desc.versions)?.unwrap_or_else(|| DEFAULT_VERSIONS.to_string()),
             vm_settings: opt("vm_settings", &desc.vm_settings)?,
             imds_instance: opt("imds_instance", &desc.imds_instance)?,
+            remote_access,
             certificates: desc.certificates,
             status_blob_path: desc.status_blob_path,
             files,
@@ -406,6 +421,25 @@ mod tests {
         assert!(s.goal_state.contains("{{incarnation}}"));
         assert!(s.vm_settings.is_some());
         assert_eq!(s.files.len(), 2);
+    }
+
+    #[test]
+    fn remote_access_users_come_from_a_json_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("gs.xml"), "<GoalState/>").unwrap();
+        std::fs::write(
+            dir.path().join("scenario.json"),
+            r#"{"goal_state": "gs.xml", "remote_access": "ra.json"}"#,
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("ra.json"), r#"[{"name":"j","password":"p","expires_in_secs":5}]"#)
+            .unwrap();
+        let s = Scenario::from_dir(dir.path()).unwrap();
+        assert_eq!(s.remote_access.unwrap()[0].name, "j");
+        std::fs::write(dir.path().join("ra.json"), r#"{"name":"j"}"#).unwrap();
+        let err = Scenario::from_dir(dir.path()).unwrap_err();
+        assert!(matches!(err, ScenarioError::Json { .. }) && err.to_string().contains("ra.json"), "{err}");
+        assert!(Scenario::builtin().unwrap().remote_access.is_none());
     }
 
     #[test]

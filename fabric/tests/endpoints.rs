@@ -16,7 +16,7 @@ use openssl::pkcs12::Pkcs12;
 use openssl::pkey::PKey;
 use openssl::rsa::Rsa;
 use openssl::x509::{X509NameBuilder, X509};
-use wala_fabric::{BlobType, Fabric, Listener};
+use wala_fabric::{BlobType, Fabric, JitUser, Listener};
 
 fn goal_state(f: &Fabric) -> String {
     let r = get(f.wire_addr(), "/machine/?comp=goalstate", WIRE);
@@ -239,6 +239,83 @@ fn certificates_accept_spaced_base64_and_refuse_bad_requests() {
         ("x-ms-cipher-name", "AES128_CBC"),
     ];
     assert_eq!(get(f.wire_addr(), &url, &bad_cert).status, 400);
+}
+
+#[test]
+fn remote_access_users_are_named_by_the_goal_state_and_their_passwords_encrypted_to_the_agent() {
+    let f = Fabric::start_builtin().unwrap();
+    assert!(!goal_state(&f).contains("RemoteAccessInfo"), "no users, no document");
+    f.set_remote_access(Some(vec![
+        JitUser::new("jit1", "Pä55w.rd!", "Tue, 01 Jan 2030 00:00:00 GMT"),
+        JitUser::expiring_in("jit2", "other", -60),
+    ]));
+    let gs = goal_state(&f);
+    let url = element(&gs, "RemoteAccessInfo");
+    assert_eq!(
+        url,
+        format!(
+            "http://{}/machine/0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0?comp=remoteaccess&amp;incarnation=1",
+            f.wire_addr()
+        )
+    );
+    let target = target_of(url);
+    let (cert, key) = transport_cert();
+    let header: String = String::from_utf8(cert.to_pem().unwrap())
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let with_cert = |cipher: &'static str| {
+        let h = header.clone();
+        move |f: &Fabric, target: &str| {
+            get(
+                f.wire_addr(),
+                target,
+                &[WIRE[0], WIRE[1], ("x-ms-guest-agent-public-x509-cert", &h), ("x-ms-cipher-name", cipher)],
+            )
+        }
+    };
+    for cipher in ["AES128_CBC", "DES_EDE3_CBC"] {
+        let r = with_cert(cipher)(&f, &target);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let doc = r.text();
+        assert_eq!(element(&doc, "Incarnation"), "1");
+        let users: Vec<&str> = doc.split("<User>").skip(1).collect();
+        assert_eq!(users.len(), 2, "{doc}");
+        assert_eq!(element(users[0], "Name"), "jit1");
+        assert_eq!(element(users[0], "Expiration"), "Tue, 01 Jan 2030 00:00:00 GMT");
+        assert!(!doc.contains("Pä55w.rd!") && !doc.contains("other"), "{doc}");
+        let der = base64::engine::general_purpose::STANDARD.decode(element(users[0], "Password")).unwrap();
+        let plain = CmsContentInfo::from_der(&der).unwrap().decrypt(&key, &cert).unwrap();
+        let utf16: Vec<u16> = plain.chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+        assert_eq!(String::from_utf16(&utf16).unwrap(), "Pä55w.rd!", "UTF-16LE inside");
+        // The relative expiration was fixed when the users were set: a minute ago.
+        let expiration = element(users[1], "Expiration");
+        assert!(expiration.ends_with(" GMT") && expiration.len() == 29, "{expiration}");
+        assert_eq!(f.remote_access().unwrap()[1].expiration.as_deref(), Some(expiration));
+    }
+    assert_eq!(get(f.wire_addr(), &target, WIRE).status, 400, "no transport cert");
+    // Taken out again: the goal state names no document and the URL answers 404.
+    f.set_remote_access(None);
+    assert!(!goal_state(&f).contains("RemoteAccessInfo"));
+    assert_eq!(with_cert("AES128_CBC")(&f, &target).status, 404);
+    // The control endpoint sets them too, and lists them without passwords.
+    let put = request(
+        f.wire_addr(),
+        "PUT",
+        "/__fabric/remoteaccess",
+        &[],
+        br#"[{"name":"ctl","password":"SECRET-PW","expires_in_secs":3600}]"#,
+    )
+    .unwrap();
+    assert_eq!(put.status, 204);
+    let listed = get(f.wire_addr(), "/__fabric/remoteaccess", &[]).text();
+    assert!(listed.contains(r#""name":"ctl""#) && !listed.contains("SECRET-PW"), "{listed}");
+    assert!(goal_state(&f).contains("<RemoteAccessInfo>"));
+    let bad = request(f.wire_addr(), "PUT", "/__fabric/remoteaccess", &[], b"{\"name\":1}").unwrap();
+    assert_eq!(bad.status, 400);
+    assert_eq!(request(f.wire_addr(), "DELETE", "/__fabric/remoteaccess", &[], b"").unwrap().status, 204);
+    assert_eq!(get(f.wire_addr(), "/__fabric/remoteaccess", &[]).status, 404);
 }
 
 #[test]

@@ -34,6 +34,7 @@ pub mod ovf;
 pub mod platform;
 pub mod platform_features;
 pub mod provision;
+pub mod remote_access;
 pub mod root;
 pub mod route_wait;
 pub mod secret;

@@ -30,6 +30,8 @@ pub enum Document {
     Certificates,
     /// `ExtensionsConfig`.
     ExtensionsConfig,
+    /// `RemoteAccess` (JIT users, each with an encrypted password).
+    RemoteAccess,
     /// The HostGAPlugin's `vmSettings`.
     VmSettings,
     /// An extension or agent manifest.
@@ -61,6 +63,7 @@ impl Document {
         Document::SharedConfig,
         Document::Certificates,
         Document::ExtensionsConfig,
+        Document::RemoteAccess,
         Document::VmSettings,
         Document::ExtensionManifest,
         Document::Versions,
@@ -82,6 +85,7 @@ impl Document {
             Document::SharedConfig => "SharedConfig",
             Document::Certificates => "Certificates",
             Document::ExtensionsConfig => "ExtensionsConfig",
+            Document::RemoteAccess => "RemoteAccess",
             Document::VmSettings => "vmSettings",
             Document::ExtensionManifest => "extension manifest",
             Document::Versions => "versions",
@@ -110,6 +114,8 @@ impl Document {
             Document::SharedConfig | Document::Certificates => 4 * MIB,
             // 15 KiB and 23 KiB in the fixtures; they grow with extensions and their settings.
             Document::ExtensionsConfig | Document::VmSettings => 8 * MIB,
+            // About 1 KiB per user (the encrypted password is most of it); a handful of users.
+            Document::RemoteAccess => MIB,
             // 1 KiB real; tags and the network section are bounded by the platform.
             Document::ImdsInstance => MIB,
             // What the downloader has always accepted.

@@ -3,7 +3,7 @@
 //! minute (the server allows about 15 calls in 15 seconds).
 //!
 //! What is sent, and nothing else: the operation (`Provision`, `ReportReady`,
-//! `ActivateResourceDisk`, `AgentStart`, `HeartBeat`), whether it succeeded, how long it took, a
+//! `ActivateResourceDisk`, `AgentStart`, `HeartBeat`, `RemoteAccessHandling`), whether it succeeded, how long it took, a
 //! message naming the step (never a user name, hostname, key, path under a home directory,
 //! password or custom data), wala's version, the distribution and version, the number of
 //! processors, RAM in MiB, and the goal state's container id. See docs/telemetry.md.

@@ -328,10 +328,49 @@ pub fn configure_sudoers(
     Ok(())
 }
 
+/// Drop the lines of `<OS.SudoersDir>/waagent` whose first field is `name` (waagent drops every
+/// line that merely contains the name, other users' included); the file keeps its mode and is
+/// removed when no line is left. Returns whether anything changed.
+pub fn remove_sudoers(root: &HostRoot, sudoers_dir: &Path, name: &str) -> Result<bool, UserError> {
+    let path = root.path(sudoers_dir).join("waagent");
+    let Some(text) = files::read_optional(&path)? else { return Ok(false) };
+    let kept: Vec<&str> = text.lines().filter(|l| l.split_whitespace().next() != Some(name)).collect();
+    if kept.len() == text.lines().count() {
+        return Ok(false);
+    }
+    if kept.iter().all(|l| l.trim().is_empty()) {
+        std::fs::remove_file(&path).map_err(|e| FileError::new("remove", &path, e))?;
+        return Ok(true);
+    }
+    let mode = files::mode_and_owner(&path).map(|m| m.0).unwrap_or(0o440);
+    files::write_atomic(&path, (kept.join("\n") + "\n").as_bytes(), WriteOptions::mode(mode))?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cmd::FakeRunner;
+
+    #[test]
+    fn sudoers_lines_are_removed_by_first_field_only() {
+        let (d, root) = root_with("", "");
+        let dir = Path::new("/etc/sudoers.d");
+        assert!(!remove_sudoers(&root, dir, "jit").expect("no file"));
+        std::fs::create_dir_all(d.path().join("etc/sudoers.d")).expect("mkdir");
+        let path = d.path().join("etc/sudoers.d/waagent");
+        std::fs::write(&path, "azureuser ALL=(ALL) ALL\njit ALL=(ALL) ALL\njit2 ALL=(ALL) ALL # jit\n")
+            .expect("write");
+        assert!(remove_sudoers(&root, dir, "jit").expect("remove"));
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "azureuser ALL=(ALL) ALL\njit2 ALL=(ALL) ALL # jit\n"
+        );
+        assert!(!remove_sudoers(&root, dir, "jit").expect("again"));
+        assert!(remove_sudoers(&root, dir, "azureuser").expect("remove"));
+        assert!(remove_sudoers(&root, dir, "jit2").expect("remove"));
+        assert!(!path.exists(), "an empty drop-in is removed");
+    }
 
     fn root_with(passwd: &str, shadow: &str) -> (tempfile::TempDir, HostRoot) {
         let dir = tempfile::tempdir().expect("tempdir");

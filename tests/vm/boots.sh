@@ -759,7 +759,72 @@ if [ -s "$work/waagent.raw" ]; then
     fi
 fi
 
-# === 12. The floor: the same image with wala's units masked ======================================
+# === 12. JIT remote access: the fabric lists a user; wala-agentd creates it, then removes it ========
+# (snapshot: the image stays clean; the password OVF leaves sshd's password login on, so the JIT
+# user's decrypted password is tried for real: ssh login and sudo with it.)
+# fabric_call METHOD PATH [BODY_FILE]: a control request to this boot's fabric (loopback only).
+fabric_call() {
+    local wire_port
+    wire_port=$(python3 "$tool" ports "$d/ports.json" | cut -d' ' -f1)
+    python3 -c 'import sys, urllib.request as u
+body = open(sys.argv[3], "rb").read() if len(sys.argv) > 3 else (b"" if sys.argv[2] != "DELETE" else None)
+u.urlopen(u.Request(sys.argv[1], data=body, method=sys.argv[2]), timeout=10).read()' \
+        "http://127.0.0.1:$wire_port$2" "$1" "${@:3}"
+}
+cp --sparse=always "$WALA_VM_RESOURCE" "$work/res-jit.raw"
+uuid_jit=$(python3 -c 'import uuid; print(uuid.uuid4())')
+boot jit-access "$work/root.raw" on "$work/password.iso" "$work/res-jit.raw" "$uuid_jit" "$work/initrd.img"
+if [ -n "$ssh_at" ]; then
+    check_pending_line
+    # A random password per run, kept in a file (never on a command line of the guest).
+    python3 -c 'import secrets; print("J1t-" + secrets.token_urlsafe(12))' >"$work/keys/jit-password"
+    printf '#!/bin/sh\ncat %q\n' "$work/keys/jit-password" >"$work/keys/jit-askpass"
+    chmod 700 "$work/keys/jit-askpass"
+    python3 -c 'import json, sys; print(json.dumps([{"name": "jituser", "password": open(sys.argv[1]).read().strip(), "expires_in_secs": 7200}]))' \
+        "$work/keys/jit-password" >"$d/remote-access.json"
+    fabric_call PUT /__fabric/remoteaccess "$d/remote-access.json" && fabric_call POST /__fabric/incarnation
+    rm -f "$d/remote-access.json"
+    made=1
+    for _ in $(seq 120); do
+        rssh getent passwd jituser >"$d/jit-passwd.txt" 2>/dev/null && { made=0; break; }
+        sleep 0.5
+    done
+    result "jit-access: wala-agentd created the listed user ($(cat "$d/jit-passwd.txt"))" $made "$d/jit-passwd.txt"
+    grep -q ':JIT_Account:' "$d/jit-passwd.txt"
+    result "jit-access: the account carries waagent's JIT_Account marker" $? "$d/jit-passwd.txt"
+    expire=$(rssh "getent shadow jituser | cut -d: -f8" 2>/dev/null)
+    [ -n "$expire" ] && [ "$expire" -ge "$(( $(date +%s) / 86400 ))" ]
+    result "jit-access: the account has an expiry date (day $expire)" $?
+    rssh "grep -qx 'jituser ALL=(ALL) ALL' /etc/sudoers.d/waagent && visudo -c -q"
+    result "jit-access: sudoers line for jituser, and visudo accepts the files" $?
+    SSH_ASKPASS=$work/keys/jit-askpass SSH_ASKPASS_REQUIRE=force DISPLAY=none setsid -w ssh "${ssh_opts[@]/BatchMode=yes/BatchMode=no}" \
+        -o PreferredAuthentications=password -o PubkeyAuthentication=no jituser@127.0.0.1 \
+        "sudo -S -p '' id -u" <"$work/keys/jit-password" >"$d/jit-login.log" 2>&1
+    [ "$(tail -1 "$d/jit-login.log")" = 0 ]
+    result "jit-access: ssh login with the decrypted password, then sudo with it" $? "$d/jit-login.log"
+    rssh "journalctl -b --no-pager -u wala-agentd.service; cat /var/log/waagent.log" >"$d/agentd.log" 2>&1
+    ! grep -qF "$(cat "$work/keys/jit-password")" "$d/agentd.log" && grep -q 'Adding remote access user jituser' "$d/agentd.log"
+    result "jit-access: the daemon logged the user, never its password" $? "$d/agentd.log"
+    # The document goes away: the account goes too; the admin user stays.
+    fabric_call DELETE /__fabric/remoteaccess && fabric_call POST /__fabric/incarnation
+    gone=1
+    for _ in $(seq 120); do
+        rssh "! getent passwd jituser >/dev/null && ! grep -qs '^jituser ' /etc/sudoers.d/waagent && [ ! -e /home/jituser ]" \
+            2>/dev/null && { gone=0; break; }
+        sleep 0.5
+    done
+    result "jit-access: removed (account, home, sudoers line) when the goal state no longer lists it" $gone
+    ussh true >/dev/null 2>&1
+    result "jit-access: $user still logs in" $?
+    rm -f "$work/keys/jit-password" "$work/keys/jit-askpass"
+    collect_fabric
+    row "jit access" "$wire_at" "$ready_at" "$ssh_at"
+    shutdown_vm
+else
+    stop_all
+fi
+
+# === 13. The floor: the same image with wala's units masked ======================================
 cp --sparse=always "$WALA_VM_RESOURCE" "$work/res6.raw"
 mask="systemd.mask=wala-provision-local.service systemd.mask=wala-provision-keys.service"
 mask+=" systemd.mask=wala-provision-disk.service"

@@ -92,6 +92,8 @@ pub struct GoalStateTask {
     pub container_id: std::sync::Arc<std::sync::Mutex<String>>,
     /// Shared with the log upload, which names the container and deployment.
     pub identity_shared: std::sync::Arc<std::sync::Mutex<Option<ContainerIdentity>>>,
+    /// Shared with the remote-access task: the goal state last taken in.
+    pub goal_state_shared: super::remote_access::SharedGoalState,
     /// The extensions goal state from the last ExtensionsConfig, from the last vmSettings, and the
     /// one acted on.
     extensions_config: Option<ExtensionsGoalState>,
@@ -148,6 +150,7 @@ impl GoalStateTask {
             files_failed: false,
             container_id: Default::default(),
             identity_shared: Default::default(),
+            goal_state_shared: Default::default(),
             polls: 0,
             changes: 0,
             uploads: 0,
@@ -261,6 +264,9 @@ impl GoalStateTask {
         }
         if let Ok(mut i) = self.identity_shared.lock() {
             *i = self.identity.clone();
+        }
+        if let Ok(mut g) = self.goal_state_shared.lock() {
+            *g = Some(gs.clone());
         }
         self.seen = Some(now);
         self.changes += 1;

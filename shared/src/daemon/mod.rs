@@ -6,6 +6,7 @@ pub mod goal_state;
 pub mod instance;
 pub mod monitors;
 pub mod notify;
+pub mod remote_access;
 pub mod signals;
 
 use std::time::{Duration, Instant};
@@ -72,7 +73,7 @@ struct Scheduled<'t> {
 }
 
 /// Every task the daemon runs: the OS monitors, and the platform tasks (goal state and status,
-/// firewall, a provisioning report that never got through). `goal_state_period` overrides the
+/// remote-access accounts, firewall, a provisioning report that never got through). `goal_state_period` overrides the
 /// configured poll period (benchmarks).
 pub fn all_tasks(
     root: &HostRoot,
@@ -114,12 +115,19 @@ pub fn all_tasks(
     .with_initial_period(initial);
     // Run after the goal-state task, which shares the container id with them.
     let telemetry = crate::telemetry::TelemetryTask {
-        client: WireClient::new(endpoints.clone(), lib),
+        client: WireClient::new(endpoints.clone(), lib.clone()),
         common: crate::telemetry::Common::detect(root),
         container_id: goal_state.container_id.clone(),
     };
     let identity = goal_state.identity_shared.clone();
+    let remote_access = remote_access::RemoteAccessTask::new(
+        WireClient::new(endpoints.clone(), lib.clone()),
+        goal_state.goal_state_shared.clone(),
+        period,
+    );
     tasks.push(Box::new(goal_state));
+    // After the goal-state task, on the same period: it sees each new goal state at once.
+    tasks.push(Box::new(remote_access));
     tasks.push(Box::new(telemetry));
     if config.logs_collect {
         tasks.push(Box::new(crate::logcollect::UploadTask {

@@ -163,11 +163,25 @@ impl TransportKeys {
         Ok(base64::engine::general_purpose::STANDARD.encode(der))
     }
 
-    /// Decrypt a CMS EnvelopedData (DER) addressed to this key pair.
+    /// Decrypt a CMS EnvelopedData (DER) addressed to this key pair: the Certificates `Data`.
     pub fn decrypt(&self, envelope_der: &[u8]) -> Result<Vec<u8>, CertError> {
-        let cms = CmsContentInfo::from_der(envelope_der)
-            .map_err(ossl("Certificates Data is not a CMS envelope"))?;
-        cms.decrypt(&self.key, &self.cert).map_err(ossl("decrypting the Certificates envelope"))
+        self.decrypt_named(
+            envelope_der,
+            "Certificates Data is not a CMS envelope",
+            "decrypting the Certificates envelope",
+        )
+    }
+
+    /// Decrypt a CMS EnvelopedData (DER) addressed to this key pair; the two texts name the
+    /// document in the errors (not an envelope, and the decryption failed).
+    pub fn decrypt_named(
+        &self,
+        envelope_der: &[u8],
+        not_cms: &'static str,
+        failed: &'static str,
+    ) -> Result<Vec<u8>, CertError> {
+        let cms = CmsContentInfo::from_der(envelope_der).map_err(ossl(not_cms))?;
+        cms.decrypt(&self.key, &self.cert).map_err(ossl(failed))
     }
 }
 

@@ -12,9 +12,9 @@ use super::certs::{self, CertError, TransportKeys, CIPHERS};
 use super::endpoint::Endpoints;
 use super::health::{self, TelemetryEvent};
 use super::{
-    parse_certificates, parse_goal_state, parse_hosting_env, parse_shared_config, parse_versions,
-    CertificateSummary, CertificatesPayload, GoalState, HostingEnvironmentConfig, SharedConfig, Versions,
-    WireError, PROTOCOL_VERSION,
+    parse_certificates, parse_goal_state, parse_hosting_env, parse_remote_access, parse_shared_config,
+    parse_versions, CertificateSummary, CertificatesPayload, GoalState, HostingEnvironmentConfig,
+    RemoteAccess, SharedConfig, Versions, WireError, PROTOCOL_VERSION,
 };
 use crate::http::{HttpClient, HttpError, Request, Response, RetryPolicy};
 use crate::limits::Document;
@@ -292,6 +292,18 @@ impl WireClient {
                 has_private_key: c.key.is_some(),
             })
             .collect())
+    }
+
+    /// The RemoteAccess document at `url` (the goal state's `Container/RemoteAccessInfo`), asked for
+    /// as waagent does: with the transport certificate and `x-ms-cipher-name: AES128_CBC`, so that
+    /// the server encrypts each user's password to `keys`.
+    pub fn remote_access(&self, url: &str, keys: &TransportKeys) -> Result<RemoteAccess, WireClientError> {
+        let request = Self::wire_headers(Request::get(self.document_url(url)))
+            .document(Document::RemoteAccess)
+            .header("x-ms-cipher-name", CIPHERS[0])
+            .header("x-ms-guest-agent-public-x509-cert", keys.header_value()?.as_str());
+        let resp = self.http.send(&request, &self.policy)?;
+        Ok(parse_remote_access(&resp.text())?)
     }
 
     /// POST a health report for `gs`.
