@@ -216,6 +216,8 @@ EOF
     }
 
     # --- boots -------------------------------------------------------------------------------------
+    # The images were just written: flush them first, or the first boot pays for the writeback.
+    sync
     for r in $(seq "$WALA_BENCH_ROUNDS"); do
         for v in "${variants[@]}"; do
             d=$work/boot-$r-$v
@@ -252,7 +254,8 @@ EOF
                 python3 "$tool" get "http://127.0.0.1:$(python3 "$tool" ports "$d/ports.json" | cut -d' ' -f1)/__fabric/health" \
                     >"$d/health.json" 2>/dev/null || echo '[]' >"$d/health.json"
                 python3 "$tool" health "$d/health.json" ready >"$d/health.check" 2>&1
-                check "round $r $v: Ready reported to the fabric (at $ready s; $(head -1 "$d/health.check"))" $? "$d/health.check"
+                rc=$?
+                check "round $r $v: Ready reported to the fabric (at $ready s; $(head -1 "$d/health.check"))" $rc "$d/health.check"
                 [ "$login" != - ]
                 check "round $r $v: $user logs in with the OVF key (at $login s)" $?
                 fs=$(rssh "$d" findmnt -n -o SOURCE,FSTYPE /mnt/resource 2>/dev/null)

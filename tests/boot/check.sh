@@ -189,6 +189,13 @@ shells=(tests/boot/check.sh tests/vm/*.sh packaging/build-deb.sh packaging/gen-m
 check "shellcheck ${shells[*]}" shellcheck "${shells[@]}"
 check "shellcheck maintainer scripts" shellcheck -s sh packaging/debian/preinst packaging/debian/postinst \
     packaging/debian/prerm packaging/debian/postrm
+# A `$?` after a command substitution in the same command is the substitution's status, not the
+# checked command's: `result "... $(cat log)" $?` can never fail. Tried on a line that has it first.
+status_after_subst() { grep -nE '\$\(.*\).*[[:space:]]\$\?([[:space:]]|$)' "$@"; }
+printf 'result "x (%s(cat f))" %s? "%slog"\n' "\$" "\$" "\$" >"$tmp/subst.sh"
+if status_after_subst "$tmp/subst.sh" >/dev/null && ! status_after_subst "${shells[@]}" bench/*.sh >"$tmp/subst.out"; then
+    pass "test scripts: no check reads \$? after a command substitution"
+else fail "test scripts: no check reads \$? after a command substitution" "$tmp/subst.out"; fi
 
 # --- dracut --------------------------------------------------------------------------------------
 # A private copy of dracut's module tree with ours added, the binary found in the DESTDIR tree;
@@ -250,7 +257,8 @@ if packaging/build-deb.sh >"$tmp/deb.log" 2>&1; then
     [ "$(dpkg-deb -f "$deb" Provides)" = waagent ]
     result "deb Provides: waagent (unversioned, and not walinuxagent)" $?
     dpkg-deb -f "$deb" Depends | grep -q 'libc6'
-    result "deb Depends (dpkg-shlibdeps): $(dpkg-deb -f "$deb" Depends)" $?
+    rc=$?
+    result "deb Depends (dpkg-shlibdeps): $(dpkg-deb -f "$deb" Depends)" $rc
     ! dpkg-deb -I "$deb" conffiles >/dev/null 2>&1 && ! grep -q ' \./etc/' "$tmp/deb.list"
     result "deb has no conffiles and nothing under /etc (the admin's waagent.conf is never asked about)" $?
     dpkg-deb -I "$deb" preinst | grep -q 'dpkg-divert --package wala --no-rename'

@@ -297,7 +297,8 @@ check_kept() {
     local name=$1 uuid=$2 why=$3 out
     local_journal
     grep -q "Nothing provisioned: .*$why" "$d/local.journal" && ! grep -q 'Provisioning skipped' "$d/local.journal"
-    result "$name: nothing provisioned ($(grep -m1 -o 'Nothing provisioned: .*' "$d/local.journal" | cut -c1-160))" $? "$d/local.journal"
+    rc=$?
+    result "$name: nothing provisioned ($(grep -m1 -o 'Nothing provisioned: .*' "$d/local.journal" | cut -c1-160))" $rc "$d/local.journal"
     ! grep -qE 'useradd|host-keys: done' "$d/local.journal"
     result "$name: no user made, no host key made" $? "$d/local.journal"
     out=$(rssh cat /etc/ssh/ssh_host_ed25519_key.pub 2>/dev/null)
@@ -378,7 +379,8 @@ if [ -n "$ssh_at" ]; then
     check_pending_line
     check_kept new-vm-id "$uuid2" "user $user exists"
     grep -qE 'removed [1-9][0-9]* file\(s\) of the previous VM' "$d/local.journal"
-    result "new-vm-id: the previous VM's state was forgotten ($(grep -m1 -oE 'removed [0-9]+ file\(s\) of the previous VM' "$d/local.journal"))" $? "$d/local.journal"
+    rc=$?
+    result "new-vm-id: the previous VM's state was forgotten ($(grep -m1 -oE 'removed [0-9]+ file\(s\) of the previous VM' "$d/local.journal"))" $rc "$d/local.journal"
     out="$(rssh 'hostname; cat /etc/hostname' 2>/dev/null | paste -sd' ')"
     [ "$out" = "$WALA_VM_HOST2 $WALA_VM_HOST2" ]
     result "new-vm-id: the new DVD's hostname $WALA_VM_HOST2 is set (got: $out)" $?
@@ -530,7 +532,8 @@ if [ -n "$ssh_at" ]; then
     collect_fabric
     fabric_reports imds-only "NotReady/Provisioning then Ready" ready
     python3 "$tool" imds-first "$d/record.jsonl" >"$d/imds-first.check" 2>&1
-    gated "imds-only: fabric's record: IMDS asked before the first Health report ($(cat "$d/imds-first.check"))" $? "$d/imds-first.check"
+    rc=$?
+    gated "imds-only: fabric's record: IMDS asked before the first Health report ($(cat "$d/imds-first.check"))" $rc "$d/imds-first.check"
     row "IMDS only" "$wire_at" "$ready_at" "$ssh_at"
     shutdown_vm
 else
@@ -608,7 +611,8 @@ pps_scenario() {
         ;;
     esac
     python3 "$tool" put "$control/reprovisiondata" "$work/dvd-pool-$kind-user/ovf-env.xml" >"$d/handover.log" 2>&1
-    result "$name: the fabric hands the user's ovf-env.xml out at IMDS reprovisiondata ($(cat "$d/handover.log"))" $? "$d/handover.log"
+    rc=$?
+    result "$name: the fabric hands the user's ovf-env.xml out at IMDS reprovisiondata ($(cat "$d/handover.log"))" $rc "$d/handover.log"
     ssh_at=$(python3 "$tool" banner "$ssh_port" 300 "$t0") || ssh_at=""
     if [ -z "$ssh_at" ]; then
         fail "$name: sshd starts once the VM is provisioned for its user (within 300 s)" "$d/serial.log"
@@ -728,10 +732,12 @@ if [ -s "$work/waagent.raw" ]; then
         # Every line recorded before is still there (wala may add files: its own, new certificates).
         comm -23 <(sort "$work/waagent-first/state.before") <(sort "$d/state.after") >"$d/state.diff"
         [ ! -s "$d/state.diff" ]
-        result "waagent-migrated: same SSH host keys, waagent's marker, certificates, transport pair, user and hostname ($(wc -l <"$work/waagent-first/state.before") lines)" $? "$d/state.diff"
+        rc=$?
+        result "waagent-migrated: same SSH host keys, waagent's marker, certificates, transport pair, user and hostname ($(wc -l <"$work/waagent-first/state.before") lines)" $rc "$d/state.diff"
         local_journal
         grep -qE 'Provisioning skipped: already provisioned' "$d/local.journal"
-        result "waagent-migrated: the local stage takes waagent's marker ($(grep -m1 -o 'Provisioning skipped: .*' "$d/local.journal"))" $? "$d/local.journal"
+        rc=$?
+        result "waagent-migrated: the local stage takes waagent's marker ($(grep -m1 -o 'Provisioning skipped: .*' "$d/local.journal"))" $rc "$d/local.journal"
         check_resource_disk waagent-migrated
         # shellcheck disable=SC2016 # runs in the guest
         rssh 'blkid -s UUID -o value "$(findmnt -n -o SOURCE /mnt/resource)"; cat /mnt/resource/sentinel' >"$d/resource.after" 2>&1
@@ -847,5 +853,5 @@ echo "Figures ($accel_name; seconds from qemu start; no timing assertions):"
 printf '%-22s %12s %10s %12s %10s\n' scenario "1st wire req" Ready "sshd banner" "agentd RSS"
 printf '%s\n' "${rows[@]}"
 echo "preparation: ${WALA_VM_PREPARE_SECS} s (base image step: ${WALA_VM_IMAGE_SECS} s)"
-echo "ssh connections tried again after a failed connection: $(cat "$work/ssh-retries.log" 2>/dev/null | wc -l)"
+echo "ssh connections tried again after a failed connection: $({ wc -l <"$work/ssh-retries.log"; } 2>/dev/null || echo 0)"
 echo "BOOTS DONE"

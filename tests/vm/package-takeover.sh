@@ -89,14 +89,16 @@ prepare() {
 common_checks() {
     local name=$1 t=$2 log=$3 n
     [ "$(status "$t" wala)" = installed ] && [ "$(status "$t" waagent)" = config-files ]
-    result "$name: wala installed and waagent removed in one unattended step (waagent: $(status "$t" waagent))" $? "$log"
+    rc=$?
+    result "$name: wala installed and waagent removed in one unattended step (waagent: $(status "$t" waagent))" $rc "$log"
     ! grep -qiE 'conffile|Configuration file .*waagent.conf' "$log"
     result "$name: no conffile question" $? "$log"
     cmp -s "$work/takeover-$name.conf" "$t/etc/waagent.conf"
     result "$name: /etc/waagent.conf kept byte for byte" $?
     n=$(grep -ls '^[^#]*/var/log/waagent\.log' "$t"/etc/logrotate.d/* | wc -l)
     [ "$n" = 1 ]
-    result "$name: one logrotate file for /var/log/waagent.log ($(grep -ls '^[^#]*/var/log/waagent\.log' "$t"/etc/logrotate.d/* | xargs -r -n1 basename | paste -sd' '))" $?
+    rc=$?
+    result "$name: one logrotate file for /var/log/waagent.log ($(grep -ls '^[^#]*/var/log/waagent\.log' "$t"/etc/logrotate.d/* | xargs -r -n1 basename | paste -sd' '))" $rc
     in_tree "$t" logrotate -d /etc/logrotate.conf >"$work/takeover-$name.logrotate" 2>&1
     ! grep -q '^error:' "$work/takeover-$name.logrotate"
     result "$name: logrotate reads its configuration without an error" $? "$work/takeover-$name.logrotate"
@@ -122,7 +124,8 @@ result "dpkg: dpkg removes waagent in favour of wala" $? "$log"
 common_checks dpkg "$t" "$log"
 sums "$t" >"$work/takeover-dpkg.after"
 diff "$work/takeover-dpkg.sums" <(grep -vE ' \./(wala-|Certificates\.json)' "$work/takeover-dpkg.after") >"$work/takeover-dpkg.diff"
-result "dpkg: every file waagent left under /var/lib/waagent kept byte for byte ($(wc -l <"$work/takeover-dpkg.sums") files)" $? "$work/takeover-dpkg.diff"
+rc=$?
+result "dpkg: every file waagent left under /var/lib/waagent kept byte for byte ($(wc -l <"$work/takeover-dpkg.sums") files)" $rc "$work/takeover-dpkg.diff"
 [ ! -e "$t/var/lib/.waagent.wala-takeover" ]
 result "dpkg: nothing left in the aside directory" $?
 
@@ -138,7 +141,8 @@ diff "$work/takeover-dpkg.sums" <(sums "$t" | grep -vE ' \./(wala-|Certificates\
 result "back: waagent's state under /var/lib/waagent as it was" $? "$work/takeover-back.diff"
 [ ! -L "$t/etc/systemd/system/walinuxagent.service" ] && [ ! -e "$t/etc/systemd/system/waagent.service" ] &&
     [ "$(chroot "$t" systemctl is-enabled walinuxagent.service 2>&1)" = enabled ]
-result "back: walinuxagent.service is waagent's own unit again, enabled ($(chroot "$t" systemctl is-enabled walinuxagent.service 2>&1))" $?
+rc=$?
+result "back: walinuxagent.service is waagent's own unit again, enabled ($(chroot "$t" systemctl is-enabled walinuxagent.service 2>&1))" $rc
 [[ "$(head -1 "$t/usr/sbin/waagent")" == *python3* ]]
 result "back: /usr/sbin/waagent is waagent's script" $?
 [ -z "$(chroot "$t" dpkg-divert --list wala)" ]
