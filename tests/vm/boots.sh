@@ -708,6 +708,16 @@ if [ -s "$work/waagent.raw" ]; then
         # shellcheck disable=SC2016 # runs in the guest
         rssh 'blkid -s UUID -o value "$(findmnt -n -o SOURCE /mnt/resource)"; echo wala-migration >/mnt/resource/sentinel' \
             >"$d/resource.before" 2>&1
+        # The snapshot is taken once waagent has finished with the goal state's extension (its
+        # HandlerState goes NotInstalled -> Enabled while waagent works): wala must keep that state.
+        for _ in $(seq 90); do
+            rssh 'cat /var/lib/waagent/*/config/HandlerState 2>/dev/null' 2>/dev/null | grep -qx Enabled && break
+            sleep 2
+        done
+        rssh 'cat /var/lib/waagent/*/config/HandlerState' >"$d/handler-state" 2>&1
+        grep -qx Enabled "$d/handler-state"
+        rc=$?
+        result "waagent-first: waagent enabled the goal state's extension ($(head -c 40 "$d/handler-state" | tr -d '\n'))" $rc "$d/handler-state"
         waagent_state >"$d/state.before"
         grep -q '/var/lib/waagent/provisioned\|  provisioned$' "$d/state.before" && grep -q '\.crt$' "$d/state.before"
         result "waagent-first: waagent's marker and certificates are there" $? "$d/state.before"
