@@ -277,23 +277,11 @@ fn parse_expiry(rest: &str) -> Option<LeaseExpiry> {
             if !(0..=9999).contains(&y) || h < 0 || mi < 0 || s < 0 {
                 return None;
             }
-            let secs = days_from_civil(y, mo, da) * 86_400 + h * 3600 + mi * 60 + s;
+            let secs = crate::civil_date::to_days(y, mo, da) * 86_400 + h * 3600 + mi * 60 + s;
             Some(LeaseExpiry::At(system_time_from_unix(secs)?))
         }
         _ => None,
     }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let d = i64::from(d);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 fn system_time_from_unix(secs: i64) -> Option<SystemTime> {

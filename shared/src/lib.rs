@@ -2,6 +2,7 @@
 //! parse their command line, set up logging and map errors to exit codes.
 
 pub mod boot_report;
+pub mod civil_date;
 pub mod cmd;
 pub mod conf;
 pub mod customdata;

@@ -25,6 +25,7 @@ use std::path::Path;
 
 use base64::Engine;
 
+use crate::civil_date;
 use crate::cmd::{Cmd, CmdError, Runner};
 use crate::conf::PasswordCryptId;
 use crate::files;
@@ -97,7 +98,7 @@ pub fn parse_expiration(text: &str) -> Result<i64, &'static str> {
         return Err("there is no year 0");
     }
     let day = number(day, 2)?;
-    let month = i64::try_from(month).map_err(|_| FORMAT)?;
+    let month = u32::try_from(month).map_err(|_| FORMAT)?;
     if day < 1 || day > days_in_month(year, month) {
         return Err("no such day in that month");
     }
@@ -109,16 +110,17 @@ pub fn parse_expiration(text: &str) -> Result<i64, &'static str> {
     if h > 23 || m > 59 || s > 59 {
         return Err("no such time of day");
     }
-    let t = days_from_civil(year, month, day) * DAY + h * 3600 + m * 60 + s;
+    let day = u32::try_from(day).map_err(|_| FORMAT)?;
+    let t = civil_date::to_days(year, month, day) * DAY + h * 3600 + m * 60 + s;
     // The account's expiry is the day after, which must still be a four-digit year (waagent fails
     // on it too).
-    if expire_day(t) > days_from_civil(9999, 12, 31) {
+    if expire_day(t) > civil_date::to_days(9999, 12, 31) {
         return Err("too far in the future");
     }
     Ok(t)
 }
 
-fn days_in_month(year: i64, month: i64) -> i64 {
+fn days_in_month(year: i64, month: u32) -> i64 {
     match month {
         2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
         2 => 28,
@@ -127,28 +129,9 @@ fn days_in_month(year: i64, month: i64) -> i64 {
     }
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// The date of day `days` since 1970-01-01, as `YYYY-MM-DD`.
 pub fn date_of_day(days: i64) -> String {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = civil_date::from_days(days);
     format!("{year:04}-{month:02}-{day:02}")
 }
 
@@ -645,8 +628,10 @@ mod tests {
         assert_eq!(date_of_day(19_782), "2024-02-29");
         for d in [-1, 0, 59, 60, 365, 10_000, 19_782, 30_000, 2_932_896] {
             let date = date_of_day(d);
-            let parts: Vec<i64> = date.split('-').map(|p| p.parse().expect("number")).collect();
-            assert_eq!(days_from_civil(parts[0], parts[1], parts[2]), d, "{date}");
+            let parts: Vec<&str> = date.split('-').collect();
+            let number = |i: usize| parts[i].parse::<u32>().expect("number");
+            let year = parts[0].parse::<i64>().expect("year");
+            assert_eq!(civil_date::to_days(year, number(1), number(2)), d, "{date}");
         }
         // The day after the expiration, as waagent's `(expiration + 1 day).strftime("%Y-%m-%d")`.
         assert_eq!(date_of_day(expire_day(T2030)), "2030-01-02");

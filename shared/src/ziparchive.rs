@@ -215,16 +215,7 @@ fn put32(o: &mut Vec<u8>, v: u32) {
 fn dos_datetime(unix_secs: u64) -> (u16, u16) {
     let days = (unix_secs / 86_400) as i64;
     let secs = unix_secs % 86_400;
-    // Civil date from days since 1970-01-01 (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = crate::civil_date::from_days(days);
     if !(1980..=2107).contains(&year) {
         return ((1 << 5) | 1, 0);
     }
