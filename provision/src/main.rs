@@ -68,6 +68,7 @@ enum Stage {
 }
 
 fn main() -> std::process::ExitCode {
+    wala::timeline::count_start_up();
     let cli = Cli::parse();
     let root = HostRoot::new(&cli.root);
     wala::logging::init(wala::logging::LogSettings {

@@ -249,13 +249,24 @@ pub struct Stage {
 impl Stage {
     /// Start recording stage `name` (`local`, `resource-disk`, `host-keys`, `network`) for `root`.
     /// The local stage run from the initramfs is recorded as `local-initrd`.
+    ///
+    /// After [`count_start_up`], the first stage the process begins also records a `start-up`
+    /// step from the moment the process was made (systemd's fork, from `/proc/self/stat`) to now:
+    /// loading the binary and its libraries, reading the configuration. The stage's own span then
+    /// starts there too.
     pub fn begin(root: &HostRoot, name: &str) -> Stage {
-        let start = now();
+        let mut start = now();
         let runtime = root.kernel();
         let in_initrd = !root.is_live() && runtime.path("/etc/initrd-release").exists();
         let stage = if in_initrd { format!("{name}-initrd") } else { name.to_string() };
         let recorder = Recorder::new(path(root), stage);
         set_current(Some(recorder.clone()));
+        if COUNT_START_UP.swap(false, Ordering::Relaxed) {
+            if let Some(made) = process_started().filter(|&t| t > 0.0 && t <= start) {
+                recorder.record(Kind::Step, "start-up", made, start, Outcome::Ok);
+                start = made;
+            }
+        }
         let boot_id = std::fs::read_to_string(runtime.path("/proc/sys/kernel/random/boot_id"))
             .ok()
             .map(|s| s.trim().to_string())
@@ -285,6 +296,38 @@ impl Stage {
     }
 }
 
+/// Whether the next stage begun records the process's `start-up` step ([`count_start_up`]).
+static COUNT_START_UP: AtomicBool = AtomicBool::new(false);
+
+/// Make the next [`Stage::begin`] of this process record the process's own start-up (a binary's
+/// `main` calls this once; a library caller's stages start when they begin).
+pub fn count_start_up() {
+    COUNT_START_UP.store(true, Ordering::Relaxed);
+}
+
+/// When this process was made, in seconds since the kernel started (the `starttime` field of
+/// `/proc/self/stat`, in clock ticks, so to 10 ms), if the kernel says.
+pub fn process_started() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    parse_starttime(&stat, clock_ticks()?)
+}
+
+fn clock_ticks() -> Option<f64> {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (ticks > 0).then_some(ticks as f64)
+}
+
+/// `starttime` (field 22) of a `/proc/PID/stat` line, in seconds. The command name (field 2) is
+/// in parentheses and may itself hold spaces and parentheses, so fields are counted from the last
+/// `)`.
+fn parse_starttime(stat: &str, ticks_per_second: f64) -> Option<f64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    // After the name: state is field 3, so starttime (22) is the 20th.
+    let ticks: u64 = after_name.split_whitespace().nth(19)?.parse().ok()?;
+    Some(micros(ticks as f64 / ticks_per_second))
+}
+
 /// Keep a copy of this boot's timeline in `Lib.Dir` ([`SAVED_FILE`], 0600), replacing the
 /// previous one. A failure is a warning.
 pub fn keep_copy(root: &HostRoot, lib_dir: &Path) {
@@ -309,6 +352,18 @@ mod tests {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a whole record: {l:?}: {e}")))
             .collect()
+    }
+
+    #[test]
+    fn process_start_is_read_from_proc_stat_whatever_the_command_name() {
+        let line = "4242 (wala (x) y) S 1 4242 4242 0 -1 4194560 120 0 0 0 1 2 0 0 20 0 1 0 \
+                    1234 2453504 300 18446744073709551615";
+        assert_eq!(parse_starttime(line, 100.0), Some(12.34));
+        assert_eq!(parse_starttime("4242 (wala) S 1 2", 100.0), None);
+        assert_eq!(parse_starttime("no name here", 100.0), None);
+        // This process: made before now, and not before the kernel started.
+        let made = process_started().expect("this kernel has /proc/self/stat");
+        assert!(made >= 0.0 && made <= now() + 0.01, "made at {made}, now {}", now());
     }
 
     #[test]
