@@ -2,7 +2,9 @@
 //!
 //! Two speeds, so that sshd never waits for RSA:
 //! - **At once, in-process** ([`replace_with_fast_keys`]): the image's old keys are deleted and an
-//!   Ed25519 and an ECDSA (P-256) key are made with libcrypto and written in OpenSSH's own
+//!   Ed25519 and an ECDSA (P-256) key are made (`ed25519-dalek`, `p256`: pure Rust, so the
+//!   provisioning binary maps no libcrypto, whose relocations alone cost a quarter of a second
+//!   per process under emulation) from the kernel's random numbers, and written in OpenSSH's own
 //!   `openssh-key-v1` format, modes 0600 (private) and 0644 (public), as `ssh-keygen -A` names
 //!   them. Microseconds, no fork: the local stage does it before sshd starts, so sshd's first
 //!   start serves new keys and never the image's.
@@ -15,10 +17,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use openssl::bn::BigNumContext;
-use openssl::ec::{EcGroup, EcKey, PointConversionForm};
-use openssl::nid::Nid;
-use openssl::pkey::PKey;
 use zeroize::Zeroizing;
 
 use crate::cmd::{Cmd, CmdError, Runner};
@@ -33,7 +31,7 @@ pub enum HostKeyError {
     Crypto {
         kind: &'static str,
         #[source]
-        source: openssl::error::ErrorStack,
+        source: std::io::Error,
     },
     #[error("cannot generate the {kind} host key with ssh-keygen: {source}")]
     Keygen {
@@ -145,22 +143,26 @@ enum KeyPair {
 }
 
 fn ed25519() -> Result<KeyPair, HostKeyError> {
-    let err = |source| HostKeyError::Crypto { kind: "ed25519", source };
-    let key = PKey::generate_ed25519().map_err(err)?;
-    let raw = key.raw_public_key().map_err(err)?;
-    let mut public = [0u8; 32];
-    public.copy_from_slice(&raw);
-    Ok(KeyPair::Ed25519 { public, seed: Zeroizing::new(key.raw_private_key().map_err(err)?) })
+    let mut seed = Zeroizing::new([0u8; 32]);
+    crate::random::fill(&mut *seed).map_err(|source| HostKeyError::Crypto { kind: "ed25519", source })?;
+    let public = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+    Ok(KeyPair::Ed25519 { public, seed: Zeroizing::new(seed.to_vec()) })
 }
 
 fn ecdsa_p256() -> Result<KeyPair, HostKeyError> {
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
     let err = |source| HostKeyError::Crypto { kind: "ecdsa", source };
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).map_err(err)?;
-    let key = EcKey::generate(&group).map_err(err)?;
-    let mut ctx = BigNumContext::new().map_err(err)?;
-    let point =
-        key.public_key().to_bytes(&group, PointConversionForm::UNCOMPRESSED, &mut ctx).map_err(err)?;
-    Ok(KeyPair::Ecdsa { point, scalar: Zeroizing::new(key.private_key().to_vec()) })
+    // A uniformly random scalar in [1, n): 32 random bytes, drawn again in the (2^-32) case that
+    // they are zero or not below the group order.
+    for _ in 0..64 {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        crate::random::fill(&mut *bytes).map_err(err)?;
+        if let Ok(secret) = p256::SecretKey::from_slice(&*bytes) {
+            let point = secret.public_key().to_encoded_point(false).as_bytes().to_vec();
+            return Ok(KeyPair::Ecdsa { point, scalar: Zeroizing::new(secret.to_bytes().to_vec()) });
+        }
+    }
+    Err(err(std::io::Error::other("no valid P-256 scalar in 64 draws")))
 }
 
 /// SSH wire encoding: a `string` (u32 length, bytes).
@@ -219,7 +221,7 @@ impl KeyPair {
         use base64::Engine;
         let mut check = [0u8; 4];
         // A random check word (it only detects a wrong passphrase); a constant if the RNG fails.
-        let _ = openssl::rand::rand_bytes(&mut check);
+        let _ = crate::random::fill(&mut check);
         let mut secret = Zeroizing::new(Vec::new());
         secret.extend_from_slice(&check);
         secret.extend_from_slice(&check);
@@ -352,6 +354,34 @@ mod tests {
             let written = std::fs::read_to_string(private.with_extension("pub")).expect("pub");
             let first_two = |s: &str| s.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
             assert_eq!(first_two(&derived), first_two(&written), "{}", private.display());
+            // The private half matches the public one: a signature made with the private key
+            // verifies against the .pub line (ssh-keygen -Y, OpenSSH 8.1 and later).
+            let message = dir.path().join("message");
+            std::fs::write(&message, b"wala host key check").expect("write");
+            let signers = dir.path().join("allowed_signers");
+            std::fs::write(&signers, format!("check@wala {}", written.trim())).expect("write");
+            let signed = std::process::Command::new("ssh-keygen")
+                .args(["-q", "-Y", "sign", "-n", "wala-test", "-f"])
+                .arg(&private)
+                .arg(&message)
+                .output()
+                .expect("run");
+            assert!(signed.status.success(), "sign: {}", String::from_utf8_lossy(&signed.stderr));
+            let verified = std::process::Command::new("ssh-keygen")
+                .args(["-Y", "verify", "-n", "wala-test", "-I", "check@wala", "-f"])
+                .arg(&signers)
+                .arg("-s")
+                .arg(message.with_extension("sig"))
+                .stdin(std::fs::File::open(&message).expect("open"))
+                .output()
+                .expect("run");
+            assert!(
+                verified.status.success(),
+                "{}: {}",
+                private.display(),
+                String::from_utf8_lossy(&verified.stderr)
+            );
+            std::fs::remove_file(message.with_extension("sig")).expect("remove the signature");
         }
     }
 

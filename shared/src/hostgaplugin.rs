@@ -231,7 +231,7 @@ impl HostGaPluginClient {
 /// A random UUID (version 4) for `x-ms-client-correlationid`.
 pub fn correlation_id() -> String {
     let mut b = [0u8; 16];
-    if openssl::rand::rand_bytes(&mut b).is_err() {
+    if crate::random::fill(&mut b).is_err() {
         // Not a secret: a time-derived value is good enough to correlate logs.
         let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         b = t.as_nanos().to_le_bytes();

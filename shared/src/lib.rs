@@ -35,6 +35,7 @@ pub mod ovf;
 pub mod platform;
 pub mod platform_features;
 pub mod provision;
+pub mod random;
 pub mod remote_access;
 pub mod root;
 pub mod route_wait;

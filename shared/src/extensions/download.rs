@@ -210,7 +210,7 @@ impl Downloader<'_> {
 fn shuffled(uris: &[String]) -> Vec<String> {
     let mut v = uris.to_vec();
     let mut seed = [0u8; 8];
-    if openssl::rand::rand_bytes(&mut seed).is_err() {
+    if crate::random::fill(&mut seed).is_err() {
         return v;
     }
     let mut x = u64::from_le_bytes(seed) | 1;
