@@ -2,7 +2,8 @@
 # Boot integration checks: make install into a temp tree, systemd-analyze verify of every unit
 # (each on its own and the whole boot transaction, warnings count as failures, with a broken unit
 # as a negative control), tmpfiles, logrotate, the SELinux relabel helper, shellcheck, an
-# initramfs built with the dracut module (and its size), and the Debian package.
+# initramfs built with the dracut module (and its size), the Debian package (lintian) and the RPM
+# package (compared with the .deb, rpmlint, its scriptlets run by `rpm --root` in a scratch root).
 # Prints one "PASS"/"FAIL" line per check and "N passed, N failed"; exits non-zero on any failure.
 # Runs as root (installs missing Debian packages); needs no network beyond apt.
 # Usage: tests/boot/check.sh
