@@ -337,7 +337,8 @@ if packaging/build-rpm.sh >"$tmp/rpm.log" 2>&1; then
     result "rpm has no Conflicts" $?
     rpmq --requires "$rpmpkg" >"$tmp/rpm.req"
     grep -qx 'libssl.so.3()(64bit)' "$tmp/rpm.req" && grep -qx 'libudev.so.1()(64bit)' "$tmp/rpm.req" &&
-        grep -qx shadow-utils "$tmp/rpm.req" && grep -qx /usr/bin/udevadm "$tmp/rpm.req"
+        grep -qx shadow-utils "$tmp/rpm.req" && grep -qx util-linux "$tmp/rpm.req" &&
+        grep -qx e2fsprogs "$tmp/rpm.req" && grep -qx /usr/bin/udevadm "$tmp/rpm.req"
     result "rpm Requires: libraries (ELF generator), shadow-utils, util-linux, e2fsprogs, udevadm" $? "$tmp/rpm.req"
     rpmq --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$rpmpkg" >"$tmp/rpm.flags"
     grep -qx 'cn /etc/waagent.conf' "$tmp/rpm.flags" && grep -qx 'cn /etc/logrotate.d/wala' "$tmp/rpm.flags" &&
@@ -540,6 +541,8 @@ if [ -s "$tmp/wala-1.rpm" ] && make_rpm_root >"$tmp/rroot.log" 2>&1 && build_fak
     [ -s "$rroot/var/lib/waagent/provisioned" ] && [ -d "$rroot/var/lib/waagent/Microsoft.Azure.Extensions.CustomScript-2.1.10" ] &&
         cmp -s "$rroot/etc/waagent.conf.rpmsave" "$tmp/admin.conf" && [ ! -e "$rroot/etc/waagent.conf" ]
     result "after rpm -e: /var/lib/waagent kept; the admin's waagent.conf saved by rpm as waagent.conf.rpmsave" $?
+    [ ! -e "$rroot/var/log/waagent.log" ]
+    result "after rpm -e: the log went with the package (%ghost, as with WALinuxAgent's)" $?
 else
     cat "$tmp/rroot.log" "$tmp/fake-wa/log" >"$tmp/rroot.all" 2>/dev/null
     fail "scratch root for rpm --root (tools, WALinuxAgent stand-in)" "$tmp/rroot.all"
