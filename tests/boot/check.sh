@@ -543,6 +543,17 @@ if [ -s "$tmp/wala-1.rpm" ] && make_rpm_root >"$tmp/rroot.log" 2>&1 && build_fak
     result "after rpm -e: /var/lib/waagent kept; the admin's waagent.conf saved by rpm as waagent.conf.rpmsave" $?
     [ ! -e "$rroot/var/log/waagent.log" ]
     result "after rpm -e: the log went with the package (%ghost, as with WALinuxAgent's)" $?
+    # A plain installation (no WALinuxAgent: an image being built) is the whole set-up too.
+    rpmr --nodeps -i "$tmp/wala-1.rpm" >"$tmp/fresh.log" 2>&1
+    rc=$?
+    en=$rc
+    for u in $installable; do
+        [ "$(systemctl --root="$rroot" is-enabled "$u" 2>/dev/null)" = enabled ] || { echo "$u not enabled"; en=1; }
+    done >>"$tmp/fresh.log"
+    [ $en -eq 0 ] && cmp -s "$rroot/etc/waagent.conf" config/waagent.conf && [ -s "$rroot/etc/logrotate.d/wala" ]
+    result "rpm -i without WALinuxAgent: every unit enabled, default waagent.conf and logrotate in /etc" $? "$tmp/fresh.log"
+    rpmr -e wala >"$tmp/erase2.log" 2>&1 && [ -z "$(unit_links)" ] && [ ! -e "$rroot/etc/waagent.conf" ]
+    result "rpm -e again: no link left, the unchanged default waagent.conf removed" $? "$tmp/erase2.log"
 else
     cat "$tmp/rroot.log" "$tmp/fake-wa/log" >"$tmp/rroot.all" 2>/dev/null
     fail "scratch root for rpm --root (tools, WALinuxAgent stand-in)" "$tmp/rroot.all"
