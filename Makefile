@@ -4,6 +4,7 @@
 #   make test                        scripts/test.sh (Rust checks and tests) and tests/boot/check.sh
 #   make install DESTDIR= PREFIX=/usr
 #   make deb                         target/debian/wala_<version>_<arch>.deb (packaging/build-deb.sh)
+#   make rpm                         target/rpm/wala-<version>-1.<arch>.rpm (packaging/build-rpm.sh)
 # The units name the binaries by their installed path; with SBINDIR other than /usr/sbin the
 # installed copies are rewritten to match.
 
@@ -29,7 +30,7 @@ INSTALL ?= install
 
 export CARGO_TARGET_DIR
 
-.PHONY: all build man test install deb clean-man FORCE
+.PHONY: all build man test install deb rpm clean-man FORCE
 
 all: build man
 
@@ -83,3 +84,6 @@ install: $(BINS) $(MANPAGES)
 
 deb:
 	packaging/build-deb.sh
+
+rpm:
+	packaging/build-rpm.sh

@@ -46,10 +46,24 @@ Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: wala
 
 Files: *
+Copyright: wala developers
 License: Apache-2.0
  On Debian systems, the full text of the Apache License 2.0 is in
  /usr/share/common-licenses/Apache-2.0.
 COPYRIGHT
+
+# A native package carries its changelog (Debian policy 12.7; lintian: no-changelog): one entry
+# for this build, dated by the last commit so that two builds of one tree give the same file.
+when=$(git log -1 --format=%ct 2>/dev/null) || when=
+[ -n "$when" ] || when=$(date +%s)
+cat >"$stage/changelog" <<CHANGELOG
+wala ($version) unstable; urgency=medium
+
+  * Built from the wala tree (packaging/build-deb.sh).
+
+ -- wala developers <wala@example.invalid>  $(LC_ALL=C date -u -R -d "@$when")
+CHANGELOG
+gzip -9n <"$stage/changelog" >"$root/usr/share/doc/wala/changelog.gz"
 
 # Runtime library dependencies.
 shlibs="libc6, libssl3, libudev1"

@@ -12,6 +12,8 @@ if [ "$want" = test ]; then
   # image writers the in-process DVD reader is checked against (genisoimage, mkudffs, pycdlib).
   packages+=(passwd util-linux e2fsprogs openssh-client sudo udev fdisk xfsprogs ntfs-3g dosfstools btrfs-progs cryptsetup-bin iptables nftables)
   packages+=(genisoimage udftools python3-pycdlib)
+  # Package checks (tests/boot/check.sh): rpmbuild and rpm, rpmlint, lintian.
+  packages+=(rpm rpmlint lintian)
 fi
 
 missing=()
