@@ -5,6 +5,7 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Largest request head (request line and headers) accepted.
@@ -219,14 +220,51 @@ pub struct Response {
     pub status: u16,
     /// Extra headers (Content-Length and Connection are added when writing).
     pub headers: Vec<(String, String)>,
-    /// Body bytes.
+    /// Body bytes (unless `file` is set).
     pub body: Vec<u8>,
+    /// A body streamed from this file instead, `len` bytes (never loaded whole).
+    pub file: Option<FileBody>,
 }
+
+/// A response body read from disk while it is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileBody {
+    /// The file.
+    pub path: PathBuf,
+    /// Bytes to send (its size when the scenario was loaded).
+    pub len: u64,
+}
+
+/// The buffer a file body goes through.
+const FILE_CHUNK: usize = 64 * 1024;
 
 impl Response {
     /// A response with `status`, a content type and a body.
     pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
-        Response { status, headers: vec![("Content-Type".into(), content_type.into())], body: body.into() }
+        Response {
+            status,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body: body.into(),
+            file: None,
+        }
+    }
+
+    /// A response whose body is the first `len` bytes of the file `path`, streamed.
+    pub fn file(status: u16, content_type: &str, path: PathBuf, len: u64) -> Self {
+        Response { file: Some(FileBody { path, len }), ..Self::new(status, content_type, Vec::new()) }
+    }
+
+    /// The length of the body.
+    pub fn len(&self) -> usize {
+        match &self.file {
+            Some(f) => usize::try_from(f.len).unwrap_or(usize::MAX),
+            None => self.body.len(),
+        }
+    }
+
+    /// Whether the body is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// A plain-text response.
@@ -246,7 +284,7 @@ impl Response {
 
     /// A response with no body.
     pub fn empty(status: u16) -> Self {
-        Response { status, headers: Vec::new(), body: Vec::new() }
+        Response { status, headers: Vec::new(), body: Vec::new(), file: None }
     }
 
     /// Adds a header.
@@ -308,13 +346,25 @@ pub fn write_response(
     keep_alive: bool,
     mode: BodyMode,
 ) -> io::Result<bool> {
+    // A file body is opened first, so that a file gone missing is a 500, not a broken answer.
+    let mut file = match &resp.file {
+        Some(f) => match std::fs::File::open(&f.path) {
+            Ok(file) => Some(file),
+            Err(e) => {
+                let failed = Response::text(500, format!("wala-fabric: {}: {e}", f.path.display()));
+                return write_response(stream, &failed, false, BodyMode::Normal);
+            }
+        },
+        None => None,
+    };
+    let len = resp.len();
     let (announced, sent) = match mode {
         BodyMode::Truncate { keep } => {
-            let keep = keep.min(resp.body.len());
-            let announced = if keep < resp.body.len() { resp.body.len() } else { keep + 1024 };
+            let keep = keep.min(len);
+            let announced = if keep < len { len } else { keep + 1024 };
             (announced, keep)
         }
-        _ => (resp.body.len(), resp.body.len()),
+        _ => (len, len),
     };
     let keep_alive = keep_alive && !matches!(mode, BodyMode::Truncate { .. });
     let mut head = format!("HTTP/1.1 {} {}\r\nServer: wala-fabric\r\n", resp.status, reason(resp.status));
@@ -327,18 +377,34 @@ pub fn write_response(
     }
     head.push_str(if keep_alive { "Connection: keep-alive\r\n\r\n" } else { "Connection: close\r\n\r\n" });
     stream.write_all(head.as_bytes())?;
-    let body = &resp.body[..sent];
-    match mode {
-        BodyMode::Slow { chunk, interval } => {
-            for (i, piece) in body.chunks(chunk.max(1)).enumerate() {
-                if i > 0 {
-                    std::thread::sleep(interval);
-                }
-                stream.write_all(piece)?;
-                stream.flush()?;
-            }
+    let (piece, interval) = match mode {
+        BodyMode::Slow { chunk, interval } => (chunk.max(1), Some(interval)),
+        _ => (FILE_CHUNK, None),
+    };
+    let mut buf = vec![0u8; if file.is_some() { piece.min(FILE_CHUNK) } else { 0 }];
+    let mut at = 0;
+    while at < sent {
+        if let Some(interval) = interval.filter(|_| at > 0) {
+            std::thread::sleep(interval);
         }
-        _ => stream.write_all(body)?,
+        let n = piece.min(sent - at);
+        match &mut file {
+            Some(f) => {
+                // Slow pieces larger than the buffer go out in several writes.
+                let mut left = n;
+                while left > 0 {
+                    let k = left.min(buf.len());
+                    f.read_exact(&mut buf[..k])?;
+                    stream.write_all(&buf[..k])?;
+                    left -= k;
+                }
+            }
+            None => stream.write_all(&resp.body[at..at + n])?,
+        }
+        if interval.is_some() {
+            stream.flush()?;
+        }
+        at += n;
     }
     stream.flush()?;
     Ok(keep_alive)

@@ -45,7 +45,7 @@ pub use faults::{Fault, FaultAction};
 pub use health::HealthReport;
 pub use record::RecordedRequest;
 pub use remote_access::JitUser;
-pub use scenario::{Scenario, ScenarioError};
+pub use scenario::{ArtifactFile, Scenario, ScenarioError};
 
 /// Which of the three endpoints a request went to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

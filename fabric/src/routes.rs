@@ -17,7 +17,7 @@ use crate::health::{self, HealthReport};
 use crate::http::{self, BodyMode, HttpError, Request, Response};
 use crate::record::Recorder;
 use crate::remote_access::{self, JitUser};
-use crate::scenario::{RenderContext, Scenario};
+use crate::scenario::{ArtifactFile, RenderContext, Scenario};
 use crate::{FabricConfig, FabricError, Listener};
 
 /// How often an idle keep-alive connection checks whether the fabric is stopping.
@@ -176,7 +176,7 @@ pub(crate) fn handle_connection(state: &State, listener: Listener, stream: TcpSt
         }
         let resp = replaced.unwrap_or_else(|| route(state, listener, &req));
         if let BodyMode::Truncate { keep: usize::MAX } = mode {
-            mode = BodyMode::Truncate { keep: resp.body.len() / 2 };
+            mode = BodyMode::Truncate { keep: resp.len() / 2 };
         }
         match http::write_response(&mut stream, &resp, req.keep_alive, mode) {
             Ok(true) => {}
@@ -372,9 +372,14 @@ fn status_blob(state: &State, req: &Request) -> Response {
     }
 }
 
-/// A scenario file served at `path` (rendered when it is text).
+/// A scenario file served at `path` (rendered when it is text; streamed from disk when large).
 fn artifact(state: &State, path: &str) -> Option<Response> {
-    let bytes = state.scenario.files.get(path)?;
+    let bytes = match state.scenario.files.get(path)? {
+        ArtifactFile::Bytes(bytes) => bytes,
+        ArtifactFile::Disk { path, len } => {
+            return Some(Response::file(200, "application/octet-stream", path.clone(), *len))
+        }
+    };
     Some(match std::str::from_utf8(bytes) {
         Ok(text) if path.ends_with(".xml") || path.ends_with(".json") => {
             let ctype = if path.ends_with(".json") { "application/json" } else { "application/xml" };

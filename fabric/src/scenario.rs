@@ -152,7 +152,7 @@ pub struct Scenario {
     /// URL path of the status blob (PUTs on it or below it are stored).
     pub status_blob_path: String,
     /// Artifact files by URL path.
-    pub files: BTreeMap<String, Vec<u8>>,
+    pub files: BTreeMap<String, ArtifactFile>,
     /// Extra URL prefixes to rewrite to a listener.
     pub rewrite: BTreeMap<String, Listener>,
     /// The `ovf-env.xml` IMDS serves at `/metadata/reprovisiondata` (a pre-provisioned pool VM
@@ -161,6 +161,25 @@ pub struct Scenario {
     /// How long a `reprovisiondata` request is held open waiting for the document before the 404
     /// (a long poll; default 1000 ms).
     pub reprovision_hold_ms: u64,
+}
+
+/// Files of a scenario directory larger than this are not loaded: they are streamed from disk at
+/// each request (and served as they are, never rendered), so tests can serve packages of hundreds
+/// of MiB without holding them.
+pub const LARGE_FILE: u64 = 1024 * 1024;
+
+/// An artifact the fabric serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArtifactFile {
+    /// Loaded (text ones are rendered when served).
+    Bytes(Vec<u8>),
+    /// Over [`LARGE_FILE`]: read from `path` at each request, `len` bytes as it was when loaded.
+    Disk {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        len: u64,
+    },
 }
 
 /// The built-in Versions document.
@@ -189,25 +208,42 @@ const BUILTIN: &[(&str, &[u8])] = &[
 impl Scenario {
     /// The built-in scenario (one extension, block-blob status, two test certificates).
     pub fn builtin() -> Result<Self, ScenarioError> {
-        Self::load(Path::new("<builtin>"), |name| {
-            BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, b)| b.to_vec()).ok_or_else(|| {
-                std::io::Error::new(std::io::ErrorKind::NotFound, "not a built-in scenario file")
-            })
-        })
+        Self::load(
+            Path::new("<builtin>"),
+            |name| {
+                BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, b)| b.to_vec()).ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "not a built-in scenario file")
+                })
+            },
+            |_| None,
+        )
     }
 
     /// Loads the scenario in directory `dir`.
     pub fn from_dir(dir: &Path) -> Result<Self, ScenarioError> {
-        Self::load(dir, |name| std::fs::read(dir.join(name)))
+        Self::load(
+            dir,
+            |name| std::fs::read(dir.join(name)),
+            |name| {
+                let path = dir.join(name);
+                let len = std::fs::metadata(&path).ok().filter(|m| m.is_file())?.len();
+                (len > LARGE_FILE).then_some(ArtifactFile::Disk { path, len })
+            },
+        )
     }
 
-    fn load(dir: &Path, read: impl Fn(&str) -> std::io::Result<Vec<u8>>) -> Result<Self, ScenarioError> {
+    /// `read` loads a file of the scenario; `large` gives the files served from disk instead.
+    fn load(
+        dir: &Path,
+        read: impl Fn(&str) -> std::io::Result<Vec<u8>>,
+        large: impl Fn(&str) -> Option<ArtifactFile>,
+    ) -> Result<Self, ScenarioError> {
         let json_path = dir.join("scenario.json");
         let raw = read("scenario.json")
             .map_err(|source| ScenarioError::Read { path: json_path.clone(), source })?;
         let desc: ScenarioFile = serde_json::from_slice(&raw)
             .map_err(|source| ScenarioError::Json { path: json_path.clone(), source })?;
-        let bytes = |field: &str, name: &str| -> Result<Vec<u8>, ScenarioError> {
+        let check = |field: &str, name: &str| -> Result<(), ScenarioError> {
             let p = Path::new(name);
             if name.is_empty() || !p.components().all(|c| matches!(c, Component::Normal(_))) {
                 return Err(ScenarioError::BadReference {
@@ -216,6 +252,10 @@ impl Scenario {
                     name: name.into(),
                 });
             }
+            Ok(())
+        };
+        let bytes = |field: &str, name: &str| -> Result<Vec<u8>, ScenarioError> {
+            check(field, name)?;
             read(name).map_err(|source| ScenarioError::Read { path: dir.join(name), source })
         };
         let text = |field: &str, name: &str| -> Result<String, ScenarioError> {
@@ -234,7 +274,13 @@ impl Scenario {
         let mut files = BTreeMap::new();
         for (url, name) in &desc.files {
             url_path(url)?;
-            files.insert(url.clone(), bytes(&format!("files.{url}"), name)?);
+            let field = format!("files.{url}");
+            check(&field, name)?;
+            let file = match large(name) {
+                Some(file) => file,
+                None => ArtifactFile::Bytes(bytes(&field, name)?),
+            };
+            files.insert(url.clone(), file);
         }
         let remote_access = match &desc.remote_access {
             Some(name) => {

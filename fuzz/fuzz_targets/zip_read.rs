@@ -1,6 +1,6 @@
-//! `ziparchive::ZipReader`: any bytes as an archive. The checks of the central directory never
-//! panic, an archive that passes them respects its limits and has no overlapping entries, and each
-//! entry unpacks to exactly its recorded size or fails cleanly.
+//! `ziparchive::ZipReader`: any bytes as an archive, ZIP64 included. The checks of the central
+//! directory never panic, an archive that passes them respects its limits and has no overlapping
+//! entries, and each entry unpacks to exactly its recorded size or fails cleanly.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use wala::ziparchive::{ReadLimits, ZipReader};

@@ -368,6 +368,10 @@ config_keys! {
     /// wala: most MiB all files of an extension package may unpack to, together; a package that
     /// says it unpacks to more is refused before anything is written.
     wala_extension_package_max_size_mb: u64 = "Wala.ExtensionPackageMaxSizeMB", 1024;
+    /// wala: most MiB an extension package may be as downloaded (the zip itself). It is streamed
+    /// to disk and refused once past this, or at once when its announced length is (the next URI
+    /// is then tried); waagent has no such limit.
+    wala_extension_package_max_download_mb: u64 = "Wala.ExtensionPackageMaxDownloadMB", 1024;
     /// Detect a System Center VMM environment and start its agent.
     detect_scvmm_env: bool = "DetectScvmmEnv", false;
 

@@ -204,6 +204,33 @@ impl HostGaPluginClient {
         req: &ArtifactRequest<'_>,
         timeout: Duration,
     ) -> Result<Vec<u8>, HostGaPluginError> {
+        let request = self.artifact_request(who, req);
+        let resp = self.http.send_once(&request, timeout)?;
+        match resp.status {
+            200 => Ok(resp.body),
+            status => Err(artifact_refusal(&request, status, &resp.text())),
+        }
+    }
+
+    /// [`Self::extension_artifact`] with the body streamed into `out` (at most `limit` bytes, see
+    /// [`HttpClient::stream_once`]); returns the bytes written. For packages.
+    pub fn extension_artifact_to(
+        &self,
+        who: &ContainerIdentity,
+        req: &ArtifactRequest<'_>,
+        timeout: Duration,
+        limit: u64,
+        out: &mut dyn std::io::Write,
+    ) -> Result<u64, HostGaPluginError> {
+        let request = self.artifact_request(who, req);
+        let resp = self.http.stream_once(&request, timeout, limit, out)?;
+        match resp.status {
+            200 => Ok(resp.written),
+            status => Err(artifact_refusal(&request, status, &resp.text())),
+        }
+    }
+
+    fn artifact_request(&self, who: &ContainerIdentity, req: &ArtifactRequest<'_>) -> Request {
         let mut request =
             Self::with_identity(Request::get(self.url("/extensionArtifact")).document(req.document), who)
                 .header("x-ms-artifact-location", req.location);
@@ -213,18 +240,22 @@ impl HostGaPluginClient {
         if let Some(m) = req.manifest_location {
             request = request.header("x-ms-artifact-manifest-location", m);
         }
-        let resp = self.http.send_once(&request, timeout)?;
-        match resp.status {
-            200 => Ok(resp.body),
-            410 => Err(HttpError::Stale { method: request.method, url: request.url, status: 410 }.into()),
-            400 if resp.text().contains("InvalidContainerConfiguration") => {
-                Err(HttpError::Stale { method: request.method, url: request.url, status: 400 }.into())
-            }
-            status => Err(HostGaPluginError::Status {
-                status,
-                body: crate::logging::redact_sas(&resp.text().chars().take(200).collect::<String>()),
-            }),
+        request
+    }
+}
+
+/// The error for an `extensionArtifact` answer other than 200: 410 and 400
+/// `InvalidContainerConfiguration` mean the goal state is stale.
+fn artifact_refusal(request: &Request, status: u16, body: &str) -> HostGaPluginError {
+    match status {
+        410 => HttpError::Stale { method: request.method, url: request.url.clone(), status: 410 }.into(),
+        400 if body.contains("InvalidContainerConfiguration") => {
+            HttpError::Stale { method: request.method, url: request.url.clone(), status: 400 }.into()
         }
+        status => HostGaPluginError::Status {
+            status,
+            body: crate::logging::redact_sas(&body.chars().take(200).collect::<String>()),
+        },
     }
 }
 

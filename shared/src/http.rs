@@ -282,6 +282,27 @@ impl Response {
     }
 }
 
+/// The buffer a streamed body goes through ([`HttpClient::stream_once`]): the most of it held in
+/// memory at once, whatever its size.
+pub const STREAM_CHUNK: usize = 64 * 1024;
+
+/// The answer to [`HttpClient::stream_once`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Streamed {
+    pub status: u16,
+    /// Bytes of a 200 answer's body written out.
+    pub written: u64,
+    /// Any other answer's body (at most [`Document::Response`]'s limit), for the error message.
+    pub body: Vec<u8>,
+}
+
+impl Streamed {
+    /// The body of a non-200 answer as text (lossy UTF-8).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
 /// Why a request did not succeed. URLs are SAS-redacted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HttpError {
@@ -304,6 +325,9 @@ pub enum HttpError {
         #[source]
         source: crate::limits::TooLarge,
     },
+    /// A streamed body could not be written where it was going (a full disk, say).
+    #[error("{method} {url}: writing the body: {reason}")]
+    Write { method: Method, url: String, reason: String },
     /// The overall deadline ran out before a success.
     #[error(
         "{method} {url}: gave up after {attempts} attempt(s) in {elapsed_ms} ms (deadline); last: {last}"
@@ -394,6 +418,77 @@ impl HttpClient {
         })
     }
 
+    /// Send `request` once; a 200 answer's body is streamed into `out` through one fixed
+    /// [`STREAM_CHUNK`] buffer (never held whole), and refused past `limit` bytes (at once when
+    /// the announced `Content-Length` is already over it) or when it ends short of its
+    /// `Content-Length`. Any other status comes back with its body read into memory under the
+    /// [`Document::Response`] limit, for the error message. Nothing is retried: the caller owns
+    /// what was written and decides (a download tries its next channel or URI).
+    pub fn stream_once(
+        &self,
+        request: &Request,
+        timeout: Duration,
+        limit: u64,
+        out: &mut dyn std::io::Write,
+    ) -> Result<Streamed, HttpError> {
+        let url = || redact_sas(&request.url);
+        let method = request.method;
+        let transport = |reason: String| HttpError::Transport { method, url: url(), reason, attempts: 1 };
+        log::debug!("{method} {} (streamed, limit {limit} bytes)", url());
+        let mut resp = self.call(request, timeout).map_err(|e| transport(redact_sas(&e.to_string())))?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            let body = resp
+                .body_mut()
+                .with_config()
+                .limit(Document::Response.limit())
+                .read_to_vec()
+                .unwrap_or_default();
+            return Ok(Streamed { status, written: 0, body });
+        }
+        let too_large = || HttpError::TooLarge {
+            method,
+            url: url(),
+            source: crate::limits::TooLarge { document: request.document.name(), limit },
+        };
+        let announced = resp.body().content_length();
+        if announced.is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        let mut reader = resp.body_mut().as_reader();
+        let mut buf = vec![0u8; STREAM_CHUNK];
+        let mut written: u64 = 0;
+        loop {
+            let n = match std::io::Read::read(&mut reader, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(transport(format!(
+                        "reading the body after {written} byte(s): {}",
+                        redact_sas(&e.to_string())
+                    )))
+                }
+            };
+            written += n as u64;
+            if written > limit {
+                return Err(too_large());
+            }
+            out.write_all(&buf[..n]).map_err(|e| HttpError::Write {
+                method,
+                url: url(),
+                reason: e.to_string(),
+            })?;
+        }
+        if let Some(announced) = announced.filter(|&n| n != written) {
+            return Err(transport(format!(
+                "the body ended after {written} of its {announced} announced byte(s)"
+            )));
+        }
+        log::debug!("{method} {}: HTTP 200, {written} byte(s) streamed", url());
+        Ok(Streamed { status, written, body: Vec::new() })
+    }
+
     /// Send `request` under `policy` until it succeeds (200/201/202), fails for good, or the
     /// deadline runs out.
     pub fn send(&self, request: &Request, policy: &RetryPolicy) -> Result<Response, HttpError> {
@@ -463,6 +558,21 @@ impl HttpClient {
         }
     }
 
+    /// Send `request` with its headers and `timeout`; the body is left unread.
+    fn call(
+        &self,
+        request: &Request,
+        timeout: Duration,
+    ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        match request.method {
+            Method::Get => prepare(self.agent.get(&request.url), request, timeout).call(),
+            Method::Put => prepare(self.agent.put(&request.url), request, timeout)
+                .send(request.body.as_deref().unwrap_or_default()),
+            Method::Post => prepare(self.agent.post(&request.url), request, timeout)
+                .send(request.body.as_deref().unwrap_or_default()),
+        }
+    }
+
     /// One exchange; `Err` is a transport failure described in one line, or a body over the limit.
     fn attempt(&self, request: &Request, timeout: Duration) -> Result<Response, Failure> {
         log::debug!(
@@ -472,14 +582,8 @@ impl HttpClient {
             request.headers.len(),
             request.body.as_ref().map_or(0, Vec::len)
         );
-        let result = match request.method {
-            Method::Get => prepare(self.agent.get(&request.url), request, timeout).call(),
-            Method::Put => prepare(self.agent.put(&request.url), request, timeout)
-                .send(request.body.as_deref().unwrap_or_default()),
-            Method::Post => prepare(self.agent.post(&request.url), request, timeout)
-                .send(request.body.as_deref().unwrap_or_default()),
-        };
-        let mut resp = result.map_err(|e| Failure::Transport(redact_sas(&e.to_string())))?;
+        let mut resp =
+            self.call(request, timeout).map_err(|e| Failure::Transport(redact_sas(&e.to_string())))?;
         let status = resp.status().as_u16();
         let headers = resp
             .headers()

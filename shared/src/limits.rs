@@ -14,6 +14,7 @@ use std::path::Path;
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
+const GIB: u64 = 1024 * MIB;
 
 /// A kind of document read from the platform, the provisioning media, an extension or the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +41,9 @@ pub enum Document {
     Versions,
     /// IMDS `instance` JSON.
     ImdsInstance,
-    /// An extension package (zip) as downloaded.
+    /// An extension package (zip) as downloaded: streamed to a file, never read into memory; its
+    /// limit is the configured one ([`crate::extensions::download::Downloader::max_package_size`]), this the
+    /// default.
     ExtensionPackage,
     /// An extension's `HandlerManifest.json`.
     HandlerManifest,
@@ -118,8 +121,9 @@ impl Document {
             Document::RemoteAccess => MIB,
             // 1 KiB real; tags and the network section are bounded by the platform.
             Document::ImdsInstance => MIB,
-            // What the downloader has always accepted.
-            Document::ExtensionPackage => 32 * MIB,
+            // The default of `Wala.ExtensionPackageMaxDownloadMB`, which replaces it: packages are
+            // streamed to disk, never held in memory (monitoring agents are hundreds of MiB).
+            Document::ExtensionPackage => GIB,
             Document::HandlerManifest | Document::HandlerState => MIB,
             // waagent reports at most 128 KiB of substatus; the largest fixture is 143 KiB.
             Document::ExtensionStatus => 4 * MIB,

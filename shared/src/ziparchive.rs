@@ -8,7 +8,11 @@
 //! The reader never holds an entry's data: it checks the whole central directory first (entry
 //! count, total unpacked size, no overlapping entries, local headers that agree), then unpacks one
 //! entry at a time through a fixed buffer, so memory does not grow with what an archive unpacks
-//! to. Packages come from the platform's storage and their publishers; see docs/security.md.
+//! to. The directory itself is read one record at a time (names up to 4096 bytes), never whole.
+//! It reads ZIP64 (the ZIP64 end record through its locator, and the ZIP64 extra fields of
+//! entries whose sizes or offset are saturated), with the same checks on the 64-bit values; an end
+//! record that says otherwise than its ZIP64 record is refused. Packages come from the platform's
+//! storage and their publishers; see docs/security.md.
 
 use std::io::{Read, Write};
 
@@ -22,6 +26,13 @@ const MAX_SIZE: u64 = 0xffff_ffff;
 const LOCAL_SIG: u32 = 0x0403_4b50;
 const CENTRAL_SIG: u32 = 0x0201_4b50;
 const END_SIG: u32 = 0x0605_4b50;
+/// The ZIP64 end of central directory record, and its locator (just before the end record).
+const END64_SIG: u32 = 0x0606_4b50;
+const LOCATOR64_SIG: u32 = 0x0706_4b50;
+/// The ZIP64 extended information extra field.
+const ZIP64_EXTRA: u16 = 0x0001;
+/// The longest entry name read (Linux's `PATH_MAX`: a longer path cannot be created anyway).
+const MAX_NAME: usize = 4096;
 /// General purpose flag bit 11: the name is UTF-8.
 const FLAG_UTF8: u16 = 1 << 11;
 const METHOD_STORED: u16 = 0;
@@ -295,8 +306,8 @@ pub struct ReadLimits {
 }
 
 impl ReadLimits {
-    /// Only the format's own limits (65,535 entries of up to 4 GiB each).
-    pub const FORMAT: ReadLimits = ReadLimits { max_entries: MAX_ENTRIES, max_total_size: u64::MAX };
+    /// Only the format's own limits (ZIP64: no practical limit but the archive's size).
+    pub const FORMAT: ReadLimits = ReadLimits { max_entries: usize::MAX, max_total_size: u64::MAX };
 }
 
 /// One entry of an archive being read: its name, what it unpacks to, and where its data is.
@@ -340,6 +351,12 @@ fn get16(b: &[u8], at: usize) -> Result<u16, ZipError> {
         .ok_or(ZipError::Malformed { offset: at, why: "truncated" })
 }
 
+fn get64(b: &[u8], at: usize) -> Result<u64, ZipError> {
+    b.get(at..at + 8)
+        .map(|s| u64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]))
+        .ok_or(ZipError::Malformed { offset: at, why: "truncated" })
+}
+
 fn get32(b: &[u8], at: usize) -> Result<u32, ZipError> {
     b.get(at..at + 4)
         .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
@@ -368,57 +385,165 @@ fn read_exact_at<S: Source + ?Sized>(src: &S, offset: u64, len: usize) -> Result
     Ok(buf)
 }
 
+/// Where the central directory is, from the end record (and the ZIP64 end record, when the
+/// archive has one).
+struct Directory {
+    count: u64,
+    cd_at: u64,
+    cd_size: u64,
+}
+
+/// Find the end of central directory record (in the last 22 bytes plus a comment of up to
+/// 64 KiB) and, when a ZIP64 locator sits just before it, the ZIP64 end record it points at. The
+/// directory must lie inside the archive, before the record(s) that describe it.
+fn find_directory<S: Source + ?Sized>(src: &S) -> Result<Directory, ZipError> {
+    let size = src.size();
+    let tail_at = size.saturating_sub(22 + 0xffff);
+    let tail = read_exact_at(src, tail_at, (size - tail_at) as usize)?;
+    let end = (0..=tail.len().saturating_sub(22))
+        .rev()
+        .find(|&i| tail.len() >= 22 && get32(&tail, i).ok() == Some(END_SIG))
+        .ok_or(malformed(size, "no end of central directory record"))?;
+    let end_at = tail_at + end as u64;
+    let (disk, cd_disk) = (get16(&tail, end + 4)?, get16(&tail, end + 6)?);
+    let (here, count) = (get16(&tail, end + 8)?, get16(&tail, end + 10)?);
+    let (cd_size, cd_at) = (get32(&tail, end + 12)?, get32(&tail, end + 16)?);
+    let multi = |at| malformed(at, "multi-volume archives are not supported");
+    if disk != 0 || cd_disk != 0 || here != count {
+        return Err(multi(end_at));
+    }
+    let locator_at = end_at.checked_sub(20);
+    let locator = match locator_at {
+        Some(at) => Some(read_exact_at(src, at, 20)?).filter(|l| get32(l, 0).ok() == Some(LOCATOR64_SIG)),
+        None => None,
+    };
+    let (dir, records_at) = match (locator, locator_at) {
+        (Some(loc), Some(loc_at)) => {
+            let (record_disk, record_at, disks) = (get32(&loc, 4)?, get64(&loc, 8)?, get32(&loc, 16)?);
+            if record_disk != 0 || disks > 1 {
+                return Err(multi(loc_at));
+            }
+            if record_at.checked_add(56).is_none_or(|e| e > loc_at) {
+                return Err(malformed(loc_at, "the ZIP64 end record is outside the archive"));
+            }
+            let rec = read_exact_at(src, record_at, 56)?;
+            if get32(&rec, 0)? != END64_SIG {
+                return Err(malformed(record_at, "bad ZIP64 end of central directory signature"));
+            }
+            // The record's size counts what follows its first 12 bytes (44, or more with
+            // extensible data, which is skipped).
+            let len = get64(&rec, 4)?;
+            if len < 44 || len.checked_add(12 + record_at).is_none_or(|end| end > loc_at) {
+                return Err(malformed(record_at, "the ZIP64 end record has a wrong size"));
+            }
+            if get32(&rec, 16)? != 0 || get32(&rec, 20)? != 0 || get64(&rec, 24)? != get64(&rec, 32)? {
+                return Err(multi(record_at));
+            }
+            let dir =
+                Directory { count: get64(&rec, 32)?, cd_size: get64(&rec, 40)?, cd_at: get64(&rec, 48)? };
+            // A 32-bit value is either saturated (see the ZIP64 record) or the same: two readers
+            // must never see two different archives.
+            let agree = (count == 0xffff || u64::from(count) == dir.count)
+                && (cd_size == 0xffff_ffff || u64::from(cd_size) == dir.cd_size)
+                && (cd_at == 0xffff_ffff || u64::from(cd_at) == dir.cd_at);
+            if !agree {
+                return Err(malformed(end_at, "the end record and the ZIP64 end record disagree"));
+            }
+            (dir, record_at)
+        }
+        _ => (Directory { count: count.into(), cd_size: cd_size.into(), cd_at: cd_at.into() }, end_at),
+    };
+    if dir.cd_at.checked_add(dir.cd_size).is_none_or(|cd_end| cd_end > records_at) {
+        return Err(malformed(records_at, "the central directory is outside the archive"));
+    }
+    Ok(dir)
+}
+
+/// An entry's unpacked size, compressed size and local header offset: the central directory's
+/// 32-bit values, or, for each one that is 0xFFFFFFFF, the next 64-bit value of the ZIP64 extended
+/// information extra field (id 1) in `extra` (in that order, as the format has it). `None` when
+/// a saturated value has no ZIP64 field, or one too short to hold it.
+fn zip64_values(extra: &[u8], size: u32, compressed: u32, local: u32) -> Option<(u64, u64, u64)> {
+    let saturated = [size, compressed, local].map(|v| v == 0xffff_ffff);
+    if !saturated.contains(&true) {
+        return Some((size.into(), compressed.into(), local.into()));
+    }
+    // The extra fields: (id, length, data) one after the other.
+    let mut rest = extra;
+    let field = loop {
+        let id = get16(rest, 0).ok()?;
+        let len = get16(rest, 2).ok()? as usize;
+        let data = rest.get(4..4 + len)?;
+        if id == ZIP64_EXTRA {
+            break data;
+        }
+        rest = &rest[4 + len..];
+    };
+    let mut values =
+        field.chunks_exact(8).map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]));
+    let mut pick =
+        |small: u32, is_saturated: bool| if is_saturated { values.next() } else { Some(small.into()) };
+    Some((pick(size, saturated[0])?, pick(compressed, saturated[1])?, pick(local, saturated[2])?))
+}
+
 impl<'s, S: Source + ?Sized> ZipReader<'s, S> {
     /// Read and check the central directory of the archive in `src` (see [`ZipReader`]).
     pub fn new(src: &'s S, limits: ReadLimits) -> Result<Self, ZipError> {
-        let size = src.size();
-        // The end record is in the last 22 bytes plus a comment of up to 64 KiB.
-        let tail_at = size.saturating_sub(22 + 0xffff);
-        let tail = read_exact_at(src, tail_at, (size - tail_at) as usize)?;
-        let end = (0..=tail.len().saturating_sub(22))
-            .rev()
-            .find(|&i| tail.len() >= 22 && get32(&tail, i).ok() == Some(END_SIG))
-            .ok_or(malformed(size, "no end of central directory record"))?;
-        let end_at = tail_at + end as u64;
-        let (disk, cd_disk) = (get16(&tail, end + 4)?, get16(&tail, end + 6)?);
-        let (here, count) = (get16(&tail, end + 8)?, get16(&tail, end + 10)?);
-        let (cd_size, cd_at) = (u64::from(get32(&tail, end + 12)?), u64::from(get32(&tail, end + 16)?));
-        if disk != 0 || cd_disk != 0 || here != count {
-            return Err(malformed(end_at, "multi-volume archives are not supported"));
+        let Directory { count, cd_at, cd_size } = find_directory(src)?;
+        if count > limits.max_entries as u64 {
+            return Err(ZipError::TooManyEntries {
+                count: usize::try_from(count).unwrap_or(usize::MAX),
+                limit: limits.max_entries,
+            });
         }
-        if count == 0xffff || cd_at == 0xffff_ffff || cd_size == 0xffff_ffff {
-            return Err(malformed(end_at, "ZIP64 archives are not supported"));
+        // Every record is at least 46 bytes: a count the directory cannot hold is a lie (and would
+        // otherwise size the allocations below).
+        if count.saturating_mul(46) > cd_size {
+            return Err(malformed(cd_at, "the central directory is too small for its entry count"));
         }
-        if usize::from(count) > limits.max_entries {
-            return Err(ZipError::TooManyEntries { count: count.into(), limit: limits.max_entries });
-        }
-        if cd_at.checked_add(cd_size).is_none_or(|cd_end| cd_end > end_at) {
-            return Err(malformed(end_at, "the central directory is outside the archive"));
-        }
-        let cd = read_exact_at(src, cd_at, cd_size as usize)?;
-
-        let mut entries = Vec::with_capacity(usize::from(count));
-        let mut ranges = Vec::with_capacity(usize::from(count));
+        let cd_end = cd_at + cd_size;
+        let capacity = usize::try_from(count).unwrap_or(usize::MAX).min(4096);
+        let mut entries = Vec::with_capacity(capacity);
+        let mut ranges = Vec::with_capacity(capacity);
         let mut total: u64 = 0;
-        let mut at = 0usize;
+        // One record at a time: memory follows the entries kept, not the directory's size.
+        let mut here = cd_at;
         for _ in 0..count {
-            let here = cd_at + at as u64;
-            if get32(&cd, at)? != CENTRAL_SIG {
+            if here + 46 > cd_end {
+                return Err(malformed(here, "the central directory ends in the middle of a record"));
+            }
+            let fixed = read_exact_at(src, here, 46)?;
+            if get32(&fixed, 0)? != CENTRAL_SIG {
                 return Err(malformed(here, "bad central directory signature"));
             }
-            let flags = get16(&cd, at + 8)?;
-            let method = get16(&cd, at + 10)?;
-            let crc = get32(&cd, at + 16)?;
-            let compressed = u64::from(get32(&cd, at + 20)?);
-            let entry_size = u64::from(get32(&cd, at + 24)?);
+            let flags = get16(&fixed, 8)?;
+            let method = get16(&fixed, 10)?;
+            let crc = get32(&fixed, 16)?;
+            let compressed32 = get32(&fixed, 20)?;
+            let size32 = get32(&fixed, 24)?;
             let (nlen, xlen, clen) =
-                (get16(&cd, at + 28)? as usize, get16(&cd, at + 30)? as usize, get16(&cd, at + 32)? as usize);
-            let unix = get32(&cd, at + 38)? >> 16;
-            let local = u64::from(get32(&cd, at + 42)?);
-            let name_bytes = cd.get(at + 46..at + 46 + nlen).ok_or(malformed(here, "truncated name"))?;
-            let name = String::from_utf8(name_bytes.to_vec())
+                (get16(&fixed, 28)? as usize, get16(&fixed, 30)? as usize, get16(&fixed, 32)? as usize);
+            let unix = get32(&fixed, 38)? >> 16;
+            let local32 = get32(&fixed, 42)?;
+            let record_end = here + (46 + nlen + xlen + clen) as u64;
+            if record_end > cd_end {
+                return Err(malformed(here, "a central directory record runs past the directory"));
+            }
+            if nlen > MAX_NAME {
+                return Err(malformed(here + 46, "an entry name longer than 4096 bytes"));
+            }
+            let var = read_exact_at(src, here + 46, nlen + xlen)?;
+            let name = String::from_utf8(var[..nlen].to_vec())
                 .map_err(|_| malformed(here + 46, "name is not UTF-8"))?;
-            at += 46 + nlen + xlen + clen;
+            let Some((entry_size, compressed, local)) =
+                zip64_values(&var[nlen..], size32, compressed32, local32)
+            else {
+                return Err(ZipError::Entry {
+                    name,
+                    why: "a size or offset of 0xFFFFFFFF without a ZIP64 extra field that holds it",
+                });
+            };
+            here = record_end;
             if flags & FLAG_ENCRYPTED != 0 {
                 return Err(ZipError::Entry { name, why: "encrypted entries are not supported" });
             }
@@ -438,14 +563,14 @@ impl<'s, S: Source + ?Sized> ZipReader<'s, S> {
                 return Err(malformed(local, "bad local header signature"));
             }
             let (lnlen, lxlen) = (u64::from(get16(&header, 26)?), u64::from(get16(&header, 28)?));
+            // `local + 30` is inside the archive (just read), so none of this overflows.
             if read_exact_at(src, local + 30, lnlen as usize)? != name.as_bytes() {
                 return Err(ZipError::Entry { name, why: "the local header names another file" });
             }
             let data_at = local + 30 + lnlen + lxlen;
-            let data_end = data_at + compressed;
-            if data_end > cd_at {
+            let Some(data_end) = data_at.checked_add(compressed).filter(|&end| end <= cd_at) else {
                 return Err(ZipError::Entry { name, why: "data runs into the central directory" });
-            }
+            };
             ranges.push((local, data_end, entries.len()));
             entries.push(Entry {
                 name,
@@ -458,7 +583,6 @@ impl<'s, S: Source + ?Sized> ZipReader<'s, S> {
                 data_at,
             });
         }
-        drop(cd);
         // No two entries may share bytes: sorted by start, each must begin after the previous ends.
         ranges.sort_unstable();
         for pair in ranges.windows(2) {
@@ -694,6 +818,87 @@ pub mod hostile {
         finish(body, &[outer_cd, inner_cd].concat(), 2)
     }
 
+    /// A stored ZIP64 archive of `files`, shaped as one over 4 GiB is: every size and offset in
+    /// the central directory is 0xFFFFFFFF with the value in a ZIP64 extra field, and the end
+    /// record is saturated, pointing through a locator at a ZIP64 end record. For hostile
+    /// variants: `first_size` claims another unpacked size for the first file, `same_offset` makes
+    /// every entry point at the first one's data, `count` claims another entry count.
+    pub fn zip64(
+        files: &[(&str, &[u8])],
+        first_size: Option<u64>,
+        same_offset: bool,
+        count: Option<u64>,
+    ) -> Vec<u8> {
+        let mut body = Vec::new();
+        let mut records = Vec::new();
+        for (i, (name, data)) in files.iter().enumerate() {
+            let mut crc = Crc::new();
+            crc.update(data);
+            let offset = if same_offset { 0 } else { body.len() as u64 };
+            let len = data.len() as u64;
+            let size = if i == 0 { first_size.unwrap_or(len) } else { len };
+            put32(&mut body, LOCAL_SIG);
+            for v in [45, FLAG_UTF8, METHOD_STORED, 0, 0x21] {
+                put16(&mut body, v);
+            }
+            for v in [crc.sum(), 0xffff_ffff, 0xffff_ffff] {
+                put32(&mut body, v);
+            }
+            put16(&mut body, name.len() as u16);
+            put16(&mut body, 20);
+            body.extend_from_slice(name.as_bytes());
+            put16(&mut body, ZIP64_EXTRA);
+            put16(&mut body, 16);
+            body.extend_from_slice(&size.to_le_bytes());
+            body.extend_from_slice(&len.to_le_bytes());
+            body.extend_from_slice(data);
+            put32(&mut records, CENTRAL_SIG);
+            for v in [(3 << 8) | 45, 45, FLAG_UTF8, METHOD_STORED, 0, 0x21] {
+                put16(&mut records, v);
+            }
+            for v in [crc.sum(), 0xffff_ffff, 0xffff_ffff] {
+                put32(&mut records, v);
+            }
+            for v in [name.len() as u16, 28, 0, 0, 0] {
+                put16(&mut records, v);
+            }
+            put32(&mut records, 0o100644 << 16);
+            put32(&mut records, 0xffff_ffff);
+            records.extend_from_slice(name.as_bytes());
+            put16(&mut records, ZIP64_EXTRA);
+            put16(&mut records, 24);
+            for v in [size, len, offset] {
+                records.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        let cd_at = body.len() as u64;
+        let cd_size = records.len() as u64;
+        body.extend_from_slice(&records);
+        let record_at = body.len() as u64;
+        let n = count.unwrap_or(files.len() as u64);
+        put32(&mut body, END64_SIG);
+        body.extend_from_slice(&44u64.to_le_bytes());
+        put16(&mut body, (3 << 8) | 45);
+        put16(&mut body, 45);
+        put32(&mut body, 0);
+        put32(&mut body, 0);
+        for v in [n, n, cd_size, cd_at] {
+            body.extend_from_slice(&v.to_le_bytes());
+        }
+        put32(&mut body, LOCATOR64_SIG);
+        put32(&mut body, 0);
+        body.extend_from_slice(&record_at.to_le_bytes());
+        put32(&mut body, 1);
+        put32(&mut body, END_SIG);
+        for v in [0, 0, 0xffff, 0xffff] {
+            put16(&mut body, v);
+        }
+        put32(&mut body, 0xffff_ffff);
+        put32(&mut body, 0xffff_ffff);
+        put16(&mut body, 0);
+        body
+    }
+
     /// `count` empty files (`f0`, `f1`, ...).
     pub fn many_entries(count: usize) -> Vec<u8> {
         let mut z = ZipWriter::new(0);
@@ -768,6 +973,143 @@ mod tests {
             ZipReader::new(&many[..], ReadLimits { max_entries: 9, max_total_size: 0 }),
             Err(ZipError::TooManyEntries { count: 10, limit: 9 })
         ));
+    }
+
+    /// Run `script` with Python 3 (its `zipfile` is the reference ZIP64 writer and reader here);
+    /// `sys.argv[1]` is `path`.
+    fn python(script: &str, path: &std::path::Path) {
+        let out = std::process::Command::new("python3")
+            .args(["-c", script])
+            .arg(path)
+            .output()
+            .expect("python3 is needed for the ZIP64 tests");
+        assert!(out.status.success(), "python3: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Python's writer with its ZIP64 thresholds lowered to 1 byte and 1 entry: every size and
+    /// offset goes into ZIP64 extra fields (local and central), and a ZIP64 end record and
+    /// locator are written: an archive over 4 GiB in miniature.
+    const PYTHON_ZIP64: &str = r##"
+import sys, zipfile
+zipfile.ZIP64_LIMIT = 1
+zipfile.ZIP_FILECOUNT_LIMIT = 1
+with zipfile.ZipFile(sys.argv[1], "w") as z:
+    z.writestr("HandlerManifest.json", "[]" * 100, compress_type=zipfile.ZIP_DEFLATED)
+    z.writestr("bin/", "")
+    z.writestr("bin/run.sh", "#!/bin/sh\necho hi\n", compress_type=zipfile.ZIP_STORED)
+    z.writestr("data.bin", bytes(range(256)) * 40, compress_type=zipfile.ZIP_STORED)
+"##;
+
+    #[test]
+    fn zip64_archives_written_by_python_are_read_with_their_extra_fields_and_end_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("zip64.zip");
+        python(PYTHON_ZIP64, &path);
+        let bytes = std::fs::read(&path).expect("read");
+        let has = |sig: u32| bytes.windows(4).any(|w| w == sig.to_le_bytes());
+        assert!(has(END64_SIG) && has(LOCATOR64_SIG), "Python wrote a ZIP64 end record and locator");
+        let src = FileSource::open(&path).expect("open");
+        let zip = ZipReader::new(&src, ReadLimits::FORMAT).expect("a ZIP64 archive is read");
+        let names: Vec<&str> = zip.entries().iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["HandlerManifest.json", "bin/", "bin/run.sh", "data.bin"]);
+        let mut out = Vec::new();
+        zip.extract(&zip.entries()[3], &mut out).expect("extract");
+        assert_eq!(out, (0..=255u8).collect::<Vec<_>>().repeat(40));
+        let all = read_all(&bytes).expect("read_all");
+        assert_eq!(all[0].data, "[]".repeat(100).as_bytes(), "the deflated entry");
+        assert_eq!(all[2].data, b"#!/bin/sh\necho hi\n");
+        // The limits apply to what the ZIP64 fields say.
+        let total: u64 = zip.entries().iter().map(|e| e.size).sum();
+        let tight = ReadLimits { max_entries: 4, max_total_size: total - 1 };
+        assert!(matches!(ZipReader::new(&src, tight), Err(ZipError::TooLargeUnpacked { .. })));
+        let few = ReadLimits { max_entries: 3, max_total_size: u64::MAX };
+        assert!(matches!(ZipReader::new(&src, few), Err(ZipError::TooManyEntries { count: 4, limit: 3 })));
+    }
+
+    #[test]
+    fn more_than_65535_entries_need_zip64_and_are_counted_from_its_end_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("many.zip");
+        python(
+            r#"
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1], "w") as z:
+    for i in range(65537):
+        z.writestr(f"f{i}", "")
+    z.writestr("last.txt", "the end")
+"#,
+            &path,
+        );
+        let src = FileSource::open(&path).expect("open");
+        let zip = ZipReader::new(&src, ReadLimits::FORMAT).expect("readable");
+        assert_eq!(zip.entries().len(), 65538);
+        let last = &zip.entries()[65537];
+        let mut out = Vec::new();
+        zip.extract(last, &mut out).expect("extract");
+        assert_eq!((last.name.as_str(), out.as_slice()), ("last.txt", b"the end".as_slice()));
+        let limits = ReadLimits { max_entries: 65537, max_total_size: u64::MAX };
+        assert!(matches!(
+            ZipReader::new(&src, limits),
+            Err(ZipError::TooManyEntries { count: 65538, limit: 65537 })
+        ));
+    }
+
+    #[test]
+    fn saturated_zip64_archives_are_read_and_keep_every_check() {
+        let files: [(&str, &[u8]); 2] = [("a.txt", b"alpha"), ("b.txt", b"bravo!")];
+        let good = hostile::zip64(&files, None, false, None);
+        // Python agrees this is a good archive.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("z.zip");
+        std::fs::write(&path, &good).expect("write");
+        python(
+            "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nassert z.testzip() is None\nassert z.read('b.txt') == b'bravo!'",
+            &path,
+        );
+        let all = read_all(&good).expect("read");
+        assert_eq!(
+            (all[0].data.as_slice(), all[1].data.as_slice()),
+            (b"alpha".as_slice(), b"bravo!".as_slice())
+        );
+        // The sizes in the ZIP64 fields count against the limit before anything is read (5 + 6).
+        let limits = |max_total_size| ReadLimits { max_entries: 10, max_total_size };
+        assert!(ZipReader::new(&good[..], limits(11)).is_ok());
+        assert!(matches!(
+            ZipReader::new(&good[..], limits(10)),
+            Err(ZipError::TooLargeUnpacked { limit: 10 })
+        ));
+        // A stored entry whose ZIP64 sizes differ (5 GiB claimed for 5 bytes) is refused.
+        let huge = hostile::zip64(&files, Some(5 << 30), false, None);
+        let err = read_all(&huge).expect_err("sizes differ");
+        assert!(err.to_string().contains("stored entry whose sizes differ"), "{err}");
+        // Offsets from ZIP64 fields are checked for overlaps.
+        let overlap = hostile::zip64(&[("a.txt", b"alpha"), ("a.txt", b"alpha")], None, true, None);
+        assert!(matches!(read_all(&overlap), Err(ZipError::Overlap { .. })));
+        // A count from the ZIP64 end record over the limit, or more than the directory can hold.
+        let limits = ReadLimits { max_entries: 100, max_total_size: u64::MAX };
+        let many = hostile::zip64(&files, None, false, Some(1 << 40));
+        assert!(matches!(ZipReader::new(&many[..], limits), Err(ZipError::TooManyEntries { .. })));
+        let err = read_all(&many).expect_err("count beyond the directory");
+        assert!(err.to_string().contains("too small for its entry count"), "{err}");
+        // The end record may not say something else than the ZIP64 one.
+        let mut disagree = good.clone();
+        let end = disagree.len() - 22;
+        disagree[end + 8..end + 12].copy_from_slice(&[3, 0, 3, 0]);
+        let err = read_all(&disagree).expect_err("disagree");
+        assert!(err.to_string().contains("disagree"), "{err}");
+        // A saturated size without the ZIP64 field to hold it.
+        let mut missing = good.clone();
+        let cd = missing.windows(4).position(|w| w == CENTRAL_SIG.to_le_bytes()).expect("cd");
+        let extra = cd + 46 + "a.txt".len();
+        missing[extra..extra + 2].copy_from_slice(&0x7777u16.to_le_bytes());
+        let err = read_all(&missing).expect_err("no extra");
+        assert!(err.to_string().contains("without a ZIP64 extra field"), "{err}");
+        // A locator pointing past itself.
+        let mut outside = good;
+        let loc = outside.len() - 22 - 20;
+        outside[loc + 8..loc + 16].copy_from_slice(&u64::MAX.to_le_bytes());
+        let err = read_all(&outside).expect_err("outside");
+        assert!(err.to_string().contains("ZIP64 end record is outside"), "{err}");
     }
 
     #[test]

@@ -84,16 +84,124 @@ exit 0
         )
     }
 
-    fn zip(&self, log: &Path) -> Vec<u8> {
-        let manifest = format!(
+    fn manifest_json(&self) -> String {
+        format!(
             r#"[{{"version":1.0,"handlerManifest":{{"installCommand":"bin/handler.sh install","uninstallCommand":"bin/handler.sh uninstall","updateCommand":"bin/handler.sh update","enableCommand":"bin/handler.sh enable","disableCommand":"bin/handler.sh disable"{}}}}}]"#,
             self.manifest_extra
-        );
+        )
+    }
+
+    fn zip(&self, log: &Path) -> Vec<u8> {
+        let manifest = self.manifest_json();
         let mut z = wala::ziparchive::ZipWriter::new(1_700_000_000);
         z.add("HandlerManifest.json", manifest.as_bytes(), 0o644).expect("add");
         z.add("bin/handler.sh", self.script(log).as_bytes(), 0o755).expect("add");
         z.finish().expect("zip")
     }
+}
+
+/// Write `package` (its manifest and script) plus `payload` bytes of incompressible pseudo-random
+/// data (files `payload/<n>.bin` of up to 64 MiB, stored) as a zip at `path`, streaming: memory
+/// stays at one buffer whatever the size. Each file's CRC is patched into its local header once
+/// its data is written. Returns the size of the zip.
+pub fn write_big_package(package: &Package, log: &Path, payload: u64, path: &Path) -> u64 {
+    use std::io::{Seek, SeekFrom, Write};
+    const PIECE: u64 = 64 << 20;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).expect("create the package"));
+    let mut central = Vec::new();
+    let mut count = 0u16;
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut buf = vec![0u8; 1 << 20];
+    let small = [
+        ("HandlerManifest.json".to_string(), package.manifest_json()),
+        ("bin/handler.sh".to_string(), package.script(log)),
+    ];
+    let mut entries: Vec<(String, Option<Vec<u8>>, u64)> = small
+        .into_iter()
+        .map(|(n, d)| {
+            let len = d.len() as u64;
+            (n, Some(d.into_bytes()), len)
+        })
+        .collect();
+    let mut left = payload;
+    let mut i = 0;
+    while left > 0 {
+        let n = left.min(PIECE);
+        entries.push((format!("payload/{i}.bin"), None, n));
+        left -= n;
+        i += 1;
+    }
+    for (name, data, len) in entries {
+        let offset = file.stream_position().expect("position");
+        let header = |crc: u32| {
+            let mut h = Vec::new();
+            h.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+            for v in [20u16, 1 << 11, 0, 0, 0x21] {
+                h.extend_from_slice(&v.to_le_bytes());
+            }
+            for v in [crc, len as u32, len as u32] {
+                h.extend_from_slice(&v.to_le_bytes());
+            }
+            h.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            h.extend_from_slice(&0u16.to_le_bytes());
+            h.extend_from_slice(name.as_bytes());
+            h
+        };
+        file.write_all(&header(0)).expect("write");
+        let mut crc = flate2::Crc::new();
+        match data {
+            Some(d) => {
+                crc.update(&d);
+                file.write_all(&d).expect("write");
+            }
+            None => {
+                let mut left = len;
+                while left > 0 {
+                    let n = left.min(buf.len() as u64) as usize;
+                    for chunk in buf[..n].chunks_mut(8) {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        chunk.copy_from_slice(&rng.to_le_bytes()[..chunk.len()]);
+                    }
+                    crc.update(&buf[..n]);
+                    file.write_all(&buf[..n]).expect("write");
+                    left -= n as u64;
+                }
+            }
+        }
+        let end = file.stream_position().expect("position");
+        file.seek(SeekFrom::Start(offset)).expect("seek");
+        file.write_all(&header(crc.sum())).expect("write");
+        file.seek(SeekFrom::Start(end)).expect("seek");
+        central.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+        for v in [(3u16 << 8) | 20, 20, 1 << 11, 0, 0, 0x21] {
+            central.extend_from_slice(&v.to_le_bytes());
+        }
+        for v in [crc.sum(), len as u32, len as u32] {
+            central.extend_from_slice(&v.to_le_bytes());
+        }
+        for v in [name.len() as u16, 0, 0, 0, 0] {
+            central.extend_from_slice(&v.to_le_bytes());
+        }
+        central.extend_from_slice(&((0o100644u32) << 16).to_le_bytes());
+        central.extend_from_slice(&(offset as u32).to_le_bytes());
+        central.extend_from_slice(name.as_bytes());
+        count += 1;
+    }
+    let cd_at = file.stream_position().expect("position");
+    file.write_all(&central).expect("write");
+    let mut end = Vec::new();
+    end.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+    for v in [0u16, 0, count, count] {
+        end.extend_from_slice(&v.to_le_bytes());
+    }
+    end.extend_from_slice(&(central.len() as u32).to_le_bytes());
+    end.extend_from_slice(&(cd_at as u32).to_le_bytes());
+    end.extend_from_slice(&0u16.to_le_bytes());
+    file.write_all(&end).expect("write");
+    file.flush().expect("flush");
+    file.stream_position().expect("position")
 }
 
 /// A handler and the packages its manifest lists.

@@ -409,6 +409,7 @@ impl GoalStateTask {
                 fast_track: gs.is_fast_track(),
                 deadline: crate::extensions::download::DOWNLOAD_DEADLINE,
                 unpack_limits: crate::extensions::download::UnpackLimits::from_config(env.config),
+                max_package_size: crate::extensions::download::Downloader::max_package_size(env.config),
             };
             let ctx = Context {
                 root: env.root,

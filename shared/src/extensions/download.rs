@@ -5,6 +5,13 @@
 //! `extensionArtifact`), then on the other one; when the other one works it becomes the default.
 //! URIs are shuffled first, and the whole walk is bounded by [`DOWNLOAD_DEADLINE`].
 //!
+//! Manifests are read into memory under their document limit. Packages are streamed to a
+//! temporary file beside the zip through one fixed buffer, refused past
+//! `Wala.ExtensionPackageMaxDownloadMB`, and renamed into place only once whole (the announced
+//! length) and readable as a zip within the unpack limits; a failed try leaves no file behind.
+//! The platform gives no digest of a package to check (only the optional `encodedSignature`, not
+//! checked yet): the zip's own CRCs are checked while unpacking.
+//!
 //! Unpacking is all-or-nothing: the archive and every entry are checked first (entry count and
 //! unpacked size within [`UnpackLimits`], no overlapping entries, no absolute path, no `..`, no
 //! symbolic link, no name twice), the files are streamed from the zip on disk into a temporary
@@ -17,7 +24,6 @@ use std::time::{Duration, Instant};
 
 use super::handler::HandlerDir;
 use super::manifest::{parse_manifest, PluginVersionManifest};
-use crate::files::{write_atomic, WriteOptions};
 use crate::hostgaplugin::{ArtifactRequest, ContainerIdentity, HostGaPluginClient};
 use crate::http::{HttpClient, Request};
 use crate::limits::Document;
@@ -39,9 +45,9 @@ pub enum DownloadError {
     /// The manifest was fetched but is not a valid manifest.
     #[error("Failed to download artifacts: invalid manifest from {uri}: {reason}")]
     Manifest { uri: String, reason: String },
-    /// The package is not a safe, readable zip.
-    #[error("Failed to download artifacts: package {name}: {why}")]
-    Package { name: String, why: String },
+    /// Every try of the package was over the download limit (or failed otherwise, after one was).
+    #[error("Failed to download artifacts: package {name} is larger than the limit of {limit} bytes (Wala.ExtensionPackageMaxDownloadMB): {}", errors.join("; "))]
+    TooLarge { name: String, limit: u64, errors: Vec<String> },
     /// A file could not be written.
     #[error("Failed to download artifacts: {0}")]
     File(#[from] crate::files::FileError),
@@ -64,6 +70,8 @@ pub struct Downloader<'a> {
     pub deadline: Duration,
     /// What a package may unpack to.
     pub unpack_limits: UnpackLimits,
+    /// The most bytes a package may be as downloaded ([`Downloader::max_package_size`]).
+    pub max_package_size: u64,
 }
 
 impl std::fmt::Debug for Downloader<'_> {
@@ -72,16 +80,33 @@ impl std::fmt::Debug for Downloader<'_> {
     }
 }
 
+/// Why one try (one URI on one channel) did not give a usable artifact.
+enum Miss {
+    /// Nothing usable came: try the other channel, then the next URI.
+    Channel(String),
+    /// The bytes came but cannot be used (a bad zip, over the size limit): the other channel
+    /// would bring the same bytes, so go on to the next URI.
+    Uri(String),
+}
+
+/// Every URI failed: the lines of [`DownloadError::AllFailed`].
+struct Missed(Vec<String>);
+
 impl Downloader<'_> {
-    /// The bytes at the first URI (in shuffled order) that answers on either channel, and that
-    /// URI. `manifest_location` goes with package downloads through the HostGAPlugin.
-    pub fn fetch(
+    /// `Wala.ExtensionPackageMaxDownloadMB` in bytes.
+    pub fn max_package_size(config: &crate::conf::Config) -> u64 {
+        config.wala_extension_package_max_download_mb.saturating_mul(1024 * 1024)
+    }
+
+    /// Walk `uris` (shuffled), each on the default channel and then the other one, until `try_one`
+    /// succeeds: its result and the URI. A channel that worked when the default did not becomes
+    /// the default. The walk stops at the deadline.
+    fn walk<T>(
         &self,
         channels: &mut Channels,
         uris: &[String],
-        manifest_location: Option<&str>,
-        document: Document,
-    ) -> Result<(Vec<u8>, String), DownloadError> {
+        mut try_one: impl FnMut(&str, bool, Duration) -> Result<T, Miss>,
+    ) -> Result<(T, String), Missed> {
         let start = Instant::now();
         let mut errors = Vec::new();
         for uri in shuffled(uris) {
@@ -89,21 +114,18 @@ impl Downloader<'_> {
                 let remaining = self.deadline.saturating_sub(start.elapsed());
                 if remaining.is_zero() {
                     errors.push(format!("gave up after {}s", self.deadline.as_secs()));
-                    return Err(DownloadError::AllFailed { errors });
+                    return Err(Missed(errors));
                 }
-                let got = if hgap {
-                    let req = ArtifactRequest {
-                        location: &uri,
-                        manifest_location,
-                        fast_track: self.fast_track,
-                        document,
-                    };
-                    self.hgap.extension_artifact(self.who, &req, remaining).map_err(|e| e.to_string())
-                } else {
-                    self.direct(&uri, remaining, document)
+                let line = |e: &str| {
+                    format!(
+                        "{} via {}: {}",
+                        crate::logging::redact_sas(&uri),
+                        if hgap { "HostGAPlugin" } else { "direct" },
+                        crate::logging::redact_sas(e)
+                    )
                 };
-                match got {
-                    Ok(bytes) => {
+                match try_one(&uri, hgap, remaining) {
+                    Ok(got) => {
                         if hgap != channels.host_plugin_first {
                             log::info!(
                                 "downloads now go {} first",
@@ -111,28 +133,52 @@ impl Downloader<'_> {
                             );
                             channels.host_plugin_first = hgap;
                         }
-                        return Ok((bytes, uri));
+                        return Ok((got, uri));
                     }
-                    Err(e) => errors.push(format!(
-                        "{} via {}: {}",
-                        crate::logging::redact_sas(&uri),
-                        if hgap { "HostGAPlugin" } else { "direct" },
-                        crate::logging::redact_sas(&e)
-                    )),
+                    Err(Miss::Channel(e)) => errors.push(line(&e)),
+                    Err(Miss::Uri(e)) => {
+                        errors.push(line(&e));
+                        break;
+                    }
                 }
             }
         }
-        Err(DownloadError::AllFailed { errors })
+        Err(Missed(errors))
     }
 
-    fn direct(&self, uri: &str, timeout: Duration, document: Document) -> Result<Vec<u8>, String> {
-        let request = Request::get(uri).document(document);
-        let resp = self.storage.send_once(&request, timeout).map_err(|e| e.to_string())?;
-        if resp.status == 200 {
-            Ok(resp.body)
-        } else {
-            Err(format!("HTTP {}", resp.status))
-        }
+    /// The bytes at the first URI (in shuffled order) that answers on either channel, and that
+    /// URI, read into memory under `document`'s limit (manifests; packages go to disk, see
+    /// [`Self::package`]). `manifest_location` goes with package downloads through the HostGAPlugin.
+    pub fn fetch(
+        &self,
+        channels: &mut Channels,
+        uris: &[String],
+        manifest_location: Option<&str>,
+        document: Document,
+    ) -> Result<(Vec<u8>, String), DownloadError> {
+        self.walk(channels, uris, |uri, hgap, remaining| {
+            if hgap {
+                let req = ArtifactRequest {
+                    location: uri,
+                    manifest_location,
+                    fast_track: self.fast_track,
+                    document,
+                };
+                self.hgap
+                    .extension_artifact(self.who, &req, remaining)
+                    .map_err(|e| Miss::Channel(e.to_string()))
+            } else {
+                let resp = self
+                    .storage
+                    .send_once(&Request::get(uri).document(document), remaining)
+                    .map_err(|e| Miss::Channel(e.to_string()))?;
+                match resp.status {
+                    200 => Ok(resp.body),
+                    status => Err(Miss::Channel(format!("HTTP {status}"))),
+                }
+            }
+        })
+        .map_err(|Missed(errors)| DownloadError::AllFailed { errors })
     }
 
     /// The extension manifest from `uris`, and the URI that served it.
@@ -153,6 +199,13 @@ impl Downloader<'_> {
     /// Make sure the handler directory `dir` (`<Lib.Dir>/<Name>-<Version>/`, from a checked name
     /// and version) holds the package (§8.3): reuse a zip left by an earlier try
     /// ([`HandlerDir::package_zip`]), else download one from `uris`; unpack; delete the zip.
+    ///
+    /// A download is streamed to a temporary file beside the zip ([`partial_path`]), refused past
+    /// [`Self::max_package_size`], and must end at its announced length; its central directory is
+    /// then checked against the unpack limits, and only then is it renamed to the zip's name (so a
+    /// zip under that name is always a whole one). Any failure removes the temporary file and
+    /// goes on to the other channel or the next URI, under the walk's deadline; a package that
+    /// does not unpack also goes on to the next URI.
     pub fn package(
         &self,
         channels: &mut Channels,
@@ -174,36 +227,130 @@ impl Downloader<'_> {
                 }
             }
         }
-        let start = Instant::now();
-        let mut errors = Vec::new();
-        let mut left: Vec<String> = uris.to_vec();
-        // A package that downloads but does not unpack sends the walk on to the next URI.
-        while !left.is_empty() {
-            let remaining = Downloader { deadline: self.deadline.saturating_sub(start.elapsed()), ..*self };
-            let (bytes, uri) =
-                match remaining.fetch(channels, &left, Some(manifest_uri), Document::ExtensionPackage) {
-                    Ok(got) => got,
-                    Err(DownloadError::AllFailed { errors: e }) => {
-                        errors.extend(e);
-                        break;
-                    }
-                    Err(e) => return Err(e),
-                };
-            write_atomic(zip, &bytes, WriteOptions::mode(0o600))?;
-            // The download is on disk: unpack from there, without the copy in memory.
-            drop(bytes);
-            let unpacked = unpack_file(zip, target, self.unpack_limits);
-            let _ = std::fs::remove_file(zip);
-            match unpacked {
-                Ok(()) => return Ok(target.to_path_buf()),
-                Err(e) => {
-                    errors.push(format!("{}: {e}", crate::logging::redact_sas(&uri)));
-                    left.retain(|u| *u != uri);
-                }
-            }
+        let name = dir.full_name();
+        let part = partial_path(zip);
+        // Left by a daemon stopped in the middle of a download.
+        let _ = std::fs::remove_file(&part);
+        if let Some(parent) = zip.parent() {
+            crate::files::ensure_dir(parent, 0o755)?;
         }
-        Err(DownloadError::AllFailed { errors })
+        let mut too_large = false;
+        let walked = self.walk(channels, uris, |uri, hgap, remaining| {
+            let got = self.download_to(&part, uri, hgap, manifest_uri, remaining).and_then(|bytes| {
+                self.verify(&part).map_err(|e| Miss::Uri(format!("not a usable package: {e}")))?;
+                std::fs::rename(&part, zip).map_err(|e| {
+                    Miss::Channel(format!("renaming {} to {}: {e}", part.display(), zip.display()))
+                })?;
+                let _ = crate::files::sync_dir(zip.parent().unwrap_or(Path::new("/")));
+                log::info!(
+                    "{name}: downloaded {bytes} byte(s) {}",
+                    if hgap { "through the HostGAPlugin" } else { "directly" }
+                );
+                // The download is on disk: unpack from there.
+                let unpacked = unpack_file(zip, target, self.unpack_limits);
+                let _ = std::fs::remove_file(zip);
+                unpacked.map_err(|e| Miss::Uri(e.to_string()))
+            });
+            if got.is_err() {
+                let _ = std::fs::remove_file(&part);
+            }
+            if let Err(Miss::Uri(why)) = &got {
+                too_large |= why.starts_with(TOO_LARGE);
+            }
+            got
+        });
+        match walked {
+            Ok(((), _)) => Ok(target.to_path_buf()),
+            Err(Missed(errors)) if too_large => {
+                Err(DownloadError::TooLarge { name: name.to_string(), limit: self.max_package_size, errors })
+            }
+            Err(Missed(errors)) => Err(DownloadError::AllFailed { errors }),
+        }
     }
+
+    /// Stream one try into a new `part` file (mode 0600): the bytes written.
+    fn download_to(
+        &self,
+        part: &Path,
+        uri: &str,
+        hgap: bool,
+        manifest_uri: &str,
+        remaining: Duration,
+    ) -> Result<u64, Miss> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(part)
+            .map_err(|e| Miss::Channel(format!("creating {}: {e}", part.display())))?;
+        let mut out = &file;
+        let limit = self.max_package_size;
+        let over = |e: &crate::http::HttpError| matches!(e, crate::http::HttpError::TooLarge { .. });
+        let written = if hgap {
+            let req = ArtifactRequest {
+                location: uri,
+                manifest_location: Some(manifest_uri),
+                fast_track: self.fast_track,
+                document: Document::ExtensionPackage,
+            };
+            self.hgap.extension_artifact_to(self.who, &req, remaining, limit, &mut out).map_err(
+                |e| match &e {
+                    crate::hostgaplugin::HostGaPluginError::Http(h) if over(h) => self.too_large(),
+                    _ => Miss::Channel(e.to_string()),
+                },
+            )?
+        } else {
+            let request = Request::get(uri).document(Document::ExtensionPackage);
+            let resp = self.storage.stream_once(&request, remaining, limit, &mut out).map_err(|e| {
+                if over(&e) {
+                    self.too_large()
+                } else {
+                    Miss::Channel(e.to_string())
+                }
+            })?;
+            if resp.status != 200 {
+                return Err(Miss::Channel(format!("HTTP {}", resp.status)));
+            }
+            resp.written
+        };
+        file.sync_all().map_err(|e| Miss::Channel(format!("fsync {}: {e}", part.display())))?;
+        Ok(written)
+    }
+
+    fn too_large(&self) -> Miss {
+        Miss::Uri(format!(
+            "{TOO_LARGE} {} bytes (Wala.ExtensionPackageMaxDownloadMB={})",
+            self.max_package_size,
+            self.max_package_size / (1024 * 1024)
+        ))
+    }
+
+    /// The downloaded file is a zip whose central directory passes the unpack limits.
+    fn verify(&self, part: &Path) -> Result<(), UnpackError> {
+        let src = crate::ziparchive::FileSource::open(part)
+            .map_err(|e| UnpackError::File(crate::files::FileError::new("open", part, e)))?;
+        let limits = ReadLimits {
+            max_entries: self.unpack_limits.max_entries,
+            max_total_size: self.unpack_limits.max_size,
+        };
+        ZipReader::new(&src, limits)?;
+        Ok(())
+    }
+}
+
+/// How a try over the size limit is described (and recognised).
+const TOO_LARGE: &str = "larger than the limit of";
+
+/// The temporary file a package is downloaded to: `.<Name>__<Version>.zip.part`, beside the zip
+/// (the same directory, so the rename is atomic). One name per package, so a file left by a
+/// stopped daemon is removed by the next try.
+pub fn partial_path(zip: &Path) -> PathBuf {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(zip.file_name().unwrap_or_default());
+    name.push(".part");
+    zip.with_file_name(name)
 }
 
 /// The URIs in random order (waagent shuffles them so load spreads over the replicas).
@@ -529,6 +676,38 @@ mod tests {
             }
             self
         }
+    }
+
+    #[test]
+    fn a_zip64_package_unpacks_with_every_check() {
+        // Python's writer with its ZIP64 thresholds lowered: every entry's sizes and offset in
+        // ZIP64 extra fields, and a ZIP64 end record.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let zip = dir.path().join("pkg.zip");
+        let script = "import sys, zipfile\nzipfile.ZIP64_LIMIT = 1\nzipfile.ZIP_FILECOUNT_LIMIT = 1\n\
+            z = zipfile.ZipFile(sys.argv[1], 'w')\nz.writestr('HandlerManifest.json', '[]')\n\
+            z.writestr('bin/run.sh', 'echo hi', compress_type=zipfile.ZIP_DEFLATED)\nz.close()";
+        let out =
+            std::process::Command::new("python3").args(["-c", script]).arg(&zip).output().expect("python3");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let target = dir.path().join("X-1.0");
+        unpack_file(&zip, &target, UnpackLimits::default()).expect("a ZIP64 package unpacks");
+        assert_eq!(std::fs::read_to_string(target.join("bin/run.sh")).expect("file"), "echo hi");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(target.join("bin/run.sh")).expect("meta").permissions().mode() & 0o7777;
+        assert_eq!(mode, FILE_MODE);
+        // Its limits hold as for any package.
+        let err =
+            unpack_file(&zip, &dir.path().join("Y-1.0"), UnpackLimits { max_entries: 1, max_size: 1 << 20 })
+                .expect_err("two entries");
+        assert!(err.to_string().ends_with("has 2 entries, more than the limit of 1"), "{err}");
+        assert!(!dir.path().join("Y-1.0").exists());
+    }
+
+    #[test]
+    fn the_partial_download_is_a_hidden_file_beside_the_zip() {
+        let zip = Path::new("/var/lib/waagent/Pub.Ext__1.0.zip");
+        assert_eq!(partial_path(zip), Path::new("/var/lib/waagent/.Pub.Ext__1.0.zip.part"));
     }
 
     #[test]
