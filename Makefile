@@ -36,9 +36,12 @@ all: build man
 
 build: $(BINS)
 
-# Always ask cargo: it rebuilds only what changed, and make never installs a stale binary.
+# Always ask cargo: it rebuilds only what changed, and make never installs a stale binary. Two
+# cargo runs, not one: cargo unifies the library's features over the packages of one run, and
+# wala-provision must be built without wala-agentd's `https` (it then links no TLS library).
 $(BINS) &: FORCE
-	$(CARGO) build --release --locked -p wala-provision -p wala-agentd
+	$(CARGO) build --release --locked -p wala-provision
+	$(CARGO) build --release --locked -p wala-agentd
 
 man: $(MANPAGES)
 

@@ -51,6 +51,10 @@ enum Command {
         #[arg(long, hide = true)]
         goal_state_period_ms: Option<u64>,
     },
+    /// The provisioning network stage (`wala-provision --stage network`), for a VM whose OVF names
+    /// SSH keys by certificate thumbprint: fetching certificates needs the crypto library, which
+    /// wala-provision does not link, so it hands that stage over to this command
+    ProvisionNetwork,
     /// Check the configuration file and list every problem (exits 3 when there are any), and
     /// every key set that wala accepts but does not use, with the reason
     CheckConfig,
@@ -181,7 +185,16 @@ fn run_legacy(args: &[String]) -> ExitCode {
 }
 
 fn run(command: Command, root: &HostRoot, config: Option<PathBuf>, verbose: bool) -> ExitCode {
-    wala::logging::init(wala::logging::LogSettings { component: "Daemon", verbose, file: None });
+    // The network stage handed over by wala-provision logs as that stage does.
+    let settings = match command {
+        Command::ProvisionNetwork => wala::logging::LogSettings {
+            component: "Provision",
+            verbose,
+            file: Some(root.path(wala::logging::LOG_FILE)),
+        },
+        _ => wala::logging::LogSettings { component: "Daemon", verbose, file: None },
+    };
+    wala::logging::init(settings);
     match command {
         Command::Version => {
             print!("{}", wala::version_text(root));
@@ -221,6 +234,7 @@ fn run(command: Command, root: &HostRoot, config: Option<PathBuf>, verbose: bool
             let period = goal_state_period_ms.map(std::time::Duration::from_millis);
             daemon(root, config, verbose, provision, limits, period)
         }
+        Command::ProvisionNetwork => provision_network(root, config.as_deref()),
         Command::MarkProvisioned => {
             let loaded = wala::conf::load_or_defaults(root, config.as_deref());
             loaded.log_problems();
@@ -285,6 +299,33 @@ fn boot_report(
         eprintln!("SVG timeline written to {}", path.display());
     }
     ExitCode::Ok
+}
+
+/// `provision-network`: the network stage with the certificate work in this process.
+fn provision_network(root: &HostRoot, config: Option<&Path>) -> ExitCode {
+    // The start-up counted in the boot timeline runs from wala-provision's start (same process).
+    wala::timeline::count_start_up();
+    let loaded = wala::conf::load_or_defaults(root, config);
+    loaded.log_problems();
+    if loaded.config.logs_verbose {
+        wala::logging::set_verbose(true);
+    }
+    let ctx = wala::provision::Context {
+        kvp: wala::kvp::KvpPool::for_root(root),
+        root: root.clone(),
+        config: &loaded.config,
+        runner: &SystemRunner,
+    };
+    let options = wala::provision::stages::Options {
+        certificates: Some(wala::provision::network::IN_PROCESS),
+        ..Default::default()
+    };
+    let source = wala::provision::OvfSource::Absent;
+    if wala::provision::stages::run(&ctx, &source, wala::provision::stages::Stage::Network, options) {
+        ExitCode::Ok
+    } else {
+        ExitCode::Failure
+    }
 }
 
 fn legacy_daemon(provision: bool) -> Command {
@@ -414,12 +455,11 @@ fn daemon(
             runner: &SystemRunner,
         };
         let source = wala::provision::OvfSource::Dvd(dvd_wait);
-        if !wala::provision::stages::run(
-            &ctx,
-            &source,
-            wala::provision::stages::Stage::All,
-            Default::default(),
-        ) {
+        let options = wala::provision::stages::Options {
+            certificates: Some(wala::provision::network::IN_PROCESS),
+            ..Default::default()
+        };
+        if !wala::provision::stages::run(&ctx, &source, wala::provision::stages::Stage::All, options) {
             log::warn!("provisioning did not complete (see above); the daemon starts anyway");
         }
     }

@@ -98,7 +98,8 @@ fn main() -> std::process::ExitCode {
         None => OvfSource::Dvd(Duration::from_secs(cli.dvd_timeout)),
     };
     let pps_wait_limit = cli.pps_wait_limit.map(Duration::from_secs);
-    run(&ctx, &source, cli.stage, cli.dry_run, pps_wait_limit).into()
+    let hand_over = || provision::network::hand_over(&cli.root, cli.config.as_deref(), cli.verbose);
+    run(&ctx, &source, cli.stage, cli.dry_run, pps_wait_limit, &hand_over).into()
 }
 
 fn run(
@@ -107,6 +108,7 @@ fn run(
     stage: Stage,
     dry_run: bool,
     pps_wait_limit: Option<Duration>,
+    hand_over: &dyn Fn() -> std::io::Error,
 ) -> ExitCode {
     if dry_run {
         return match provision::dry_run(ctx, source) {
@@ -120,16 +122,28 @@ fn run(
             }
         };
     }
-    let stage = match stage {
-        Stage::Local => stages::Stage::Local,
-        Stage::Imds => stages::Stage::Imds,
-        Stage::ResourceDisk => stages::Stage::ResourceDisk,
-        Stage::Pps => stages::Stage::Pps,
-        Stage::HostKeys => stages::Stage::HostKeys,
-        Stage::Network => stages::Stage::Network,
-        Stage::All => stages::Stage::All,
+    let stages: &[stages::Stage] = match stage {
+        Stage::Local => &[stages::Stage::Local],
+        Stage::Imds => &[stages::Stage::Imds],
+        Stage::ResourceDisk => &[stages::Stage::ResourceDisk],
+        Stage::Pps => &[stages::Stage::Pps],
+        Stage::HostKeys => &[stages::Stage::HostKeys],
+        Stage::Network => &[stages::Stage::Network],
+        Stage::All => &stages::ALL,
     };
-    if stages::run(ctx, source, stage, stages::Options { pps_wait_limit }) {
+    // No certificate work here (this program does not link the crypto library): a network stage
+    // that needs certificates is handed over to wala-agentd.
+    let options = stages::Options { pps_wait_limit, certificates: None };
+    let mut ok = true;
+    for &stage in stages {
+        if stage == stages::Stage::Network && provision::network::needs_certificates(ctx) {
+            let e = hand_over();
+            log::error!("network stage failed: {e}");
+            return ExitCode::Failure;
+        }
+        ok &= stages::run(ctx, source, stage, options);
+    }
+    if ok {
         ExitCode::Ok
     } else {
         ExitCode::Failure

@@ -360,7 +360,17 @@ pub struct HttpClient {
 impl HttpClient {
     /// A client for the WireServer, HostGAPlugin and IMDS: never proxied.
     pub fn platform() -> Self {
-        Self::build(ClientKind::Platform, None)
+        // The WireServer, the HostGAPlugin and IMDS speak plain HTTP and are never proxied: a
+        // TCP-only connector, so that a program talking only to them (wala-provision) does not
+        // link the TLS library, whose relocations alone cost each such process a quarter of a
+        // second at boot under emulation (docs/boot.md). An https URL fails as unsupported.
+        let config = Self::config(ClientKind::Platform, None).build();
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::TcpConnector::default(),
+            ureq::unversioned::resolver::DefaultResolver::default(),
+        );
+        Self { agent, kind: ClientKind::Platform }
     }
 
     /// A client for storage, proxied as `proxy` says ([`StorageProxy`]).
@@ -370,10 +380,23 @@ impl HttpClient {
             StorageProxy::Direct => None,
             StorageProxy::Environment => ureq::Proxy::try_from_env(),
         };
-        Self::build(ClientKind::Storage, proxy)
+        let config = Self::config(ClientKind::Storage, proxy);
+        // Without the `https` feature (wala-provision), an https URL fails as unsupported.
+        #[cfg(feature = "https")]
+        let config = config.tls_config(
+            ureq::tls::TlsConfig::builder()
+                .provider(ureq::tls::TlsProvider::NativeTls)
+                .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+                .build(),
+        );
+        Self { agent: config.build().into(), kind: ClientKind::Storage }
     }
 
-    fn build(kind: ClientKind, proxy: Option<ureq::Proxy>) -> Self {
+    /// The settings both kinds share.
+    fn config(
+        kind: ClientKind,
+        proxy: Option<ureq::Proxy>,
+    ) -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
         // ureq allocates and zeroes both buffers for every connection (128 KiB each by default),
         // and every request here is a new connection. Platform documents are small and their
         // headers short, so 16 KiB buffers do; storage keeps the default for downloads.
@@ -381,12 +404,7 @@ impl HttpClient {
             ClientKind::Platform => 16 * 1024,
             ClientKind::Storage => 128 * 1024,
         };
-        let tls = ureq::tls::TlsConfig::builder()
-            .provider(ureq::tls::TlsProvider::NativeTls)
-            .root_certs(ureq::tls::RootCerts::PlatformVerifier)
-            .build();
-        let config = ureq::Agent::config_builder()
-            .tls_config(tls)
+        ureq::Agent::config_builder()
             .http_status_as_error(false)
             .proxy(proxy)
             .user_agent(user_agent())
@@ -394,8 +412,6 @@ impl HttpClient {
             .input_buffer_size(buffer)
             .output_buffer_size(buffer)
             .max_redirects(0)
-            .build();
-        Self { agent: config.into(), kind }
     }
 
     /// Which kind this client is.

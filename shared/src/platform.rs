@@ -19,11 +19,15 @@ pub enum ProvisioningHealth {
 #[error("{0}")]
 pub struct PlatformError(pub String);
 
-/// The platform services provisioning uses.
+/// The platform service every provisioning stage uses: health reports.
 pub trait Platform {
     /// Send a health report for the current goal state.
     fn report_health(&self, health: &ProvisioningHealth) -> Result<(), PlatformError>;
+}
 
+/// The goal state's certificates: apart from [`Platform`] because fetching them needs the crypto
+/// library (the transport key pair, decryption), which only `wala-agentd` links.
+pub trait CertificateSource {
     /// Fetch the goal state's certificates into the lib dir (`<THUMBPRINT>.crt`, `.prv`) and return
     /// the thumbprints (upper-case hex SHA-1 of the DER).
     fn fetch_certificates(&self) -> Result<Vec<String>, PlatformError>;
@@ -57,7 +61,9 @@ impl Platform for RecordingPlatform {
             Ok(())
         }
     }
+}
 
+impl CertificateSource for RecordingPlatform {
     fn fetch_certificates(&self) -> Result<Vec<String>, PlatformError> {
         Ok(self.thumbprints.clone())
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use wala::hostgaplugin::{ContainerIdentity, HostGaPluginClient, VmSettings};
 use wala::http::{HttpClient, HttpError, Request, RetryPolicy};
 use wala::imds::client::ImdsClient;
-use wala::platform::{Platform, ProvisioningHealth};
+use wala::platform::{CertificateSource, Platform, ProvisioningHealth};
 use wala::wire::client::WireClient;
 use wala::wire::endpoint::{Endpoint, Endpoints};
 use wala::wire::health::{ParamValue, TelemetryEvent};
@@ -146,7 +146,7 @@ fn role_properties_and_telemetry() {
 #[test]
 fn certificates_round_trip() {
     let (f, lib, client) = setup();
-    let thumbs = Platform::fetch_certificates(&client).unwrap();
+    let thumbs = CertificateSource::fetch_certificates(&client).unwrap();
     let mut expected: Vec<String> = f.certificates().iter().map(|c| c.thumbprint.clone()).collect();
     let mut got = thumbs.clone();
     expected.sort();

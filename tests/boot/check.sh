@@ -261,6 +261,15 @@ if packaging/build-deb.sh >"$tmp/deb.log" 2>&1; then
     done
     [ "$(dpkg-deb -f "$deb" Provides)" = waagent ]
     result "deb Provides: waagent (unversioned, and not walinuxagent)" $?
+    # wala-provision runs at every boot on sshd's path: it must not map libssl or libcrypto, whose
+    # relocations cost each process ~3.5 M instructions before main (docs/boot.md); wala-agentd
+    # links them (certificates, HTTPS to storage).
+    mkdir -p "$tmp/debx" && dpkg-deb -x "$deb" "$tmp/debx"
+    readelf -d "$tmp/debx/usr/sbin/wala-provision" >"$tmp/needed-provision" 2>&1
+    readelf -d "$tmp/debx/usr/sbin/wala-agentd" >"$tmp/needed-agentd" 2>&1
+    ! grep -qE 'NEEDED.*lib(ssl|crypto)' "$tmp/needed-provision" && grep -q 'NEEDED.*libcrypto' "$tmp/needed-agentd"
+    rc=$?
+    result "wala-provision needs no libssl/libcrypto ($(grep -o 'NEEDED.*\[.*\]' "$tmp/needed-provision" | sed 's/.*\[\(.*\)\]/\1/' | paste -sd' ')); wala-agentd does" $rc "$tmp/needed-provision"
     dpkg-deb -f "$deb" Depends | grep -q 'libc6'
     rc=$?
     result "deb Depends (dpkg-shlibdeps): $(dpkg-deb -f "$deb" Depends)" $rc

@@ -35,7 +35,7 @@ use crate::conf::{Config, ProvisioningAgent};
 use crate::disk::{self, DiskOutcome};
 use crate::files::{self, WriteOptions};
 use crate::kvp::KvpPool;
-use crate::platform::{Platform, ProvisioningHealth};
+use crate::platform::{CertificateSource, Platform, ProvisioningHealth};
 use crate::root::HostRoot;
 use crate::{customdata, dvd, hostname, ovf, ssh, user, vmid};
 
@@ -765,7 +765,18 @@ pub fn run_host_keys(ctx: &Context<'_>) -> Result<bool, ProvisionError> {
 }
 
 /// The network stage: report to the platform.
-pub fn run_network(ctx: &Context<'_>, platform: &dyn Platform) -> Result<NetworkOutcome, ProvisionError> {
+/// Deploying the SSH keys and key pairs a plan names by certificate thumbprint (given by the
+/// program that can: `wala-agentd`, which links the crypto library; see [`network::CertificateWork`]).
+pub type CertificateKeys<'a> = dyn Fn(&Context<'_>, &Plan) -> Result<(), ProvisionError> + 'a;
+
+/// The network stage's decisions and reports against `platform`; `certificate_keys` deploys keys
+/// named by certificate thumbprint (a stage that finds such keys without it fails, naming the
+/// step).
+pub fn run_network(
+    ctx: &Context<'_>,
+    platform: &dyn Platform,
+    certificate_keys: Option<&CertificateKeys<'_>>,
+) -> Result<NetworkOutcome, ProvisionError> {
     let lib = ctx.lib_dir();
     let vm_id = vm_id(&ctx.root)?;
     let recorded = state::load(&ctx.root, &lib).filter(|s| s.vm_id == vm_id);
@@ -807,7 +818,7 @@ pub fn run_network(ctx: &Context<'_>, platform: &dyn Platform) -> Result<Network
     }
     // With the marker written, the network steps are done: only the report is missing.
     if st.mode == Mode::Provision && !provisioned && !kept {
-        if let Err(e) = network_steps(ctx, platform) {
+        if let Err(e) = network_steps(ctx, certificate_keys) {
             log::error!("Provisioning failed: {e}");
             if report_failure(ctx, platform, &vm_id, &e) {
                 st.local = LocalResult::Failed { step: e.step.clone(), reason: e.reason.clone() };
@@ -838,7 +849,10 @@ pub fn run_network(ctx: &Context<'_>, platform: &dyn Platform) -> Result<Network
     Ok(NetworkOutcome::Ready)
 }
 
-fn network_steps(ctx: &Context<'_>, platform: &dyn Platform) -> Result<(), ProvisionError> {
+fn network_steps(
+    ctx: &Context<'_>,
+    certificate_keys: Option<&CertificateKeys<'_>>,
+) -> Result<(), ProvisionError> {
     let lib = ctx.lib_dir();
     let saved = files::read_optional(&ctx.root.path(lib.join("ovf-env.xml")))
         .map_err(|e| ProvisionError::new("ovf", e))?
@@ -846,7 +860,14 @@ fn network_steps(ctx: &Context<'_>, platform: &dyn Platform) -> Result<(), Provi
     let env = ovf::parse(&saved).map_err(|e| ProvisionError::new("ovf", e.reason()))?;
     let plan = Plan::build(&ctx.root, &env, ctx.config, "").map_err(|e| ProvisionError::new("plan", e))?;
     if !plan.certificate_keys.is_empty() {
-        crate::timeline::step("certificate-keys", || deploy_certificate_keys(ctx, platform, &plan))?;
+        let deploy = certificate_keys.ok_or_else(|| {
+            ProvisionError::new(
+                "certificate-keys",
+                "the OVF names SSH keys by certificate thumbprint, and this program cannot fetch \
+                 certificates (wala-agentd provision-network can)",
+            )
+        })?;
+        crate::timeline::step("certificate-keys", || deploy(ctx, &plan))?;
         crash_point("certificate-keys");
     }
     if plan.custom_data.as_ref().is_some_and(|c| c.execute) {
@@ -859,12 +880,17 @@ fn network_steps(ctx: &Context<'_>, platform: &dyn Platform) -> Result<(), Provi
 
 /// For the daemon: if the final provisioning report never reached the platform (the network stage
 /// failed to send it, or was killed), send it now. `Ok(true)` when something was sent.
-pub fn retry_final_report(ctx: &Context<'_>, platform: &dyn Platform) -> Result<bool, ProvisionError> {
+pub fn retry_final_report(
+    ctx: &Context<'_>,
+    platform: &dyn Platform,
+    certificates: &dyn CertificateSource,
+) -> Result<bool, ProvisionError> {
     let vm_id = vm_id(&ctx.root)?;
     match state::load(&ctx.root, &ctx.lib_dir()) {
         Some(s) if s.vm_id == vm_id && !s.final_report_sent && s.mode != Mode::CloudInit => {
             log::info!("the provisioning result was never reported; reporting it now");
-            run_network(ctx, platform).map(|_| true)
+            let deploy = |ctx: &Context<'_>, plan: &Plan| deploy_certificate_keys(ctx, certificates, plan);
+            run_network(ctx, platform, Some(&deploy)).map(|_| true)
         }
         _ => Ok(false),
     }
@@ -872,13 +898,14 @@ pub fn retry_final_report(ctx: &Context<'_>, platform: &dyn Platform) -> Result<
 
 /// SSH keys and key pairs the OVF names by certificate thumbprint: fetch the goal state's
 /// certificates (decrypted into `<THUMBPRINT>.crt`/`.prv` in the lib dir) and deploy them.
-fn deploy_certificate_keys(
+pub fn deploy_certificate_keys(
     ctx: &Context<'_>,
-    platform: &dyn Platform,
+    certificates: &dyn CertificateSource,
     plan: &Plan,
 ) -> Result<(), ProvisionError> {
     let err = |e: &dyn std::fmt::Display| ProvisionError::new("certificate-keys", e);
-    let thumbprints = platform.fetch_certificates().map_err(|e| ProvisionError::new("certificates", e))?;
+    let thumbprints =
+        certificates.fetch_certificates().map_err(|e| ProvisionError::new("certificates", e))?;
     let account = user::lookup(&ctx.root, &plan.user.name)
         .map_err(|e| err(&e))?
         .ok_or_else(|| err(&format!("user {} does not exist", plan.user.name)))?;
@@ -934,6 +961,15 @@ mod tests {
 
     const ID: &str = "7E5C3F2A-1B4D-4E6F-8A9B-0C1D2E3F4A5B";
 
+    /// The network stage as wala-agentd runs it: certificate keys deployed in this process.
+    fn network_in_process(
+        ctx: &Context<'_>,
+        p: &RecordingPlatform,
+    ) -> Result<NetworkOutcome, ProvisionError> {
+        let deploy = |ctx: &Context<'_>, plan: &Plan| deploy_certificate_keys(ctx, p, plan);
+        run_network(ctx, p, Some(&deploy))
+    }
+
     fn setup(local: LocalResult, mode: Mode) -> (tempfile::TempDir, Config) {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("sys/class/dmi/id")).expect("mkdir");
@@ -966,12 +1002,12 @@ mod tests {
         let runner = FakeRunner::new();
         let c = ctx(&dir, &config, &runner);
         let p = RecordingPlatform::default();
-        assert_eq!(run_network(&c, &p), Ok(NetworkOutcome::Ready));
+        assert_eq!(network_in_process(&c, &p), Ok(NetworkOutcome::Ready));
         assert_eq!(p.reports(), vec![ProvisioningHealth::Provisioning, ProvisioningHealth::Ready]);
         assert!(state::provisioned_for(&c.root, config.lib_dir.as_path(), ID));
         // Next boot: nothing more is sent.
         let p2 = RecordingPlatform::default();
-        assert!(matches!(run_network(&c, &p2), Ok(NetworkOutcome::NothingToDo(_))));
+        assert!(matches!(network_in_process(&c, &p2), Ok(NetworkOutcome::NothingToDo(_))));
         assert!(p2.reports().is_empty());
     }
 
@@ -984,7 +1020,7 @@ mod tests {
         let runner = FakeRunner::new();
         let c = ctx(&dir, &config, &runner);
         let p = RecordingPlatform::default();
-        let err = run_network(&c, &p).unwrap_err();
+        let err = network_in_process(&c, &p).unwrap_err();
         assert_eq!(err.step, "user");
         assert_eq!(
             p.reports(),
@@ -1004,9 +1040,9 @@ mod tests {
         let runner = FakeRunner::new();
         let c = ctx(&dir, &config, &runner);
         let failing = RecordingPlatform::failing();
-        assert_eq!(run_network(&c, &failing).unwrap_err().step, "report-ready");
+        assert_eq!(network_in_process(&c, &failing).unwrap_err().step, "report-ready");
         let p = RecordingPlatform::default();
-        assert_eq!(run_network(&c, &p), Ok(NetworkOutcome::Ready));
+        assert_eq!(network_in_process(&c, &p), Ok(NetworkOutcome::Ready));
         assert_eq!(p.reports().last(), Some(&ProvisioningHealth::Ready));
     }
 
@@ -1016,13 +1052,13 @@ mod tests {
         let runner = FakeRunner::new();
         let c = ctx(&dir, &config, &runner);
         // The network stage ran the steps and wrote the marker, but Ready did not get through.
-        assert!(run_network(&c, &RecordingPlatform::failing()).is_err());
+        assert!(network_in_process(&c, &RecordingPlatform::failing()).is_err());
         assert!(state::provisioned_for(&c.root, config.lib_dir.as_path(), ID));
         let p = RecordingPlatform::default();
-        assert_eq!(retry_final_report(&c, &p), Ok(true));
+        assert_eq!(retry_final_report(&c, &p, &p), Ok(true));
         assert_eq!(p.reports(), vec![ProvisioningHealth::Provisioning, ProvisioningHealth::Ready]);
         let p = RecordingPlatform::default();
-        assert_eq!(retry_final_report(&c, &p), Ok(false));
+        assert_eq!(retry_final_report(&c, &p, &p), Ok(false));
         assert!(p.reports().is_empty());
     }
 
@@ -1031,11 +1067,14 @@ mod tests {
         let (dir, config) = setup(LocalResult::Done, Mode::Disabled);
         let runner = FakeRunner::new();
         let p = RecordingPlatform::default();
-        assert_eq!(run_network(&ctx(&dir, &config, &runner), &p), Ok(NetworkOutcome::Ready));
+        assert_eq!(network_in_process(&ctx(&dir, &config, &runner), &p), Ok(NetworkOutcome::Ready));
         assert_eq!(p.reports(), vec![ProvisioningHealth::Ready]);
         let (dir, config) = setup(LocalResult::Done, Mode::CloudInit);
         let p = RecordingPlatform::default();
-        assert!(matches!(run_network(&ctx(&dir, &config, &runner), &p), Ok(NetworkOutcome::NothingToDo(_))));
+        assert!(matches!(
+            network_in_process(&ctx(&dir, &config, &runner), &p),
+            Ok(NetworkOutcome::NothingToDo(_))
+        ));
         assert!(p.reports().is_empty());
     }
 
@@ -1045,7 +1084,7 @@ mod tests {
         std::fs::remove_file(dir.path().join("var/lib/waagent/wala-provisioning.json")).expect("rm");
         let runner = FakeRunner::new();
         let p = RecordingPlatform::default();
-        assert_eq!(run_network(&ctx(&dir, &config, &runner), &p).unwrap_err().step, "local");
+        assert_eq!(network_in_process(&ctx(&dir, &config, &runner), &p).unwrap_err().step, "local");
         assert!(matches!(p.reports().as_slice(), [ProvisioningHealth::Failed { .. }]));
     }
 
@@ -1075,7 +1114,7 @@ mod tests {
         assert!(reason.ends_with("no provisioning DVD (--no-dvd): nothing to provision"), "{reason}");
         assert!(!c.root.path("run/wala/imds-pending").exists(), "no IMDS on a provisioned disk");
         let p = RecordingPlatform::default();
-        assert_eq!(run_network(&c, &p), Ok(NetworkOutcome::Ready));
+        assert_eq!(network_in_process(&c, &p), Ok(NetworkOutcome::Ready));
         assert_eq!(p.reports(), vec![ProvisioningHealth::Ready]);
         assert_eq!(state::marker(&c.root, lib).as_deref(), Some(ID));
         assert!(runner.command_lines().is_empty(), "{:?}", runner.command_lines());

@@ -2,12 +2,74 @@
 //! (a later boot costs nothing), then wait only for what the report needs, a route from this VM
 //! to the WireServer, and not for `network-online.target`. The transport certificate, when the
 //! OVF names keys by certificate, is made while the network comes up.
+//!
+//! Certificates need the crypto library (libcrypto), and `wala-provision` does not link it: every
+//! process that maps it pays its relocations at start, a quarter of a second under emulation, on
+//! every boot. So the certificate work is given to [`run`] as [`CertificateWork`] by the program
+//! that links it (`wala-agentd`, [`IN_PROCESS`]); when the OVF names SSH keys by certificate
+//! thumbprint, `wala-provision` hands the whole stage over to `wala-agentd provision-network`
+//! ([`hand_over`]).
 
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::plan::Plan;
 use super::{state, Context, Lifecycle, LocalResult, Mode, NetworkOutcome, ProvisionError};
 use crate::route_wait;
 use crate::wire::{certs, client::WireClient, endpoint};
+
+/// The network stage's work with certificates, as functions, so that a program that never names
+/// [`IN_PROCESS`] links none of it (nor the crypto library).
+#[derive(Debug, Clone, Copy)]
+pub struct CertificateWork {
+    /// Make (or load) the transport key pair in the lib dir, while the network comes up.
+    pub prepare: fn(&Path),
+    /// Fetch the goal state's certificates through the client and deploy the keys the plan
+    /// names by thumbprint.
+    pub deploy: fn(&Context<'_>, &WireClient, &Plan) -> Result<(), ProvisionError>,
+}
+
+/// The certificate work done in this process (by `wala-agentd`, which links libcrypto).
+pub const IN_PROCESS: CertificateWork =
+    CertificateWork { prepare: prepare_transport_keys, deploy: deploy_keys };
+
+fn prepare_transport_keys(lib_dir: &Path) {
+    let started = Instant::now();
+    match certs::TransportKeys::load_or_create(lib_dir) {
+        Ok(_) => log::info!("transport certificate ready in {} ms", started.elapsed().as_millis()),
+        Err(e) => log::warn!("transport certificate: {e} (trying again when it is needed)"),
+    }
+}
+
+fn deploy_keys(ctx: &Context<'_>, client: &WireClient, plan: &Plan) -> Result<(), ProvisionError> {
+    super::deploy_certificate_keys(ctx, client, plan)
+}
+
+/// Continue this stage as `wala-agentd provision-network` (the program beside this one, which
+/// links the crypto library), with the same root, configuration file and verbosity: this process
+/// is replaced (`execve`: the same pid, so systemd sees one stage), and the call returns only
+/// when that could not be done. Not a command run for its output, so not through [`crate::cmd`].
+pub fn hand_over(root: &Path, config: Option<&Path>, verbose: bool) -> std::io::Error {
+    use std::os::unix::process::CommandExt;
+    let program = match std::env::current_exe() {
+        Ok(me) => me.with_file_name("wala-agentd"),
+        Err(e) => return e,
+    };
+    log::info!(
+        "the OVF names SSH keys by certificate thumbprint: the network stage continues in {}",
+        program.display()
+    );
+    let mut cmd = std::process::Command::new(&program);
+    cmd.arg("--root").arg(root);
+    if let Some(config) = config {
+        cmd.arg("--config").arg(config);
+    }
+    if verbose {
+        cmd.arg("--verbose");
+    }
+    let e = cmd.arg("provision-network").exec();
+    std::io::Error::new(e.kind(), format!("cannot run {}: {e}", program.display()))
+}
 
 /// How long the stage waits for a route to the WireServer before it tries anyway (the HTTP retry
 /// budget then decides).
@@ -47,7 +109,12 @@ pub fn needs_certificates(ctx: &Context<'_>) -> bool {
 }
 
 /// The whole network stage: endpoint, route, transport certificate, versions, then the report.
-pub fn run(ctx: &Context<'_>) -> Result<NetworkOutcome, ProvisionError> {
+/// Without `certificates`, a VM whose OVF names keys by certificate thumbprint fails at that step
+/// (`wala-provision` hands such a stage over first: [`hand_over`]).
+pub fn run(
+    ctx: &Context<'_>,
+    certificates: Option<CertificateWork>,
+) -> Result<NetworkOutcome, ProvisionError> {
     if let Some(why) = nothing_to_do(ctx)? {
         return Ok(NetworkOutcome::NothingToDo(why));
     }
@@ -57,17 +124,9 @@ pub fn run(ctx: &Context<'_>) -> Result<NetworkOutcome, ProvisionError> {
     let lib_dir = ctx.root.path(ctx.config.lib_dir.as_path());
     std::thread::scope(|scope| {
         // An RSA key pair takes a while to make (seconds under emulation): make it beside the wait.
-        let transport = needs_certificates(ctx).then(|| {
+        let transport = certificates.filter(|_| needs_certificates(ctx)).map(|work| {
             let lib_dir = lib_dir.clone();
-            scope.spawn(move || {
-                let started = Instant::now();
-                match certs::TransportKeys::load_or_create(&lib_dir) {
-                    Ok(_) => {
-                        log::info!("transport certificate ready in {} ms", started.elapsed().as_millis())
-                    }
-                    Err(e) => log::warn!("transport certificate: {e} (trying again when it is needed)"),
-                }
-            })
+            scope.spawn(move || (work.prepare)(&lib_dir))
         });
         if ctx.root.is_live() {
             if let Some(ip) = endpoints.wireserver.ipv4() {
@@ -90,7 +149,13 @@ pub fn run(ctx: &Context<'_>) -> Result<NetworkOutcome, ProvisionError> {
         }
         Err(e) => log::warn!("WireServer versions check failed: {}", e.reason()),
     }
-    super::run_network(ctx, &client)
+    match certificates {
+        Some(work) => {
+            let deploy = |ctx: &Context<'_>, plan: &Plan| (work.deploy)(ctx, &client, plan);
+            super::run_network(ctx, &client, Some(&deploy))
+        }
+        None => super::run_network(ctx, &client, None),
+    }
 }
 
 fn wait_for_route(ip: std::net::Ipv4Addr) {

@@ -29,6 +29,10 @@ pub enum Stage {
     All,
 }
 
+/// Every stage, in the order [`Stage::All`] runs them.
+pub const ALL: [Stage; 6] =
+    [Stage::Local, Stage::Imds, Stage::ResourceDisk, Stage::Pps, Stage::HostKeys, Stage::Network];
+
 impl Stage {
     fn includes(self, other: Stage) -> bool {
         self == Stage::All || self == other
@@ -40,6 +44,9 @@ impl Stage {
 pub struct Options {
     /// Bounds each of the pps stage's waits (by default a pool VM waits as long as it is pooled).
     pub pps_wait_limit: Option<Duration>,
+    /// The network stage's certificate work, from a program that links the crypto library
+    /// ([`super::network::IN_PROCESS`]); without it, keys named by certificate thumbprint fail.
+    pub certificates: Option<super::network::CertificateWork>,
 }
 
 /// Run `stage` (every stage for [`Stage::All`]); each is recorded in the boot timeline. A failed
@@ -118,7 +125,7 @@ pub fn run(ctx: &Context<'_>, source: &OvfSource, stage: Stage, options: Options
         let done = record(
             ctx,
             "network",
-            || super::network::run(ctx),
+            || super::network::run(ctx, options.certificates),
             |o| {
                 log::info!("network stage: {o:?}");
                 !matches!(o, NetworkOutcome::NothingToDo(_))

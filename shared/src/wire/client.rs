@@ -18,7 +18,7 @@ use super::{
 };
 use crate::http::{HttpClient, HttpError, Request, Response, RetryPolicy};
 use crate::limits::Document;
-use crate::platform::{Platform, PlatformError, ProvisioningHealth};
+use crate::platform::{CertificateSource, Platform, PlatformError, ProvisioningHealth};
 
 /// `x-ms-agent-name`.
 pub const AGENT_NAME: &str = "WALinuxAgent";
@@ -393,7 +393,9 @@ impl Platform for WireClient {
         crate::timeline::wait(name, || WireClient::report_health(self, health))
             .map_err(|e| PlatformError(e.reason()))
     }
+}
 
+impl CertificateSource for WireClient {
     fn fetch_certificates(&self) -> Result<Vec<String>, PlatformError> {
         crate::timeline::wait("certificates", || self.fetch_goal_state_certificates())
             .map(|s| s.into_iter().map(|c| c.thumbprint).collect())
