@@ -116,6 +116,31 @@ pub fn ensure_dir(dir: &Path, mode: u32) -> Result<(), FileError> {
     fs::set_permissions(dir, fs::Permissions::from_mode(mode)).map_err(|e| FileError::new("chmod", dir, e))
 }
 
+/// Open (creating it, 0600, never through a symlink) the lock file `path` and take an exclusive
+/// `flock` on it, waiting for any other holder; the lock goes when the returned file is dropped.
+pub fn lock_exclusive(path: &Path) -> Result<std::fs::File, FileError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| FileError::new("open", path, e))?;
+    loop {
+        // SAFETY: flock on a valid open file descriptor.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(file);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(FileError::new("lock", path, e));
+        }
+    }
+}
+
 /// Read a file to a string; `Ok(None)` when it does not exist.
 pub fn read_optional(path: &Path) -> Result<Option<String>, FileError> {
     match fs::read_to_string(path) {

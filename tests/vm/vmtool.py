@@ -15,13 +15,14 @@
   vmtool.py get URL                   print the body of a loopback GET
   vmtool.py times RECORD FABRIC_T0 T0 print "FIRST_WIRE READY" (seconds since T0, or "-") from
                                       the fabric's record file; FABRIC_T0 is when the fabric started
-  vmtool.py health HEALTH_JSON ready|ready-only|failed [WORD]|no-provisioning
+  vmtool.py health HEALTH_JSON ready|ready-only|failed [WORD]|no-provisioning|none
                                       check the Health reports the fabric received: ready:
                                       NotReady/Provisioning (optional) then Ready, nothing else;
                                       ready-only: one Ready and nothing else (nothing provisioned);
                                       failed: NotReady/ProvisioningFailed whose Description names
                                       WORD, and no Ready after it; no-provisioning: no report
-                                      about provisioning at all (a reboot of a provisioned VM).
+                                      about provisioning at all (waagent's migrated VM); none:
+                                      no Health report at all (a reboot of a provisioned VM).
                                       Exit 0 when it holds, else 1.
   vmtool.py imds-first RECORD         check that the fabric's record has a GET /metadata/instance
                                       on the IMDS listener before the first Health report. Exit 0
@@ -274,6 +275,11 @@ def health(path, want, word=""):
         reports = json.load(f)
     seq = [(r.get("state"), r.get("substatus"), r.get("description") or "") for r in reports]
     print("reports: " + (", ".join(f"{s}/{ss or '-'}" for s, ss, _ in seq) or "none"))
+    if want == "none":
+        if seq:
+            print("a health report on a boot that had nothing to report")
+            return 1
+        return 0
     if want == "ready-only":
         if [(s, ss) for s, ss, _ in seq] != [("Ready", None)]:
             print("not exactly one Ready and nothing else")

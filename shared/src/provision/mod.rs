@@ -734,10 +734,9 @@ fn find_resource_disk(ctx: &Context<'_>) -> Result<Option<disk::ResourceDisk>, d
 pub fn run_host_keys(ctx: &Context<'_>) -> Result<bool, ProvisionError> {
     let lib = ctx.lib_dir();
     let vm_id = vm_id(&ctx.root)?;
-    let Some(mut st) = state::load(&ctx.root, &lib).filter(|s| s.vm_id == vm_id && s.host_keys_pending)
-    else {
+    if !state::load(&ctx.root, &lib).is_some_and(|s| s.vm_id == vm_id && s.host_keys_pending) {
         return Ok(false);
-    };
+    }
     let started = Instant::now();
     let types = crate::host_keys::deferred_types(ctx.config.ssh_host_key_pair_type);
     let result = crate::timeline::step("host-keys-deferred", || {
@@ -745,8 +744,9 @@ pub fn run_host_keys(ctx: &Context<'_>) -> Result<bool, ProvisionError> {
     })
     .map_err(|e| ProvisionError::new("host-keys", e));
     crash_point("host-keys-deferred");
-    st.host_keys_pending = false;
-    record(ctx, &lib, st)?;
+    // Only this field: the network stage may be recording Ready at the same moment.
+    state::update(&ctx.root, &lib, &vm_id, |s| s.host_keys_pending = false)
+        .map_err(|e| ProvisionError::new("state", e))?;
     crash_point("host-keys-recorded");
     let took = started.elapsed();
     let event = crate::telemetry::AgentEvent::new("HostKeys", result.is_ok(), types.join(","), took);
@@ -811,8 +811,11 @@ pub fn run_network(
     if let LocalResult::Failed { step, reason } = &st.local {
         let e = ProvisionError::new(step, reason);
         if report_failure(ctx, platform, &vm_id, &e) {
-            st.final_report_sent = true;
-            let _ = state::save(&ctx.root, &lib, &st);
+            let local = st.local.clone();
+            let _ = state::update(&ctx.root, &lib, &vm_id, |s| {
+                s.local = local;
+                s.final_report_sent = true;
+            });
         }
         return Err(e);
     }
@@ -821,9 +824,10 @@ pub fn run_network(
         if let Err(e) = network_steps(ctx, certificate_keys) {
             log::error!("Provisioning failed: {e}");
             if report_failure(ctx, platform, &vm_id, &e) {
-                st.local = LocalResult::Failed { step: e.step.clone(), reason: e.reason.clone() };
-                st.final_report_sent = true;
-                let _ = state::save(&ctx.root, &lib, &st);
+                let _ = state::update(&ctx.root, &lib, &vm_id, |s| {
+                    s.local = LocalResult::Failed { step: e.step.clone(), reason: e.reason.clone() };
+                    s.final_report_sent = true;
+                });
             }
             return Err(e);
         }
@@ -843,8 +847,9 @@ pub fn run_network(
     crate::telemetry::record(&ctx.root, &lib, &event);
     reported.map_err(|e| ProvisionError::new("report-ready", e))?;
     crash_point("report-ready");
-    st.final_report_sent = true;
-    record(ctx, &lib, st)?;
+    // Only this field (under the state's lock): the host-keys stage may be recording its keys.
+    state::update(&ctx.root, &lib, &vm_id, |s| s.final_report_sent = true)
+        .map_err(|e| ProvisionError::new("state", e))?;
     log::info!("Provisioning complete");
     Ok(NetworkOutcome::Ready)
 }

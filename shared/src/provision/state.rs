@@ -110,6 +110,8 @@ impl State {
 
 const STATE_FILE: &str = "wala-provisioning.json";
 const MARKER_FILE: &str = "provisioned";
+/// Held while the state is changed ([`update`]).
+const LOCK_FILE: &str = "wala-provisioning.lock";
 
 fn state_path(root: &HostRoot, lib_dir: &Path) -> PathBuf {
     root.path(lib_dir.join(STATE_FILE))
@@ -128,6 +130,26 @@ pub fn save(root: &HostRoot, lib_dir: &Path, state: &State) -> Result<(), FileEr
     files::ensure_dir(&dir, 0o700)?;
     let text = serde_json::to_string_pretty(state).unwrap_or_default() + "\n";
     files::write_atomic(&state_path(root, lib_dir), text.as_bytes(), WriteOptions::mode(0o600))
+}
+
+/// Change the recorded state of VM `vm_id` under a lock, from the file as it is now: the stages
+/// that run side by side (the host keys beside the network stage) each change their own fields of
+/// the one file, and a load early then a save late would put back what the other wrote meanwhile
+/// (a lost `final_report_sent` made every later boot report Ready again). `None` (nothing
+/// written) when no state is recorded for `vm_id`.
+pub fn update(
+    root: &HostRoot,
+    lib_dir: &Path,
+    vm_id: &str,
+    change: impl FnOnce(&mut State),
+) -> Result<Option<State>, FileError> {
+    let dir = root.path(lib_dir);
+    files::ensure_dir(&dir, 0o700)?;
+    let _lock = files::lock_exclusive(&dir.join(LOCK_FILE))?;
+    let Some(mut state) = load(root, lib_dir).filter(|s| s.vm_id == vm_id) else { return Ok(None) };
+    change(&mut state);
+    save(root, lib_dir, &state)?;
+    Ok(Some(state))
 }
 
 /// The VM id in the marker, if the marker exists.
@@ -156,6 +178,36 @@ pub fn write_marker(root: &HostRoot, lib_dir: &Path, vm_id: &str) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn updates_from_two_stages_at_once_both_stay() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = HostRoot::new(dir.path());
+        let lib = Path::new("/var/lib/waagent");
+        let mut st = State::new("vm", Mode::Provision, LocalResult::Done);
+        st.host_keys_pending = true;
+        save(&root, lib, &st).expect("save");
+        // The host-keys stage is inside its update (it read the file) when the network stage
+        // records Ready; without the lock its save would put `final_report_sent` back to false.
+        let (inside_tx, inside_rx) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            let keys = scope.spawn(|| {
+                update(&root, lib, "vm", |s| {
+                    inside_tx.send(()).expect("signal");
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    s.host_keys_pending = false;
+                })
+            });
+            inside_rx.recv().expect("the first update began");
+            update(&root, lib, "vm", |s| s.final_report_sent = true).expect("update").expect("state");
+            keys.join().expect("join").expect("update").expect("state");
+        });
+        let now = load(&root, lib).expect("state");
+        assert!(now.final_report_sent && !now.host_keys_pending, "{now:?}");
+        // Another VM's state is not changed.
+        assert_eq!(update(&root, lib, "other", |s| s.final_report_sent = false).expect("update"), None);
+        assert!(load(&root, lib).expect("state").final_report_sent);
+    }
 
     #[test]
     fn state_round_trip_and_marker() {
