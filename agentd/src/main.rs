@@ -303,7 +303,8 @@ fn boot_report(
 
 /// `provision-network`: the network stage with the certificate work in this process.
 fn provision_network(root: &HostRoot, config: Option<&Path>) -> ExitCode {
-    // The start-up counted in the boot timeline runs from wala-provision's start (same process).
+    // Counted from here: wala-provision's own start-up (the same process, before its exec) is
+    // in the `start-up` step, which runs from the fork.
     wala::timeline::count_start_up();
     let loaded = wala::conf::load_or_defaults(root, config);
     loaded.log_problems();

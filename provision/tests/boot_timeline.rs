@@ -101,6 +101,7 @@ fn the_stages_record_a_timeline_that_boot_report_reads() {
         names,
         [
             "start-up",
+            "set-up",
             "ovf",
             "plan",
             "save-ovf",
@@ -131,18 +132,20 @@ fn the_stages_record_a_timeline_that_boot_report_reads() {
     assert_eq!(ready["outcome"], "ok");
     assert!(t(ready, "end") <= t(network, "end") && t(ready, "end") > t(ready, "start"));
     // Every stage process counts its own start-up (from the kernel's record of when it was
-    // made), first, inside its stage.
+    // made), then its set-up from main, first, inside its stage.
     for lane in ["local", "resource-disk", "host-keys", "network"] {
         let stage = named(&entries, lane, "stage")[0];
-        let first = named(&entries, lane, "step")[0];
-        assert_eq!(first["name"], "start-up", "{lane}");
+        let steps = named(&entries, lane, "step");
+        let (first, second) = (steps[0], steps[1]);
+        assert_eq!((&first["name"], &second["name"]), (&"start-up".into(), &"set-up".into()), "{lane}");
         assert_eq!(t(first, "start"), t(stage, "start"), "{lane}");
-        assert!(t(first, "end") >= t(first, "start") && t(first, "end") <= t(stage, "end"), "{lane}");
+        assert_eq!(t(first, "end"), t(second, "start"), "{lane}");
+        assert!(t(first, "end") >= t(first, "start") && t(second, "end") <= t(stage, "end"), "{lane}");
     }
     // The resource disk is left to the live root: skipped, and said so.
     let disk = named(&entries, "resource-disk", "step");
-    assert_eq!(disk.len(), 2);
-    assert_eq!(disk[1]["outcome"], "skipped");
+    assert_eq!(disk.len(), 3);
+    assert_eq!(disk[2]["outcome"], "skipped");
 
     // The table and the SVG from the same timeline.
     let svg = r.path("timeline.svg");

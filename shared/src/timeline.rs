@@ -27,7 +27,7 @@
 use std::cell::RefCell;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::files::{self, FileError, WriteOptions};
 use crate::root::HostRoot;
@@ -250,10 +250,9 @@ impl Stage {
     /// Start recording stage `name` (`local`, `resource-disk`, `host-keys`, `network`) for `root`.
     /// The local stage run from the initramfs is recorded as `local-initrd`.
     ///
-    /// After [`count_start_up`], the first stage the process begins also records a `start-up`
-    /// step from the moment the process was made (systemd's fork, from `/proc/self/stat`) to now:
-    /// loading the binary and its libraries, reading the configuration. The stage's own span then
-    /// starts there too.
+    /// After [`count_start_up`], the first stage the process begins also records its `start-up`
+    /// and `set-up` steps, from the moment the process was made (systemd's fork, from
+    /// `/proc/self/stat`); the stage's own span then starts there too.
     pub fn begin(root: &HostRoot, name: &str) -> Stage {
         let mut start = now();
         let runtime = root.kernel();
@@ -261,9 +260,11 @@ impl Stage {
         let stage = if in_initrd { format!("{name}-initrd") } else { name.to_string() };
         let recorder = Recorder::new(path(root), stage);
         set_current(Some(recorder.clone()));
-        if COUNT_START_UP.swap(false, Ordering::Relaxed) {
-            if let Some(made) = process_started().filter(|&t| t > 0.0 && t <= start) {
-                recorder.record(Kind::Step, "start-up", made, start, Outcome::Ok);
+        let main_at = f64::from_bits(MAIN_AT.swap(0, Ordering::Relaxed));
+        if main_at > 0.0 {
+            if let Some(made) = process_started().filter(|&t| t > 0.0 && t <= main_at) {
+                recorder.record(Kind::Step, "start-up", made, main_at, Outcome::Ok);
+                recorder.record(Kind::Step, "set-up", main_at, start, Outcome::Ok);
                 start = made;
             }
         }
@@ -296,13 +297,16 @@ impl Stage {
     }
 }
 
-/// Whether the next stage begun records the process's `start-up` step ([`count_start_up`]).
-static COUNT_START_UP: AtomicBool = AtomicBool::new(false);
+/// When `main` began ([`count_start_up`]), as `f64` bits; 0 when the next stage does not count
+/// the process's start.
+static MAIN_AT: AtomicU64 = AtomicU64::new(0);
 
-/// Make the next [`Stage::begin`] of this process record the process's own start-up (a binary's
-/// `main` calls this once; a library caller's stages start when they begin).
+/// Called first thing in a binary's `main`: the next [`Stage::begin`] of this process then
+/// records the process's own start as two steps, `start-up` (from the fork to `main`: systemd's
+/// set-up of the process, loading the binary and its libraries) and `set-up` (from `main` to the
+/// stage: arguments, log file, configuration). A library caller's stages start when they begin.
 pub fn count_start_up() {
-    COUNT_START_UP.store(true, Ordering::Relaxed);
+    MAIN_AT.store(now().to_bits(), Ordering::Relaxed);
 }
 
 /// When this process was made, in seconds since the kernel started (the `starttime` field of

@@ -195,7 +195,7 @@ check_boot_report() {
         grep -qE "wait\*[[:space:]]+ok[[:space:]]+report-ready" "$d/boot-report.txt" &&
         grep -q 'sshd ready' "$d/boot-report.txt"
     result "$name: boot-report shows the $lane stage, the route wait, Ready and sshd ready" $? "$d/boot-report.txt"
-    echo "$name: boot-report step times (s): $(awk '$5 == "step" && ($NF == "start-up" || $NF == "user" || $NF == "sudoers" || $NF == "host-keys" || $NF == "ovf") { printf "%s%s %s  ", ($NF == "start-up" ? $4 " " : ""), $NF, $3 }' "$d/boot-report.txt")"
+    echo "$name: boot-report step times (s): $(awk '$5 == "step" && ($NF == "start-up" || $NF == "set-up" || $NF == "user" || $NF == "sudoers" || $NF == "host-keys" || $NF == "ovf") { printf "%s%s %s  ", ($NF == "start-up" || $NF == "set-up" ? $4 " " : ""), $NF, $3 }' "$d/boot-report.txt")"
 }
 
 # unit_costs: how long each of wala's boot units ran on this boot (ExecMainStart to ExecMainExit,
@@ -210,8 +210,8 @@ unit_costs() {
     echo "$1: wala unit run times: $out"
     # Of which the processes' own start-up (fork to the stage's first record: loader, libraries,
     # configuration), from the boot timeline.
-    out=$(rssh wala-agentd boot-report 2>/dev/null | awk '$5 == "step" && $NF == "start-up" { printf "%s %.0f ms  ", $4, $3 * 1000 }')
-    echo "$1: wala stages' start-up: ${out:-none recorded}"
+    out=$(rssh wala-agentd boot-report 2>/dev/null | awk '$5 == "step" && ($NF == "start-up" || $NF == "set-up") { printf "%s %s %.0f ms  ", $4, $NF, $3 * 1000 }')
+    echo "$1: wala stages' start-up (fork to main) and set-up (main to stage): ${out:-none recorded}"
 }
 
 # cold_start: what starting wala-provision costs with nothing in the page cache (as early in boot),
