@@ -303,9 +303,12 @@ fn boot_report(
 
 /// `provision-network`: the network stage with the certificate work in this process.
 fn provision_network(root: &HostRoot, config: Option<&Path>) -> ExitCode {
-    // Counted from here: wala-provision's own start-up (the same process, before its exec) is
-    // in the `start-up` step, which runs from the fork.
-    wala::timeline::count_start_up();
+    // Handed over by `wala-provision --stage network`: this process's start-up runs from
+    // wala-provision's fork (the same process, before its exec). Not after `--stage all`, whose
+    // earlier stages this process already recorded.
+    if !wala::timeline::recorded_by_this_process(root) {
+        wala::timeline::count_start_up();
+    }
     let loaded = wala::conf::load_or_defaults(root, config);
     loaded.log_problems();
     if loaded.config.logs_verbose {

@@ -116,6 +116,39 @@ fn keys_given_by_certificate_thumbprint_come_from_the_goal_state() {
 }
 
 #[test]
+fn keys_by_thumbprint_without_wala_agentd_beside_it_fail_and_say_so() {
+    if !need_root("keys_by_thumbprint_without_wala_agentd_beside_it_fail_and_say_so") {
+        return;
+    }
+    let fabric = Fabric::start_builtin().expect("fabric");
+    let thumb = fabric.certificates()[0].thumbprint.to_ascii_lowercase();
+    let r = TestRoot::new();
+    let conf = platform_config(&r, &fabric);
+    let ovf = r.ovf_with(None, None, &[(&thumb, "/home/azureuser/.ssh/authorized_keys")], &[]);
+    // wala-provision alone in a directory: the hand-over to wala-agentd cannot happen.
+    let alone = tempfile::tempdir().expect("tempdir");
+    let bin = alone.path().join("wala-provision");
+    std::fs::copy(BIN, &bin).expect("copy the binary");
+    let out = std::process::Command::new(&bin)
+        .arg("--root")
+        .arg(r.dir.path())
+        .args(["--stage", "all", "--config"])
+        .arg(&conf)
+        .arg("--ovf")
+        .arg(&ovf)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("cannot run") && stderr.contains("wala-agentd"), "{stderr}");
+    // The platform is told, naming the step, and the VM is not marked provisioned.
+    assert_eq!(states(&fabric), ["NotReady/Provisioning", "NotReady/ProvisioningFailed"]);
+    let description = fabric.health_reports()[1].description.clone().unwrap_or_default();
+    assert!(description.contains("certificate-keys"), "{description}");
+    assert!(!r.path("var/lib/waagent/provisioned").exists());
+}
+
+#[test]
 fn a_burst_of_server_errors_still_ends_ready() {
     if !need_root("a_burst_of_server_errors_still_ends_ready") {
         return;

@@ -309,6 +309,15 @@ pub fn count_start_up() {
     MAIN_AT.store(now().to_bits(), Ordering::Relaxed);
 }
 
+/// Whether this boot's timeline already holds a record of this process (its pid): a program that
+/// another one replaced (`exec`) after recording stages.
+pub fn recorded_by_this_process(root: &HostRoot) -> bool {
+    let pid = std::process::id();
+    std::fs::read_to_string(path(root)).is_ok_and(|text| {
+        text.lines().filter_map(|l| serde_json::from_str::<Record>(l).ok()).any(|r| r.pid == pid)
+    })
+}
+
 /// When this process was made, in seconds since the kernel started (the `starttime` field of
 /// `/proc/self/stat`, in clock ticks, so to 10 ms), if the kernel says.
 pub fn process_started() -> Option<f64> {
@@ -383,6 +392,20 @@ mod tests {
         // wall clock.
         assert!(t > 0.0 && t + 1.0 >= uptime && t < 1e8, "boottime {t} against uptime {uptime}");
         assert!(now() >= t);
+    }
+
+    #[test]
+    fn a_process_knows_whether_it_already_recorded_a_stage() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("sys")).expect("mkdir");
+        let root = HostRoot::new(dir.path());
+        assert!(!recorded_by_this_process(&root), "no timeline yet");
+        let mut other = Recorder::new(path(&root), "local");
+        other.pid = std::process::id() + 1;
+        other.record(Kind::Step, "user", 1.0, 2.0, Outcome::Ok);
+        assert!(!recorded_by_this_process(&root), "another process's record");
+        Recorder::new(path(&root), "local").record(Kind::Step, "user", 2.0, 3.0, Outcome::Ok);
+        assert!(recorded_by_this_process(&root));
     }
 
     #[test]
