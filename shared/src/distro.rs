@@ -114,8 +114,9 @@ pub struct OsFacts {
     /// then get their policy labels back with `restorecon` ([`crate::selinux`]).
     pub selinux: bool,
     /// The running kernel has the unified cgroup hierarchy (`/sys/fs/cgroup/cgroup.controllers`):
-    /// v2 (Debian 12, Ubuntu 22.04+, RHEL 9, Azure Linux 3, SLES 16), else v1 or hybrid (RHEL 8,
-    /// SLES 15), where systemd knows the memory limit as `MemoryLimit=`, not `MemoryMax=`.
+    /// v2 (Debian 12, Ubuntu 22.04+, RHEL 9, Azure Linux 3), else v1 or hybrid (RHEL 8, SLES 15).
+    /// For the log only: extensions' limits go through systemd, which applies `MemoryMax=` as the
+    /// v1 memory limit and `CPUQuota=` on both.
     pub cgroup_v2: bool,
 }
 
