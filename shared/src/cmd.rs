@@ -368,6 +368,7 @@ fn read_all<R: Read>(pipe: Option<&mut R>) -> Vec<u8> {
 pub struct FakeRunner {
     calls: Mutex<Vec<Cmd>>,
     responses: Mutex<Vec<(String, CmdOutput)>>,
+    line_responses: Mutex<Vec<(String, CmdOutput)>>,
     missing: Mutex<Vec<String>>,
 }
 
@@ -380,6 +381,13 @@ impl FakeRunner {
     /// unscripted commands succeed with empty output).
     pub fn respond(&self, program: &str, output: CmdOutput) -> &Self {
         self.lock_responses().push((program.to_string(), output));
+        self
+    }
+
+    /// Answer commands whose display line (program and arguments) starts with `prefix` with
+    /// `output`; these are matched before [`Self::respond`]'s (first match wins).
+    pub fn respond_line(&self, prefix: &str, output: CmdOutput) -> &Self {
+        self.line_responses.lock().unwrap_or_else(|e| e.into_inner()).push((prefix.to_string(), output));
         self
     }
 
@@ -410,11 +418,16 @@ impl Runner for FakeRunner {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let out = self
-            .lock_responses()
+        let line = cmd.to_string();
+        let by_line = self
+            .line_responses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .find(|(p, _)| *p == name)
-            .map(|(_, o)| o.clone())
+            .find(|(prefix, _)| line.starts_with(prefix.as_str()))
+            .map(|(_, o)| o.clone());
+        let out = by_line
+            .or_else(|| self.lock_responses().iter().find(|(p, _)| *p == name).map(|(_, o)| o.clone()))
             .unwrap_or(CmdOutput { code: Some(0), ..CmdOutput::default() });
         Ok(out)
     }
@@ -499,5 +512,18 @@ mod tests {
         assert!(fake.run(&Cmd::new("/usr/sbin/useradd").arg("bob")).is_err());
         assert!(fake.run(&Cmd::new("true")).is_ok());
         assert_eq!(fake.command_lines(), vec!["/usr/sbin/useradd bob", "true"]);
+    }
+
+    #[test]
+    fn fake_runner_answers_by_line_before_by_program() {
+        let fake = FakeRunner::new();
+        fake.respond("tool", CmdOutput { code: Some(1), ..Default::default() });
+        fake.respond_line(
+            "tool --state",
+            CmdOutput { code: Some(0), stdout: b"running\n".to_vec(), ..Default::default() },
+        );
+        assert_eq!(fake.run(&Cmd::new("tool").arg("--state")).expect("state").stdout_str(), "running\n");
+        assert!(fake.run(&Cmd::new("tool").arg("--query")).is_err(), "other lines: by program");
+        assert!(fake.run(&Cmd::new("other").arg("--state")).is_ok(), "a prefix of the whole line");
     }
 }

@@ -126,11 +126,7 @@ pub fn make_deferred_keys(
 /// happens when sshd is not running). The unit is `ssh.service` on Debian and Ubuntu, `sshd.service`
 /// elsewhere; whichever unit file exists is used.
 pub fn reload_sshd(root: &HostRoot, runner: &dyn Runner) -> Result<(), CmdError> {
-    let unit_dirs = ["etc/systemd/system", "usr/lib/systemd/system", "lib/systemd/system"];
-    let unit = ["ssh.service", "sshd.service"]
-        .into_iter()
-        .find(|u| unit_dirs.iter().any(|d| root.path(Path::new("/").join(d).join(u)).exists()))
-        .unwrap_or("sshd.service");
+    let unit = crate::distro::sshd_unit(root);
     runner
         .run(&Cmd::new("systemctl").args(["try-reload-or-restart", unit]).timeout(Duration::from_secs(30)))
         .map(drop)
@@ -410,5 +406,20 @@ mod tests {
         let runner = crate::cmd::FakeRunner::new();
         reload_sshd(&HostRoot::new(dir.path()), &runner).expect("reload");
         assert_eq!(runner.command_lines(), ["systemctl try-reload-or-restart ssh.service"]);
+    }
+
+    #[test]
+    fn each_family_reloads_its_own_sshd_unit() {
+        use crate::testing::FakeOs;
+        for os in FakeOs::ALL {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let runner = crate::cmd::FakeRunner::new();
+            reload_sshd(&os.build(dir.path()), &runner).expect("reload");
+            let unit = match os {
+                FakeOs::Debian12 | FakeOs::Ubuntu2404 => "ssh.service",
+                FakeOs::Rhel9 | FakeOs::Rhel8 | FakeOs::AzureLinux3 | FakeOs::Sles15 => "sshd.service",
+            };
+            assert_eq!(runner.command_lines(), [format!("systemctl try-reload-or-restart {unit}")], "{os:?}");
+        }
     }
 }

@@ -1,4 +1,5 @@
 //! The VM's hostname: `/etc/hostname`, the `/etc/hosts` entry, and on the live root the kernel's.
+//! Where wicked (SUSE) runs DHCP, also the setting that makes it send the current hostname.
 
 use std::path::Path;
 
@@ -65,6 +66,9 @@ pub fn set_hostname(root: &HostRoot, name: &str) -> Result<HostnameChange, Hostn
         change.etc_hostname = true;
     }
     change.etc_hosts = set_hosts_entry(&root.path("/etc/hosts"), name)?;
+    if wicked_sends_current_hostname(root)? {
+        log::info!("{WICKED_DHCP}: {WICKED_OPTION}=\"AUTO\" (send the current hostname)");
+    }
     if root.is_live() && kernel_hostname().as_deref() != Some(name) {
         // SAFETY: the pointer and length describe a valid byte buffer for the call's duration.
         let rc = unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) };
@@ -74,6 +78,52 @@ pub fn set_hostname(root: &HostRoot, name: &str) -> Result<HostnameChange, Hostn
         change.kernel = true;
     }
     Ok(change)
+}
+
+/// wicked's DHCP settings (SUSE).
+const WICKED_DHCP: &str = "/etc/sysconfig/network/dhcp";
+/// The hostname wicked's DHCP client sends: `AUTO` is the current one, an empty value none,
+/// anything else that name.
+const WICKED_OPTION: &str = "DHCLIENT_HOSTNAME_OPTION";
+
+/// Where `<root>/etc/sysconfig/network/dhcp` exists (wicked), make `DHCLIENT_HOSTNAME_OPTION`
+/// `"AUTO"`, so the DHCP request carries the hostname set here and not a name fixed in the image
+/// (waagent writes the name itself; `AUTO` also follows later changes). Every other line is kept
+/// as it is. Returns whether the file changed.
+fn wicked_sends_current_hostname(root: &HostRoot) -> Result<bool, FileError> {
+    let path = root.path(WICKED_DHCP);
+    let Some(text) = files::read_optional(&path)? else { return Ok(false) };
+    let wanted = format!("{WICKED_OPTION}=\"AUTO\"");
+    let mut found = false;
+    let mut out = String::with_capacity(text.len() + wanted.len() + 1);
+    for line in text.split_inclusive('\n') {
+        let (body, newline) = line.strip_suffix('\n').map_or((line, ""), |b| (b, "\n"));
+        match body.trim_start().strip_prefix(WICKED_OPTION).and_then(|r| r.strip_prefix('=')) {
+            Some(value) => {
+                found = true;
+                if value.trim().trim_matches(|c| c == '"' || c == '\'') == "AUTO" {
+                    out.push_str(line);
+                } else {
+                    out.push_str(&wanted);
+                    out.push_str(newline);
+                }
+            }
+            None => out.push_str(line),
+        }
+    }
+    if !found {
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str(&wanted);
+        out.push('\n');
+    }
+    if out == text {
+        return Ok(false);
+    }
+    let (mode, uid, gid) = files::mode_and_owner(&path)?;
+    files::write_atomic(&path, out.as_bytes(), WriteOptions::mode(mode).owned_by(uid, gid))?;
+    Ok(true)
 }
 
 /// The running kernel's hostname.
@@ -141,5 +191,46 @@ mod tests {
             "127.0.0.1\tlocalhost\n127.0.1.1\tvm1.contoso.com vm1\n::1 localhost\n"
         );
         assert_eq!(set_hostname(&root, "vm1.contoso.com").unwrap(), HostnameChange::default());
+    }
+
+    #[test]
+    fn wicked_is_told_to_send_the_current_hostname() {
+        use crate::testing::FakeOs;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = FakeOs::Sles15.build(dir.path());
+        let dhcp = dir.path().join("etc/sysconfig/network/dhcp");
+        let shipped = std::fs::read_to_string(&dhcp).expect("read");
+        // SLES's own AUTO: left as it is.
+        set_hostname(&root, "vm1").expect("set");
+        assert_eq!(std::fs::read_to_string(&dhcp).expect("read"), shipped);
+        // An image captured with its build host's name fixed there: the new name would never be sent.
+        std::fs::write(
+            &dhcp,
+            "## Type: string\nDHCLIENT_HOSTNAME_OPTION=\"imagebuilder\"\nDHCLIENT_SET_HOSTNAME=\"no\"\n",
+        )
+        .expect("write");
+        set_hostname(&root, "vm1").expect("set");
+        assert_eq!(
+            std::fs::read_to_string(&dhcp).expect("read"),
+            "## Type: string\nDHCLIENT_HOSTNAME_OPTION=\"AUTO\"\nDHCLIENT_SET_HOSTNAME=\"no\"\n"
+        );
+        // No line at all: one is added; then nothing changes.
+        std::fs::write(&dhcp, "DHCLIENT_SET_HOSTNAME=\"no\"").expect("write");
+        set_hostname(&root, "vm2").expect("set");
+        let text = std::fs::read_to_string(&dhcp).expect("read");
+        assert_eq!(text, "DHCLIENT_SET_HOSTNAME=\"no\"\nDHCLIENT_HOSTNAME_OPTION=\"AUTO\"\n");
+        assert!(!wicked_sends_current_hostname(&root).expect("again"));
+    }
+
+    #[test]
+    fn without_wicked_no_dhcp_file_is_made() {
+        use crate::testing::FakeOs;
+        for os in [FakeOs::Debian12, FakeOs::Ubuntu2404, FakeOs::Rhel9, FakeOs::AzureLinux3] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let root = os.build(dir.path());
+            set_hostname(&root, "vm1").expect("set");
+            assert!(!dir.path().join("etc/sysconfig/network/dhcp").exists(), "{os:?}");
+            assert!(!dir.path().join("etc/sysconfig").exists(), "{os:?}");
+        }
     }
 }

@@ -40,6 +40,7 @@ pub mod remote_access;
 pub mod root;
 pub mod route_wait;
 pub mod secret;
+pub mod selinux;
 pub mod serialconsole;
 pub mod shadow_lock;
 pub mod ssh;

@@ -517,6 +517,8 @@ fn create(
         }
         return Err(user_err(e));
     }
+    let facts = crate::distro::OsFacts::detect(root);
+    crate::selinux::restore_labels(root, runner, &facts, &[s.shadow.into(), s.sudoers_dir.into()]);
     Ok(())
 }
 

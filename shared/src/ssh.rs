@@ -45,14 +45,25 @@ pub enum SshdChange {
 pub const DROP_IN_NAME: &str = "50-wala.conf";
 
 /// Apply the settings: a drop-in in `sshd_config.d/` when `sshd_config` includes that directory,
-/// else an idempotent edit of `sshd_config` following waagent's rules.
+/// else an idempotent edit of `sshd_config` following waagent's rules. Where `sshd_config` is
+/// absent but the vendor's `/usr/etc/ssh/sshd_config` is there (openSUSE, newer SUSE releases:
+/// sshd reads it when `/etc/ssh/sshd_config` does not exist), the vendor file is what sshd reads:
+/// its `Include` decides, and an edit starts from its text (an `/etc` file with only wala's
+/// three lines would hide every vendor setting).
 pub fn configure_sshd(
     root: &HostRoot,
     ssh_dir: &Path,
     settings: SshdSettings,
 ) -> Result<SshdChange, SshError> {
     let main = root.path(ssh_dir.join("sshd_config"));
-    let text = files::read_optional(&main)?.unwrap_or_default();
+    let text =
+        match files::read_optional(&main)? {
+            Some(text) => text,
+            None => files::read_optional(&root.path(
+                Path::new("/usr").join(ssh_dir.strip_prefix("/").unwrap_or(ssh_dir)).join("sshd_config"),
+            ))?
+            .unwrap_or_default(),
+        };
     let yes_no = if settings.password_authentication { "yes" } else { "no" };
     // OpenSSH 8.7 renamed ChallengeResponseAuthentication; the old name is accepted by every version,
     // the new one only by recent ones. Use the new one only where the config already does.
@@ -74,6 +85,9 @@ pub fn configure_sshd(
         for (k, v) in &wanted {
             body.push_str(&format!("{k} {v}\n"));
         }
+        for (file, key, value) in earlier_settings(&dir, &wanted) {
+            log::warn!("{} sets {key} {value} before {DROP_IN_NAME}: sshd keeps that value", file.display());
+        }
         if files::read_optional(&path)?.as_deref() == Some(body.as_str()) {
             return Ok(SshdChange::Unchanged(path));
         }
@@ -90,6 +104,38 @@ pub fn configure_sshd(
     let (mode, uid, gid) = files::mode_and_owner(&main).unwrap_or((0o644, 0, 0));
     files::write_atomic(&main, edited.as_bytes(), WriteOptions::mode(mode).owned_by(uid, gid))?;
     Ok(SshdChange::Edited(main))
+}
+
+/// Settings of drop-ins that sort before wala's and give one of `wanted`'s keys another value
+/// (sshd keeps the first value it reads): RHEL 9's `50-redhat.conf` sets
+/// `ChallengeResponseAuthentication no`. Lines inside `Match` blocks are not counted.
+pub fn earlier_settings(dir: &Path, wanted: &[(&str, String)]) -> Vec<(PathBuf, String, String)> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().filter_map(|e| e.file_name().into_string().ok()).collect())
+        .unwrap_or_default();
+    names.retain(|n| n.ends_with(".conf") && n.as_str() < DROP_IN_NAME);
+    names.sort();
+    let mut out = Vec::new();
+    for name in names {
+        let path = dir.join(&name);
+        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            let Some(key) = words.next() else { continue };
+            if key.eq_ignore_ascii_case("match") {
+                break;
+            }
+            let value = words.next().unwrap_or_default();
+            if let Some((k, v)) = wanted.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)) {
+                if !v.eq_ignore_ascii_case(value)
+                    && !out.iter().any(|(_, seen, _): &(PathBuf, String, String)| seen == k)
+                {
+                    out.push((path.clone(), (*k).to_string(), value.to_string()));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Whether an `Include` line of sshd_config covers `<ssh_dir>/sshd_config.d/*.conf`.
@@ -659,5 +705,94 @@ mod tests {
             "PasswordAuthentication yes\nChallengeResponseAuthentication yes\nClientAliveInterval 180\n"
         );
         assert!(matches!(configure_sshd(&root, Path::new("/etc/ssh"), s).unwrap(), SshdChange::Unchanged(_)));
+    }
+
+    fn settings(password: bool) -> SshdSettings {
+        SshdSettings { password_authentication: password, client_alive_interval: 120 }
+    }
+
+    #[test]
+    fn rhel9_layout_gets_a_drop_in_and_its_earlier_setting_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = crate::testing::FakeOs::Rhel9.build(dir.path());
+        let ssh = dir.path().join("etc/ssh");
+        std::fs::create_dir_all(ssh.join("sshd_config.d")).expect("mkdir");
+        let main = "# To modify the system-wide sshd configuration, create a  *.conf  file under\nInclude /etc/ssh/sshd_config.d/*.conf\nAuthorizedKeysFile\t.ssh/authorized_keys\nSubsystem\tsftp\t/usr/libexec/openssh/sftp-server\n";
+        std::fs::write(ssh.join("sshd_config"), main).expect("write");
+        std::fs::write(
+            ssh.join("sshd_config.d/50-redhat.conf"),
+            "Include /etc/crypto-policies/back-ends/opensshserver.config\nSyslogFacility AUTHPRIV\nChallengeResponseAuthentication no\nGSSAPIAuthentication yes\nUsePAM yes\nX11Forwarding yes\n",
+        )
+        .expect("write");
+        let change = configure_sshd(&root, Path::new("/etc/ssh"), settings(true)).expect("sshd");
+        assert_eq!(change, SshdChange::DropIn(ssh.join("sshd_config.d/50-wala.conf")));
+        assert_eq!(std::fs::read_to_string(ssh.join("sshd_config")).expect("read"), main);
+        let wanted = [
+            ("PasswordAuthentication", "yes".to_string()),
+            ("ChallengeResponseAuthentication", "yes".to_string()),
+            ("ClientAliveInterval", "120".to_string()),
+        ];
+        assert_eq!(
+            earlier_settings(&ssh.join("sshd_config.d"), &wanted),
+            [(
+                ssh.join("sshd_config.d/50-redhat.conf"),
+                "ChallengeResponseAuthentication".to_string(),
+                "no".to_string()
+            )]
+        );
+        // With password login off the values agree: nothing to name.
+        let off = [("ChallengeResponseAuthentication", "no".to_string())];
+        assert!(earlier_settings(&ssh.join("sshd_config.d"), &off).is_empty());
+        // Files sorting after wala's (Ubuntu's 60-cloudimg-settings.conf) are read after it.
+        std::fs::write(ssh.join("sshd_config.d/60-cloudimg-settings.conf"), "PasswordAuthentication no\n")
+            .expect("write");
+        assert_eq!(earlier_settings(&ssh.join("sshd_config.d"), &wanted).len(), 1);
+    }
+
+    #[test]
+    fn rhel8_layout_without_include_is_edited_in_place() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = crate::testing::FakeOs::Rhel8.build(dir.path());
+        let ssh = dir.path().join("etc/ssh");
+        std::fs::create_dir_all(&ssh).expect("mkdir");
+        std::fs::write(
+            ssh.join("sshd_config"),
+            "HostKey /etc/ssh/ssh_host_rsa_key\nPasswordAuthentication yes\nChallengeResponseAuthentication no\nUsePAM yes\nSubsystem\tsftp\t/usr/libexec/openssh/sftp-server\n",
+        )
+        .expect("write");
+        let change = configure_sshd(&root, Path::new("/etc/ssh"), settings(false)).expect("sshd");
+        assert_eq!(change, SshdChange::Edited(ssh.join("sshd_config")));
+        assert_eq!(
+            std::fs::read_to_string(ssh.join("sshd_config")).expect("read"),
+            "HostKey /etc/ssh/ssh_host_rsa_key\nPasswordAuthentication no\nChallengeResponseAuthentication no\nUsePAM yes\nSubsystem\tsftp\t/usr/libexec/openssh/sftp-server\nClientAliveInterval 120\n"
+        );
+        assert!(!ssh.join("sshd_config.d").exists());
+    }
+
+    #[test]
+    fn a_vendor_sshd_config_in_usr_is_what_counts_when_etc_has_none() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = crate::testing::FakeOs::Sles15.build(dir.path());
+        let vendor = dir.path().join("usr/etc/ssh");
+        std::fs::create_dir_all(&vendor).expect("mkdir");
+        // With the Include: a drop-in, and no /etc/ssh/sshd_config to hide the vendor file.
+        std::fs::write(vendor.join("sshd_config"), "Include /etc/ssh/sshd_config.d/*.conf\nUsePAM yes\nSubsystem sftp /usr/libexec/ssh/sftp-server\n").expect("write");
+        let change = configure_sshd(&root, Path::new("/etc/ssh"), settings(false)).expect("sshd");
+        assert_eq!(change, SshdChange::DropIn(dir.path().join("etc/ssh/sshd_config.d/50-wala.conf")));
+        assert!(!dir.path().join("etc/ssh/sshd_config").exists());
+        // Without it: the /etc file starts from the vendor's text.
+        std::fs::remove_dir_all(dir.path().join("etc/ssh")).expect("rm");
+        std::fs::create_dir_all(dir.path().join("etc/ssh")).expect("mkdir");
+        std::fs::write(
+            vendor.join("sshd_config"),
+            "UsePAM yes\nSubsystem sftp /usr/libexec/ssh/sftp-server\n",
+        )
+        .expect("write");
+        let change = configure_sshd(&root, Path::new("/etc/ssh"), settings(false)).expect("sshd");
+        assert_eq!(change, SshdChange::Edited(dir.path().join("etc/ssh/sshd_config")));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("etc/ssh/sshd_config")).expect("read"),
+            "UsePAM yes\nSubsystem sftp /usr/libexec/ssh/sftp-server\nPasswordAuthentication no\nChallengeResponseAuthentication no\nClientAliveInterval 120\n"
+        );
     }
 }

@@ -140,9 +140,13 @@ fn publish_hostname(env: &Env<'_>) {
         vec![Cmd::new("nmcli").args(["device", "reapply", &iface])]
     } else if process_running(env, "dhclient") && env.runner.exists("ifdown") && env.runner.exists("ifup") {
         vec![Cmd::new("ifdown").arg(&iface), Cmd::new("ifup").arg(&iface)]
+    } else if env.runner.exists("wicked") && is_active(env, "wickedd.service") {
+        // SUSE: `ifup` on a configured interface makes wicked's DHCP client ask again, with the
+        // hostname DHCLIENT_HOSTNAME_OPTION names (AUTO, crate::hostname): no link bounce.
+        vec![Cmd::new("wicked").args(["ifup", &iface])]
     } else {
         log::warn!(
-            "cannot publish the hostname: no systemd-networkd, NetworkManager or dhclient with ifupdown"
+            "cannot publish the hostname: no systemd-networkd, NetworkManager, dhclient with ifupdown or wicked"
         );
         return;
     };
@@ -327,6 +331,31 @@ mod tests {
         m.current = || Some("b".into());
         m.run(&e).expect("change");
         assert_eq!(runner.command_lines(), ["ifdown eth0", "ifup eth0"]);
+    }
+
+    #[test]
+    fn with_wicked_the_interface_is_brought_up_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = crate::testing::FakeOs::Sles15.build(dir.path());
+        std::fs::create_dir_all(dir.path().join("proc/400")).expect("mkdir");
+        std::fs::write(dir.path().join("proc/400/comm"), "wickedd-dhcp4\n").expect("write");
+        std::fs::write(
+            dir.path().join("proc/net/route").tap_parent(),
+            "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n\
+             eth0\t00000000\t0100000A\t0003\t0\t0\t100\t00000000\n",
+        )
+        .expect("write");
+        let (config, runner) = (Config::default(), FakeRunner::new());
+        runner.without("networkctl").without("nmcli");
+        let e = env(&root, &config, &runner);
+        let mut m = HostnameMonitor { period: Duration::from_secs(30), current: || Some("a".into()) };
+        m.run(&e).expect("baseline");
+        m.current = || Some("b".into());
+        m.run(&e).expect("change");
+        assert_eq!(
+            runner.command_lines(),
+            ["systemctl is-active --quiet wickedd.service", "wicked ifup eth0"]
+        );
     }
 
     /// Create a path's parent directories and return the path.

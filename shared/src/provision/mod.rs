@@ -467,7 +467,8 @@ fn refresh_from(
         user::check_regular(root, &account, plan.user.allow_system_user)
             .map_err(|e| ProvisionError::new("ssh-keys", e))?;
         deploy_inline_keys(root, &plan, &account)
-    })?;
+    })
+    .map(|key_files| crate::selinux::restore_provisioned(root, ctx.runner, &plan.paths, &key_files))?;
     if !plan.certificate_keys.is_empty() {
         log::info!(
             "{} key(s) named by certificate thumbprint are not deployed on a kept disk",
@@ -567,7 +568,7 @@ fn provision_from(
                 .map_err(|e| ProvisionError::new("host-keys", e))
         })?;
     }
-    step(ctx, vm_id, timings, "ssh-keys", || deploy_inline_keys(root, &plan, &account))?;
+    let key_files = step(ctx, vm_id, timings, "ssh-keys", || deploy_inline_keys(root, &plan, &account))?;
     if plan.lock_root_password {
         step(ctx, vm_id, timings, "root-password", || {
             user::lock_root_password(root, &paths.password_file)
@@ -582,6 +583,7 @@ fn provision_from(
         })?;
     }
     step(ctx, vm_id, timings, "guest-agent", || set_disable_agent(root, &paths.lib_dir, plan.disable_agent))?;
+    crate::selinux::restore_provisioned(root, ctx.runner, paths, &key_files);
     Ok(plan.regenerate_host_keys.is_some_and(|t| !crate::host_keys::deferred_types(t).is_empty()))
 }
 
@@ -600,7 +602,12 @@ fn save_scrubbed_ovf(root: &HostRoot, lib_dir: &Path, bytes: &[u8]) -> Result<()
     .map_err(|e| err(&e))
 }
 
-fn deploy_inline_keys(root: &HostRoot, plan: &Plan, account: &user::Account) -> Result<(), ProvisionError> {
+/// Returns the key files written.
+fn deploy_inline_keys(
+    root: &HostRoot,
+    plan: &Plan,
+    account: &user::Account,
+) -> Result<Vec<PathBuf>, ProvisionError> {
     // Paths were checked against the predicted home; check again against the real one.
     let mut by_path: Vec<(PathBuf, Vec<String>)> = Vec::new();
     for key in &plan.inline_keys {
@@ -611,11 +618,11 @@ fn deploy_inline_keys(root: &HostRoot, plan: &Plan, account: &user::Account) -> 
             None => by_path.push((path, vec![key.line.clone()])),
         }
     }
-    for (path, lines) in by_path {
-        ssh::deploy_authorized_keys(root, account, &path, &lines)
+    for (path, lines) in &by_path {
+        ssh::deploy_authorized_keys(root, account, path, lines)
             .map_err(|e| ProvisionError::new("ssh-keys", e))?;
     }
-    Ok(())
+    Ok(by_path.into_iter().map(|(path, _)| path).collect())
 }
 
 /// `ProvisionGuestAgent=false` → `<Lib.Dir>/disable_agent` (the daemon then runs no extensions).
@@ -754,6 +761,8 @@ pub fn run_host_keys(ctx: &Context<'_>) -> Result<bool, ProvisionError> {
     result?;
     ctx.milestone(&vm_id, "host-keys-deferred", took);
     if ctx.root.is_live() {
+        let facts = crate::distro::OsFacts::detect(&ctx.root);
+        crate::selinux::restore_labels(&ctx.root, ctx.runner, &facts, &[ctx.config.ssh_dir.as_path().into()]);
         if let Err(e) = crate::host_keys::reload_sshd(&ctx.root, ctx.runner) {
             log::warn!(
                 "sshd was not reloaded, it serves the new {} key(s) from its next start: {e}",
@@ -916,6 +925,7 @@ pub fn deploy_certificate_keys(
         .ok_or_else(|| err(&format!("user {} does not exist", plan.user.name)))?;
     user::check_regular(&ctx.root, &account, plan.user.allow_system_user).map_err(|e| err(&e))?;
     let lib = ctx.root.path(&plan.paths.lib_dir);
+    let mut written = Vec::new();
     for key in &plan.certificate_keys {
         let Some(thumb) = thumbprints.iter().find(|t| t.eq_ignore_ascii_case(&key.fingerprint)) else {
             return Err(err(&format!("certificate {} is not in the goal state", key.fingerprint)));
@@ -941,7 +951,10 @@ pub fn deploy_certificate_keys(
             if key.key_pair { "key pair" } else { "SSH key" },
             path.display()
         );
+        written.push(path);
     }
+    let facts = crate::distro::OsFacts::detect(&ctx.root);
+    crate::selinux::restore_labels(&ctx.root, ctx.runner, &facts, &crate::selinux::key_dirs(&written));
     Ok(())
 }
 
