@@ -4,12 +4,16 @@
 #   2. 1,000 polls in which every goal state is a new incarnation, and 3. 3,000 of them (a leak
 #      would show as a higher RSS than in 2).
 # Prints RSS at the end, peak RSS and CPU time of each run (the daemon reports its own, from
-# /proc/self/status and getrusage), and CPU per poll. Targets: RSS under 5 MiB and no growth
-# between the two runs; under 1 ms of CPU per idle poll. Usage: bench/daemon-footprint.sh
+# /proc/self/status and getrusage), and CPU per poll; for the idle run also what one idle period
+# costs on the wire, from the simulator's counters (/__fabric/traffic: requests, connections and
+# bytes each way, the start-up poll left out). Targets: RSS under 5 MiB and no growth between the
+# two runs; at most 0.1 ms of CPU per idle poll (issue #19); per idle period at most waagent's
+# requests and half its bytes from the platform (docs/daemon.md). Binaries from $CARGO_TARGET_DIR
+# (default ./target). Usage: bench/daemon-footprint.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --locked --release -q -p wala-agentd -p wala-fabric
-bin=$PWD/target/release
+bin=${CARGO_TARGET_DIR:-$PWD/target}/release
 work=$(mktemp -d /tmp/wala-bench.XXXXXX)
 pids=()
 cleanup() {
@@ -48,7 +52,15 @@ run() { # root polls -> "wakeups rss peak cpu"
 
 start_fabric idle
 idle_root=$(make_root idle "$work/idle.ports")
+wire=$(sed -E 's/.*"wireserver":"([^"]+)".*/\1/' <"$work/idle.ports")
+# A first run takes the goal state in; its traffic is start-up, not idle, and is left out.
+run "$idle_root" 1 >/dev/null
+curl -fsS -X DELETE "http://$wire/__fabric/traffic"
 read -r n1 rss1 peak1 cpu1 <<<"$(run "$idle_root" 10000)"
+read -r reqs conns up down <<<"$(curl -fsS "http://$wire/__fabric/traffic" | python3 -c '
+import json, sys
+t = json.load(sys.stdin).values()
+print(*(sum(l[k] for l in t) for k in ("requests", "connections", "bytes_in", "bytes_out")))')"
 
 echo '[{"listener":"wireserver","path":"/machine/?comp=goalstate","action":{"kind":"bump_incarnation"}}]' >"$work/bump.json"
 start_fabric busy "$work/bump.json"
@@ -63,4 +75,14 @@ printf '%-44s %10s %10s %10s %12s\n' "wala-agentd, $(date -u +%F), $(nproc) core
 printf '%-44s %10d %10d %10d %12.3f\n' "$n1 polls, nothing changing" "$rss1" "$peak1" "$cpu1" "$(echo "$cpu1 / $n1" | bc -l)"
 printf '%-44s %10d %10d %10d %12.3f\n' "$n2 polls, a new incarnation each time" "$rss2" "$peak2" "$cpu2" "$(echo "$cpu2 / $n2" | bc -l)"
 printf '%-44s %10d %10d %10d %12.3f\n' "$n3 polls, a new incarnation each time" "$rss3" "$peak3" "$cpu3" "$(echo "$cpu3 / $n3" | bc -l)"
+# waagent per 6-s period (spec wire.md §12.1, measured in the README's VM run): a goal-state GET,
+# a vmSettings GET (304) and a status PUT, 3 requests; its bytes from the platform are the goal
+# state's, about 2,150 B with the simulator's goal state, plus two short answers.
+echo
+printf '%-44s %12s %12s\n' "per idle period (over $n1 polls)" "wala" "target"
+printf '%-44s %12.3f %12s\n' "CPU ms" "$(echo "$cpu1 / $n1" | bc -l)" "<= 0.1"
+printf '%-44s %12.2f %12s\n' "requests" "$(echo "$reqs / $n1" | bc -l)" "<= 3 (waagent)"
+printf '%-44s %12.2f %12s\n' "connections" "$(echo "$conns / $n1" | bc -l)" "-"
+printf '%-44s %12.0f %12s\n' "bytes to the platform" "$(echo "$up / $n1" | bc -l)" "-"
+printf '%-44s %12.0f %12s\n' "bytes from the platform" "$(echo "$down / $n1" | bc -l)" "<= 0.5 x waagent"
 printf 'binary: %d KiB stripped\n' "$(( $(stat -c %s "$bin/wala-agentd") / 1024 ))"

@@ -94,6 +94,61 @@ fn run_polls(dir: &Path, polls: u64) -> std::process::Output {
 }
 
 #[test]
+fn an_idle_period_fetches_the_goal_state_and_vmsettings_only_and_a_new_incarnation_its_documents() {
+    let fabric = Fabric::start_builtin().expect("fabric");
+    let dir = root_for(&fabric, "");
+    let mut child = Command::new(BIN)
+        .args(["daemon", "--goal-state-period-ms", "20", "--max-wakeups", "60", "--root"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // Twenty idle periods, then a new incarnation while the daemon runs.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count(&fabric, Listener::Wireserver, "comp=goalstate") < 20 {
+        assert!(Instant::now() < deadline, "twenty polls within 30 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    fabric.bump_incarnation();
+    assert!(child.wait().expect("wait").success());
+    let polls = count(&fabric, Listener::Wireserver, "comp=goalstate");
+    assert!(polls > 21, "{polls} polls");
+    // The goal state's documents: once at start, once for the new incarnation, never when the
+    // incarnation is unchanged.
+    for doc in
+        ["type=extensionsConfig", "type=hostingEnvironmentConfig", "type=sharedConfig", "comp=certificates"]
+    {
+        assert_eq!(count(&fabric, Listener::Wireserver, doc), 2, "{doc}");
+    }
+    assert_eq!(
+        count(&fabric, Listener::Hostgaplugin, "/vmSettings"),
+        polls,
+        "vmSettings with every goal state"
+    );
+    let unconditional = fabric
+        .requests()
+        .iter()
+        .filter(|r| r.target.contains("/vmSettings") && r.header("if-none-match").is_none())
+        .count();
+    assert_eq!(unconditional, 1, "only the first vmSettings request goes without the ETag");
+    assert_eq!(count(&fabric, Listener::Hostgaplugin, "/status"), 2, "status at start and on the change");
+    assert_eq!(count(&fabric, Listener::Wireserver, "comp=telemetrydata"), 1, "the start event");
+    let artifacts = fabric.requests().iter().filter(|r| r.target.starts_with("/artifacts/")).count();
+    assert_eq!(artifacts, 2, "the handler's manifest and zip, once");
+    // Nothing else: per idle period exactly one goal state and one vmSettings request.
+    let all = fabric.requests().len() as u64;
+    assert_eq!(
+        all,
+        2 * polls as u64 + 2 * 4 + 2 + 2 + 1,
+        "{:#?}",
+        fabric.requests().iter().map(|r| &r.target).collect::<Vec<_>>()
+    );
+    let traffic = [Listener::Wireserver, Listener::Hostgaplugin, Listener::Imds].map(|l| fabric.traffic(l));
+    assert_eq!(traffic.iter().map(|t| t.requests).sum::<u64>(), all);
+}
+
+#[test]
 fn status_is_uploaded_once_then_only_when_the_goal_state_changes() {
     let fabric = Fabric::start_builtin().expect("fabric");
     let dir = root_for(&fabric, "");

@@ -43,6 +43,8 @@ pub struct Request {
     pub body: Vec<u8>,
     /// Whether the connection may be reused after this request.
     pub keep_alive: bool,
+    /// Bytes the request took on the wire: its head and its body (chunk framing not counted).
+    pub wire_len: u64,
 }
 
 impl Request {
@@ -124,6 +126,7 @@ pub fn read_request(
         headers,
         body: Vec::new(),
         keep_alive: false,
+        wire_len: 0,
     };
     let connection = req.header("connection").unwrap_or("").to_ascii_lowercase();
     req.keep_alive = if http11 { !connection.contains("close") } else { connection.contains("keep-alive") };
@@ -153,6 +156,7 @@ pub fn read_request(
         })?;
         req.body = body;
     }
+    req.wire_len = (head_len + req.body.len()) as u64;
     Ok(Some(req))
 }
 
@@ -338,14 +342,22 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-/// Writes `resp`; `keep_alive` decides the Connection header. Returns whether the connection may be
-/// reused (false after a truncated body).
+/// What [`write_response`] sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    /// Whether the connection may be reused (false after a truncated body or `Connection: close`).
+    pub keep_alive: bool,
+    /// Bytes written: head and body.
+    pub bytes: u64,
+}
+
+/// Writes `resp`; `keep_alive` decides the Connection header.
 pub fn write_response(
     stream: &mut TcpStream,
     resp: &Response,
     keep_alive: bool,
     mode: BodyMode,
-) -> io::Result<bool> {
+) -> io::Result<Sent> {
     // A file body is opened first, so that a file gone missing is a 500, not a broken answer.
     let mut file = match &resp.file {
         Some(f) => match std::fs::File::open(&f.path) {
@@ -407,7 +419,7 @@ pub fn write_response(
         at += n;
     }
     stream.flush()?;
-    Ok(keep_alive)
+    Ok(Sent { keep_alive, bytes: (head.len() + sent) as u64 })
 }
 
 /// Closes `stream` abortively so the peer sees a TCP reset instead of an orderly close.

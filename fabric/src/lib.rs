@@ -18,7 +18,8 @@
 //! /__fabric/certificates`, `GET|PUT|DELETE /__fabric/reprovisiondata` (the `ovf-env.xml` IMDS
 //! serves at `/metadata/reprovisiondata` once a user took a pre-provisioned pool VM over; PUT also
 //! starts a new goal state, incarnation + 1), `GET|PUT|DELETE /__fabric/remoteaccess` (the
-//! RemoteAccess users, see [`remote_access`]; bump the incarnation for the agent to fetch them).
+//! RemoteAccess users, see [`remote_access`]; bump the incarnation for the agent to fetch them),
+//! `GET|DELETE /__fabric/traffic` (per listener: connections, requests, bytes each way; [`Traffic`]).
 
 pub mod blob;
 pub mod certs;
@@ -68,6 +69,21 @@ impl Listener {
             Listener::Imds => "imds",
         }
     }
+}
+
+/// What one listener carried since the start (or the last [`Fabric::clear_traffic`]): the
+/// connections that brought a request, the requests, and the bytes of the requests (head and body)
+/// and of the answers. Control requests (`/__fabric/`) are left out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Traffic {
+    /// Connections that carried at least one request.
+    pub connections: u64,
+    /// Requests answered or refused by a fault.
+    pub requests: u64,
+    /// Bytes received: request heads and bodies.
+    pub bytes_in: u64,
+    /// Bytes sent: response heads and bodies.
+    pub bytes_out: u64,
 }
 
 /// Why the fabric could not start.
@@ -320,6 +336,18 @@ impl Fabric {
     /// The test certificates served in the Certificates document.
     pub fn certificates(&self) -> &[TestCert] {
         &self.state.certs
+    }
+
+    /// What `listener` carried so far ([`Traffic`]).
+    pub fn traffic(&self, listener: Listener) -> Traffic {
+        self.state.traffic[routes::slot(listener)].get()
+    }
+
+    /// Sets every listener's [`Traffic`] back to zero.
+    pub fn clear_traffic(&self) {
+        for c in &self.state.traffic {
+            c.clear();
+        }
     }
 
     /// Stops accepting connections and waits for the listener threads. Open keep-alive connections

@@ -19,7 +19,7 @@ use wala_fabric::{faults, Fabric, FabricConfig, Scenario};
 /// SIGTERM or SIGINT, and is driven at run time through control endpoints on the WireServer
 /// listener: /__fabric/requests, /__fabric/faults, /__fabric/incarnation, /__fabric/health,
 /// /__fabric/blob, /__fabric/vmsettings, /__fabric/imds, /__fabric/certificates,
-/// /__fabric/reprovisiondata, /__fabric/remoteaccess.
+/// /__fabric/reprovisiondata, /__fabric/remoteaccess, /__fabric/traffic.
 #[derive(Debug, Parser)]
 #[command(name = "wala-fabric", version)]
 struct Cli {

@@ -57,6 +57,43 @@ pub(crate) struct State {
     pub reprovision: Mutex<Option<Vec<u8>>>,
     /// Wakes `reprovisiondata` requests held open when the document is set.
     pub reprovision_set: Condvar,
+    /// What each listener (WireServer, HostGAPlugin, IMDS) carried, control requests left out.
+    pub traffic: [Counters; 3],
+}
+
+/// Traffic counters of one listener.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    connections: AtomicU64,
+    requests: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+}
+
+impl Counters {
+    pub fn get(&self) -> crate::Traffic {
+        crate::Traffic {
+            connections: self.connections.load(Ordering::SeqCst),
+            requests: self.requests.load(Ordering::SeqCst),
+            bytes_in: self.bytes_in.load(Ordering::SeqCst),
+            bytes_out: self.bytes_out.load(Ordering::SeqCst),
+        }
+    }
+
+    pub fn clear(&self) {
+        for c in [&self.connections, &self.requests, &self.bytes_in, &self.bytes_out] {
+            c.store(0, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The index of `listener` in [`State::traffic`].
+pub(crate) fn slot(listener: Listener) -> usize {
+    match listener {
+        Listener::Wireserver => 0,
+        Listener::Hostgaplugin => 1,
+        Listener::Imds => 2,
+    }
 }
 
 impl State {
@@ -85,6 +122,7 @@ impl State {
             health: Mutex::new(Vec::new()),
             blobs: Mutex::new(BlobStore::default()),
             stop: AtomicBool::new(false),
+            traffic: Default::default(),
         })
     }
 
@@ -117,6 +155,9 @@ pub(crate) fn handle_connection(state: &State, listener: Listener, stream: TcpSt
     let Ok(read_half) = stream.try_clone() else { return };
     let mut reader = BufReader::new(read_half);
     let mut stream = stream;
+    let counters = &state.traffic[slot(listener)];
+    // A connection counts once it carried a request that is not a control request.
+    let mut counted = false;
     loop {
         if !wait_for_request(state, &mut reader) {
             return;
@@ -139,10 +180,16 @@ pub(crate) fn handle_connection(state: &State, listener: Listener, stream: TcpSt
         if listener == Listener::Wireserver && req.path().starts_with("/__fabric/") {
             let resp = control(state, &req);
             match http::write_response(&mut stream, &resp, req.keep_alive, BodyMode::Normal) {
-                Ok(true) => continue,
+                Ok(sent) if sent.keep_alive => continue,
                 _ => return,
             }
         }
+        if !counted {
+            counted = true;
+            counters.connections.fetch_add(1, Ordering::SeqCst);
+        }
+        counters.requests.fetch_add(1, Ordering::SeqCst);
+        counters.bytes_in.fetch_add(req.wire_len, Ordering::SeqCst);
         state.recorder.record(listener, &req);
         let action = state.faults.lock().ok().and_then(|mut f| f.take(listener, &req.method, &req.target));
         let mut mode = BodyMode::Normal;
@@ -179,8 +226,13 @@ pub(crate) fn handle_connection(state: &State, listener: Listener, stream: TcpSt
             mode = BodyMode::Truncate { keep: resp.len() / 2 };
         }
         match http::write_response(&mut stream, &resp, req.keep_alive, mode) {
-            Ok(true) => {}
-            _ => return,
+            Ok(sent) => {
+                counters.bytes_out.fetch_add(sent.bytes, Ordering::SeqCst);
+                if !sent.keep_alive {
+                    return;
+                }
+            }
+            Err(_) => return,
         }
     }
 }
@@ -605,6 +657,23 @@ fn control(state: &State, req: &Request) -> Response {
         }
         ("DELETE", "/__fabric/requests") => {
             state.recorder.clear();
+            Response::empty(204)
+        }
+        ("GET", "/__fabric/traffic") => {
+            let of = |l: Listener| json!(state.traffic[slot(l)].get());
+            Response::json(
+                200,
+                &json!({
+                    "wireserver": of(Listener::Wireserver),
+                    "hostgaplugin": of(Listener::Hostgaplugin),
+                    "imds": of(Listener::Imds),
+                }),
+            )
+        }
+        ("DELETE", "/__fabric/traffic") => {
+            for c in &state.traffic {
+                c.clear();
+            }
             Response::empty(204)
         }
         ("GET", "/__fabric/faults") => {

@@ -653,3 +653,52 @@ fn documents_can_advertise_the_platform_addresses_for_a_vm() {
     let ext = get(f.wire_addr(), &target_of(ext_url), WIRE).text();
     assert!(ext.contains("http://168.63.129.16:80/"), "{ext}");
 }
+
+#[test]
+fn traffic_counts_connections_requests_and_bytes_each_way_without_control_requests() {
+    use std::io::Read;
+    let f = Fabric::start_builtin().unwrap();
+    let exchange = |addr, raw: &str| {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(raw.as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        s.read_to_end(&mut answer).unwrap();
+        answer.len() as u64
+    };
+    let versions = "GET /?comp=versions HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n";
+    let goal_state = "GET /machine/?comp=goalstate HTTP/1.1\r\nHost: w\r\nx-ms-version: 2012-11-30\r\n\
+                      Connection: close\r\n\r\n";
+    let out = exchange(f.wire_addr(), versions) + exchange(f.wire_addr(), goal_state);
+    let health = "GET /health HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
+    let hgap_out = exchange(f.hgap_addr(), health);
+    // Control requests are the test's, not the agent's: not counted.
+    assert_eq!(get(f.wire_addr(), "/__fabric/incarnation", &[]).status, 200);
+    let wire = f.traffic(Listener::Wireserver);
+    assert_eq!((wire.connections, wire.requests), (2, 2));
+    assert_eq!(wire.bytes_in, (versions.len() + goal_state.len()) as u64);
+    assert_eq!(wire.bytes_out, out);
+    assert!(out > 1000, "the goal state is in it: {out}");
+    let hgap = f.traffic(Listener::Hostgaplugin);
+    assert_eq!(
+        (hgap.connections, hgap.requests, hgap.bytes_in, hgap.bytes_out),
+        (1, 1, health.len() as u64, hgap_out)
+    );
+    assert_eq!(f.traffic(Listener::Imds), Default::default());
+
+    // Two requests on one kept-alive connection count one connection; the control endpoint
+    // reports the same figures and clears them.
+    let mut s = TcpStream::connect(f.hgap_addr()).unwrap();
+    let mut reader = BufReader::new(s.try_clone().unwrap());
+    for _ in 0..2 {
+        send(&mut s, "GET", "/health", &[], b"");
+        assert_eq!(receive(&mut reader).unwrap().status, 200);
+    }
+    let hgap = f.traffic(Listener::Hostgaplugin);
+    assert_eq!((hgap.connections, hgap.requests), (2, 3));
+    let report: serde_json::Value =
+        serde_json::from_str(&get(f.wire_addr(), "/__fabric/traffic", &[]).text()).unwrap();
+    assert_eq!(report["hostgaplugin"]["requests"], 3);
+    assert_eq!(report["wireserver"]["bytes_out"], out);
+    assert_eq!(request(f.wire_addr(), "DELETE", "/__fabric/traffic", &[], b"").unwrap().status, 204);
+    assert_eq!(f.traffic(Listener::Wireserver), Default::default());
+}

@@ -368,7 +368,7 @@ impl HttpClient {
         let agent = ureq::Agent::with_parts(
             config,
             ureq::unversioned::transport::TcpConnector::default(),
-            ureq::unversioned::resolver::DefaultResolver::default(),
+            LiteralResolver::default(),
         );
         Self { agent, kind: ClientKind::Platform }
     }
@@ -620,6 +620,43 @@ impl HttpClient {
     }
 }
 
+/// The platform's resolver: an address literal (the WireServer, HostGAPlugin and IMDS are always
+/// addressed by IP) is its own answer; only a name goes to the system resolver. ureq's default
+/// resolver, given a timeout, resolves on a new thread for every request, even for a literal:
+/// that thread was most of the CPU of an idle poll (docs/daemon.md).
+#[derive(Debug, Default)]
+struct LiteralResolver {
+    names: ureq::unversioned::resolver::DefaultResolver,
+}
+
+impl ureq::unversioned::resolver::Resolver for LiteralResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        if let Some(addr) = literal_socket_addr(uri) {
+            let mut out = self.empty();
+            out.push(addr);
+            return Ok(out);
+        }
+        self.names.resolve(uri, config, timeout)
+    }
+}
+
+/// The socket address of an `http` URI whose host is an IPv4 or IPv6 literal.
+fn literal_socket_addr(uri: &ureq::http::Uri) -> Option<std::net::SocketAddr> {
+    if uri.scheme_str() != Some("http") {
+        return None;
+    }
+    let authority = uri.authority()?;
+    let host = authority.host();
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let ip: std::net::IpAddr = host.parse().ok()?;
+    Some(std::net::SocketAddr::new(ip, authority.port_u16().unwrap_or(80)))
+}
+
 /// Why one exchange failed.
 enum Failure {
     /// No usable answer, described in one line.
@@ -744,6 +781,20 @@ mod tests {
         // And a request that names no document gets the small default.
         let err = client.send_once(&Request::get(&url), Duration::from_secs(5)).expect_err("default");
         assert!(err.to_string().contains("HTTP response is larger than its limit"), "{err}");
+    }
+
+    #[test]
+    fn address_literals_resolve_without_the_system_resolver() {
+        let addr = |u: &str| literal_socket_addr(&u.parse::<ureq::http::Uri>().expect("uri"));
+        assert_eq!(
+            addr("http://168.63.129.16/machine/?comp=goalstate"),
+            Some("168.63.129.16:80".parse().expect("a"))
+        );
+        assert_eq!(addr("http://127.0.0.1:32526/vmSettings"), Some("127.0.0.1:32526".parse().expect("a")));
+        assert_eq!(addr("http://[::1]:8080/x"), Some("[::1]:8080".parse().expect("a")));
+        // Names, and anything but plain http, go to the system resolver.
+        assert_eq!(addr("http://localhost:80/x"), None);
+        assert_eq!(addr("https://10.0.0.1/x"), None);
     }
 
     #[test]
