@@ -255,6 +255,11 @@ check_hostname_before_dhcp() {
 
 check_resource_disk() {
     local fs swap
+    # The disk stage starts after sshd: wait (up to 60 s) until it has finished.
+    for _ in $(seq 120); do
+        [ "$(rssh systemctl show -p ActiveState --value wala-provision-disk.service 2>/dev/null)" != activating ] && break
+        sleep 0.5
+    done
     # What the guest saw, shown when a check fails: the udev links and wala's disk log lines.
     rssh 'ls -l /dev/disk/azure/; journalctl -b -o short-monotonic --no-pager | grep -E "sda|wala-provision.*(resource|disk|swap)"' \
         >"$d/disk.diag" 2>&1
