@@ -112,6 +112,23 @@ fn a_package_larger_than_the_old_32_mib_cap_installs_end_to_end() {
     );
 }
 
+/// Run the daemon on `root` until the status blob reports handler `name` NotReady, then stop it;
+/// that handler's status, checked to carry waagent's download-failure code (1001).
+fn download_refused(fabric: &Fabric, root: &Path, name: &str) -> serde_json::Value {
+    let daemon = spawn(root);
+    wait_for("the download failure reported", Duration::from_secs(60), || {
+        fabric
+            .status_blob()
+            .and_then(|b| serde_json::from_slice(&b.data).ok())
+            .is_some_and(|d| not_ready(&d, name).is_some())
+    });
+    stop(daemon);
+    let doc = status_doc(fabric);
+    let h = not_ready(&doc, name).expect("NotReady");
+    assert_eq!(h["code"], 1001, "{h}");
+    h
+}
+
 #[test]
 fn a_package_over_the_configured_ceiling_is_refused_naming_the_handler_and_the_limit() {
     let logs = tempfile::tempdir().expect("tempdir");
@@ -119,17 +136,7 @@ fn a_package_over_the_configured_ceiling_is_refused_naming_the_handler_and_the_l
     let name = "Wala.Test.TooBig";
     let (fabric, _scenario) = start_big(name, 3 * MIB, &["/packages/Wala.Test.TooBig__1.0.0.zip"], &log);
     let root = root_for(&fabric, "Wala.ExtensionPackageMaxDownloadMB=1\n");
-    let daemon = spawn(root.path());
-    wait_for("the refusal reported", Duration::from_secs(60), || {
-        fabric
-            .status_blob()
-            .and_then(|b| serde_json::from_slice(&b.data).ok())
-            .is_some_and(|d| not_ready(&d, name).is_some())
-    });
-    stop(daemon);
-    let doc = status_doc(&fabric);
-    let h = not_ready(&doc, name).expect("NotReady");
-    assert_eq!(h["code"], 1001, "{h}");
+    let h = download_refused(&fabric, root.path(), name);
     let message = h["formattedMessage"]["message"].as_str().unwrap_or_default();
     assert!(
         message.starts_with(
@@ -205,17 +212,7 @@ fn a_download_that_fails_everywhere_leaves_no_file_behind() {
         FaultAction::Truncate { keep: None },
     ));
     let root = root_for(&fabric, "");
-    let daemon = spawn(root.path());
-    wait_for("the failure reported", Duration::from_secs(60), || {
-        fabric
-            .status_blob()
-            .and_then(|b| serde_json::from_slice(&b.data).ok())
-            .is_some_and(|d| not_ready(&d, name).is_some())
-    });
-    stop(daemon);
-    let doc = status_doc(&fabric);
-    let h = not_ready(&doc, name).expect("NotReady");
-    assert_eq!(h["code"], 1001, "{h}");
+    let h = download_refused(&fabric, root.path(), name);
     let message = h["formattedMessage"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("via direct") && message.contains("via HostGAPlugin"), "{message}");
     assert!(message.contains("announced byte(s)") || message.contains("reading the body"), "{message}");
