@@ -331,21 +331,7 @@ fn open_crypt(runner: &dyn Runner, file: &Path, mapping: &Path) -> Result<(), Di
 
 fn random_key() -> Result<Zeroizing<Vec<u8>>, DiskError> {
     let mut key = Zeroizing::new(vec![0u8; KEY_BYTES]);
-    let buf = key.as_mut_slice();
-    let mut filled = 0;
-    while filled < buf.len() {
-        let rest = &mut buf[filled..];
-        // SAFETY: getrandom writes at most `rest.len()` bytes into the valid, writable `rest`.
-        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(DiskError::Random(e));
-            }
-        } else {
-            filled += n as usize;
-        }
-    }
+    crate::random::fill(key.as_mut_slice()).map_err(DiskError::Random)?;
     Ok(key)
 }
 

@@ -92,20 +92,26 @@ pub fn nothing_to_do(ctx: &Context<'_>) -> Result<Option<String>, ProvisionError
     Ok(None)
 }
 
-/// Whether the network stage will fetch certificates: the local stage succeeded and the saved
-/// OVF names an SSH key or key pair by certificate thumbprint.
+/// Whether the network stage will fetch certificates: the local stage succeeded, the final report
+/// is still to be sent, and the saved OVF names an SSH key or key pair by certificate thumbprint.
 pub fn needs_certificates(ctx: &Context<'_>) -> bool {
     let lib = ctx.lib_dir();
-    let local_done = state::load(&ctx.root, &lib).is_some_and(|s| {
-        s.local == LocalResult::Done && matches!(s.lifecycle, Lifecycle::Provisioned | Lifecycle::FromImds)
+    // A later boot (the report was sent) reads no OVF: `wala-provision` asks on every boot.
+    let pending = state::load(&ctx.root, &lib).is_some_and(|s| {
+        s.local == LocalResult::Done
+            && !s.final_report_sent
+            && matches!(s.lifecycle, Lifecycle::Provisioned | Lifecycle::FromImds)
     });
-    let saved = crate::files::read_optional(&ctx.root.path(lib.join("ovf-env.xml"))).ok().flatten();
-    local_done
-        && saved.and_then(|t| crate::ovf::parse(&t).ok()).is_some_and(|env| {
-            let p = &env.provisioning;
-            !p.key_pairs.is_empty()
-                || p.public_keys.iter().any(|k| k.value.is_none() && k.fingerprint.is_some())
-        })
+    pending
+        && crate::files::read_optional(&ctx.root.path(lib.join("ovf-env.xml")))
+            .ok()
+            .flatten()
+            .and_then(|t| crate::ovf::parse(&t).ok())
+            .is_some_and(|env| {
+                let p = &env.provisioning;
+                !p.key_pairs.is_empty()
+                    || p.public_keys.iter().any(|k| k.value.is_none() && k.fingerprint.is_some())
+            })
 }
 
 /// The whole network stage: endpoint, route, transport certificate, versions, then the report.
