@@ -50,6 +50,9 @@ enum Stage {
     /// No network: OVF, hostname, user, password, sshd, Ed25519 and ECDSA host keys, inline keys,
     /// custom data; or, on a disk provisioned for another VM, what it keeps and forgets
     Local,
+    /// Wait until this boot's local stage has ended (sshd, logins and the other stages wait for
+    /// this: the local stage tells systemd it is ready once the hostname is set)
+    LocalDone,
     /// Before sshd, only when the local stage found no provisioning DVD on a disk never
     /// provisioned: the user, SSH keys and hostname from IMDS (never a password)
     Imds,
@@ -71,6 +74,19 @@ fn main() -> std::process::ExitCode {
     wala::timeline::count_start_up();
     let cli = Cli::parse();
     let root = HostRoot::new(&cli.root);
+    if cli.stage == Stage::LocalDone {
+        // No configuration, no log file: this only waits, beside the local stage.
+        return match stages::wait_for_local_stage(&root) {
+            Ok(_) => ExitCode::Ok.into(),
+            Err(e) => {
+                eprintln!("wala-provision: {e}");
+                ExitCode::Failure.into()
+            }
+        };
+    }
+    if cli.stage == Stage::Local {
+        stages::ready_at_hostname();
+    }
     wala::logging::init(wala::logging::LogSettings {
         component: "Provision",
         verbose: cli.verbose,
@@ -123,6 +139,7 @@ fn run(
         };
     }
     let stages: &[stages::Stage] = match stage {
+        Stage::LocalDone => &[],
         Stage::Local => &[stages::Stage::Local],
         Stage::Imds => &[stages::Stage::Imds],
         Stage::ResourceDisk => &[stages::Stage::ResourceDisk],

@@ -126,6 +126,7 @@ fn a_crash_after_any_step_converges_on_rerun() {
         "plan",
         "save-ovf",
         "hostname",
+        "sudoers-check",
         "user",
         "password",
         "sudoers",

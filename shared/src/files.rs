@@ -141,6 +141,32 @@ pub fn lock_exclusive(path: &Path) -> Result<std::fs::File, FileError> {
     }
 }
 
+/// Wait until no process holds an exclusive `flock` on `path` (taking, then dropping, a shared
+/// one). `Ok(false)` when there is no such file: then no one ever locked it.
+pub fn wait_unlocked(path: &Path) -> Result<bool, FileError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(FileError::new("open", path, e)),
+    };
+    loop {
+        // SAFETY: flock on a valid open file descriptor.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH) } == 0 {
+            return Ok(true);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(FileError::new("lock", path, e));
+        }
+    }
+}
+
 /// Read a file to a string; `Ok(None)` when it does not exist.
 pub fn read_optional(path: &Path) -> Result<Option<String>, FileError> {
     match fs::read_to_string(path) {

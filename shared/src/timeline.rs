@@ -187,10 +187,27 @@ impl Recorder {
 }
 
 thread_local! {
-    /// The recorder of the stage this thread runs, if any. Provisioning is single-threaded: a
-    /// stage's steps and waits all run on the thread that began it (and tests that run side by
-    /// side on threads of one process do not see each other's stages).
+    /// The recorder of the stage this thread runs, if any. A stage's steps run on the thread that
+    /// began it, or on a thread it started that [`Attached::enter`]ed the stage (tests that run
+    /// side by side on threads of one process do not see each other's stages).
     static CURRENT: RefCell<Option<Recorder>> = const { RefCell::new(None) };
+}
+
+/// The stage this thread records (if any), for a thread the stage starts: its steps go to the same
+/// timeline once it has called [`Attached::enter`].
+#[derive(Debug, Clone)]
+pub struct Attached(Option<Recorder>);
+
+/// The stage this thread records, to hand to another thread.
+pub fn attached() -> Attached {
+    Attached(current())
+}
+
+impl Attached {
+    /// Record this thread's spans in the stage.
+    pub fn enter(&self) {
+        set_current(self.0.clone());
+    }
 }
 
 fn current() -> Option<Recorder> {

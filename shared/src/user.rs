@@ -302,6 +302,23 @@ pub fn configure_sudoers(
     name: &str,
     nopasswd: bool,
 ) -> Result<(), UserError> {
+    match prepare_sudoers(root, runner, sudoers_dir, name, nopasswd)? {
+        Some(checked) => checked.install(),
+        None => Ok(()),
+    }
+}
+
+/// `<OS.SudoersDir>/waagent` with `name`'s line, checked by `visudo -c` (where there is one) but
+/// not yet in place: the local stage checks it while `useradd` runs and installs it once the user
+/// exists, so that no sudoers line names a user that was never made. `None` when the file already
+/// says it.
+pub fn prepare_sudoers(
+    root: &HostRoot,
+    runner: &dyn Runner,
+    sudoers_dir: &Path,
+    name: &str,
+    nopasswd: bool,
+) -> Result<Option<CheckedSudoers>, UserError> {
     let dir = root.path(sudoers_dir);
     files::ensure_dir(&dir, 0o750)?;
     let path = dir.join("waagent");
@@ -314,7 +331,7 @@ pub fn configure_sudoers(
     lines.push(&line);
     let text = lines.join("\n") + "\n";
     if text == existing {
-        return Ok(());
+        return Ok(None);
     }
     if runner.exists("visudo") {
         // Check the new content before it replaces anything: a broken sudoers file locks out sudo.
@@ -324,8 +341,23 @@ pub fn configure_sudoers(
         let _ = std::fs::remove_file(&candidate);
         checked.map_err(|source| UserError::Sudoers { path: path.clone(), source })?;
     }
-    files::write_atomic(&path, text.as_bytes(), WriteOptions::mode(0o440))?;
-    Ok(())
+    Ok(Some(CheckedSudoers { path, text }))
+}
+
+/// A sudoers file's new content, checked ([`prepare_sudoers`]).
+#[derive(Debug)]
+#[must_use = "the checked file is not in place until installed"]
+pub struct CheckedSudoers {
+    path: PathBuf,
+    text: String,
+}
+
+impl CheckedSudoers {
+    /// Put the file in place (0440, atomically).
+    pub fn install(self) -> Result<(), UserError> {
+        files::write_atomic(&self.path, self.text.as_bytes(), WriteOptions::mode(0o440))?;
+        Ok(())
+    }
 }
 
 /// Drop the lines of `<OS.SudoersDir>/waagent` whose first field is `name` (waagent drops every

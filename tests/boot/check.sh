@@ -68,7 +68,7 @@ missing=()
 for f in usr/sbin/wala-provision usr/sbin/wala-agentd usr/lib/systemd/system/azure.slice \
     usr/lib/systemd/system/wala-provision-local.service usr/lib/systemd/system/wala-provision-network.service \
     usr/lib/systemd/system/wala-provision-keys.service usr/lib/systemd/system/wala-provision-pps.service \
-    usr/lib/systemd/system/wala-provision-disk.service \
+    usr/lib/systemd/system/wala-provision-disk.service usr/lib/systemd/system/wala-provision-local-done.service \
     usr/lib/systemd/system/wala-agentd.service usr/lib/systemd/system/wala-network-setup.service \
     usr/lib/tmpfiles.d/wala.conf usr/lib/dracut/modules.d/90wala/module-setup.sh \
     usr/lib/dracut/modules.d/90wala/wala-provision-initrd.service \

@@ -195,7 +195,7 @@ check_boot_report() {
         grep -qE "wait\*[[:space:]]+ok[[:space:]]+report-ready" "$d/boot-report.txt" &&
         grep -q 'sshd ready' "$d/boot-report.txt"
     result "$name: boot-report shows the $lane stage, the route wait, Ready and sshd ready" $? "$d/boot-report.txt"
-    echo "$name: boot-report step times (s): $(awk '$5 == "step" && ($NF == "start-up" || $NF == "set-up" || $NF == "user" || $NF == "sudoers" || $NF == "host-keys" || $NF == "ovf") { printf "%s%s %s  ", ($NF == "start-up" || $NF == "set-up" ? $4 " " : ""), $NF, $3 }' "$d/boot-report.txt")"
+    echo "$name: boot-report step times (s): $(awk '$5 == "step" && ($NF == "start-up" || $NF == "set-up" || $NF == "user" || $NF == "sudoers" || $NF == "sudoers-check" || $NF == "host-keys" || $NF == "ovf") { printf "%s%s %s  ", ($NF == "start-up" || $NF == "set-up" ? $4 " " : ""), $NF, $3 }' "$d/boot-report.txt")"
 }
 
 # unit_costs: how long each of wala's boot units ran on this boot (ExecMainStart to ExecMainExit,

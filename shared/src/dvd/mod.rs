@@ -132,9 +132,13 @@ pub fn read_ovf(runner: &dyn Runner, wait: Duration) -> Result<OvfFromDvd, DvdEr
             return Ok(OvfFromDvd { bytes, device: None });
         }
         let mut undecided = false;
-        for dev in candidates() {
+        let devices =
+            crate::timeline::span_by(crate::timeline::Kind::Step, "dvd-devices", candidates, |_| {
+                crate::timeline::Outcome::Ok
+            });
+        for dev in devices {
             tried.insert(dev.display().to_string());
-            match probe(runner, &dev, Path::new(MOUNT_DIR))? {
+            match crate::timeline::wait("dvd-read", || probe(runner, &dev, Path::new(MOUNT_DIR)))? {
                 Probe::Found(bytes) => return Ok(OvfFromDvd { bytes, device: Some(dev) }),
                 Probe::NotTheDvd => {}
                 Probe::Undecided => undecided = true,

@@ -531,13 +531,34 @@ fn provision_from(
     })?;
     let paths = &plan.paths;
     step(ctx, vm_id, timings, "save-ovf", || save_scrubbed_ovf(root, &paths.lib_dir, bytes))?;
-    step(ctx, vm_id, timings, "hostname", || {
-        hostname::set_hostname(root, &plan.hostname).map(drop).map_err(|e| ProvisionError::new("hostname", e))
-    })?;
-    let account = step(ctx, vm_id, timings, "user", || {
-        user::ensure_user(root, ctx.runner, &plan.user.name, plan.user.allow_system_user)
-            .map_err(|e| ProvisionError::new("user", e))
-    })?;
+    // `useradd` is the slowest step (a program that locks and rewrites the account files and
+    // copies /etc/skel): it runs on its own thread while the steps that do not need the account
+    // are done. Whatever fails, both sides finish before the first failure in step order is
+    // returned, so a rerun finds a known state.
+    let (account, beside) = std::thread::scope(|scope| {
+        let attached = crate::timeline::attached();
+        let (name, allow_system_user) = (plan.user.name.as_str(), plan.user.allow_system_user);
+        let user = scope.spawn(move || {
+            attached.enter();
+            let mut user_timings = Vec::new();
+            let account = step(ctx, vm_id, &mut user_timings, "user", || {
+                user::ensure_user(root, ctx.runner, name, allow_system_user)
+                    .map_err(|e| ProvisionError::new("user", e))
+            });
+            (account, user_timings)
+        });
+        let beside = steps_beside_useradd(ctx, vm_id, timings, &plan);
+        let (account, user_timings) = user.join().unwrap_or_else(|_| {
+            (Err(ProvisionError::new("user", "the useradd thread panicked")), Vec::new())
+        });
+        timings.extend(user_timings);
+        (account, beside)
+    });
+    let (sudoers, account) = match (beside, account) {
+        (Err(e), _) if e.step == "hostname" => return Err(e),
+        (_, Err(e)) | (Err(e), Ok(_)) => return Err(e),
+        (Ok(sudoers), Ok(account)) => (sudoers, account),
+    };
     step(ctx, vm_id, timings, "password", || {
         user::set_password(
             root,
@@ -549,9 +570,39 @@ fn provision_from(
         )
         .map_err(|e| ProvisionError::new("password", e))
     })?;
-    step(ctx, vm_id, timings, "sudoers", || {
+    if let Some(checked) = sudoers {
+        step(ctx, vm_id, timings, "sudoers", || {
+            checked.install().map_err(|e| ProvisionError::new("sudoers", e))
+        })?;
+    }
+    let key_files = step(ctx, vm_id, timings, "ssh-keys", || deploy_inline_keys(root, &plan, &account))?;
+    if plan.lock_root_password {
+        step(ctx, vm_id, timings, "root-password", || {
+            user::lock_root_password(root, &paths.password_file)
+                .map_err(|e| ProvisionError::new("root-password", e))
+        })?;
+    }
+    crate::selinux::restore_provisioned(root, ctx.runner, paths, &key_files);
+    Ok(plan.regenerate_host_keys.is_some_and(|t| !crate::host_keys::deferred_types(t).is_empty()))
+}
+
+/// The local steps that do not need the account, run while `useradd` does: hostname, the sudoers
+/// file checked (installed once the user exists), the sshd drop-in, new host keys, custom data and
+/// the guest-agent switch. Stops at the first failure.
+fn steps_beside_useradd(
+    ctx: &Context<'_>,
+    vm_id: &str,
+    timings: &mut Vec<StepTiming>,
+    plan: &Plan,
+) -> Result<Option<user::CheckedSudoers>, ProvisionError> {
+    let (root, paths) = (&ctx.root, &plan.paths);
+    step(ctx, vm_id, timings, "hostname", || {
+        hostname::set_hostname(root, &plan.hostname).map(drop).map_err(|e| ProvisionError::new("hostname", e))
+    })?;
+    stages::hostname_settled();
+    let sudoers = step(ctx, vm_id, timings, "sudoers-check", || {
         let nopasswd = plan.user.password.is_none();
-        user::configure_sudoers(root, ctx.runner, &paths.sudoers_dir, &account.name, nopasswd)
+        user::prepare_sudoers(root, ctx.runner, &paths.sudoers_dir, &plan.user.name, nopasswd)
             .map_err(|e| ProvisionError::new("sudoers", e))
     })?;
     step(ctx, vm_id, timings, "sshd", || {
@@ -568,13 +619,6 @@ fn provision_from(
                 .map_err(|e| ProvisionError::new("host-keys", e))
         })?;
     }
-    let key_files = step(ctx, vm_id, timings, "ssh-keys", || deploy_inline_keys(root, &plan, &account))?;
-    if plan.lock_root_password {
-        step(ctx, vm_id, timings, "root-password", || {
-            user::lock_root_password(root, &paths.password_file)
-                .map_err(|e| ProvisionError::new("root-password", e))
-        })?;
-    }
     if let Some(cd) = &plan.custom_data {
         step(ctx, vm_id, timings, "custom-data", || {
             customdata::save(root, &paths.lib_dir, &cd.data, cd.decode)
@@ -583,8 +627,7 @@ fn provision_from(
         })?;
     }
     step(ctx, vm_id, timings, "guest-agent", || set_disable_agent(root, &paths.lib_dir, plan.disable_agent))?;
-    crate::selinux::restore_provisioned(root, ctx.runner, paths, &key_files);
-    Ok(plan.regenerate_host_keys.is_some_and(|t| !crate::host_keys::deferred_types(t).is_empty()))
+    Ok(sudoers)
 }
 
 /// Save `ovf-env.xml` without the password (0600), whatever namespace prefix the document uses.

@@ -5,10 +5,63 @@
 //! nothing.
 
 use std::fmt::Display;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use super::{from_imds, preprovisioned, Context, NetworkOutcome, OvfSource};
+use crate::files::{self, FileError};
+use crate::root::HostRoot;
 use crate::timeline::{self, Outcome};
+
+/// Held (an exclusive `flock`) by the local stage from its start to its end, under
+/// [`HostRoot::kernel`]: [`wait_for_local_stage`] waits for it.
+pub const LOCAL_STAGE_LOCK: &str = "/run/wala/local-stage.lock";
+
+/// Whether this process tells systemd it is ready once the hostname is set ([`ready_at_hostname`]).
+static READY_AT_HOSTNAME: AtomicBool = AtomicBool::new(false);
+/// Whether that was said.
+static READY_SENT: AtomicBool = AtomicBool::new(false);
+
+/// Make this process's local stage send systemd `READY=1` as soon as the hostname is settled
+/// (set, or known to need no change), not when the stage ends: `wala-provision-local.service` is
+/// `Type=notify` and `Before=network-pre.target`, so the network comes up with the new name while
+/// the user is made. What must wait for the whole stage (sshd, logins, the other stages) waits
+/// for `wala-provision-local-done.service` ([`wait_for_local_stage`]).
+pub fn ready_at_hostname() {
+    READY_AT_HOSTNAME.store(true, Ordering::SeqCst);
+}
+
+/// The hostname is settled: `READY=1` when [`ready_at_hostname`] asked for it (once).
+pub(super) fn hostname_settled() {
+    if READY_AT_HOSTNAME.load(Ordering::SeqCst) && !READY_SENT.swap(true, Ordering::SeqCst) {
+        crate::daemon::notify::notify("READY=1");
+    }
+}
+
+/// What `wala-provision --stage local-done` does: wait until this boot's local stage has ended
+/// (its lock, [`LOCAL_STAGE_LOCK`], is free; a stage that crashed frees it too). Returns how long it
+/// waited; at once when no local stage ran this boot.
+pub fn wait_for_local_stage(root: &HostRoot) -> Result<Duration, FileError> {
+    let started = Instant::now();
+    files::wait_unlocked(&root.kernel().path(LOCAL_STAGE_LOCK))?;
+    Ok(started.elapsed())
+}
+
+/// Take [`LOCAL_STAGE_LOCK`] for the local stage (a failure is a warning: then nothing waits).
+fn hold_local_stage_lock(root: &HostRoot) -> Option<std::fs::File> {
+    let path = root.kernel().path(LOCAL_STAGE_LOCK);
+    let taken = path
+        .parent()
+        .map_or(Ok(()), |dir| files::ensure_dir(dir, 0o755))
+        .and_then(|()| files::lock_exclusive(&path));
+    match taken {
+        Ok(file) => Some(file),
+        Err(e) => {
+            log::warn!("{e}: the units after the local stage do not wait for it");
+            None
+        }
+    }
+}
 
 /// A provisioning stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +108,7 @@ pub struct Options {
 pub fn run(ctx: &Context<'_>, source: &OvfSource, stage: Stage, options: Options) -> bool {
     let mut ok = true;
     if stage.includes(Stage::Local) {
+        let _held = hold_local_stage_lock(&ctx.root);
         ok &= record(
             ctx,
             "local",
@@ -65,6 +119,8 @@ pub fn run(ctx: &Context<'_>, source: &OvfSource, stage: Stage, options: Options
             },
         )
         .is_some();
+        // Skipped or failed before its hostname step: ready now (the lock is still held).
+        hostname_settled();
     }
     if stage.includes(Stage::Imds) {
         ok &= record(
