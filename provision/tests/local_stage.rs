@@ -5,6 +5,8 @@
 mod support;
 
 use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
 
 use support::*;
 
@@ -183,4 +185,69 @@ fn system_accounts_are_refused_before_anything_changes() {
             assert!(state.contains("\"step\": \"plan\"") && state.contains(&reason), "{what}: {state}");
         }
     }
+}
+
+/// `wala-provision-local.service` is `Type=notify`: the stage says READY=1 once the hostname is set,
+/// while `useradd` still runs, and `--stage local-done` (what sshd waits for) returns only when the
+/// whole stage has ended. `useradd` is made slow by a wrapper first on `PATH` so that the order is
+/// certain.
+#[test]
+fn ready_once_the_hostname_is_set_and_local_done_waits_for_the_whole_stage() {
+    if !need_root("ready_once_the_hostname_is_set_and_local_done_waits_for_the_whole_stage") {
+        return;
+    }
+    use std::os::unix::net::UnixDatagram;
+    let r = TestRoot::new();
+    let ovf = r.ovf(None, None);
+    let conf = r.config("");
+    let bin = r.dir.path().join("slow-bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    let real =
+        ["/usr/sbin/useradd", "/sbin/useradd"].into_iter().find(|p| Path::new(p).exists()).expect("useradd");
+    std::fs::write(bin.join("useradd"), format!("#!/bin/sh\nsleep 2\nexec {real} \"$@\"\n")).expect("write");
+    std::fs::set_permissions(bin.join("useradd"), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let socket_path = r.dir.path().join("notify");
+    let socket = UnixDatagram::bind(&socket_path).expect("bind");
+    socket.set_read_timeout(Some(std::time::Duration::from_secs(30))).expect("timeout");
+
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let mut stage = std::process::Command::new(BIN)
+        .arg("--root")
+        .arg(r.dir.path())
+        .args(["--stage", "local", "--config"])
+        .arg(&conf)
+        .arg("--ovf")
+        .arg(&ovf)
+        .env("PATH", &path)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env_remove("WALA_TEST_CRASH_AFTER")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut buf = [0u8; 64];
+    let n = socket.recv(&mut buf).expect("READY=1 from the local stage");
+    assert_eq!(&buf[..n], b"READY=1");
+    assert_eq!(r.read("etc/hostname"), "wala-test-vm\n", "the hostname is set before READY=1");
+    assert!(!r.read("etc/passwd").contains("azureuser:"), "READY=1 comes while useradd still runs");
+
+    let done = Command::new(BIN)
+        .arg("--root")
+        .arg(r.dir.path())
+        .args(["--stage", "local-done"])
+        .output()
+        .expect("run");
+    assert!(done.status.success(), "{}", stderr(&done));
+    // local-done returned: the stage's process has ended, with the user and the keys in place.
+    let status = stage.wait().expect("wait");
+    assert!(status.success());
+    assert!(r.read("etc/passwd").contains("azureuser:"));
+    assert!(r.path("home/azureuser/.ssh/authorized_keys").exists());
+    assert!(r.path("etc/sudoers.d/waagent").exists());
+
+    // A second run has nothing to do and still says READY=1 (a notify unit that never does fails).
+    let out = r.run(&ovf, &conf, &[("NOTIFY_SOCKET", socket_path.to_str().expect("utf-8"))]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let n = socket.recv(&mut buf).expect("READY=1 from a stage with nothing to do");
+    assert_eq!(&buf[..n], b"READY=1");
 }

@@ -229,6 +229,27 @@ mod tests {
     }
 
     #[test]
+    fn wait_unlocked_returns_only_once_the_exclusive_holder_lets_go() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("stage.lock");
+        assert!(!wait_unlocked(&path).expect("no file"), "no lock file: nothing to wait for");
+        let held = lock_exclusive(&path).expect("lock");
+        let waiter = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let found = wait_unlocked(&path).expect("wait");
+                (found, std::time::Instant::now())
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let released = std::time::Instant::now();
+        drop(held);
+        let (found, returned) = waiter.join().expect("join");
+        assert!(found && returned >= released, "the waiter returned before the lock was released");
+        assert!(wait_unlocked(&path).expect("free"), "a free lock: at once");
+    }
+
+    #[test]
     fn ensure_dir_creates_parents_with_mode() {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path().join("a/b/c");

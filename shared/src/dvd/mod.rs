@@ -74,22 +74,27 @@ fn is_virtio_name(name: &str) -> bool {
     name.starts_with("vd") && b.get(2).is_some_and(|c| (b'b'..=b'z').contains(c))
 }
 
-/// Candidate devices right now: udev's CD-ROMs first, then waagent's name patterns in `/dev`
-/// (virtio disks last: they are only a guess).
-pub fn candidates() -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = udev_cdroms();
+/// Candidate devices right now, in the order they are tried: waagent's CD-ROM name patterns in
+/// `/dev` (`sr*`, `cd*`, `cdrom*`, `hd[c-z]`), then the CD-ROMs udev knows under other names, then
+/// virtio disks (only a guess). udev's database is read only when the caller goes past the
+/// names (the local stage stops at the DVD, which on Azure is `/dev/sr0`): enumerating it through
+/// libudev took half a second of an emulated VM's boot.
+pub fn candidates() -> impl Iterator<Item = PathBuf> {
     let mut by_name: Vec<String> = std::fs::read_dir("/dev")
         .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
     by_name.retain(|n| is_dvd_name(n));
-    by_name.sort_by_key(|n| (is_virtio_name(n), n.clone()));
-    for name in by_name {
-        let p = PathBuf::from("/dev").join(name);
-        if !out.contains(&p) {
-            out.push(p);
-        }
-    }
-    out
+    by_name.sort();
+    let (virtio, named): (Vec<String>, Vec<String>) = by_name.into_iter().partition(|n| is_virtio_name(n));
+    let dev = |name: String| PathBuf::from("/dev").join(name);
+    let named: Vec<PathBuf> = named.into_iter().map(dev).collect();
+    let virtio: Vec<PathBuf> = virtio.into_iter().map(dev).collect();
+    let known = named.clone();
+    let udev = std::iter::once(()).flat_map(move |()| {
+        let known = known.clone();
+        udev_cdroms().into_iter().filter(move |p| !known.contains(p))
+    });
+    named.into_iter().chain(udev).chain(virtio)
 }
 
 fn udev_cdroms() -> Vec<PathBuf> {
@@ -121,7 +126,8 @@ fn already_mounted() -> Option<PathBuf> {
 pub fn read_ovf(runner: &dyn Runner, wait: Duration) -> Result<OvfFromDvd, DvdError> {
     let deadline = Instant::now() + wait;
     let mut tried = BTreeSet::new();
-    let mut monitor = crate::devices::BlockEvents::new();
+    // Made when first needed: on Azure the DVD is there at the first look.
+    let mut monitor: Option<crate::devices::BlockEvents> = None;
     let mut settled = None;
     loop {
         if let Some(mnt) = already_mounted() {
@@ -132,11 +138,7 @@ pub fn read_ovf(runner: &dyn Runner, wait: Duration) -> Result<OvfFromDvd, DvdEr
             return Ok(OvfFromDvd { bytes, device: None });
         }
         let mut undecided = false;
-        let devices =
-            crate::timeline::span_by(crate::timeline::Kind::Step, "dvd-devices", candidates, |_| {
-                crate::timeline::Outcome::Ok
-            });
-        for dev in devices {
+        for dev in candidates() {
             tried.insert(dev.display().to_string());
             match crate::timeline::wait("dvd-read", || probe(runner, &dev, Path::new(MOUNT_DIR)))? {
                 Probe::Found(bytes) => return Ok(OvfFromDvd { bytes, device: Some(dev) }),
@@ -164,7 +166,9 @@ pub fn read_ovf(runner: &dyn Runner, wait: Duration) -> Result<OvfFromDvd, DvdEr
             return Err(DvdError::NotFound { waited: wait, tried: tried.into_iter().collect() });
         }
         // Wake on the next block-device event, or after a second to retry media that were not ready.
-        monitor.wait((deadline - now).min(Duration::from_secs(1)));
+        monitor
+            .get_or_insert_with(crate::devices::BlockEvents::new)
+            .wait((deadline - now).min(Duration::from_secs(1)));
     }
 }
 

@@ -498,8 +498,11 @@ fn step<T>(
     name: &'static str,
     f: impl FnOnce() -> Result<T, ProvisionError>,
 ) -> Result<T, ProvisionError> {
+    crash_hook::step_begins();
     let started = Instant::now();
-    let value = crate::timeline::step(name, f)?;
+    let result = crate::timeline::step(name, f);
+    crash_hook::step_ends();
+    let value = result?;
     let duration = started.elapsed();
     ctx.milestone(vm_id, name, duration);
     timings.push(StepTiming { step: name, duration });
@@ -511,8 +514,40 @@ fn step<T>(
 /// after each step and check that a rerun converges).
 fn crash_point(name: &str) {
     if std::env::var(CRASH_AFTER_ENV).is_ok_and(|s| s == name) {
+        crash_hook::between_steps();
         log::error!("{CRASH_AFTER_ENV}={name}: aborting (test hook)");
         std::process::abort();
+    }
+}
+
+/// Steps run on two threads in the local stage (`useradd` beside the others). A crash point is
+/// meant to fall between steps, so the hook, once it fires, lets no new step begin and waits for
+/// the step running on the other thread to end before it aborts.
+mod crash_hook {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    static RUNNING: AtomicUsize = AtomicUsize::new(0);
+    static CRASHING: AtomicBool = AtomicBool::new(false);
+
+    pub(super) fn step_begins() {
+        RUNNING.fetch_add(1, Ordering::SeqCst);
+        if CRASHING.load(Ordering::SeqCst) {
+            RUNNING.fetch_sub(1, Ordering::SeqCst);
+            loop {
+                std::thread::park(); // the process is about to abort
+            }
+        }
+    }
+
+    pub(super) fn step_ends() {
+        RUNNING.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    pub(super) fn between_steps() {
+        CRASHING.store(true, Ordering::SeqCst);
+        while RUNNING.load(Ordering::SeqCst) > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 }
 
