@@ -238,18 +238,33 @@ check_custom_data() {
     result "$1: CustomData saved in /var/lib/waagent/CustomData" $?
 }
 
-# The hostname must be set before the first DHCP request: wala-provision-local finished before
-# systemd started systemd-networkd (the DHCP client), from the journal's monotonic timestamps.
+# The hostname must be set before the first DHCP request: wala-provision-local was ready (it says
+# READY=1 once the hostname is set; the initramfs's stage may have set it already) before systemd
+# started systemd-networkd (the DHCP client), from the journal's monotonic timestamps; and where
+# this boot's stage set it, its "hostname: done" line comes before too.
 check_hostname_before_dhcp() {
     rssh journalctl -b -o short-monotonic --no-pager >"$d/journal.txt" 2>&1
-    local t_local t_netd t_lease
-    t_local=$(grep -m1 'Finished wala-provision-local.service' "$d/journal.txt" | sed -E 's/^\[ *([0-9.]+)\].*/\1/')
+    local t_local t_netd t_lease t_host
+    t_local=$(grep -m1 -E '(Started|Finished) wala-provision-local.service' "$d/journal.txt" | sed -E 's/^\[ *([0-9.]+)\].*/\1/')
+    t_host=$(grep -m1 -E 'wala-provision\[[0-9]+\]: INFO hostname: done in' "$d/journal.txt" | sed -E 's/^\[ *([0-9.]+)\].*/\1/')
+    t_local=$(python3 -c "print(max(float(t) for t in '$t_local $t_host'.split()))" 2>/dev/null)
     t_netd=$(grep -m1 'Starting systemd-networkd.service' "$d/journal.txt" | sed -E 's/^\[ *([0-9.]+)\].*/\1/')
     t_lease=$(grep -m1 'DHCPv4 address' "$d/journal.txt" | sed -E 's/^\[ *([0-9.]+)\].*/\1/')
     if [ -n "$t_local" ] && [ -n "$t_netd" ] && python3 -c "import sys; sys.exit(0 if $t_local < $t_netd else 1)"; then
-        pass "$1: hostname set before DHCP (local stage done at ${t_local}s, networkd started at ${t_netd}s, lease at ${t_lease:-?}s)"
+        pass "$1: hostname set before DHCP (local stage ready at ${t_local}s, networkd started at ${t_netd}s, lease at ${t_lease:-?}s)"
     else
-        fail "$1: hostname set before DHCP (local stage done at '${t_local}', networkd started at '${t_netd}')" "$d/journal.txt"
+        fail "$1: hostname set before DHCP (local stage ready at '${t_local}', networkd started at '${t_netd}')" "$d/journal.txt"
+    fi
+    # ... and sshd starts only once the whole local stage has ended (wala-provision-local-done).
+    local t_end t_gate t_ssh
+    t_end=$(grep -m1 'local stage finished for VM' "$d/journal.txt" | sed -E 's/^\[ *([0-9.]+)\].*/\1/')
+    t_gate=$(grep -m1 'Finished wala-provision-local-done.service' "$d/journal.txt" | sed -E 's/^\[ *([0-9.]+)\].*/\1/')
+    t_ssh=$(grep -m1 -E 'Starting (ssh|sshd).service' "$d/journal.txt" | sed -E 's/^\[ *([0-9.]+)\].*/\1/')
+    if [ -n "$t_end" ] && [ -n "$t_gate" ] && [ -n "$t_ssh" ] &&
+        python3 -c "import sys; sys.exit(0 if $t_end <= $t_gate <= $t_ssh else 1)"; then
+        pass "$1: sshd started after the whole local stage (stage ended ${t_end}s, local-done ${t_gate}s, sshd ${t_ssh}s)"
+    else
+        fail "$1: sshd started after the whole local stage (stage ended '${t_end}', local-done '${t_gate}', sshd '${t_ssh}')" "$d/journal.txt"
     fi
 }
 

@@ -459,6 +459,7 @@ fn refresh_from(
     step(ctx, vm_id, timings, "hostname", || {
         hostname::set_hostname(root, &plan.hostname).map(drop).map_err(|e| ProvisionError::new("hostname", e))
     })?;
+    stages::hostname_settled();
     step(ctx, vm_id, timings, "ssh-keys", || {
         let account =
             user::lookup(root, &plan.user.name).map_err(|e| ProvisionError::new("ssh-keys", e))?.ok_or_else(
