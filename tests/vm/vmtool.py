@@ -106,18 +106,25 @@ def ports(path):
 
 
 def banner(port, timeout, t0):
-    # Probes overlap: a new connection every 0.1 s, each kept up to 5 s. slirp accepts on the host
-    # side at once and then sends its SYN to the guest; before the guest's network is up nothing
-    # answers and slirp retransmits on TCP's back-off (1 s, 2 s, ...). One probe at a time, each
-    # waiting for its answer, would see a banner up to its own timeout late, so single boots
-    # differed by seconds; with overlapping probes the banner is seen within about 0.1 s.
+    # Probes overlap: a new connection every 0.1 s. slirp accepts on the host side at once and
+    # then sends its SYN to the guest; before the guest's network is up nothing answers and slirp
+    # retransmits on TCP's back-off (1 s, 2 s, ...). One probe at a time, each waiting for its
+    # answer, would see a banner up to its own timeout late, so single boots differed by seconds;
+    # with overlapping probes the banner is seen within about 0.1 s.
+    # Once the guest answers at all (a probe is refused, or closed by sshd), every new probe is
+    # either refused at once or accepted by sshd: those are then kept until the banner comes, and
+    # at most 8 are open at a time, below sshd's MaxStartups (10). Kept for 5 s each and opened
+    # without a bound, probes once flooded an sshd slowed by the RSA key being made beside it: it
+    # dropped them past MaxStartups, and the probe closed the rest before their banner, for 100 s.
     deadline = time.time() + float(timeout)
     probes = {}  # socket -> when it was opened
     next_probe = 0.0
+    answered_at = None  # when the guest first answered (refused or closed a probe)
     try:
         while time.time() < deadline:
             now = time.time()
-            if now >= next_probe and len(probes) < 64:
+            limit = 64 if answered_at is None else 8
+            if now >= next_probe and len(probes) < limit:
                 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 s.setblocking(False)
                 if s.connect_ex(("127.0.0.1", int(port))) in (0, 115):  # 115: EINPROGRESS
@@ -137,10 +144,17 @@ def banner(port, timeout, t0):
                 # Refused, closed by slirp (the guest said no) or not a banner: drop it.
                 del probes[s]
                 s.close()
-            for s, opened in list(probes.items()):
-                if now - opened > 5:
-                    del probes[s]
-                    s.close()
+                if answered_at is None:
+                    answered_at = time.time()
+                    # Probes opened before may still be in slirp's SYN back-off: new ones are quicker.
+                    for old in [p for p, opened in probes.items() if opened < answered_at]:
+                        del probes[old]
+                        old.close()
+            if answered_at is None:
+                for s, opened in list(probes.items()):
+                    if now - opened > 5:
+                        del probes[s]
+                        s.close()
     finally:
         for s in probes:
             s.close()
