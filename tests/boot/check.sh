@@ -274,7 +274,8 @@ if packaging/build-deb.sh >"$tmp/deb.log" 2>&1; then
     rc=$?
     result "wala-provision needs no libssl/libcrypto ($(grep -o 'NEEDED.*\[.*\]' "$tmp/needed-provision" | sed 's/.*\[\(.*\)\]/\1/' | paste -sd' ')); wala-crypto does" $rc "$tmp/needed-provision"
     ! grep -qE 'NEEDED.*lib(ssl|crypto)' "$tmp/needed-agentd"
-    result "wala-agentd needs no libssl/libcrypto ($(grep -o 'NEEDED.*\[.*\]' "$tmp/needed-agentd" | sed 's/.*\[\(.*\)\]/\1/' | paste -sd' '))" $? "$tmp/needed-agentd"
+    rc=$?
+    result "wala-agentd needs no libssl/libcrypto ($(grep -o 'NEEDED.*\[.*\]' "$tmp/needed-agentd" | sed 's/.*\[\(.*\)\]/\1/' | paste -sd' '))" $rc "$tmp/needed-agentd"
     dpkg-deb -f "$deb" Depends | grep -q 'libc6'
     rc=$?
     result "deb Depends (dpkg-shlibdeps): $(dpkg-deb -f "$deb" Depends)" $rc
