@@ -22,7 +22,7 @@ CARGO ?= cargo
 CARGO_TARGET_DIR ?= target
 RELEASE_DIR := $(CARGO_TARGET_DIR)/release
 MAN_DIR := $(CARGO_TARGET_DIR)/man
-BINS := $(RELEASE_DIR)/wala-provision $(RELEASE_DIR)/wala-agentd
+BINS := $(RELEASE_DIR)/wala-provision $(RELEASE_DIR)/wala-agentd $(RELEASE_DIR)/wala-crypto
 MANPAGES := $(MAN_DIR)/wala-provision.8 $(MAN_DIR)/wala-agentd.8 $(MAN_DIR)/waagent.8
 UNITS := $(wildcard systemd/*.service systemd/*.slice)
 UDEV_RULES := $(wildcard systemd/udev/*.rules)
@@ -36,12 +36,14 @@ all: build man
 
 build: $(BINS)
 
-# Always ask cargo: it rebuilds only what changed, and make never installs a stale binary. Two
+# Always ask cargo: it rebuilds only what changed, and make never installs a stale binary. Three
 # cargo runs, not one: cargo unifies the library's features over the packages of one run, and
-# wala-provision must be built without wala-agentd's `https` (it then links no TLS library).
+# only wala-crypto, the short-lived helper, turns on the library's `https` (native-tls): built
+# apart, wala-provision and wala-agentd link no TLS or crypto library (docs/security.md).
 $(BINS) &: FORCE
 	$(CARGO) build --release --locked -p wala-provision
 	$(CARGO) build --release --locked -p wala-agentd
+	$(CARGO) build --release --locked -p wala-crypto
 
 man: $(MANPAGES)
 
@@ -59,6 +61,7 @@ install: $(BINS) $(MANPAGES)
 	$(INSTALL) -d $(DESTDIR)$(SBINDIR)
 	$(INSTALL) -m 0755 $(RELEASE_DIR)/wala-provision $(DESTDIR)$(SBINDIR)/wala-provision
 	$(INSTALL) -m 0755 $(RELEASE_DIR)/wala-agentd $(DESTDIR)$(SBINDIR)/wala-agentd
+	$(INSTALL) -m 0755 $(RELEASE_DIR)/wala-crypto $(DESTDIR)$(SBINDIR)/wala-crypto
 	ln -sfn wala-agentd $(DESTDIR)$(SBINDIR)/waagent
 	$(INSTALL) -d $(DESTDIR)$(SYSTEMDUNITDIR)
 	for u in $(UNITS); do \

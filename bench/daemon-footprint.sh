@@ -8,11 +8,17 @@
 # costs on the wire, from the simulator's counters (/__fabric/traffic: requests, connections and
 # bytes each way, the start-up poll left out). Targets: RSS under 5 MiB and no growth between the
 # two runs; at most 0.1 ms of CPU per idle poll (issue #19); per idle period at most waagent's
-# requests and half its bytes from the platform (docs/daemon.md). Binaries from $CARGO_TARGET_DIR
-# (default ./target). Usage: bench/daemon-footprint.sh
+# requests and half its bytes from the platform (docs/daemon.md). Then the daemon at rest: run
+# for $WALA_BENCH_REST_SECONDS (default 20) with a 1-s goal-state period, so that it has taken the
+# goal state and decrypted the certificates (in the wala-crypto helper), then its RSS and Pss
+# from /proc/<pid>/smaps_rollup, by mapping from /proc/<pid>/smaps, and the libraries it maps;
+# it fails if libssl or libcrypto is mapped (docs/security.md, "The crypto helper"). Binaries from
+# $CARGO_TARGET_DIR (default ./target), built as the Makefile builds them (wala-crypto in a cargo
+# run of its own, the only one with the library's `https`). Usage: bench/daemon-footprint.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --locked --release -q -p wala-agentd -p wala-fabric
+cargo build --locked --release -q -p wala-crypto
 bin=${CARGO_TARGET_DIR:-$PWD/target}/release
 work=$(mktemp -d /tmp/wala-bench.XXXXXX)
 pids=()
@@ -86,3 +92,29 @@ printf '%-44s %12.2f %12s\n' "connections" "$(echo "$conns / $n1" | bc -l)" "-"
 printf '%-44s %12.0f %12s\n' "bytes to the platform" "$(echo "$up / $n1" | bc -l)" "-"
 printf '%-44s %12.0f %12s\n' "bytes from the platform" "$(echo "$down / $n1" | bc -l)" "<= 0.5 x waagent"
 printf 'binary: %d KiB stripped\n' "$(( $(stat -c %s "$bin/wala-agentd") / 1024 ))"
+
+# The daemon at rest.
+rest=${WALA_BENCH_REST_SECONDS:-20}
+start_fabric rest
+rest_root=$(make_root rest "$work/rest.ports")
+"$bin/wala-agentd" daemon --root "$rest_root" --goal-state-period-ms 1000 2>/dev/null &
+daemon=$!
+pids+=("$daemon")
+sleep "$rest"
+kb() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$daemon/smaps_rollup"; }
+rss=$(kb Rss) pss=$(kb Pss) anon=$(kb Anonymous) priv=$(( $(kb Private_Clean) + $(kb Private_Dirty) ))
+echo
+printf '%-44s %10s %10s\n' "daemon at rest after ${rest} s ($(find "$rest_root/var/lib/waagent" -maxdepth 1 -name '*.crt' | wc -l) certificates)" "KiB" "target"
+printf '%-44s %10d %10s\n' "RSS" "$rss" "<= 4096"
+printf '%-44s %10d %10s\n' "Pss" "$pss" "-"
+printf '%-44s %10d %10s\n' "private (clean + dirty)" "$priv" "-"
+printf '%-44s %10d %10s\n' "anonymous" "$anon" "-"
+echo "by mapping (RSS / Pss KiB):"
+awk '/^[0-9a-f]+-[0-9a-f]+ /{f=($6==""?"[anon]":$6)} /^Rss:/{r[f]+=$2} /^Pss:/{p[f]+=$2}
+     END{for (k in r) if (r[k] > 0) printf "  %6d %6d  %s\n", r[k], p[k], k}' "/proc/$daemon/smaps" | sort -rn
+echo "libraries: $(awk '$6 ~ /\.so/ {n=$6; sub(".*/", "", n); print n}' "/proc/$daemon/maps" | sort -u | paste -sd' ')"
+if grep -qE 'lib(ssl|crypto)\.so' "/proc/$daemon/maps"; then
+  echo "FAIL: the daemon maps libssl or libcrypto" >&2
+  exit 1
+fi
+echo "libssl/libcrypto mapped: no"

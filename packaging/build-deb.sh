@@ -71,7 +71,7 @@ if command -v dpkg-shlibdeps >/dev/null 2>&1; then
     mkdir -p "$stage/src/debian"
     printf 'Source: wala\n\nPackage: wala\nArchitecture: any\n' >"$stage/src/debian/control"
     computed=$(cd "$stage/src" && dpkg-shlibdeps -O -e"$root/usr/sbin/wala-provision" \
-        -e"$root/usr/sbin/wala-agentd" 2>"$stage/shlibdeps.log" | sed -n 's/^shlibs:Depends=//p') || true
+        -e"$root/usr/sbin/wala-agentd" -e"$root/usr/sbin/wala-crypto" 2>"$stage/shlibdeps.log" | sed -n 's/^shlibs:Depends=//p') || true
     if [ -n "$computed" ]; then
         shlibs=$computed
     else

@@ -52,8 +52,8 @@ enum Command {
         goal_state_period_ms: Option<u64>,
     },
     /// The provisioning network stage (`wala-provision --stage network`), for a VM whose OVF names
-    /// SSH keys by certificate thumbprint: fetching certificates needs the crypto library, which
-    /// wala-provision does not link, so it hands that stage over to this command
+    /// SSH keys by certificate thumbprint: wala-provision hands that stage over to this command,
+    /// which does the certificate work through the wala-crypto helper
     ProvisionNetwork,
     /// Check the configuration file and list every problem (exits 3 when there are any), and
     /// every key set that wala accepts but does not use, with the reason
@@ -301,7 +301,7 @@ fn boot_report(
     ExitCode::Ok
 }
 
-/// `provision-network`: the network stage with the certificate work in this process.
+/// `provision-network`: the network stage with the certificate work (through `wala-crypto`).
 fn provision_network(root: &HostRoot, config: Option<&Path>) -> ExitCode {
     // Handed over by `wala-provision --stage network`: this process's start-up runs from
     // wala-provision's fork (the same process, before its exec). Not after `--stage all`, whose
@@ -467,7 +467,7 @@ fn daemon(
             log::warn!("provisioning did not complete (see above); the daemon starts anyway");
         }
     }
-    wala::wire::certs::apply_fips(root, loaded.config.enable_fips);
+    wala::wire::crypto::apply_fips(root, loaded.config.enable_fips);
     wala::platform_features::log_auto_update_once(&loaded.config);
     if loaded.config.enable_rdma {
         let endpoints = wala::wire::endpoint::resolve(&loaded.config, root, std::time::SystemTime::now());

@@ -342,7 +342,7 @@ fn check_config_notes_unused_keys_by_line_and_fails_on_a_proxy_without_port() {
     assert_eq!(out.status.code(), Some(0), "{text}");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
-    assert!(lines[0].ends_with(":2: OS.OpensslPath: accepted, not used by wala: wala does its certificate work with libssl in-process and never runs openssl"), "{text}");
+    assert!(lines[0].ends_with(":2: OS.OpensslPath: accepted, not used by wala: wala does its certificate work with libcrypto in its wala-crypto helper and never runs openssl"), "{text}");
     assert!(
         lines[1]
             .contains(":3: Autoupdate.Frequency: accepted, not used by wala: wala does not update itself"),

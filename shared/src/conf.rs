@@ -445,7 +445,10 @@ pub const UNUSED_KEYS: &[(&str, &str)] = &[
          read-only in the private /run/wala/dvd for the moment of the read (waagent too unmounts \
          right after reading, so nothing else uses the mount point)",
     ),
-    ("OS.OpensslPath", "wala does its certificate work with libssl in-process and never runs openssl"),
+    (
+        "OS.OpensslPath",
+        "wala does its certificate work with libcrypto in its wala-crypto helper and never runs openssl",
+    ),
     (
         "OS.AllowHTTP",
         "waagent reads it only to fall back to plain HTTP when its Python has no TLS or cannot \

@@ -11,7 +11,12 @@
 //! `http_proxy`/`https_proxy`/`no_proxy` environment.
 //!
 //! HTTPS (storage) goes through native-tls, that is the system's OpenSSL and its root
-//! certificates (so the distribution's FIPS and crypto policies apply), never a bundled root list.
+//! certificates (so the distribution's FIPS and crypto policies apply), never a bundled root list;
+//! and it goes there in the `wala-crypto` helper ([`crate::crypto_helper`]): a storage client
+//! sends each `https` exchange to the helper, one process per attempt, so that the daemon does not
+//! map libssl and libcrypto for the rest of its life. Retries, deadlines and size limits stay
+//! here, in the caller's process; the helper makes exactly one exchange
+//! ([`HttpClient::storage_with_tls`], the library's `https` feature).
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -188,7 +193,7 @@ impl RetryPolicy {
 }
 
 /// HTTP methods used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Method {
     Get,
     Post,
@@ -355,6 +360,17 @@ impl HttpError {
 pub struct HttpClient {
     agent: ureq::Agent,
     kind: ClientKind,
+    /// Where `https` URLs go: none (the platform's client: unsupported), the `wala-crypto` helper
+    /// (with this proxy setting), or this process's TLS connector (in the helper itself).
+    https: Https,
+}
+
+#[derive(Debug, Clone)]
+enum Https {
+    Unsupported,
+    Helper(crate::crypto_helper::ProxyChoice),
+    #[cfg(feature = "https")]
+    InProcess,
 }
 
 impl HttpClient {
@@ -370,26 +386,38 @@ impl HttpClient {
             ureq::unversioned::transport::TcpConnector::default(),
             LiteralResolver::default(),
         );
-        Self { agent, kind: ClientKind::Platform }
+        Self { agent, kind: ClientKind::Platform, https: Https::Unsupported }
     }
 
-    /// A client for storage, proxied as `proxy` says ([`StorageProxy`]).
+    /// A client for storage, proxied as `proxy` says ([`StorageProxy`]). Plain `http` URLs are
+    /// sent from this process; every `https` exchange is sent by the `wala-crypto` helper, so
+    /// that this process links no TLS library (a TCP connector, behind the proxy's CONNECT).
     pub fn storage(proxy: &StorageProxy) -> Self {
-        let proxy = match proxy {
+        use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
+        let config = Self::config(ClientKind::Storage, Self::storage_proxy(proxy)).build();
+        let connector = ().chain(ConnectProxyConnector::default()).chain(TcpConnector::default());
+        let agent = ureq::Agent::with_parts(
+            config,
+            connector,
+            ureq::unversioned::resolver::DefaultResolver::default(),
+        );
+        Self { agent, kind: ClientKind::Storage, https: Https::Helper(proxy.into()) }
+    }
+
+    fn storage_proxy(proxy: &StorageProxy) -> Option<ureq::Proxy> {
+        match proxy {
             StorageProxy::Configured(p) => configured_proxy(p, &env_no_proxy()),
             StorageProxy::Direct => None,
             StorageProxy::Environment => ureq::Proxy::try_from_env(),
-        };
-        let config = Self::config(ClientKind::Storage, proxy);
-        // Without the `https` feature (wala-provision), an https URL fails as unsupported.
-        #[cfg(feature = "https")]
-        let config = config.tls_config(
-            ureq::tls::TlsConfig::builder()
-                .provider(ureq::tls::TlsProvider::NativeTls)
-                .root_certs(ureq::tls::RootCerts::PlatformVerifier)
-                .build(),
-        );
-        Self { agent: config.build().into(), kind: ClientKind::Storage }
+        }
+    }
+
+    /// The helper's proxy setting when `url` is to be sent by the `wala-crypto` helper.
+    fn through_helper(&self, url: &str) -> Option<&crate::crypto_helper::ProxyChoice> {
+        match &self.https {
+            Https::Helper(proxy) if is_https(url) => Some(proxy),
+            _ => None,
+        }
     }
 
     /// The settings both kinds share.
@@ -451,6 +479,9 @@ impl HttpClient {
         let method = request.method;
         let transport = |reason: String| HttpError::Transport { method, url: url(), reason, attempts: 1 };
         log::debug!("{method} {} (streamed, limit {limit} bytes)", url());
+        if let Some(proxy) = self.through_helper(&request.url) {
+            return helper_stream(request, proxy, timeout, limit, out);
+        }
         let mut resp = self.call(request, timeout).map_err(|e| transport(redact_sas(&e.to_string())))?;
         let status = resp.status().as_u16();
         if status != 200 {
@@ -598,6 +629,9 @@ impl HttpClient {
             request.headers.len(),
             request.body.as_ref().map_or(0, Vec::len)
         );
+        if let Some(proxy) = self.through_helper(&request.url) {
+            return helper_attempt(request, proxy, timeout);
+        }
         let mut resp =
             self.call(request, timeout).map_err(|e| Failure::Transport(redact_sas(&e.to_string())))?;
         let status = resp.status().as_u16();
@@ -617,6 +651,138 @@ impl HttpClient {
         )?;
         log::debug!("{} {}: HTTP {status}, {} byte(s)", request.method, redact_sas(&request.url), body.len());
         Ok(Response { status, headers, body })
+    }
+}
+
+/// The TLS storage client, in a module of its own so that a program that never makes one (the
+/// daemon) does not link the TLS library, even in a build without link-time optimisation.
+#[cfg(feature = "https")]
+mod with_tls {
+    use super::{ClientKind, HttpClient, Https, StorageProxy};
+
+    impl HttpClient {
+        /// A storage client that makes `https` exchanges in this process, through native-tls
+        /// (the `wala-crypto` helper's own; the library's `https` feature).
+        pub fn storage_with_tls(proxy: &StorageProxy) -> Self {
+            let config = Self::config(ClientKind::Storage, Self::storage_proxy(proxy)).tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .provider(ureq::tls::TlsProvider::NativeTls)
+                    .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+                    .build(),
+            );
+            Self { agent: config.build().into(), kind: ClientKind::Storage, https: Https::InProcess }
+        }
+    }
+}
+
+fn is_https(url: &str) -> bool {
+    url.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+}
+
+/// The [`crate::crypto_helper::Call`] of one exchange of `request`.
+fn helper_call(
+    request: &Request,
+    proxy: &crate::crypto_helper::ProxyChoice,
+    timeout: Duration,
+    stream: Option<u64>,
+) -> crate::crypto_helper::Call {
+    crate::crypto_helper::Call::Https {
+        method: request.method,
+        url: request.url.clone(),
+        headers: request.headers.clone(),
+        document: request.document,
+        timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        proxy: proxy.clone(),
+        stream,
+    }
+}
+
+/// One exchange of `request` sent by the `wala-crypto` helper.
+fn helper_attempt(
+    request: &Request,
+    proxy: &crate::crypto_helper::ProxyChoice,
+    timeout: Duration,
+) -> Result<Response, Failure> {
+    use crate::crypto_helper::{self as helper, Answer, HelperError};
+    let call = helper_call(request, proxy, timeout, None);
+    let mut no_body = |_: &[u8]| Err(std::io::Error::other("a body frame outside a stream"));
+    let body = request.body.as_deref().unwrap_or_default();
+    match helper::call(&call, body, helper::https_timeout(timeout), &mut no_body) {
+        Ok(Answer::Http { status, headers, body, .. }) => {
+            let body = helper::unbase64(&body).map_err(|e| Failure::Transport(e.to_string()))?;
+            if body.len() as u64 > request.document.limit() {
+                return Err(Failure::TooLarge(request.document.too_large()));
+            }
+            log::debug!(
+                "{} {}: HTTP {status}, {} byte(s)",
+                request.method,
+                redact_sas(&request.url),
+                body.len()
+            );
+            Ok(Response { status, headers, body })
+        }
+        Ok(_) => Err(Failure::Transport(format!("{}: an answer of another kind", helper::PROGRAM))),
+        Err(HelperError::TooLarge { .. }) => Err(Failure::TooLarge(request.document.too_large())),
+        Err(e) => Err(Failure::Transport(redact_sas(&e.to_string()))),
+    }
+}
+
+/// [`HttpClient::stream_once`] of `request` by the `wala-crypto` helper: its body frames are
+/// written to `out` as they come, and counted against `limit` here too.
+fn helper_stream(
+    request: &Request,
+    proxy: &crate::crypto_helper::ProxyChoice,
+    timeout: Duration,
+    limit: u64,
+    out: &mut dyn std::io::Write,
+) -> Result<Streamed, HttpError> {
+    use crate::crypto_helper::{self as helper, Answer, HelperError};
+    let method = request.method;
+    let url = || redact_sas(&request.url);
+    let too_large = || HttpError::TooLarge {
+        method,
+        url: url(),
+        source: crate::limits::TooLarge { document: request.document.name(), limit },
+    };
+    let call = helper_call(request, proxy, timeout, Some(limit));
+    let mut written: u64 = 0;
+    let mut over = false;
+    let mut sink = |chunk: &[u8]| {
+        written += chunk.len() as u64;
+        if written > limit {
+            over = true;
+            return Err(std::io::Error::other("over the limit"));
+        }
+        out.write_all(chunk)
+    };
+    let body = request.body.as_deref().unwrap_or_default();
+    let outcome = helper::call(&call, body, helper::https_timeout(timeout), &mut sink);
+    match outcome {
+        _ if over => Err(too_large()),
+        Ok(Answer::Http { status, body, streamed, .. }) => {
+            if streamed != written {
+                return Err(HttpError::Transport {
+                    method,
+                    url: url(),
+                    reason: format!("{} sent {written} of {streamed} byte(s)", helper::PROGRAM),
+                    attempts: 1,
+                });
+            }
+            let body = helper::unbase64(&body).unwrap_or_default();
+            log::debug!("{method} {}: HTTP {status}, {written} byte(s) streamed", url());
+            Ok(Streamed { status, written, body })
+        }
+        Ok(_) => Err(HttpError::Transport {
+            method,
+            url: url(),
+            reason: format!("{}: an answer of another kind", helper::PROGRAM),
+            attempts: 1,
+        }),
+        Err(HelperError::TooLarge { .. }) => Err(too_large()),
+        Err(HelperError::Write(reason)) => Err(HttpError::Write { method, url: url(), reason }),
+        Err(e) => {
+            Err(HttpError::Transport { method, url: url(), reason: redact_sas(&e.to_string()), attempts: 1 })
+        }
     }
 }
 

@@ -5,6 +5,7 @@ pub mod boot_report;
 pub mod civil_date;
 pub mod cmd;
 pub mod conf;
+pub mod crypto_helper;
 pub mod customdata;
 pub mod daemon;
 pub mod deprovision;

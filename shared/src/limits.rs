@@ -17,7 +17,7 @@ const MIB: u64 = 1024 * KIB;
 const GIB: u64 = 1024 * MIB;
 
 /// A kind of document read from the platform, the provisioning media, an extension or the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Document {
     /// `ovf-env.xml` from the provisioning DVD, `--ovf FILE` or IMDS `reprovisiondata`.
     Ovf,

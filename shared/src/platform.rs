@@ -26,7 +26,8 @@ pub trait Platform {
 }
 
 /// The goal state's certificates: apart from [`Platform`] because fetching them needs the crypto
-/// library (the transport key pair, decryption), which only `wala-agentd` links.
+/// library (the transport key pair, decryption), which only the `wala-crypto` helper links; the
+/// network stage does that work through `wala-agentd provision-network`.
 pub trait CertificateSource {
     /// Fetch the goal state's certificates into the lib dir (`<THUMBPRINT>.crt`, `.prv`) and return
     /// the thumbprints (upper-case hex SHA-1 of the DER).

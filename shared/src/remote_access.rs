@@ -32,7 +32,7 @@ use crate::files;
 use crate::root::HostRoot;
 use crate::secret::Secret;
 use crate::user::{self, UserError};
-use crate::wire::certs::TransportKeys;
+use crate::wire::crypto::TransportKeys;
 use crate::wire::RemoteAccess;
 
 /// The GECOS field waagent (and wala) give the accounts they create (`REMOTE_ACCESS_ACCOUNT_COMMENT`).
@@ -376,10 +376,7 @@ pub fn decrypt_password(keys: &TransportKeys, encrypted: &Secret<String>) -> Res
             .decode(compact)
             .map_err(|_| "Password is not base64".to_string())?,
     );
-    let plain = zeroize::Zeroizing::new(
-        keys.decrypt_named(&der, "Password is not a CMS envelope", "decrypting the Password envelope")
-            .map_err(|e| e.to_string())?,
-    );
+    let plain = keys.decrypt(&der, crate::crypto_helper::Envelope::Password).map_err(|e| e.to_string())?;
     decode_utf16(&plain)
 }
 

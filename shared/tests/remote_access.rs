@@ -19,8 +19,8 @@ use wala::daemon::{Env, Task};
 use wala::http::RetryPolicy;
 use wala::remote_access::{expire_day, parse_expiration};
 use wala::root::HostRoot;
-use wala::wire::certs::TransportKeys;
 use wala::wire::client::WireClient;
+use wala::wire::crypto::TransportKeys;
 use wala::wire::endpoint::{Endpoint, Endpoints};
 use wala_fabric::{Fabric, Fault, FaultAction, JitUser, Listener};
 
@@ -136,6 +136,8 @@ struct Rig {
 
 impl Rig {
     fn new(host: &Host) -> Self {
+        // Certificate work in this process: this test program has no wala-crypto beside it.
+        wala::crypto_helper::answer_in_this_process();
         let fabric = Fabric::start_builtin().expect("fabric");
         let ep = |a: std::net::SocketAddr| Endpoint::new(a.ip().to_string(), a.port());
         let endpoints =

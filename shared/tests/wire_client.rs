@@ -30,6 +30,8 @@ fn fast() -> RetryPolicy {
 }
 
 fn setup() -> (Fabric, tempfile::TempDir, WireClient) {
+    // Certificate work in this process: this test program has no wala-crypto beside it.
+    wala::crypto_helper::answer_in_this_process();
     let fabric = Fabric::start_builtin().expect("fabric starts");
     let lib = tempfile::tempdir().unwrap();
     let client = WireClient::new(endpoints(&fabric), lib.path()).with_retry_policy(fast());

@@ -65,7 +65,7 @@ else
     exit 1
 fi
 missing=()
-for f in usr/sbin/wala-provision usr/sbin/wala-agentd usr/lib/systemd/system/azure.slice \
+for f in usr/sbin/wala-provision usr/sbin/wala-agentd usr/sbin/wala-crypto usr/lib/systemd/system/azure.slice \
     usr/lib/systemd/system/wala-provision-local.service usr/lib/systemd/system/wala-provision-network.service \
     usr/lib/systemd/system/wala-provision-keys.service usr/lib/systemd/system/wala-provision-pps.service \
     usr/lib/systemd/system/wala-provision-disk.service usr/lib/systemd/system/wala-provision-local-done.service \
@@ -245,7 +245,7 @@ if packaging/build-deb.sh >"$tmp/deb.log" 2>&1; then
     deb=$(ls target/debian/wala_*_"$(dpkg --print-architecture)".deb)
     pass "build-deb.sh produced $deb"
     dpkg-deb -c "$deb" >"$tmp/deb.list"
-    for f in ./usr/sbin/wala-provision ./usr/sbin/wala-agentd "./usr/sbin/waagent -> wala-agentd" \
+    for f in ./usr/sbin/wala-provision ./usr/sbin/wala-agentd ./usr/sbin/wala-crypto "./usr/sbin/waagent -> wala-agentd" \
         ./lib/systemd/system/wala-provision-local.service ./lib/systemd/system/wala-agentd.service \
         ./lib/systemd/system/azure.slice ./usr/lib/dracut/modules.d/90wala/module-setup.sh \
         ./usr/share/wala/waagent.conf ./usr/share/wala/logrotate ./usr/share/man/man8/wala-agentd.8.gz; do
@@ -262,14 +262,20 @@ if packaging/build-deb.sh >"$tmp/deb.log" 2>&1; then
     [ "$(dpkg-deb -f "$deb" Provides)" = waagent ]
     result "deb Provides: waagent (unversioned, and not walinuxagent)" $?
     # wala-provision runs at every boot on sshd's path: it must not map libssl or libcrypto, whose
-    # relocations cost each process ~3.5 M instructions before main (docs/boot.md); wala-agentd
-    # links them (certificates, HTTPS to storage).
+    # relocations cost each process ~3.5 M instructions before main (docs/boot.md). wala-agentd
+    # runs for the VM's whole life: it must not map them either, whose pages were most of its
+    # memory (docs/security.md, "The crypto helper"). The short-lived wala-crypto links them
+    # (certificates, HTTPS to storage).
     mkdir -p "$tmp/debx" && dpkg-deb -x "$deb" "$tmp/debx"
     readelf -d "$tmp/debx/usr/sbin/wala-provision" >"$tmp/needed-provision" 2>&1
     readelf -d "$tmp/debx/usr/sbin/wala-agentd" >"$tmp/needed-agentd" 2>&1
-    ! grep -qE 'NEEDED.*lib(ssl|crypto)' "$tmp/needed-provision" && grep -q 'NEEDED.*libcrypto' "$tmp/needed-agentd"
+    readelf -d "$tmp/debx/usr/sbin/wala-crypto" >"$tmp/needed-crypto" 2>&1
+    ! grep -qE 'NEEDED.*lib(ssl|crypto)' "$tmp/needed-provision" && grep -q 'NEEDED.*libcrypto' "$tmp/needed-crypto"
     rc=$?
-    result "wala-provision needs no libssl/libcrypto ($(grep -o 'NEEDED.*\[.*\]' "$tmp/needed-provision" | sed 's/.*\[\(.*\)\]/\1/' | paste -sd' ')); wala-agentd does" $rc "$tmp/needed-provision"
+    result "wala-provision needs no libssl/libcrypto ($(grep -o 'NEEDED.*\[.*\]' "$tmp/needed-provision" | sed 's/.*\[\(.*\)\]/\1/' | paste -sd' ')); wala-crypto does" $rc "$tmp/needed-provision"
+    ! grep -qE 'NEEDED.*lib(ssl|crypto)' "$tmp/needed-agentd"
+    rc=$?
+    result "wala-agentd needs no libssl/libcrypto ($(grep -o 'NEEDED.*\[.*\]' "$tmp/needed-agentd" | sed 's/.*\[\(.*\)\]/\1/' | paste -sd' '))" $rc "$tmp/needed-agentd"
     dpkg-deb -f "$deb" Depends | grep -q 'libc6'
     rc=$?
     result "deb Depends (dpkg-shlibdeps): $(dpkg-deb -f "$deb" Depends)" $rc

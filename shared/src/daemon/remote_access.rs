@@ -21,8 +21,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{Env, Task, TaskError};
 use crate::remote_access::{self as jit, Settings};
-use crate::wire::certs::TransportKeys;
 use crate::wire::client::WireClient;
+use crate::wire::crypto::TransportKeys;
 use crate::wire::{GoalState, RemoteAccess};
 
 /// The goal state the goal-state task last took in, shared with this task.

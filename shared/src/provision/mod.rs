@@ -1017,12 +1017,12 @@ pub fn deploy_certificate_keys(
                 std::fs::read(&file).map_err(|e| err(&format!("{}: {e}", file.display())))?,
             );
             let (private, public) =
-                crate::wire::certs::ssh_keypair_from_prv_pem(pem.expose()).map_err(|e| err(&e))?;
+                crate::wire::crypto::ssh_keypair_from_prv_pem(pem.expose()).map_err(|e| err(&e))?;
             ssh::deploy_key_pair(&ctx.root, &account, &path, &private, &public).map_err(|e| err(&e))?;
         } else {
             let file = lib.join(format!("{thumb}.crt"));
             let pem = std::fs::read(&file).map_err(|e| err(&format!("{}: {e}", file.display())))?;
-            let line = crate::wire::certs::openssh_key_from_cert_pem(&pem).map_err(|e| err(&e))?;
+            let line = crate::wire::crypto::openssh_key_from_cert_pem(&pem).map_err(|e| err(&e))?;
             ssh::deploy_authorized_keys(&ctx.root, &account, &path, &[line]).map_err(|e| err(&e))?;
         }
         log::info!(

@@ -5,10 +5,11 @@
 //!
 //! Certificates need the crypto library (libcrypto), and `wala-provision` does not link it: every
 //! process that maps it pays its relocations at start, a quarter of a second under emulation, on
-//! every boot. So the certificate work is given to [`run`] as [`CertificateWork`] by the program
-//! that links it (`wala-agentd`, [`IN_PROCESS`]); when the OVF names SSH keys by certificate
-//! thumbprint, `wala-provision` hands the whole stage over to `wala-agentd provision-network`
-//! ([`hand_over`]).
+//! every boot. So the certificate work is given to [`run`] as [`CertificateWork`] by
+//! `wala-agentd` ([`IN_PROCESS`]), which does it through the short-lived `wala-crypto` helper (the
+//! one program that links libcrypto, [`crate::crypto_helper`]); when the OVF names SSH keys by
+//! certificate thumbprint, `wala-provision` hands the whole stage over to `wala-agentd
+//! provision-network` ([`hand_over`]).
 
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::plan::Plan;
 use super::{state, Context, Lifecycle, LocalResult, Mode, NetworkOutcome, ProvisionError};
 use crate::route_wait;
-use crate::wire::{certs, client::WireClient, endpoint};
+use crate::wire::{client::WireClient, crypto, endpoint};
 
 /// The network stage's work with certificates, as functions, so that a program that never names
 /// [`IN_PROCESS`] links none of it (nor the crypto library).
@@ -29,13 +30,13 @@ pub struct CertificateWork {
     pub deploy: fn(&Context<'_>, &WireClient, &Plan) -> Result<(), ProvisionError>,
 }
 
-/// The certificate work done in this process (by `wala-agentd`, which links libcrypto).
+/// The certificate work as `wala-agentd` does it (each call in the `wala-crypto` helper).
 pub const IN_PROCESS: CertificateWork =
     CertificateWork { prepare: prepare_transport_keys, deploy: deploy_keys };
 
 fn prepare_transport_keys(lib_dir: &Path) {
     let started = Instant::now();
-    match certs::TransportKeys::load_or_create(lib_dir) {
+    match crypto::TransportKeys::load_or_create(lib_dir) {
         Ok(_) => log::info!("transport certificate ready in {} ms", started.elapsed().as_millis()),
         Err(e) => log::warn!("transport certificate: {e} (trying again when it is needed)"),
     }
@@ -124,7 +125,7 @@ pub fn run(
     if let Some(why) = nothing_to_do(ctx)? {
         return Ok(NetworkOutcome::NothingToDo(why));
     }
-    certs::apply_fips(&ctx.root, ctx.config.enable_fips);
+    crypto::apply_fips(&ctx.root, ctx.config.enable_fips);
     let endpoints = endpoint::resolve(ctx.config, &ctx.root, SystemTime::now());
     log::info!("WireServer {} (from {:?})", endpoints.wireserver.base_url(), endpoints.source);
     let lib_dir = ctx.root.path(ctx.config.lib_dir.as_path());

@@ -69,7 +69,7 @@ pub fn parse_certificates(text: &str) -> Result<Certificates, WireError> {
 }
 
 /// One entry of the certificate summary: `{"thumbprint": "...", "hasPrivateKey": bool}`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CertificateSummary {
     /// Upper-case hex SHA-1 of the certificate's DER, no colons.
     pub thumbprint: String,

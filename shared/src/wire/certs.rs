@@ -1,6 +1,9 @@
-//! Certificates from the goal state, in process with OpenSSL (wire.md §4.5, provisioning.md §2.7):
-//! the transport key pair, decrypting the CMS envelope and the PKCS#12 inside, writing
+//! Certificates from the goal state, with OpenSSL (wire.md §4.5, provisioning.md §2.7): the
+//! transport key pair, decrypting the CMS envelope and the PKCS#12 inside, writing
 //! `<THUMBPRINT>.crt` / `<THUMBPRINT>.prv`, and SSH public keys from certificates and keys.
+//!
+//! This code runs in the `wala-crypto` helper ([`crate::crypto_helper`]), never in the daemon:
+//! the rest of wala asks through [`super::crypto`], so that only the helper maps libcrypto.
 //!
 //! Files in the lib dir (what extensions and provisioning read):
 //! * `TransportPrivate.pem` (PKCS#8 PEM, 0600) and `TransportCert.pem` (PEM, 0600): RSA-2048,
@@ -57,6 +60,9 @@ pub enum CertError {
     /// A PEM or DER input that is not what it should be.
     #[error("{what}: {why}")]
     Invalid { what: String, why: &'static str },
+    /// The `wala-crypto` helper could not be asked, or said why the work failed.
+    #[error(transparent)]
+    Helper(#[from] crate::crypto_helper::HelperError),
 }
 
 fn ossl(what: &'static str) -> impl FnOnce(ErrorStack) -> CertError {
@@ -402,23 +408,6 @@ pub fn ssh_keypair_from_prv_pem(pem: &[u8]) -> Result<(zeroize::Zeroizing<Vec<u8
 pub fn certs_in_pem(pem: &[u8]) -> Result<Vec<(String, X509)>, CertError> {
     let certs = X509::stack_from_pem(pem).map_err(ossl("PEM certificates"))?;
     certs.into_iter().map(|c| Ok((thumbprint(&c)?, c))).collect()
-}
-
-/// `OS.EnableFIPS`: with OpenSSL 3 the FIPS provider is chosen by the system's OpenSSL
-/// configuration (`fips=1` on the kernel command line and the distribution's crypto policy), so
-/// in process there is nothing to switch; wala sets `OPENSSL_FIPS=1` for the commands it runs,
-/// as waagent does, and reports whether the kernel says FIPS mode is on.
-pub fn apply_fips(root: &crate::root::HostRoot, enable: bool) -> bool {
-    if !enable {
-        return false;
-    }
-    std::env::set_var("OPENSSL_FIPS", "1");
-    let on =
-        std::fs::read_to_string(root.path("/proc/sys/crypto/fips_enabled")).is_ok_and(|s| s.trim() == "1");
-    if !on {
-        log::warn!("OS.EnableFIPS=y but the kernel is not in FIPS mode (/proc/sys/crypto/fips_enabled)");
-    }
-    on
 }
 
 /// A minimal DER walk over a PKCS#12 to find key bags in unencrypted safe contents.

@@ -8,7 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::certs::{self, CertError, TransportKeys, CIPHERS};
+use super::certs::CertError;
+use super::crypto::{self, TransportKeys, CIPHERS};
 use super::endpoint::Endpoints;
 use super::health::{self, TelemetryEvent};
 use super::{
@@ -239,7 +240,7 @@ impl WireClient {
     /// `DES_EDE3_CBC`. No `Certificates` URL, no `Data` or another `Format`: no certificates.
     pub fn certificates(&self, gs: &GoalState) -> Result<Vec<CertificateSummary>, WireClientError> {
         let Some(url) = &gs.certificates_url else {
-            certs::write_cert_files(&self.lib_dir, &[])?;
+            crypto::store_certificates(&self.lib_dir, None)?;
             return Ok(Vec::new());
         };
         let keys = TransportKeys::load_or_create(&self.lib_dir)?;
@@ -254,7 +255,7 @@ impl WireClient {
                 .http
                 .send(&request, &self.policy)
                 .map_err(WireClientError::from)
-                .and_then(|resp| self.store_certificates(&keys, &resp.text()));
+                .and_then(|resp| self.store_certificates(&resp.text()));
             match outcome {
                 Ok(summary) => return Ok(summary),
                 Err(e) if e.is_stale() => return Err(e),
@@ -267,31 +268,19 @@ impl WireClient {
         Err(last_error.unwrap_or(WireClientError::UnexpectedStatus { what: "certificates", status: 0 }))
     }
 
-    fn store_certificates(
-        &self,
-        keys: &TransportKeys,
-        xml: &str,
-    ) -> Result<Vec<CertificateSummary>, WireClientError> {
+    /// Decrypt and write the certificates of a Certificates document (in the `wala-crypto`
+    /// helper, with the transport key pair of the lib dir).
+    fn store_certificates(&self, xml: &str) -> Result<Vec<CertificateSummary>, WireClientError> {
         let doc = parse_certificates(xml)?;
-        let extracted = match doc.payload()? {
-            CertificatesPayload::None => Vec::new(),
+        let summary = match doc.payload()? {
+            CertificatesPayload::None => crypto::store_certificates(&self.lib_dir, None)?,
             CertificatesPayload::UnsupportedFormat(format) => {
                 log::warn!("the Certificates format is {format:?}, not Pkcs7BlobWithPfxContents; skipping");
                 return Ok(Vec::new());
             }
-            CertificatesPayload::Pkcs7Pfx(der) => {
-                let pfx = zeroize::Zeroizing::new(keys.decrypt(&der)?);
-                certs::parse_pfx(&pfx)?
-            }
+            CertificatesPayload::Pkcs7Pfx(der) => crypto::store_certificates(&self.lib_dir, Some(&der))?,
         };
-        certs::write_cert_files(&self.lib_dir, &extracted)?;
-        Ok(extracted
-            .iter()
-            .map(|c| CertificateSummary {
-                thumbprint: c.thumbprint.clone(),
-                has_private_key: c.key.is_some(),
-            })
-            .collect())
+        Ok(summary)
     }
 
     /// The RemoteAccess document at `url` (the goal state's `Container/RemoteAccessInfo`), asked for

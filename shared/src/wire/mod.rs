@@ -11,6 +11,7 @@
 pub mod certificates;
 pub mod certs;
 pub mod client;
+pub mod crypto;
 pub mod endpoint;
 pub mod goal_state;
 pub mod health;
