@@ -566,7 +566,6 @@ fn provision_from(
         Plan::build(root, env, ctx.config, vm_id).map_err(|e| ProvisionError::new("plan", e))
     })?;
     let paths = &plan.paths;
-    step(ctx, vm_id, timings, "save-ovf", || save_scrubbed_ovf(root, &paths.lib_dir, bytes))?;
     // `useradd` is the slowest step (a program that locks and rewrites the account files and
     // copies /etc/skel): it runs on its own thread while the steps that do not need the account
     // are done. Whatever fails, both sides finish before the first failure in step order is
@@ -583,7 +582,7 @@ fn provision_from(
             });
             (account, user_timings)
         });
-        let beside = steps_beside_useradd(ctx, vm_id, timings, &plan);
+        let beside = steps_beside_useradd(ctx, vm_id, timings, &plan, bytes);
         let (account, user_timings) = user.join().unwrap_or_else(|_| {
             (Err(ProvisionError::new("user", "the useradd thread panicked")), Vec::new())
         });
@@ -622,20 +621,23 @@ fn provision_from(
     Ok(plan.regenerate_host_keys.is_some_and(|t| !crate::host_keys::deferred_types(t).is_empty()))
 }
 
-/// The local steps that do not need the account, run while `useradd` does: hostname, the sudoers
-/// file checked (installed once the user exists), the sshd drop-in, new host keys, custom data and
-/// the guest-agent switch. Stops at the first failure.
+/// The local steps that do not need the account, run while `useradd` does: hostname first (the
+/// network waits for it), the OVF saved, the sudoers file checked (installed once the user
+/// exists), the sshd drop-in, new host keys, custom data and the guest-agent switch. Stops at the
+/// first failure.
 fn steps_beside_useradd(
     ctx: &Context<'_>,
     vm_id: &str,
     timings: &mut Vec<StepTiming>,
     plan: &Plan,
+    ovf_bytes: &[u8],
 ) -> Result<Option<user::CheckedSudoers>, ProvisionError> {
     let (root, paths) = (&ctx.root, &plan.paths);
     step(ctx, vm_id, timings, "hostname", || {
         hostname::set_hostname(root, &plan.hostname).map(drop).map_err(|e| ProvisionError::new("hostname", e))
     })?;
     stages::hostname_settled();
+    step(ctx, vm_id, timings, "save-ovf", || save_scrubbed_ovf(root, &paths.lib_dir, ovf_bytes))?;
     let sudoers = step(ctx, vm_id, timings, "sudoers-check", || {
         let nopasswd = plan.user.password.is_none();
         user::prepare_sudoers(root, ctx.runner, &paths.sudoers_dir, &plan.user.name, nopasswd)
