@@ -95,7 +95,9 @@ fn remove_host_keys(dir: &Path) -> Result<(), FileError> {
 }
 
 /// Make the `types` keys with `ssh-keygen`, all at once (RSA's prime search dominates; the others
-/// finish on another CPU meanwhile). An existing key of a type is replaced.
+/// finish on another CPU meanwhile). An existing key of a type is replaced. DSA where `ssh-keygen`
+/// no longer knows it (OpenSSH 10 removed it: Debian 13, RHEL 10) is skipped with a warning, not
+/// an error: the VM serves its Ed25519 and ECDSA keys, and sshd could not load a DSA key anyway.
 pub fn make_deferred_keys(
     root: &HostRoot,
     runner: &dyn Runner,
@@ -114,7 +116,17 @@ pub fn make_deferred_keys(
             }
         }
         let cmd = Cmd::new("ssh-keygen").args(["-q", "-N", "", "-t", kind, "-f"]).arg(&file);
-        runner.run(&cmd).map(drop).map_err(|source| HostKeyError::Keygen { kind, source })
+        match runner.run(&cmd) {
+            Ok(_) => Ok(()),
+            Err(CmdError::Failed { stderr, .. }) if kind == "dsa" && stderr.contains("unknown key type") => {
+                log::warn!(
+                    "no DSA host key: this OpenSSH has no DSA (removed in OpenSSH 10); \
+                     Provisioning.SshHostKeyPairType=dsa gives the Ed25519 and ECDSA keys only"
+                );
+                Ok(())
+            }
+            Err(source) => Err(HostKeyError::Keygen { kind, source }),
+        }
     };
     std::thread::scope(|scope| {
         let running: Vec<_> = types.iter().map(|&t| scope.spawn(move || keygen(t))).collect();
@@ -396,6 +408,34 @@ mod tests {
         );
         let e = make_deferred_keys(&root, &failing, Path::new("/etc/ssh"), &["rsa"]).unwrap_err();
         assert!(e.to_string().contains("rsa") && format!("{:?}", e).contains("no entropy"), "{e:?}");
+    }
+
+    #[test]
+    fn dsa_is_skipped_where_openssh_no_longer_has_it_and_only_dsa() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = HostRoot::new(dir.path());
+        // OpenSSH 10's ssh-keygen (Debian 13).
+        let no_dsa = crate::cmd::FakeRunner::new();
+        no_dsa.respond(
+            "ssh-keygen",
+            crate::cmd::CmdOutput {
+                code: Some(255),
+                stderr: "unknown key type dsa\n".into(),
+                ..Default::default()
+            },
+        );
+        make_deferred_keys(&root, &no_dsa, Path::new("/etc/ssh"), &["dsa"]).expect("DSA skipped");
+        assert_eq!(no_dsa.command_lines().len(), 1, "ssh-keygen was asked");
+        // The same answer for RSA is an error: RSA is never optional.
+        let e = make_deferred_keys(&root, &no_dsa, Path::new("/etc/ssh"), &["rsa"]).unwrap_err();
+        assert!(e.to_string().contains("rsa"), "{e}");
+        // Another DSA failure is still one.
+        let full = crate::cmd::FakeRunner::new();
+        full.respond(
+            "ssh-keygen",
+            crate::cmd::CmdOutput { code: Some(1), stderr: "disk full".into(), ..Default::default() },
+        );
+        assert!(make_deferred_keys(&root, &full, Path::new("/etc/ssh"), &["dsa"]).is_err());
     }
 
     #[test]
