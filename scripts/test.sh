@@ -33,7 +33,7 @@ else
 fi
 echo "== boot integration (units, dracut module, package)"
 tests/boot/check.sh 2>&1 | tee -a "$log"
-echo "== VM boot test (tests/vm/run.sh: Debian 12 under qemu against wala-fabric)"
+echo "== VM boot test (tests/vm/run.sh: Debian 12 with systemd-networkd under qemu against wala-fabric)"
 # Needs root and Debian's packages (it installs qemu-system-x86, debootstrap, genisoimage); CI
 # runs as root on Debian 12. WALA_VM_TEST=0 turns it off.
 if [ "${WALA_VM_TEST:-1}" = 0 ]; then
@@ -43,6 +43,14 @@ elif [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null || [ ! -f /etc/debi
 else
   tests/vm/run.sh 2>&1 | tee -a "$log"
   grep '^PENDING ' "$log" >>"$WALA_SKIP_LOG" || true
+  # One more cell of the matrix (Debian 12/13 times networkd/NetworkManager/ifupdown), a
+  # different one each day; tests/vm/matrix.sh alone boots them all. WALA_VM_MATRIX=0 skips it.
+  if [ "${WALA_VM_MATRIX:-1}" = 0 ]; then
+    echo "SKIP VM matrix cell: WALA_VM_MATRIX=0" | tee -a "$WALA_SKIP_LOG"
+  else
+    echo "== VM matrix: one rotating cell (tests/vm/matrix.sh --rotate)"
+    tests/vm/matrix.sh --rotate 2>&1 | tee -a "$log"
+  fi
 fi
 echo "== summary"
 if [ -s "$WALA_SKIP_LOG" ]; then

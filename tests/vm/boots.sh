@@ -40,7 +40,7 @@ ssh_retry() {
     for _ in $(seq 10); do
         ssh "$@" 2>"$err"
         rc=$?
-        if [ $rc -ne 255 ] || ! grep -qE 'kex_exchange_identification|Connection (refused|reset|closed)' "$err"; then
+        if [ $rc -ne 255 ] || ! grep -qE 'kex_exchange_identification|Connection (refused|reset|closed)|timed out during banner exchange' "$err"; then
             break
         fi
         echo "ssh: connection failed ($(head -1 "$err")); trying again" >>"$work/ssh-retries.log"
@@ -163,9 +163,12 @@ check_pending_line() {
 
 # The provisioning checks shared by the first boot of every good OVF. $1 = expected hostname.
 check_provisioned() {
-    local name=$1 host=$2 out
+    local name=$1 host=$2 out rc
     ussh true >"$d/ussh.log" 2>&1
-    result "$name: ssh login as $user with the OVF key" $? "$d/ussh.log"
+    rc=$?
+    # The provisioned user's first login, in seconds from qemu's start (the matrix prints it).
+    [ $rc -eq 0 ] && echo "$name: login as $user after $(python3 -c "import time; print(f'{time.time() - $t0:.2f}')") s"
+    result "$name: ssh login as $user with the OVF key" $rc "$d/ussh.log"
     ussh sudo -n true >"$d/sudo.log" 2>&1
     result "$name: sudo -n true works for the no-password user" $? "$d/sudo.log"
     out=$(rssh sshd -T 2>/dev/null | grep -i '^passwordauthentication')
@@ -238,22 +241,29 @@ check_custom_data() {
     result "$1: CustomData saved in /var/lib/waagent/CustomData" $?
 }
 
+# The unit that starts the cell's DHCP client, and its journal line for a lease (image.sh).
+case ${WALA_VM_NETSTACK:-networkd} in
+networkmanager) dhcp_unit=NetworkManager.service lease_re='dhcp4 .*(new lease|state changed bound)' ;;
+ifupdown) dhcp_unit=networking.service lease_re='bound to [0-9.]+|leased [0-9.]+ for' ;;
+*) dhcp_unit=systemd-networkd.service lease_re='DHCPv4 address' ;;
+esac
+
 # The hostname must be set before the first DHCP request: wala-provision-local was ready (it says
 # READY=1 once the hostname is set; the initramfs's stage may have set it already) before systemd
-# started systemd-networkd (the DHCP client), from the journal's monotonic timestamps; and where
-# this boot's stage set it, its "hostname: done" line comes before too.
+# started the network stack's DHCP client ($dhcp_unit), from the journal's monotonic timestamps;
+# and where this boot's stage set it, its "hostname: done" line comes before too.
 check_hostname_before_dhcp() {
     rssh journalctl -b -o short-monotonic --no-pager >"$d/journal.txt" 2>&1
     local t_local t_netd t_lease t_host
     t_local=$(grep -m1 -E '(Started|Finished) wala-provision-local.service' "$d/journal.txt" | sed -E 's/^\[ *([0-9.]+)\].*/\1/')
     t_host=$(grep -m1 -E 'wala-provision\[[0-9]+\]: INFO hostname: done in' "$d/journal.txt" | sed -E 's/^\[ *([0-9.]+)\].*/\1/')
     t_local=$(python3 -c "print(max(float(t) for t in '$t_local $t_host'.split()))" 2>/dev/null)
-    t_netd=$(grep -m1 'Starting systemd-networkd.service' "$d/journal.txt" | sed -E 's/^\[ *([0-9.]+)\].*/\1/')
-    t_lease=$(grep -m1 'DHCPv4 address' "$d/journal.txt" | sed -E 's/^\[ *([0-9.]+)\].*/\1/')
+    t_netd=$(grep -m1 "Starting $dhcp_unit" "$d/journal.txt" | sed -E 's/^\[ *([0-9.]+)\].*/\1/')
+    t_lease=$(grep -m1 -E "$lease_re" "$d/journal.txt" | sed -E 's/^\[ *([0-9.]+)\].*/\1/')
     if [ -n "$t_local" ] && [ -n "$t_netd" ] && python3 -c "import sys; sys.exit(0 if $t_local < $t_netd else 1)"; then
-        pass "$1: hostname set before DHCP (local stage ready at ${t_local}s, networkd started at ${t_netd}s, lease at ${t_lease:-?}s)"
+        pass "$1: hostname set before DHCP (local stage ready at ${t_local}s, $dhcp_unit started at ${t_netd}s, lease at ${t_lease:-?}s)"
     else
-        fail "$1: hostname set before DHCP (local stage ready at '${t_local}', networkd started at '${t_netd}')" "$d/journal.txt"
+        fail "$1: hostname set before DHCP (local stage ready at '${t_local}', $dhcp_unit started at '${t_netd}')" "$d/journal.txt"
     fi
     # ... and sshd starts only once the whole local stage has ended (wala-provision-local-done).
     local t_end t_gate t_ssh
@@ -266,6 +276,44 @@ check_hostname_before_dhcp() {
     else
         fail "$1: sshd started after the whole local stage (stage ended '${t_end}', local-done '${t_gate}', sshd '${t_ssh}')" "$d/journal.txt"
     fi
+}
+
+# check_hostname_published NAME: a hostname changed by the admin is noticed by wala-agentd's
+# hostname monitor (Provisioning.MonitorHostName) and sent to the platform's DNS through a DHCP
+# request of the cell's network stack (networkd: networkctl renew; NetworkManager: nmcli device
+# reapply; ifupdown: ifdown/ifup), within two of its periods.
+check_hostname_published() {
+    local new=wala-renamed ok=1
+    rssh "hostname $new" >"$d/rename.log" 2>&1
+    for _ in $(seq 90); do
+        rssh journalctl -b --no-pager -u wala-agentd.service >"$d/agentd.journal" 2>&1
+        if grep -q "published the hostname through a DHCP request" "$d/agentd.journal"; then
+            ok=0
+            break
+        fi
+        grep -q "cannot publish the hostname\|publishing the hostname failed" "$d/agentd.journal" && break
+        sleep 1
+    done
+    result "$1: a new hostname ($new) published through ${dhcp_unit%.service}'s DHCP request ($(grep -m1 -oE 'published the hostname.*|cannot publish the hostname.*|publishing the hostname failed.*' "$d/agentd.journal"))" $ok "$d/agentd.journal"
+}
+
+# check_package_purge NAME: `dpkg --purge wala` in the running guest stops wala's processes and
+# leaves none of its files, units, enablement links, aliases or udev rules (the image maintainer's
+# way back). Run on a snapshot boot: the image stays as it was.
+check_package_purge() {
+    # shellcheck disable=SC2016 # expanded by the guest's shell
+    rssh 'set -e
+        dpkg -L wala | while read -r f; do [ -d "$f" ] || echo "$f"; done >/root/wala-files
+        dpkg --purge wala
+        left=""
+        for p in wala-agentd wala-provision wala-crypto; do pgrep -x "$p" >/dev/null && left="$left process:$p"; done
+        while read -r f; do [ -e "$f" ] || [ -L "$f" ] && left="$left $f"; done </root/wala-files
+        for f in $(find /etc/systemd /run/systemd/system /lib/systemd /usr/lib/systemd /etc/udev /lib/udev /usr/lib/udev                 \( -name "*wala*" -o -name waagent.service -o -name walinuxagent.service \) 2>/dev/null); do
+            left="$left $f"
+        done
+        echo "left:$left"
+        [ -z "$left" ]' >"$d/purge.log" 2>&1
+    result "$1: dpkg --purge wala in the running guest leaves no process, file, unit, link or udev rule ($(grep -m1 '^left:' "$d/purge.log"))" $? "$d/purge.log"
 }
 
 check_resource_disk() {
@@ -378,6 +426,7 @@ if [ -n "$ssh_at" ]; then
     [ -n "$up" ] && [ "$up" -lt 60 ] && sleep $((60 - up))
     rss=$(rssh ps -o rss= -C wala-agentd 2>/dev/null | awk '{s+=$1} END {if (NR) print s}')
     echo "wala-agentd RSS one minute after boot: ${rss:-?} KiB"
+    check_hostname_published first-boot
     row "first boot" "$wire_at" "$ready_at" "$ssh_at" "${rss:+$rss KiB}"
     shutdown_vm
 else
@@ -457,6 +506,7 @@ if [ -n "$ssh_at" ]; then
     result "password: the password is not stored in clear under /var/lib/waagent, /var/log, /etc/ssh" $?
     collect_fabric
     fabric_reports password "NotReady/Provisioning then Ready" ready
+    check_package_purge password
     row "password" "$wire_at" "$ready_at" "$ssh_at"
     shutdown_vm
 else
@@ -503,8 +553,10 @@ if [ -s "$work/initrd-dracut.img" ]; then
     else
         stop_all
     fi
-else
+elif wanted dracut; then
     fail "dracut: no initramfs was built (see the preparation's FAIL line)"
+else
+    echo "NOT RUN dracut (not in WALA_VM_SCENARIOS=$WALA_VM_SCENARIOS)"
 fi
 
 # === 7. The same disk as a specialized VM: a DVD with no provisioning section =================

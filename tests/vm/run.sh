@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The VM boot test: Debian 12 guests under qemu, provisioned by wala against the fabric simulator
+# The VM boot test: Debian guests under qemu, provisioned by wala against the fabric simulator
 # (wala-fabric). Documented in docs/vm-test.md.
 #
 # Phase 1 (here, with the package mirror reachable): tools, `make deb`, wala-fabric, the cached
@@ -14,6 +14,10 @@
 #   WALA_VM_WORK    where the per-run directory is made (default /var/tmp)
 #   WALA_VM_KEEP=1  keep the per-run directory (it is always kept after a failure)
 #   WALA_VM_MIRROR  Debian mirror for debootstrap (default: the machine's apt source for Debian)
+#   WALA_VM_SUITE, WALA_VM_NETSTACK  the image's cell of the test matrix (tests/vm/image.sh;
+#                   default bookworm with systemd-networkd). Outside the default cell, the
+#                   migration checks from Debian 12's waagent package are not run.
+#   WALA_VM_SCENARIOS  only these boots (boots.sh); what only the others need is not prepared
 # Usage: tests/vm/run.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
@@ -139,10 +143,15 @@ for m in "$tree"/lib/modules/*/; do kver=$(basename "$m"); done
 cp "$tree/boot/vmlinuz-$kver" "$work/vmlinuz"
 cp "$tree/boot/initrd.img-$kver" "$work/initrd.img"
 
+# wanted_boot NAME: the boot NAME is in WALA_VM_SCENARIOS (or no list was given).
+wanted_boot() { [ -z "${WALA_VM_SCENARIOS:-}" ] || [[ " $WALA_VM_SCENARIOS " == *" $1 "* ]]; }
+
 # The dracut variant: an initramfs built inside the image with wala's module (opt-in: --add).
 # /proc, /sys and /dev are mounted in a private mount namespace, so they vanish with it.
 # shellcheck disable=SC2016 # expanded by the inner shell
-if unshare --mount --propagation private sh -c '
+if ! wanted_boot dracut; then
+    echo "dracut initramfs not built (dracut is not in WALA_VM_SCENARIOS)"
+elif unshare --mount --propagation private sh -c '
         mount -t proc proc "$1/proc" && mount -t sysfs sys "$1/sys" && mount --rbind /dev "$1/dev" &&
         chroot "$1" dracut --force --no-hostonly --add wala --kver "$2" /tmp/initrd-dracut.img' \
         sh "$tree" "$kver" >"$work/dracut.log" 2>&1 &&
@@ -180,7 +189,9 @@ pass "resource disk template ($(basename "$resource"))"
 # the guest installs over waagent while it runs.
 export WALA_VM_WAAGENT_VERSION=${WALA_VM_WAAGENT_VERSION:-2.7.3.0-4.1}
 t=$(date +%s)
-if wtree=$(vm_waagent_tree "$base" "$WALA_VM_WAAGENT_VERSION" 2>"$work/waagent-tree.log"); then
+if [ "${WALA_VM_SUITE:-bookworm}/${WALA_VM_NETSTACK:-networkd}" != bookworm/networkd ]; then
+    echo "migration from waagent not checked in this cell (${WALA_VM_SUITE:-bookworm}/${WALA_VM_NETSTACK:-networkd}: Debian 12's waagent package, the default cell only)"
+elif wtree=$(vm_waagent_tree "$base" "$WALA_VM_WAAGENT_VERSION" 2>"$work/waagent-tree.log"); then
     pass "waagent tree (Debian's waagent $WALA_VM_WAAGENT_VERSION, cached: $(basename "$(dirname "$wtree")"), $(($(date +%s) - t)) s)"
     waagent_deb=$WALA_VM_CACHE/debs/waagent_${WALA_VM_WAAGENT_VERSION}_all.deb
     t=$(date +%s)
