@@ -281,9 +281,11 @@ check_hostname_before_dhcp() {
 # request of the cell's network stack (networkd: networkctl renew; NetworkManager: nmcli device
 # reapply; ifupdown: ifdown/ifup), within two of its periods.
 check_hostname_published() {
-    local new=wala-renamed ok=1
+    local new=wala-renamed ok=1 deadline=$((SECONDS + 90))
     rssh "hostname $new" >"$d/rename.log" 2>&1
-    for _ in $(seq 90); do
+    # Bounded in time, not in tries: a publishing that takes the link down for good would make
+    # each ssh wait for its own timeout.
+    while [ $SECONDS -lt $deadline ]; do
         rssh journalctl -b --no-pager -u wala-agentd.service >"$d/agentd.journal" 2>&1
         if grep -q "published the hostname through a DHCP request" "$d/agentd.journal"; then
             ok=0
