@@ -1,5 +1,5 @@
 //! The extensions task: brings the handlers on disk to the extensions goal state the goal-state
-//! task hands it ([`State::hand_off_extensions`]): downloads, install, enable and the rest in
+//! task hands it ([`super::State::hand_off_extensions`]): downloads, install, enable and the rest in
 //! dependency order (see [`crate::extensions::lifecycle`]), the `Extensions.WaitForCloudInit`
 //! wait, and the waits for dependencies (up to 90 minutes).
 //!
@@ -7,17 +7,18 @@
 //! heartbeat, the firewall and the monitors go on meanwhile on the periodic worker. Each command
 //! is killed at its timeout, and when the daemon stops the process group of any command still
 //! running is killed (`cmd::kill_running_groups`). When it is done, the task publishes the goal
-//! state and its handling state ([`State::extensions_done`]); the status document reports that.
+//! state and its handling state ([`super::State::extensions_done`]), which wakes the goal-state
+//! task to upload the status that reports it.
 
 use std::time::{Duration, Instant};
 
-use super::state::{Processed, State};
+use super::state::Processed;
 use super::{Env, Lane, Task, TaskError};
 use crate::extensions::lifecycle::{Context, Extensions};
 use crate::hostgaplugin::HostGaPluginClient;
 use crate::http::HttpClient;
 
-/// The task's name, which [`State::kick`] wakes.
+/// The task's name, which [`super::State::kick`] wakes.
 pub const NAME: &str = "extensions";
 
 /// Handles the extensions goal states handed to it.
@@ -84,17 +85,12 @@ impl Task for ExtensionsTask {
                     started.elapsed().as_millis()
                 );
             }
-            publish(env.state, number, gs, &self.extensions);
+            env.state.extensions_done(Processed {
+                number,
+                goal_state: gs,
+                extensions: self.extensions.clone(),
+            });
         }
         Ok(())
     }
-}
-
-fn publish(
-    state: &State,
-    number: u64,
-    goal_state: crate::extensions::ExtensionsGoalState,
-    extensions: &Extensions,
-) {
-    state.extensions_done(number, Processed { goal_state, extensions: extensions.clone() });
 }

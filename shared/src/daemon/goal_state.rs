@@ -7,7 +7,8 @@
 //!
 //! This task never waits for extensions: while the extensions task works on a goal state, the
 //! status keeps what it last finished and goes out as a heartbeat (every [`STATUS_HEARTBEAT`]);
-//! the change its result brings goes out on the first poll after it is done.
+//! when it is done, the extensions task wakes this one ([`super::State::kick`]), which uploads
+//! the status its result brings at once.
 //!
 //! Each new goal state's documents are also kept in `Lib.Dir` for extensions and support tools,
 //! with a history entry per change and the status document after each upload ([`lib_dir`]).
@@ -31,6 +32,9 @@ use crate::hostgaplugin::{ContainerIdentity, HostGaPluginClient};
 use crate::http::HttpClient;
 use crate::status_blob::{self, BlobType, StatusBlob};
 use crate::wire::client::WireClient;
+
+/// The task's name, which the extensions task wakes ([`super::State::kick`]) when it is done.
+pub const NAME: &str = "goal-state";
 
 /// How often status is uploaded when nothing changed, so the host sees the agent alive.
 pub const STATUS_HEARTBEAT: Duration = Duration::from_secs(60);
@@ -309,6 +313,8 @@ impl GoalStateTask {
 
     fn report(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
         let (Some(blob), Some(who), Some(seen)) = (&self.blob, &self.identity, &self.seen) else {
+            // Nowhere to report to: the extensions' results are taken in all the same.
+            env.state.extensions_reported(u64::MAX);
             return Ok(());
         };
         let since = self.last_upload.or(self.started).unwrap_or_else(Instant::now);
@@ -318,9 +324,9 @@ impl GoalStateTask {
         if !due && env.state.extensions_busy() {
             return Ok(());
         }
-        let (seq, handlers, outcome) = env.state.with_processed(|processed| {
+        let (seq, handlers, outcome, number) = env.state.with_processed(|processed| {
             let Some(p) = processed else {
-                return (seen.incarnation, Vec::new(), GoalStateOutcome::Success);
+                return (seen.incarnation, Vec::new(), GoalStateOutcome::Success, 0);
             };
             let unsupported = p
                 .extensions
@@ -347,8 +353,9 @@ impl GoalStateTask {
                 Some(f) => GoalStateOutcome::Failed { code: f.code, message: f.message.clone() },
                 None => GoalStateOutcome::Success,
             };
-            (p.goal_state.svd_sequence_number, handlers, outcome)
+            (p.goal_state.svd_sequence_number, handlers, outcome, p.number)
         });
+        env.state.extensions_reported(number);
         let mut doc = status_document(env, seq, handlers, &outcome, self.vm_settings_supported);
         let key = doc.to_json().unwrap_or_default();
         if self.last_status.as_deref() == Some(key.as_str()) && !due {
@@ -479,7 +486,7 @@ fn protected_values(gs: Option<&crate::extensions::ExtensionsGoalState>) -> Vec<
 
 impl Task for GoalStateTask {
     fn name(&self) -> &'static str {
-        "goal-state"
+        NAME
     }
     fn period(&self) -> Duration {
         if self.initial_done {
@@ -501,6 +508,12 @@ impl Task for GoalStateTask {
         // Status still goes out on a failed poll (waagent reports status even then).
         let reported = self.report(env);
         refreshed.and(reported)
+    }
+    /// Woken by the extensions task when it is done: the status reports its result now; the
+    /// next poll comes on schedule.
+    fn woken(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
+        self.check_initial_done(env);
+        self.report(env)
     }
 }
 

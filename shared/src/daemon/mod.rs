@@ -80,6 +80,11 @@ pub trait Task {
         Lane::Periodic
     }
     fn run(&mut self, env: &Env<'_>) -> Result<(), TaskError>;
+    /// Run because another task woke it ([`State::kick`]) before it was due (default: a run as
+    /// any other). The goal-state task only reports the status then, and polls on its schedule.
+    fn woken(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
+        self.run(env)
+    }
 }
 
 /// The daemon could not run at all.

@@ -4,7 +4,8 @@
 //!
 //! * the periodic worker (`tasks`) runs the [`Lane::Periodic`] tasks in turn (every task once at
 //!   start or after its initial delay, then every period) and sleeps until the next one is due
-//!   (`park_timeout`: no polling);
+//!   (`park_timeout`: no polling) or a task is woken ([`State::kick`]: the extensions task wakes
+//!   the goal-state task when it is done, so the status reports the result at once);
 //! * each [`Lane::Own`] task (extensions, log collection) has a worker thread of its own, which
 //!   runs it every period and whenever another task wakes it ([`State::kick`]), and otherwise
 //!   sleeps. However long such a run takes (an extension command up to its timeout, the 90-minute
@@ -66,9 +67,12 @@ impl Scheduled {
         Self { task, next, failures: 0 }
     }
 
-    fn run(&mut self, shared: &Shared) {
+    /// Run the task: a scheduled run when `due`, else the run of a task woken early.
+    fn run(&mut self, shared: &Shared, due: bool) {
         shared.counters.runs.fetch_add(1, Ordering::SeqCst);
-        if let Err(e) = self.task.run(&shared.env()) {
+        let env = shared.env();
+        let result = if due { self.task.run(&env) } else { self.task.woken(&env) };
+        if let Err(e) = result {
             self.failures += 1;
             shared.counters.failures.fetch_add(1, Ordering::SeqCst);
             if self.failures <= 3 || self.failures % 100 == 0 {
@@ -188,14 +192,24 @@ pub fn run(
     Ok(summary)
 }
 
-/// The periodic worker: due tasks in turn, then sleep until the next is due. With a wake-up
-/// limit it stops once the limit is reached and no handed-off work is outstanding.
+/// The periodic worker: due (or kicked) tasks in turn, then sleep until the next is due or a
+/// task is kicked. With a wake-up limit it stops once the limit is reached and no handed-off work
+/// is outstanding.
 fn periodic_worker(shared: &Shared, mut scheduled: Vec<Scheduled>, limits: Limits) {
+    for s in &scheduled {
+        shared.state.register_worker(s.task.name(), std::thread::current());
+    }
     while !shared.stopping() {
         let now = Instant::now();
-        for s in scheduled.iter_mut().filter(|s| s.next <= now) {
-            s.run(shared);
-            s.next = (s.next + s.task.period()).max(now);
+        for s in &mut scheduled {
+            let due = s.next <= now;
+            // A kicked task runs now; its schedule stays as it was.
+            if shared.state.take_kick(s.task.name()) || due {
+                s.run(shared, due);
+            }
+            if due {
+                s.next = (s.next + s.task.period()).max(now);
+            }
         }
         let wakeups = shared.counters.wakeups.fetch_add(1, Ordering::SeqCst) + 1;
         if limits.max_wakeups.is_some_and(|m| wakeups >= m) && !shared.state.outstanding() {
@@ -216,7 +230,7 @@ fn own_worker(shared: &Shared, mut s: Scheduled) {
         let now = Instant::now();
         let due = s.next <= now;
         if shared.state.take_kick(name) || due {
-            s.run(shared);
+            s.run(shared, due);
         }
         if due {
             s.next = (s.next + s.task.period()).max(now);

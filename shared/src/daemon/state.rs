@@ -25,6 +25,8 @@ pub struct Handoff {
 /// (failures to report), for the status document.
 #[derive(Debug, Clone)]
 pub struct Processed {
+    /// The hand-off it answers ([`State::take_extensions`]).
+    pub number: u64,
     pub goal_state: ExtensionsGoalState,
     pub extensions: Extensions,
 }
@@ -35,6 +37,8 @@ struct ExtensionsSlot {
     /// Hand-offs made, and the number of the last one the extensions task finished.
     handed_off: u64,
     done: u64,
+    /// The last hand-off whose result the status reporter has taken in.
+    reported: u64,
     processed: Option<Processed>,
 }
 
@@ -87,11 +91,22 @@ impl State {
         slot.pending.take().map(|h| (number, h))
     }
 
-    /// The extensions task finished hand-off `number`.
-    pub fn extensions_done(&self, number: u64, processed: Processed) {
+    /// The extensions task finished a hand-off (`processed.number`); the goal-state task is
+    /// woken to report it.
+    pub fn extensions_done(&self, processed: Processed) {
+        {
+            let mut slot = lock(&self.extensions);
+            slot.done = slot.done.max(processed.number);
+            slot.processed = Some(processed);
+        }
+        self.kick(super::goal_state::NAME);
+    }
+
+    /// The status reporter has taken in the results up to hand-off `number` (`u64::MAX`: every
+    /// result there is, e.g. when there is nowhere to report them).
+    pub fn extensions_reported(&self, number: u64) {
         let mut slot = lock(&self.extensions);
-        slot.done = slot.done.max(number);
-        slot.processed = Some(processed);
+        slot.reported = slot.reported.max(number.min(slot.done));
     }
 
     /// Whether a handed-off extensions goal state is waiting or being processed.
@@ -106,18 +121,20 @@ impl State {
         f(lock(&self.extensions).processed.as_ref())
     }
 
-    /// Whether work handed from one task to another is still outstanding (a daemon run with a
-    /// wake-up limit lets it finish before it stops).
+    /// Whether work handed from one task to another is still outstanding: an extensions goal
+    /// state not yet processed, or its result not yet taken in by the status reporter (a daemon
+    /// run with a wake-up limit lets both happen before it stops).
     pub fn outstanding(&self) -> bool {
-        self.extensions_busy()
+        let slot = lock(&self.extensions);
+        slot.done < slot.handed_off || slot.reported < slot.done
     }
 
-    /// A worker thread runs the task `name` (the scheduler registers each own-lane worker).
+    /// A worker thread runs the task `name` (the scheduler registers every task with its worker).
     pub fn register_worker(&self, name: &'static str, thread: Thread) {
         lock(&self.workers).push((name, thread));
     }
 
-    /// Run the own-lane task `name` as soon as its worker is free, whatever its period.
+    /// Run the task `name` as soon as its worker is free, whatever its period.
     pub fn kick(&self, name: &'static str) {
         let mut kicked = lock(&self.kicked);
         if !kicked.contains(&name) {
