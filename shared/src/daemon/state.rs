@@ -1,7 +1,7 @@
 //! The agent state the daemon's tasks share, passed to every task in its [`super::Env`]: what the
 //! goal-state task took in last (the goal state, the container identity), the hand-off of a new
-//! extensions goal state to the extensions task and what that task last finished, and the worker
-//! threads, so one task can wake another. Each part is behind its own short lock, held only to
+//! extensions goal state to the extensions task, what that task last finished and whether the
+//! status has taken it in, and the worker threads, so one task can wake another. Each part is behind its own short lock, held only to
 //! read or replace a value (never across a request or a command), so no task waits for another's
 //! work and no result depends on the order the tasks run in.
 
