@@ -50,6 +50,9 @@ enum Command {
         /// Benchmarks: poll the goal state every this many milliseconds
         #[arg(long, hide = true)]
         goal_state_period_ms: Option<u64>,
+        /// Tests: upload the status as a heartbeat every this many milliseconds (default 60 s)
+        #[arg(long, hide = true)]
+        status_heartbeat_ms: Option<u64>,
     },
     /// The provisioning network stage (`wala-provision --stage network`), for a VM whose OVF names
     /// SSH keys by certificate thumbprint: wala-provision hands that stage over to this command,
@@ -228,11 +231,20 @@ fn run(command: Command, root: &HostRoot, config: Option<PathBuf>, verbose: bool
             }
         }
         Command::Inspect { kind, file } => inspect(&kind, &file),
-        Command::Daemon { provision, dvd_timeout, max_wakeups, goal_state_period_ms } => {
+        Command::Daemon {
+            provision,
+            dvd_timeout,
+            max_wakeups,
+            goal_state_period_ms,
+            status_heartbeat_ms,
+        } => {
             let limits = wala::daemon::Limits { max_wakeups };
             let provision = provision.then(|| std::time::Duration::from_secs(dvd_timeout));
-            let period = goal_state_period_ms.map(std::time::Duration::from_millis);
-            daemon(root, config, verbose, provision, limits, period)
+            let overrides = wala::daemon::Overrides {
+                goal_state_period: goal_state_period_ms.map(std::time::Duration::from_millis),
+                status_heartbeat: status_heartbeat_ms.map(std::time::Duration::from_millis),
+            };
+            daemon(root, config, verbose, provision, limits, &overrides)
         }
         Command::ProvisionNetwork => provision_network(root, config.as_deref()),
         Command::MarkProvisioned => {
@@ -333,7 +345,13 @@ fn provision_network(root: &HostRoot, config: Option<&Path>) -> ExitCode {
 }
 
 fn legacy_daemon(provision: bool) -> Command {
-    Command::Daemon { provision, dvd_timeout: 60, max_wakeups: None, goal_state_period_ms: None }
+    Command::Daemon {
+        provision,
+        dvd_timeout: 60,
+        max_wakeups: None,
+        goal_state_period_ms: None,
+        status_heartbeat_ms: None,
+    }
 }
 
 /// `waagent -start`: `daemon --provision` in the background (a new session, output discarded; it
@@ -418,7 +436,7 @@ fn daemon(
     verbose: bool,
     provision: Option<std::time::Duration>,
     limits: wala::daemon::Limits,
-    goal_state_period: Option<std::time::Duration>,
+    overrides: &wala::daemon::Overrides,
 ) -> ExitCode {
     wala::logging::init(wala::logging::LogSettings {
         component: "Daemon",
@@ -432,7 +450,7 @@ fn daemon(
     }
     if !loaded.config.wala_enabled {
         log::info!("wala is turned off (Wala.Enabled=n): the daemon does not run");
-        wala::daemon::notify::notify("READY=1");
+        wala::notify::notify("READY=1");
         return ExitCode::Disabled;
     }
     // One daemon per machine: a unit running `waagent -daemon` beside wala-agentd.service finds
@@ -441,7 +459,7 @@ fn daemon(
         Ok(lock) => lock,
         Err(e @ wala::daemon::instance::InstanceError::Busy { .. }) => {
             log::warn!("{e}: this one exits");
-            wala::daemon::notify::notify("READY=1");
+            wala::notify::notify("READY=1");
             return ExitCode::Disabled;
         }
         Err(e) => {
@@ -480,11 +498,20 @@ fn daemon(
     let start =
         wala::telemetry::AgentEvent::new("AgentStart", true, "daemon started", std::time::Duration::ZERO);
     wala::telemetry::record(root, loaded.config.lib_dir.as_path(), &start);
-    let tasks = wala::daemon::all_tasks(root, &loaded.config, goal_state_period);
+    let tasks = wala::daemon::all_tasks(root, &loaded.config, overrides);
+    // SIGTERM and the others are blocked and go to the signalfd from here on, before the pid file
+    // names this process: a signal sent as soon as it appears is handled, not fatal.
+    let signals = match wala::daemon::signals::SignalFd::new() {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot set up signal handling: {e}");
+            return ExitCode::Failure;
+        }
+    };
     let _pid_file = wala::daemon::PidFile::write(root, loaded.config.pid_file.as_path());
     let owned =
         wala::daemon::Owned { root: root.clone(), config: loaded.config, runner: wala::cmd::SystemRunner };
-    match wala::daemon::run(owned, tasks, limits) {
+    match wala::daemon::run(owned, tasks, limits, signals) {
         Ok(_) => ExitCode::Ok,
         Err(e) => {
             log::error!("{e}");

@@ -187,14 +187,39 @@ fn status_is_uploaded_once_then_only_when_the_goal_state_changes() {
         ["inSvdSeqNo"]
         .clone();
 
-    // A new process, and the next three goal states each a new incarnation (the first already at
-    // start-up): three uploads, the last naming the newest incarnation.
-    fabric.add_fault(
-        Fault::new(Listener::Wireserver, "/machine/?comp=goalstate", FaultAction::BumpIncarnation).times(3),
-    );
-    let out = run_polls(dir.path(), 30);
-    assert!(out.status.success());
-    assert_eq!(count(&fabric, Listener::Hostgaplugin, "/status"), 1 + 3, "one upload per change");
+    // A new process, and three new incarnations (the first already at start-up, the others
+    // while it runs, each once the change before it is reported): three uploads, the last naming
+    // the newest incarnation, and none while nothing changes.
+    fabric.bump_incarnation();
+    let mut child = Command::new(BIN)
+        .args(["daemon", "--goal-state-period-ms", "20", "--root"])
+        .arg(dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let uploads = || count(&fabric, Listener::Hostgaplugin, "/status");
+    let wait_uploads = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while uploads() < n {
+            assert!(Instant::now() < deadline, "{} uploads, waiting for {n}", uploads());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    wait_uploads(2);
+    for n in [3, 4] {
+        fabric.bump_incarnation();
+        wait_uploads(n);
+    }
+    let polls = count(&fabric, Listener::Wireserver, "comp=goalstate");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count(&fabric, Listener::Wireserver, "comp=goalstate") < polls + 20 {
+        assert!(Instant::now() < deadline, "twenty more polls within 20 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().expect("wait").success());
+    assert_eq!(uploads(), 1 + 3, "one upload per change");
     let doc: serde_json::Value =
         serde_json::from_slice(&fabric.status_blob().expect("blob").data).expect("JSON");
     let last =

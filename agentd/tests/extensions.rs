@@ -1,6 +1,7 @@
 //! Real extension packages, built here as zip files, served by the fabric simulator from a scenario
 //! directory, and run by the real daemon: install, enable with settings and waagent's environment,
-//! re-enable on a new sequence number, a command past its timeout killed with its children, a
+//! re-enable on a new sequence number, a command past its timeout killed with its children (and,
+//! while it runs, the status heartbeat and a firewall repair on schedule), a
 //! SIGTERM during a long command, a zip-slip package refused, dependencies, and processing
 //! turned off. Checked through the status blob the simulator received and the files on disk.
 
@@ -295,4 +296,142 @@ fn with_extensions_disabled_nothing_runs_and_the_status_says_why() {
     );
     assert!(!root.path().join("var/lib/waagent/Wala.Test.Off-1.0.0").exists());
     assert!(fabric.requests().iter().all(|r| !r.target.contains("/artifacts/")), "nothing downloaded");
+}
+
+/// A fake `iptables` that keeps its rules in a file beside it and logs every call with the time
+/// (ns since the epoch): `-C` finds a rule, `-A` adds one, `-D` removes one (failing when absent);
+/// and a `firewall-cmd` that says firewalld is not running.
+fn fake_firewall_tools(dir: &std::path::Path) {
+    let d = dir.display();
+    let iptables = format!(
+        r#"#!/bin/sh
+echo "$(date +%s%N) $*" >> "{d}/calls.log"
+[ "$1" = --version ] && {{ echo "iptables v1.8.9 (fake)"; exit 0; }}
+op="$4"
+shift 5
+rule="$*"
+touch "{d}/rules"
+case "$op" in
+  -C) grep -qxF -- "$rule" "{d}/rules" ;;
+  -A) echo "$rule" >> "{d}/rules" ;;
+  -D) grep -qxF -- "$rule" "{d}/rules" || exit 1
+      grep -vxF -- "$rule" "{d}/rules" > "{d}/rules.new"; mv "{d}/rules.new" "{d}/rules" ;;
+  *) exit 2 ;;
+esac
+"#
+    );
+    let firewall_cmd = "#!/bin/sh\necho 'not running'\nexit 252\n";
+    for (name, text) in [("iptables", iptables.as_str()), ("firewall-cmd", firewall_cmd)] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("fake tool");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+}
+
+fn epoch_ns() -> u128 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).expect("clock").as_nanos()
+}
+
+/// Issue #17 item 5 (and #19 item 5): an extension whose enable sleeps for its whole timeout
+/// holds its own worker only. Meanwhile the status heartbeat (every 500 ms here) keeps being
+/// uploaded and the firewall task (every second) repairs rules flushed behind its back; on one
+/// worker both would wait the whole 8 s.
+#[test]
+fn a_handler_sleeping_for_its_whole_timeout_leaves_the_heartbeat_and_the_firewall_on_schedule() {
+    const TIMEOUT_NS: u128 = 8_000_000_000;
+    const HEARTBEAT_MS: u64 = 500;
+    // Generous against a loaded machine (a heartbeat is due every 500 ms, a poll every 100 ms),
+    // and far below the 8 s a stalled daemon would take.
+    const LATEST_NS: u128 = 2_000_000_000;
+    let enable = "date +%s%N > enable-started\nsleep 600";
+    let (fabric, _scenario) = start(&[("Wala.Test.Sleepy", package(&handler_sh(enable)), "")]);
+    let root =
+        root_for(&fabric, "Wala.ExtensionCommandTimeout=8\nOS.EnableFirewall=y\nOS.EnableFirewallPeriod=1\n");
+    let bin = tempfile::tempdir().expect("tempdir");
+    fake_firewall_tools(bin.path());
+    let path = format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap_or_default());
+    let child = Command::new(BIN)
+        .args(["daemon", "--goal-state-period-ms", "100", "--status-heartbeat-ms"])
+        .arg(HEARTBEAT_MS.to_string())
+        .arg("--root")
+        .arg(root.path())
+        .env("PATH", path)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // Stopped (SIGTERM, and a clean exit checked) at the end, killed if an assertion fails first.
+    let daemon = support::Daemon::from(child);
+    let started_file = root.path().join("var/lib/waagent/Wala.Test.Sleepy-1.0.0/enable-started");
+    let read_ns = |p: &std::path::Path| std::fs::read_to_string(p).ok()?.trim().parse::<u128>().ok();
+
+    // Watch the status uploads (when each is seen) until the timeout is reported; flush the
+    // firewall rules 1.5 s into the enable command.
+    let uploads =
+        || fabric.requests_on(Listener::Hostgaplugin).iter().filter(|r| r.target.contains("/status")).count();
+    let mut seen_uploads: Vec<u128> = Vec::new();
+    let mut flushed_at = None;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let timed_out = loop {
+        assert!(Instant::now() < deadline, "the enable command's timeout was never reported");
+        let n = uploads();
+        while seen_uploads.len() < n {
+            seen_uploads.push(epoch_ns());
+        }
+        let enable_started = read_ns(&started_file);
+        if let (Some(t), None) = (enable_started, flushed_at) {
+            if epoch_ns() > t + 1_500_000_000 {
+                assert!(bin.path().join("rules").exists(), "the firewall rules were set before");
+                std::fs::remove_file(bin.path().join("rules")).expect("flush the rules");
+                flushed_at = Some(epoch_ns());
+            }
+        }
+        let reported =
+            fabric.status_blob().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b.data).ok());
+        if let Some(doc) = reported.filter(|d| {
+            support::handlers(d).iter().any(|h| h["handlerName"] == "Wala.Test.Sleepy" && h["code"] == 1011)
+        }) {
+            break (epoch_ns(), doc);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    support::stop(daemon);
+
+    let enable_started = read_ns(&started_file).expect("the enable command ran");
+    let window_end = enable_started + TIMEOUT_NS;
+    assert!(timed_out.0 >= window_end, "the enable command ran its whole timeout: {}", timed_out.1);
+    let h = handler(&timed_out.1, "Wala.Test.Sleepy");
+    assert_eq!(h["status"], "NotReady", "{h}");
+
+    // The heartbeat: uploads all through the enable command, none later than LATEST_NS after the
+    // one before (or after the command's start, up to the end of its timeout).
+    let during: Vec<u128> =
+        seen_uploads.iter().copied().filter(|t| *t > enable_started && *t < window_end).collect();
+    assert!(
+        during.len() >= 8,
+        "{} status uploads during the 8 s enable, heartbeat every 500 ms",
+        during.len()
+    );
+    let mut marks = vec![enable_started];
+    marks.extend(&during);
+    marks.push(window_end);
+    let worst = marks.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default();
+    assert!(worst < LATEST_NS, "a status heartbeat came {} ms late", worst / 1_000_000);
+
+    // The firewall: rules flushed during the enable command are put back on schedule.
+    let flushed_at = flushed_at.expect("the rules were flushed during the enable command");
+    let calls = std::fs::read_to_string(bin.path().join("calls.log")).expect("iptables calls");
+    let repaired: Vec<u128> = calls
+        .lines()
+        .filter(|l| l.contains(" -A OUTPUT "))
+        .filter_map(|l| l.split(' ').next()?.parse().ok())
+        .filter(|t| *t > flushed_at)
+        .collect();
+    let first = *repaired.first().unwrap_or_else(|| panic!("no repair after the flush:\n{calls}"));
+    assert_eq!(repaired.len(), 3, "the three rules added again, once:\n{calls}");
+    assert!(
+        first - flushed_at < LATEST_NS && first < window_end,
+        "the repair came {} ms after the flush, the enable command timed out {} ms after it",
+        (first - flushed_at) / 1_000_000,
+        (window_end.saturating_sub(flushed_at)) / 1_000_000
+    );
 }

@@ -1,7 +1,12 @@
 //! The VM's hostname: `/etc/hostname`, the `/etc/hosts` entry, and on the live root the kernel's.
 //! Where wicked (SUSE) runs DHCP, also the setting that makes it send the current hostname.
+//! [`publish`] sends a new hostname to the platform DNS through a DHCP request (the daemon's
+//! hostname monitor, and the pps provisioning stage after a pool VM took its user's hostname).
 
 use std::path::Path;
+use std::time::Duration;
+
+use crate::cmd::{Cmd, Runner};
 
 use crate::files::{self, FileError, WriteOptions};
 use crate::root::HostRoot;
@@ -162,6 +167,99 @@ fn set_hosts_entry(path: &Path, name: &str) -> Result<bool, FileError> {
     Ok(true)
 }
 
+/// Renew the DHCP lease of the primary interface so the new hostname reaches the platform DNS:
+/// in place where the client can (systemd-networkd, NetworkManager, wicked); with dhclient or
+/// dhcpcd under ifupdown (Debian 13's ifupdown runs dhcpcd), which cannot, by taking the
+/// interface down and up as waagent does. Failures are logged.
+pub fn publish(root: &HostRoot, runner: &dyn Runner) {
+    let Some(iface) = primary_interface(root) else {
+        log::warn!("cannot publish the hostname: no default route");
+        return;
+    };
+    let timeout = Duration::from_secs(30);
+    let dhcp_under_ifupdown = (process_running(root, "dhclient") || process_running(root, "dhcpcd"))
+        && runner.exists("ifdown")
+        && runner.exists("ifup");
+    let cmds = if runner.exists("networkctl") && is_active(runner, "systemd-networkd.service") {
+        vec![Cmd::new("networkctl").args(["renew", &iface])]
+    } else if runner.exists("nmcli") && is_active(runner, "NetworkManager.service") {
+        vec![Cmd::new("nmcli").args(["device", "reapply", &iface])]
+    } else if dhcp_under_ifupdown {
+        let logical = ifupdown_logical(runner, &iface);
+        vec![Cmd::new("ifdown").arg(&iface), Cmd::new("ifup").arg(logical)]
+    } else if runner.exists("wicked") && is_active(runner, "wickedd.service") {
+        // SUSE: `ifup` on a configured interface makes wicked's DHCP client ask again, with the
+        // hostname DHCLIENT_HOSTNAME_OPTION names (AUTO, see above): no link bounce.
+        vec![Cmd::new("wicked").args(["ifup", &iface])]
+    } else {
+        log::warn!(
+            "cannot publish the hostname: no systemd-networkd, NetworkManager, dhclient or dhcpcd with ifupdown, or wicked"
+        );
+        return;
+    };
+    for cmd in cmds {
+        if let Err(e) = runner.run(&cmd.timeout(timeout)) {
+            log::warn!("publishing the hostname failed: {e}");
+            return;
+        }
+    }
+    log::info!("published the hostname through a DHCP request on {iface}");
+}
+
+/// The `iface=logical` spec `ifup` needs for `iface` when /etc/network/interfaces maps it to a
+/// logical interface (`auto /en*=wala`): `ifquery --state` prints it while the interface is up.
+/// Plain `iface` when ifquery is missing, fails or prints nothing.
+fn ifupdown_logical(runner: &dyn Runner, iface: &str) -> String {
+    if !runner.exists("ifquery") {
+        return iface.to_string();
+    }
+    let query = Cmd::new("ifquery").args(["--state", iface]).timeout(Duration::from_secs(30));
+    match runner.output(&query) {
+        Ok(out) if out.success() => out
+            .stdout_str()
+            .lines()
+            .map(str::trim)
+            .find(|l| l.split_once('=').is_some_and(|(name, logical)| name == iface && !logical.is_empty()))
+            .map_or_else(|| iface.to_string(), str::to_string),
+        _ => iface.to_string(),
+    }
+}
+
+/// Whether a process named `name` runs (from `/proc/<pid>/comm`).
+fn process_running(root: &HostRoot, name: &str) -> bool {
+    std::fs::read_dir(root.kernel().path("/proc")).is_ok_and(|rd| {
+        rd.flatten().any(|e| {
+            e.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+                && std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == name)
+        })
+    })
+}
+
+fn is_active(runner: &dyn Runner, unit: &str) -> bool {
+    runner.output(&Cmd::new("systemctl").args(["is-active", "--quiet", unit])).is_ok_and(|o| o.success())
+}
+
+/// The interface of the default route with the lowest metric, from `/proc/net/route`.
+pub fn primary_interface(root: &HostRoot) -> Option<String> {
+    let table = std::fs::read_to_string(root.path("/proc/net/route")).ok()?;
+    parse_default_interface(&table)
+}
+
+/// The default-route interface in a `/proc/net/route` table.
+pub fn parse_default_interface(table: &str) -> Option<String> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let flags = u32::from_str_radix(f.get(3)?, 16).ok()?;
+            let metric = f.get(6)?.parse::<u32>().ok()?;
+            (f.get(1) == Some(&"00000000") && flags & 0x2 != 0).then(|| (metric, f[0].to_string()))
+        })
+        .min()
+        .map(|(_, iface)| iface)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,5 +330,66 @@ mod tests {
             assert!(!dir.path().join("etc/sysconfig/network/dhcp").exists(), "{os:?}");
             assert!(!dir.path().join("etc/sysconfig").exists(), "{os:?}");
         }
+    }
+    /// A root with a default route on `iface` and one process named `dhcp_client`.
+    fn ifupdown_root(iface: &str, dhcp_client: &str) -> (tempfile::TempDir, HostRoot) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("proc/300")).expect("mkdir");
+        std::fs::create_dir_all(dir.path().join("proc/net")).expect("mkdir");
+        std::fs::write(dir.path().join("proc/300/comm"), format!("{dhcp_client}\n")).expect("write");
+        std::fs::write(
+            dir.path().join("proc/net/route"),
+            format!(
+                "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n\
+                 {iface}\t00000000\t0100000A\t0003\t0\t0\t100\t00000000\n"
+            ),
+        )
+        .expect("write");
+        let root = HostRoot::new(dir.path());
+        (dir, root)
+    }
+
+    #[test]
+    fn dhcpcd_under_ifupdown_is_treated_as_dhclient() {
+        // Debian 13: ifupdown runs dhcpcd.
+        let (_dir, root) = ifupdown_root("eth0", "dhcpcd");
+        let runner = crate::cmd::FakeRunner::new();
+        runner.without("networkctl").without("nmcli").without("ifquery");
+        publish(&root, &runner);
+        assert_eq!(runner.command_lines(), ["ifdown eth0", "ifup eth0"]);
+    }
+
+    #[test]
+    fn a_mapped_logical_interface_is_brought_up_by_its_spec() {
+        // /etc/network/interfaces: `auto /en*=wala` then `iface wala inet dhcp`.
+        let (_dir, root) = ifupdown_root("ens3", "dhcpcd");
+        let runner = crate::cmd::FakeRunner::new();
+        runner.without("networkctl").without("nmcli");
+        let out =
+            crate::cmd::CmdOutput { code: Some(0), stdout: b"ens3=wala\n".to_vec(), ..Default::default() };
+        runner.respond_line("ifquery --state ens3", out);
+        publish(&root, &runner);
+        assert_eq!(runner.command_lines(), ["ifquery --state ens3", "ifdown ens3", "ifup ens3=wala"]);
+    }
+
+    #[test]
+    fn a_failing_ifquery_falls_back_to_the_interface() {
+        let (_dir, root) = ifupdown_root("ens3", "dhclient");
+        let runner = crate::cmd::FakeRunner::new();
+        runner.without("networkctl").without("nmcli");
+        let failed =
+            crate::cmd::CmdOutput { code: Some(1), stdout: b"ens3=wala\n".to_vec(), ..Default::default() };
+        runner.respond_line("ifquery --state ens3", failed);
+        publish(&root, &runner);
+        assert_eq!(runner.command_lines(), ["ifquery --state ens3", "ifdown ens3", "ifup ens3"]);
+    }
+
+    #[test]
+    fn without_a_dhcp_client_under_ifupdown_nothing_is_bounced() {
+        let (_dir, root) = ifupdown_root("eth0", "sshd");
+        let runner = crate::cmd::FakeRunner::new();
+        runner.without("networkctl").without("nmcli").without("wicked");
+        publish(&root, &runner);
+        assert!(runner.command_lines().is_empty(), "{:?}", runner.command_lines());
     }
 }

@@ -32,6 +32,7 @@ pub mod limits;
 pub mod link_watch;
 pub mod logcollect;
 pub mod logging;
+pub mod notify;
 pub mod ovf;
 pub mod platform;
 pub mod platform_features;

@@ -145,43 +145,6 @@ pub fn to_wire(event: &AgentEvent, common: &Common) -> TelemetryEvent {
     }
 }
 
-/// The daemon's sender: every minute, the queued events in batches; sent files are removed.
-pub struct TelemetryTask {
-    pub client: crate::wire::client::WireClient,
-    pub common: Common,
-    /// The goal state's container id, as the goal-state task last saw it.
-    pub container_id: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
-impl std::fmt::Debug for TelemetryTask {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TelemetryTask").field("common", &self.common).finish_non_exhaustive()
-    }
-}
-
-impl crate::daemon::Task for TelemetryTask {
-    fn name(&self) -> &'static str {
-        "telemetry"
-    }
-    fn period(&self) -> Duration {
-        Duration::from_secs(60)
-    }
-    fn run(&mut self, env: &crate::daemon::Env<'_>) -> Result<(), crate::daemon::TaskError> {
-        let lib = env.config.lib_dir.as_path();
-        let events = queued(env.root, lib);
-        if events.is_empty() {
-            return Ok(());
-        }
-        self.common.container_id = self.container_id.lock().map(|c| c.clone()).unwrap_or_default();
-        let wire: Vec<TelemetryEvent> = events.iter().map(|(_, e)| to_wire(e, &self.common)).collect();
-        self.client.send_telemetry(&wire).map_err(|e| crate::daemon::TaskError(e.reason()))?;
-        for (path, _) in events {
-            let _ = std::fs::remove_file(path);
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

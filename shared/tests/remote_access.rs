@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime};
 
 use wala::cmd::SystemRunner;
 use wala::conf::Config;
-use wala::daemon::remote_access::{RemoteAccessTask, SharedGoalState};
-use wala::daemon::{Env, Task};
+use wala::daemon::remote_access::RemoteAccessTask;
+use wala::daemon::{Env, State, Task};
 use wala::http::RetryPolicy;
 use wala::remote_access::{expire_day, parse_expiration};
 use wala::root::HostRoot;
@@ -122,12 +122,12 @@ impl Host {
     }
 }
 
-/// The task and what drives it: the shared goal state (as the goal-state task fills it) and a
+/// The task and what drives it: the agent state (whose goal state the goal-state task fills) and a
 /// clock offset.
 struct Rig {
     fabric: Fabric,
     client: WireClient,
-    shared: SharedGoalState,
+    state: State,
     offset: Arc<AtomicI64>,
     task: RemoteAccessTask,
     root: HostRoot,
@@ -144,7 +144,6 @@ impl Rig {
             Endpoints::explicit(ep(fabric.wire_addr()), ep(fabric.hgap_addr()), ep(fabric.imds_addr()));
         let client = WireClient::new(endpoints, host.path("var/lib/waagent"))
             .with_retry_policy(RetryPolicy::wire().scaled_down(20));
-        let shared = SharedGoalState::default();
         let offset = Arc::new(AtomicI64::new(0));
         let clock = {
             let offset = offset.clone();
@@ -153,12 +152,11 @@ impl Rig {
                 SystemTime::now() + Duration::from_secs(u64::try_from(o).expect("forward only"))
             }
         };
-        let task =
-            RemoteAccessTask::new(client.clone(), shared.clone(), Duration::from_secs(1)).with_clock(clock);
+        let task = RemoteAccessTask::new(client.clone(), Duration::from_secs(1)).with_clock(clock);
         Rig {
             fabric,
             client,
-            shared,
+            state: State::default(),
             offset,
             task,
             root: HostRoot::new(host.dir.path()),
@@ -169,11 +167,11 @@ impl Rig {
     /// What the goal-state task does on each poll.
     fn take_goal_state(&self) {
         let gs = self.client.goal_state().expect("goal state").goal_state;
-        *self.shared.lock().expect("lock") = Some(gs);
+        self.state.set_goal_state(gs);
     }
 
     fn run(&mut self) -> Result<(), String> {
-        let env = Env { root: &self.root, config: &self.config, runner: &SystemRunner };
+        let env = Env { root: &self.root, config: &self.config, runner: &SystemRunner, state: &self.state };
         self.task.run(&env).map_err(|e| e.0)
     }
 

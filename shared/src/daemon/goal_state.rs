@@ -1,12 +1,14 @@
-//! Goal-state polling, extensions and status reporting (spec wire.md §7.4, §10-12): every period,
-//! fetch the goal state and vmSettings and act only when they changed: on a new extensions goal
-//! state (ExtensionsConfig or Fast Track, per [`choose`]) fetch the certificates and run the
-//! handlers on this (worker) thread; then upload the aggregate status when it changed, or as a
-//! heartbeat, rather than on every poll as waagent does.
+//! Goal-state polling and status reporting (spec wire.md §7.4, §11-12): every period, fetch the
+//! goal state and vmSettings and act only when they changed: on a new goal state fetch the
+//! certificates and publish it in the agent state ([`super::State`]); on a new extensions goal
+//! state (ExtensionsConfig or Fast Track, per [`choose`]) hand it to the extensions task
+//! ([`super::extensions`]), which runs the handlers on its own worker thread; then upload the
+//! aggregate status when it changed, or as a heartbeat, rather than on every poll as waagent does.
 //!
-//! Extension commands run here, on the worker thread, so SIGTERM is still answered at once by the
-//! main thread; when the daemon stops, the process group of any command still running is killed
-//! (`cmd::kill_running_groups`), and otherwise each command is killed at its timeout.
+//! This task never waits for extensions: while the extensions task works on a goal state, the
+//! status keeps what it last finished and goes out as a heartbeat (every [`STATUS_HEARTBEAT`]);
+//! when it is done, the extensions task wakes this one ([`super::State::kick`]), which uploads
+//! the status its result brings at once.
 //!
 //! Each new goal state's documents are also kept in `Lib.Dir` for extensions and support tools,
 //! with a history entry per change and the status document after each upload ([`lib_dir`]).
@@ -19,8 +21,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::lib_dir::{self, history_file, History};
 
+use super::state::Handoff;
 use super::{Env, Task, TaskError};
-use crate::extensions::lifecycle::{Context, Extensions};
 use crate::extensions::status::{
     AggregateStatus, AggregateStatusDocument, FormattedMessage, GoalStateAggregateStatus, GuestAgentStatus,
     GuestOsInfo, HandlerAggregateStatus, SupportedFeature, VmArtifactsAggregateStatus,
@@ -30,6 +32,9 @@ use crate::hostgaplugin::{ContainerIdentity, HostGaPluginClient};
 use crate::http::HttpClient;
 use crate::status_blob::{self, BlobType, StatusBlob};
 use crate::wire::client::WireClient;
+
+/// The task's name, which the extensions task wakes ([`super::State::kick`]) when it is done.
+pub const NAME: &str = "goal-state";
 
 /// How often status is uploaded when nothing changed, so the host sees the agent alive.
 pub const STATUS_HEARTBEAT: Duration = Duration::from_secs(60);
@@ -73,7 +78,11 @@ pub struct GoalStateTask {
     pub period: Duration,
     /// The period until the first extensions goal state has been processed.
     pub initial_period: Duration,
+    /// How often status is uploaded when nothing changed ([`STATUS_HEARTBEAT`]).
+    pub heartbeat: Duration,
     initial_done: bool,
+    /// The first run (the first heartbeat is due a heartbeat after it while extensions run).
+    started: Option<Instant>,
     seen: Option<Seen>,
     identity: Option<ContainerIdentity>,
     blob: Option<StatusBlob>,
@@ -88,20 +97,12 @@ pub struct GoalStateTask {
     vm_settings_supported: bool,
     /// The raw vmSettings JSON of the newest Fast Track goal state.
     pub vm_settings: Option<String>,
-    /// Shared with the telemetry task, which sends it with every event.
-    pub container_id: std::sync::Arc<std::sync::Mutex<String>>,
-    /// Shared with the log upload, which names the container and deployment.
-    pub identity_shared: std::sync::Arc<std::sync::Mutex<Option<ContainerIdentity>>>,
-    /// Shared with the remote-access task: the goal state last taken in.
-    pub goal_state_shared: super::remote_access::SharedGoalState,
     /// The extensions goal state from the last ExtensionsConfig, from the last vmSettings, and the
-    /// one acted on.
+    /// one last handed to the extensions task.
     extensions_config: Option<ExtensionsGoalState>,
     vm_settings_gs: Option<ExtensionsGoalState>,
     current: Option<ExtensionsGoalState>,
     updates: Updates,
-    /// Extension handling state kept between goal states.
-    pub extensions: Extensions,
     /// What this poll adds to the history, and the current history entry.
     for_history: ForHistory,
     history: Option<History>,
@@ -130,7 +131,9 @@ impl GoalStateTask {
             storage,
             period,
             initial_period: period,
+            heartbeat: STATUS_HEARTBEAT,
             initial_done: true,
+            started: None,
             seen: None,
             identity: None,
             blob: None,
@@ -144,13 +147,9 @@ impl GoalStateTask {
             vm_settings_gs: None,
             current: None,
             updates: Updates::default(),
-            extensions: Extensions::default(),
             for_history: ForHistory::default(),
             history: None,
             files_failed: false,
-            container_id: Default::default(),
-            identity_shared: Default::default(),
-            goal_state_shared: Default::default(),
             polls: 0,
             changes: 0,
             uploads: 0,
@@ -190,7 +189,7 @@ impl GoalStateTask {
         }
     }
 
-    fn refresh(&mut self) -> Result<(), TaskError> {
+    fn refresh(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
         let fetched = self.client.goal_state().map_err(|e| TaskError(e.reason()))?;
         let gs = &fetched.goal_state;
         let now = Seen {
@@ -259,15 +258,7 @@ impl GoalStateTask {
         self.for_history.certificates = certificates;
         self.updates.incarnation_changed = true;
         self.identity = Some(ContainerIdentity::of(gs));
-        if let Ok(mut c) = self.container_id.lock() {
-            c.clone_from(&gs.container_id);
-        }
-        if let Ok(mut i) = self.identity_shared.lock() {
-            *i = self.identity.clone();
-        }
-        if let Ok(mut g) = self.goal_state_shared.lock() {
-            *g = Some(gs.clone());
-        }
+        env.state.set_goal_state(gs.clone());
         self.seen = Some(now);
         self.changes += 1;
         Ok(())
@@ -322,37 +313,51 @@ impl GoalStateTask {
 
     fn report(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
         let (Some(blob), Some(who), Some(seen)) = (&self.blob, &self.identity, &self.seen) else {
+            // Nowhere to report to: the extensions' results are taken in all the same.
+            env.state.extensions_reported(u64::MAX);
             return Ok(());
         };
-        let unsupported = self
-            .extensions
-            .goal_state_failure
-            .as_ref()
-            .is_some_and(|f| f.code == crate::extensions::lifecycle::CODE_UNSUPPORTED_FEATURES);
-        let handlers = match &self.current {
-            Some(_) if unsupported => crate::extensions::report::handler_statuses_on_disk(
-                env.root,
-                env.config,
-                &self.extensions,
-                SystemTime::now(),
-            ),
-            Some(gs) => crate::extensions::report::handler_statuses(
-                env.root,
-                env.config,
-                gs,
-                &self.extensions,
-                SystemTime::now(),
-            ),
-            None => Vec::new(),
-        };
-        let seq = self.current.as_ref().map_or(seen.incarnation, |g| g.svd_sequence_number);
-        let outcome = match &self.extensions.goal_state_failure {
-            Some(f) => GoalStateOutcome::Failed { code: f.code, message: f.message.clone() },
-            None => GoalStateOutcome::Success,
-        };
+        let since = self.last_upload.or(self.started).unwrap_or_else(Instant::now);
+        let due = since.elapsed() >= self.heartbeat;
+        // While the extensions task works, the status it last finished goes out as the heartbeat
+        // only; its new result comes with the first poll after (so one upload per change).
+        if !due && env.state.extensions_busy() {
+            return Ok(());
+        }
+        let (seq, handlers, outcome, number) = env.state.with_processed(|processed| {
+            let Some(p) = processed else {
+                return (seen.incarnation, Vec::new(), GoalStateOutcome::Success, 0);
+            };
+            let unsupported = p
+                .extensions
+                .goal_state_failure
+                .as_ref()
+                .is_some_and(|f| f.code == crate::extensions::lifecycle::CODE_UNSUPPORTED_FEATURES);
+            let handlers = if unsupported {
+                crate::extensions::report::handler_statuses_on_disk(
+                    env.root,
+                    env.config,
+                    &p.extensions,
+                    SystemTime::now(),
+                )
+            } else {
+                crate::extensions::report::handler_statuses(
+                    env.root,
+                    env.config,
+                    &p.goal_state,
+                    &p.extensions,
+                    SystemTime::now(),
+                )
+            };
+            let outcome = match &p.extensions.goal_state_failure {
+                Some(f) => GoalStateOutcome::Failed { code: f.code, message: f.message.clone() },
+                None => GoalStateOutcome::Success,
+            };
+            (p.goal_state.svd_sequence_number, handlers, outcome, p.number)
+        });
+        env.state.extensions_reported(number);
         let mut doc = status_document(env, seq, handlers, &outcome, self.vm_settings_supported);
         let key = doc.to_json().unwrap_or_default();
-        let due = self.last_upload.is_none_or(|t| t.elapsed() >= STATUS_HEARTBEAT);
         if self.last_status.as_deref() == Some(key.as_str()) && !due {
             return Ok(());
         }
@@ -375,7 +380,7 @@ impl GoalStateTask {
 }
 
 impl GoalStateTask {
-    /// On a new extensions goal state (§7.4), run its handlers.
+    /// On a new extensions goal state (§7.4), hand it to the extensions task.
     fn handle_extensions(&mut self, env: &Env<'_>) {
         let updates = std::mem::take(&mut self.updates);
         let chosen = choose(
@@ -397,34 +402,18 @@ impl GoalStateTask {
             self.blob = Some(StatusBlob::from(blob));
         }
         let Some(who) = self.identity.clone() else { return };
-        if let Some(why) = crate::extensions::report::disabled(env.root, env.config) {
-            log::info!("extension processing is off ({why:?}): goal state {} is not run", gs.id);
-        } else if self.extensions.last_processed.as_deref() != Some(gs.id.as_str()) {
-            let started = Instant::now();
-            log::info!("processing extensions goal state {} ({} handlers)", gs.id, gs.extensions.len());
-            let downloader = crate::extensions::download::Downloader {
-                storage: &self.storage,
-                hgap: &self.hgap,
-                who: &who,
-                fast_track: gs.is_fast_track(),
-                deadline: crate::extensions::download::DOWNLOAD_DEADLINE,
-                unpack_limits: crate::extensions::download::UnpackLimits::from_config(env.config),
-                max_package_size: crate::extensions::download::Downloader::max_package_size(env.config),
-            };
-            let ctx = Context {
-                root: env.root,
-                config: env.config,
-                runner: env.runner,
-                downloader: &downloader,
-                wire_address: self.client.endpoints().wireserver.host.clone(),
-            };
-            self.extensions.process(&ctx, &gs);
-            log::info!("extensions goal state {} processed in {} ms", gs.id, started.elapsed().as_millis());
+        env.state.hand_off_extensions(Handoff { goal_state: gs.clone(), who });
+        self.current = Some(gs);
+    }
+
+    /// Once the extensions task has finished its first goal state, the initial period ends.
+    fn check_initial_done(&mut self, env: &Env<'_>) {
+        if self.initial_done {
+            return;
         }
-        if !self.initial_done {
+        if let Some(gs) = env.state.with_processed(|p| p.map(|p| p.goal_state.clone())) {
             self.initial_goal_state_done(&gs);
         }
-        self.current = Some(gs);
     }
 
     /// The first extensions goal state has been handled: record it as waagent does and switch to
@@ -497,7 +486,7 @@ fn protected_values(gs: Option<&crate::extensions::ExtensionsGoalState>) -> Vec<
 
 impl Task for GoalStateTask {
     fn name(&self) -> &'static str {
-        "goal-state"
+        NAME
     }
     fn period(&self) -> Duration {
         if self.initial_done {
@@ -508,7 +497,9 @@ impl Task for GoalStateTask {
     }
     fn run(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
         self.polls += 1;
-        let refreshed = self.refresh();
+        self.started.get_or_insert_with(Instant::now);
+        self.check_initial_done(env);
+        let refreshed = self.refresh(env);
         if refreshed.is_ok() {
             self.refresh_vm_settings();
             self.save_history();
@@ -517,6 +508,12 @@ impl Task for GoalStateTask {
         // Status still goes out on a failed poll (waagent reports status even then).
         let reported = self.report(env);
         refreshed.and(reported)
+    }
+    /// Woken by the extensions task when it is done: the status reports its result now; the
+    /// next poll comes on schedule.
+    fn woken(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
+        self.check_initial_done(env);
+        self.report(env)
     }
 }
 

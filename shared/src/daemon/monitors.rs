@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{Env, Task, TaskError};
-use crate::cmd::Cmd;
 use crate::files::{self, WriteOptions};
 
 /// `OS.RootDeviceScsiTimeout`: the SCSI command timeout of every `sd*` disk.
@@ -111,87 +110,11 @@ impl Task for HostnameMonitor {
             Some(old) => {
                 log::info!("EnvMonitor: Detected hostname change: {old} -> {now}");
                 crate::hostname::set_hostname(env.root, &now).map_err(|e| TaskError(e.to_string()))?;
-                publish_hostname(env);
+                crate::hostname::publish(env.root, env.runner);
                 write_record(&now)
             }
         }
     }
-}
-
-/// [`publish_hostname`] outside the daemon (the pps provisioning stage, after a pool VM took its
-/// user's hostname).
-pub fn publish_hostname_with(root: &crate::root::HostRoot, runner: &dyn crate::cmd::Runner) {
-    let config = crate::conf::Config::default();
-    publish_hostname(&Env { root, config: &config, runner });
-}
-
-/// Renew the DHCP lease of the primary interface so the new hostname reaches the platform DNS:
-/// in place where the client can (systemd-networkd, NetworkManager); with dhclient under ifupdown,
-/// which cannot, by taking the interface down and up as waagent does.
-fn publish_hostname(env: &Env<'_>) {
-    let Some(iface) = primary_interface(env) else {
-        log::warn!("cannot publish the hostname: no default route");
-        return;
-    };
-    let timeout = Duration::from_secs(30);
-    let cmds = if env.runner.exists("networkctl") && is_active(env, "systemd-networkd.service") {
-        vec![Cmd::new("networkctl").args(["renew", &iface])]
-    } else if env.runner.exists("nmcli") && is_active(env, "NetworkManager.service") {
-        vec![Cmd::new("nmcli").args(["device", "reapply", &iface])]
-    } else if process_running(env, "dhclient") && env.runner.exists("ifdown") && env.runner.exists("ifup") {
-        vec![Cmd::new("ifdown").arg(&iface), Cmd::new("ifup").arg(&iface)]
-    } else if env.runner.exists("wicked") && is_active(env, "wickedd.service") {
-        // SUSE: `ifup` on a configured interface makes wicked's DHCP client ask again, with the
-        // hostname DHCLIENT_HOSTNAME_OPTION names (AUTO, crate::hostname): no link bounce.
-        vec![Cmd::new("wicked").args(["ifup", &iface])]
-    } else {
-        log::warn!(
-            "cannot publish the hostname: no systemd-networkd, NetworkManager, dhclient with ifupdown or wicked"
-        );
-        return;
-    };
-    for cmd in cmds {
-        if let Err(e) = env.runner.run(&cmd.timeout(timeout)) {
-            log::warn!("publishing the hostname failed: {e}");
-            return;
-        }
-    }
-    log::info!("published the hostname through a DHCP request on {iface}");
-}
-
-/// Whether a process named `name` runs (from `/proc/<pid>/comm`).
-fn process_running(env: &Env<'_>, name: &str) -> bool {
-    std::fs::read_dir(env.root.kernel().path("/proc")).is_ok_and(|rd| {
-        rd.flatten().any(|e| {
-            e.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
-                && std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == name)
-        })
-    })
-}
-
-fn is_active(env: &Env<'_>, unit: &str) -> bool {
-    env.runner.output(&Cmd::new("systemctl").args(["is-active", "--quiet", unit])).is_ok_and(|o| o.success())
-}
-
-/// The interface of the default route with the lowest metric, from `/proc/net/route`.
-pub fn primary_interface(env: &Env<'_>) -> Option<String> {
-    let table = std::fs::read_to_string(env.root.path("/proc/net/route")).ok()?;
-    parse_default_interface(&table)
-}
-
-/// The default-route interface in a `/proc/net/route` table.
-pub fn parse_default_interface(table: &str) -> Option<String> {
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let flags = u32::from_str_radix(f.get(3)?, 16).ok()?;
-            let metric = f.get(6)?.parse::<u32>().ok()?;
-            (f.get(1) == Some(&"00000000") && flags & 0x2 != 0).then(|| (metric, f[0].to_string()))
-        })
-        .min()
-        .map(|(_, iface)| iface)
 }
 
 /// `OS.MonitorDhcpClientRestartPeriod`: when the DHCP client restarts (its PIDs change), the
@@ -258,7 +181,7 @@ mod tests {
     use crate::root::HostRoot;
 
     fn env<'a>(root: &'a HostRoot, config: &'a Config, runner: &'a FakeRunner) -> Env<'a> {
-        Env { root, config, runner }
+        Env { root, config, runner, state: Box::leak(Box::default()) }
     }
 
     #[test]
@@ -330,7 +253,8 @@ mod tests {
         m.run(&e).expect("baseline");
         m.current = || Some("b".into());
         m.run(&e).expect("change");
-        assert_eq!(runner.command_lines(), ["ifdown eth0", "ifup eth0"]);
+        // ifquery prints nothing (the fake's default): `ifup` on the interface itself.
+        assert_eq!(runner.command_lines(), ["ifquery --state eth0", "ifdown eth0", "ifup eth0"]);
     }
 
     #[test]

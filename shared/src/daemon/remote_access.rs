@@ -1,7 +1,8 @@
 //! The remote-access (JIT) task: keeps the host's remote-access accounts as the goal state's
 //! RemoteAccess document lists them ([`crate::remote_access`] plans and applies the changes).
 //!
-//! It reads the goal state the goal-state task last took in ([`SharedGoalState`]) and does no
+//! It reads the goal state the goal-state task last took in (from the agent state,
+//! [`super::State::goal_state`]) and does no
 //! polling of its own. The document is fetched when the goal state changes (incarnation,
 //! container, or its `RemoteAccessInfo` URL), as waagent does on a new incarnation, and then:
 //! * the accounts are planned and changed at once;
@@ -16,7 +17,6 @@
 //! changes for accounts that exist), and without one every remote-access account is deleted, as
 //! waagent does at its start.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{Env, Task, TaskError};
@@ -24,9 +24,6 @@ use crate::remote_access::{self as jit, Settings};
 use crate::wire::client::WireClient;
 use crate::wire::crypto::TransportKeys;
 use crate::wire::{GoalState, RemoteAccess};
-
-/// The goal state the goal-state task last took in, shared with this task.
-pub type SharedGoalState = Arc<Mutex<Option<GoalState>>>;
 
 /// How long after a failed change the accounts are planned again.
 pub const RETRY_AFTER: Duration = Duration::from_secs(300);
@@ -58,7 +55,6 @@ struct Current {
 /// Applies the RemoteAccess document.
 pub struct RemoteAccessTask {
     client: WireClient,
-    goal_state: SharedGoalState,
     period: Duration,
     clock: Box<dyn Fn() -> SystemTime + Send>,
     seen: Option<Key>,
@@ -88,12 +84,10 @@ fn unix(t: SystemTime) -> i64 {
 }
 
 impl RemoteAccessTask {
-    /// A task reading the goal state from `goal_state` (the goal-state task's
-    /// `goal_state_shared`), looking every `period`.
-    pub fn new(client: WireClient, goal_state: SharedGoalState, period: Duration) -> Self {
+    /// A task reading the goal state the goal-state task last took in, looking every `period`.
+    pub fn new(client: WireClient, period: Duration) -> Self {
         Self {
             client,
-            goal_state,
             period,
             clock: Box::new(SystemTime::now),
             seen: None,
@@ -113,8 +107,8 @@ impl RemoteAccessTask {
 
     /// Fetch the document when the goal state changed. An error leaves the last document in place
     /// and the goal state unseen, so the next run fetches again.
-    fn refresh(&mut self) -> Result<bool, TaskError> {
-        let Some(gs) = self.goal_state.lock().ok().and_then(|g| g.clone()) else { return Ok(false) };
+    fn refresh(&mut self, env: &Env<'_>) -> Result<bool, TaskError> {
+        let Some(gs) = env.state.goal_state() else { return Ok(false) };
         let key = Key::of(&gs);
         if self.seen.as_ref() == Some(&key) {
             return Ok(false);
@@ -229,7 +223,7 @@ impl Task for RemoteAccessTask {
         self.period
     }
     fn run(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
-        let changed = self.refresh()?;
+        let changed = self.refresh(env)?;
         let now = unix((self.clock)());
         let expired = self.next_expiry.is_some_and(|t| now >= t);
         let retry = self.retry_at.is_some_and(|t| now >= t);

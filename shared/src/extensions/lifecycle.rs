@@ -55,7 +55,7 @@ impl std::fmt::Debug for Context<'_> {
 }
 
 /// The extension handling state the daemon keeps between goal states.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Extensions {
     pub channels: Channels,
     /// Handler (lower-case name) or `handler/extension` → a failure not recorded on disk.

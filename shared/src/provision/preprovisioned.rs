@@ -431,7 +431,7 @@ fn wait_and_provision(
     if ctx.root.is_live() && crate::hostname::kernel_hostname() != old_hostname {
         // The network came up under the image's name: renew the lease so the platform's DNS gets
         // the user's.
-        crate::daemon::monitors::publish_hostname_with(&ctx.root, ctx.runner);
+        crate::hostname::publish(&ctx.root, ctx.runner);
     }
     log::info!("the pool VM is provisioned for its user; the network stage reports Ready");
     Ok(PoolOutcome::Reprovisioned { kind: pool.kind, resumed, requests: got.attempts })

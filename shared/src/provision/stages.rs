@@ -34,7 +34,7 @@ pub fn ready_at_hostname() {
 /// The hostname is settled: `READY=1` when [`ready_at_hostname`] asked for it (once).
 pub(super) fn hostname_settled() {
     if READY_AT_HOSTNAME.load(Ordering::SeqCst) && !READY_SENT.swap(true, Ordering::SeqCst) {
-        crate::daemon::notify::notify("READY=1");
+        crate::notify::notify("READY=1");
     }
 }
 

@@ -11,7 +11,7 @@ use super::{parse_root, Cursor, WireError};
 const DOC: &str = "GoalState";
 
 /// What the agent uses from the goal state.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct GoalState {
     /// `Version` (informational; requests always say `2012-11-30`).
     pub version: Option<String>,
