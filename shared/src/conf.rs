@@ -411,6 +411,9 @@ config_keys! {
     /// Hold extensions while the goal state says `onHold` (vmSettings; wala does not fetch the
     /// InVMArtifactsProfile that carries it for ExtensionsConfig goal states).
     enable_over_provisioning: bool = "EnableOverProvisioning", true;
+    /// How often (seconds) the events extensions write to their `eventsFolder` are collected and
+    /// sent (waagent's Extension Telemetry Pipeline).
+    etp_collection_period: u64 = "Debug.EtpCollectionPeriod", 300;
     /// waagent's extension policy file, read only with Debug.EnableExtensionPolicy=y.
     policy_file_path: AbsPath = "Policy.PolicyFilePath", AbsPath("/etc/waagent_policy.json".into());
     /// Run extension commands in scopes of their own under `azure-vmextensions-<Name>.slice`, out
@@ -508,7 +511,7 @@ pub fn unused_reason(key: &str) -> Option<&'static str> {
     if let Some((_, why)) = UNUSED_KEYS.iter().find(|(k, _)| *k == key) {
         return Some(why);
     }
-    if key.starts_with("Debug.") {
+    if key.starts_with("Debug.") && !Config::default().entries().iter().any(|(k, _)| *k == key) {
         return Some("a waagent experiment switch; wala has none of these experiments");
     }
     RETIRED_KEYS.contains(&key).then_some("retired: waagent does not read it either")
@@ -730,7 +733,9 @@ pub fn render_docs() -> String {
     for key in RETIRED_KEYS {
         out.push_str(&format!("`{key}`, "));
     }
-    out.push_str("and every `Debug.*` key.\n\n| Key | Default | Meaning |\n|---|---|---|\n");
+    out.push_str(
+        "and every `Debug.*` key not in the table below.\n\n| Key | Default | Meaning |\n|---|---|---|\n",
+    );
     let one_line = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
     for k in Config::key_docs() {
         let unused = if unused_reason(k.key).is_some() { " *(not used by wala)*" } else { "" };

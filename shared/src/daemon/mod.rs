@@ -119,6 +119,12 @@ pub fn all_tasks(
         common: crate::telemetry::Common::detect(root),
         container_id: goal_state.container_id.clone(),
     };
+    let etp = crate::extensions::etp::EtpTask::new(
+        WireClient::new(endpoints.clone(), lib.clone()),
+        crate::telemetry::Common::detect(root),
+        goal_state.container_id.clone(),
+        config,
+    );
     let identity = goal_state.identity_shared.clone();
     let remote_access = remote_access::RemoteAccessTask::new(
         WireClient::new(endpoints.clone(), lib.clone()),
@@ -129,6 +135,7 @@ pub fn all_tasks(
     // After the goal-state task, on the same period: it sees each new goal state at once.
     tasks.push(Box::new(remote_access));
     tasks.push(Box::new(telemetry));
+    tasks.push(Box::new(etp));
     if config.logs_collect {
         tasks.push(Box::new(crate::logcollect::UploadTask {
             hgap: crate::hostgaplugin::HostGaPluginClient::new(endpoints.hostgaplugin.clone()),

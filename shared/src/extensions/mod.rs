@@ -13,6 +13,8 @@
 //!   the aggregate status document the agent uploads (§11.2);
 //! * [`events`]: the Extension Telemetry Pipeline's event files (§10.5).
 //!
+//! The Extension Telemetry Pipeline (§10.5): [`etp`] collects those files and sends the events.
+//!
 //! Running extensions (§8.3, §9, §10, §11.1):
 //! * [`download`]: manifest and package download over both channels, safe unpacking;
 //! * [`names`]: which handler names, versions and extension names are accepted, and the one
@@ -32,6 +34,7 @@
 pub mod cgroups;
 pub mod config;
 pub mod download;
+pub mod etp;
 pub mod events;
 pub mod exec;
 pub mod goal_state;
