@@ -39,8 +39,11 @@ fn events_in_an_extensions_events_folder_reach_the_telemetry_endpoint_and_are_de
             r#"{{"Version":"2.0.1","Timestamp":"2024-05-01T10:00:00Z","TaskName":"Install","EventLevel":"Warning","Message":"{msg}","EventPid":42,"EventTid":"43","OperationId":"6f1c"}}"#
         )
     };
-    std::fs::write(events.join("1714557600.json"), format!("[{},{{\"Message\":\"no fields\"}}]", event("disk is slow")))
-        .expect("write");
+    std::fs::write(
+        events.join("1714557600.json"),
+        format!("[{},{{\"Message\":\"no fields\"}}]", event("disk is slow")),
+    )
+    .expect("write");
     std::fs::write(events.join("1714557601.json"), "{ not json").expect("write");
     let daemon = spawn(root.path());
     wait_for("the extension event at the WireServer", Duration::from_secs(10), || {
@@ -132,7 +135,9 @@ fn an_artifacts_profile_that_cannot_be_fetched_or_parsed_is_not_on_hold() {
     let (fabric, _scenario) = start(&[h], &log, &on_hold_config(name, 1, "missing.json"));
     let root = root_for(&fabric, "");
     let daemon = spawn(root.path());
-    wait_status(&fabric, "enabled", |d| handlers(d).iter().any(|h| h["handlerName"] == name && h["status"] == "Ready"));
+    wait_status(&fabric, "enabled", |d| {
+        handlers(d).iter().any(|h| h["handlerName"] == name && h["status"] == "Ready")
+    });
     stop(daemon);
     assert_eq!(ops(&log).len(), 2, "{:?}", ops(&log));
 }
@@ -175,7 +180,10 @@ fn a_policy_that_does_not_allow_an_extension_stops_it_with_waagents_message() {
             && handlers(d).iter().any(|h| h["handlerName"] == blocked && h["status"] == "NotReady")
     });
     stop(daemon);
-    assert_eq!(ops(&log), ["install Wala.Test.Allowed-1.0.0 v=1.0.0", "enable Wala.Test.Allowed-1.0.0 v=1.0.0"]);
+    assert_eq!(
+        ops(&log),
+        ["install Wala.Test.Allowed-1.0.0 v=1.0.0", "enable Wala.Test.Allowed-1.0.0 v=1.0.0"]
+    );
     let doc = status_doc(&fabric);
     let h = handler(&doc, blocked);
     assert_eq!(h["code"], 1009, "{h}");
@@ -197,16 +205,20 @@ fn an_invalid_policy_stops_every_extension_and_says_why() {
     let log = logs.path().join("ops.log");
     let name = "Wala.Test.BadPolicy";
     let hs = [Handler { name, packages: vec![Package::new("1.0.0")] }];
-    let config = extensions_config(&[plugin(name, "1.0.0", "enabled")], &[settings(name, "1.0.0", 1, "a")], "");
+    let config =
+        extensions_config(&[plugin(name, "1.0.0", "enabled")], &[settings(name, "1.0.0", 1, "a")], "");
     let (fabric, _scenario) = start(&hs, &log, &config);
     let root = root_for(&fabric, "");
-    let extra = with_policy(root.path(), r#"{"policyVersion":"0.1.0","extensionPolicies":{"allowAll":true}}"#);
+    let extra =
+        with_policy(root.path(), r#"{"policyVersion":"0.1.0","extensionPolicies":{"allowAll":true}}"#);
     let conf = root.path().join("etc/waagent.conf");
     let mut text = std::fs::read_to_string(&conf).expect("conf");
     text.push_str(&extra);
     std::fs::write(&conf, text).expect("conf");
     let daemon = spawn(root.path());
-    wait_status(&fabric, "reported", |d| handlers(d).iter().any(|h| h["handlerName"] == name && h["status"] == "NotReady" && h["code"] == 1009));
+    wait_status(&fabric, "reported", |d| {
+        handlers(d).iter().any(|h| h["handlerName"] == name && h["status"] == "NotReady" && h["code"] == 1009)
+    });
     stop(daemon);
     assert!(ops(&log).is_empty(), "{:?}", ops(&log));
     let doc = status_doc(&fabric);

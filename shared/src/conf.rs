@@ -408,8 +408,8 @@ config_keys! {
     auto_update_ga_family: String = "AutoUpdate.GAFamily", "Prod".into();
     /// How often (seconds) waagent checks for updates of itself.
     auto_update_frequency: u64 = "Autoupdate.Frequency", 3600;
-    /// Hold extensions while the goal state says `onHold` (vmSettings; wala does not fetch the
-    /// InVMArtifactsProfile that carries it for ExtensionsConfig goal states).
+    /// Hold extensions while the goal state says `onHold` (vmSettings, or the InVMArtifactsProfile
+    /// an ExtensionsConfig names).
     enable_over_provisioning: bool = "EnableOverProvisioning", true;
     /// How often (seconds) the events extensions write to their `eventsFolder` are collected and
     /// sent (waagent's Extension Telemetry Pipeline).

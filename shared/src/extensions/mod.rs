@@ -16,6 +16,7 @@
 //! The Extension Telemetry Pipeline (§10.5): [`etp`] collects those files and sends the events.
 //!
 //! Running extensions (§8.3, §9, §10, §11.1):
+//! * [`artifacts_profile`]: fetching the InVMArtifactsProfile for its `onHold`;
 //! * [`download`]: manifest and package download over both channels, safe unpacking;
 //! * [`names`]: which handler names, versions and extension names are accepted, and the one
 //!   helper that builds a path from them;
@@ -31,6 +32,7 @@
 //! ([`Extension::failure`]) with waagent's message, and the rest of the goal state is used.
 //! Protected settings are held in [`Secret`](crate::secret::Secret) and serialize as `<redacted>`.
 
+pub mod artifacts_profile;
 pub mod cgroups;
 pub mod config;
 pub mod download;
