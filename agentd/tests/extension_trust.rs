@@ -163,13 +163,11 @@ fn a_policy_that_does_not_allow_an_extension_stops_it_with_waagents_message() {
         "",
     );
     let (fabric, _scenario) = start(&hs, &log, &config);
-    let probe = tempfile::tempdir().expect("tempdir");
     let root = root_for(&fabric, "");
     let extra = with_policy(
         root.path(),
         r#"{"policyVersion":"0.1.0","extensionPolicies":{"allowListedExtensionsOnly":true,"extensions":{"wala.test.ALLOWED":{}}}}"#,
     );
-    drop(probe);
     let conf = root.path().join("etc/waagent.conf");
     let mut text = std::fs::read_to_string(&conf).expect("conf");
     text.push_str(&extra);

@@ -34,7 +34,7 @@ pub fn fetch_on_hold(
     };
     // Its own channel order, starting direct (waagent's `fetch_artifacts_profile_blob`).
     let mut channels = Channels::default();
-    let bytes = match downloader.fetch(&mut channels, &[url.to_string()], None, Document::ExtensionManifest) {
+    let bytes = match downloader.fetch(&mut channels, &[url.to_string()], None, Document::ArtifactsProfile) {
         Ok((bytes, _)) => bytes,
         Err(e) => {
             log::warn!("Can't download the artifacts profile blob; will assume the VM is not on hold. {e}");

@@ -23,6 +23,7 @@
 //! * [`handler`]: one handler's directory and files (waagent's on-disk contract);
 //! * [`exec`]: running a handler command (environment, timeouts, output tails);
 //! * [`cgroups`]: `CGroups.EnforceLimits` through `systemd-run --scope`;
+//! * [`policy`]: waagent's extension policy (`Policy.PolicyFilePath`), which extensions may run;
 //! * [`lifecycle`]: install, enable, disable, uninstall, update, in dependency order;
 //! * [`report`]: handler statuses for the aggregate status document.
 //!
@@ -46,6 +47,7 @@ pub mod handler_manifest;
 pub mod lifecycle;
 pub mod manifest;
 pub mod names;
+pub mod policy;
 pub mod report;
 pub mod settings;
 pub mod status;
