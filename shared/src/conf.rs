@@ -414,6 +414,10 @@ config_keys! {
     /// How often (seconds) the events extensions write to their `eventsFolder` are collected and
     /// sent (waagent's Extension Telemetry Pipeline).
     etp_collection_period: u64 = "Debug.EtpCollectionPeriod", 300;
+    /// Check the signature (`encodedSignature`) of extension packages and their `signingInfo`, as
+    /// waagent: failures are logged, not enforced; the trust anchor is
+    /// `<Lib.Dir>/microsoft_root_certificate.pem`.
+    enable_signature_validation: bool = "Debug.EnableSignatureValidation", false;
     /// Enforce the extension policy in Policy.PolicyFilePath (waagent's switch, off by default):
     /// extensions the policy does not allow are neither downloaded nor run.
     debug_enable_extension_policy: bool = "Debug.EnableExtensionPolicy", false;

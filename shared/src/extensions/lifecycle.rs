@@ -331,10 +331,19 @@ impl Extensions {
         let mut env = self.command_env(ctx, h, settings);
         let ext_key = settings.map_or_else(|| h.name.clone(), |s| s.name.clone());
         if let Some((uris, manifest_uri)) = download {
+            let signature = super::signature::SignatureCheck::new(
+                ctx.config.enable_signature_validation,
+                &lib,
+                h,
+                dir.version(),
+            );
             ctx.downloader
-                .package(&mut self.channels, &dir, &uris, &manifest_uri)
+                .package_checked(&mut self.channels, &dir, &uris, &manifest_uri, signature.as_ref())
                 .map_err(|e| Failure { code: CODE_DOWNLOAD_FAILED, message: e.to_string() })?;
             let manifest = dir.initialize().map_err(file_err)?;
+            if let Some(check) = &signature {
+                check.after_unpack(dir.base(), &manifest);
+            }
             dir.set_state(HandlerState::NotInstalled).map_err(file_err)?;
             if h.is_multi_config && !manifest.supports_multiple_extensions {
                 return Err(Failure {

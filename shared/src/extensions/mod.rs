@@ -25,7 +25,8 @@
 //! * [`cgroups`]: `CGroups.EnforceLimits` through `systemd-run --scope`;
 //! * [`policy`]: waagent's extension policy (`Policy.PolicyFilePath`), which extensions may run;
 //! * [`lifecycle`]: install, enable, disable, uninstall, update, in dependency order;
-//! * [`report`]: handler statuses for the aggregate status document.
+//! * [`report`]: handler statuses for the aggregate status document;
+//! * [`signature`]: package signatures and `signingInfo` (`Debug.EnableSignatureValidation`).
 //!
 //! Every parser takes the document as text or bytes, never panics, and returns a typed
 //! [`ExtensionsError`] naming the document and the field that is wrong. A problem that belongs to
@@ -50,6 +51,7 @@ pub mod names;
 pub mod policy;
 pub mod report;
 pub mod settings;
+pub mod signature;
 pub mod status;
 mod version;
 pub mod vm_settings;
