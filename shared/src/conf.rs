@@ -408,10 +408,21 @@ config_keys! {
     auto_update_ga_family: String = "AutoUpdate.GAFamily", "Prod".into();
     /// How often (seconds) waagent checks for updates of itself.
     auto_update_frequency: u64 = "Autoupdate.Frequency", 3600;
-    /// Hold extensions while the goal state says `onHold` (vmSettings; wala does not fetch the
-    /// InVMArtifactsProfile that carries it for ExtensionsConfig goal states).
+    /// Hold extensions while the goal state says `onHold` (vmSettings, or the InVMArtifactsProfile
+    /// an ExtensionsConfig names).
     enable_over_provisioning: bool = "EnableOverProvisioning", true;
-    /// waagent's extension policy file, read only with Debug.EnableExtensionPolicy=y.
+    /// How often (seconds) the events extensions write to their `eventsFolder` are collected and
+    /// sent (waagent's Extension Telemetry Pipeline).
+    etp_collection_period: u64 = "Debug.EtpCollectionPeriod", 300;
+    /// Check the signature (`encodedSignature`) of extension packages and their `signingInfo`, as
+    /// waagent: failures are logged, not enforced; the trust anchor is
+    /// `<Lib.Dir>/microsoft_root_certificate.pem`.
+    enable_signature_validation: bool = "Debug.EnableSignatureValidation", false;
+    /// Enforce the extension policy in Policy.PolicyFilePath (waagent's switch, off by default):
+    /// extensions the policy does not allow are neither downloaded nor run.
+    debug_enable_extension_policy: bool = "Debug.EnableExtensionPolicy", false;
+    /// The extension policy file (JSON: `policyVersion`, `extensionPolicies`), read only with
+    /// Debug.EnableExtensionPolicy=y and only when it exists. See docs/extensions.md.
     policy_file_path: AbsPath = "Policy.PolicyFilePath", AbsPath("/etc/waagent_policy.json".into());
     /// Run extension commands in scopes of their own under `azure-vmextensions-<Name>.slice`, out
     /// of the daemon's cgroup and its `MemoryMax` (systemd only).
@@ -473,11 +484,6 @@ pub const UNUSED_KEYS: &[(&str, &str)] = &[
     ),
     ("Autoupdate.Frequency", "wala does not update itself (the package manager does)"),
     (
-        "Policy.PolicyFilePath",
-        "waagent reads the policy only with Debug.EnableExtensionPolicy=y (experimental, off by \
-         default); wala has no extension policy (that switch set is reported as a problem)",
-    ),
-    (
         "Monitor.NetworkConfigurationChanges",
         "wala does not log the route table and NIC states every minute; the network's own service \
          (systemd-networkd, NetworkManager) logs its changes to the journal",
@@ -508,7 +514,7 @@ pub fn unused_reason(key: &str) -> Option<&'static str> {
     if let Some((_, why)) = UNUSED_KEYS.iter().find(|(k, _)| *k == key) {
         return Some(why);
     }
-    if key.starts_with("Debug.") {
+    if key.starts_with("Debug.") && !Config::default().entries().iter().any(|(k, _)| *k == key) {
         return Some("a waagent experiment switch; wala has none of these experiments");
     }
     RETIRED_KEYS.contains(&key).then_some("retired: waagent does not read it either")
@@ -664,7 +670,7 @@ pub fn parse(text: &str, file: &Path) -> Loaded {
     loaded
 }
 
-/// Problems no single line shows: keys that only work together, and a switch wala cannot honour.
+/// Problems no single line shows: keys that only work together.
 fn check_combinations(loaded: &mut Loaded, file: &Path, set_on: &BTreeMap<String, usize>) {
     let c = &loaded.config;
     let mut found: Vec<(&str, &str)> = Vec::new();
@@ -679,13 +685,6 @@ fn check_combinations(loaded: &mut Loaded, file: &Path, set_on: &BTreeMap<String
             "has no effect without HttpProxy.Host (the environment's proxy settings are used)",
         )),
         _ => {}
-    }
-    if loaded.raw("Debug.EnableExtensionPolicy").is_some_and(|v| v.eq_ignore_ascii_case("y")) {
-        found.push((
-            "Debug.EnableExtensionPolicy",
-            "asks for waagent's extension policy (Policy.PolicyFilePath); wala does not enforce \
-             extension policies: every extension of the goal state runs",
-        ));
     }
     for (key, message) in found {
         loaded.problems.push(Problem {
@@ -720,7 +719,7 @@ pub fn render_docs() -> String {
          A value of the wrong type is logged as a warning naming the file, line, key and what was\n\
          expected, and the default is used (a typo never stops a boot). Unknown keys are reported the\n\
          same way, and so are settings that only work together (`HttpProxy.Host` without\n\
-         `HttpProxy.Port`) or that wala cannot honour (`Debug.EnableExtensionPolicy=y`).\n\
+         `HttpProxy.Port`).\n\
          `wala-agentd check-config` lists every such problem and exits 3, for image builders.\n\n\
          Every key below is read by wala, except those in the last table: wala accepts them and does\n\
          not use them, for the reason given. `check-config` notes each one the file sets\n\
@@ -730,7 +729,9 @@ pub fn render_docs() -> String {
     for key in RETIRED_KEYS {
         out.push_str(&format!("`{key}`, "));
     }
-    out.push_str("and every `Debug.*` key.\n\n| Key | Default | Meaning |\n|---|---|---|\n");
+    out.push_str(
+        "and every `Debug.*` key not in the table below.\n\n| Key | Default | Meaning |\n|---|---|---|\n",
+    );
     let one_line = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
     for k in Config::key_docs() {
         let unused = if unused_reason(k.key).is_some() { " *(not used by wala)*" } else { "" };
@@ -870,12 +871,14 @@ mod tests {
     }
 
     #[test]
-    fn an_extension_policy_wala_cannot_enforce_is_a_problem() {
-        let l = parse_str("Debug.EnableExtensionPolicy=y\nPolicy.PolicyFilePath=/etc/p.json\n");
-        assert_eq!(l.problems.len(), 1, "{:?}", l.problems);
-        assert_eq!(l.problems[0].line, 1);
-        assert!(l.problems[0].message.contains("does not enforce extension policies"));
-        assert!(parse_str("Debug.EnableExtensionPolicy=n\n").problems.is_empty());
+    fn the_extension_policy_switch_is_read_and_other_debug_keys_are_notes() {
+        let l =
+            parse_str("Debug.EnableExtensionPolicy=y\nPolicy.PolicyFilePath=/etc/p.json\nDebug.Other=1\n");
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+        assert!(l.config.debug_enable_extension_policy);
+        assert_eq!(l.config.policy_file_path.as_path(), Path::new("/etc/p.json"));
+        assert_eq!(l.notes.len(), 1, "{:?}", l.notes);
+        assert_eq!(l.notes[0].key, "Debug.Other");
     }
 
     #[test]

@@ -111,6 +111,10 @@ pub enum Call {
     /// One HTTPS exchange; the request body is the body. With `stream`, a 200 answer's body comes
     /// back in `B` frames (at most `limit` bytes); otherwise every body is in the answer, up to
     /// `document`'s limit. Answer [`Answer::Http`].
+    /// Check the detached CMS signature (DER, the body) of the file `package` against the trust
+    /// anchors in `ca_file` (PEM), as waagent's `openssl cms -verify -binary -purpose any
+    /// -no_check_time`; answer [`Answer::Verified`].
+    VerifyPackage { package: PathBuf, ca_file: PathBuf },
     Https {
         method: Method,
         url: String,
@@ -130,6 +134,7 @@ impl Call {
             Call::StoreCertificates { .. } => "store-certificates",
             Call::SshKeyFromCert => "ssh-key-from-cert",
             Call::SshKeyPairFromPrv => "ssh-key-pair-from-prv",
+            Call::VerifyPackage { .. } => "verify-package",
             Call::Https { .. } => "https",
         }
     }
@@ -150,6 +155,8 @@ pub enum Answer {
         private_pem: String,
         public: String,
     },
+    /// The signature is good.
+    Verified,
     /// An HTTP answer: status, headers, and the body (base64) unless it was streamed (then
     /// `streamed` bytes were sent in `B` frames).
     Http {

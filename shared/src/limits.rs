@@ -37,6 +37,8 @@ pub enum Document {
     VmSettings,
     /// An extension or agent manifest.
     ExtensionManifest,
+    /// The `InVMArtifactsProfileBlob` an ExtensionsConfig names (`onHold`).
+    ArtifactsProfile,
     /// The WireServer's or the HostGAPlugin's `versions`.
     Versions,
     /// IMDS `instance` JSON.
@@ -69,6 +71,7 @@ impl Document {
         Document::RemoteAccess,
         Document::VmSettings,
         Document::ExtensionManifest,
+        Document::ArtifactsProfile,
         Document::Versions,
         Document::ImdsInstance,
         Document::ExtensionPackage,
@@ -91,6 +94,7 @@ impl Document {
             Document::RemoteAccess => "RemoteAccess",
             Document::VmSettings => "vmSettings",
             Document::ExtensionManifest => "extension manifest",
+            Document::ArtifactsProfile => "InVMArtifactsProfile",
             Document::Versions => "versions",
             Document::ImdsInstance => "IMDS instance metadata",
             Document::ExtensionPackage => "extension package",
@@ -112,6 +116,8 @@ impl Document {
             | Document::HostingEnvironmentConfig
             | Document::Versions
             | Document::ExtensionManifest => MIB,
+            // A few hundred bytes: four small members.
+            Document::ArtifactsProfile => MIB,
             // Both grow with the deployment: one instance per role instance, one certificate (about
             // 2 KiB) per secret.
             Document::SharedConfig | Document::Certificates => 4 * MIB,

@@ -125,9 +125,89 @@ fn answer_call(call: &Call, body: &[u8], out: &mut dyn Write) -> Result<Answer, 
             let private_pem = String::from_utf8(private.to_vec()).map_err(|e| msg(&e))?;
             Ok(Answer::KeyPair { private_pem, public })
         }
+        Call::VerifyPackage { package, ca_file } => {
+            verify_package(package, ca_file, body).map(|()| Answer::Verified).map_err(Failure::Message)
+        }
         Call::Https { method, url, headers, document, timeout_ms, proxy, stream } => {
             https(*method, url, headers, *document, *timeout_ms, proxy, *stream, body, out)
         }
+    }
+}
+
+/// `openssl cms -verify -binary -inform der -purpose any -no_check_time -CAfile <ca_file>` of the
+/// detached `signature` over the file `package`. The package is mapped, not read into memory.
+fn verify_package(package: &Path, ca_file: &Path, signature: &[u8]) -> Result<(), String> {
+    use openssl::cms::{CMSOptions, CmsContentInfo};
+    use openssl::x509::store::X509StoreBuilder;
+    use openssl::x509::verify::X509VerifyFlags;
+    use openssl::x509::{X509PurposeId, X509};
+    let errors = |e: openssl::error::ErrorStack| {
+        e.errors()
+            .iter()
+            .map(|e| e.reason().unwrap_or("unknown error").to_string())
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let pem = crate::limits::read_file(ca_file, Document::HandlerState)
+        .map_err(|e| format!("signing certificate was not usable at {}: {e}", ca_file.display()))?;
+    let anchors = X509::stack_from_pem(&pem).map_err(|e| format!("{}: {}", ca_file.display(), errors(e)))?;
+    if anchors.is_empty() {
+        return Err(format!("{}: no certificate", ca_file.display()));
+    }
+    let mut store = X509StoreBuilder::new().map_err(errors)?;
+    for a in anchors {
+        store.add_cert(a).map_err(errors)?;
+    }
+    store.set_purpose(X509PurposeId::ANY).map_err(errors)?;
+    store.set_flags(X509VerifyFlags::NO_CHECK_TIME).map_err(errors)?;
+    let store = store.build();
+    let mut cms =
+        CmsContentInfo::from_der(signature).map_err(|e| format!("not a CMS signature: {}", errors(e)))?;
+    let mapped = Mapped::open(package)?;
+    cms.verify(None, Some(&store), Some(mapped.bytes()), None, CMSOptions::BINARY)
+        .map_err(|e| format!("verification failed: {}", errors(e)))
+}
+
+/// A file mapped read-only (clean, shared pages: a large package costs no private memory).
+struct Mapped {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+impl Mapped {
+    fn open(path: &Path) -> Result<Self, String> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let meta = file.metadata().map_err(|e| format!("{}: {e}", path.display()))?;
+        let len = usize::try_from(meta.len()).ok().filter(|l| *l > 0 && i32::try_from(*l).is_ok());
+        let Some(len) = len.filter(|_| meta.is_file()) else {
+            return Err(format!("{}: not a regular file of 1 byte to 2 GiB", path.display()));
+        };
+        // SAFETY: a read-only private mapping of a file we opened; unmapped on drop.
+        let ptr = unsafe {
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, file.as_raw_fd(), 0)
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(format!("{}: mmap: {}", path.display(), std::io::Error::last_os_error()));
+        }
+        Ok(Self { ptr, len })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: the mapping is `len` readable bytes for as long as `self` lives.
+        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: unmapping what `open` mapped.
+        unsafe { libc::munmap(self.ptr, self.len) };
     }
 }
 

@@ -212,6 +212,10 @@ impl GoalStateTask {
                 }
                 None => None,
             };
+        if let Some(parsed) = self.extensions_config.as_mut() {
+            let who = ContainerIdentity::of(gs);
+            crate::extensions::artifacts_profile::apply(parsed, &self.storage, &self.hgap, &who);
+        }
         // From the parsed document; a document the strict parser rejects may still name its blob.
         self.blob = match &self.extensions_config {
             Some(parsed) => parsed.status_upload_blob.as_ref().map(StatusBlob::from),

@@ -64,6 +64,11 @@ pub fn all_tasks(root: &HostRoot, config: &Config, overrides: &Overrides) -> Vec
         client: wire(),
         common: crate::telemetry::Common::detect(root),
     }));
+    tasks.push(Box::new(crate::extensions::etp::EtpTask::new(
+        wire(),
+        crate::telemetry::Common::detect(root),
+        config,
+    )));
     if config.logs_collect {
         tasks.push(Box::new(logcollect::UploadTask {
             hgap: hgap(),

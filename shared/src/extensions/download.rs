@@ -213,9 +213,25 @@ impl Downloader<'_> {
         uris: &[String],
         manifest_uri: &str,
     ) -> Result<PathBuf, DownloadError> {
+        self.package_checked(channels, dir, uris, manifest_uri, None)
+    }
+
+    /// [`Self::package`], with the zip's signature checked before it is unpacked (a failure is
+    /// logged, never fatal: [`super::signature`]).
+    pub fn package_checked(
+        &self,
+        channels: &mut Channels,
+        dir: &HandlerDir,
+        uris: &[String],
+        manifest_uri: &str,
+        signature: Option<&super::signature::SignatureCheck>,
+    ) -> Result<PathBuf, DownloadError> {
         let zip = dir.package_zip();
         let target = dir.base();
         if zip.is_file() {
+            if let Some(check) = signature {
+                check.validate_package(zip);
+            }
             match unpack_file(zip, target, self.unpack_limits) {
                 Ok(()) => {
                     let _ = std::fs::remove_file(zip);
@@ -246,7 +262,10 @@ impl Downloader<'_> {
                     "{name}: downloaded {bytes} byte(s) {}",
                     if hgap { "through the HostGAPlugin" } else { "directly" }
                 );
-                // The download is on disk: unpack from there.
+                // The download is on disk: check its signature, unpack from there.
+                if let Some(check) = signature {
+                    check.validate_package(zip);
+                }
                 let unpacked = unpack_file(zip, target, self.unpack_limits);
                 let _ = std::fs::remove_file(zip);
                 unpacked.map_err(|e| Miss::Uri(e.to_string()))

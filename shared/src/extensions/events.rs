@@ -3,7 +3,8 @@
 //!
 //! A file holds a JSON array of events (a single object is taken as one event). Each event needs
 //! the keys `Version`, `TimeStamp`, `TaskName`, `EventLevel`, `Message`, `EventPid`, `EventTid`
-//! and `OperationId` (any case, string values); unknown keys are dropped. An event whose fields
+//! and `OperationId` (any case, string values; `EventPid` and `EventTid` may also be integers, as
+//! waagent 2.10+ accepts); unknown keys are dropped. An event whose fields
 //! add up to more than [`MAX_EVENT_SIZE`] characters, or whose message is empty, is dropped with
 //! a reason; the message is cut to [`MAX_MESSAGE_LENGTH`] characters.
 
@@ -83,6 +84,11 @@ fn parse_event(obj: &Map<String, Value>) -> Result<ExtensionEvent, String> {
             None => return Err(format!("MissingKeyError: {key} not found")),
             Some(Value::String(s)) => s.clone(),
             Some(Value::Null) if key == "message" => String::new(),
+            Some(Value::Number(n))
+                if matches!(key, "eventpid" | "eventtid") && (n.is_u64() || n.is_i64()) =>
+            {
+                n.to_string()
+            }
             Some(_) => return Err(format!("{key} is not a string")),
         };
         if size > MAX_EVENT_SIZE {
@@ -174,6 +180,19 @@ mod tests {
         assert!(f.dropped[1].starts_with("EmptyMessageError"));
         assert_eq!(parse_event_file(GOOD).unwrap().events.len(), 1, "a single object is one event");
         assert!(parse_event_file("{").is_err());
+        let ints = GOOD
+            .replace(r#""EventPid":"1""#, r#""EventPid":12"#)
+            .replace(r#""EventTid":"2""#, r#""EventTid":34"#);
+        let e = &parse_event_file(&ints).unwrap().events[0];
+        assert_eq!(
+            (e.event_pid.as_str(), e.event_tid.as_str()),
+            ("12", "34"),
+            "integer pids, as waagent 2.10+"
+        );
+        let float = GOOD.replace(r#""EventPid":"1""#, r#""EventPid":1.5"#);
+        assert_eq!(parse_event_file(&float).unwrap().dropped, ["eventpid is not a string"]);
+        let int_level = GOOD.replace(r#""EventLevel":"INFO""#, r#""EventLevel":3"#);
+        assert_eq!(parse_event_file(&int_level).unwrap().dropped, ["eventlevel is not a string"]);
         let big = GOOD.replace(" hi ", &"m".repeat(7000));
         assert!(parse_event_file(&big).unwrap().dropped[0].starts_with("OversizeEventError"));
         let long = GOOD.replace(" hi ", &"m".repeat(5000));

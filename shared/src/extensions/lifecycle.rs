@@ -66,6 +66,9 @@ pub struct Extensions {
     /// `vmArtifactsAggregateStatus` is then `Failed` with this code and message); `None` when it
     /// was processed.
     pub goal_state_failure: Option<Failure>,
+    /// Handler (lower-case name) or `handler/extension` → why the extension policy
+    /// ([`super::policy`]) kept it from being processed.
+    pub disallowed: BTreeMap<String, Failure>,
     cloud_init_waited: bool,
 }
 
@@ -97,9 +100,15 @@ impl Extensions {
         self.failures.get(&key(handler, ext)).or_else(|| self.failures.get(&key(handler, None)))
     }
 
+    /// Why the extension policy kept `handler` (and `ext`) from being processed, if it did.
+    pub fn disallowed(&self, handler: &str, ext: Option<&str>) -> Option<&Failure> {
+        self.disallowed.get(&key(handler, ext)).or_else(|| self.disallowed.get(&key(handler, None)))
+    }
+
     /// Process `gs`: every handler in dependency order, then remove handlers no longer wanted.
     pub fn process(&mut self, ctx: &Context<'_>, gs: &ExtensionsGoalState) {
         self.failures.clear();
+        self.disallowed.clear();
         self.goal_state_failure = None;
         self.last_processed = Some(gs.id.clone());
         // waagent holds extensions only with EnableOverProvisioning=y (its default).
@@ -123,6 +132,8 @@ impl Extensions {
             return;
         }
         self.wait_for_cloud_init(ctx);
+        // Read once per goal state, as waagent.
+        let policy = super::policy::Engine::load(ctx.root, ctx.config);
         let items = order(gs);
         let max_level = items.iter().map(|i| i.level).max().unwrap_or(0);
         let dependency_deadline = Instant::now()
@@ -130,6 +141,12 @@ impl Extensions {
         let mut blocked: Option<String> = None;
         for item in &items {
             let ext_name = item.settings.map(|s| s.name.as_str()).filter(|_| item.handler.is_multi_config);
+            let refusal = policy.refusal(&item.handler.name, item.handler.state, ctx.config);
+            // An invalid policy stops every extension, dependencies aside (waagent's order).
+            if let (super::policy::Engine::Invalid(_), Some(f)) = (&policy, &refusal) {
+                self.disallowed.insert(key(&item.handler.name, ext_name), f.clone());
+                continue;
+            }
             if let Some(dep) = &blocked {
                 self.failures.insert(
                     key(&item.handler.name, ext_name),
@@ -142,7 +159,14 @@ impl Extensions {
                 );
                 continue;
             }
-            let ok = self.process_item(ctx, item);
+            let ok = match refusal {
+                Some(f) => {
+                    log::warn!("{}", f.message);
+                    self.disallowed.insert(key(&item.handler.name, ext_name), f);
+                    false
+                }
+                None => self.process_item(ctx, item),
+            };
             if (0..max_level).contains(&item.level) {
                 let name = ext_name.unwrap_or(&item.handler.name).to_string();
                 if !ok || !self.wait_terminal(ctx, item, dependency_deadline) {
@@ -307,10 +331,19 @@ impl Extensions {
         let mut env = self.command_env(ctx, h, settings);
         let ext_key = settings.map_or_else(|| h.name.clone(), |s| s.name.clone());
         if let Some((uris, manifest_uri)) = download {
+            let signature = super::signature::SignatureCheck::new(
+                ctx.config.enable_signature_validation,
+                &lib,
+                h,
+                dir.version(),
+            );
             ctx.downloader
-                .package(&mut self.channels, &dir, &uris, &manifest_uri)
+                .package_checked(&mut self.channels, &dir, &uris, &manifest_uri, signature.as_ref())
                 .map_err(|e| Failure { code: CODE_DOWNLOAD_FAILED, message: e.to_string() })?;
             let manifest = dir.initialize().map_err(file_err)?;
+            if let Some(check) = &signature {
+                check.after_unpack(dir.base(), &manifest);
+            }
             dir.set_state(HandlerState::NotInstalled).map_err(file_err)?;
             if h.is_multi_config && !manifest.supports_multiple_extensions {
                 return Err(Failure {

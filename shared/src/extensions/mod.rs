@@ -13,15 +13,20 @@
 //!   the aggregate status document the agent uploads (§11.2);
 //! * [`events`]: the Extension Telemetry Pipeline's event files (§10.5).
 //!
+//! The Extension Telemetry Pipeline (§10.5): [`etp`] collects those files and sends the events.
+//!
 //! Running extensions (§8.3, §9, §10, §11.1):
+//! * [`artifacts_profile`]: fetching the InVMArtifactsProfile for its `onHold`;
 //! * [`download`]: manifest and package download over both channels, safe unpacking;
 //! * [`names`]: which handler names, versions and extension names are accepted, and the one
 //!   helper that builds a path from them;
 //! * [`handler`]: one handler's directory and files (waagent's on-disk contract);
 //! * [`exec`]: running a handler command (environment, timeouts, output tails);
 //! * [`cgroups`]: `CGroups.EnforceLimits` through `systemd-run --scope`;
+//! * [`policy`]: waagent's extension policy (`Policy.PolicyFilePath`), which extensions may run;
 //! * [`lifecycle`]: install, enable, disable, uninstall, update, in dependency order;
-//! * [`report`]: handler statuses for the aggregate status document.
+//! * [`report`]: handler statuses for the aggregate status document;
+//! * [`signature`]: package signatures and `signingInfo` (`Debug.EnableSignatureValidation`).
 //!
 //! Every parser takes the document as text or bytes, never panics, and returns a typed
 //! [`ExtensionsError`] naming the document and the field that is wrong. A problem that belongs to
@@ -29,9 +34,11 @@
 //! ([`Extension::failure`]) with waagent's message, and the rest of the goal state is used.
 //! Protected settings are held in [`Secret`](crate::secret::Secret) and serialize as `<redacted>`.
 
+pub mod artifacts_profile;
 pub mod cgroups;
 pub mod config;
 pub mod download;
+pub mod etp;
 pub mod events;
 pub mod exec;
 pub mod goal_state;
@@ -41,8 +48,10 @@ pub mod handler_manifest;
 pub mod lifecycle;
 pub mod manifest;
 pub mod names;
+pub mod policy;
 pub mod report;
 pub mod settings;
+pub mod signature;
 pub mod status;
 mod version;
 pub mod vm_settings;

@@ -193,15 +193,22 @@ fn one(
     now: SystemTime,
 ) -> HandlerAggregateStatus {
     let seq = s.map_or(0, |s| s.sequence_number);
-    if let Some(why) = off {
-        let code = if h.state == Some(ExtensionState::Uninstall) { 1010 } else { 1009 };
-        let msg = disabled_message(why, ext.unwrap_or(&h.name), "/etc/waagent.conf");
+    // Not processed on purpose (extensions off, or the policy): NotReady at the handler level
+    // and, for an enabled extension with settings, an `error` settings status (waagent).
+    let refused = |code: i64, msg: String| {
         let mut st = base(h, &h.version, "NotReady", code, Some(msg.clone()));
         if h.state == Some(ExtensionState::Enabled) && s.is_some() {
             st.runtime_settings_status =
                 Some(settings_status(ext, seq, &agent_status(StatusValue::Error, code, &msg), ""));
         }
-        return st;
+        st
+    };
+    if let Some(why) = off {
+        let code = if h.state == Some(ExtensionState::Uninstall) { 1010 } else { 1009 };
+        return refused(code, disabled_message(why, ext.unwrap_or(&h.name), "/etc/waagent.conf"));
+    }
+    if let Some(f) = state.disallowed(&h.name, ext) {
+        return refused(f.code, f.message.clone());
     }
     if let Some(f) = &h.failure {
         return base(h, &h.version, "NotReady", -1, Some(f.to_string()));

@@ -1,0 +1,233 @@
+//! Extension package signatures, as current waagent checks them (`Debug.EnableSignatureValidation`,
+//! off by default, as with waagent): when it is on and the goal state gives the handler an
+//! `encodedSignature` (a base64 detached CMS signature of the zip), the downloaded zip is checked
+//! against the trust anchor in `<Lib.Dir>/microsoft_root_certificate.pem` before it is unpacked
+//! (in the `wala-crypto` helper: `cms -verify -binary -purpose any -no_check_time`, certificate
+//! expiry not enforced), then the package's `HandlerManifest.json` `signingInfo` (`type`,
+//! `publisher`, `version`, compared without regard to case) must name the handler. When both
+//! hold, an empty `package_validated` file is left in the handler directory.
+//!
+//! Like waagent today, a failure is reported (one warning line, "This failure can be safely
+//! ignored; will continue processing the package.") but does not stop the extension: waagent does
+//! not enforce signatures yet.
+
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+
+use super::handler_manifest::HandlerManifest;
+use super::Extension;
+
+/// The trust anchor's file in `Lib.Dir` (waagent writes its Microsoft root certificate there).
+pub const SIGNING_CERTIFICATE_FILE: &str = "microsoft_root_certificate.pem";
+/// Left in a handler directory whose package signature and `signingInfo` were both checked.
+pub const VALIDATION_STATE_FILE: &str = "package_validated";
+/// How long the helper may take over one package.
+const VERIFY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The signature check of one handler's package.
+#[derive(Debug)]
+pub struct SignatureCheck {
+    full_name: String,
+    name: String,
+    version: String,
+    signature: String,
+    ca_file: PathBuf,
+    validated: Cell<bool>,
+}
+
+impl SignatureCheck {
+    /// The check for `h` at `version`, or `None` when signatures are not checked (the switch is
+    /// off, or the goal state gives no signature: logged, as waagent).
+    pub fn new(enabled: bool, lib_dir: &Path, h: &Extension, version: &str) -> Option<Self> {
+        if !enabled {
+            return None;
+        }
+        let full_name = format!("{}-{version}", h.name);
+        if h.encoded_signature.trim().is_empty() {
+            log::info!(
+                "No signature for extension '{full_name}' in goal state, skipping signature validation."
+            );
+            return None;
+        }
+        Some(Self {
+            full_name,
+            name: h.name.clone(),
+            version: version.to_string(),
+            signature: h.encoded_signature.clone(),
+            ca_file: lib_dir.join(SIGNING_CERTIFICATE_FILE),
+            validated: Cell::new(false),
+        })
+    }
+
+    /// Check the zip at `package` (before it is unpacked). Never fails the download: a failure
+    /// is one warning line.
+    pub fn validate_package(&self, package: &Path) {
+        log::info!("Validating signature for package '{}'", self.full_name);
+        match verify(package, &self.signature, &self.ca_file) {
+            Ok(()) => {
+                log::info!("Successfully validated signature for package '{}'", self.full_name);
+                self.validated.set(true);
+            }
+            Err(why) => {
+                self.validated.set(false);
+                warn_ignored(&format!("Signature validation failed for package '{}'. {why}", self.full_name));
+            }
+        }
+    }
+
+    /// After unpacking: check `signingInfo`, and record a package whose signature and
+    /// `signingInfo` both held in `dir`.
+    pub fn after_unpack(&self, dir: &Path, manifest: &HandlerManifest) {
+        if let Err(why) = check_signing_info(manifest, &self.name, &self.version) {
+            warn_ignored(&why);
+            return;
+        }
+        log::info!(
+            "Successfully validated handler manifest 'signingInfo' for extension '{}'",
+            self.full_name
+        );
+        if self.validated.get() {
+            let state = dir.join(VALIDATION_STATE_FILE);
+            if let Err(e) = crate::files::write_atomic(&state, b"", crate::files::WriteOptions::mode(0o600)) {
+                log::warn!("Error saving signature validation state file ('{}'): {e}", state.display());
+            }
+        }
+    }
+}
+
+fn warn_ignored(message: &str) {
+    log::warn!("{message}\nThis failure can be safely ignored; will continue processing the package.");
+}
+
+/// The detached signature (base64 of DER) over `package`, checked by the helper against `ca_file`.
+fn verify(package: &Path, signature: &str, ca_file: &Path) -> Result<(), String> {
+    let compact: String = signature.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let der = crate::crypto_helper::unbase64(&compact)
+        .map_err(|_| "Error: the signature is not base64".to_string())?;
+    if !ca_file.is_file() {
+        return Err(format!(
+            "Error: signing certificate was not found at expected location ('{}').",
+            ca_file.display()
+        ));
+    }
+    let call = crate::crypto_helper::Call::VerifyPackage {
+        package: package.to_path_buf(),
+        ca_file: ca_file.to_path_buf(),
+    };
+    let mut no_body = |_: &[u8]| Err(std::io::Error::other("a signature check has no streamed body"));
+    match crate::crypto_helper::call(&call, &der, VERIFY_TIMEOUT, &mut no_body) {
+        Ok(crate::crypto_helper::Answer::Verified) => Ok(()),
+        Ok(_) => Err("Error: the helper answered with something else".into()),
+        Err(e) => Err(format!("Error: {e}")),
+    }
+}
+
+/// waagent's `signingInfo` check: the manifest's `type`, `publisher` and `version` must be the
+/// handler's (`<publisher>.<type>`, split at the last dot) and version, without regard to case.
+pub fn check_signing_info(manifest: &HandlerManifest, name: &str, version: &str) -> Result<(), String> {
+    let Some(info) = &manifest.signing_info else {
+        return Err("HandlerManifest.json does not contain 'signingInfo'".into());
+    };
+    let Some((publisher, r#type)) = name.rsplit_once('.') else {
+        return Err(format!(
+            "Error during manifest 'signingInfo' validation for extension '{name}'. Error: no publisher"
+        ));
+    };
+    for (attribute, found, expected) in [
+        ("type", &info.r#type, r#type),
+        ("publisher", &info.publisher, publisher),
+        ("version", &info.version, version),
+    ] {
+        let Some(found) = found else {
+            return Err(format!("HandlerManifest.json does not contain attribute 'signingInfo.{attribute}'"));
+        };
+        if found.to_lowercase() != expected.to_lowercase() {
+            return Err(format!(
+                "expected extension {attribute} '{expected}' does not match downloaded package {attribute} '{}'",
+                super::excerpt(found)
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(signing_info: &str) -> HandlerManifest {
+        let text = format!(
+            r#"[{{"version":1.0,"handlerManifest":{{"installCommand":"i","uninstallCommand":"u","updateCommand":"p","enableCommand":"e","disableCommand":"d"}}{signing_info}}}]"#
+        );
+        super::super::parse_handler_manifest(&text).expect("manifest")
+    }
+
+    #[test]
+    fn signing_info_must_name_the_handler_and_version() {
+        let good = manifest(
+            r#","signingInfo":{"type":"customscript","publisher":"microsoft.azure.extensions","version":"2.1.6"}"#,
+        );
+        assert_eq!(check_signing_info(&good, "Microsoft.Azure.Extensions.CustomScript", "2.1.6"), Ok(()));
+        assert_eq!(
+            check_signing_info(&good, "Microsoft.Azure.Extensions.CustomScript", "2.1.7"),
+            Err("expected extension version '2.1.7' does not match downloaded package version '2.1.6'".into())
+        );
+        assert!(check_signing_info(&good, "Contoso.Azure.Extensions.CustomScript", "2.1.6")
+            .unwrap_err()
+            .starts_with("expected extension publisher 'Contoso.Azure.Extensions'"));
+        assert_eq!(
+            check_signing_info(&manifest(""), "A.B", "1.0"),
+            Err("HandlerManifest.json does not contain 'signingInfo'".into())
+        );
+        let partial = manifest(r#","signingInfo":{"type":"B","publisher":"A"}"#);
+        assert_eq!(
+            check_signing_info(&partial, "A.B", "1.0"),
+            Err("HandlerManifest.json does not contain attribute 'signingInfo.version'".into())
+        );
+        let wrong_types = manifest(r#","signingInfo":{"type":1,"publisher":["A"],"version":null}"#);
+        assert_eq!(
+            check_signing_info(&wrong_types, "A.B", "1.0"),
+            Err("HandlerManifest.json does not contain attribute 'signingInfo.type'".into())
+        );
+        let not_object = manifest(r#","signingInfo":"A.B-1.0""#);
+        assert!(check_signing_info(&not_object, "A.B", "1.0").is_err());
+        let long = manifest(&format!(
+            r#","signingInfo":{{"type":"{}","publisher":"A","version":"1.0"}}"#,
+            "x".repeat(5000)
+        ));
+        assert!(
+            check_signing_info(&long, "A.B", "1.0").unwrap_err().len() < 200,
+            "the value is cut in the message"
+        );
+        assert!(check_signing_info(&good, "NoDot", "2.1.6").is_err());
+    }
+
+    #[test]
+    fn no_check_when_off_or_unsigned() {
+        let mut h = Extension::new("A.B".into(), "1.0".into());
+        h.encoded_signature = "MIIB".into();
+        assert!(SignatureCheck::new(false, Path::new("/lib"), &h, "1.0").is_none());
+        let check = SignatureCheck::new(true, Path::new("/lib"), &h, "1.0").expect("on");
+        assert_eq!(check.ca_file, Path::new("/lib").join(SIGNING_CERTIFICATE_FILE));
+        h.encoded_signature = " \n".into();
+        assert!(SignatureCheck::new(true, Path::new("/lib"), &h, "1.0").is_none());
+    }
+
+    #[test]
+    fn a_package_that_cannot_be_checked_is_not_validated_and_not_recorded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let zip = dir.path().join("p.zip");
+        std::fs::write(&zip, b"PK").expect("zip");
+        let mut h = Extension::new("A.B".into(), "1.0".into());
+        h.encoded_signature = "not base64!".into();
+        let check = SignatureCheck::new(true, dir.path(), &h, "1.0").expect("on");
+        assert!(verify(&zip, &h.encoded_signature, &check.ca_file).unwrap_err().contains("not base64"));
+        assert!(verify(&zip, "AAAA", &check.ca_file)
+            .unwrap_err()
+            .contains("signing certificate was not found"));
+        check.validate_package(&zip);
+        let good = manifest(r#","signingInfo":{"type":"B","publisher":"A","version":"1.0"}"#);
+        check.after_unpack(dir.path(), &good);
+        assert!(!dir.path().join(VALIDATION_STATE_FILE).exists(), "signingInfo alone is not enough");
+    }
+}
