@@ -299,7 +299,8 @@ check_hostname_published() {
 
 # check_package_purge NAME: `dpkg --purge wala` in the running guest stops wala's processes and
 # leaves none of its files, units, enablement links, aliases or udev rules (the image maintainer's
-# way back). Run on a snapshot boot: the image stays as it was.
+# way back); the harness's own files (*wala-test*) are not wala's. Run on a snapshot boot: the image
+# stays as it was.
 check_package_purge() {
     local rc
     # shellcheck disable=SC2016 # expanded by the guest's shell
@@ -310,7 +311,7 @@ check_package_purge() {
         for p in wala-agentd wala-provision wala-crypto; do pgrep -x "$p" >/dev/null && left="$left process:$p"; done
         while read -r f; do [ -e "$f" ] || [ -L "$f" ] && left="$left $f"; done </root/wala-files
         for f in $(find /etc/systemd /run/systemd/system /lib/systemd /usr/lib/systemd /etc/udev /lib/udev /usr/lib/udev                 \( -name "*wala*" -o -name waagent.service -o -name walinuxagent.service \) \
-                ! -name 66-wala-test-resource.rules 2>/dev/null); do
+                ! -name "*wala-test*" 2>/dev/null); do
             left="$left $f"
         done
         echo "left:$left"
