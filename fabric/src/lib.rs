@@ -390,6 +390,9 @@ fn accept_loop(state: Arc<routes::State>, listener: Listener, socket: TcpListene
             break;
         }
         let Ok(stream) = stream else { continue };
+        // An answer goes out as its head, then its body: without this, Nagle's algorithm holds
+        // the body of an answer on a kept connection until the client's delayed ACK (40 ms).
+        let _ = stream.set_nodelay(true);
         let state = Arc::clone(&state);
         // A failed spawn drops the connection, which the client sees as a reset.
         let _ = std::thread::Builder::new()

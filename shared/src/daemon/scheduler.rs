@@ -105,6 +105,7 @@ pub fn run(
     });
 
     let (periodic, own): (Vec<_>, Vec<_>) = tasks.into_iter().partition(|t| t.lane() == Lane::Periodic);
+    super::memory::one_malloc_arena();
     let start = Instant::now();
     for task in own {
         let shared = shared.clone();
