@@ -261,3 +261,49 @@ fn turned_off_in_the_configuration_it_exits_6_after_ready() {
     assert_eq!(out.status.code(), Some(6));
     assert_eq!(recv(&sock), "READY=1");
 }
+
+#[test]
+fn a_wake_up_limit_ends_the_run_even_when_every_poll_brings_a_new_goal_state() {
+    // The footprint benchmark's busy run: a new incarnation with every goal state, so handed-off
+    // work is always outstanding; past the limit the daemon lets it finish for as many wake-ups
+    // again at most.
+    let fabric = Fabric::start_builtin().expect("fabric");
+    fabric.add_fault(Fault::new(
+        Listener::Wireserver,
+        "/machine/?comp=goalstate",
+        FaultAction::BumpIncarnation,
+    ));
+    let dir = root_for(&fabric, "");
+    let mut child = Command::new(BIN)
+        .args(["daemon", "--goal-state-period-ms", "0", "--max-wakeups", "30", "--root"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running after 60 s with --max-wakeups 30");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+    let log = std::fs::read_to_string(dir.path().join("var/log/waagent.log")).unwrap_or_default();
+    let line = log.lines().find(|l| l.contains("stopping after")).expect("stop line");
+    let wakeups: u64 = line
+        .split("stopping after ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("wake-ups");
+    assert!((30..=60).contains(&wakeups), "{line}");
+    assert!(
+        count(&fabric, Listener::Wireserver, "type=extensionsConfig") > 10,
+        "new goal states were taken in"
+    );
+}

@@ -136,7 +136,15 @@ pub struct FabricConfig {
     /// An IMDS instance document to serve instead of the scenario's (a VM's own `osProfile` and
     /// `publicKeys`, say).
     pub imds_instance: Option<String>,
+    /// How long an idle keep-alive connection is kept open before the fabric closes it; zero: every
+    /// answer carries `Connection: close` (a server without keep-alive). What the platform's own
+    /// endpoints do is not known (waagent asks for `Connection: close` on every request), so tests
+    /// run clients against each behaviour: see `docs/daemon.md`.
+    pub keep_alive_idle: std::time::Duration,
 }
+
+/// [`FabricConfig::keep_alive_idle`] unless set: 60 s.
+pub const DEFAULT_KEEP_ALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The platform's own base URLs, for [`FabricConfig::advertise`].
 pub fn platform_addresses() -> [String; 3] {
@@ -160,6 +168,7 @@ impl FabricConfig {
             faults: Vec::new(),
             advertise: None,
             imds_instance: None,
+            keep_alive_idle: DEFAULT_KEEP_ALIVE_IDLE,
         }
     }
 }
@@ -381,6 +390,9 @@ fn accept_loop(state: Arc<routes::State>, listener: Listener, socket: TcpListene
             break;
         }
         let Ok(stream) = stream else { continue };
+        // An answer goes out as its head, then its body: without this, Nagle's algorithm holds
+        // the body of an answer on a kept connection until the client's delayed ACK (40 ms).
+        let _ = stream.set_nodelay(true);
         let state = Arc::clone(&state);
         // A failed spawn drops the connection, which the client sees as a reset.
         let _ = std::thread::Builder::new()

@@ -58,6 +58,10 @@ struct Cli {
     /// at those addresses
     #[arg(long)]
     advertise_platform_addresses: bool,
+    /// Close an idle keep-alive connection after MS milliseconds; 0: no keep-alive, every answer
+    /// says `Connection: close`
+    #[arg(long, value_name = "MS", default_value_t = 60_000)]
+    keep_alive_idle_ms: u64,
 }
 
 fn main() {
@@ -82,6 +86,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     config.hgap_port = cli.hgap_port;
     config.imds_port = cli.imds_port;
     config.record_file = cli.record.clone();
+    config.keep_alive_idle = std::time::Duration::from_millis(cli.keep_alive_idle_ms);
     if cli.advertise_platform_addresses {
         config.advertise = Some(wala_fabric::platform_addresses());
     }

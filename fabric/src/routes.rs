@@ -22,8 +22,8 @@ use crate::{FabricConfig, FabricError, Listener};
 
 /// How often an idle keep-alive connection checks whether the fabric is stopping.
 const IDLE_POLL: Duration = Duration::from_millis(250);
-/// How long an idle keep-alive connection is kept.
-const IDLE_MAX: Duration = Duration::from_secs(60);
+/// How long a new connection may wait before its first request.
+const FIRST_REQUEST_MAX: Duration = Duration::from_secs(60);
 /// How long a client may take to send one request once it started.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The HostGAPlugin API version (spec §6).
@@ -59,6 +59,8 @@ pub(crate) struct State {
     pub reprovision_set: Condvar,
     /// What each listener (WireServer, HostGAPlugin, IMDS) carried, control requests left out.
     pub traffic: [Counters; 3],
+    /// [`FabricConfig::keep_alive_idle`].
+    pub keep_alive_idle: Duration,
 }
 
 /// Traffic counters of one listener.
@@ -123,6 +125,7 @@ impl State {
             blobs: Mutex::new(BlobStore::default()),
             stop: AtomicBool::new(false),
             traffic: Default::default(),
+            keep_alive_idle: config.keep_alive_idle,
         })
     }
 
@@ -158,10 +161,14 @@ pub(crate) fn handle_connection(state: &State, listener: Listener, stream: TcpSt
     let counters = &state.traffic[slot(listener)];
     // A connection counts once it carried a request that is not a control request.
     let mut counted = false;
+    let mut idle_max = FIRST_REQUEST_MAX;
+    // Zero: no keep-alive; every answer says `Connection: close`.
+    let keep_alive = !state.keep_alive_idle.is_zero();
     loop {
-        if !wait_for_request(state, &mut reader) {
+        if !wait_for_request(state, &mut reader, idle_max) {
             return;
         }
+        idle_max = state.keep_alive_idle;
         let _ = reader.get_ref().set_read_timeout(Some(REQUEST_TIMEOUT));
         let req = match http::read_request(&mut reader, &mut stream) {
             Ok(Some(req)) => req,
@@ -179,7 +186,7 @@ pub(crate) fn handle_connection(state: &State, listener: Listener, stream: TcpSt
         };
         if listener == Listener::Wireserver && req.path().starts_with("/__fabric/") {
             let resp = control(state, &req);
-            match http::write_response(&mut stream, &resp, req.keep_alive, BodyMode::Normal) {
+            match http::write_response(&mut stream, &resp, req.keep_alive && keep_alive, BodyMode::Normal) {
                 Ok(sent) if sent.keep_alive => continue,
                 _ => return,
             }
@@ -225,7 +232,7 @@ pub(crate) fn handle_connection(state: &State, listener: Listener, stream: TcpSt
         if let BodyMode::Truncate { keep: usize::MAX } = mode {
             mode = BodyMode::Truncate { keep: resp.len() / 2 };
         }
-        match http::write_response(&mut stream, &resp, req.keep_alive, mode) {
+        match http::write_response(&mut stream, &resp, req.keep_alive && keep_alive, mode) {
             Ok(sent) => {
                 counters.bytes_out.fetch_add(sent.bytes, Ordering::SeqCst);
                 if !sent.keep_alive {
@@ -237,15 +244,17 @@ pub(crate) fn handle_connection(state: &State, listener: Listener, stream: TcpSt
     }
 }
 
-/// Waits until the next request starts arriving. False when the connection should end.
-fn wait_for_request(state: &State, reader: &mut BufReader<TcpStream>) -> bool {
-    let _ = reader.get_ref().set_read_timeout(Some(IDLE_POLL));
+/// Waits until the next request starts arriving, at most `idle_max`. False when the connection
+/// should end (then the fabric closes it, as a server closes an idle keep-alive connection).
+fn wait_for_request(state: &State, reader: &mut BufReader<TcpStream>, idle_max: Duration) -> bool {
+    let poll = IDLE_POLL.min(idle_max).max(Duration::from_millis(1));
+    let _ = reader.get_ref().set_read_timeout(Some(poll));
     let started = Instant::now();
     loop {
         match reader.fill_buf() {
             Ok(buf) => return !buf.is_empty(),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                if state.stop.load(Ordering::SeqCst) || started.elapsed() > IDLE_MAX {
+                if state.stop.load(Ordering::SeqCst) || started.elapsed() >= idle_max {
                     return false;
                 }
             }

@@ -1,6 +1,12 @@
-//! The one HTTP client factory (wire.md §2): explicit timeouts, a User-Agent, `Connection: close`,
-//! a bounded retry policy with capped exponential backoff under an overall deadline, throttling, and
+//! The one HTTP client factory (wire.md §2): explicit timeouts, a User-Agent, a bounded retry policy with capped exponential backoff under an overall deadline, throttling, and
 //! the "goal state is stale" answers (410, 400 `InvalidContainerConfiguration`) as their own error.
+//!
+//! Platform connections are kept for the next request when the endpoint keeps them open
+//! ([`PLATFORM_IDLE`]; waagent sends `Connection: close` on every request, wala does not): an
+//! endpoint that closes them costs nothing more than before, one that keeps them saves the daemon
+//! two TCP connections per goal-state period. A kept connection is checked before it is used, and
+//! a request that fails on one that the endpoint closed at that very moment is sent again at once
+//! on a new connection ([`HttpClient::attempt`]). Storage requests still say `Connection: close`.
 //!
 //! Two kinds of client, so that the proxy rule is structural: [`ClientKind::Platform`] (WireServer,
 //! HostGAPlugin, IMDS) never uses a proxy, whatever the environment says; [`ClientKind::Storage`]
@@ -23,6 +29,10 @@ use std::time::{Duration, Instant};
 
 use crate::limits::Document;
 use crate::logging::redact_sas;
+
+/// How long an idle platform connection is kept for the next request: longer than the
+/// goal-state period (6 s), well under the idle timeouts of Azure's network (4 minutes).
+pub const PLATFORM_IDLE: Duration = Duration::from_secs(20);
 
 /// The User-Agent every request carries.
 pub fn user_agent() -> String {
@@ -380,13 +390,16 @@ impl HttpClient {
         // TCP-only connector, so that a program talking only to them (wala-provision) does not
         // link the TLS library, whose relocations alone cost each such process a quarter of a
         // second at boot under emulation (docs/boot.md). An https URL fails as unsupported.
-        let config = Self::config(ClientKind::Platform, None).build();
-        let agent = ureq::Agent::with_parts(
-            config,
-            ureq::unversioned::transport::TcpConnector::default(),
-            LiteralResolver::default(),
-        );
-        Self { agent, kind: ClientKind::Platform, https: Https::Unsupported }
+        //
+        // Every platform client of the process shares one agent, so that its kept connections
+        // (one per endpoint) serve the goal-state poll, the status heartbeat, telemetry and health
+        // alike.
+        static AGENT: std::sync::OnceLock<ureq::Agent> = std::sync::OnceLock::new();
+        let agent = AGENT.get_or_init(|| {
+            let config = Self::config(ClientKind::Platform, None).build();
+            ureq::Agent::with_parts(config, NoticedTcpConnector::default(), LiteralResolver::default())
+        });
+        Self { agent: agent.clone(), kind: ClientKind::Platform, https: Https::Unsupported }
     }
 
     /// A client for storage, proxied as `proxy` says ([`StorageProxy`]). Plain `http` URLs are
@@ -425,18 +438,21 @@ impl HttpClient {
         kind: ClientKind,
         proxy: Option<ureq::Proxy>,
     ) -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
-        // ureq allocates and zeroes both buffers for every connection (128 KiB each by default),
-        // and every request here is a new connection. Platform documents are small and their
-        // headers short, so 16 KiB buffers do; storage keeps the default for downloads.
-        let buffer = match kind {
-            ClientKind::Platform => 16 * 1024,
-            ClientKind::Storage => 128 * 1024,
+        // ureq allocates and zeroes both buffers for every connection (128 KiB each by default).
+        // Platform documents are small and their headers short, so 16 KiB buffers do; storage
+        // keeps the default for downloads. Platform connections are kept (one per endpoint) for
+        // the next request; storage connections are not.
+        let (buffer, kept) = match kind {
+            ClientKind::Platform => (16 * 1024, 4),
+            ClientKind::Storage => (128 * 1024, 0),
         };
         ureq::Agent::config_builder()
             .http_status_as_error(false)
             .proxy(proxy)
             .user_agent(user_agent())
-            .max_idle_connections(0)
+            .max_idle_connections(kept)
+            .max_idle_connections_per_host(1)
+            .max_idle_age(PLATFORM_IDLE)
             .input_buffer_size(buffer)
             .output_buffer_size(buffer)
             .max_redirects(0)
@@ -482,7 +498,7 @@ impl HttpClient {
         if let Some(proxy) = self.through_helper(&request.url) {
             return helper_stream(request, proxy, timeout, limit, out);
         }
-        let mut resp = self.call(request, timeout).map_err(|e| transport(redact_sas(&e.to_string())))?;
+        let mut resp = self.call_kept(request, timeout).map_err(|e| transport(redact_sas(&e.to_string())))?;
         let status = resp.status().as_u16();
         if status != 200 {
             let body = resp
@@ -611,12 +627,43 @@ impl HttpClient {
         request: &Request,
         timeout: Duration,
     ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        let close = self.kind == ClientKind::Storage;
         match request.method {
-            Method::Get => prepare(self.agent.get(&request.url), request, timeout).call(),
-            Method::Put => prepare(self.agent.put(&request.url), request, timeout)
+            Method::Get => prepare(self.agent.get(&request.url), request, timeout, close).call(),
+            Method::Put => prepare(self.agent.put(&request.url), request, timeout, close)
                 .send(request.body.as_deref().unwrap_or_default()),
-            Method::Post => prepare(self.agent.post(&request.url), request, timeout)
+            Method::Post => prepare(self.agent.post(&request.url), request, timeout, close)
                 .send(request.body.as_deref().unwrap_or_default()),
+        }
+    }
+
+    /// [`Self::call`], sent once more at once on a new connection when it failed without an
+    /// answer on a kept connection: the endpoint may have closed it between ureq's check that it
+    /// is open and the request (a kept connection is used only after that check, so this is that
+    /// moment's race, not a dead connection found late). A timeout is not sent again: it used the
+    /// attempt's time. A failure on a new connection is the caller's, as before.
+    fn call_kept(
+        &self,
+        request: &Request,
+        timeout: Duration,
+    ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        let started = Instant::now();
+        NEW_CONNECTION.set(false);
+        match self.call(request, timeout) {
+            Err(e)
+                if self.kind == ClientKind::Platform
+                    && !NEW_CONNECTION.get()
+                    && !matches!(e, ureq::Error::Timeout(_)) =>
+            {
+                log::debug!(
+                    "{} {}: {} on a kept connection; sending it again on a new one",
+                    request.method,
+                    redact_sas(&request.url),
+                    redact_sas(&e.to_string())
+                );
+                self.call(request, timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(1)))
+            }
+            other => other,
         }
     }
 
@@ -633,7 +680,7 @@ impl HttpClient {
             return helper_attempt(request, proxy, timeout);
         }
         let mut resp =
-            self.call(request, timeout).map_err(|e| Failure::Transport(redact_sas(&e.to_string())))?;
+            self.call_kept(request, timeout).map_err(|e| Failure::Transport(redact_sas(&e.to_string())))?;
         let status = resp.status().as_u16();
         let headers = resp
             .headers()
@@ -823,6 +870,33 @@ fn literal_socket_addr(uri: &ureq::http::Uri) -> Option<std::net::SocketAddr> {
     Some(std::net::SocketAddr::new(ip, authority.port_u16().unwrap_or(80)))
 }
 
+thread_local! {
+    /// Whether the last platform request of this thread opened a new connection (set by
+    /// [`NoticedTcpConnector`]; ureq connects in the calling thread).
+    static NEW_CONNECTION: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// ureq's TCP connector, noting in [`NEW_CONNECTION`] each connection it opens: a request for
+/// which it opened none went over a kept one.
+#[derive(Debug, Default)]
+struct NoticedTcpConnector(ureq::unversioned::transport::TcpConnector);
+
+impl ureq::unversioned::transport::Connector<()> for NoticedTcpConnector {
+    type Out = Box<dyn ureq::unversioned::transport::Transport>;
+
+    fn connect(
+        &self,
+        details: &ureq::unversioned::transport::ConnectionDetails,
+        chained: Option<()>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        let opened = ureq::unversioned::transport::Connector::<()>::connect(&self.0, details, chained)?;
+        if opened.is_some() {
+            NEW_CONNECTION.set(true);
+        }
+        Ok(opened.map(|t| Box::new(t) as Self::Out))
+    }
+}
+
 /// Why one exchange failed.
 enum Failure {
     /// No usable answer, described in one line.
@@ -831,21 +905,20 @@ enum Failure {
     TooLarge(crate::limits::TooLarge),
 }
 
-/// `request`'s headers, `Connection: close` and the timeouts on a ureq request of either kind.
+/// `request`'s headers, `Connection: close` when `close`, and the timeouts on a ureq request.
 fn prepare<B>(
     mut builder: ureq::RequestBuilder<B>,
     request: &Request,
     timeout: Duration,
+    close: bool,
 ) -> ureq::RequestBuilder<B> {
     for (n, v) in &request.headers {
         builder = builder.header(n.as_str(), v.as_str());
     }
-    builder
-        .header("Connection", "close")
-        .config()
-        .timeout_connect(Some(timeout))
-        .timeout_global(Some(timeout))
-        .build()
+    if close {
+        builder = builder.header("Connection", "close");
+    }
+    builder.config().timeout_connect(Some(timeout)).timeout_global(Some(timeout)).build()
 }
 
 #[cfg(test)]

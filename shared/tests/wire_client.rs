@@ -46,7 +46,8 @@ fn assert_wire_headers(r: &RecordedRequest) {
     assert_eq!(r.header("x-ms-agent-name"), Some("WALinuxAgent"), "{}", r.target);
     assert_eq!(r.header("x-ms-version"), Some("2012-11-30"), "{}", r.target);
     assert!(r.header("user-agent").is_some_and(|u| u.starts_with("WALinuxAgent/")), "{}", r.target);
-    assert_eq!(r.header("connection"), Some("close"));
+    // Platform connections are kept for the next request (`http.rs`): no `Connection: close`.
+    assert_eq!(r.header("connection"), None, "{}", r.target);
 }
 
 #[test]

@@ -8,14 +8,15 @@
 //! * [`registry`]: the one list of the tasks the configuration turns on;
 //! * [`state`]: the agent state the tasks share, passed to each in its [`Env`];
 //! * the tasks: [`goal_state`] (poll and status), [`extensions`], [`remote_access`],
-//!   [`firewall`], [`telemetry`], [`logcollect`], [`provisioning_report`] and the OS
-//!   [`monitors`].
+//!   [`firewall`], [`telemetry`], [`logcollect`], [`provisioning_report`], the OS
+//!   [`monitors`], and [`memory`] (one malloc arena; start-up's program pages let go).
 
 pub mod extensions;
 pub mod firewall;
 pub mod goal_state;
 pub mod instance;
 pub mod logcollect;
+pub mod memory;
 pub mod monitors;
 pub mod provisioning_report;
 pub mod registry;

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use super::{extensions, firewall, goal_state, logcollect, monitors, provisioning_report, remote_access};
-use super::{telemetry, Task};
+use super::{extensions, firewall, goal_state, logcollect, memory, monitors, provisioning_report};
+use super::{remote_access, telemetry, Task};
 use crate::conf::Config;
 use crate::root::HostRoot;
 
@@ -20,7 +20,7 @@ pub struct Overrides {
 
 /// Every task the daemon runs: the OS monitors, and the platform tasks (goal state and status,
 /// extensions, remote-access accounts, firewall, telemetry, log collection, a provisioning report
-/// that never got through).
+/// that never got through), and letting go of the program's pages after start-up.
 pub fn all_tasks(root: &HostRoot, config: &Config, overrides: &Overrides) -> Vec<Box<dyn Task + Send>> {
     use crate::wire::{client::WireClient, endpoint};
     let endpoints = endpoint::resolve(config, root, std::time::SystemTime::now());
@@ -69,6 +69,7 @@ pub fn all_tasks(root: &HostRoot, config: &Config, overrides: &Overrides) -> Vec
         crate::telemetry::Common::detect(root),
         config,
     )));
+    tasks.push(Box::new(memory::ProgramPagesTask));
     if config.logs_collect {
         tasks.push(Box::new(logcollect::UploadTask {
             hgap: hgap(),

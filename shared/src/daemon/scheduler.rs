@@ -105,6 +105,7 @@ pub fn run(
     });
 
     let (periodic, own): (Vec<_>, Vec<_>) = tasks.into_iter().partition(|t| t.lane() == Lane::Periodic);
+    super::memory::one_malloc_arena();
     let start = Instant::now();
     for task in own {
         let shared = shared.clone();
@@ -194,7 +195,7 @@ pub fn run(
 
 /// The periodic worker: due (or kicked) tasks in turn, then sleep until the next is due or a
 /// task is kicked. With a wake-up limit it stops once the limit is reached and no handed-off work
-/// is outstanding.
+/// is outstanding, or at twice the limit.
 fn periodic_worker(shared: &Shared, mut scheduled: Vec<Scheduled>, limits: Limits) {
     for s in &scheduled {
         shared.state.register_worker(s.task.name(), std::thread::current());
@@ -212,7 +213,12 @@ fn periodic_worker(shared: &Shared, mut scheduled: Vec<Scheduled>, limits: Limit
             }
         }
         let wakeups = shared.counters.wakeups.fetch_add(1, Ordering::SeqCst) + 1;
-        if limits.max_wakeups.is_some_and(|m| wakeups >= m) && !shared.state.outstanding() {
+        // Past the limit, outstanding work is let finish, for as many wake-ups again at most: a
+        // platform that brings a new goal state with every poll always has some.
+        if limits
+            .max_wakeups
+            .is_some_and(|m| wakeups >= m && (!shared.state.outstanding() || wakeups >= m.saturating_mul(2)))
+        {
             break;
         }
         match scheduled.iter().map(|s| s.next).min() {
