@@ -265,8 +265,8 @@ fn turned_off_in_the_configuration_it_exits_6_after_ready() {
 #[test]
 fn a_wake_up_limit_ends_the_run_even_when_every_poll_brings_a_new_goal_state() {
     // The footprint benchmark's busy run: a new incarnation with every goal state, so handed-off
-    // work is always outstanding; past the limit the daemon lets it finish for as many wake-ups
-    // again at most.
+    // work is always outstanding; past the limit the daemon waits only for what was handed off
+    // until then.
     let fabric = Fabric::start_builtin().expect("fabric");
     fabric.add_fault(Fault::new(
         Listener::Wireserver,

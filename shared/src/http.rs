@@ -1,12 +1,13 @@
-//! The one HTTP client factory (wire.md §2): explicit timeouts, a User-Agent, a bounded retry policy with capped exponential backoff under an overall deadline, throttling, and
-//! the "goal state is stale" answers (410, 400 `InvalidContainerConfiguration`) as their own error.
+//! The one HTTP client factory (wire.md §2): explicit timeouts, a User-Agent, a bounded retry
+//! policy with capped exponential backoff under an overall deadline, throttling, and the "goal
+//! state is stale" answers (410, 400 `InvalidContainerConfiguration`) as their own error.
 //!
 //! Platform connections are kept for the next request when the endpoint keeps them open
 //! ([`PLATFORM_IDLE`]; waagent sends `Connection: close` on every request, wala does not): an
 //! endpoint that closes them costs nothing more than before, one that keeps them saves the daemon
 //! two TCP connections per goal-state period. A kept connection is checked before it is used, and
 //! a request that fails on one that the endpoint closed at that very moment is sent again at once
-//! on a new connection ([`HttpClient::attempt`]). Storage requests still say `Connection: close`.
+//! on a new connection (`HttpClient::call_kept`). Storage requests still say `Connection: close`.
 //!
 //! Two kinds of client, so that the proxy rule is structural: [`ClientKind::Platform`] (WireServer,
 //! HostGAPlugin, IMDS) never uses a proxy, whatever the environment says; [`ClientKind::Storage`]
@@ -889,10 +890,9 @@ impl ureq::unversioned::transport::Connector<()> for NoticedTcpConnector {
         details: &ureq::unversioned::transport::ConnectionDetails,
         chained: Option<()>,
     ) -> Result<Option<Self::Out>, ureq::Error> {
+        // Set before connecting: a connection that could not be opened is not a kept one either.
+        NEW_CONNECTION.set(true);
         let opened = ureq::unversioned::transport::Connector::<()>::connect(&self.0, details, chained)?;
-        if opened.is_some() {
-            NEW_CONNECTION.set(true);
-        }
         Ok(opened.map(|t| Box::new(t) as Self::Out))
     }
 }
@@ -1042,5 +1042,56 @@ mod tests {
             Request::get("http://h/x?sv=1&sig=SECRET").header("x-ms-guest-agent-public-x509-cert", "MIIB");
         let s = format!("{r:?}");
         assert!(!s.contains("SECRET") && !s.contains("MIIB"), "{s}");
+    }
+
+    /// A server that answers the first request and keeps the connection, then closes it on
+    /// reading the second (the moment's race of an endpoint closing an idle connection), then
+    /// answers on a new connection. Returns its URL and the requests it read per connection.
+    fn closing_at_the_second_request() -> (String, std::sync::Arc<std::sync::Mutex<Vec<usize>>>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/vmSettings", listener.local_addr().expect("addr"));
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for (n, stream) in listener.incoming().take(2).enumerate() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut requests = 0;
+                loop {
+                    let mut line = String::new();
+                    let mut head = 0;
+                    while reader.read_line(&mut line).is_ok_and(|k| k > 2) {
+                        head += 1;
+                        line.clear();
+                    }
+                    if head == 0 {
+                        break;
+                    }
+                    requests += 1;
+                    if n == 0 && requests == 2 {
+                        break; // closed without an answer
+                    }
+                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                }
+                log.lock().expect("lock").push(requests);
+            }
+        });
+        (url, seen)
+    }
+
+    #[test]
+    fn a_request_that_meets_a_close_on_a_kept_connection_is_sent_again_on_a_new_one() {
+        let (url, seen) = closing_at_the_second_request();
+        let client = HttpClient::platform();
+        let timeout = Duration::from_secs(5);
+        assert_eq!(client.send_once(&Request::get(&url), timeout).expect("first").body, b"ok");
+        // Sent on the kept connection, which the server closes; sent again at once on a new one.
+        assert_eq!(client.send_once(&Request::get(&url), timeout).expect("second").body, b"ok");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while seen.lock().expect("lock").is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(seen.lock().expect("lock")[0], 2, "both requests on the first connection");
     }
 }

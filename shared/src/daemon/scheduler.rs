@@ -194,8 +194,8 @@ pub fn run(
 }
 
 /// The periodic worker: due (or kicked) tasks in turn, then sleep until the next is due or a
-/// task is kicked. With a wake-up limit it stops once the limit is reached and no handed-off work
-/// is outstanding, or at twice the limit.
+/// task is kicked. With a wake-up limit it stops once the limit is reached and the work handed
+/// off until then is processed and reported.
 fn periodic_worker(shared: &Shared, mut scheduled: Vec<Scheduled>, limits: Limits) {
     for s in &scheduled {
         shared.state.register_worker(s.task.name(), std::thread::current());
@@ -213,13 +213,13 @@ fn periodic_worker(shared: &Shared, mut scheduled: Vec<Scheduled>, limits: Limit
             }
         }
         let wakeups = shared.counters.wakeups.fetch_add(1, Ordering::SeqCst) + 1;
-        // Past the limit, outstanding work is let finish, for as many wake-ups again at most: a
-        // platform that brings a new goal state with every poll always has some.
-        if limits
-            .max_wakeups
-            .is_some_and(|m| wakeups >= m && (!shared.state.outstanding() || wakeups >= m.saturating_mul(2)))
-        {
-            break;
+        // At the limit, the work handed off so far is let finish and be reported, and nothing
+        // new is handed off (State::drain).
+        if limits.max_wakeups.is_some_and(|m| wakeups >= m) {
+            shared.state.drain();
+            if !shared.state.outstanding() {
+                break;
+            }
         }
         match scheduled.iter().map(|s| s.next).min() {
             Some(next) => std::thread::park_timeout(next.saturating_duration_since(Instant::now())),

@@ -40,6 +40,8 @@ struct ExtensionsSlot {
     /// The last hand-off whose result the status reporter has taken in.
     reported: u64,
     processed: Option<Processed>,
+    /// No more hand-offs are taken ([`State::drain`]).
+    draining: bool,
 }
 
 /// Shared agent state (see the module comment).
@@ -78,6 +80,9 @@ impl State {
     pub fn hand_off_extensions(&self, handoff: Handoff) {
         {
             let mut slot = lock(&self.extensions);
+            if slot.draining {
+                return;
+            }
             slot.pending = Some(handoff);
             slot.handed_off += 1;
         }
@@ -119,6 +124,13 @@ impl State {
     /// short; the extensions task takes it only to publish a result).
     pub fn with_processed<R>(&self, f: impl FnOnce(Option<&Processed>) -> R) -> R {
         f(lock(&self.extensions).processed.as_ref())
+    }
+
+    /// Take no more hand-offs: a daemon run with a wake-up limit that reached it lets the work
+    /// already handed off finish and be reported, and waits for nothing new (a platform that
+    /// brings a new goal state with every poll would always have some).
+    pub fn drain(&self) {
+        lock(&self.extensions).draining = true;
     }
 
     /// Whether work handed from one task to another is still outstanding: an extensions goal
