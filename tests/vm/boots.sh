@@ -104,9 +104,12 @@ boot() {
 
 # Fabric figures and the Health reports; then stop the fabric. Sets wire_at, ready_at.
 collect_fabric() {
+    # The request log first: the fabric records a request before it handles it, so a Ready seen
+    # there is in the health list fetched after (the other order missed a Ready that came between
+    # the two reads, and a wait for Ready then checked a list without it).
+    read -r wire_at ready_at < <(python3 "$tool" times "$d/record.jsonl" "$fab_t0" "$t0")
     python3 "$tool" get "http://127.0.0.1:$(python3 "$tool" ports "$d/ports.json" | cut -d' ' -f1)/__fabric/health" \
         >"$d/health.json" 2>"$d/health.err" || echo '[]' >"$d/health.json"
-    read -r wire_at ready_at < <(python3 "$tool" times "$d/record.jsonl" "$fab_t0" "$t0")
 }
 
 # fabric_reports NAME WHAT EXPECTATION...: the Health reports the fabric received match
