@@ -10,25 +10,19 @@ use std::time::Duration;
 
 use wala_fabric::{Fabric, FabricConfig, Fault, FaultAction, Listener, Scenario};
 
+mod support;
+
 const BIN: &str = env!("CARGO_BIN_EXE_wala-agentd");
 
 /// A root whose configuration points every platform endpoint at the fabric.
-/// Debug lines are logged (`Logs.Verbose=y`), to see whether a request was sent again.
+/// The tests' root ([`support::root_for`]) with debug lines logged (`Logs.Verbose=y`, to see
+/// whether a request was sent again), a pid-file directory and a VM id, so that the daemon has
+/// nothing to warn about.
 fn root_for(fabric: &Fabric) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    for d in ["etc", "var/log", "var/run", "var/lib/waagent", "sys/class/dmi/id", "sys/firmware/efi"] {
-        std::fs::create_dir_all(dir.path().join(d)).expect("mkdir");
-    }
+    let dir = support::root_for(fabric, "Logs.Verbose=y\n");
+    std::fs::create_dir_all(dir.path().join("var/run")).expect("mkdir");
     std::fs::write(dir.path().join("sys/class/dmi/id/product_uuid"), "7E5C3F2A-1B4D-4E6F-8A9B-0C1D2E3F4A5B")
         .expect("id");
-    std::fs::write(dir.path().join("etc/hostname"), "wala-vm\n").expect("hostname");
-    let conf = format!(
-        "Wala.WireServer={}\nWala.HostGAPlugin={}\nWala.Imds={}\nLogs.Verbose=y\n",
-        fabric.wire_addr(),
-        fabric.hgap_addr(),
-        fabric.imds_addr()
-    );
-    std::fs::write(dir.path().join("etc/waagent.conf"), conf).expect("conf");
     dir
 }
 
