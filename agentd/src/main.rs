@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
-use wala::cmd::SystemRunner;
-use wala::exit::{ExitCode, EXIT_CODES_HELP};
-use wala::legacy_cli::{self, LegacyCommand};
-use wala::root::HostRoot;
+use wala::base::cmd::SystemRunner;
+use wala::base::exit::{ExitCode, EXIT_CODES_HELP};
+use wala::base::root::HostRoot;
+use wala::commands::legacy_cli::{self, LegacyCommand};
 
 /// The wala guest agent daemon and administrative commands (waagent compatible).
 ///
@@ -135,7 +135,7 @@ enum Command {
         svg: Option<PathBuf>,
         /// Show these timelines side by side instead of this boot's (repeatable; FILE is a JSON
         /// list of entries or a timeline file)
-        #[arg(long, value_name = "NAME=FILE", value_parser = wala::boot_report::parse_compare_arg, conflicts_with = "file")]
+        #[arg(long, value_name = "NAME=FILE", value_parser = wala::commands::boot_report::parse_compare_arg, conflicts_with = "file")]
         compare: Vec<(String, PathBuf)>,
     },
 }
@@ -190,27 +190,27 @@ fn run_legacy(args: &[String]) -> ExitCode {
 fn run(command: Command, root: &HostRoot, config: Option<PathBuf>, verbose: bool) -> ExitCode {
     // The network stage handed over by wala-provision logs as that stage does.
     let settings = match command {
-        Command::ProvisionNetwork => wala::logging::LogSettings {
+        Command::ProvisionNetwork => wala::base::logging::LogSettings {
             component: "Provision",
             verbose,
-            file: Some(root.path(wala::logging::LOG_FILE)),
+            file: Some(root.path(wala::base::logging::LOG_FILE)),
         },
-        _ => wala::logging::LogSettings { component: "Daemon", verbose, file: None },
+        _ => wala::base::logging::LogSettings { component: "Daemon", verbose, file: None },
     };
-    wala::logging::init(settings);
+    wala::base::logging::init(settings);
     match command {
         Command::Version => {
             print!("{}", wala::version_text(root));
             ExitCode::Ok
         }
         Command::ShowConfiguration => {
-            let loaded = wala::conf::load_or_defaults(root, config.as_deref());
+            let loaded = wala::documents::conf::load_or_defaults(root, config.as_deref());
             loaded.log_problems();
-            print!("{}", wala::conf::show(&loaded.config));
+            print!("{}", wala::documents::conf::show(&loaded.config));
             ExitCode::Ok
         }
         Command::CheckConfig => {
-            let loaded = wala::conf::load_or_defaults(root, config.as_deref());
+            let loaded = wala::documents::conf::load_or_defaults(root, config.as_deref());
             let file = loaded.source.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
             for n in &loaded.notes {
                 println!("{n}");
@@ -248,29 +248,29 @@ fn run(command: Command, root: &HostRoot, config: Option<PathBuf>, verbose: bool
         }
         Command::ProvisionNetwork => provision_network(root, config.as_deref()),
         Command::MarkProvisioned => {
-            let loaded = wala::conf::load_or_defaults(root, config.as_deref());
+            let loaded = wala::documents::conf::load_or_defaults(root, config.as_deref());
             loaded.log_problems();
             mark_provisioned(root, &loaded.config)
         }
         Command::RegisterService => register_service(&SystemRunner, root),
         Command::Deprovision { user, force } => {
-            let loaded = wala::conf::load_or_defaults(root, config.as_deref());
+            let loaded = wala::documents::conf::load_or_defaults(root, config.as_deref());
             loaded.log_problems();
             deprovision(root, &loaded.config, user, force)
         }
         Command::CollectLogs { full } => {
-            let loaded = wala::conf::load_or_defaults(root, config.as_deref());
+            let loaded = wala::documents::conf::load_or_defaults(root, config.as_deref());
             loaded.log_problems();
             collect_logs(root, &loaded.config, loaded.source.as_deref(), full)
         }
         Command::SerialConsole => serial_console(root),
         Command::SetupFirewall { destination } => setup_firewall(&destination),
         Command::BootReport { json, file, svg, compare } => {
-            let loaded = wala::conf::load_or_defaults(root, config.as_deref());
+            let loaded = wala::documents::conf::load_or_defaults(root, config.as_deref());
             let input = match (file, compare.is_empty()) {
-                (_, false) => wala::boot_report::Input::Compare(compare),
-                (Some(f), true) => wala::boot_report::Input::File(f),
-                (None, true) => wala::boot_report::Input::ThisBoot,
+                (_, false) => wala::commands::boot_report::Input::Compare(compare),
+                (Some(f), true) => wala::commands::boot_report::Input::File(f),
+                (None, true) => wala::commands::boot_report::Input::ThisBoot,
             };
             boot_report(root, &loaded.config, &input, json, svg.as_deref())
         }
@@ -279,12 +279,12 @@ fn run(command: Command, root: &HostRoot, config: Option<PathBuf>, verbose: bool
 
 fn boot_report(
     root: &HostRoot,
-    config: &wala::conf::Config,
-    input: &wala::boot_report::Input,
+    config: &wala::documents::conf::Config,
+    input: &wala::commands::boot_report::Input,
     json: bool,
     svg: Option<&Path>,
 ) -> ExitCode {
-    use wala::boot_report;
+    use wala::commands::boot_report;
     let report = match boot_report::build(root, config.lib_dir.as_path(), &SystemRunner, input) {
         Ok(r) => r,
         Err(e) => {
@@ -303,8 +303,8 @@ fn boot_report(
     if let Some(path) = svg {
         let title = format!("Boot timeline: {}", report.sources.join("; "));
         let text = boot_report::render_svg(&report, &title);
-        let options = wala::files::WriteOptions::mode(0o644);
-        if let Err(e) = wala::files::write_atomic(path, text.as_bytes(), options) {
+        let options = wala::base::files::WriteOptions::mode(0o644);
+        if let Err(e) = wala::base::files::write_atomic(path, text.as_bytes(), options) {
             eprintln!("wala-agentd: boot-report: {e}");
             return ExitCode::Failure;
         }
@@ -318,16 +318,16 @@ fn provision_network(root: &HostRoot, config: Option<&Path>) -> ExitCode {
     // Handed over by `wala-provision --stage network`: this process's start-up runs from
     // wala-provision's fork (the same process, before its exec). Not after `--stage all`, whose
     // earlier stages this process already recorded.
-    if !wala::timeline::recorded_by_this_process(root) {
-        wala::timeline::count_start_up();
+    if !wala::base::timeline::recorded_by_this_process(root) {
+        wala::base::timeline::count_start_up();
     }
-    let loaded = wala::conf::load_or_defaults(root, config);
+    let loaded = wala::documents::conf::load_or_defaults(root, config);
     loaded.log_problems();
     if loaded.config.logs_verbose {
-        wala::logging::set_verbose(true);
+        wala::base::logging::set_verbose(true);
     }
     let ctx = wala::provision::Context {
-        kvp: wala::kvp::KvpPool::for_root(root),
+        kvp: wala::host::kvp::KvpPool::for_root(root),
         root: root.clone(),
         config: &loaded.config,
         runner: &SystemRunner,
@@ -357,7 +357,7 @@ fn legacy_daemon(provision: bool) -> Command {
 /// `waagent -start`: `daemon --provision` in the background (a new session, output discarded; it
 /// logs to the journal through stderr only when run by a unit, and always to waagent.log), and
 /// return at once.
-fn start_in_background(runner: &dyn wala::cmd::Runner, config: Option<&Path>) -> ExitCode {
+fn start_in_background(runner: &dyn wala::base::cmd::Runner, config: Option<&Path>) -> ExitCode {
     let exe = match std::env::current_exe() {
         Ok(p) => p,
         Err(e) => {
@@ -365,7 +365,7 @@ fn start_in_background(runner: &dyn wala::cmd::Runner, config: Option<&Path>) ->
             return ExitCode::Failure;
         }
     };
-    let mut cmd = wala::cmd::Cmd::new("setsid").arg("-f").arg(&exe);
+    let mut cmd = wala::base::cmd::Cmd::new("setsid").arg("-f").arg(&exe);
     if let Some(c) = config {
         cmd = cmd.arg("--config").arg(c);
     }
@@ -390,8 +390,8 @@ const UNITS: [&str; 6] = [
 ];
 
 /// `waagent -register-service`: enable wala's units (`systemctl --root` for another root).
-fn register_service(runner: &dyn wala::cmd::Runner, root: &HostRoot) -> ExitCode {
-    let mut cmd = wala::cmd::Cmd::new("systemctl");
+fn register_service(runner: &dyn wala::base::cmd::Runner, root: &HostRoot) -> ExitCode {
+    let mut cmd = wala::base::cmd::Cmd::new("systemctl");
     if !root.is_live() {
         cmd = cmd.arg(format!("--root={}", root.path("/").display()));
     }
@@ -408,8 +408,8 @@ fn register_service(runner: &dyn wala::cmd::Runner, root: &HostRoot) -> ExitCode
     }
 }
 
-fn mark_provisioned(root: &HostRoot, config: &wala::conf::Config) -> ExitCode {
-    use wala::takeover::{mark_provisioned, MarkOutcome};
+fn mark_provisioned(root: &HostRoot, config: &wala::documents::conf::Config) -> ExitCode {
+    use wala::host::takeover::{mark_provisioned, MarkOutcome};
     let lib = config.lib_dir.as_path();
     match mark_provisioned(root, lib) {
         Ok(MarkOutcome::Written(id)) => {
@@ -438,19 +438,19 @@ fn daemon(
     limits: wala::daemon::Limits,
     overrides: &wala::daemon::Overrides,
 ) -> ExitCode {
-    wala::logging::init(wala::logging::LogSettings {
+    wala::base::logging::init(wala::base::logging::LogSettings {
         component: "Daemon",
         verbose,
-        file: Some(root.path(wala::logging::LOG_FILE)),
+        file: Some(root.path(wala::base::logging::LOG_FILE)),
     });
-    let loaded = wala::conf::load_or_defaults(root, config.as_deref());
+    let loaded = wala::documents::conf::load_or_defaults(root, config.as_deref());
     loaded.log_problems();
     if loaded.config.logs_verbose {
-        wala::logging::set_verbose(true);
+        wala::base::logging::set_verbose(true);
     }
     if !loaded.config.wala_enabled {
         log::info!("wala is turned off (Wala.Enabled=n): the daemon does not run");
-        wala::notify::notify("READY=1");
+        wala::base::notify::notify("READY=1");
         return ExitCode::Disabled;
     }
     // One daemon per machine: a unit running `waagent -daemon` beside wala-agentd.service finds
@@ -459,7 +459,7 @@ fn daemon(
         Ok(lock) => lock,
         Err(e @ wala::daemon::instance::InstanceError::Busy { .. }) => {
             log::warn!("{e}: this one exits");
-            wala::notify::notify("READY=1");
+            wala::base::notify::notify("READY=1");
             return ExitCode::Disabled;
         }
         Err(e) => {
@@ -471,7 +471,7 @@ fn daemon(
         // As waagent's daemon: provision (each stage skips what is done), then the extension
         // handler, also when provisioning failed (the failure has been reported).
         let ctx = wala::provision::Context {
-            kvp: wala::kvp::KvpPool::for_root(root),
+            kvp: wala::host::kvp::KvpPool::for_root(root),
             root: root.clone(),
             config: &loaded.config,
             runner: &SystemRunner,
@@ -485,19 +485,28 @@ fn daemon(
             log::warn!("provisioning did not complete (see above); the daemon starts anyway");
         }
     }
-    wala::wire::crypto::apply_fips(root, loaded.config.enable_fips);
-    wala::platform_features::log_auto_update_once(&loaded.config);
+    wala::crypto::apply_fips(root, loaded.config.enable_fips);
+    wala::host::platform_features::log_auto_update_once(&loaded.config);
     if loaded.config.enable_rdma {
-        let endpoints = wala::wire::endpoint::resolve(&loaded.config, root, std::time::SystemTime::now());
-        let size = wala::imds::client::ImdsClient::new(endpoints.imds)
+        let endpoints = wala::platform::endpoint::resolve(&loaded.config, root, std::time::SystemTime::now());
+        let size = wala::platform::imds::ImdsClient::new(endpoints.imds)
             .instance()
             .ok()
             .and_then(|i| i.compute.vm_size);
-        wala::platform_features::setup_rdma(root, &wala::cmd::SystemRunner, &loaded.config, size.as_deref());
+        wala::host::platform_features::setup_rdma(
+            root,
+            &wala::base::cmd::SystemRunner,
+            &loaded.config,
+            size.as_deref(),
+        );
     }
-    let start =
-        wala::telemetry::AgentEvent::new("AgentStart", true, "daemon started", std::time::Duration::ZERO);
-    wala::telemetry::record(root, loaded.config.lib_dir.as_path(), &start);
+    let start = wala::platform::telemetry::AgentEvent::new(
+        "AgentStart",
+        true,
+        "daemon started",
+        std::time::Duration::ZERO,
+    );
+    wala::platform::telemetry::record(root, loaded.config.lib_dir.as_path(), &start);
     let tasks = wala::daemon::all_tasks(root, &loaded.config, overrides);
     // SIGTERM and the others are blocked and go to the signalfd from here on, before the pid file
     // names this process: a signal sent as soon as it appears is handled, not fatal.
@@ -509,8 +518,11 @@ fn daemon(
         }
     };
     let _pid_file = wala::daemon::PidFile::write(root, loaded.config.pid_file.as_path());
-    let owned =
-        wala::daemon::Owned { root: root.clone(), config: loaded.config, runner: wala::cmd::SystemRunner };
+    let owned = wala::daemon::Owned {
+        root: root.clone(),
+        config: loaded.config,
+        runner: wala::base::cmd::SystemRunner,
+    };
     match wala::daemon::run(owned, tasks, limits, signals) {
         Ok(_) => ExitCode::Ok,
         Err(e) => {
@@ -525,9 +537,9 @@ fn setup_firewall(destination: &str) -> ExitCode {
         eprintln!("wala-agentd: --destination {destination:?} is not an IPv4 address");
         return ExitCode::Usage;
     };
-    let runner = wala::cmd::SystemRunner;
-    let result = wala::firewall::backend(&runner)
-        .and_then(|b| wala::firewall::ensure(&runner, b, dst, wala::firewall::agent_uid()));
+    let runner = wala::base::cmd::SystemRunner;
+    let result = wala::host::firewall::backend(&runner)
+        .and_then(|b| wala::host::firewall::ensure(&runner, b, dst, wala::host::firewall::agent_uid()));
     match result {
         Ok(_) => ExitCode::Ok,
         Err(e) => {
@@ -538,14 +550,14 @@ fn setup_firewall(destination: &str) -> ExitCode {
 }
 
 fn inspect_kinds() -> clap::builder::PossibleValuesParser {
-    clap::builder::PossibleValuesParser::new(wala::inspect::Kind::ALL.iter().map(|(name, _)| *name))
+    clap::builder::PossibleValuesParser::new(wala::commands::inspect::Kind::ALL.iter().map(|(name, _)| *name))
 }
 
 fn inspect(kind: &str, file: &std::path::Path) -> ExitCode {
-    use wala::inspect::{inspect, Kind, Outcome};
+    use wala::commands::inspect::{inspect, Kind, Outcome};
     let Some(kind) = Kind::from_name(kind) else { return ExitCode::Usage };
     let read = match kind.document() {
-        Some(document) => wala::limits::read_file(file, document),
+        Some(document) => wala::base::limits::read_file(file, document),
         None => std::fs::read(file),
     };
     let bytes = match read {
@@ -578,8 +590,8 @@ fn inspect(kind: &str, file: &std::path::Path) -> ExitCode {
 
 /// Deprovision: warnings and a prompt unless `force`; an answer other than yes exits 1 having
 /// changed nothing.
-fn deprovision(root: &HostRoot, config: &wala::conf::Config, user: bool, force: bool) -> ExitCode {
-    use wala::deprovision;
+fn deprovision(root: &HostRoot, config: &wala::documents::conf::Config, user: bool, force: bool) -> ExitCode {
+    use wala::commands::deprovision;
     let plan = deprovision::plan(root, config, deprovision::Options { user });
     if force {
         for w in &plan.warnings {
@@ -610,13 +622,13 @@ fn deprovision(root: &HostRoot, config: &wala::conf::Config, user: bool, force: 
 
 fn collect_logs(
     root: &HostRoot,
-    config: &wala::conf::Config,
+    config: &wala::documents::conf::Config,
     config_file: Option<&Path>,
     full: bool,
 ) -> ExitCode {
-    use wala::logcollect::{self, Limits};
+    use wala::commands::collect_logs::{self, Limits};
     let limits = if full { Limits::full() } else { Limits::normal() };
-    match logcollect::collect(root, &SystemRunner, config, config_file, limits) {
+    match collect_logs::collect(root, &SystemRunner, config, config_file, limits) {
         Ok(c) => {
             println!(
                 "Log collection written to {} ({} files, {} bytes; {} left out, see {})",
@@ -636,9 +648,9 @@ fn collect_logs(
 }
 
 fn serial_console(root: &HostRoot) -> ExitCode {
-    match wala::serialconsole::configure(root, &SystemRunner) {
+    match wala::commands::serial_console::configure(root, &SystemRunner) {
         Ok(change) => {
-            let file = root.path(wala::grub::DEFAULT_GRUB);
+            let file = root.path(wala::host::grub::DEFAULT_GRUB);
             if change.changed {
                 println!("{}: serial console on ttyS0 configured", file.display());
             } else {
@@ -682,7 +694,7 @@ mod tests {
 
     #[test]
     fn start_runs_the_daemon_with_provisioning_in_a_new_session_and_returns() {
-        let runner = wala::cmd::FakeRunner::new();
+        let runner = wala::base::cmd::FakeRunner::new();
         assert_eq!(start_in_background(&runner, Some(Path::new("/etc/my.conf"))), ExitCode::Ok);
         let exe = std::env::current_exe().expect("exe");
         assert_eq!(
@@ -693,7 +705,7 @@ mod tests {
 
     #[test]
     fn register_service_enables_every_unit_the_package_enables() {
-        let runner = wala::cmd::FakeRunner::new();
+        let runner = wala::base::cmd::FakeRunner::new();
         assert_eq!(register_service(&runner, &HostRoot::live()), ExitCode::Ok);
         assert_eq!(runner.command_lines(), vec![format!("systemctl enable {}", UNITS.join(" "))]);
         let postinst = include_str!("../../packaging/debian/postinst");

@@ -7,8 +7,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use wala::cmd::{CmdOutput, FakeRunner, SystemRunner};
-use wala::root::HostRoot;
+use wala::base::cmd::{CmdOutput, FakeRunner, SystemRunner};
+use wala::base::root::HostRoot;
 
 const BIN: &str = env!("CARGO_BIN_EXE_wala-agentd");
 
@@ -269,22 +269,26 @@ fn deprovision_library_on_a_temp_root() {
     }
     let t = Tree::provisioned(with_user);
     let root = t.root();
-    let loaded = wala::conf::load_or_defaults(&root, None);
+    let loaded = wala::documents::conf::load_or_defaults(&root, None);
     assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
-    let plan = wala::deprovision::plan(&root, &loaded.config, wala::deprovision::Options { user: with_user });
+    let plan = wala::commands::deprovision::plan(
+        &root,
+        &loaded.config,
+        wala::commands::deprovision::Options { user: with_user },
+    );
     if with_user {
-        assert_eq!(plan.user, wala::deprovision::UserTarget::Delete { name: "azureuser".into() });
+        assert_eq!(plan.user, wala::commands::deprovision::UserTarget::Delete { name: "azureuser".into() });
         assert!(plan
             .warnings
             .contains(&"WARNING! azureuser account and entire home directory will be deleted.".into()));
     }
     assert!(plan.warnings.contains(&"WARNING! All SSH host key pairs will be deleted.".into()));
-    let report = wala::deprovision::apply(&root, &SystemRunner, &plan);
+    let report = wala::commands::deprovision::apply(&root, &SystemRunner, &plan);
     assert!(report.ok(), "{:?}", report.failures);
     check_deprovisioned(&t, with_user);
     assert!(t.real_user == with_user);
     // A second run finds nothing left to do and does not fail.
-    let again = wala::deprovision::apply(&root, &SystemRunner, &plan);
+    let again = wala::commands::deprovision::apply(&root, &SystemRunner, &plan);
     assert!(again.ok(), "{:?}", again.failures);
 }
 
@@ -328,9 +332,9 @@ fn deprovision_binary_asks_and_a_no_changes_nothing() {
     assert_eq!(t.read("etc/passwd"), passwd);
 }
 
-fn zip_of(t: &Tree) -> Vec<wala::ziparchive::ZipEntry> {
+fn zip_of(t: &Tree) -> Vec<wala::base::ziparchive::ZipEntry> {
     let bytes = std::fs::read(t.path("var/lib/waagent/logcollector/logs.zip")).expect("zip");
-    wala::ziparchive::read_all(&bytes).expect("readable zip")
+    wala::base::ziparchive::read_all(&bytes).expect("readable zip")
 }
 
 const SECRETS: [&str; 7] = [
@@ -347,7 +351,7 @@ const SECRETS: [&str; 7] = [
 fn collect_logs_library_leaves_every_secret_out() {
     let t = Tree::provisioned(false);
     let root = t.root();
-    let loaded = wala::conf::load_or_defaults(&root, None);
+    let loaded = wala::documents::conf::load_or_defaults(&root, None);
     let fake = FakeRunner::new();
     fake.respond(
         "journalctl",
@@ -357,12 +361,12 @@ fn collect_logs_library_leaves_every_secret_out() {
             ..Default::default()
         },
     );
-    let c = wala::logcollect::collect(
+    let c = wala::commands::collect_logs::collect(
         &root,
         &fake,
         &loaded.config,
         loaded.source.as_deref(),
-        wala::logcollect::Limits::normal(),
+        wala::commands::collect_logs::Limits::normal(),
     )
     .expect("collect");
     assert_eq!(c.zip, Path::new("/var/lib/waagent/logcollector/logs.zip"));
@@ -448,7 +452,7 @@ fn collect_logs_library_leaves_every_secret_out() {
     assert_eq!(mode & 0o777, 0o600);
 
     // An independent reader agrees, where one is installed.
-    if wala::cmd::find_program("unzip").is_some() {
+    if wala::base::cmd::find_program("unzip").is_some() {
         let out = Command::new("unzip")
             .arg("-t")
             .arg(t.path("var/lib/waagent/logcollector/logs.zip"))
@@ -465,11 +469,14 @@ fn collect_logs_stops_adding_at_the_size_limit() {
     let t = Tree::provisioned(false);
     t.write("var/log/waagent.log", &"x".repeat(3000));
     let root = t.root();
-    let loaded = wala::conf::load_or_defaults(&root, None);
-    let limits =
-        wala::logcollect::Limits { total: 2048, per_file: 1024, ..wala::logcollect::Limits::normal() };
-    let c =
-        wala::logcollect::collect(&root, &FakeRunner::new(), &loaded.config, None, limits).expect("collect");
+    let loaded = wala::documents::conf::load_or_defaults(&root, None);
+    let limits = wala::commands::collect_logs::Limits {
+        total: 2048,
+        per_file: 1024,
+        ..wala::commands::collect_logs::Limits::normal()
+    };
+    let c = wala::commands::collect_logs::collect(&root, &FakeRunner::new(), &loaded.config, None, limits)
+        .expect("collect");
     let content: u64 =
         c.entries.iter().filter(|(n, _)| n != "results.txt" && n != "manifest.txt").map(|(_, s)| s).sum();
     assert!(content <= 2048, "{content}");

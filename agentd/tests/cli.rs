@@ -77,7 +77,7 @@ fn waagent_missing_configuration_path_fails_like_waagent() {
 fn register_service_enables_the_units_and_waagents_names_become_aliases() {
     // `waagent -register-service` on the live root; here the same command with --root, run by the
     // real systemctl (offline, on the temp root only).
-    if wala::cmd::find_program("systemctl").is_none() {
+    if wala::base::cmd::find_program("systemctl").is_none() {
         panic!("this test needs systemctl (the systemd package)");
     }
     let dir = tempfile::tempdir().expect("tempdir");

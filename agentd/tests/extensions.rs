@@ -45,7 +45,7 @@ fn manifest_json() -> &'static str {
 }
 
 fn package(script: &str) -> Vec<u8> {
-    let mut z = wala::ziparchive::ZipWriter::new(1_700_000_000);
+    let mut z = wala::base::ziparchive::ZipWriter::new(1_700_000_000);
     z.add("HandlerManifest.json", manifest_json().as_bytes(), 0o644).expect("add");
     // No exec bit in the zip: the agent must add u+x.
     z.add("bin/handler.sh", script.as_bytes(), 0o644).expect("add");
@@ -225,7 +225,7 @@ fn sigterm_during_a_long_extension_command_stops_the_daemon_and_the_command() {
 fn a_package_with_a_zip_slip_entry_is_refused_and_nothing_is_unpacked() {
     let evil = "../../../evil-wala-file";
     let placeholder = "q".repeat(evil.len());
-    let mut z = wala::ziparchive::ZipWriter::new(0);
+    let mut z = wala::base::ziparchive::ZipWriter::new(0);
     z.add("HandlerManifest.json", manifest_json().as_bytes(), 0o644).expect("add");
     z.add("bin/handler.sh", handler_sh(GOOD_ENABLE).as_bytes(), 0o755).expect("add");
     z.add(&placeholder, b"owned", 0o644).expect("add");

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use support::*;
-use wala::limits::Document;
-use wala::wire::client::WireClient;
-use wala::wire::endpoint::{Endpoint, Endpoints};
+use wala::base::limits::Document;
+use wala::platform::endpoint::{Endpoint, Endpoints};
+use wala::platform::wireserver::WireClient;
 
 const HANDLER: &str = "Wala.Test.LibDir";
 /// A protected setting as the platform sends it (base64 of an envelope; never decrypted here).
@@ -64,7 +64,7 @@ fn all_files(dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
             let data = std::fs::read(&path).expect("read");
             let name = path.display().to_string();
             if name.ends_with(".zip") {
-                for m in wala::ziparchive::read_all(&data).expect("zip") {
+                for m in wala::base::ziparchive::read_all(&data).expect("zip") {
                     out.push((format!("{name}!{}", m.name), m.data));
                 }
             }
@@ -234,7 +234,7 @@ fn over_many_incarnations_one_of_each_file_stays_and_the_history_keeps_fifty_ent
     let mut incarnations = Vec::new();
     for zip in names.iter().filter(|n| n.ends_with(".zip")) {
         let tag: u64 = zip.trim_end_matches(".zip").rsplit("__").next().unwrap().parse().unwrap();
-        let members = wala::ziparchive::read_all(&std::fs::read(history.join(zip)).unwrap()).unwrap();
+        let members = wala::base::ziparchive::read_all(&std::fs::read(history.join(zip)).unwrap()).unwrap();
         let gs = members.iter().find(|m| m.name == "GoalState.xml").expect("GoalState.xml");
         assert!(contains(&gs.data, &format!("<Incarnation>{tag}</Incarnation>")), "{zip}");
         assert!(members.iter().all(|m| !contains(&m.data, PROTECTED)), "{zip}");
@@ -246,7 +246,7 @@ fn over_many_incarnations_one_of_each_file_stays_and_the_history_keeps_fifty_ent
     assert_eq!(incarnations, (n - 49..n).collect::<Vec<u64>>());
     let total: u64 =
         std::fs::read_dir(&history).unwrap().flatten().map(|e| e.metadata().unwrap().len()).sum();
-    assert!(total < wala::lib_dir::MAX_HISTORY_BYTES, "{total}");
+    assert!(total < wala::host::lib_dir::MAX_HISTORY_BYTES, "{total}");
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! The `wala-crypto` helper as the daemon uses it: a child process per call, through the
-//! library's client ([`wala::crypto_helper::call`]). Certificates from the simulator (transport
+//! library's client ([`wala::crypto::helper::call`]). Certificates from the simulator (transport
 //! certificate, decryption, keys by thumbprint) and HTTPS exchanges to a loopback TLS server.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -9,14 +9,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use openssl::ssl::{SslAcceptor, SslMethod};
-use wala::http::{HttpClient, HttpError, Request, RetryPolicy, StorageProxy};
-use wala::wire::client::WireClient;
-use wala::wire::crypto;
-use wala::wire::endpoint::{Endpoint, Endpoints};
+use wala::crypto;
+use wala::platform::endpoint::{Endpoint, Endpoints};
+use wala::platform::http::{HttpClient, HttpError, Request, RetryPolicy, StorageProxy};
+use wala::platform::wireserver::WireClient;
 use wala_fabric::Fabric;
 
 fn use_the_helper() {
-    wala::crypto_helper::use_program(PathBuf::from(env!("CARGO_BIN_EXE_wala-crypto")));
+    wala::crypto::helper::use_program(PathBuf::from(env!("CARGO_BIN_EXE_wala-crypto")));
 }
 
 fn endpoints(f: &Fabric) -> Endpoints {
@@ -43,7 +43,7 @@ fn certificates_are_decrypted_and_keys_read_by_the_helper() {
         assert_eq!(s.has_private_key, c.in_pfx_with_key);
         // Keys by thumbprint, as provisioning deploys them.
         let crt = std::fs::read(lib.path().join(format!("{}.crt", c.thumbprint))).expect("crt");
-        let expected = wala::wire::certs::openssh_public_key(&c.key).expect("ssh key");
+        let expected = wala::crypto::openssl_certs::openssh_public_key(&c.key).expect("ssh key");
         assert_eq!(crypto::openssh_key_from_cert_pem(&crt).expect("from cert"), expected);
         let prv = lib.path().join(format!("{}.prv", c.thumbprint));
         assert_eq!(prv.exists(), c.in_pfx_with_key);
@@ -63,7 +63,7 @@ fn certificates_are_decrypted_and_keys_read_by_the_helper() {
     // An envelope that is not one fails in the helper and says so.
     let err = crypto::TransportKeys::load_or_create(lib.path())
         .expect("keys")
-        .decrypt(b"not DER", wala::crypto_helper::Envelope::Password)
+        .decrypt(b"not DER", wala::crypto::helper::Envelope::Password)
         .expect_err("garbage");
     assert!(err.to_string().contains("Password is not a CMS envelope"), "{err}");
 }

@@ -14,7 +14,7 @@ use openssl::x509::{X509Builder, X509NameBuilder, X509};
 use wala::extensions::signature::{SignatureCheck, SIGNING_CERTIFICATE_FILE, VALIDATION_STATE_FILE};
 
 fn use_the_helper() {
-    wala::crypto_helper::use_program(PathBuf::from(env!("CARGO_BIN_EXE_wala-crypto")));
+    wala::crypto::helper::use_program(PathBuf::from(env!("CARGO_BIN_EXE_wala-crypto")));
 }
 
 fn cert(cn: &str, key: &PKey<Private>, issuer: Option<(&X509, &PKey<Private>)>, days: (i64, i64)) -> X509 {
@@ -68,8 +68,8 @@ fn base64_encode(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-fn manifest() -> wala::extensions::HandlerManifest {
-    wala::extensions::parse_handler_manifest(
+fn manifest() -> wala::documents::extensions::HandlerManifest {
+    wala::documents::extensions::parse_handler_manifest(
         r#"[{"version":1.0,"handlerManifest":{"installCommand":"i","uninstallCommand":"u","updateCommand":"p","enableCommand":"e","disableCommand":"d"},"signingInfo":{"type":"Ext","publisher":"Contoso","version":"1.0.0"}}]"#,
     )
     .expect("manifest")
@@ -80,7 +80,7 @@ fn manifest() -> wala::extensions::HandlerManifest {
 fn validated(zip: &Path, signature: &str, anchor: &X509) -> bool {
     let lib = tempfile::tempdir().expect("tempdir");
     std::fs::write(lib.path().join(SIGNING_CERTIFICATE_FILE), anchor.to_pem().expect("pem")).expect("anchor");
-    let h = wala::extensions::parse_extensions_config(
+    let h = wala::documents::extensions::parse_extensions_config(
         &format!(
             r#"<Extensions><Plugins><Plugin name="Contoso.Ext" version="1.0.0" location="https://x/m.xml" state="enabled" encodedSignature="{signature}" /></Plugins></Extensions>"#
         ),

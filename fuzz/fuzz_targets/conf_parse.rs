@@ -8,8 +8,8 @@ use std::path::Path;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    let loaded = wala::conf::parse(&text, Path::new("/etc/waagent.conf"));
-    let shown = wala::conf::show(&loaded.config);
+    let loaded = wala::documents::conf::parse(&text, Path::new("/etc/waagent.conf"));
+    let shown = wala::documents::conf::show(&loaded.config);
     let as_file: String = shown
         .lines()
         .map(|line| match line.split_once(" = ") {
@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
             None => panic!("show printed a line without ' = ': {line:?}"),
         })
         .collect();
-    let reparsed = wala::conf::parse(&as_file, Path::new("/shown.conf"));
+    let reparsed = wala::documents::conf::parse(&as_file, Path::new("/shown.conf"));
     let new: Vec<_> = reparsed
         .problems
         .iter()

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use base64::Engine;
 use libfuzzer_sys::fuzz_target;
-use wala::customdata::{decode_base64, save, Saved};
-use wala::root::HostRoot;
-use wala::secret::Secret;
+use wala::host::customdata::{decode_base64, save, Saved};
+use wala::base::root::HostRoot;
+use wala::base::secret::Secret;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data).into_owned();

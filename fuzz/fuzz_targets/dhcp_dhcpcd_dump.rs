@@ -4,7 +4,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    if let Ok(dump) = wala::dhcp::parse_dhcpcd_dump(&text) {
+    if let Ok(dump) = wala::platform::dhcp::parse_dhcpcd_dump(&text) {
         let _ = dump.classless_static_routes();
         let _ = dump.wireserver();
     }

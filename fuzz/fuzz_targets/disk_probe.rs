@@ -1,7 +1,7 @@
 //! `disk::probe::probe_bytes`: the first bytes of a disk (partition tables, filesystem superblocks).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use wala::disk::probe::{self, Probe};
+use wala::host::disk::probe::{self, Probe};
 
 fuzz_target!(|data: &[u8]| {
     let found = probe::probe_bytes(data);

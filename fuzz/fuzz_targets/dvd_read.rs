@@ -1,9 +1,9 @@
 //! `dvd::medium::read_ovf` and the UDF and ISO 9660 readers on their own: a DVD image as bytes.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use wala::dvd::medium::{self, Image};
-use wala::dvd::{iso9660, udf};
-use wala::limits::Document;
+use wala::host::dvd::medium::{self, Image};
+use wala::host::dvd::{iso9660, udf};
+use wala::base::limits::Document;
 
 fuzz_target!(|data: &[u8]| {
     let image = Image(data);

@@ -5,7 +5,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    let _ = wala::extensions::events::parse_event_file(&text);
-    let redacted = wala::extensions::redact_sas_queries(&text);
-    assert_eq!(wala::extensions::redact_sas_queries(&redacted), redacted, "redacting is not idempotent");
+    let _ = wala::documents::extensions::events::parse_event_file(&text);
+    let redacted = wala::documents::extensions::redact_sas_queries(&text);
+    assert_eq!(wala::documents::extensions::redact_sas_queries(&redacted), redacted, "redacting is not idempotent");
 });

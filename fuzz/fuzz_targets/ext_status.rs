@@ -3,6 +3,6 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = wala::extensions::parse_status_file(data);
-    let _ = wala::extensions::parse_heartbeat(&String::from_utf8_lossy(data));
+    let _ = wala::documents::extensions::parse_status_file(data);
+    let _ = wala::documents::extensions::parse_heartbeat(&String::from_utf8_lossy(data));
 });

@@ -3,7 +3,7 @@
 //! changes nothing, and a document that parsed still parses.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use wala::extensions::{parse_extensions_config, parse_vm_settings, ExtensionsGoalState, VmSettingsDocument};
+use wala::documents::extensions::{parse_extensions_config, parse_vm_settings, ExtensionsGoalState, VmSettingsDocument};
 
 fn protected(gs: &ExtensionsGoalState) -> Vec<String> {
     gs.extensions
@@ -22,12 +22,12 @@ fuzz_target!(|data: &[u8]| {
     };
     let secrets: Vec<String> = xml.iter().chain(json.iter()).flat_map(protected).collect();
     let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
-    let Some(saved) = wala::lib_dir::redact(text, &refs) else { return };
+    let Some(saved) = wala::host::lib_dir::redact(text, &refs) else { return };
     assert!(!saved.to_ascii_lowercase().contains("sig="), "a signature survived");
     for s in refs.iter().filter(|s| s.len() >= 4) {
         assert!(!saved.contains(s), "a protected setting survived");
     }
-    assert_eq!(wala::lib_dir::redact(&saved, &[]).as_deref(), Some(saved.as_str()), "not a fixed point");
+    assert_eq!(wala::host::lib_dir::redact(&saved, &[]).as_deref(), Some(saved.as_str()), "not a fixed point");
     if xml.is_some() {
         assert!(parse_extensions_config(&saved, Some(1)).is_ok(), "the redacted ExtensionsConfig no longer parses");
     }

@@ -6,9 +6,9 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    if let Ok(md) = wala::imds::parse_instance(&text) {
-        if let Ok(wala::imds::provisioning::Request::Ovf(xml)) = wala::imds::provisioning::request(&md.compute) {
-            let env = wala::ovf::parse(&xml).expect("a request IMDS made parses as an OVF environment");
+    if let Ok(md) = wala::documents::imds::parse_instance(&text) {
+        if let Ok(wala::provision::imds_request::Request::Ovf(xml)) = wala::provision::imds_request::request(&md.compute) {
+            let env = wala::documents::ovf::parse(&xml).expect("a request IMDS made parses as an OVF environment");
             let os = md.compute.os_profile.as_ref().expect("a request has an osProfile");
             let p = &env.provisioning;
             assert_eq!(Some(p.user_name.as_str()), os.admin_username.as_deref());
@@ -30,13 +30,13 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    let _ = wala::imds::parse_os_profile(&text);
-    let _ = wala::imds::parse_interface(&text);
-    if let Ok(keys) = wala::imds::parse_public_keys(&text) {
+    let _ = wala::documents::imds::parse_os_profile(&text);
+    let _ = wala::documents::imds::parse_interface(&text);
+    if let Ok(keys) = wala::documents::imds::parse_public_keys(&text) {
         for key in &keys {
             let _ = key.validate_openssh();
         }
     }
-    let _ = wala::imds::parse_text(&text);
-    let _ = wala::imds::parse_azure_stack_identity(&text);
+    let _ = wala::documents::imds::parse_text(&text);
+    let _ = wala::documents::imds::parse_azure_stack_identity(&text);
 });

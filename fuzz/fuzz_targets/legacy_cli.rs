@@ -5,5 +5,5 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let args: Vec<&str> = text.split('\0').collect();
-    let _ = wala::legacy_cli::parse(&args);
+    let _ = wala::commands::legacy_cli::parse(&args);
 });

@@ -2,7 +2,7 @@
 //! sends them to the pps stage).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use wala::link_watch::{parse_messages, Message};
+use wala::host::link_watch::{parse_messages, Message};
 
 fuzz_target!(|data: &[u8]| {
     for m in parse_messages(data) {

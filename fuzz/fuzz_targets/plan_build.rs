@@ -7,9 +7,9 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use wala::ovf::{KeyPair, LinuxProvisioning, OvfEnv, PlatformSettings, PublicKey};
+use wala::documents::ovf::{KeyPair, LinuxProvisioning, OvfEnv, PlatformSettings, PublicKey};
 use wala::provision::plan::Plan;
-use wala::root::HostRoot;
+use wala::base::root::HostRoot;
 
 /// A root with one existing user (`existing`, home /srv/existing) and the rest predicted.
 fn root() -> &'static HostRoot {
@@ -75,9 +75,9 @@ fn env(text: &str) -> OvfEnv {
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let ovf = env(&text);
-    let Ok(plan) = Plan::build(root(), &ovf, &wala::conf::Config::default(), "vm-id") else { return };
-    assert!(wala::hostname::validate(&plan.hostname).is_ok(), "host name {:?}", plan.hostname);
-    assert!(wala::user::validate_name(&plan.user.name).is_ok(), "user name {:?}", plan.user.name);
+    let Ok(plan) = Plan::build(root(), &ovf, &wala::documents::conf::Config::default(), "vm-id") else { return };
+    assert!(wala::host::hostname::validate(&plan.hostname).is_ok(), "host name {:?}", plan.hostname);
+    assert!(wala::host::user::validate_name(&plan.user.name).is_ok(), "user name {:?}", plan.user.name);
     let home: &Path = &plan.user.home;
     let paths = plan.inline_keys.iter().map(|k| &k.path).chain(plan.certificate_keys.iter().map(|k| &k.path));
     for path in paths {

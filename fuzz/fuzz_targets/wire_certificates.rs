@@ -4,8 +4,8 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    if let Ok(certs) = wala::wire::parse_certificates(&text) {
+    if let Ok(certs) = wala::documents::wire::parse_certificates(&text) {
         let _ = certs.payload();
     }
-    let _ = wala::wire::parse_certificate_summary(&text);
+    let _ = wala::documents::wire::parse_certificate_summary(&text);
 });

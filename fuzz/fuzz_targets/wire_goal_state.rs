@@ -4,5 +4,5 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    let _ = wala::wire::parse_goal_state(&text);
+    let _ = wala::documents::wire::parse_goal_state(&text);
 });

@@ -3,11 +3,11 @@
 //! every `Expiration` and `remote_access::plan` against a host that has some of the names.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use wala::remote_access::{self, Managed, Snapshot};
+use wala::host::jit_accounts::{self, Managed, Snapshot};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    let Ok(doc) = wala::wire::parse_remote_access(&text) else { return };
+    let Ok(doc) = wala::documents::wire::parse_remote_access(&text) else { return };
     for u in &doc.users {
         if let Some(Ok(t)) = u.expiration.as_deref().map(remote_access::parse_expiration) {
             // A parsed time always makes a date useradd can read.

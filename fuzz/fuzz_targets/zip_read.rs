@@ -3,7 +3,7 @@
 //! entries, and each entry unpacks to exactly its recorded size or fails cleanly.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use wala::ziparchive::{ReadLimits, ZipReader};
+use wala::base::ziparchive::{ReadLimits, ZipReader};
 
 /// Small limits keep one run fast; the logic is the same at any size.
 const LIMITS: ReadLimits = ReadLimits { max_entries: 2_000, max_total_size: 16 << 20 };
@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(out.0 <= e.size, "{}: more than the recorded size was written", e.name);
     }
     // The in-memory reader agrees with the streaming one.
-    if let Ok(all) = wala::ziparchive::read_all(data) {
+    if let Ok(all) = wala::base::ziparchive::read_all(data) {
         assert_eq!(all.len(), entries.len());
     }
 });

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use wala::exit::{ExitCode, EXIT_CODES_HELP};
+use wala::base::exit::{ExitCode, EXIT_CODES_HELP};
+use wala::base::root::HostRoot;
 use wala::provision::{self, stages, Context, OvfSource};
-use wala::root::HostRoot;
 
 /// Provision an Azure VM from its OVF environment: user, password, SSH keys, hostname, resource
 /// disk, then report Ready (or ProvisioningFailed) to the WireServer.
@@ -71,7 +71,7 @@ enum Stage {
 }
 
 fn main() -> std::process::ExitCode {
-    wala::timeline::count_start_up();
+    wala::base::timeline::count_start_up();
     let cli = Cli::parse();
     let root = HostRoot::new(&cli.root);
     if cli.stage == Stage::LocalDone {
@@ -87,23 +87,23 @@ fn main() -> std::process::ExitCode {
     if cli.stage == Stage::Local {
         stages::ready_at_hostname();
     }
-    wala::logging::init(wala::logging::LogSettings {
+    wala::base::logging::init(wala::base::logging::LogSettings {
         component: "Provision",
         verbose: cli.verbose,
-        file: (!cli.dry_run).then(|| root.path(wala::logging::LOG_FILE)),
+        file: (!cli.dry_run).then(|| root.path(wala::base::logging::LOG_FILE)),
     });
-    let loaded = wala::conf::load_or_defaults(&root, cli.config.as_deref());
+    let loaded = wala::documents::conf::load_or_defaults(&root, cli.config.as_deref());
     loaded.log_problems();
     if loaded.config.logs_verbose {
-        wala::logging::set_verbose(true);
+        wala::base::logging::set_verbose(true);
     }
     if !loaded.config.wala_enabled && !cli.dry_run {
         log::info!("wala is turned off (Wala.Enabled=n): nothing to do");
         return ExitCode::Ok.into();
     }
-    let runner = wala::cmd::SystemRunner;
+    let runner = wala::base::cmd::SystemRunner;
     let ctx = Context {
-        kvp: if cli.dry_run { None } else { wala::kvp::KvpPool::for_root(&root) },
+        kvp: if cli.dry_run { None } else { wala::host::kvp::KvpPool::for_root(&root) },
         root,
         config: &loaded.config,
         runner: &runner,

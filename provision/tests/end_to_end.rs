@@ -103,7 +103,7 @@ fn keys_given_by_certificate_thumbprint_come_from_the_goal_state() {
     let keys = r.read("home/azureuser/.ssh/authorized_keys");
     let lines: Vec<&str> = keys.lines().collect();
     assert_eq!(lines.len(), 3, "two inline keys and the certificate's: {keys}");
-    let expected = wala::wire::certs::openssh_public_key(&with_key.key).expect("ssh key");
+    let expected = wala::crypto::openssl_certs::openssh_public_key(&with_key.key).expect("ssh key");
     assert_eq!(lines[2], expected);
     let private = r.path("home/azureuser/.ssh/id_rsa");
     let m = std::fs::metadata(&private).expect("stat");

@@ -168,7 +168,7 @@ fn a_provisioned_disk_on_a_new_vm_keeps_its_identity_and_reports_ready_alone() {
     // The ovf-env.xml the extensions read is still the one the disk was provisioned with.
     assert!(r.read("var/lib/waagent/ovf-env.xml").contains("wala-test-vm"));
     // Said in the KVP pool too.
-    let pool = wala::kvp::read_pool(&r.path("var/lib/hyperv/.kvp_pool_1")).expect("pool");
+    let pool = wala::host::kvp::read_pool(&r.path("var/lib/hyperv/.kvp_pool_1")).expect("pool");
     let report = last_report(&pool);
     assert!(
         report.starts_with("result=success|provisioning=none|detail=the disk was provisioned for VM"),
@@ -240,7 +240,7 @@ fn no_provisioning_section_and_no_dvd_provision_nothing_and_report_ready_alone()
     assert_eq!(after, before, "nothing provisioned");
     assert_eq!(r.read("var/lib/waagent/provisioned"), VM_ID);
     assert!(!r.path("var/lib/waagent/ovf-env.xml").exists());
-    let pool = wala::kvp::read_pool(&r.path("var/lib/hyperv/.kvp_pool_1")).expect("pool");
+    let pool = wala::host::kvp::read_pool(&r.path("var/lib/hyperv/.kvp_pool_1")).expect("pool");
     let report = last_report(&pool);
     assert!(
         report.contains("provisioning=none|detail=the provisioning DVD carries no provisioning section"),

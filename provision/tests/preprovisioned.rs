@@ -312,8 +312,8 @@ fn an_os_disk_pool_vm_reports_ready_and_waits_for_its_shutdown() {
 
 mod netns {
     use super::*;
+    use wala::platform::endpoint::{Endpoint, Endpoints};
     use wala::provision::preprovisioned::{self, Links, PoolOutcome, PoolServices, Primary};
-    use wala::wire::endpoint::{Endpoint, Endpoints};
 
     fn sh(script: &str) {
         let out = Command::new("sh").args(["-ec", script]).output().expect("sh");
@@ -345,12 +345,12 @@ mod netns {
             let conf = platform_config(&r, &fabric);
             let (pool, user) = ovfs(&r, settings);
             assert!(stage(&r, "local", &pool, &conf).status.success());
-            let loaded = wala::conf::load(&conf).expect("config");
+            let loaded = wala::documents::conf::load(&conf).expect("config");
             let outcome = std::thread::scope(|scope| {
                 let worker = scope.spawn(|| {
-                    let runner = wala::cmd::SystemRunner;
+                    let runner = wala::base::cmd::SystemRunner;
                     let ctx = wala::provision::Context {
-                        root: wala::root::HostRoot::new(r.dir.path()),
+                        root: wala::base::root::HostRoot::new(r.dir.path()),
                         config: &loaded.config,
                         runner: &runner,
                         kvp: None,
@@ -360,9 +360,12 @@ mod netns {
                         endpoint(fabric.hgap_addr()),
                         endpoint(fabric.imds_addr()),
                     );
-                    let client = wala::wire::client::WireClient::new(e.clone(), r.path("var/lib/waagent"));
-                    let reprovision = wala::imds::reprovision::ReprovisionClient::new(e.imds.clone())
-                        .with_policy(wala::imds::reprovision::PollPolicy::default().scaled_down(10));
+                    let client =
+                        wala::platform::wireserver::WireClient::new(e.clone(), r.path("var/lib/waagent"));
+                    let reprovision = wala::platform::imds_reprovision::ReprovisionClient::new(
+                        e.imds.clone(),
+                    )
+                    .with_policy(wala::platform::imds_reprovision::PollPolicy::default().scaled_down(10));
                     let services = PoolServices {
                         platform: &client,
                         reprovision: &reprovision,

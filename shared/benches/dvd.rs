@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use wala::dvd::medium::{self, Device};
+use wala::host::dvd::medium::{self, Device};
 
 const RUNS: u32 = 50;
 
@@ -38,7 +38,7 @@ fn median(prepare: &dyn Fn(), f: &mut dyn FnMut()) -> Duration {
 
 fn main() {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 || wala::cmd::find_program("genisoimage").is_none() {
+    if unsafe { libc::geteuid() } != 0 || wala::base::cmd::find_program("genisoimage").is_none() {
         println!("dvd benchmark: needs root (loop devices, mount) and genisoimage; not run");
         return;
     }

@@ -16,8 +16,8 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::Instant;
 
+use wala::base::ziparchive::{hostile, ZipWriter};
 use wala::extensions::download::{unpack_file, UnpackLimits};
-use wala::ziparchive::{hostile, ZipWriter};
 
 /// `env` variable that makes this binary the child that unpacks one package.
 const CHILD: &str = "WALA_BENCH_UNPACK";
@@ -53,19 +53,21 @@ fn with_root_attributes(doc: &str, root: &str, extra: &str) -> String {
 type Parser = fn(&str) -> Result<(), String>;
 
 fn ovf(text: &str) -> Result<(), String> {
-    black_box(wala::ovf::parse(text)).map(drop).map_err(|e| e.to_string())
+    black_box(wala::documents::ovf::parse(text)).map(drop).map_err(|e| e.to_string())
 }
 
 fn extensions_config(text: &str) -> Result<(), String> {
-    black_box(wala::extensions::parse_extensions_config(text, Some(1))).map(drop).map_err(|e| e.to_string())
+    black_box(wala::documents::extensions::parse_extensions_config(text, Some(1)))
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 fn goal_state(text: &str) -> Result<(), String> {
-    black_box(wala::wire::parse_goal_state(text)).map(drop).map_err(|e| e.to_string())
+    black_box(wala::documents::wire::parse_goal_state(text)).map(drop).map_err(|e| e.to_string())
 }
 
 fn vm_settings(text: &str) -> Result<(), String> {
-    black_box(wala::extensions::parse_vm_settings(text, "1")).map(drop).map_err(|e| e.to_string())
+    black_box(wala::documents::extensions::parse_vm_settings(text, "1")).map(drop).map_err(|e| e.to_string())
 }
 
 fn documents() -> Vec<(&'static str, Parser, String)> {
@@ -156,7 +158,7 @@ fn time_parsers() {
     let big = dir.path().join("ovf-env.xml");
     std::fs::write(&big, "<x/>".repeat(8 << 20)).expect("write");
     let start = Instant::now();
-    let outcome = match wala::limits::read_file(&big, wala::limits::Document::Ovf) {
+    let outcome = match wala::base::limits::read_file(&big, wala::base::limits::Document::Ovf) {
         Ok(bytes) => format!("read {} bytes", bytes.len()),
         Err(e) => format!("rejected: {e}"),
     };

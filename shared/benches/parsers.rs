@@ -35,21 +35,29 @@ const KINDS: [&str; 8] = [
 fn parse(kind: &str, text: &str) -> Result<(), String> {
     let shown = |e: &dyn std::fmt::Display| e.to_string();
     match kind {
-        "ovf-env" => black_box(wala::ovf::parse(text)).map(drop).map_err(|e| shown(&e)),
-        "goalstate" => black_box(wala::wire::parse_goal_state(text)).map(drop).map_err(|e| shown(&e)),
-        "extensionsconfig" => black_box(wala::extensions::parse_extensions_config(text, Some(1)))
+        "ovf-env" => black_box(wala::documents::ovf::parse(text)).map(drop).map_err(|e| shown(&e)),
+        "goalstate" => {
+            black_box(wala::documents::wire::parse_goal_state(text)).map(drop).map_err(|e| shown(&e))
+        }
+        "extensionsconfig" => black_box(wala::documents::extensions::parse_extensions_config(text, Some(1)))
             .map(drop)
             .map_err(|e| shown(&e)),
-        "vmsettings" => {
-            black_box(wala::extensions::parse_vm_settings(text, "1")).map(drop).map_err(|e| shown(&e))
+        "vmsettings" => black_box(wala::documents::extensions::parse_vm_settings(text, "1"))
+            .map(drop)
+            .map_err(|e| shown(&e)),
+        "hostingenv" => {
+            black_box(wala::documents::wire::parse_hosting_env(text)).map(drop).map_err(|e| shown(&e))
         }
-        "hostingenv" => black_box(wala::wire::parse_hosting_env(text)).map(drop).map_err(|e| shown(&e)),
-        "sharedconfig" => black_box(wala::wire::parse_shared_config(text)).map(drop).map_err(|e| shown(&e)),
+        "sharedconfig" => {
+            black_box(wala::documents::wire::parse_shared_config(text)).map(drop).map_err(|e| shown(&e))
+        }
         // Parsing only: the XML and its `Data`/`Format`; no base64 decoding, no decryption.
-        "certificates" => black_box(wala::wire::parse_certificates(text)).map(drop).map_err(|e| shown(&e)),
+        "certificates" => {
+            black_box(wala::documents::wire::parse_certificates(text)).map(drop).map_err(|e| shown(&e))
+        }
         // `conf::parse` never fails: a bad line is a problem in the result, not an error.
         "waagent-conf" => {
-            black_box(wala::conf::parse(text, Path::new("waagent.conf")));
+            black_box(wala::documents::conf::parse(text, Path::new("waagent.conf")));
             Ok(())
         }
         other => Err(format!("unknown kind {other:?}")),

@@ -8,9 +8,11 @@ mod loopdisk;
 
 use std::time::Instant;
 
-use wala::cmd::SystemRunner;
-use wala::disk::{apply_disk, apply_swap, plan_for, swap_after_mount, ResourceDiskSettings, SwapDecision};
-use wala::root::HostRoot;
+use wala::base::cmd::SystemRunner;
+use wala::base::root::HostRoot;
+use wala::host::disk::{
+    apply_disk, apply_swap, plan_for, swap_after_mount, ResourceDiskSettings, SwapDecision,
+};
 
 fn main() {
     // SAFETY: geteuid has no preconditions.

@@ -63,14 +63,14 @@ fn fixture(rel: &str) -> String {
 
 fn main() {
     let fabric = wala_fabric::Fabric::start_builtin().expect("fabric");
-    let ep = |a: std::net::SocketAddr| wala::wire::endpoint::Endpoint::new(a.ip().to_string(), a.port());
-    let endpoints = wala::wire::endpoint::Endpoints::explicit(
+    let ep = |a: std::net::SocketAddr| wala::platform::endpoint::Endpoint::new(a.ip().to_string(), a.port());
+    let endpoints = wala::platform::endpoint::Endpoints::explicit(
         ep(fabric.wire_addr()),
         ep(fabric.hgap_addr()),
         ep(fabric.imds_addr()),
     );
     let lib = tempfile::tempdir().expect("tempdir");
-    let client = wala::wire::client::WireClient::new(endpoints, lib.path());
+    let client = wala::platform::wireserver::WireClient::new(endpoints, lib.path());
     println!("{:<44} {:>13} {:>8} {:>10}", "median of runs", "time", "allocs", "bytes");
     row(
         "goal state fetch + parse (loopback)",
@@ -85,39 +85,45 @@ fn main() {
             client.hosting_env(&gs).expect("hosting env");
             client.shared_config(&gs).expect("shared config");
             let ext = client.extensions_config_text(&gs).expect("ext").unwrap_or_default();
-            wala::extensions::config::parse_extensions_config(&ext, Some(gs.incarnation)).expect("parse");
+            wala::documents::extensions::config::parse_extensions_config(&ext, Some(gs.incarnation))
+                .expect("parse");
         }),
     );
 
     let ovf = fixture("ovf/with-keys.xml");
-    row("parse ovf-env.xml", measure(2000, || drop(wala::ovf::parse(&ovf))));
+    row("parse ovf-env.xml", measure(2000, || drop(wala::documents::ovf::parse(&ovf))));
     let conf = fixture("conf/waagent.conf");
-    row("parse waagent.conf", measure(2000, || drop(wala::conf::parse(&conf, std::path::Path::new("c")))));
+    row(
+        "parse waagent.conf",
+        measure(2000, || drop(wala::documents::conf::parse(&conf, std::path::Path::new("c")))),
+    );
     let ext = fixture("ext/extensions_config.xml");
     row(
         "parse ExtensionsConfig",
-        measure(2000, || drop(wala::extensions::config::parse_extensions_config(&ext, Some(1)))),
+        measure(2000, || drop(wala::documents::extensions::config::parse_extensions_config(&ext, Some(1)))),
     );
     let vms = fixture("ext/vm_settings.json");
     row(
         "parse vmSettings",
-        measure(2000, || drop(wala::extensions::vm_settings::parse_vm_settings(&vms, "etag"))),
+        measure(2000, || drop(wala::documents::extensions::vm_settings::parse_vm_settings(&vms, "etag"))),
     );
     let hm = fixture("ext/handler_manifest.json");
     row(
         "parse HandlerManifest.json",
-        measure(2000, || drop(wala::extensions::handler_manifest::parse_handler_manifest(&hm))),
+        measure(2000, || drop(wala::documents::extensions::handler_manifest::parse_handler_manifest(&hm))),
     );
     let st = fixture("ext/status.json");
     row(
         "parse extension status",
-        measure(2000, || drop(wala::extensions::status::parse_status_file(st.as_bytes()))),
+        measure(2000, || drop(wala::documents::extensions::status::parse_status_file(st.as_bytes()))),
     );
     let lease = fixture("dhcp-lease-dhclient/octal-string.leases");
     row(
         "parse dhclient lease",
-        measure(2000, || drop(wala::dhcp::dhclient_wireserver(&lease, std::time::SystemTime::now()))),
+        measure(2000, || {
+            drop(wala::platform::dhcp::dhclient_wireserver(&lease, std::time::SystemTime::now()))
+        }),
     );
     let imds = fixture("imds-instance/dpa-yes.json");
-    row("parse IMDS instance", measure(2000, || drop(wala::imds::parse_instance(&imds))));
+    row("parse IMDS instance", measure(2000, || drop(wala::documents::imds::parse_instance(&imds))));
 }

@@ -1,68 +1,37 @@
 //! wala's library: everything `wala-provision` and `wala-agentd` do lives here; the binaries only
 //! parse their command line, set up logging and map errors to exit codes.
+//!
+//! The folders say what a module may do (docs/architecture.md has the map):
+//!
+//! * [`base`]: the ground floor every other module stands on: the root prefix, the one file
+//!   writer, the one command runner, logging, secrets, limits, the boot timeline;
+//! * [`documents`]: pure parsers and renderers of every document wala reads or writes
+//!   (`ovf-env.xml`, `waagent.conf`, WireServer XML, IMDS JSON, extension documents). No I/O;
+//! * [`platform`]: the HTTP clients for the WireServer, the HostGAPlugin, IMDS and storage, and
+//!   where those endpoints are;
+//! * [`crypto`]: certificates and keys, in the short-lived `wala-crypto` child that links OpenSSL;
+//! * [`host`]: everything that changes the machine: users, SSH, host keys, hostname, disks, the
+//!   firewall, GRUB, the KVP pool, the files under `Lib.Dir`;
+//! * [`provision`]: first-boot provisioning (plan, then apply, in boot stages);
+//! * [`daemon`]: `wala-agentd`'s steady state: its tasks and how they are run;
+//! * [`extensions`]: fetching and running VM extensions;
+//! * [`commands`]: the one-shot commands (`deprovision`, `collect-logs`, `inspect`, ...).
 
-pub mod boot_report;
-pub mod civil_date;
-pub mod cmd;
-pub mod conf;
-pub mod crypto_helper;
-pub mod customdata;
+pub mod base;
+pub mod commands;
+pub mod crypto;
 pub mod daemon;
-pub mod deprovision;
-pub mod devices;
-pub mod dhcp;
-pub mod disk;
-pub mod distro;
-pub mod dvd;
-pub mod exit;
+pub mod documents;
 pub mod extensions;
-pub mod files;
-pub mod firewall;
-pub mod grub;
-pub mod host_keys;
-pub mod hostgaplugin;
-pub mod hostname;
-pub mod http;
-pub mod imds;
-pub mod inspect;
-pub mod kvp;
-pub mod legacy_cli;
-pub mod lib_dir;
-pub mod limits;
-pub mod link_watch;
-pub mod logcollect;
-pub mod logging;
-pub mod notify;
-pub mod ovf;
+pub mod host;
 pub mod platform;
-pub mod platform_features;
 pub mod provision;
-pub mod random;
-pub mod remote_access;
-pub mod root;
-pub mod route_wait;
-pub mod secret;
-pub mod selinux;
-pub mod serialconsole;
-pub mod shadow_lock;
-pub mod ssh;
-pub mod status_blob;
-pub mod takeover;
-pub mod telemetry;
-pub mod timeline;
-pub mod user;
-pub mod vmid;
-pub mod wire;
-pub mod ziparchive;
 
 /// wala's own version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// What `version` prints: wala's version and the distribution it runs on.
-pub fn version_text(root: &root::HostRoot) -> String {
-    let d = distro::Distro::detect(root);
+pub fn version_text(root: &base::root::HostRoot) -> String {
+    let d = host::distro::Distro::detect(root);
     format!("wala-{VERSION} running on {} {}\nGoal state agent: wala-{VERSION}\n", d.id, d.version_id)
 }
-
-#[cfg(test)]
-pub(crate) mod testing;

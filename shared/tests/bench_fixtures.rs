@@ -5,7 +5,7 @@
 
 mod common;
 
-use wala::extensions::{parse_vm_settings, VmSettingsDocument};
+use wala::documents::extensions::{parse_vm_settings, VmSettingsDocument};
 
 fn read(rel: &str) -> String {
     let path = common::project_fixtures().join(rel);
@@ -14,7 +14,7 @@ fn read(rel: &str) -> String {
 
 #[test]
 fn hosting_env_with_deployment_role_and_instance() {
-    let he = wala::wire::parse_hosting_env(&read("hostingenv/deployment.xml")).unwrap();
+    let he = wala::documents::wire::parse_hosting_env(&read("hostingenv/deployment.xml")).unwrap();
     assert_eq!(he.goal_state_incarnation.as_deref(), Some("2"));
     assert_eq!(he.vm_name.as_deref(), Some("bench-vm"));
     assert_eq!(he.role_name.as_deref(), Some("bench-vm"));

@@ -9,8 +9,8 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use wala::wire::certs::{self, TransportKeys};
-use wala::wire::{parse_certificate_summary, parse_certificates, CertificatesPayload};
+use wala::crypto::openssl_certs::{self as certs, TransportKeys};
+use wala::documents::wire::{parse_certificate_summary, parse_certificates, CertificatesPayload};
 
 /// The TEST-ONLY transport key pair next to a Certificates document (its directory or a parent).
 fn transport_keys_for(doc: &Path) -> Option<TransportKeys> {

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use wala::conf::{self, ProvisioningAgent, SshHostKeyType};
+use wala::documents::conf::{self, ProvisioningAgent, SshHostKeyType};
 
 fn conf_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("read dir") {

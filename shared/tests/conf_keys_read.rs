@@ -1,5 +1,5 @@
 //! Every key `conf.rs` accepts is either read by wala's code or listed, with its reason, as
-//! accepted and not used ([`wala::conf::UNUSED_KEYS`]), never both: the list `check-config` and
+//! accepted and not used ([`wala::documents::conf::UNUSED_KEYS`]), never both: the list `check-config` and
 //! docs/configuration.md show stays true to the code.
 //!
 //! "Read" means the key's `Config` field is accessed (`.field`) somewhere in the code of the
@@ -55,7 +55,7 @@ fn code() -> String {
     let mut all = String::new();
     for f in files {
         let name = f.to_string_lossy();
-        if name.ends_with("shared/src/conf.rs") || name.ends_with("shared/src/testing.rs") {
+        if name.ends_with("shared/src/documents/conf.rs") || name.ends_with("shared/src/base/testing.rs") {
             continue;
         }
         all.push_str(&code_of(&std::fs::read_to_string(&f).expect("read")));
@@ -73,7 +73,8 @@ fn reads(code: &str, field: &str) -> bool {
 
 /// The accessors of `Config` in conf.rs (`pub fn name(&self)`), each with the fields it reads.
 fn accessors() -> Vec<(String, String)> {
-    let text = code_of(&std::fs::read_to_string(workspace().join("shared/src/conf.rs")).expect("conf.rs"));
+    let text =
+        code_of(&std::fs::read_to_string(workspace().join("shared/src/documents/conf.rs")).expect("conf.rs"));
     let mut out = Vec::new();
     for block in text.split("\nimpl Config {").skip(1) {
         // Up to the end of the impl block: the first line that is a lone `}`.
@@ -96,11 +97,11 @@ fn every_key_is_read_or_listed_as_unused_with_a_reason() {
         accessors.iter().map(|a| &a.0).collect::<Vec<_>>()
     );
     let mut wrong = Vec::new();
-    for k in wala::conf::Config::key_docs() {
+    for k in wala::documents::conf::Config::key_docs() {
         let through_accessor =
             accessors.iter().any(|(name, body)| reads(body, k.field) && reads(&code, name));
         let read = reads(&code, k.field) || through_accessor;
-        let listed = wala::conf::UNUSED_KEYS.iter().any(|(key, _)| *key == k.key);
+        let listed = wala::documents::conf::UNUSED_KEYS.iter().any(|(key, _)| *key == k.key);
         match (read, listed) {
             (false, false) => wrong.push(format!(
                 "{} ({}) is read nowhere: honour it, or add it to UNUSED_KEYS with the reason",
@@ -118,13 +119,13 @@ fn every_key_is_read_or_listed_as_unused_with_a_reason() {
 
 #[test]
 fn the_unused_list_names_known_keys_with_reasons_and_the_check_notes_them() {
-    let known: Vec<&str> = wala::conf::Config::key_docs().iter().map(|k| k.key).collect();
-    for (key, why) in wala::conf::UNUSED_KEYS {
+    let known: Vec<&str> = wala::documents::conf::Config::key_docs().iter().map(|k| k.key).collect();
+    for (key, why) in wala::documents::conf::UNUSED_KEYS {
         assert!(known.contains(key), "{key} is not a key wala accepts");
         assert!(why.len() > 20, "{key}: say why");
         // Set in a file, it is a note on its line, not a problem.
         let text = format!("# header\n{key}=y\n");
-        let loaded = wala::conf::parse(&text, Path::new("/etc/waagent.conf"));
+        let loaded = wala::documents::conf::parse(&text, Path::new("/etc/waagent.conf"));
         let notes: Vec<String> = loaded.notes.iter().map(ToString::to_string).collect();
         assert!(
             notes
@@ -133,7 +134,7 @@ fn the_unused_list_names_known_keys_with_reasons_and_the_check_notes_them() {
             "{key}: {notes:?}"
         );
     }
-    for key in wala::conf::RETIRED_KEYS {
+    for key in wala::documents::conf::RETIRED_KEYS {
         assert!(!known.contains(key), "{key} is both retired and a key");
     }
 }

@@ -11,8 +11,8 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use wala::dhcp::{self, DhcpError, Route};
-use wala::root::HostRoot;
+use wala::base::root::HostRoot;
+use wala::platform::dhcp::{self, DhcpError, Route};
 
 /// 2025-01-01T00:00:00Z: after the fixtures' past expiry dates, before their future ones.
 fn now() -> SystemTime {

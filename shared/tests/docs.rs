@@ -5,7 +5,7 @@ use std::path::PathBuf;
 #[test]
 fn configuration_doc_lists_every_key_with_its_default() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md");
-    let rendered = wala::conf::render_docs();
+    let rendered = wala::documents::conf::render_docs();
     if std::env::var_os("UPDATE_DOCS").is_some() {
         std::fs::write(&path, &rendered).expect("write docs");
     }

@@ -1,4 +1,4 @@
-//! The in-process DVD reader (`wala::dvd::medium`) against images made by real tools:
+//! The in-process DVD reader (`wala::host::dvd::medium`) against images made by real tools:
 //! genisoimage (ISO 9660 plain, Joliet, Rock Ridge, ISO/UDF bridge), pycdlib's genisoimage (a
 //! second ISO/UDF writer, UDF 2.60) and mkudffs (UDF volumes of each revision and media type; files
 //! are copied in through a loop mount where the kernel has `udf`). Where root can loop-mount the
@@ -14,9 +14,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use wala::cmd::find_program;
-use wala::dvd::medium::{self, Device, Image, MediumError, SECTOR};
-use wala::dvd::{iso9660, udf};
+use wala::base::cmd::find_program;
+use wala::host::dvd::medium::{self, Device, Image, MediumError, SECTOR};
+use wala::host::dvd::{iso9660, udf};
 
 /// Bytes no tool would invent: a small OVF, and a 70 KiB one (35 blocks) of pseudo-random bytes.
 fn small_ovf() -> Vec<u8> {

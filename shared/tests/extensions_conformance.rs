@@ -10,10 +10,10 @@ mod common;
 
 use std::path::Path;
 
-use wala::extensions::events::{is_event_file_name, parse_event_file};
-use wala::extensions::goal_state::NULL_GUID;
-use wala::extensions::status::{StatusFileError, StatusValue};
-use wala::extensions::*;
+use wala::documents::extensions::events::{is_event_file_name, parse_event_file};
+use wala::documents::extensions::extensions_goal_state::NULL_GUID;
+use wala::documents::extensions::status::{StatusFileError, StatusValue};
+use wala::documents::extensions::*;
 
 fn read(dir: &Path, rel: &str) -> String {
     std::fs::read_to_string(dir.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))

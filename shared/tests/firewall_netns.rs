@@ -7,8 +7,8 @@ mod common;
 use std::net::Ipv4Addr;
 use std::process::{Child, Command};
 
-use wala::cmd::{Cmd, CmdError, CmdOutput, Runner, SystemRunner};
-use wala::firewall::{self, Backend, RuleState};
+use wala::base::cmd::{Cmd, CmdError, CmdOutput, Runner, SystemRunner};
+use wala::host::firewall::{self, Backend, RuleState};
 
 const WS: Ipv4Addr = Ipv4Addr::new(168, 63, 129, 16);
 
@@ -114,7 +114,7 @@ fn usable() -> bool {
         return false;
     }
     for tool in ["ip", "iptables", "nft", "setpriv", "/usr/bin/python3"] {
-        if wala::cmd::find_program(tool).is_none() {
+        if wala::base::cmd::find_program(tool).is_none() {
             common::skip(&format!(
                 "firewall_netns: {tool} is not installed (apt-get install -y iptables nftables)"
             ));

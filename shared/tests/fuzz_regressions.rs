@@ -13,7 +13,7 @@ fn input(name: &str) -> Vec<u8> {
 /// offset in release).
 #[test]
 fn gpt_extent_with_huge_lba_saturates() {
-    use wala::disk::probe::{gpt_sector_size, probe_bytes, Probe};
+    use wala::host::disk::probe::{gpt_sector_size, probe_bytes, Probe};
     let data = input("disk_probe-gpt-lba-overflow.bin");
     let Probe::Gpt(parts) = probe_bytes(&data) else { panic!("not read as a GPT") };
     let sector = gpt_sector_size(&data).expect("GPT sector size");
@@ -37,7 +37,7 @@ fn gpt_extent_with_huge_lba_saturates() {
 /// output again changed it).
 #[test]
 fn sas_redaction_starts_at_the_first_sas_query() {
-    use wala::extensions::redact_sas_queries as redact_sas;
+    use wala::documents::extensions::redact_sas_queries as redact_sas;
     let text = String::from_utf8(input("ext_events-sas-second-query.txt")).expect("UTF-8");
     let once = redact_sas(&text);
     assert_eq!(once, "https://a?<redacted>");
@@ -61,7 +61,7 @@ fn a_protected_value_running_into_markup_is_not_redacted() {
 
 fn not_redacted(name: &str) {
     let text = String::from_utf8(input(name)).expect("UTF-8");
-    let gs = wala::extensions::parse_extensions_config(&text, Some(1)).expect("the input parses");
+    let gs = wala::documents::extensions::parse_extensions_config(&text, Some(1)).expect("the input parses");
     let secrets: Vec<String> = gs
         .extensions
         .iter()
@@ -70,5 +70,5 @@ fn not_redacted(name: &str) {
         .collect();
     let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
     assert!(text.contains("\"protectedSettings\":"), "{name}: the input changed");
-    assert_eq!(wala::lib_dir::redact(&text, &refs), None, "{name}");
+    assert_eq!(wala::host::lib_dir::redact(&text, &refs), None, "{name}");
 }

@@ -4,8 +4,10 @@
 
 use std::path::PathBuf;
 
-use wala::extensions::{parse_extensions_config, parse_vm_settings, ExtensionsGoalState, VmSettingsDocument};
-use wala::lib_dir::{redact, REDACTED};
+use wala::documents::extensions::{
+    parse_extensions_config, parse_vm_settings, ExtensionsGoalState, VmSettingsDocument,
+};
+use wala::host::lib_dir::{redact, REDACTED};
 
 fn protected(gs: &ExtensionsGoalState) -> Vec<String> {
     gs.extensions

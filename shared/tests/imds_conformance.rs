@@ -7,7 +7,7 @@
 
 mod common;
 
-use wala::imds::{self, ImdsError};
+use wala::documents::imds::{self, ImdsError};
 
 const KINDS: &[&str] = &[
     "imds-instance",

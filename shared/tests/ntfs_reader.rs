@@ -1,4 +1,4 @@
-//! The in-process NTFS root reader (`wala::disk::ntfs`) against volumes made by mkntfs and filled
+//! The in-process NTFS root reader (`wala::host::disk::ntfs`) against volumes made by mkntfs and filled
 //! by ntfscp (ntfs-3g on the build machine, a test-time tool: the guest never needs it). Regular
 //! image files, so no root is needed; skipped, with a SKIP line, where ntfs-3g is missing.
 
@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use wala::disk::ntfs::{root_names, NtfsError};
+use wala::host::disk::ntfs::{root_names, NtfsError};
 
 fn image(files: &[&str]) -> Option<(tempfile::TempDir, PathBuf)> {
     if Command::new("mkntfs").arg("--version").output().is_err() {

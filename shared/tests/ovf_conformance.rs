@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use wala::ovf::{self, OvfEnv, OvfError};
+use wala::documents::ovf::{self, OvfEnv, OvfError};
 
 /// What a document must parse to. Fields left `None` are not checked for that document.
 #[derive(Default)]

@@ -1,7 +1,7 @@
 //! The platform client never goes through a proxy, whatever the environment says. Alone in its
 //! own test binary because it changes the process environment.
 
-use wala::http::{HttpClient, Request, RetryPolicy};
+use wala::platform::http::{HttpClient, Request, RetryPolicy};
 
 #[test]
 fn platform_client_ignores_proxy_environment() {

@@ -11,8 +11,8 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use wala::cmd::find_program;
-use wala::disk::probe::{probe_path, FsKind, Probe, GPT_LINUX_FS, MBR_NTFS};
+use wala::base::cmd::find_program;
+use wala::host::disk::probe::{probe_path, FsKind, Probe, GPT_LINUX_FS, MBR_NTFS};
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.

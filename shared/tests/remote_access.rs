@@ -12,16 +12,16 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use wala::cmd::SystemRunner;
-use wala::conf::Config;
-use wala::daemon::remote_access::RemoteAccessTask;
+use wala::base::cmd::SystemRunner;
+use wala::base::root::HostRoot;
+use wala::crypto::TransportKeys;
+use wala::daemon::remote_access_task::RemoteAccessTask;
 use wala::daemon::{Env, State, Task};
-use wala::http::RetryPolicy;
-use wala::remote_access::{expire_day, parse_expiration};
-use wala::root::HostRoot;
-use wala::wire::client::WireClient;
-use wala::wire::crypto::TransportKeys;
-use wala::wire::endpoint::{Endpoint, Endpoints};
+use wala::documents::conf::Config;
+use wala::host::jit_accounts::{expire_day, parse_expiration};
+use wala::platform::endpoint::{Endpoint, Endpoints};
+use wala::platform::http::RetryPolicy;
+use wala::platform::wireserver::WireClient;
 use wala_fabric::{Fabric, Fault, FaultAction, JitUser, Listener};
 
 fn is_root() -> bool {
@@ -137,7 +137,7 @@ struct Rig {
 impl Rig {
     fn new(host: &Host) -> Self {
         // Certificate work in this process: this test program has no wala-crypto beside it.
-        wala::crypto_helper::answer_in_this_process();
+        wala::crypto::helper::answer_in_this_process();
         let fabric = Fabric::start_builtin().expect("fabric");
         let ep = |a: std::net::SocketAddr| Endpoint::new(a.ip().to_string(), a.port());
         let endpoints =

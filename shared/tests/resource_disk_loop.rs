@@ -19,13 +19,13 @@ use std::sync::Mutex;
 
 use loopdisk::{sh, LoopDisk};
 
-use wala::cmd::{find_program, SystemRunner};
-use wala::disk::mounts::{read_mounts, read_swaps};
-use wala::disk::probe::{probe_path, FsKind, Probe};
-use wala::disk::{
+use wala::base::cmd::{find_program, SystemRunner};
+use wala::base::root::HostRoot;
+use wala::host::disk::mounts::{read_mounts, read_swaps};
+use wala::host::disk::probe::{probe_path, FsKind, Probe};
+use wala::host::disk::{
     apply_disk, plan_for, run_for, DiskAction, DiskOutcome, ResourceDiskSettings, SwapDecision,
 };
-use wala::root::HostRoot;
 
 /// Loop devices, mounts and the one dm-crypt name are machine-wide: one test at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -101,7 +101,7 @@ fn a_file_added_after_the_decision_stops_the_format() {
     fs::write(&src, b"late").unwrap();
     sh("ntfscp", &["--force", &d.part1(), src.to_str().unwrap(), "late.txt"]);
     let err = apply_disk(&root, &SystemRunner, &plan).unwrap_err();
-    assert!(matches!(err, wala::disk::DiskError::Changed { .. }), "{err}");
+    assert!(matches!(err, wala::host::disk::DiskError::Changed { .. }), "{err}");
     assert!(err.to_string().contains("late.txt"), "{err}");
     assert_eq!(probe_part1(&d), Probe::Fs(FsKind::Ntfs));
     assert!(sh("ntfsls", &["-a", &d.part1()]).contains("late.txt"));
@@ -242,7 +242,7 @@ fn no_resource_disk_at_all() {
     let settings =
         ResourceDiskSettings { format: true, enable_swap: true, swap_size_mb: 16, ..Default::default() };
     let fake_root = HostRoot::new(dir.path());
-    assert_eq!(wala::disk::run(&fake_root, &SystemRunner, &settings).unwrap(), DiskOutcome::Nothing);
+    assert_eq!(wala::host::disk::run(&fake_root, &SystemRunner, &settings).unwrap(), DiskOutcome::Nothing);
     let plan = plan_for(&HostRoot::live(), &settings, None).unwrap();
     assert_eq!(plan.action, DiskAction::NoDisk);
     assert_eq!(plan.swap, SwapDecision::Off);

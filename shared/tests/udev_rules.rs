@@ -10,7 +10,7 @@ mod common;
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use wala::disk::discover::{GEN2_SCSI0_ID, NVME_TEMP_MODELS};
+use wala::host::disk::discover::{GEN2_SCSI0_ID, NVME_TEMP_MODELS};
 
 fn rules_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../systemd/udev/66-wala-azure-storage.rules")
@@ -113,7 +113,7 @@ fn parser_rejects_broken_lines() {
 
 #[test]
 fn udevadm_verify_when_available() {
-    let Some(udevadm) = wala::cmd::find_program("udevadm") else {
+    let Some(udevadm) = wala::base::cmd::find_program("udevadm") else {
         common::skip("udevadm verify: udevadm is not installed");
         return;
     };

@@ -4,11 +4,11 @@
 //! The `generation` column says `gen2` when EFI is present (no swap). Every other row is a Gen1 case
 //! or, for waagent's vectors, waagent's `get_instance_id`, which swaps on every VM: both mean
 //! `gen1 = true`. For text that is not a UUID waagent passes it through unchanged; wala refuses it
-//! with an error carrying that same text (see `wala::vmid`), which is what is checked here.
+//! with an error carrying that same text (see `wala::host::vmid`), which is what is checked here.
 
 mod common;
 
-use wala::vmid::{self, VmIdError};
+use wala::host::vmid::{self, VmIdError};
 
 #[test]
 fn reference_vm_id_vectors() {

@@ -6,13 +6,13 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use wala::hostgaplugin::{ContainerIdentity, HostGaPluginClient, VmSettings};
-use wala::http::{HttpClient, HttpError, Request, RetryPolicy};
-use wala::imds::client::ImdsClient;
+use wala::documents::wire::health::{ParamValue, TelemetryEvent};
+use wala::platform::endpoint::{Endpoint, Endpoints};
+use wala::platform::hostgaplugin::{ContainerIdentity, HostGaPluginClient, VmSettings};
+use wala::platform::http::{HttpClient, HttpError, Request, RetryPolicy};
+use wala::platform::imds::ImdsClient;
+use wala::platform::wireserver::WireClient;
 use wala::platform::{CertificateSource, Platform, ProvisioningHealth};
-use wala::wire::client::WireClient;
-use wala::wire::endpoint::{Endpoint, Endpoints};
-use wala::wire::health::{ParamValue, TelemetryEvent};
 use wala_fabric::{Fabric, Fault, FaultAction, Listener, RecordedRequest};
 
 fn endpoint(addr: std::net::SocketAddr) -> Endpoint {
@@ -31,7 +31,7 @@ fn fast() -> RetryPolicy {
 
 fn setup() -> (Fabric, tempfile::TempDir, WireClient) {
     // Certificate work in this process: this test program has no wala-crypto beside it.
-    wala::crypto_helper::answer_in_this_process();
+    wala::crypto::helper::answer_in_this_process();
     let fabric = Fabric::start_builtin().expect("fabric starts");
     let lib = tempfile::tempdir().unwrap();
     let client = WireClient::new(endpoints(&fabric), lib.path()).with_retry_policy(fast());
@@ -171,7 +171,7 @@ fn certificates_round_trip() {
         let mode = std::fs::metadata(lib.path().join(name)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{name}");
     }
-    let summary = wala::wire::parse_certificate_summary(
+    let summary = wala::documents::wire::parse_certificate_summary(
         &std::fs::read_to_string(lib.path().join("Certificates.json")).unwrap(),
     )
     .unwrap();
@@ -360,7 +360,7 @@ fn gone_refetches_goal_state_within_a_bounded_budget() {
     ));
     let err = client.goal_state().unwrap_err();
     assert!(err.is_stale(), "{err}");
-    assert_eq!(wire_requests(&f).len(), 1 + wala::wire::client::STALE_RETRIES as usize);
+    assert_eq!(wire_requests(&f).len(), 1 + wala::platform::wireserver::STALE_RETRIES as usize);
 }
 
 #[test]
@@ -505,9 +505,9 @@ fn one_shot_proxy() -> (std::net::SocketAddr, std::thread::JoinHandle<Vec<String
 #[test]
 fn storage_client_goes_through_the_configured_proxy() {
     let (addr, server) = one_shot_proxy();
-    let proxy = wala::http::ProxySetting { host: addr.ip().to_string(), port: addr.port() };
-    let client = HttpClient::storage(&wala::http::StorageProxy::Configured(proxy));
-    assert_eq!(client.kind(), wala::http::ClientKind::Storage);
+    let proxy = wala::platform::http::ProxySetting { host: addr.ip().to_string(), port: addr.port() };
+    let client = HttpClient::storage(&wala::platform::http::StorageProxy::Configured(proxy));
+    assert_eq!(client.kind(), wala::platform::http::ClientKind::Storage);
     // The target host is never resolved or contacted: the proxy answers.
     let request = Request::get("http://blob.example.invalid/c/b?sv=1&sig=SECRET");
     let resp = client.send_once(&request, Duration::from_secs(5)).unwrap();
@@ -523,7 +523,7 @@ fn storage_https_verifies_the_server_certificate() {
     // A TLS server with a self-signed certificate: the handshake must be refused by the client.
     let dir = tempfile::tempdir().unwrap();
     let lib = dir.path();
-    wala::wire::certs::TransportKeys::load_or_create(lib).unwrap();
+    wala::crypto::openssl_certs::TransportKeys::load_or_create(lib).unwrap();
     let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
     acceptor.set_private_key_file(lib.join("TransportPrivate.pem"), openssl::ssl::SslFiletype::PEM).unwrap();
     acceptor.set_certificate_chain_file(lib.join("TransportCert.pem")).unwrap();
@@ -534,7 +534,7 @@ fn storage_https_verifies_the_server_certificate() {
         let (s, _) = listener.accept().unwrap();
         acceptor.accept(s).is_err()
     });
-    let err = HttpClient::storage(&wala::http::StorageProxy::Environment)
+    let err = HttpClient::storage(&wala::platform::http::StorageProxy::Environment)
         .send_once(&Request::get(format!("https://{addr}/c/b")), Duration::from_secs(5))
         .unwrap_err();
     assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");

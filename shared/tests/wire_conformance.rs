@@ -10,7 +10,7 @@ mod common;
 
 use std::path::Path;
 
-use wala::wire::{
+use wala::documents::wire::{
     self, certificates::PFX_FORMAT, CertificatesPayload, GoalState, WireError, PROTOCOL_VERSION,
 };
 

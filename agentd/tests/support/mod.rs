@@ -93,7 +93,7 @@ exit 0
 
     fn zip(&self, log: &Path) -> Vec<u8> {
         let manifest = self.manifest_json();
-        let mut z = wala::ziparchive::ZipWriter::new(1_700_000_000);
+        let mut z = wala::base::ziparchive::ZipWriter::new(1_700_000_000);
         z.add("HandlerManifest.json", manifest.as_bytes(), 0o644).expect("add");
         z.add("bin/handler.sh", self.script(log).as_bytes(), 0o755).expect("add");
         z.finish().expect("zip")

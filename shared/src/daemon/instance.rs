@@ -11,7 +11,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
-use crate::root::HostRoot;
+use crate::base::root::HostRoot;
 
 /// The lock file, under the root.
 pub const LOCK_FILE: &str = "/run/wala/agentd.lock";

@@ -19,7 +19,7 @@
 
 use std::time::Duration;
 
-use super::{Env, Task, TaskError};
+use crate::daemon::{Env, Task, TaskError};
 
 /// Once start-up has settled (the first goal state is taken in within seconds), then hourly.
 #[derive(Debug)]

@@ -7,30 +7,32 @@
 //!
 //! * [`registry`]: the one list of the tasks the configuration turns on;
 //! * [`state`]: the agent state the tasks share, passed to each in its [`Env`];
-//! * the tasks: [`goal_state`] (poll and status), [`extensions`], [`remote_access`],
-//!   [`firewall`], [`telemetry`], [`logcollect`], [`provisioning_report`], the OS
-//!   [`monitors`], and [`memory`] (one malloc arena; start-up's program pages let go).
+//! * the tasks, each in a file named `<what>_task.rs`: [`goal_state_task`] (poll and status),
+//!   [`extensions_task`], [`remote_access_task`], [`firewall_task`], [`telemetry_task`],
+//!   [`log_collection_task`], [`provisioning_report_task`], the OS [`monitors_task`], and
+//!   [`memory`] (one malloc arena; start-up's program pages let go);
+//! * [`instance`]: one daemon per machine; [`signals`]: SIGTERM, SIGINT, SIGHUP.
 
-pub mod extensions;
-pub mod firewall;
-pub mod goal_state;
+pub mod extensions_task;
+pub mod firewall_task;
+pub mod goal_state_task;
 pub mod instance;
-pub mod logcollect;
+pub mod log_collection_task;
 pub mod memory;
-pub mod monitors;
-pub mod provisioning_report;
+pub mod monitors_task;
+pub mod provisioning_report_task;
 pub mod registry;
-pub mod remote_access;
+pub mod remote_access_task;
 pub mod scheduler;
 pub mod signals;
 pub mod state;
-pub mod telemetry;
+pub mod telemetry_task;
 
 use std::time::Duration;
 
-use crate::cmd::Runner;
-use crate::conf::Config;
-use crate::root::HostRoot;
+use crate::base::cmd::Runner;
+use crate::base::root::HostRoot;
+use crate::documents::conf::Config;
 
 pub use registry::{all_tasks, standard_tasks, Overrides};
 pub use scheduler::run;
@@ -117,7 +119,7 @@ pub struct Summary {
 pub struct Owned {
     pub root: HostRoot,
     pub config: Config,
-    pub runner: crate::cmd::SystemRunner,
+    pub runner: crate::base::cmd::SystemRunner,
 }
 
 /// `Pid.File`: the daemon's pid while it runs, as waagent's daemon writes it (scripts and monitors
@@ -134,7 +136,11 @@ impl PidFile {
     pub fn write(root: &HostRoot, pid_file: &std::path::Path) -> Option<Self> {
         let path = root.path(pid_file);
         let pid = std::process::id().to_string();
-        match crate::files::write_atomic(&path, pid.as_bytes(), crate::files::WriteOptions::mode(0o644)) {
+        match crate::base::files::write_atomic(
+            &path,
+            pid.as_bytes(),
+            crate::base::files::WriteOptions::mode(0o644),
+        ) {
             Ok(()) => Some(Self { path, pid }),
             Err(e) => {
                 log::warn!("Pid.File: {e}");

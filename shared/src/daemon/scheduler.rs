@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::signals::SignalFd;
-use super::{DaemonError, Env, Lane, Limits, Owned, State, Summary, Task};
+use crate::daemon::signals::SignalFd;
+use crate::daemon::{DaemonError, Env, Lane, Limits, Owned, State, Summary, Task};
 
 const SIGNAL: mio::Token = mio::Token(0);
 const WORKER_DONE: mio::Token = mio::Token(1);
@@ -127,7 +127,7 @@ pub fn run(
     };
 
     let mut events = mio::Events::with_capacity(8);
-    crate::notify::notify("READY=1");
+    crate::base::notify::notify("READY=1");
     log::info!("wala-agentd {} running", crate::VERSION);
     let mut stopped_by_signal = None;
     'outer: loop {
@@ -174,12 +174,12 @@ pub fn run(
     // Stopped by a signal, the workers are abandoned: an extension command one still runs dies
     // with the daemon.
     if stopped_by_signal.is_some() {
-        let killed = crate::cmd::kill_running_groups();
+        let killed = crate::base::cmd::kill_running_groups();
         if killed > 0 {
             log::info!("killed {killed} command(s) still running");
         }
     }
-    crate::notify::notify("STOPPING=1");
+    crate::base::notify::notify("STOPPING=1");
     let usage = super::resource_usage();
     log::info!(
         "wala-agentd stopping after {} wake-ups, {} task runs ({} failed); RSS {} KiB, peak {} KiB, CPU {} ms",
@@ -251,16 +251,16 @@ fn own_worker(shared: &Shared, mut s: Scheduled) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conf::Config;
+    use crate::base::root::HostRoot;
     use crate::daemon::TaskError;
-    use crate::root::HostRoot;
+    use crate::documents::conf::Config;
     use std::sync::Mutex;
 
     fn owned() -> Owned {
         Owned {
             root: HostRoot::new("/nonexistent"),
             config: Config::default(),
-            runner: crate::cmd::SystemRunner,
+            runner: crate::base::cmd::SystemRunner,
         }
     }
 

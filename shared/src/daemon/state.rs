@@ -8,10 +8,10 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread::Thread;
 
+use crate::documents::extensions::ExtensionsGoalState;
+use crate::documents::wire::GoalState;
 use crate::extensions::lifecycle::Extensions;
-use crate::extensions::ExtensionsGoalState;
-use crate::hostgaplugin::ContainerIdentity;
-use crate::wire::GoalState;
+use crate::platform::hostgaplugin::ContainerIdentity;
 
 /// An extensions goal state for the extensions task to bring the handlers to.
 #[derive(Debug, Clone)]
@@ -86,7 +86,7 @@ impl State {
             slot.pending = Some(handoff);
             slot.handed_off += 1;
         }
-        self.kick(super::extensions::NAME);
+        self.kick(super::extensions_task::NAME);
     }
 
     /// The newest hand-off not yet taken, with its number for [`State::extensions_done`].
@@ -104,7 +104,7 @@ impl State {
             slot.done = slot.done.max(processed.number);
             slot.processed = Some(processed);
         }
-        self.kick(super::goal_state::NAME);
+        self.kick(super::goal_state_task::NAME);
     }
 
     /// The status reporter has taken in the results up to hand-off `number` (`u64::MAX`: every

@@ -7,11 +7,11 @@
 
 use std::time::Duration;
 
-use super::download::{Channels, Downloader, UnpackLimits};
-use super::{parse_artifacts_profile, ExtensionsGoalState};
-use crate::hostgaplugin::{ContainerIdentity, HostGaPluginClient};
-use crate::http::HttpClient;
-use crate::limits::Document;
+use crate::base::limits::Document;
+use crate::documents::extensions::{parse_artifacts_profile, ExtensionsGoalState};
+use crate::extensions::download::{Channels, Downloader, UnpackLimits};
+use crate::platform::hostgaplugin::{ContainerIdentity, HostGaPluginClient};
+use crate::platform::http::HttpClient;
 
 /// Bound on fetching the profile over both channels.
 pub const FETCH_DEADLINE: Duration = Duration::from_secs(60);

@@ -7,8 +7,8 @@
 //! handlers named in `CGroups.Excluded`. Without systemd, or with `CGroups.Enabled=n`, a command
 //! runs plainly.
 
-use crate::cmd::Cmd;
-use crate::root::HostRoot;
+use crate::base::cmd::Cmd;
+use crate::base::root::HostRoot;
 
 /// What the configuration and the host allow.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -39,7 +39,7 @@ impl Limits {
 }
 
 impl CgroupPolicy {
-    pub fn new(config: &crate::conf::Config, root: &HostRoot) -> Self {
+    pub fn new(config: &crate::documents::conf::Config, root: &HostRoot) -> Self {
         let systemd = root.path("/run/systemd/system").is_dir();
         Self {
             scope: config.cgroups_enabled && systemd,
@@ -63,7 +63,7 @@ impl CgroupPolicy {
     /// The command that runs `/bin/sh -c <script>` for `handler`: either itself, or wrapped in
     /// `systemd-run --scope`; arguments added to it go to the shell (`$0`, `$1`, ...), so nothing
     /// but `script` is parsed by the shell. `unit` names the scope (`<operation>_<uuid>`).
-    /// `handler` is a checked handler name ([`super::names`]) and only goes into an argument.
+    /// `handler` is a checked handler name ([`names`](crate::documents::extensions::names)) and only goes into an argument.
     pub fn command(&self, handler: &str, unit: &str, limits: Limits, script: &str) -> Cmd {
         if !self.scope && !self.applies_to(handler) {
             return Cmd::new("/bin/sh").arg("-c").arg(script);
@@ -89,10 +89,10 @@ impl CgroupPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmd::Runner;
+    use crate::base::cmd::Runner;
 
     fn policy(root: &std::path::Path, enforce: bool) -> CgroupPolicy {
-        let config = crate::conf::Config { cgroups_enforce_limits: enforce, ..Default::default() };
+        let config = crate::documents::conf::Config { cgroups_enforce_limits: enforce, ..Default::default() };
         CgroupPolicy::new(&config, &HostRoot::new(root))
     }
 
@@ -103,17 +103,17 @@ mod tests {
         let p = policy(tmp.path(), false);
         let limits = Limits { cpu_quota_percent: Some(5), memory_mb: Some(100) };
         let cmd = p.command("Pub.Agent", "install_1", limits, "bin/x install");
-        let fake = crate::cmd::FakeRunner::new();
+        let fake = crate::base::cmd::FakeRunner::new();
         fake.run(&cmd).expect("run");
         assert_eq!(
             fake.command_lines(),
             ["systemd-run --unit=install_1 --scope --slice=azure-vmextensions-Pub.Agent.slice --property=CPUAccounting=yes --property=MemoryAccounting=yes /bin/sh -c bin/x install"],
             "a scope of its own, without the limits that are not enforced"
         );
-        let off = crate::conf::Config { cgroups_enabled: false, ..Default::default() };
+        let off = crate::documents::conf::Config { cgroups_enabled: false, ..Default::default() };
         let plain =
             CgroupPolicy::new(&off, &HostRoot::new(tmp.path())).command("Pub.Agent", "u", limits, "x");
-        let fake = crate::cmd::FakeRunner::new();
+        let fake = crate::base::cmd::FakeRunner::new();
         fake.run(&plain).expect("run");
         assert_eq!(fake.command_lines(), ["/bin/sh -c x"]);
     }
@@ -129,7 +129,7 @@ mod tests {
         assert!(!p.applies_to("Microsoft.Azure.Extensions.CustomScript"), "default exclusion");
         assert!(!p.applies_to("Microsoft.CPlat.Core.RunCommand"));
 
-        let fake = crate::cmd::FakeRunner::new();
+        let fake = crate::base::cmd::FakeRunner::new();
         let limits = Limits::from_manifest(Some(
             &serde_json::json!({"cpuQuotaPercentage": 25, "memoryQuotaInMB": 300}),
         ));

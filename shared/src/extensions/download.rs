@@ -22,12 +22,12 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::handler::HandlerDir;
-use super::manifest::{parse_manifest, PluginVersionManifest};
-use crate::hostgaplugin::{ArtifactRequest, ContainerIdentity, HostGaPluginClient};
-use crate::http::{HttpClient, Request};
-use crate::limits::Document;
-use crate::ziparchive::{ReadLimits, Source, ZipReader};
+use crate::base::limits::Document;
+use crate::base::ziparchive::{ReadLimits, Source, ZipReader};
+use crate::documents::extensions::manifest::{parse_manifest, PluginVersionManifest};
+use crate::extensions::handler::HandlerDir;
+use crate::platform::hostgaplugin::{ArtifactRequest, ContainerIdentity, HostGaPluginClient};
+use crate::platform::http::{HttpClient, Request};
 
 /// The bound on one whole download walk (manifest or package), as waagent's.
 pub const DOWNLOAD_DEADLINE: Duration = Duration::from_secs(300);
@@ -50,7 +50,7 @@ pub enum DownloadError {
     TooLarge { name: String, limit: u64, errors: Vec<String> },
     /// A file could not be written.
     #[error("Failed to download artifacts: {0}")]
-    File(#[from] crate::files::FileError),
+    File(#[from] crate::base::files::FileError),
 }
 
 /// Which channel is tried first; shared by every download of the daemon (waagent keeps one
@@ -94,7 +94,7 @@ struct Missed(Vec<String>);
 
 impl Downloader<'_> {
     /// `Wala.ExtensionPackageMaxDownloadMB` in bytes.
-    pub fn max_package_size(config: &crate::conf::Config) -> u64 {
+    pub fn max_package_size(config: &crate::documents::conf::Config) -> u64 {
         config.wala_extension_package_max_download_mb.saturating_mul(1024 * 1024)
     }
 
@@ -119,9 +119,9 @@ impl Downloader<'_> {
                 let line = |e: &str| {
                     format!(
                         "{} via {}: {}",
-                        crate::logging::redact_sas(&uri),
+                        crate::base::logging::redact_sas(&uri),
                         if hgap { "HostGAPlugin" } else { "direct" },
-                        crate::logging::redact_sas(e)
+                        crate::base::logging::redact_sas(e)
                     )
                 };
                 match try_one(&uri, hgap, remaining) {
@@ -190,7 +190,7 @@ impl Downloader<'_> {
         let (bytes, uri) = self.fetch(channels, uris, None, Document::ExtensionManifest)?;
         let text = String::from_utf8_lossy(&bytes);
         let manifest = parse_manifest(&text).map_err(|e| DownloadError::Manifest {
-            uri: crate::logging::redact_sas(&uri),
+            uri: crate::base::logging::redact_sas(&uri),
             reason: e.to_string(),
         })?;
         Ok((manifest, uri))
@@ -248,7 +248,7 @@ impl Downloader<'_> {
         // Left by a daemon stopped in the middle of a download.
         let _ = std::fs::remove_file(&part);
         if let Some(parent) = zip.parent() {
-            crate::files::ensure_dir(parent, 0o755)?;
+            crate::base::files::ensure_dir(parent, 0o755)?;
         }
         let mut too_large = false;
         let walked = self.walk(channels, uris, |uri, hgap, remaining| {
@@ -257,7 +257,7 @@ impl Downloader<'_> {
                 std::fs::rename(&part, zip).map_err(|e| {
                     Miss::Channel(format!("renaming {} to {}: {e}", part.display(), zip.display()))
                 })?;
-                let _ = crate::files::sync_dir(zip.parent().unwrap_or(Path::new("/")));
+                let _ = crate::base::files::sync_dir(zip.parent().unwrap_or(Path::new("/")));
                 log::info!(
                     "{name}: downloaded {bytes} byte(s) {}",
                     if hgap { "through the HostGAPlugin" } else { "directly" }
@@ -306,7 +306,9 @@ impl Downloader<'_> {
             .map_err(|e| Miss::Channel(format!("creating {}: {e}", part.display())))?;
         let mut out = &file;
         let limit = self.max_package_size;
-        let over = |e: &crate::http::HttpError| matches!(e, crate::http::HttpError::TooLarge { .. });
+        let over = |e: &crate::platform::http::HttpError| {
+            matches!(e, crate::platform::http::HttpError::TooLarge { .. })
+        };
         let written = if hgap {
             let req = ArtifactRequest {
                 location: uri,
@@ -316,7 +318,7 @@ impl Downloader<'_> {
             };
             self.hgap.extension_artifact_to(self.who, &req, remaining, limit, &mut out).map_err(
                 |e| match &e {
-                    crate::hostgaplugin::HostGaPluginError::Http(h) if over(h) => self.too_large(),
+                    crate::platform::hostgaplugin::HostGaPluginError::Http(h) if over(h) => self.too_large(),
                     _ => Miss::Channel(e.to_string()),
                 },
             )?
@@ -348,8 +350,8 @@ impl Downloader<'_> {
 
     /// The downloaded file is a zip whose central directory passes the unpack limits.
     fn verify(&self, part: &Path) -> Result<(), UnpackError> {
-        let src = crate::ziparchive::FileSource::open(part)
-            .map_err(|e| UnpackError::File(crate::files::FileError::new("open", part, e)))?;
+        let src = crate::base::ziparchive::FileSource::open(part)
+            .map_err(|e| UnpackError::File(crate::base::files::FileError::new("open", part, e)))?;
         let limits = ReadLimits {
             max_entries: self.unpack_limits.max_entries,
             max_total_size: self.unpack_limits.max_size,
@@ -376,7 +378,7 @@ pub fn partial_path(zip: &Path) -> PathBuf {
 fn shuffled(uris: &[String]) -> Vec<String> {
     let mut v = uris.to_vec();
     let mut seed = [0u8; 8];
-    if crate::random::fill(&mut seed).is_err() {
+    if crate::base::random::fill(&mut seed).is_err() {
         return v;
     }
     let mut x = u64::from_le_bytes(seed) | 1;
@@ -394,11 +396,11 @@ fn shuffled(uris: &[String]) -> Vec<String> {
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
     #[error("not a readable zip: {0}")]
-    Zip(#[from] crate::ziparchive::ZipError),
+    Zip(#[from] crate::base::ziparchive::ZipError),
     #[error("entry {name:?} is refused: {why}")]
     Unsafe { name: String, why: &'static str },
     #[error("{0}")]
-    File(#[from] crate::files::FileError),
+    File(#[from] crate::base::files::FileError),
     /// The target is not a directory name inside its parent.
     #[error("cannot unpack here: {0}")]
     Target(String),
@@ -429,7 +431,7 @@ pub struct UnpackLimits {
 }
 
 impl UnpackLimits {
-    pub fn from_config(config: &crate::conf::Config) -> Self {
+    pub fn from_config(config: &crate::documents::conf::Config) -> Self {
         Self {
             max_entries: usize::try_from(config.wala_extension_package_max_entries).unwrap_or(usize::MAX),
             max_size: config.wala_extension_package_max_size_mb.saturating_mul(1024 * 1024),
@@ -439,7 +441,7 @@ impl UnpackLimits {
 
 impl Default for UnpackLimits {
     fn default() -> Self {
-        Self::from_config(&crate::conf::Config::default())
+        Self::from_config(&crate::documents::conf::Config::default())
     }
 }
 
@@ -458,8 +460,8 @@ pub fn unpack(bytes: &[u8], target: &Path, limits: UnpackLimits) -> Result<(), U
 
 /// Unpack the zip file `zip` into `target`, reading it in place ([`unpack_from`]).
 pub fn unpack_file(zip: &Path, target: &Path, limits: UnpackLimits) -> Result<(), UnpackError> {
-    let src = crate::ziparchive::FileSource::open(zip)
-        .map_err(|e| UnpackError::File(crate::files::FileError::new("open", zip, e)))?;
+    let src = crate::base::ziparchive::FileSource::open(zip)
+        .map_err(|e| UnpackError::File(crate::base::files::FileError::new("open", zip, e)))?;
     unpack_from(&src, target, limits)
 }
 
@@ -494,11 +496,14 @@ pub fn unpack_from<S: Source + ?Sized>(
     drop(files);
     let parent = target.parent().unwrap_or(Path::new("/"));
     let leaf = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = super::names::join_under(parent, &format!(".{leaf}.unpack-{}", std::process::id()))
-        .map_err(|e| UnpackError::Target(e.to_string()))?;
-    crate::files::ensure_dir(parent, 0o755)?;
+    let tmp = crate::documents::extensions::names::join_under(
+        parent,
+        &format!(".{leaf}.unpack-{}", std::process::id()),
+    )
+    .map_err(|e| UnpackError::Target(e.to_string()))?;
+    crate::base::files::ensure_dir(parent, 0o755)?;
     let _ = std::fs::remove_dir_all(&tmp);
-    let io = |op, p: &Path, e| UnpackError::File(crate::files::FileError::new(op, p, e));
+    let io = |op, p: &Path, e| UnpackError::File(crate::base::files::FileError::new(op, p, e));
     let mut dirs = std::fs::DirBuilder::new();
     dirs.recursive(true).mode(DIR_MODE);
     let write = || -> Result<(), UnpackError> {
@@ -548,7 +553,7 @@ mod tests {
     use super::*;
 
     fn zip(files: &[(&str, &str, u32)]) -> Vec<u8> {
-        let mut z = crate::ziparchive::ZipWriter::new(0);
+        let mut z = crate::base::ziparchive::ZipWriter::new(0);
         for (n, d, m) in files {
             z.add(n, d.as_bytes(), *m).expect("add");
         }
@@ -611,7 +616,7 @@ mod tests {
     #[test]
     fn a_ratio_bomb_is_refused_before_anything_is_unpacked() {
         let limit = UnpackLimits::default().max_size;
-        let bomb = crate::ziparchive::hostile::ratio_bomb(limit / (1 << 20) + 1);
+        let bomb = crate::base::ziparchive::hostile::ratio_bomb(limit / (1 << 20) + 1);
         assert!(bomb.len() < 1_200_000, "a {} byte package", bomb.len());
         let (result, dir) = unpack_fresh(&bomb);
         let err = result.expect_err("refused").to_string();
@@ -621,7 +626,7 @@ mod tests {
         );
         nothing_left(&dir);
         // Under a limit that allows it, the same shape unpacks (a smaller one, to spare the disk).
-        let (result, dir) = unpack_fresh(&crate::ziparchive::hostile::ratio_bomb(3));
+        let (result, dir) = unpack_fresh(&crate::base::ziparchive::hostile::ratio_bomb(3));
         result.expect("3 MiB is within the limit");
         let file = dir.path().join("X-1.0/zeros.bin");
         assert_eq!(std::fs::metadata(file).expect("unpacked").len(), 3 << 20);
@@ -630,12 +635,12 @@ mod tests {
     #[test]
     fn overlapping_entries_are_refused() {
         // 1000 entries sharing one 1 MiB stream: 1 GiB from a 2 KiB package.
-        let bomb = crate::ziparchive::hostile::overlap_bomb(1000, 1);
+        let bomb = crate::base::ziparchive::hostile::overlap_bomb(1000, 1);
         let (result, dir) = unpack_fresh(&bomb);
         let err = result.expect_err("refused").to_string();
         assert!(err.contains("entries \"bomb.bin\" and \"bomb.bin\" overlap"), "{err}");
         nothing_left(&dir);
-        let (result, dir) = unpack_fresh(&crate::ziparchive::hostile::nested_overlap());
+        let (result, dir) = unpack_fresh(&crate::base::ziparchive::hostile::nested_overlap());
         let err = result.expect_err("refused").to_string();
         assert!(err.contains("entries \"outer.txt\" and \"inner.txt\" overlap"), "{err}");
         nothing_left(&dir);
@@ -644,7 +649,7 @@ mod tests {
     #[test]
     fn too_many_entries_are_refused() {
         let limit = UnpackLimits::default().max_entries;
-        let (result, dir) = unpack_fresh(&crate::ziparchive::hostile::many_entries(limit + 1));
+        let (result, dir) = unpack_fresh(&crate::base::ziparchive::hostile::many_entries(limit + 1));
         let err = result.expect_err("refused").to_string();
         assert!(
             err.ends_with(&format!("has {} entries, more than the limit of {limit}", limit + 1)),

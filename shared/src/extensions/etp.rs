@@ -27,9 +27,11 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::events::{is_event_file_name, parse_event_file, ExtensionEvent, MAX_EVENT_FILE_SIZE};
-use crate::telemetry::Common;
-use crate::wire::health::{ParamValue, TelemetryEvent};
+use crate::documents::extensions::events::{
+    is_event_file_name, parse_event_file, ExtensionEvent, MAX_EVENT_FILE_SIZE,
+};
+use crate::documents::wire::health::{ParamValue, TelemetryEvent};
+use crate::platform::telemetry::Common;
 
 /// waagent's `GuestAgentGenericLogs` provider and event id, which extension events go to.
 pub const PROVIDER: &str = "FFF0196F-EE4C-4EAF-9AA5-776F622DEB4F";
@@ -72,7 +74,7 @@ pub fn collect(log_dir: &Path) -> Collection {
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
-            super::names::check_handler_name(&name).ok()?;
+            crate::documents::extensions::names::check_handler_name(&name).ok()?;
             Some((name, e.path()))
         })
         .collect();
@@ -224,7 +226,7 @@ pub fn to_wire(c: &Collected, common: &Common) -> TelemetryEvent {
         params: vec![
             ("GAVersion".into(), s(&format!("wala-{}", crate::VERSION))),
             ("ContainerId".into(), s(&common.container_id)),
-            ("OpcodeName".into(), s(&crate::logging::timestamp(c.file_time))),
+            ("OpcodeName".into(), s(&crate::base::logging::timestamp(c.file_time))),
             ("EventTid".into(), s(&e.event_tid)),
             ("EventPid".into(), s(&e.event_pid)),
             ("TaskName".into(), s(&e.task_name)),
@@ -243,7 +245,7 @@ pub fn to_wire(c: &Collected, common: &Common) -> TelemetryEvent {
 
 /// The daemon's collector and sender of extension events.
 pub struct EtpTask {
-    pub client: crate::wire::client::WireClient,
+    pub client: crate::platform::wireserver::WireClient,
     pub common: Common,
     pub period: Duration,
     pending: VecDeque<TelemetryEvent>,
@@ -258,9 +260,9 @@ impl std::fmt::Debug for EtpTask {
 impl EtpTask {
     /// The task, on `Debug.EtpCollectionPeriod`.
     pub fn new(
-        client: crate::wire::client::WireClient,
+        client: crate::platform::wireserver::WireClient,
         common: Common,
-        config: &crate::conf::Config,
+        config: &crate::documents::conf::Config,
     ) -> Self {
         let period = Duration::from_secs(config.etp_collection_period.max(1));
         Self { client, common, period, pending: VecDeque::new() }

@@ -1,7 +1,7 @@
 //! Running a handler's commands as waagent does (wire.md §10.4): the manifest's command line,
 //! resolved inside the handler's directory and run by `/bin/sh`, in that directory, in its own
 //! process group (killed whole at the timeout, and when the daemon stops:
-//! [`crate::cmd::kill_running_groups`]), with waagent's environment variables under the agent's
+//! [`crate::base::cmd::kill_running_groups`]), with waagent's environment variables under the agent's
 //! own environment (which wins on a clash, proxies included). stdout and stderr go to files in
 //! the handler directory and only their last [`OUTPUT_TAIL`] bytes are ever read, so an extension
 //! that leaves a background child holding them does not hold the agent up, and one that writes
@@ -18,7 +18,7 @@
 //! ```
 //!
 //! * The base directory is an argument (`$0`), never part of the script: whatever `Lib.Dir` or
-//!   the (already checked, [`super::names`]) name and version contain, the shell expands it as
+//!   the (already checked, [`names`](crate::documents::extensions::names)) name and version contain, the shell expands it as
 //!   one quoted word and never parses it. Nothing else from the platform reaches the line; settings
 //!   go to files and the sequence number, version and extension name to environment variables.
 //! * The manifest command (`bin/custom-script-shim enable`, `scripts/install.sh -install`,
@@ -33,9 +33,9 @@
 use std::io::Write;
 use std::time::Duration;
 
-use super::cgroups::{CgroupPolicy, Limits};
-use super::handler::HandlerDir;
-use crate::cmd::{read_tail, CmdError, Runner};
+use crate::base::cmd::{read_tail, CmdError, Runner};
+use crate::extensions::cgroups::{CgroupPolicy, Limits};
+use crate::extensions::handler::HandlerDir;
 
 /// The operations of a handler, with waagent's timeouts and error codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,7 +137,7 @@ impl CommandOutcome {
                 None => "was killed by a signal".to_string(),
             }
         };
-        crate::logging::redact_sas(&format!(
+        crate::base::logging::redact_sas(&format!(
             "Non-zero exit code: {}, {handler} {} command `{command}` {what}\n{}",
             self.exit_code_text(),
             op.name(),
@@ -194,7 +194,7 @@ pub fn run(
     env: &CommandEnv,
 ) -> Result<CommandOutcome, ExecError> {
     let script = shell_script(command);
-    let unit = format!("{}_{}", op.name(), crate::hostgaplugin::correlation_id());
+    let unit = format!("{}_{}", op.name(), crate::platform::hostgaplugin::correlation_id());
     let timeout = env.timeout.unwrap_or(op.timeout());
     let (stdout, stderr) = output_files(dir, op);
     let mut cmd = cgroups
@@ -254,7 +254,7 @@ fn format_output(stdout: &[u8], stderr: &[u8]) -> String {
 
 /// Append to `<log dir>/CommandExecution.log` (best effort).
 fn append_command_log(dir: &HandlerDir, op: Operation, command: &str, outcome: &CommandOutcome) {
-    let _ = crate::files::ensure_dir(dir.log_dir(), 0o755);
+    let _ = crate::base::files::ensure_dir(dir.log_dir(), 0o755);
     let path = dir.log_dir().join("CommandExecution.log");
     if std::fs::metadata(&path).is_ok_and(|m| m.len() > 10 * 1024 * 1024) {
         let _ = std::fs::remove_file(&path);
@@ -263,11 +263,11 @@ fn append_command_log(dir: &HandlerDir, op: Operation, command: &str, outcome: &
         let _ = writeln!(
             f,
             "{} {} `{command}`: exit {}{}\n{}",
-            crate::logging::timestamp(std::time::SystemTime::now()),
+            crate::base::logging::timestamp(std::time::SystemTime::now()),
             op.name(),
             outcome.exit_code_text(),
             if outcome.timed_out { " (timed out)" } else { "" },
-            crate::logging::redact_sas(&outcome.output)
+            crate::base::logging::redact_sas(&outcome.output)
         );
     }
 }
@@ -297,7 +297,7 @@ mod tests {
             ..Default::default()
         };
         let out = run(
-            &crate::cmd::SystemRunner,
+            &crate::base::cmd::SystemRunner,
             &CgroupPolicy::default(),
             Limits::default(),
             &dir,
@@ -334,7 +334,7 @@ mod tests {
         let started = std::time::Instant::now();
         let enable = |command: &str| {
             run(
-                &crate::cmd::SystemRunner,
+                &crate::base::cmd::SystemRunner,
                 &CgroupPolicy::default(),
                 Limits::default(),
                 &dir,
@@ -371,7 +371,7 @@ mod tests {
     fn enable(dir: &HandlerDir, command: &str, env: &CommandEnv) -> CommandOutcome {
         for _ in 0..20 {
             let out = run(
-                &crate::cmd::SystemRunner,
+                &crate::base::cmd::SystemRunner,
                 &CgroupPolicy::default(),
                 Limits::default(),
                 dir,

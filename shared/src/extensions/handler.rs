@@ -3,7 +3,7 @@
 //! `config/` (settings files, `HandlerState`, `HandlerStatus`), `status/` (the extension's status
 //! files) and `heartbeat.log`; logs in `<Extension.LogDir>/<Name>/`.
 //!
-//! Paths are host paths already joined to the [`HostRoot`](crate::root::HostRoot): what the
+//! Paths are host paths already joined to the [`HostRoot`](crate::base::root::HostRoot): what the
 //! extension sees in `HandlerEnvironment.json` is where the files really are.
 
 use std::path::{Path, PathBuf};
@@ -11,14 +11,16 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use super::goal_state::{Extension, ExtensionSettings};
-use super::handler_environment::{render_handler_environment, HandlerEnvironment};
-use super::handler_manifest::{parse_handler_manifest, HandlerManifest};
-use super::names::{self, NameError};
-use super::status::{parse_heartbeat, parse_status_file, ExtensionStatus, Heartbeat, StatusFileError};
-use super::FlexibleVersion;
-use crate::files::{ensure_dir, write_atomic, FileError, WriteOptions};
-use crate::limits::{self, Document};
+use crate::base::files::{ensure_dir, write_atomic, FileError, WriteOptions};
+use crate::base::limits::{self, Document};
+use crate::documents::extensions::extensions_goal_state::{Extension, ExtensionSettings};
+use crate::documents::extensions::handler_environment::{render_handler_environment, HandlerEnvironment};
+use crate::documents::extensions::handler_manifest::{parse_handler_manifest, HandlerManifest};
+use crate::documents::extensions::names::{self, NameError};
+use crate::documents::extensions::status::{
+    parse_heartbeat, parse_status_file, ExtensionStatus, Heartbeat, StatusFileError,
+};
+use crate::documents::extensions::FlexibleVersion;
 
 /// `config/HandlerState` (plain text).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +82,7 @@ pub enum HandlerError {
 }
 
 /// One handler version on disk. Made only by [`HandlerDir::new`], which checks the name and
-/// version ([`super::names`]), so every path below is inside `Lib.Dir` or `Extension.LogDir`.
+/// version ([`names`](crate::documents::extensions::names)), so every path below is inside `Lib.Dir` or `Extension.LogDir`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HandlerDir {
     name: String,
@@ -250,12 +252,15 @@ impl HandlerDir {
         handler: &Extension,
         settings: Option<&ExtensionSettings>,
     ) -> Result<PathBuf, HandlerError> {
-        let path = names::join_under(&self.config_dir(), &super::settings_file_name(handler, settings))?;
+        let path = names::join_under(
+            &self.config_dir(),
+            &crate::documents::extensions::settings_file_name(handler, settings),
+        )?;
         if let (Some(s), true) = (settings, handler.is_multi_config) {
             names::check_extension_name(&s.name)?;
         }
         ensure_dir(&self.config_dir(), 0o700)?;
-        let text = super::render_settings(settings);
+        let text = crate::documents::extensions::render_settings(settings);
         write_atomic(&path, text.expose().as_bytes(), WriteOptions::mode(0o600))?;
         Ok(path)
     }
@@ -401,7 +406,7 @@ pub fn installed_versions(lib: &Path, log_root: &Path, name: &str) -> Vec<Handle
 
 /// Every handler directory under `lib` (`<Name>-<dotted version>` holding a
 /// `HandlerManifest.json`), except the agent's own `WALinuxAgent-*` packages. A directory whose
-/// name is not a handler name and version ([`super::names`]) is not a handler: it is left alone.
+/// name is not a handler name and version ([`names`](crate::documents::extensions::names)) is not a handler: it is left alone.
 pub fn handler_dirs(lib: &Path, log_root: &Path) -> Vec<HandlerDir> {
     std::fs::read_dir(lib)
         .into_iter()
@@ -498,7 +503,7 @@ mod tests {
         )
         .expect("w");
         let (s, _) = d.read_status(None, 3).expect("present");
-        assert_eq!(s.expect("valid").status, super::super::status::StatusValue::Success);
+        assert_eq!(s.expect("valid").status, crate::documents::extensions::status::StatusValue::Success);
         std::fs::write(d.status_file(Some("a"), 1).expect("status file"), "{not json").expect("w");
         assert!(d.read_status(Some("a"), 1).expect("present").0.is_err());
         assert!(d.heartbeat(SystemTime::now()).is_none());

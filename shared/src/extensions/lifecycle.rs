@@ -10,17 +10,19 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::cgroups::{CgroupPolicy, Limits};
-use super::download::{Channels, Downloader, CODE_DOWNLOAD_FAILED};
-use super::exec::{self, CommandEnv, Operation};
-use super::goal_state::{Extension, ExtensionSettings, ExtensionState, ExtensionsGoalState};
-use super::handler::{installed_versions, HandlerDir, HandlerState};
-use super::handler_manifest::{HandlerManifest, UpdateMode};
-use super::status::StatusValue;
-use super::FlexibleVersion;
-use crate::cmd::{Cmd, Runner};
-use crate::conf::Config;
-use crate::root::HostRoot;
+use crate::base::cmd::{Cmd, Runner};
+use crate::base::root::HostRoot;
+use crate::documents::conf::Config;
+use crate::documents::extensions::extensions_goal_state::{
+    Extension, ExtensionSettings, ExtensionState, ExtensionsGoalState,
+};
+use crate::documents::extensions::handler_manifest::{HandlerManifest, UpdateMode};
+use crate::documents::extensions::status::StatusValue;
+use crate::documents::extensions::FlexibleVersion;
+use crate::extensions::cgroups::{CgroupPolicy, Limits};
+use crate::extensions::download::{Channels, Downloader, CODE_DOWNLOAD_FAILED};
+use crate::extensions::exec::{self, CommandEnv, Operation};
+use crate::extensions::handler::{installed_versions, HandlerDir, HandlerState};
 
 /// How often a dependency's status file is checked.
 pub const DEPENDENCY_POLL: Duration = Duration::from_secs(5);
@@ -295,8 +297,10 @@ impl Extensions {
             code: CODE_DOWNLOAD_FAILED,
             message: format!("invalid version {}: {why}", h.version),
         })?;
-        let name_err =
-            |e: super::names::NameError| Failure { code: CODE_DOWNLOAD_FAILED, message: e.to_string() };
+        let name_err = |e: crate::documents::extensions::names::NameError| Failure {
+            code: CODE_DOWNLOAD_FAILED,
+            message: e.to_string(),
+        };
         let exact = HandlerDir::new(&lib, &logs, &h.name, &h.version).map_err(name_err)?;
         if matches!(exact.state(), HandlerState::Installed | HandlerState::Enabled) {
             return Ok((exact, None));
@@ -637,7 +641,7 @@ mod tests {
             <Plugin name="P.C" version="1.0"><DependsOn dependencyLevel="1"></DependsOn><RuntimeSettings seqNo="1">{"runtimeSettings":[{"handlerSettings":{"publicSettings":{}}}]}</RuntimeSettings></Plugin>
             <Plugin name="P.D" version="1.0"><DependsOn dependencyLevel="3"></DependsOn><RuntimeSettings seqNo="1">{"runtimeSettings":[{"handlerSettings":{"publicSettings":{}}}]}</RuntimeSettings></Plugin>
           </PluginSettings></Extensions>"#;
-        let gs = super::super::parse_extensions_config(xml, Some(1)).expect("parse");
+        let gs = crate::documents::extensions::parse_extensions_config(xml, Some(1)).expect("parse");
         let names: Vec<(&str, i64)> = order(&gs).iter().map(|i| (i.handler.name.as_str(), i.level)).collect();
         assert_eq!(names, [("P.D", -4), ("P.C", -2), ("P.B", 1), ("P.A", 2)]);
     }

@@ -1,117 +1,25 @@
-//! The extensions goal state and the documents around extensions (wire.md §7–§9, §11.2): parsers
-//! and renderers only. Running extensions is elsewhere.
+//! Fetching and running extensions (wire.md §8.3, §9, §10, §11.1); the documents they are
+//! described by are parsed in [`crate::documents::extensions`].
 //!
-//! * [`config`]: ExtensionsConfig XML from the WireServer (§7.1), and the InVMArtifactsProfile;
-//! * [`vm_settings`]: the HostGAPlugin's vmSettings JSON (Fast Track, §7.2);
-//! * [`goal_state`]: the [`ExtensionsGoalState`] both produce, and the choice between them (§7.4);
-//! * [`manifest`]: extension and agent manifests (`PluginVersionManifest`) and version selection
-//!   (§8.1–§8.2);
-//! * [`handler_manifest`]: the extension's `HandlerManifest.json` (§9.1);
-//! * [`handler_environment`]: the `HandlerEnvironment.json` the agent writes (§9.2);
-//! * [`settings`]: the `config/<seq>.settings` files the agent writes (§9.3);
-//! * [`status`]: `status/<seq>.status` and `heartbeat.log` written by extensions (§9.4–§9.5), and
-//!   the aggregate status document the agent uploads (§11.2);
-//! * [`events`]: the Extension Telemetry Pipeline's event files (§10.5).
-//!
-//! The Extension Telemetry Pipeline (§10.5): [`etp`] collects those files and sends the events.
-//!
-//! Running extensions (§8.3, §9, §10, §11.1):
 //! * [`artifacts_profile`]: fetching the InVMArtifactsProfile for its `onHold`;
 //! * [`download`]: manifest and package download over both channels, safe unpacking;
-//! * [`names`]: which handler names, versions and extension names are accepted, and the one
-//!   helper that builds a path from them;
 //! * [`handler`]: one handler's directory and files (waagent's on-disk contract);
 //! * [`exec`]: running a handler command (environment, timeouts, output tails);
 //! * [`cgroups`]: `CGroups.EnforceLimits` through `systemd-run --scope`;
 //! * [`policy`]: waagent's extension policy (`Policy.PolicyFilePath`), which extensions may run;
+//! * [`signature`]: package signatures and `signingInfo` (`Debug.EnableSignatureValidation`);
 //! * [`lifecycle`]: install, enable, disable, uninstall, update, in dependency order;
 //! * [`report`]: handler statuses for the aggregate status document;
-//! * [`signature`]: package signatures and `signingInfo` (`Debug.EnableSignatureValidation`).
-//!
-//! Every parser takes the document as text or bytes, never panics, and returns a typed
-//! [`ExtensionsError`] naming the document and the field that is wrong. A problem that belongs to
-//! one handler of a goal state does not reject the document: it is recorded on that handler
-//! ([`Extension::failure`]) with waagent's message, and the rest of the goal state is used.
-//! Protected settings are held in [`Secret`](crate::secret::Secret) and serialize as `<redacted>`.
+//! * [`etp`]: the Extension Telemetry Pipeline (§10.5): collects the extensions' event files and
+//!   sends the events.
 
 pub mod artifacts_profile;
 pub mod cgroups;
-pub mod config;
 pub mod download;
 pub mod etp;
-pub mod events;
 pub mod exec;
-pub mod goal_state;
 pub mod handler;
-pub mod handler_environment;
-pub mod handler_manifest;
 pub mod lifecycle;
-pub mod manifest;
-pub mod names;
 pub mod policy;
 pub mod report;
-pub mod settings;
 pub mod signature;
-pub mod status;
-mod version;
-pub mod vm_settings;
-
-pub use config::{parse_artifacts_profile, parse_extensions_config, ArtifactsProfile};
-pub use events::redact_sas_queries;
-pub use goal_state::{
-    choose, AgentFamily, Chosen, DependsOnExtension, Extension, ExtensionSettings, ExtensionState,
-    ExtensionsGoalState, GoalStateChannel, GoalStateSource, HandlerConfigError, StatusBlobType,
-    StatusUploadBlob, Updates,
-};
-pub use handler_environment::{render_handler_environment, HandlerEnvironment};
-pub use handler_manifest::{parse_handler_manifest, HandlerManifest, UpdateMode};
-pub use manifest::{
-    parse_extension_image, parse_manifest, ExtensionImage, ManifestPackage, PluginVersionManifest,
-};
-pub use settings::{render_settings, settings_file_name};
-pub use status::{parse_heartbeat, parse_status_file, ExtensionStatus, Heartbeat};
-pub use version::FlexibleVersion;
-pub use vm_settings::{parse_vm_settings, VmSettingsDocument, MIN_HOST_GA_PLUGIN_VERSION};
-
-/// Why an extensions document was rejected as a whole. `document` names the kind of document
-/// (`ExtensionsConfig`, `vmSettings`, `HandlerManifest.json`, ...), `field` a `/`-separated path.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ExtensionsError {
-    /// Not well-formed XML.
-    #[error("{document}: not well-formed XML: {reason}")]
-    Xml { document: &'static str, reason: String },
-    /// Not valid JSON (or not UTF-8).
-    #[error("{document}: not valid JSON: {reason}")]
-    Json { document: &'static str, reason: String },
-    /// The root element is not the one this document has.
-    #[error("{document}: root element is <{found}>, expected <{expected}>")]
-    UnexpectedRoot { document: &'static str, expected: &'static str, found: String },
-    /// A required field or element is absent (or null).
-    #[error("{document}: missing {field}")]
-    Missing { document: &'static str, field: String },
-    /// A field of the wrong JSON type or an unusable value. `value` is a short excerpt, never a
-    /// secret.
-    #[error("{document}: {field} is invalid: {why}")]
-    Invalid { document: &'static str, field: String, why: String },
-}
-
-impl ExtensionsError {
-    /// Short text for a status report.
-    pub fn reason(&self) -> String {
-        self.to_string()
-    }
-}
-
-/// A short, printable excerpt of a value for an error message (never used for secrets).
-pub(crate) fn excerpt(value: &str) -> String {
-    let mut s: String = value.chars().take(80).collect();
-    if value.chars().count() > 80 {
-        s.push_str("...");
-    }
-    s
-}
-
-/// Serialize a secret as `<redacted>` (the value itself is never shown).
-pub(crate) fn serialize_redacted<S: serde::Serializer, T>(_: &T, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str("<redacted>")
-}

@@ -26,11 +26,11 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::goal_state::ExtensionState;
-use super::lifecycle::Failure;
-use super::FlexibleVersion;
-use crate::conf::Config;
-use crate::root::HostRoot;
+use crate::base::root::HostRoot;
+use crate::documents::conf::Config;
+use crate::documents::extensions::extensions_goal_state::ExtensionState;
+use crate::documents::extensions::FlexibleVersion;
+use crate::extensions::lifecycle::Failure;
 
 /// The newest `policyVersion` understood.
 pub const MAX_SUPPORTED_POLICY_VERSION: &str = "0.1.0";
@@ -128,7 +128,10 @@ fn get_object<'v>(
 pub fn parse_policy(text: &str) -> Result<Policy, String> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let v: Value = serde_json::from_str(text).map_err(|_| {
-        format!("policy file does not conform to valid json syntax. File contents: {}", super::excerpt(text))
+        format!(
+            "policy file does not conform to valid json syntax. File contents: {}",
+            crate::documents::extensions::excerpt(text)
+        )
     })?;
     let Value::Object(policy) = &v else {
         return Err(format!("expected an object describing a Policy; got {}.", type_name(&v)));
@@ -145,7 +148,7 @@ pub fn parse_policy(text: &str) -> Result<Policy, String> {
     let parsed = FlexibleVersion::parse(&version).ok().filter(|_| well_formed).ok_or_else(|| {
         format!(
             "invalid value for attribute 'policyVersion': '{}'; it should be in format 'major[.minor[.patch]]' (e.g., '1', '1.0', '1.0.0')",
-            super::excerpt(&version)
+            crate::documents::extensions::excerpt(&version)
         )
     })?;
     let max = FlexibleVersion::parse(MAX_SUPPORTED_POLICY_VERSION).unwrap_or_else(|_| parsed.clone());

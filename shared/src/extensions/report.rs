@@ -8,15 +8,17 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use super::goal_state::{Extension, ExtensionSettings, ExtensionState, ExtensionsGoalState};
-use super::handler::{installed_versions, HandlerDir, HandlerState};
-use super::lifecycle::Extensions;
-use super::status::{
+use crate::base::root::HostRoot;
+use crate::documents::conf::Config;
+use crate::documents::extensions::extensions_goal_state::{
+    Extension, ExtensionSettings, ExtensionState, ExtensionsGoalState,
+};
+use crate::documents::extensions::status::{
     ExtensionStatus, ExtensionStatusReport, FormattedMessage, HandlerAggregateStatus, RuntimeSettingsStatus,
     SettingsStatus, StatusValue,
 };
-use crate::conf::Config;
-use crate::root::HostRoot;
+use crate::extensions::handler::{installed_versions, HandlerDir, HandlerState};
+use crate::extensions::lifecycle::Extensions;
 
 /// Why extensions are not processed at all, if they are not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +53,7 @@ fn disabled_message(why: Disabled, name: &str, conf_path: &str) -> String {
 
 /// `YYYY-MM-DDTHH:MM:SSZ` of a file time.
 fn utc(t: SystemTime) -> String {
-    let ts = crate::logging::timestamp(t);
+    let ts = crate::base::logging::timestamp(t);
     format!("{}Z", ts.get(..19).unwrap_or(&ts))
 }
 
@@ -178,7 +180,7 @@ fn base(
         status: status.to_string(),
         code,
         use_exact_version: true,
-        formatted_message: message.map(|m| FormattedMessage::en_us(crate::logging::redact_sas(&m))),
+        formatted_message: message.map(|m| FormattedMessage::en_us(crate::base::logging::redact_sas(&m))),
         runtime_settings_status: None,
     }
 }
@@ -231,7 +233,7 @@ fn one(
             st.status = hb.status;
             st.code = hb.code;
             if let Some(m) = hb.message {
-                st.formatted_message = Some(FormattedMessage::en_us(crate::logging::redact_sas(&m)));
+                st.formatted_message = Some(FormattedMessage::en_us(crate::base::logging::redact_sas(&m)));
             }
         }
     }

@@ -14,8 +14,8 @@
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
-use super::handler_manifest::HandlerManifest;
-use super::Extension;
+use crate::documents::extensions::handler_manifest::HandlerManifest;
+use crate::documents::extensions::Extension;
 
 /// The trust anchor's file in `Lib.Dir` (waagent writes its Microsoft root certificate there).
 pub const SIGNING_CERTIFICATE_FILE: &str = "microsoft_root_certificate.pem";
@@ -88,7 +88,9 @@ impl SignatureCheck {
         );
         if self.validated.get() {
             let state = dir.join(VALIDATION_STATE_FILE);
-            if let Err(e) = crate::files::write_atomic(&state, b"", crate::files::WriteOptions::mode(0o600)) {
+            if let Err(e) =
+                crate::base::files::write_atomic(&state, b"", crate::base::files::WriteOptions::mode(0o600))
+            {
                 log::warn!("Error saving signature validation state file ('{}'): {e}", state.display());
             }
         }
@@ -102,7 +104,7 @@ fn warn_ignored(message: &str) {
 /// The detached signature (base64 of DER) over `package`, checked by the helper against `ca_file`.
 fn verify(package: &Path, signature: &str, ca_file: &Path) -> Result<(), String> {
     let compact: String = signature.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    let der = crate::crypto_helper::unbase64(&compact)
+    let der = crate::crypto::helper::unbase64(&compact)
         .map_err(|_| "Error: the signature is not base64".to_string())?;
     if !ca_file.is_file() {
         return Err(format!(
@@ -110,13 +112,13 @@ fn verify(package: &Path, signature: &str, ca_file: &Path) -> Result<(), String>
             ca_file.display()
         ));
     }
-    let call = crate::crypto_helper::Call::VerifyPackage {
+    let call = crate::crypto::helper::Call::VerifyPackage {
         package: package.to_path_buf(),
         ca_file: ca_file.to_path_buf(),
     };
     let mut no_body = |_: &[u8]| Err(std::io::Error::other("a signature check has no streamed body"));
-    match crate::crypto_helper::call(&call, &der, VERIFY_TIMEOUT, &mut no_body) {
-        Ok(crate::crypto_helper::Answer::Verified) => Ok(()),
+    match crate::crypto::helper::call(&call, &der, VERIFY_TIMEOUT, &mut no_body) {
+        Ok(crate::crypto::helper::Answer::Verified) => Ok(()),
         Ok(_) => Err("Error: the helper answered with something else".into()),
         Err(e) => Err(format!("Error: {e}")),
     }
@@ -144,7 +146,7 @@ pub fn check_signing_info(manifest: &HandlerManifest, name: &str, version: &str)
         if found.to_lowercase() != expected.to_lowercase() {
             return Err(format!(
                 "expected extension {attribute} '{expected}' does not match downloaded package {attribute} '{}'",
-                super::excerpt(found)
+                crate::documents::extensions::excerpt(found)
             ));
         }
     }
@@ -159,7 +161,7 @@ mod tests {
         let text = format!(
             r#"[{{"version":1.0,"handlerManifest":{{"installCommand":"i","uninstallCommand":"u","updateCommand":"p","enableCommand":"e","disableCommand":"d"}}{signing_info}}}]"#
         );
-        super::super::parse_handler_manifest(&text).expect("manifest")
+        crate::documents::extensions::parse_handler_manifest(&text).expect("manifest")
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //!
 //! [`decide`] is a pure function; reading the source and applying the decision are the caller's.
 
-use super::ProvisionError;
-use crate::ovf::OvfEnv;
+use crate::documents::ovf::OvfEnv;
+use crate::provision::ProvisionError;
 
 /// The disk, as its marker (`<Lib.Dir>/provisioned`) tells.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,7 +111,10 @@ mod tests {
 <wa:HostName>vm</wa:HostName><wa:UserName>{user}</wa:UserName></wa:LinuxProvisioningConfigurationSet></wa:ProvisioningSection>
 <wa:PlatformSettingsSection><wa:PlatformSettings><wa:ProvisionGuestAgent>true</wa:ProvisionGuestAgent></wa:PlatformSettings></wa:PlatformSettingsSection></Environment>"#
         );
-        Source::Section { env: Box::new(crate::ovf::parse(&xml).expect("ovf")), bytes: xml.into_bytes() }
+        Source::Section {
+            env: Box::new(crate::documents::ovf::parse(&xml).expect("ovf")),
+            bytes: xml.into_bytes(),
+        }
     }
 
     fn broken() -> Source {

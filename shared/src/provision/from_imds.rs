@@ -8,7 +8,7 @@
 //! stage waits for the WireServer's; bounded by [`ROUTE_WAIT`]), asks `GET /metadata/instance`
 //! through the one HTTP client ([`RetryPolicy::imds_provisioning`]: 30 s in all), and then:
 //!
-//! - `osProfile.adminUsername` set: the request IMDS makes ([`crate::imds::provisioning`]) is
+//! - `osProfile.adminUsername` set: the request IMDS makes ([`crate::provision::imds_request`]) is
 //!   provisioned by the local stage's own steps (user, keys, hostname, sudoers, sshd, host keys):
 //!   sshd has not started yet, so it never runs before the user's keys are in place;
 //! - no `adminUsername` (a specialized VM): nothing is provisioned; Ready is reported;
@@ -20,12 +20,12 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::{step, Context, Lifecycle, LocalResult, ProvisionError, State, StepTiming};
-use crate::http::RetryPolicy;
-use crate::imds::client::ImdsClient;
-use crate::imds::provisioning::{self, Request};
-use crate::root::HostRoot;
-use crate::{ovf, wire::endpoint};
+use crate::base::root::HostRoot;
+use crate::platform::http::RetryPolicy;
+use crate::platform::imds::ImdsClient;
+use crate::provision::imds_request::{self, Request};
+use crate::provision::{step, Context, Lifecycle, LocalResult, ProvisionError, State, StepTiming};
+use crate::{documents::ovf, platform::endpoint};
 
 /// Present (under the running system's `/run`) while the IMDS stage has work: the unit's
 /// `ConditionPathExists=`.
@@ -53,10 +53,9 @@ fn flag_path(root: &HostRoot) -> PathBuf {
 /// reports that the IMDS stage did not run).
 pub fn mark_pending(root: &HostRoot) {
     let path = flag_path(root);
-    let made = path
-        .parent()
-        .map_or(Ok(()), |d| crate::files::ensure_dir(d, 0o755))
-        .and_then(|()| crate::files::write_atomic(&path, b"", crate::files::WriteOptions::mode(0o644)));
+    let made = path.parent().map_or(Ok(()), |d| crate::base::files::ensure_dir(d, 0o755)).and_then(|()| {
+        crate::base::files::write_atomic(&path, b"", crate::base::files::WriteOptions::mode(0o644))
+    });
     if let Err(e) = made {
         log::warn!("cannot leave {}: {e}", path.display());
     }
@@ -87,8 +86,9 @@ pub fn run(ctx: &Context<'_>) -> Result<ImdsOutcome, ProvisionError> {
     if ctx.root.is_live() {
         if let Some(ip) = endpoints.imds.ipv4() {
             let started = Instant::now();
-            match crate::timeline::wait("route-to-imds", || crate::route_wait::wait_for_route(ip, ROUTE_WAIT))
-            {
+            match crate::base::timeline::wait("route-to-imds", || {
+                crate::host::route_wait::wait_for_route(ip, ROUTE_WAIT)
+            }) {
                 Ok(route) => {
                     log::info!("route to IMDS: {route} (waited {} ms)", started.elapsed().as_millis())
                 }
@@ -119,10 +119,10 @@ pub fn run_with(
         Ok((lifecycle, _)) => format!("IMDS stage: {}", lifecycle.describe()),
         Err(e) => format!("IMDS stage failed at step {}", e.step),
     };
-    crate::telemetry::record(
+    crate::platform::telemetry::record(
         &ctx.root,
         &lib,
-        &crate::telemetry::AgentEvent::new("Provision", result.is_ok(), message, started.elapsed()),
+        &crate::platform::telemetry::AgentEvent::new("Provision", result.is_ok(), message, started.elapsed()),
     );
     let outcome = match &result {
         Ok((lifecycle, host_keys_pending)) => {
@@ -166,11 +166,11 @@ fn ask_and_provision(
 ) -> Result<(Lifecycle, bool), ProvisionError> {
     let fail = |what: String| ProvisionError::new("imds", format!("{dvd}; {what}"));
     let compute = step(ctx, vm_id, timings, "imds", || {
-        crate::timeline::wait("imds", || client.instance())
+        crate::base::timeline::wait("imds", || client.instance())
             .map(|md| md.compute)
             .map_err(|e| fail(format!("IMDS could not be read: {e}")))
     })?;
-    match provisioning::request(&compute).map_err(|e| fail(e.to_string()))? {
+    match imds_request::request(&compute).map_err(|e| fail(e.to_string()))? {
         Request::Nothing => Ok((
             Lifecycle::Kept {
                 previous_vm_id: None,
@@ -196,9 +196,9 @@ fn ask_and_provision(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmd::FakeRunner;
-    use crate::conf::Config;
-    use crate::wire::endpoint::Endpoint;
+    use crate::base::cmd::FakeRunner;
+    use crate::documents::conf::Config;
+    use crate::platform::endpoint::Endpoint;
 
     #[test]
     fn an_unreachable_imds_fails_the_stage_within_its_budget_and_clears_the_flag() {

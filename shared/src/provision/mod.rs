@@ -20,6 +20,7 @@
 
 pub mod decide;
 pub mod from_imds;
+pub mod imds_request;
 pub mod network;
 pub mod plan;
 pub mod preprovisioned;
@@ -30,14 +31,14 @@ pub mod vm_changed;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::cmd::{Cmd, Runner};
-use crate::conf::{Config, ProvisioningAgent};
-use crate::disk::{self, DiskOutcome};
-use crate::files::{self, WriteOptions};
-use crate::kvp::KvpPool;
+use crate::base::cmd::{Cmd, Runner};
+use crate::base::files::{self, WriteOptions};
+use crate::base::root::HostRoot;
+use crate::documents::conf::{Config, ProvisioningAgent};
+use crate::host::disk::{self, DiskOutcome};
+use crate::host::kvp::KvpPool;
 use crate::platform::{CertificateSource, Platform, ProvisioningHealth};
-use crate::root::HostRoot;
-use crate::{customdata, dvd, hostname, ovf, ssh, user, vmid};
+use crate::{documents::ovf, host::customdata, host::dvd, host::hostname, host::ssh, host::user, host::vmid};
 
 pub use plan::{Plan, PlanError};
 pub use state::{Lifecycle, LocalResult, Mode, State};
@@ -143,7 +144,7 @@ impl Context<'_> {
     /// The final KVP report with `extra` fields (what kind of provisioning this was).
     fn final_kvp_with(&self, vm_id: &str, failure: Option<&str>, extra: &[(&str, &str)]) {
         if let Some(kvp) = &self.kvp {
-            let value = crate::kvp::provisioning_report_with(
+            let value = crate::host::kvp::provisioning_report_with(
                 failure.is_none(),
                 failure,
                 extra,
@@ -201,10 +202,10 @@ pub fn cloud_init_enabled(root: &HostRoot) -> bool {
 /// Read and parse the OVF environment. Returns the raw bytes too (for the scrubbed copy).
 pub fn read_ovf(ctx: &Context<'_>, source: &OvfSource) -> Result<(Vec<u8>, ovf::OvfEnv), ProvisionError> {
     let bytes = match source {
-        OvfSource::File(path) => crate::limits::read_file(path, crate::limits::Document::Ovf)
+        OvfSource::File(path) => crate::base::limits::read_file(path, crate::base::limits::Document::Ovf)
             .map_err(|e| ProvisionError::new("ovf", format!("cannot read {}: {e}", path.display())))?,
         OvfSource::Dvd(wait) => {
-            let read = crate::timeline::wait("dvd", || dvd::read_ovf(ctx.runner, *wait));
+            let read = crate::base::timeline::wait("dvd", || dvd::read_ovf(ctx.runner, *wait));
             read.map_err(|e| ProvisionError::new("ovf", e))?.bytes
         }
         OvfSource::Absent => return Err(ProvisionError::new("ovf", "no provisioning DVD (--no-dvd)")),
@@ -268,10 +269,15 @@ pub fn run_local(ctx: &Context<'_>, source: &OvfSource) -> Result<LocalOutcome, 
             Ok(done) => format!("local stage: {}", done.lifecycle.describe()),
             Err(e) => format!("local stage failed at step {}", e.step),
         };
-        crate::telemetry::record(
+        crate::platform::telemetry::record(
             &ctx.root,
             &lib,
-            &crate::telemetry::AgentEvent::new("Provision", result.is_ok(), message, started.elapsed()),
+            &crate::platform::telemetry::AgentEvent::new(
+                "Provision",
+                result.is_ok(),
+                message,
+                started.elapsed(),
+            ),
         );
         let mut st = State::new(&vm_id, mode, LocalResult::Done);
         match &result {
@@ -391,19 +397,21 @@ fn local_provisioning(
 fn read_source(ctx: &Context<'_>, source: &OvfSource, disk: &decide::Disk) -> decide::Source {
     use decide::Source;
     let bytes = match source {
-        OvfSource::File(path) => match crate::limits::read_file(path, crate::limits::Document::Ovf) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                return Source::Broken(ProvisionError::new(
-                    "ovf",
-                    format!("cannot read {}: {e}", path.display()),
-                ))
+        OvfSource::File(path) => {
+            match crate::base::limits::read_file(path, crate::base::limits::Document::Ovf) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    return Source::Broken(ProvisionError::new(
+                        "ovf",
+                        format!("cannot read {}: {e}", path.display()),
+                    ))
+                }
             }
-        },
+        }
         OvfSource::Absent => return Source::NoDvd("no provisioning DVD (--no-dvd)".into()),
         OvfSource::Dvd(wait) => {
             let wait = if *disk == decide::Disk::Fresh { *wait } else { Duration::ZERO };
-            match crate::timeline::wait("dvd", || dvd::read_ovf(ctx.runner, wait)) {
+            match crate::base::timeline::wait("dvd", || dvd::read_ovf(ctx.runner, wait)) {
                 Ok(read) => read.bytes,
                 // An ovf-env.xml over its size limit is a broken request, not a missing one.
                 Err(e @ dvd::DvdError::Medium { .. }) => {
@@ -469,7 +477,7 @@ fn refresh_from(
             .map_err(|e| ProvisionError::new("ssh-keys", e))?;
         deploy_inline_keys(root, &plan, &account)
     })
-    .map(|key_files| crate::selinux::restore_provisioned(root, ctx.runner, &plan.paths, &key_files))?;
+    .map(|key_files| crate::base::selinux::restore_provisioned(root, ctx.runner, &plan.paths, &key_files))?;
     if !plan.certificate_keys.is_empty() {
         log::info!(
             "{} key(s) named by certificate thumbprint are not deployed on a kept disk",
@@ -501,7 +509,7 @@ fn step<T>(
 ) -> Result<T, ProvisionError> {
     crash_hook::step_begins();
     let started = Instant::now();
-    let result = crate::timeline::step(name, f);
+    let result = crate::base::timeline::step(name, f);
     crash_hook::step_ends();
     let value = result?;
     let duration = started.elapsed();
@@ -571,7 +579,7 @@ fn provision_from(
     // are done. Whatever fails, both sides finish before the first failure in step order is
     // returned, so a rerun finds a known state.
     let (account, beside) = std::thread::scope(|scope| {
-        let attached = crate::timeline::attached();
+        let attached = crate::base::timeline::attached();
         let (name, allow_system_user) = (plan.user.name.as_str(), plan.user.allow_system_user);
         let user = scope.spawn(move || {
             attached.enter();
@@ -617,8 +625,8 @@ fn provision_from(
                 .map_err(|e| ProvisionError::new("root-password", e))
         })?;
     }
-    crate::selinux::restore_provisioned(root, ctx.runner, paths, &key_files);
-    Ok(plan.regenerate_host_keys.is_some_and(|t| !crate::host_keys::deferred_types(t).is_empty()))
+    crate::base::selinux::restore_provisioned(root, ctx.runner, paths, &key_files);
+    Ok(plan.regenerate_host_keys.is_some_and(|t| !crate::host::host_keys::deferred_types(t).is_empty()))
 }
 
 /// The local steps that do not need the account, run while `useradd` does: hostname first (the
@@ -652,7 +660,7 @@ fn steps_beside_useradd(
     // old keys are deleted, so sshd never serves them.
     if plan.regenerate_host_keys.is_some() {
         step(ctx, vm_id, timings, "host-keys", || {
-            crate::host_keys::replace_with_fast_keys(root, &paths.ssh_dir, &plan.hostname)
+            crate::host::host_keys::replace_with_fast_keys(root, &paths.ssh_dir, &plan.hostname)
                 .map(drop)
                 .map_err(|e| ProvisionError::new("host-keys", e))
         })?;
@@ -725,11 +733,11 @@ fn set_disable_agent(root: &HostRoot, lib_dir: &Path, disable: bool) -> Result<(
 fn resource_disk(ctx: &Context<'_>, vm_id: &str, timings: &mut Vec<StepTiming>) -> Option<DiskOutcome> {
     let settings = plan::resource_disk_settings(ctx.config);
     if !settings.format || !ctx.root.is_live() {
-        crate::timeline::skipped(crate::timeline::Kind::Step, "resource-disk");
+        crate::base::timeline::skipped(crate::base::timeline::Kind::Step, "resource-disk");
         return None;
     }
     let started = Instant::now();
-    let outcome = crate::timeline::step("resource-disk", || {
+    let outcome = crate::base::timeline::step("resource-disk", || {
         find_resource_disk(ctx).and_then(|d| disk::plan_for(&ctx.root, &settings, d.as_ref())).and_then(|p| {
             let outcome = disk::apply_disk(&ctx.root, ctx.runner, &p)?;
             match disk::swap_after_mount(&ctx.root, &settings, &outcome)? {
@@ -741,9 +749,13 @@ fn resource_disk(ctx: &Context<'_>, vm_id: &str, timings: &mut Vec<StepTiming>) 
         })
     });
     let took = started.elapsed();
-    let event =
-        crate::telemetry::AgentEvent::new("ActivateResourceDisk", outcome.is_ok(), "resource disk", took);
-    crate::telemetry::record(&ctx.root, &ctx.lib_dir(), &event);
+    let event = crate::platform::telemetry::AgentEvent::new(
+        "ActivateResourceDisk",
+        outcome.is_ok(),
+        "resource disk",
+        took,
+    );
+    crate::platform::telemetry::record(&ctx.root, &ctx.lib_dir(), &event);
     match outcome {
         Ok(o) => {
             log::info!("resource disk: {o:?}");
@@ -776,7 +788,7 @@ fn find_resource_disk(ctx: &Context<'_>) -> Result<Option<disk::ResourceDisk>, d
     }
     if ctx.runner.exists("udevadm") {
         let settle = Cmd::new("udevadm").args(["settle", "--timeout=10"]).timeout(Duration::from_secs(15));
-        let _ = crate::timeline::wait("udev-settle", || ctx.runner.run(&settle));
+        let _ = crate::base::timeline::wait("udev-settle", || ctx.runner.run(&settle));
         if let Some(d) = disk::discover(&ctx.root)? {
             return Ok(Some(d));
         }
@@ -786,9 +798,9 @@ fn find_resource_disk(ctx: &Context<'_>) -> Result<Option<disk::ResourceDisk>, d
     }
     log::info!("waiting up to {}s for the resource disk an earlier boot had", RESOURCE_DISK_WAIT.as_secs());
     let deadline = Instant::now() + RESOURCE_DISK_WAIT;
-    let mut events = crate::devices::BlockEvents::new();
-    let appeared = crate::timeline::span_by(
-        crate::timeline::Kind::Wait,
+    let mut events = crate::host::devices::BlockEvents::new();
+    let appeared = crate::base::timeline::span_by(
+        crate::base::timeline::Kind::Wait,
         "resource-disk-device",
         || -> Result<_, disk::DiskError> {
             while Instant::now() < deadline {
@@ -800,8 +812,8 @@ fn find_resource_disk(ctx: &Context<'_>) -> Result<Option<disk::ResourceDisk>, d
             Ok(None)
         },
         |r| match r {
-            Ok(Some(_)) => crate::timeline::Outcome::Ok,
-            _ => crate::timeline::Outcome::Failed,
+            Ok(Some(_)) => crate::base::timeline::Outcome::Ok,
+            _ => crate::base::timeline::Outcome::Failed,
         },
     )?;
     if appeared.is_some() {
@@ -826,9 +838,14 @@ pub fn run_host_keys(ctx: &Context<'_>) -> Result<bool, ProvisionError> {
         return Ok(false);
     }
     let started = Instant::now();
-    let types = crate::host_keys::deferred_types(ctx.config.ssh_host_key_pair_type);
-    let result = crate::timeline::step("host-keys-deferred", || {
-        crate::host_keys::make_deferred_keys(&ctx.root, ctx.runner, ctx.config.ssh_dir.as_path(), &types)
+    let types = crate::host::host_keys::deferred_types(ctx.config.ssh_host_key_pair_type);
+    let result = crate::base::timeline::step("host-keys-deferred", || {
+        crate::host::host_keys::make_deferred_keys(
+            &ctx.root,
+            ctx.runner,
+            ctx.config.ssh_dir.as_path(),
+            &types,
+        )
     })
     .map_err(|e| ProvisionError::new("host-keys", e));
     crash_point("host-keys-deferred");
@@ -837,14 +854,20 @@ pub fn run_host_keys(ctx: &Context<'_>) -> Result<bool, ProvisionError> {
         .map_err(|e| ProvisionError::new("state", e))?;
     crash_point("host-keys-recorded");
     let took = started.elapsed();
-    let event = crate::telemetry::AgentEvent::new("HostKeys", result.is_ok(), types.join(","), took);
-    crate::telemetry::record(&ctx.root, &lib, &event);
+    let event =
+        crate::platform::telemetry::AgentEvent::new("HostKeys", result.is_ok(), types.join(","), took);
+    crate::platform::telemetry::record(&ctx.root, &lib, &event);
     result?;
     ctx.milestone(&vm_id, "host-keys-deferred", took);
     if ctx.root.is_live() {
-        let facts = crate::distro::OsFacts::detect(&ctx.root);
-        crate::selinux::restore_labels(&ctx.root, ctx.runner, &facts, &[ctx.config.ssh_dir.as_path().into()]);
-        if let Err(e) = crate::host_keys::reload_sshd(&ctx.root, ctx.runner) {
+        let facts = crate::host::distro::OsFacts::detect(&ctx.root);
+        crate::base::selinux::restore_labels(
+            &ctx.root,
+            ctx.runner,
+            &facts,
+            &[ctx.config.ssh_dir.as_path().into()],
+        );
+        if let Err(e) = crate::host::host_keys::reload_sshd(&ctx.root, ctx.runner) {
             log::warn!(
                 "sshd was not reloaded, it serves the new {} key(s) from its next start: {e}",
                 types.join(", ")
@@ -933,8 +956,9 @@ pub fn run_network(
         Lifecycle::Provisioned | Lifecycle::ImdsPending { .. } => ctx.final_kvp(&vm_id, None),
     }
     let reported = platform.report_health(&ProvisioningHealth::Ready);
-    let event = crate::telemetry::AgentEvent::new("ReportReady", reported.is_ok(), "Ready", Duration::ZERO);
-    crate::telemetry::record(&ctx.root, &lib, &event);
+    let event =
+        crate::platform::telemetry::AgentEvent::new("ReportReady", reported.is_ok(), "Ready", Duration::ZERO);
+    crate::platform::telemetry::record(&ctx.root, &lib, &event);
     reported.map_err(|e| ProvisionError::new("report-ready", e))?;
     crash_point("report-ready");
     // Only this field (under the state's lock): the host-keys stage may be recording its keys.
@@ -962,11 +986,11 @@ fn network_steps(
                  certificates (wala-agentd provision-network can)",
             )
         })?;
-        crate::timeline::step("certificate-keys", || deploy(ctx, &plan))?;
+        crate::base::timeline::step("certificate-keys", || deploy(ctx, &plan))?;
         crash_point("certificate-keys");
     }
     if plan.custom_data.as_ref().is_some_and(|c| c.execute) {
-        crate::timeline::step("custom-data-run", || customdata::execute(&ctx.root, ctx.runner, &lib))
+        crate::base::timeline::step("custom-data-run", || customdata::execute(&ctx.root, ctx.runner, &lib))
             .map_err(|e| ProvisionError::new("custom-data", e))?;
         crash_point("custom-data-run");
     }
@@ -1015,16 +1039,16 @@ pub fn deploy_certificate_keys(
             .map_err(|e| err(&e))?;
         if key.key_pair {
             let file = lib.join(format!("{thumb}.prv"));
-            let pem = crate::secret::Secret::new(
+            let pem = crate::base::secret::Secret::new(
                 std::fs::read(&file).map_err(|e| err(&format!("{}: {e}", file.display())))?,
             );
             let (private, public) =
-                crate::wire::crypto::ssh_keypair_from_prv_pem(pem.expose()).map_err(|e| err(&e))?;
+                crate::crypto::ssh_keypair_from_prv_pem(pem.expose()).map_err(|e| err(&e))?;
             ssh::deploy_key_pair(&ctx.root, &account, &path, &private, &public).map_err(|e| err(&e))?;
         } else {
             let file = lib.join(format!("{thumb}.crt"));
             let pem = std::fs::read(&file).map_err(|e| err(&format!("{}: {e}", file.display())))?;
-            let line = crate::wire::crypto::openssh_key_from_cert_pem(&pem).map_err(|e| err(&e))?;
+            let line = crate::crypto::openssh_key_from_cert_pem(&pem).map_err(|e| err(&e))?;
             ssh::deploy_authorized_keys(&ctx.root, &account, &path, &[line]).map_err(|e| err(&e))?;
         }
         log::info!(
@@ -1034,8 +1058,13 @@ pub fn deploy_certificate_keys(
         );
         written.push(path);
     }
-    let facts = crate::distro::OsFacts::detect(&ctx.root);
-    crate::selinux::restore_labels(&ctx.root, ctx.runner, &facts, &crate::selinux::key_dirs(&written));
+    let facts = crate::host::distro::OsFacts::detect(&ctx.root);
+    crate::base::selinux::restore_labels(
+        &ctx.root,
+        ctx.runner,
+        &facts,
+        &crate::base::selinux::key_dirs(&written),
+    );
     Ok(())
 }
 
@@ -1055,7 +1084,7 @@ fn report_failure(ctx: &Context<'_>, platform: &dyn Platform, vm_id: &str, e: &P
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmd::FakeRunner;
+    use crate::base::cmd::FakeRunner;
     use crate::platform::RecordingPlatform;
 
     const ID: &str = "7E5C3F2A-1B4D-4E6F-8A9B-0C1D2E3F4A5B";

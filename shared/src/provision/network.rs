@@ -7,17 +7,18 @@
 //! process that maps it pays its relocations at start, a quarter of a second under emulation, on
 //! every boot. So the certificate work is given to [`run`] as [`CertificateWork`] by
 //! `wala-agentd` ([`IN_PROCESS`]), which does it through the short-lived `wala-crypto` helper (the
-//! one program that links libcrypto, [`crate::crypto_helper`]); when the OVF names SSH keys by
+//! one program that links libcrypto, [`crate::crypto::helper`]); when the OVF names SSH keys by
 //! certificate thumbprint, `wala-provision` hands the whole stage over to `wala-agentd
 //! provision-network` ([`hand_over`]).
 
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::plan::Plan;
-use super::{state, Context, Lifecycle, LocalResult, Mode, NetworkOutcome, ProvisionError};
-use crate::route_wait;
-use crate::wire::{client::WireClient, crypto, endpoint};
+use crate::crypto;
+use crate::host::route_wait;
+use crate::platform::{endpoint, wireserver::WireClient};
+use crate::provision::plan::Plan;
+use crate::provision::{state, Context, Lifecycle, LocalResult, Mode, NetworkOutcome, ProvisionError};
 
 /// The network stage's work with certificates, as functions, so that a program that never names
 /// [`IN_PROCESS`] links none of it (nor the crypto library).
@@ -49,7 +50,7 @@ fn deploy_keys(ctx: &Context<'_>, client: &WireClient, plan: &Plan) -> Result<()
 /// Continue this stage as `wala-agentd provision-network` (the program beside this one, which
 /// links the crypto library), with the same root, configuration file and verbosity: this process
 /// is replaced (`execve`: the same pid, so systemd sees one stage), and the call returns only
-/// when that could not be done. Not a command run for its output, so not through [`crate::cmd`].
+/// when that could not be done. Not a command run for its output, so not through [`crate::base::cmd`].
 pub fn hand_over(root: &Path, config: Option<&Path>, verbose: bool) -> std::io::Error {
     use std::os::unix::process::CommandExt;
     let program = match std::env::current_exe() {
@@ -104,10 +105,10 @@ pub fn needs_certificates(ctx: &Context<'_>) -> bool {
             && matches!(s.lifecycle, Lifecycle::Provisioned | Lifecycle::FromImds)
     });
     pending
-        && crate::files::read_optional(&ctx.root.path(lib.join("ovf-env.xml")))
+        && crate::base::files::read_optional(&ctx.root.path(lib.join("ovf-env.xml")))
             .ok()
             .flatten()
-            .and_then(|t| crate::ovf::parse(&t).ok())
+            .and_then(|t| crate::documents::ovf::parse(&t).ok())
             .is_some_and(|env| {
                 let p = &env.provisioning;
                 !p.key_pairs.is_empty()
@@ -148,7 +149,7 @@ pub fn run(
         }
     });
     let client = WireClient::new(endpoints.clone(), lib_dir);
-    match crate::timeline::wait("wireserver-versions", || client.check_versions()) {
+    match crate::base::timeline::wait("wireserver-versions", || client.check_versions()) {
         Ok(_) => {
             if let Err(e) = endpoint::save_endpoint(&ctx.root, ctx.config, &endpoints.wireserver) {
                 log::warn!("{e}");
@@ -167,7 +168,7 @@ pub fn run(
 
 fn wait_for_route(ip: std::net::Ipv4Addr) {
     let started = Instant::now();
-    match crate::timeline::wait("route-to-wireserver", || route_wait::wait_for_route(ip, ROUTE_WAIT)) {
+    match crate::base::timeline::wait("route-to-wireserver", || route_wait::wait_for_route(ip, ROUTE_WAIT)) {
         Ok(route) => {
             log::info!("route to the WireServer: {route} (waited {} ms)", started.elapsed().as_millis())
         }

@@ -6,14 +6,14 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::conf::{Config, PasswordCryptId, SshHostKeyType};
-use crate::disk::ResourceDiskSettings;
-use crate::ovf::OvfEnv;
-use crate::root::HostRoot;
-use crate::secret::Secret;
-use crate::ssh::{self, SshdSettings};
-use crate::user::{self, Account};
-use crate::{hostname, ssh::SshError};
+use crate::base::root::HostRoot;
+use crate::base::secret::Secret;
+use crate::documents::conf::{Config, PasswordCryptId, SshHostKeyType};
+use crate::documents::ovf::OvfEnv;
+use crate::host::disk::ResourceDiskSettings;
+use crate::host::ssh::{self, SshdSettings};
+use crate::host::user::{self, Account};
+use crate::{host::hostname, host::ssh::SshError};
 
 /// A plan that cannot be built: the OVF asks for something wala will not do.
 #[derive(Debug, thiserror::Error)]
@@ -303,7 +303,7 @@ mod tests {
 
     fn ovf(user: &str, key_path: &str) -> OvfEnv {
         let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBH5dHoEPpIHqGUK3xfI0qWqTeuTr4SfQeRfVmW4EwB5";
-        crate::ovf::parse(&format!(
+        crate::documents::ovf::parse(&format!(
             r#"<Environment xmlns="http://schemas.dmtf.org/ovf/environment/1" xmlns:wa="http://schemas.microsoft.com/windowsazure">
 <wa:ProvisioningSection><wa:Version>1.0</wa:Version><wa:LinuxProvisioningConfigurationSet>
 <wa:ConfigurationSetType>LinuxProvisioningConfiguration</wa:ConfigurationSetType>

@@ -22,7 +22,7 @@
 //!      the VM down (its disk then boots another VM, with a DVD of its own);
 //!    * after a reboot with `reported_ready` recorded (cloud-init's "Unknown" type): none of the
 //!      above, straight to the poll;
-//!    * polls IMDS `reprovisiondata` ([`crate::imds::reprovision`]) for the user's `ovf-env.xml`;
+//!    * polls IMDS `reprovisiondata` ([`crate::platform::imds_reprovision`]) for the user's `ovf-env.xml`;
 //!    * provisions from it exactly as the local stage provisions from a DVD (hostname, user,
 //!      password, sshd, host keys, SSH keys, custom data), records the hand-off state for the
 //!      network stage, publishes the new hostname by renewing the DHCP lease, and clears the pool
@@ -42,14 +42,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Context, LocalResult, Mode, ProvisionError, State, StepTiming};
-use crate::files::{self, WriteOptions};
-use crate::imds::reprovision::{PollPolicy, ReprovisionClient};
-use crate::link_watch::{LinkWatch, LinkWatchError};
-use crate::ovf::OvfEnv;
+use crate::base::files::{self, WriteOptions};
+use crate::base::root::HostRoot;
+use crate::documents::ovf::OvfEnv;
+use crate::host::link_watch::{LinkWatch, LinkWatchError};
+use crate::host::route_wait;
+use crate::platform::imds_reprovision::{PollPolicy, ReprovisionClient};
 use crate::platform::{Platform, ProvisioningHealth};
-use crate::root::HostRoot;
-use crate::route_wait;
+use crate::provision::{Context, LocalResult, Mode, ProvisionError, State, StepTiming};
 
 /// The pool state, in `Lib.Dir`.
 pub const STATE_FILE: &str = "wala-pps.json";
@@ -130,7 +130,7 @@ pub fn load(root: &HostRoot, lib_dir: &Path) -> Option<PoolState> {
 
 /// The pool state of this VM, when it is a pool VM still waiting to be taken over.
 pub fn pending(root: &HostRoot, lib_dir: &Path, vm_id: &str) -> Option<PoolState> {
-    load(root, lib_dir).filter(|s| crate::vmid::same_vm(&s.vm_id, vm_id))
+    load(root, lib_dir).filter(|s| crate::host::vmid::same_vm(&s.vm_id, vm_id))
 }
 
 fn save(root: &HostRoot, lib_dir: &Path, s: &PoolState) -> Result<(), ProvisionError> {
@@ -261,25 +261,25 @@ pub fn run_stage(ctx: &Context<'_>, wait_limit: Option<Duration>) -> Result<Pool
         clear_stale_flag(&ctx.root);
         return Ok(PoolOutcome::NothingToDo("not a pre-provisioned pool VM".into()));
     };
-    let endpoints = crate::wire::endpoint::resolve(ctx.config, &ctx.root, SystemTime::now());
+    let endpoints = crate::platform::endpoint::resolve(ctx.config, &ctx.root, SystemTime::now());
     let wireserver = endpoints.wireserver.ipv4();
     if ctx.root.is_live() {
         if let Some(ip) = wireserver {
             wait_route("route-to-wireserver", ip);
-            if let Err(e) = crate::wire::endpoint::ensure_route(&ctx.root, ctx.runner, ip) {
+            if let Err(e) = crate::platform::endpoint::ensure_route(&ctx.root, ctx.runner, ip) {
                 log::warn!("{e}");
             }
         }
     }
-    let mut client = crate::wire::client::WireClient::new(endpoints.clone(), ctx.root.path(&lib));
+    let mut client = crate::platform::wireserver::WireClient::new(endpoints.clone(), ctx.root.path(&lib));
     if pool.kind == PoolKind::Savable {
         // The host may unplug the NIC and save the VM as soon as Ready reached it: no long retry.
-        client = client.with_health_retry_policy(crate::http::RetryPolicy::wire());
+        client = client.with_health_retry_policy(crate::platform::http::RetryPolicy::wire());
     }
     let reprovision = ReprovisionClient::new(endpoints.imds.clone()).with_policy(PollPolicy::default());
     let links = match (ctx.root.is_live(), wireserver) {
         (true, Some(ip)) => Links::Watch(Primary::RouteTo(ip)),
-        (true, None) => Links::Watch(Primary::RouteTo(crate::dhcp::KNOWN_WIRESERVER)),
+        (true, None) => Links::Watch(Primary::RouteTo(crate::platform::dhcp::KNOWN_WIRESERVER)),
         (false, _) => Links::Ignore,
     };
     let services = PoolServices {
@@ -299,7 +299,7 @@ fn clear_stale_flag(root: &HostRoot) {
 
 fn wait_route(name: &str, ip: Ipv4Addr) {
     let started = Instant::now();
-    match crate::timeline::wait(name, || route_wait::wait_for_route(ip, ROUTE_WAIT)) {
+    match crate::base::timeline::wait(name, || route_wait::wait_for_route(ip, ROUTE_WAIT)) {
         Ok(route) => log::info!("route to {ip}: {route} (waited {} ms)", started.elapsed().as_millis()),
         Err(e) => log::warn!("{e}; trying anyway"),
     }
@@ -315,13 +315,13 @@ pub fn run(ctx: &Context<'_>, svc: &PoolServices<'_>) -> Result<PoolOutcome, Pro
     };
     let started = Instant::now();
     let result = wait_and_provision(ctx, svc, &mut pool, &vm_id);
-    let event = crate::telemetry::AgentEvent::new(
+    let event = crate::platform::telemetry::AgentEvent::new(
         "Provision",
         result.is_ok(),
         format!("pre-provisioned pool VM ({})", pool.kind),
         started.elapsed(),
     );
-    crate::telemetry::record(&ctx.root, &lib, &event);
+    crate::platform::telemetry::record(&ctx.root, &lib, &event);
     match result {
         Ok(outcome) => Ok(outcome),
         Err(e) => {
@@ -374,7 +374,7 @@ fn wait_and_provision(
             (PoolKind::Running, Some(w)) => {
                 let index = primary.unwrap_or_default();
                 log::info!("waiting for the host to move NIC #{index} to the user's network (carrier lost, then back)");
-                let link = crate::timeline::wait("pps-nic-switch", || {
+                let link = crate::base::timeline::wait("pps-nic-switch", || {
                     w.wait_for_media_switch(index, svc.wait_limit)
                 })
                 .map_err(nic_error)?;
@@ -382,12 +382,14 @@ fn wait_and_provision(
             }
             (PoolKind::Savable, Some(w)) => {
                 log::info!("waiting for the host to unplug this pool VM's NIC");
-                let gone = crate::timeline::wait("pps-nic-detach", || w.wait_for_detach(svc.wait_limit))
-                    .map_err(nic_error)?;
-                log::info!("NIC {gone} was unplugged; waiting for the user's NIC to be plugged in");
-                let new =
-                    crate::timeline::wait("pps-nic-attach", || w.wait_for_attach(&known, svc.wait_limit))
+                let gone =
+                    crate::base::timeline::wait("pps-nic-detach", || w.wait_for_detach(svc.wait_limit))
                         .map_err(nic_error)?;
+                log::info!("NIC {gone} was unplugged; waiting for the user's NIC to be plugged in");
+                let new = crate::base::timeline::wait("pps-nic-attach", || {
+                    w.wait_for_attach(&known, svc.wait_limit)
+                })
+                .map_err(nic_error)?;
                 log::info!("NIC {new} was plugged in");
             }
             (_, None) => {}
@@ -400,7 +402,7 @@ fn wait_and_provision(
     let poll_started = Instant::now();
     let imds = svc.imds;
     let got = super::step(ctx, vm_id, &mut timings, "pps-reprovisiondata", || {
-        crate::timeline::wait("pps-reprovisiondata", || {
+        crate::base::timeline::wait("pps-reprovisiondata", || {
             svc.reprovision.poll(svc.wait_limit, &mut || {
                 if let Some(ip) = imds {
                     wait_route("route-to-imds", ip);
@@ -412,7 +414,7 @@ fn wait_and_provision(
     log::info!("taken over after {} s in the pool", poll_started.elapsed().as_secs());
     let bytes = got.ovf.expose();
     let env = super::step(ctx, vm_id, &mut timings, "ovf", || {
-        crate::ovf::parse_bytes(bytes)
+        crate::documents::ovf::parse_bytes(bytes)
             .map_err(|e| ProvisionError::new("ovf", format!("the ovf-env.xml from IMDS: {}", e.reason())))
     })?;
     if let Some(again) = pool_kind(&env) {
@@ -420,7 +422,7 @@ fn wait_and_provision(
             "the user's ovf-env.xml still says PreprovisionedVMType {again}: provisioning it all the same"
         );
     }
-    let old_hostname = crate::hostname::kernel_hostname();
+    let old_hostname = crate::host::hostname::kernel_hostname();
     let host_keys_pending = super::provision_from(ctx, vm_id, &mut timings, bytes, &env)?;
     super::record(
         ctx,
@@ -428,10 +430,10 @@ fn wait_and_provision(
         State { host_keys_pending, ..State::new(vm_id, Mode::Provision, LocalResult::Done) },
     )?;
     clear(&ctx.root, &lib);
-    if ctx.root.is_live() && crate::hostname::kernel_hostname() != old_hostname {
+    if ctx.root.is_live() && crate::host::hostname::kernel_hostname() != old_hostname {
         // The network came up under the image's name: renew the lease so the platform's DNS gets
         // the user's.
-        crate::hostname::publish(&ctx.root, ctx.runner);
+        crate::host::hostname::publish(&ctx.root, ctx.runner);
     }
     log::info!("the pool VM is provisioned for its user; the network stage reports Ready");
     Ok(PoolOutcome::Reprovisioned { kind: pool.kind, resumed, requests: got.attempts })
@@ -529,7 +531,7 @@ mod tests {
 </wa:ProvisioningSection><wa:PlatformSettingsSection><wa:Version>1.0</wa:Version><wa:PlatformSettings>
 <wa:ProvisionGuestAgent>true</wa:ProvisionGuestAgent>{vm}{kind}</wa:PlatformSettings></wa:PlatformSettingsSection></Environment>"#
         );
-        crate::ovf::parse(&xml).expect("ovf")
+        crate::documents::ovf::parse(&xml).expect("ovf")
     }
 
     #[test]

@@ -8,10 +8,10 @@ use std::fmt::Display;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{from_imds, preprovisioned, Context, NetworkOutcome, OvfSource};
-use crate::files::{self, FileError};
-use crate::root::HostRoot;
-use crate::timeline::{self, Outcome};
+use crate::base::files::{self, FileError};
+use crate::base::root::HostRoot;
+use crate::base::timeline::{self, Outcome};
+use crate::provision::{from_imds, preprovisioned, Context, NetworkOutcome, OvfSource};
 
 /// Held (an exclusive `flock`) by the local stage from its start to its end, under
 /// [`HostRoot::kernel`]: [`wait_for_local_stage`] waits for it.
@@ -34,7 +34,7 @@ pub fn ready_at_hostname() {
 /// The hostname is settled: `READY=1` when [`ready_at_hostname`] asked for it (once).
 pub(super) fn hostname_settled() {
     if READY_AT_HOSTNAME.load(Ordering::SeqCst) && !READY_SENT.swap(true, Ordering::SeqCst) {
-        crate::notify::notify("READY=1");
+        crate::base::notify::notify("READY=1");
     }
 }
 

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::files::{self, FileError, WriteOptions};
-use crate::root::HostRoot;
-use crate::vmid;
+use crate::base::files::{self, FileError, WriteOptions};
+use crate::base::root::HostRoot;
+use crate::host::vmid;
 
 /// Who provisions this VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

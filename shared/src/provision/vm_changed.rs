@@ -20,9 +20,9 @@
 
 use std::path::Path;
 
-use crate::conf::Config;
-use crate::deprovision::{self, Report, LEASE_DIRS, LEASE_GLOBS};
-use crate::root::HostRoot;
+use crate::base::root::HostRoot;
+use crate::commands::deprovision::{self, Report, LEASE_DIRS, LEASE_GLOBS};
+use crate::documents::conf::Config;
 
 /// Files in `Lib.Dir` that belong to the VM (waagent's list, then wala's own).
 pub const PER_VM_FILES: [&str; 13] = [
@@ -38,7 +38,7 @@ pub const PER_VM_FILES: [&str; 13] = [
     "waagent_rsm_update",
     "waagent_initial_update",
     "wala-resource-disk-seen",
-    crate::firewall::PERSIST_FILE,
+    crate::host::firewall::PERSIST_FILE,
 ];
 
 /// Patterns of per-VM files in `Lib.Dir` (`*` matches any run of characters).

@@ -5,9 +5,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use wala::disk::mounts::{read_mounts, read_swaps};
-use wala::disk::{DiscoverySource, ResourceDisk, ResourceDiskSettings};
-use wala::root::HostRoot;
+use wala::base::root::HostRoot;
+use wala::host::disk::mounts::{read_mounts, read_swaps};
+use wala::host::disk::{DiscoverySource, ResourceDisk, ResourceDiskSettings};
 
 pub fn sh(program: &str, args: &[&str]) -> String {
     let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));

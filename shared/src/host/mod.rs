@@ -1,0 +1,38 @@
+//! Everything that changes the machine, always through a [`HostRoot`](crate::base::root::HostRoot)
+//! and the one command runner.
+//!
+//! * [`user`], [`shadow_lock`]: the admin user, its password and sudoers drop-in;
+//! * [`ssh`], [`host_keys`]: sshd settings, authorized keys, host keys;
+//! * [`hostname`]: `/etc/hostname`, `/etc/hosts`, the kernel's name;
+//! * [`disk`], [`devices`]: the resource disk and swap, and waiting for block devices;
+//! * [`dvd`]: finding the provisioning DVD and reading `ovf-env.xml` from it;
+//! * [`customdata`]: CustomData saved and, when configured, run;
+//! * [`firewall`]: the WireServer firewall rules;
+//! * [`link_watch`], [`route_wait`]: network links and routes, watched through rtnetlink;
+//! * [`grub`], [`platform_features`]: kernel command line and the small `OS.*` switches;
+//! * [`kvp`]: the Hyper-V KVP pool the host reads;
+//! * [`jit_accounts`]: the JIT remote-access accounts the goal state asks for;
+//! * [`lib_dir`]: what the agent keeps in `Lib.Dir` for extensions and tools;
+//! * [`distro`], [`vmid`]: which distribution this is, and the VM id;
+//! * [`takeover`]: taking a VM over from waagent's package.
+
+pub mod customdata;
+pub mod devices;
+pub mod disk;
+pub mod distro;
+pub mod dvd;
+pub mod firewall;
+pub mod grub;
+pub mod host_keys;
+pub mod hostname;
+pub mod jit_accounts;
+pub mod kvp;
+pub mod lib_dir;
+pub mod link_watch;
+pub mod platform_features;
+pub mod route_wait;
+pub mod shadow_lock;
+pub mod ssh;
+pub mod takeover;
+pub mod user;
+pub mod vmid;

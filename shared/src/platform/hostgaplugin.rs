@@ -1,0 +1,287 @@
+//! The HostGAPlugin client (wire.md §6.1–§6.3): versions, health and vmSettings fetch. Never
+//! proxied. vmSettings is returned raw with its ETag; parsing it is elsewhere.
+
+use std::time::Duration;
+
+use crate::base::limits::Document;
+use crate::platform::endpoint::Endpoint;
+use crate::platform::http::{HttpClient, HttpError, Request, RetryPolicy};
+
+/// The HostGAPlugin API version (`x-ms-version`).
+pub const API_VERSION: &str = "2015-09-01";
+
+/// Why a HostGAPlugin call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HostGaPluginError {
+    #[error("HostGAPlugin: {0}")]
+    Http(#[from] HttpError),
+    /// A 200 vmSettings answer without the required ETag header.
+    #[error("HostGAPlugin vmSettings: HTTP 200 without an ETag")]
+    MissingEtag,
+    /// Any status other than 200, 304, 404, 410 and 400 `InvalidContainerConfiguration`. 502 is the
+    /// HostGAPlugin's own internal error.
+    #[error("HostGAPlugin vmSettings: HTTP {status}{}: {body}", if *status == 502 { " [Internal error in HGAP]" } else { "" })]
+    Status { status: u16, body: String },
+}
+
+impl HostGaPluginError {
+    /// Whether the goal state is stale (refetch it for a new container ID, then retry once).
+    pub fn is_stale(&self) -> bool {
+        matches!(self, HostGaPluginError::Http(e) if e.is_stale())
+    }
+}
+
+/// The result of a vmSettings fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmSettings {
+    /// New settings: the raw JSON and its ETag.
+    Updated { etag: String, json: String },
+    /// 304: unchanged since the ETag sent.
+    NotModified,
+    /// 404: this HostGAPlugin has no vmSettings (Fast Track off; check again after 6 h).
+    Unsupported,
+}
+
+/// Who the agent is to the HostGAPlugin: the goal state's container ID and ConfigName.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerIdentity {
+    pub container_id: String,
+    pub config_name: Option<String>,
+}
+
+impl ContainerIdentity {
+    /// From a goal state.
+    pub fn of(gs: &crate::documents::wire::GoalState) -> Self {
+        Self { container_id: gs.container_id.clone(), config_name: gs.config_name.clone() }
+    }
+}
+
+/// The HostGAPlugin client.
+#[derive(Debug, Clone)]
+pub struct HostGaPluginClient {
+    endpoint: Endpoint,
+    http: HttpClient,
+    policy: RetryPolicy,
+    single_timeout: Duration,
+}
+
+impl HostGaPluginClient {
+    pub fn new(endpoint: Endpoint) -> Self {
+        Self {
+            endpoint,
+            http: HttpClient::platform(),
+            policy: RetryPolicy::wire(),
+            single_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Replace the retry policy of `versions` (and the single-attempt timeout of the others).
+    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.single_timeout = policy.attempt_timeout;
+        self.policy = policy;
+        self
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.endpoint.base_url())
+    }
+
+    fn with_identity(request: Request, who: &ContainerIdentity) -> Request {
+        let r =
+            request.header("x-ms-version", API_VERSION).header("x-ms-containerid", who.container_id.as_str());
+        match &who.config_name {
+            Some(name) => r.header("x-ms-host-config-name", name.as_str()),
+            None => r,
+        }
+    }
+
+    /// `GET /versions`: the JSON array of API versions, as text.
+    pub fn versions(&self, who: &ContainerIdentity) -> Result<String, HostGaPluginError> {
+        let request = Request::get(self.url("/versions"))
+            .document(Document::Versions)
+            .header("x-ms-containerid", who.container_id.as_str());
+        Ok(self.http.send(&request, &self.policy)?.text())
+    }
+
+    /// Whether `/versions` mentions `2015-09-01` (waagent's substring test).
+    pub fn is_available(&self, who: &ContainerIdentity) -> bool {
+        self.versions(who).is_ok_and(|v| v.contains(API_VERSION))
+    }
+
+    /// `GET /health`, one attempt: `true` on 200.
+    pub fn health(&self) -> bool {
+        let request = Request::get(self.url("/health")).header("x-ms-version", API_VERSION);
+        self.http.send_once(&request, self.single_timeout).is_ok_and(|r| r.status == 200)
+    }
+
+    /// `GET /vmSettings`, one attempt, with `If-None-Match: etag` when given.
+    pub fn vm_settings(
+        &self,
+        who: &ContainerIdentity,
+        etag: Option<&str>,
+    ) -> Result<VmSettings, HostGaPluginError> {
+        let mut request =
+            Self::with_identity(Request::get(self.url("/vmSettings")).document(Document::VmSettings), who)
+                .header("x-ms-client-correlationid", correlation_id());
+        if let Some(etag) = etag {
+            request = request.header("if-none-match", etag);
+        }
+        let resp = self.http.send_once(&request, self.single_timeout)?;
+        let body = resp.text();
+        match resp.status {
+            200 => {
+                let etag = resp.header("etag").ok_or(HostGaPluginError::MissingEtag)?.to_string();
+                Ok(VmSettings::Updated { etag, json: body })
+            }
+            304 => Ok(VmSettings::NotModified),
+            404 => Ok(VmSettings::Unsupported),
+            410 => Err(HttpError::Stale { method: request.method, url: request.url, status: 410 }.into()),
+            400 if body.contains("InvalidContainerConfiguration") => {
+                Err(HttpError::Stale { method: request.method, url: request.url, status: 400 }.into())
+            }
+            status => Err(HostGaPluginError::Status { status, body: body.chars().take(200).collect() }),
+        }
+    }
+}
+
+impl HostGaPluginClient {
+    /// `PUT /vmAgentLog` (spec §6.6): a zip of the agent's logs, one attempt, 30 s.
+    pub fn put_vm_agent_log(&self, who: &ContainerIdentity, zip: Vec<u8>) -> Result<(), HostGaPluginError> {
+        let deployment =
+            who.config_name.as_deref().and_then(|n| n.split('.').next()).unwrap_or_default().to_string();
+        let request = Request::put(self.url("/vmAgentLog"), zip)
+            .header("x-ms-version", API_VERSION)
+            .header("x-ms-containerid", who.container_id.as_str())
+            .header("x-ms-vmagentlog-deploymentid", deployment)
+            .header("x-ms-client-name", "WALinuxAgent")
+            .header("x-ms-client-version", crate::VERSION)
+            .header("x-ms-client-correlationid", correlation_id());
+        let resp = self.http.send_once(&request, Duration::from_secs(30))?;
+        match resp.status {
+            200 | 201 => Ok(()),
+            status => {
+                Err(HostGaPluginError::Status { status, body: resp.text().chars().take(200).collect() })
+            }
+        }
+    }
+
+    /// `PUT /status` with a status-blob envelope (spec §6.5), one attempt; 200 is success.
+    pub fn put_status(&self, who: &ContainerIdentity, envelope: &str) -> Result<(), HostGaPluginError> {
+        let request =
+            Self::with_identity(Request::put(self.url("/status"), envelope.as_bytes().to_vec()), who)
+                .header("content-type", "application/json");
+        let resp = self.http.send_once(&request, self.single_timeout)?;
+        match resp.status {
+            200 | 201 => Ok(()),
+            410 => Err(HttpError::Stale { method: request.method, url: request.url, status: 410 }.into()),
+            status => {
+                Err(HostGaPluginError::Status { status, body: resp.text().chars().take(200).collect() })
+            }
+        }
+    }
+}
+
+/// What an `extensionArtifact` request asks for (spec §6.4).
+#[derive(Debug, Clone, Copy)]
+pub struct ArtifactRequest<'a> {
+    /// The original blob URL (manifest or zip).
+    pub location: &'a str,
+    /// For a zip: the URL the extension manifest was last fetched from.
+    pub manifest_location: Option<&'a str>,
+    /// The current extensions goal state is Fast Track.
+    pub fast_track: bool,
+    /// What the artifact is (a manifest or a package): its size limit.
+    pub document: Document,
+}
+
+impl HostGaPluginClient {
+    /// `GET /extensionArtifact`: the artifact at `req.location`, fetched by the HostGAPlugin, one
+    /// attempt bounded by `timeout`. 410 and 400 `InvalidContainerConfiguration` are stale-goal-state
+    /// errors ([`HostGaPluginError::is_stale`]).
+    pub fn extension_artifact(
+        &self,
+        who: &ContainerIdentity,
+        req: &ArtifactRequest<'_>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, HostGaPluginError> {
+        let request = self.artifact_request(who, req);
+        let resp = self.http.send_once(&request, timeout)?;
+        match resp.status {
+            200 => Ok(resp.body),
+            status => Err(artifact_refusal(&request, status, &resp.text())),
+        }
+    }
+
+    /// [`Self::extension_artifact`] with the body streamed into `out` (at most `limit` bytes, see
+    /// [`HttpClient::stream_once`]); returns the bytes written. For packages.
+    pub fn extension_artifact_to(
+        &self,
+        who: &ContainerIdentity,
+        req: &ArtifactRequest<'_>,
+        timeout: Duration,
+        limit: u64,
+        out: &mut dyn std::io::Write,
+    ) -> Result<u64, HostGaPluginError> {
+        let request = self.artifact_request(who, req);
+        let resp = self.http.stream_once(&request, timeout, limit, out)?;
+        match resp.status {
+            200 => Ok(resp.written),
+            status => Err(artifact_refusal(&request, status, &resp.text())),
+        }
+    }
+
+    fn artifact_request(&self, who: &ContainerIdentity, req: &ArtifactRequest<'_>) -> Request {
+        let mut request =
+            Self::with_identity(Request::get(self.url("/extensionArtifact")).document(req.document), who)
+                .header("x-ms-artifact-location", req.location);
+        if req.fast_track {
+            request = request.header("x-ms-verify-from-artifacts-blob", "true");
+        }
+        if let Some(m) = req.manifest_location {
+            request = request.header("x-ms-artifact-manifest-location", m);
+        }
+        request
+    }
+}
+
+/// The error for an `extensionArtifact` answer other than 200: 410 and 400
+/// `InvalidContainerConfiguration` mean the goal state is stale.
+fn artifact_refusal(request: &Request, status: u16, body: &str) -> HostGaPluginError {
+    match status {
+        410 => HttpError::Stale { method: request.method, url: request.url.clone(), status: 410 }.into(),
+        400 if body.contains("InvalidContainerConfiguration") => {
+            HttpError::Stale { method: request.method, url: request.url.clone(), status: 400 }.into()
+        }
+        status => HostGaPluginError::Status {
+            status,
+            body: crate::base::logging::redact_sas(&body.chars().take(200).collect::<String>()),
+        },
+    }
+}
+
+/// A random UUID (version 4) for `x-ms-client-correlationid`.
+pub fn correlation_id() -> String {
+    let mut b = [0u8; 16];
+    if crate::base::random::fill(&mut b).is_err() {
+        // Not a secret: a time-derived value is good enough to correlate logs.
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        b = t.as_nanos().to_le_bytes();
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn correlation_ids_are_v4_and_differ() {
+        let a = super::correlation_id();
+        let b = super::correlation_id();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+        assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"));
+    }
+}
