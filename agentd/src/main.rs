@@ -409,7 +409,7 @@ fn register_service(runner: &dyn wala::base::cmd::Runner, root: &HostRoot) -> Ex
 }
 
 fn mark_provisioned(root: &HostRoot, config: &wala::documents::conf::Config) -> ExitCode {
-    use wala::host::takeover::{mark_provisioned, MarkOutcome};
+    use wala::provision::takeover::{mark_provisioned, MarkOutcome};
     let lib = config.lib_dir.as_path();
     match mark_provisioned(root, lib) {
         Ok(MarkOutcome::Written(id)) => {
@@ -591,7 +591,7 @@ fn inspect(kind: &str, file: &std::path::Path) -> ExitCode {
 /// Deprovision: warnings and a prompt unless `force`; an answer other than yes exits 1 having
 /// changed nothing.
 fn deprovision(root: &HostRoot, config: &wala::documents::conf::Config, user: bool, force: bool) -> ExitCode {
-    use wala::commands::deprovision;
+    use wala::host::deprovision;
     let plan = deprovision::plan(root, config, deprovision::Options { user });
     if force {
         for w in &plan.warnings {

@@ -271,24 +271,24 @@ fn deprovision_library_on_a_temp_root() {
     let root = t.root();
     let loaded = wala::documents::conf::load_or_defaults(&root, None);
     assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
-    let plan = wala::commands::deprovision::plan(
+    let plan = wala::host::deprovision::plan(
         &root,
         &loaded.config,
-        wala::commands::deprovision::Options { user: with_user },
+        wala::host::deprovision::Options { user: with_user },
     );
     if with_user {
-        assert_eq!(plan.user, wala::commands::deprovision::UserTarget::Delete { name: "azureuser".into() });
+        assert_eq!(plan.user, wala::host::deprovision::UserTarget::Delete { name: "azureuser".into() });
         assert!(plan
             .warnings
             .contains(&"WARNING! azureuser account and entire home directory will be deleted.".into()));
     }
     assert!(plan.warnings.contains(&"WARNING! All SSH host key pairs will be deleted.".into()));
-    let report = wala::commands::deprovision::apply(&root, &SystemRunner, &plan);
+    let report = wala::host::deprovision::apply(&root, &SystemRunner, &plan);
     assert!(report.ok(), "{:?}", report.failures);
     check_deprovisioned(&t, with_user);
     assert!(t.real_user == with_user);
     // A second run finds nothing left to do and does not fail.
-    let again = wala::commands::deprovision::apply(&root, &SystemRunner, &plan);
+    let again = wala::host::deprovision::apply(&root, &SystemRunner, &plan);
     assert!(again.ok(), "{:?}", again.failures);
 }
 

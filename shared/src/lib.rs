@@ -32,6 +32,6 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// What `version` prints: wala's version and the distribution it runs on.
 pub fn version_text(root: &base::root::HostRoot) -> String {
-    let d = host::distro::Distro::detect(root);
+    let d = base::distro::Distro::detect(root);
     format!("wala-{VERSION} running on {} {}\nGoal state agent: wala-{VERSION}\n", d.id, d.version_id)
 }

@@ -13,7 +13,7 @@ pub fn skip(message: &str) {
 }
 
 /// A fake root laid out as a distribution family's images are, for the facts wala detects
-/// ([`crate::host::distro::OsFacts`]): os-release, sshd's unit file, the SELinux config and selinuxfs,
+/// ([`crate::base::distro::OsFacts`]): os-release, sshd's unit file, the SELinux config and selinuxfs,
 /// the cgroup hierarchy the kernel shows, and the files the family's tools read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FakeOs {

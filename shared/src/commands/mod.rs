@@ -2,7 +2,6 @@
 //! neither provisioning nor the daemon's steady state.
 //!
 //! * [`legacy_cli`]: waagent's single-dash command line (`-deprovision+user -force`, ...);
-//! * [`deprovision`]: `deprovision [--user]`, what makes this machine this machine removed;
 //! * [`collect_logs`]: `collect-logs [--full]`, one zip of what support needs;
 //! * [`serial_console`]: `serial-console`, boot messages and GRUB on ttyS0;
 //! * [`inspect`]: `inspect KIND FILE`, any document through its parser;
@@ -10,7 +9,6 @@
 
 pub mod boot_report;
 pub mod collect_logs;
-pub mod deprovision;
 pub mod inspect;
 pub mod legacy_cli;
 pub mod serial_console;

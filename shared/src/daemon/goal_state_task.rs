@@ -553,7 +553,7 @@ pub fn status_document(
     outcome: &GoalStateOutcome,
     fast_track: bool,
 ) -> AggregateStatusDocument {
-    let distro = crate::host::distro::Distro::detect(env.root);
+    let distro = crate::base::distro::Distro::detect(env.root);
     let hostname =
         std::fs::read_to_string(env.root.path("/etc/hostname")).unwrap_or_default().trim().to_string();
     let message = match crate::extensions::report::disabled(env.root, env.config) {

@@ -13,6 +13,7 @@
 //!   [`memory`] (one malloc arena; start-up's program pages let go);
 //! * [`instance`]: one daemon per machine; [`signals`]: SIGTERM, SIGINT, SIGHUP.
 
+pub mod etp_task;
 pub mod extensions_task;
 pub mod firewall_task;
 pub mod goal_state_task;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::base::root::HostRoot;
 use crate::daemon::{
-    extensions_task, firewall_task, goal_state_task, log_collection_task, memory, monitors_task,
+    etp_task, extensions_task, firewall_task, goal_state_task, log_collection_task, memory, monitors_task,
     provisioning_report_task, remote_access_task, telemetry_task, Task,
 };
 use crate::documents::conf::Config;
@@ -68,7 +68,7 @@ pub fn all_tasks(root: &HostRoot, config: &Config, overrides: &Overrides) -> Vec
         client: wire(),
         common: crate::platform::telemetry::Common::detect(root),
     }));
-    tasks.push(Box::new(crate::extensions::etp::EtpTask::new(
+    tasks.push(Box::new(etp_task::EtpTask::new(
         wire(),
         crate::platform::telemetry::Common::detect(root),
         config,

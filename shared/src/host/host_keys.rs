@@ -138,7 +138,7 @@ pub fn make_deferred_keys(
 /// happens when sshd is not running). The unit is `ssh.service` on Debian and Ubuntu, `sshd.service`
 /// elsewhere; whichever unit file exists is used.
 pub fn reload_sshd(root: &HostRoot, runner: &dyn Runner) -> Result<(), CmdError> {
-    let unit = crate::host::distro::sshd_unit(root);
+    let unit = crate::base::distro::sshd_unit(root);
     runner
         .run(&Cmd::new("systemctl").args(["try-reload-or-restart", unit]).timeout(Duration::from_secs(30)))
         .map(drop)

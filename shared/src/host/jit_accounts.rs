@@ -514,8 +514,8 @@ fn create(
         }
         return Err(user_err(e));
     }
-    let facts = crate::host::distro::OsFacts::detect(root);
-    crate::base::selinux::restore_labels(root, runner, &facts, &[s.shadow.into(), s.sudoers_dir.into()]);
+    let facts = crate::base::distro::OsFacts::detect(root);
+    crate::host::selinux::restore_labels(root, runner, &facts, &[s.shadow.into(), s.sudoers_dir.into()]);
     Ok(())
 }
 

@@ -160,7 +160,7 @@ pub fn write_status(lib: &Path, history: Option<&History>, json: &[u8]) -> Resul
 /// left, or the redaction broke the document (an XML or JSON document that no longer is one, as
 /// when a value's closing quote was really markup's).
 pub fn redact(text: &str, protected: &[&str]) -> Option<String> {
-    let out = crate::commands::collect_logs::redact_protected_settings_as(text, REDACTED)?;
+    let out = crate::documents::extensions::redact::redact_protected_settings_as(text, REDACTED)?;
     let out = redact_sas_urls(&out);
     let leaked =
         protected.iter().any(|p| p.len() >= 4 && out.contains(p)) || find_ascii_ci(&out, "sig=").is_some();

@@ -13,13 +13,14 @@
 //! * [`kvp`]: the Hyper-V KVP pool the host reads;
 //! * [`jit_accounts`]: the JIT remote-access accounts the goal state asks for;
 //! * [`lib_dir`]: what the agent keeps in `Lib.Dir` for extensions and tools;
-//! * [`distro`], [`vmid`]: which distribution this is, and the VM id;
-//! * [`takeover`]: taking a VM over from waagent's package.
+//! * [`selinux`]: SELinux labels on the files wala writes;
+//! * [`deprovision`]: `deprovision [--user]`, what makes this machine this machine removed;
+//! * [`vmid`]: the VM id (SMBIOS).
 
 pub mod customdata;
+pub mod deprovision;
 pub mod devices;
 pub mod disk;
-pub mod distro;
 pub mod dvd;
 pub mod firewall;
 pub mod grub;
@@ -31,8 +32,8 @@ pub mod lib_dir;
 pub mod link_watch;
 pub mod platform_features;
 pub mod route_wait;
+pub mod selinux;
 pub mod shadow_lock;
 pub mod ssh;
-pub mod takeover;
 pub mod user;
 pub mod vmid;

@@ -27,16 +27,7 @@ pub mod wireserver;
 
 use std::sync::Mutex;
 
-/// The provisioning state reported in a WireServer health report.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProvisioningHealth {
-    /// `NotReady`, substatus `Provisioning`, description `Starting`.
-    Provisioning,
-    /// `Ready`.
-    Ready,
-    /// `NotReady`, substatus `ProvisioningFailed`, with a description naming the failed step and why.
-    Failed { description: String },
-}
+pub use crate::documents::wire::health::ProvisioningHealth;
 
 /// A platform request that did not succeed within its retry budget.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

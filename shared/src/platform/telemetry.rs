@@ -97,7 +97,7 @@ pub struct Common {
 
 impl Common {
     pub fn detect(root: &HostRoot) -> Self {
-        let d = crate::host::distro::Distro::detect(root);
+        let d = crate::base::distro::Distro::detect(root);
         let ram_kib: u64 = std::fs::read_to_string("/proc/meminfo")
             .ok()
             .and_then(|t| {

@@ -26,6 +26,7 @@ pub mod plan;
 pub mod preprovisioned;
 pub mod stages;
 pub mod state;
+pub mod takeover;
 pub mod vm_changed;
 
 use std::path::{Path, PathBuf};
@@ -37,6 +38,7 @@ use crate::base::root::HostRoot;
 use crate::documents::conf::{Config, ProvisioningAgent};
 use crate::host::disk::{self, DiskOutcome};
 use crate::host::kvp::KvpPool;
+use crate::host::selinux;
 use crate::platform::{CertificateSource, Platform, ProvisioningHealth};
 use crate::{documents::ovf, host::customdata, host::dvd, host::hostname, host::ssh, host::user, host::vmid};
 
@@ -477,7 +479,7 @@ fn refresh_from(
             .map_err(|e| ProvisionError::new("ssh-keys", e))?;
         deploy_inline_keys(root, &plan, &account)
     })
-    .map(|key_files| crate::base::selinux::restore_provisioned(root, ctx.runner, &plan.paths, &key_files))?;
+    .map(|key_files| restore_provisioned_labels(root, ctx.runner, &plan.paths, &key_files))?;
     if !plan.certificate_keys.is_empty() {
         log::info!(
             "{} key(s) named by certificate thumbprint are not deployed on a kept disk",
@@ -625,7 +627,7 @@ fn provision_from(
                 .map_err(|e| ProvisionError::new("root-password", e))
         })?;
     }
-    crate::base::selinux::restore_provisioned(root, ctx.runner, paths, &key_files);
+    restore_provisioned_labels(root, ctx.runner, paths, &key_files);
     Ok(plan.regenerate_host_keys.is_some_and(|t| !crate::host::host_keys::deferred_types(t).is_empty()))
 }
 
@@ -860,8 +862,8 @@ pub fn run_host_keys(ctx: &Context<'_>) -> Result<bool, ProvisionError> {
     result?;
     ctx.milestone(&vm_id, "host-keys-deferred", took);
     if ctx.root.is_live() {
-        let facts = crate::host::distro::OsFacts::detect(&ctx.root);
-        crate::base::selinux::restore_labels(
+        let facts = crate::base::distro::OsFacts::detect(&ctx.root);
+        crate::host::selinux::restore_labels(
             &ctx.root,
             ctx.runner,
             &facts,
@@ -1058,12 +1060,12 @@ pub fn deploy_certificate_keys(
         );
         written.push(path);
     }
-    let facts = crate::host::distro::OsFacts::detect(&ctx.root);
-    crate::base::selinux::restore_labels(
+    let facts = crate::base::distro::OsFacts::detect(&ctx.root);
+    crate::host::selinux::restore_labels(
         &ctx.root,
         ctx.runner,
         &facts,
-        &crate::base::selinux::key_dirs(&written),
+        &crate::host::selinux::key_dirs(&written),
     );
     Ok(())
 }
@@ -1079,6 +1081,26 @@ fn report_failure(ctx: &Context<'_>, platform: &dyn Platform, vm_id: &str, e: &P
             false
         }
     }
+}
+
+/// SELinux labels restored on what provisioning wrote ([`selinux::provisioned_paths`]), with the facts found
+/// under `root` (logged).
+fn restore_provisioned_labels(
+    root: &HostRoot,
+    runner: &dyn Runner,
+    paths: &plan::Paths,
+    key_files: &[PathBuf],
+) {
+    let facts = crate::base::distro::OsFacts::detect(root);
+    log::info!("host: {}", facts.summary());
+    let list = selinux::provisioned_paths(
+        &paths.lib_dir,
+        &paths.ssh_dir,
+        &paths.sudoers_dir,
+        &paths.password_file,
+        key_files,
+    );
+    selinux::restore_labels(root, runner, &facts, &list);
 }
 
 #[cfg(test)]

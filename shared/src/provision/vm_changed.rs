@@ -21,8 +21,8 @@
 use std::path::Path;
 
 use crate::base::root::HostRoot;
-use crate::commands::deprovision::{self, Report, LEASE_DIRS, LEASE_GLOBS};
 use crate::documents::conf::Config;
+use crate::host::deprovision::{self, Report, LEASE_DIRS, LEASE_GLOBS};
 
 /// Files in `Lib.Dir` that belong to the VM (waagent's list, then wala's own).
 pub const PER_VM_FILES: [&str; 13] = [

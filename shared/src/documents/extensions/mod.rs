@@ -13,6 +13,7 @@
 //! * [`status`]: `status/<seq>.status` and `heartbeat.log` written by extensions (§9.4–§9.5), and
 //!   the aggregate status document the agent uploads (§11.2);
 //! * [`events`]: the Extension Telemetry Pipeline's event files (§10.5);
+//! * [`redact`]: protected settings taken out of a document before it is kept or shown;
 //! * [`names`]: which handler names, versions and extension names are accepted, and the one
 //!   helper that builds a path from them;
 //! * `version`: dotted versions compared as waagent compares them ([`FlexibleVersion`]).
@@ -30,6 +31,7 @@ pub mod handler_environment;
 pub mod handler_manifest;
 pub mod manifest;
 pub mod names;
+pub mod redact;
 pub mod settings;
 pub mod status;
 mod version;

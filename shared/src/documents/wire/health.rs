@@ -1,7 +1,16 @@
 //! Renders the XML bodies the agent POSTs to the WireServer: the health report (wire.md §5.1), role
 //! properties (§5.2) and telemetry (§12.3). Renderers return `String`; the client sends them.
 
-use crate::platform::ProvisioningHealth;
+/// The provisioning state reported in a WireServer health report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProvisioningHealth {
+    /// `NotReady`, substatus `Provisioning`, description `Starting`.
+    Provisioning,
+    /// `Ready`.
+    Ready,
+    /// `NotReady`, substatus `ProvisioningFailed`, with a description naming the failed step and why.
+    Failed { description: String },
+}
 
 /// Longest description sent, in characters, cut before escaping (server limit 4096 bytes).
 pub const MAX_DESCRIPTION_CHARS: usize = 3686;

@@ -111,7 +111,7 @@ pub struct OsFacts {
     pub sshd_unit: &'static str,
     /// SELinux is on now: the root's `/etc/selinux/config` says `enforcing` or `permissive`, and
     /// the running kernel has `selinuxfs` mounted (`/sys/fs/selinux/enforce`). Files wala writes
-    /// then get their policy labels back with `restorecon` ([`crate::base::selinux`]).
+    /// then get their policy labels back with `restorecon` ([`crate::host::selinux`]).
     pub selinux: bool,
     /// The running kernel has the unified cgroup hierarchy (`/sys/fs/cgroup/cgroup.controllers`):
     /// v2 (Debian 12, Ubuntu 22.04+, RHEL 9, Azure Linux 3), else v1 or hybrid (RHEL 8, SLES 15).

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::base::cmd::{Cmd, Runner};
+use crate::base::distro::OsFacts;
 use crate::base::root::HostRoot;
-use crate::host::distro::OsFacts;
 
 /// Restore the policy's labels on `paths` (host paths; directories recursively; missing ones
 /// ignored). Returns whether `restorecon` ran and succeeded. A failure is a warning: the files are
@@ -74,31 +74,11 @@ pub fn key_dirs(key_files: &[PathBuf]) -> Vec<PathBuf> {
     out
 }
 
-/// [`restore_labels`] on what provisioning wrote ([`provisioned_paths`]), with the facts found
-/// under `root` (logged).
-pub fn restore_provisioned(
-    root: &HostRoot,
-    runner: &dyn Runner,
-    paths: &crate::provision::plan::Paths,
-    key_files: &[PathBuf],
-) {
-    let facts = OsFacts::detect(root);
-    log::info!("host: {}", facts.summary());
-    let list = provisioned_paths(
-        &paths.lib_dir,
-        &paths.ssh_dir,
-        &paths.sudoers_dir,
-        &paths.password_file,
-        key_files,
-    );
-    restore_labels(root, runner, &facts, &list);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::base::cmd::{CmdOutput, FakeRunner};
-    use crate::host::distro::Family;
+    use crate::base::distro::Family;
 
     fn facts(selinux: bool) -> OsFacts {
         OsFacts { family: Family::RedHat, sshd_unit: "sshd.service", selinux, cgroup_v2: true }
