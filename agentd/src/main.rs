@@ -238,13 +238,15 @@ fn run(command: Command, root: &HostRoot, config: Option<PathBuf>, verbose: bool
             goal_state_period_ms,
             status_heartbeat_ms,
         } => {
-            let limits = wala::daemon::Limits { max_wakeups };
-            let provision = provision.then(|| std::time::Duration::from_secs(dvd_timeout));
-            let overrides = wala::daemon::Overrides {
-                goal_state_period: goal_state_period_ms.map(std::time::Duration::from_millis),
-                status_heartbeat: status_heartbeat_ms.map(std::time::Duration::from_millis),
+            let options = wala::daemon::start::StartOptions {
+                provision: provision.then(|| std::time::Duration::from_secs(dvd_timeout)),
+                limits: wala::daemon::Limits { max_wakeups },
+                overrides: wala::daemon::Overrides {
+                    goal_state_period: goal_state_period_ms.map(std::time::Duration::from_millis),
+                    status_heartbeat: status_heartbeat_ms.map(std::time::Duration::from_millis),
+                },
             };
-            daemon(root, config, verbose, provision, limits, &overrides)
+            daemon(root, config, verbose, &options)
         }
         Command::ProvisionNetwork => provision_network(root, config.as_deref()),
         Command::MarkProvisioned => {
@@ -315,29 +317,7 @@ fn boot_report(
 
 /// `provision-network`: the network stage with the certificate work (through `wala-crypto`).
 fn provision_network(root: &HostRoot, config: Option<&Path>) -> ExitCode {
-    // Handed over by `wala-provision --stage network`: this process's start-up runs from
-    // wala-provision's fork (the same process, before its exec). Not after `--stage all`, whose
-    // earlier stages this process already recorded.
-    if !wala::base::timeline::recorded_by_this_process(root) {
-        wala::base::timeline::count_start_up();
-    }
-    let loaded = wala::documents::conf::load_or_defaults(root, config);
-    loaded.log_problems();
-    if loaded.config.logs_verbose {
-        wala::base::logging::set_verbose(true);
-    }
-    let ctx = wala::provision::Context {
-        kvp: wala::host::kvp::KvpPool::for_root(root),
-        root: root.clone(),
-        config: &loaded.config,
-        runner: &SystemRunner,
-    };
-    let options = wala::provision::stages::Options {
-        certificates: Some(wala::provision::network::IN_PROCESS),
-        ..Default::default()
-    };
-    let source = wala::provision::OvfSource::Absent;
-    if wala::provision::stages::run(&ctx, &source, wala::provision::stages::Stage::Network, options) {
+    if wala::provision::stages::run_handed_over_network_stage(root, config) {
         ExitCode::Ok
     } else {
         ExitCode::Failure
@@ -354,24 +334,10 @@ fn legacy_daemon(provision: bool) -> Command {
     }
 }
 
-/// `waagent -start`: `daemon --provision` in the background (a new session, output discarded; it
-/// logs to the journal through stderr only when run by a unit, and always to waagent.log), and
-/// return at once.
+/// `waagent -start`: the daemon in the background ([`wala::commands::service::start_in_background`]).
 fn start_in_background(runner: &dyn wala::base::cmd::Runner, config: Option<&Path>) -> ExitCode {
-    let exe = match std::env::current_exe() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("wala: -start: cannot find this program: {e}");
-            return ExitCode::Failure;
-        }
-    };
-    let mut cmd = wala::base::cmd::Cmd::new("setsid").arg("-f").arg(&exe);
-    if let Some(c) = config {
-        cmd = cmd.arg("--config").arg(c);
-    }
-    let cmd = cmd.args(["daemon", "--provision"]).output_files("/dev/null", "/dev/null", 0);
-    match runner.run(&cmd) {
-        Ok(_) => ExitCode::Ok,
+    match wala::commands::service::start_in_background(runner, config) {
+        Ok(()) => ExitCode::Ok,
         Err(e) => {
             eprintln!("wala: -start: {e}");
             ExitCode::Failure
@@ -379,26 +345,11 @@ fn start_in_background(runner: &dyn wala::base::cmd::Runner, config: Option<&Pat
     }
 }
 
-/// The units the package enables (packaging/debian/postinst), in boot order.
-const UNITS: [&str; 6] = [
-    "wala-provision-local.service",
-    "wala-provision-keys.service",
-    "wala-provision-disk.service",
-    "wala-provision-network.service",
-    "wala-network-setup.service",
-    "wala-agentd.service",
-];
-
-/// `waagent -register-service`: enable wala's units (`systemctl --root` for another root).
+/// `waagent -register-service`: wala's units enabled ([`wala::commands::service::register_service`]).
 fn register_service(runner: &dyn wala::base::cmd::Runner, root: &HostRoot) -> ExitCode {
-    let mut cmd = wala::base::cmd::Cmd::new("systemctl");
-    if !root.is_live() {
-        cmd = cmd.arg(format!("--root={}", root.path("/").display()));
-    }
-    let cmd = cmd.arg("enable").args(UNITS);
-    match runner.run(&cmd) {
-        Ok(_) => {
-            println!("enabled {}", UNITS.join(" "));
+    match wala::commands::service::register_service(runner, root) {
+        Ok(units) => {
+            println!("enabled {}", units.join(" "));
             ExitCode::Ok
         }
         Err(e) => {
@@ -434,97 +385,17 @@ fn daemon(
     root: &HostRoot,
     config: Option<PathBuf>,
     verbose: bool,
-    provision: Option<std::time::Duration>,
-    limits: wala::daemon::Limits,
-    overrides: &wala::daemon::Overrides,
+    options: &wala::daemon::start::StartOptions,
 ) -> ExitCode {
     wala::base::logging::init(wala::base::logging::LogSettings {
         component: "Daemon",
         verbose,
         file: Some(root.path(wala::base::logging::LOG_FILE)),
     });
-    let loaded = wala::documents::conf::load_or_defaults(root, config.as_deref());
-    loaded.log_problems();
-    if loaded.config.logs_verbose {
-        wala::base::logging::set_verbose(true);
-    }
-    if !loaded.config.wala_enabled {
-        log::info!("wala is turned off (Wala.Enabled=n): the daemon does not run");
-        wala::base::notify::notify("READY=1");
-        return ExitCode::Disabled;
-    }
-    // One daemon per machine: a unit running `waagent -daemon` beside wala-agentd.service finds
-    // the lock taken and stops, as waagent's daemon does when its pid file names a live daemon.
-    let _instance = match wala::daemon::instance::acquire(root) {
-        Ok(lock) => lock,
-        Err(e @ wala::daemon::instance::InstanceError::Busy { .. }) => {
-            log::warn!("{e}: this one exits");
-            wala::base::notify::notify("READY=1");
-            return ExitCode::Disabled;
-        }
-        Err(e) => {
-            log::error!("cannot take the daemon's lock: {e}");
-            return ExitCode::Failure;
-        }
-    };
-    if let Some(dvd_wait) = provision {
-        // As waagent's daemon: provision (each stage skips what is done), then the extension
-        // handler, also when provisioning failed (the failure has been reported).
-        let ctx = wala::provision::Context {
-            kvp: wala::host::kvp::KvpPool::for_root(root),
-            root: root.clone(),
-            config: &loaded.config,
-            runner: &SystemRunner,
-        };
-        let source = wala::provision::OvfSource::Dvd(dvd_wait);
-        let options = wala::provision::stages::Options {
-            certificates: Some(wala::provision::network::IN_PROCESS),
-            ..Default::default()
-        };
-        if !wala::provision::stages::run(&ctx, &source, wala::provision::stages::Stage::All, options) {
-            log::warn!("provisioning did not complete (see above); the daemon starts anyway");
-        }
-    }
-    wala::crypto::apply_fips(root, loaded.config.enable_fips);
-    wala::host::platform_features::log_auto_update_once(&loaded.config);
-    if loaded.config.enable_rdma {
-        let endpoints = wala::platform::endpoint::resolve(&loaded.config, root, std::time::SystemTime::now());
-        let size = wala::platform::imds::ImdsClient::new(endpoints.imds)
-            .instance()
-            .ok()
-            .and_then(|i| i.compute.vm_size);
-        wala::host::platform_features::setup_rdma(
-            root,
-            &wala::base::cmd::SystemRunner,
-            &loaded.config,
-            size.as_deref(),
-        );
-    }
-    let start = wala::platform::telemetry::AgentEvent::new(
-        "AgentStart",
-        true,
-        "daemon started",
-        std::time::Duration::ZERO,
-    );
-    wala::platform::telemetry::record(root, loaded.config.lib_dir.as_path(), &start);
-    let tasks = wala::daemon::all_tasks(root, &loaded.config, overrides);
-    // SIGTERM and the others are blocked and go to the signalfd from here on, before the pid file
-    // names this process: a signal sent as soon as it appears is handled, not fatal.
-    let signals = match wala::daemon::signals::SignalFd::new() {
-        Ok(s) => s,
-        Err(e) => {
-            log::error!("cannot set up signal handling: {e}");
-            return ExitCode::Failure;
-        }
-    };
-    let _pid_file = wala::daemon::PidFile::write(root, loaded.config.pid_file.as_path());
-    let owned = wala::daemon::Owned {
-        root: root.clone(),
-        config: loaded.config,
-        runner: wala::base::cmd::SystemRunner,
-    };
-    match wala::daemon::run(owned, tasks, limits, signals) {
-        Ok(_) => ExitCode::Ok,
+    use wala::daemon::start::{start, Outcome};
+    match start(root, config.as_deref(), options) {
+        Ok(Outcome::Ran(_)) => ExitCode::Ok,
+        Ok(Outcome::TurnedOff | Outcome::AnotherRunning) => ExitCode::Disabled,
         Err(e) => {
             log::error!("{e}");
             ExitCode::Failure
@@ -690,27 +561,5 @@ mod tests {
     fn waagent_daemon_provisions_first_and_run_exthandlers_does_not() {
         assert!(matches!(legacy_daemon(true), Command::Daemon { provision: true, dvd_timeout: 60, .. }));
         assert!(matches!(legacy_daemon(false), Command::Daemon { provision: false, .. }));
-    }
-
-    #[test]
-    fn start_runs_the_daemon_with_provisioning_in_a_new_session_and_returns() {
-        let runner = wala::base::cmd::FakeRunner::new();
-        assert_eq!(start_in_background(&runner, Some(Path::new("/etc/my.conf"))), ExitCode::Ok);
-        let exe = std::env::current_exe().expect("exe");
-        assert_eq!(
-            runner.command_lines(),
-            vec![format!("setsid -f {} --config /etc/my.conf daemon --provision", exe.display())]
-        );
-    }
-
-    #[test]
-    fn register_service_enables_every_unit_the_package_enables() {
-        let runner = wala::base::cmd::FakeRunner::new();
-        assert_eq!(register_service(&runner, &HostRoot::live()), ExitCode::Ok);
-        assert_eq!(runner.command_lines(), vec![format!("systemctl enable {}", UNITS.join(" "))]);
-        let postinst = include_str!("../../packaging/debian/postinst");
-        for unit in UNITS {
-            assert!(postinst.contains(unit), "{unit} is not enabled by the package");
-        }
     }
 }

@@ -5,6 +5,7 @@
 //! * [`collect_logs`]: `collect-logs [--full]`, one zip of what support needs;
 //! * [`serial_console`]: `serial-console`, boot messages and GRUB on ttyS0;
 //! * [`inspect`]: `inspect KIND FILE`, any document through its parser;
+//! * [`service`]: `-start` and `-register-service`;
 //! * [`boot_report`]: `boot-report`, the boot timeline as a table or JSON.
 
 pub mod boot_report;
@@ -12,3 +13,4 @@ pub mod collect_logs;
 pub mod inspect;
 pub mod legacy_cli;
 pub mod serial_console;
+pub mod service;

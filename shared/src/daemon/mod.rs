@@ -26,6 +26,7 @@ pub mod registry;
 pub mod remote_access_task;
 pub mod scheduler;
 pub mod signals;
+pub mod start;
 pub mod state;
 pub mod telemetry_task;
 

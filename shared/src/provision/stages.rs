@@ -102,6 +102,31 @@ pub struct Options {
     pub certificates: Option<super::network::CertificateWork>,
 }
 
+/// The network stage in `wala-agentd provision-network`, the program `wala-provision --stage
+/// network` hands over to because it links the crypto work (certificate keys): the
+/// configuration at `config_file`, then [`run`] of [`Stage::Network`]. Returns whether it
+/// succeeded.
+pub fn run_handed_over_network_stage(root: &HostRoot, config_file: Option<&std::path::Path>) -> bool {
+    // This process's start-up runs from wala-provision's fork (the same process, before its
+    // exec). Not after `--stage all`, whose earlier stages this process already recorded.
+    if !timeline::recorded_by_this_process(root) {
+        timeline::count_start_up();
+    }
+    let loaded = crate::documents::conf::load_or_defaults(root, config_file);
+    loaded.log_problems();
+    if loaded.config.logs_verbose {
+        crate::base::logging::set_verbose(true);
+    }
+    let ctx = Context {
+        kvp: crate::host::kvp::KvpPool::for_root(root),
+        root: root.clone(),
+        config: &loaded.config,
+        runner: &crate::base::cmd::SystemRunner,
+    };
+    let options = Options { certificates: Some(super::network::IN_PROCESS), ..Default::default() };
+    run(&ctx, &OvfSource::Absent, Stage::Network, options)
+}
+
 /// Run `stage` (every stage for [`Stage::All`]); each is recorded in the boot timeline. A failed
 /// stage is logged and does not stop the next one (the network stage must still report a failed
 /// local stage). Returns whether every stage that ran succeeded.
