@@ -4,7 +4,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(certs) = wala::crypto::openssl::parse_pfx(data) {
+    if let Ok(certs) = wala::crypto::openssl_certs::parse_pfx(data) {
         for c in &certs {
             assert_eq!(c.thumbprint.len(), 40, "thumbprint {:?}", c.thumbprint);
         }

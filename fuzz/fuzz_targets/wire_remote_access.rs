@@ -1,9 +1,9 @@
-//! `wire::parse_remote_access`: a WireServer document (any bytes, read as UTF-8 with replacement),
-//! then what the daemon does with it before touching the host: `remote_access::parse_expiration` of
-//! every `Expiration` and `remote_access::plan` against a host that has some of the names.
+//! `documents::wire::parse_remote_access`: a WireServer document (any bytes, read as UTF-8 with replacement),
+//! then what the daemon does with it before touching the host: `host::jit_accounts::parse_expiration` of
+//! every `Expiration` and `host::jit_accounts::plan` against a host that has some of the names.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use wala::host::jit_accounts::{self, Managed, Snapshot};
+use wala::host::jit_accounts::{self as remote_access, Managed, Snapshot};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
