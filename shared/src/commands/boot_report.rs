@@ -784,7 +784,7 @@ fn trim_number(t: f64) -> String {
 mod tests {
     use super::*;
     use crate::base::cmd::{CmdOutput, FakeRunner};
-    use crate::documents::wire::xml::{self, Element};
+    use crate::documents::xml::{self, Element};
 
     fn rec(stage: &str, kind: Kind, name: &str, start: f64, end: f64, outcome: Outcome) -> String {
         let r = Record {
@@ -903,7 +903,7 @@ mod tests {
         let mut report = report_of(&text);
         report.entries.push(Entry::new("ssh.service", "sshd ready", 3.2, 3.2, EntryKind::Mark));
         let svg = render_svg(&report, "boot <&> timeline");
-        let root = xml::parse(&svg).unwrap_or_else(|e| panic!("not well-formed: {e}\n{svg}"));
+        let root = xml::parse_platform(&svg).unwrap_or_else(|e| panic!("not well-formed: {e}\n{svg}"));
         assert_eq!(root.name, "svg");
         let mut all = Vec::new();
         collect(&root, &mut all);
@@ -978,7 +978,7 @@ mod tests {
             build(&HostRoot::new(dir.path()), Path::new("/var/lib/waagent"), &FakeRunner::new(), &input)
                 .expect("build");
         let svg = render_svg(&report, "compare");
-        let root = xml::parse(&svg).expect("well-formed");
+        let root = xml::parse_platform(&svg).expect("well-formed");
         let mut all = Vec::new();
         collect(&root, &mut all);
         let lanes: Vec<&str> =

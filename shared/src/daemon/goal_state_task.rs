@@ -611,7 +611,7 @@ pub fn status_document(
 /// The `StatusUploadBlob` of an ExtensionsConfig document (URL and `statusBlobType`), read on its
 /// own: the fallback for a document the full parser rejects.
 pub fn status_blob_of(xml: &str) -> Option<StatusBlob> {
-    let doc = crate::documents::wire::xml::parse(xml).ok()?;
+    let doc = crate::documents::xml::parse_platform(xml).ok()?;
     let blob = doc.child("StatusUploadBlob")?;
     Some(StatusBlob {
         url: blob.text_trimmed()?.to_string(),

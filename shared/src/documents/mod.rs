@@ -7,10 +7,12 @@
 //! * [`conf`]: `/etc/waagent.conf`, parsed as waagent parses it;
 //! * [`imds`]: the Instance Metadata Service's JSON;
 //! * [`wire`]: the WireServer's XML documents and the bodies the agent posts;
-//! * [`extensions`]: ExtensionsConfig, vmSettings, manifests, settings and status files.
+//! * [`extensions`]: ExtensionsConfig, vmSettings, manifests, settings and status files;
+//! * [`xml`]: the one XML reader the XML documents are built with.
 
 pub mod conf;
 pub mod extensions;
 pub mod imds;
 pub mod ovf;
 pub mod wire;
+pub mod xml;

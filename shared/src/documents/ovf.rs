@@ -47,12 +47,10 @@
 use std::fmt;
 use std::ops::Range;
 
-use quick_xml::events::{BytesStart, Event};
-use quick_xml::Reader;
 use serde::{Serialize, Serializer};
-use zeroize::Zeroize;
 
 use crate::base::secret::Secret;
+use crate::documents::xml::{self, is_xml_space};
 
 /// The OVF environment namespace (`Environment`, usually the default namespace or `oe:`).
 pub const OVF_NS: &str = "http://schemas.dmtf.org/ovf/environment/1";
@@ -267,10 +265,10 @@ pub fn parse_bytes(bytes: &[u8]) -> Result<OvfEnv, OvfError> {
 /// Parse and validate an OVF environment (see the [module documentation](self) for the rules).
 pub fn parse(xml: &str) -> Result<OvfEnv, OvfError> {
     let root = build_tree(xml)?;
-    if root.ns != Ns::Ovf || root.name != "Environment" {
+    if !root.is(OVF_NS, "Environment") {
         return Err(OvfError::NotOvfEnvironment {
             root: root.name.clone(),
-            namespace: root.namespace_uri.clone(),
+            namespace: root.namespace.as_deref().map(str::to_string),
         });
     }
     let provisioning = match single(&root, "Environment", &["ProvisioningSection"])? {
@@ -336,19 +334,19 @@ fn parse_provisioning(section: &Node) -> Result<LinuxProvisioning, OvfError> {
     }
     let host_name = required_text(set, SET, "HostName")?;
     let user_name = required_text(set, SET, "UserName")?;
-    let user_password = single(set, SET, &["UserPassword"])?.and_then(Node::raw_text).map(Secret::new);
+    let user_password = single(set, SET, &["UserPassword"])?.and_then(raw_text).map(Secret::new);
     let disable_ssh_password_authentication = optional_bool(set, SET, "DisableSshPasswordAuthentication")?;
-    let custom_data = single(set, SET, &["CustomData"])?.and_then(Node::raw_text).map(Secret::new);
+    let custom_data = single(set, SET, &["CustomData"])?.and_then(raw_text).map(Secret::new);
 
     let (mut public_keys, mut key_pairs) = (Vec::new(), Vec::new());
     if let Some(ssh) = single(set, SET, &["SSH"])? {
         if let Some(keys) = single(ssh, "SSH", &["PublicKeys"])? {
-            for (i, key) in keys.wa_children("PublicKey").enumerate() {
+            for (i, key) in wa_children(keys, "PublicKey").enumerate() {
                 public_keys.push(parse_public_key(key, i + 1)?);
             }
         }
         if let Some(pairs) = single(ssh, "SSH", &["KeyPairs"])? {
-            for (i, pair) in pairs.wa_children("KeyPair").enumerate() {
+            for (i, pair) in wa_children(pairs, "KeyPair").enumerate() {
                 key_pairs.push(parse_key_pair(pair, i + 1)?);
             }
         }
@@ -435,7 +433,10 @@ fn single<'a>(
     parent_name: &'static str,
     names: &[&'static str],
 ) -> Result<Option<&'a Node>, OvfError> {
-    let mut found = parent.children.iter().filter(|c| c.ns == Ns::Wa && names.contains(&c.name.as_str()));
+    let mut found = parent
+        .children
+        .iter()
+        .filter(|c| c.namespace.as_deref() == Some(WA_NS) && names.contains(&c.name.as_str()));
     let first = found.next();
     let more = found.count();
     if more > 0 {
@@ -454,7 +455,7 @@ fn required<'a>(
 }
 
 fn required_text(parent: &Node, parent_name: &'static str, name: &'static str) -> Result<String, OvfError> {
-    required(parent, parent_name, name)?.trimmed_text().ok_or(OvfError::EmptyElement { element: name })
+    trimmed_text(required(parent, parent_name, name)?).ok_or(OvfError::EmptyElement { element: name })
 }
 
 fn optional_text(
@@ -462,7 +463,7 @@ fn optional_text(
     parent_name: &'static str,
     names: &[&'static str],
 ) -> Result<Option<String>, OvfError> {
-    Ok(single(parent, parent_name, names)?.and_then(Node::trimmed_text))
+    Ok(single(parent, parent_name, names)?.and_then(trimmed_text))
 }
 
 fn optional_bool(
@@ -491,10 +492,6 @@ fn parse_bool(text: &str) -> Option<bool> {
     }
 }
 
-fn is_xml_space(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\r' | '\n')
-}
-
 fn collect_password_spans(node: &Node, spans: &mut Vec<Range<usize>>) {
     if node.name == "UserPassword" {
         if !node.content.is_empty() {
@@ -508,409 +505,56 @@ fn collect_password_spans(node: &Node, spans: &mut Vec<Range<usize>>) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// A small element tree built from quick-xml's events, with namespaces resolved here.
-//
-// Everything is linear in the document. quick-xml's namespace resolver scans every binding in
-// scope for each name (50,000 `xmlns:` declarations in a 1 MB document took 6.9 s) and its
-// duplicate-attribute check compares each attribute with all earlier ones, so neither is used:
-// bindings live in a hash map keyed by prefix, and duplicates are found through a hash set. The
-// number of elements is capped ([`MAX_ELEMENTS`]), and a namespace URI is kept as text only for the
-// root (the error that names it), so the tree stays a small multiple of the size-capped input.
+// The tree, from the one XML reader ([`crate::documents::xml`]), namespaces declared.
 
 /// Most elements in one document. Real documents have about 30, plus 4 per SSH key.
 pub const MAX_ELEMENTS: usize = 50_000;
 
-/// The namespace the `xml` prefix is bound to (always, without a declaration).
-const XML_NS: &[u8] = b"http://www.w3.org/XML/1998/namespace";
-/// The namespace of `xmlns` declarations; no prefix may be bound to it.
-const XMLNS_NS: &[u8] = b"http://www.w3.org/2000/xmlns/";
+/// Most elements and attributes, together: more than a document within its size limit
+/// ([`crate::base::limits::Document::Ovf`], 1 MiB) can hold, so that only elements are capped in
+/// effect, while the tree of any document stays a small multiple of it.
+const MAX_NODES: usize = 300_000;
 
-/// Which namespace an element is in, as far as this parser cares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ns {
-    Ovf,
-    Wa,
-    Xsi,
-    Other,
+/// How `ovf-env.xml` is read: every prefix declared.
+const READ: xml::Options = xml::Options {
+    limits: xml::Limits { max_depth: MAX_DEPTH, max_elements: MAX_ELEMENTS, max_nodes: MAX_NODES },
+    prefixes: xml::Prefixes::Declared,
+};
+
+type Node = xml::Element;
+
+/// Build the element tree, checking well-formedness.
+fn build_tree(text: &str) -> Result<Node, OvfError> {
+    xml::parse(text, READ).map_err(|e| match e {
+        xml::XmlError::Empty => OvfError::Empty,
+        xml::XmlError::Malformed { line, column, message } => OvfError::Xml { line, column, message },
+        xml::XmlError::TooDeep { limit, line } => OvfError::TooDeep { limit, line },
+        xml::XmlError::BadReference { element, line } => OvfError::BadReference { element, line },
+        e @ xml::XmlError::TooManyNodes { line, column, .. } => {
+            OvfError::Xml { line, column, message: e.to_string() }
+        }
+    })
 }
 
-impl Ns {
-    fn of(uri: &[u8]) -> Ns {
-        if uri == OVF_NS.as_bytes() {
-            Ns::Ovf
-        } else if uri == WA_NS.as_bytes() {
-            Ns::Wa
-        } else if uri == XSI_NS.as_bytes() {
-            Ns::Xsi
-        } else {
-            Ns::Other
-        }
-    }
+/// The WA-namespace children of `node` named `name`.
+fn wa_children<'a>(node: &'a Node, name: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
+    node.children_in(WA_NS, name)
 }
 
-/// One element: its resolved namespace, local name, direct text (text and CDATA children, references
-/// decoded, concatenated), and the byte range of its content in the source.
-struct Node {
-    ns: Ns,
-    /// The namespace URI, kept for the root element only (see [`OvfError::NotOvfEnvironment`]).
-    namespace_uri: Option<String>,
-    name: String,
-    text: String,
-    nil: bool,
-    content: Range<usize>,
-    children: Vec<Node>,
+/// `xsi:nil="true"` (or `1`).
+fn is_nil(node: &Node) -> bool {
+    node.attr_in(XSI_NS, "nil").is_some_and(|v| matches!(v.trim_matches(is_xml_space), "true" | "1"))
 }
 
-impl Node {
-    fn wa_children<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
-        self.children.iter().filter(move |c| c.ns == Ns::Wa && c.name == name)
-    }
-
-    /// Trimmed text; `None` when nil, empty or only whitespace.
-    fn trimmed_text(&self) -> Option<String> {
-        let text = self.text.trim_matches(is_xml_space);
-        (!self.nil && !text.is_empty()).then(|| text.to_string())
-    }
-
-    /// Untrimmed text; `None` when nil, empty or only whitespace.
-    fn raw_text(&self) -> Option<String> {
-        (!self.nil && !self.text.trim_matches(is_xml_space).is_empty()).then(|| self.text.clone())
-    }
+/// Trimmed text; `None` when nil, empty or only whitespace.
+fn trimmed_text(node: &Node) -> Option<String> {
+    let text = node.text.trim_matches(is_xml_space);
+    (!is_nil(node) && !text.is_empty()).then(|| text.to_string())
 }
 
-impl Drop for Node {
-    fn drop(&mut self) {
-        // The text may be a password or custom data.
-        self.text.zeroize();
-    }
-}
-
-/// A namespace binding in scope: what this parser makes of it, and its URI (empty: the prefix
-/// is undeclared again, or the default namespace is none).
-struct Binding {
-    ns: Ns,
-    uri: Vec<u8>,
-}
-
-/// The namespace bindings in scope: for each prefix (`b""` for the default namespace) the stack of
-/// its bindings, innermost last, and for each open element the prefixes it declared, which closing
-/// it takes off again. Resolving a name is one hash lookup.
-#[derive(Default)]
-struct Scopes {
-    bindings: std::collections::HashMap<Vec<u8>, Vec<Binding>>,
-    declared: Vec<Vec<Vec<u8>>>,
-}
-
-/// How a name resolved: in a namespace (with the URI's bytes) or in none.
-enum Resolved<'s> {
-    In(Ns, &'s [u8]),
-    Unbound,
-}
-
-impl Scopes {
-    /// Open an element: apply its namespace declarations (`xmlns`, `xmlns:p`; checked as XML
-    /// Namespaces requires).
-    fn push(&mut self, declarations: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), String> {
-        let mut declared = Vec::with_capacity(declarations.len());
-        for (prefix, uri) in declarations {
-            match prefix.as_slice() {
-                b"xml" if uri == XML_NS => continue,
-                b"xml" => return Err("the xml prefix bound to another namespace".into()),
-                b"xmlns" => return Err("the xmlns prefix declared".into()),
-                _ if !prefix.is_empty() && (uri == XML_NS || uri == XMLNS_NS) => {
-                    return Err(format!(
-                        "prefix {:?} bound to a reserved namespace",
-                        String::from_utf8_lossy(&prefix)
-                    ));
-                }
-                _ => {}
-            }
-            let binding = Binding { ns: Ns::of(&uri), uri };
-            self.bindings.entry(prefix.clone()).or_default().push(binding);
-            declared.push(prefix);
-        }
-        self.declared.push(declared);
-        Ok(())
-    }
-
-    /// Close the innermost element: its declarations go out of scope.
-    fn pop(&mut self) {
-        for prefix in self.declared.pop().unwrap_or_default() {
-            if let Some(stack) = self.bindings.get_mut(&prefix) {
-                stack.pop();
-                if stack.is_empty() {
-                    self.bindings.remove(&prefix);
-                }
-            }
-        }
-    }
-
-    /// Resolve a qualified name (`p:local` or `local`); unprefixed names take the default
-    /// namespace when `use_default` (elements), none otherwise (attributes).
-    fn resolve<'n>(&self, qname: &'n [u8], use_default: bool) -> Result<(Resolved<'_>, &'n [u8]), String> {
-        let (prefix, local) = match qname.iter().position(|&b| b == b':') {
-            Some(i) => (&qname[..i], &qname[i + 1..]),
-            None if use_default => (&b""[..], qname),
-            None => return Ok((Resolved::Unbound, qname)),
-        };
-        if prefix == b"xml" {
-            return Ok((Resolved::In(Ns::Other, XML_NS), local));
-        }
-        match self.bindings.get(prefix).and_then(|stack| stack.last()) {
-            Some(b) if !b.uri.is_empty() => Ok((Resolved::In(b.ns, &b.uri), local)),
-            _ if prefix.is_empty() => Ok((Resolved::Unbound, local)),
-            _ => Err(format!("undeclared namespace prefix {:?}", String::from_utf8_lossy(prefix))),
-        }
-    }
-}
-
-/// Line and column (both from 1) of a byte offset, for error messages.
-fn line_col(xml: &str, pos: usize) -> (usize, usize) {
-    let before = xml.as_bytes().get(..pos).unwrap_or(xml.as_bytes());
-    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
-    (line, column)
-}
-
-/// Describe a quick-xml error without repeating document text that might be secret (escape errors
-/// quote the offending reference).
-fn describe(err: &quick_xml::Error) -> String {
-    match err {
-        quick_xml::Error::Escape(_) => "undecodable entity or character reference".to_string(),
-        other => other.to_string(),
-    }
-}
-
-fn to_usize(pos: u64) -> usize {
-    usize::try_from(pos).unwrap_or(usize::MAX)
-}
-
-/// Build the element tree, checking well-formedness (one root, matched tags, declared prefixes, no
-/// text or misplaced declaration outside the root).
-fn build_tree(xml: &str) -> Result<Node, OvfError> {
-    if xml.trim_matches(is_xml_space).is_empty() {
-        return Err(OvfError::Empty);
-    }
-    let mut builder = TreeBuilder {
-        xml,
-        stack: Vec::new(),
-        root: None,
-        seen_markup: false,
-        scopes: Scopes::default(),
-        elements: 0,
-    };
-    let mut reader = Reader::from_str(xml);
-    reader.config_mut().check_end_names = true;
-    loop {
-        let at = to_usize(reader.buffer_position());
-        let event = match reader.read_event() {
-            Ok(event) => event,
-            Err(err) => return Err(builder.error(to_usize(reader.error_position()), describe(&err))),
-        };
-        let after = to_usize(reader.buffer_position());
-        match event {
-            Event::Start(start) => builder.open(&start, at, after, false)?,
-            Event::Empty(start) => builder.open(&start, at, after, true)?,
-            Event::End(_) => builder.close(at)?,
-            Event::Text(text) => {
-                let text = text.xml_content().map_err(|e| builder.error(at, e.to_string()))?;
-                builder.text(&text, at, "text")?;
-            }
-            Event::CData(cdata) => {
-                let text = cdata.xml_content().map_err(|e| builder.error(at, e.to_string()))?;
-                builder.text(&text, at, "CDATA")?;
-            }
-            Event::GeneralRef(reference) => {
-                let decoded = if reference.is_char_ref() {
-                    match reference.resolve_char_ref() {
-                        Ok(Some(c)) => Some(c.to_string()),
-                        _ => None,
-                    }
-                } else {
-                    reference
-                        .decode()
-                        .ok()
-                        .and_then(|name| quick_xml::escape::resolve_xml_entity(&name).map(str::to_string))
-                };
-                builder.reference(decoded.as_deref(), at)?;
-            }
-            Event::Decl(_) => {
-                if builder.seen_markup {
-                    return Err(builder.error(at, "XML declaration not at the start of the document"));
-                }
-                builder.seen_markup = true;
-            }
-            Event::DocType(_) => {
-                if !builder.stack.is_empty() || builder.root.is_some() {
-                    return Err(builder.error(at, "DOCTYPE after the root element started"));
-                }
-                builder.seen_markup = true;
-            }
-            Event::PI(_) | Event::Comment(_) => builder.seen_markup = true,
-            Event::Eof => break,
-        }
-    }
-    builder.finish()
-}
-
-/// State of [`build_tree`]: the open elements, the finished root, the namespaces in scope.
-struct TreeBuilder<'x> {
-    xml: &'x str,
-    stack: Vec<Node>,
-    root: Option<Node>,
-    seen_markup: bool,
-    scopes: Scopes,
-    elements: usize,
-}
-
-impl TreeBuilder<'_> {
-    fn error(&self, pos: usize, message: impl Into<String>) -> OvfError {
-        let (line, column) = line_col(self.xml, pos);
-        OvfError::Xml { line, column, message: message.into() }
-    }
-
-    fn open(
-        &mut self,
-        start: &BytesStart<'_>,
-        at: usize,
-        after: usize,
-        is_empty: bool,
-    ) -> Result<(), OvfError> {
-        if self.stack.is_empty() && self.root.is_some() {
-            return Err(self.error(at, "more than one root element"));
-        }
-        if self.stack.len() >= MAX_DEPTH {
-            return Err(OvfError::TooDeep { limit: MAX_DEPTH, line: line_col(self.xml, at).0 });
-        }
-        self.elements += 1;
-        if self.elements > MAX_ELEMENTS {
-            return Err(self.error(at, format!("more than {MAX_ELEMENTS} elements")));
-        }
-        self.seen_markup = true;
-        let (declarations, others) = split_attributes(start).map_err(|m| self.error(at, m))?;
-        self.scopes.push(declarations).map_err(|m| self.error(at, m))?;
-        let node = self.resolve_element(start, &others, after).map_err(|m| self.error(at, m))?;
-        if is_empty {
-            self.scopes.pop();
-            self.attach(node);
-        } else {
-            self.stack.push(node);
-        }
-        Ok(())
-    }
-
-    /// The node for an element whose declarations are in scope: its namespace, local name and
-    /// `xsi:nil`; every attribute prefix must be declared.
-    fn resolve_element(
-        &self,
-        start: &BytesStart<'_>,
-        attributes: &[(Vec<u8>, Vec<u8>)],
-        after: usize,
-    ) -> Result<Node, String> {
-        let (resolved, local) = self.scopes.resolve(start.name().into_inner(), true)?;
-        let (ns, uri) = match resolved {
-            Resolved::In(ns, uri) => (ns, Some(uri)),
-            Resolved::Unbound => (Ns::Other, None),
-        };
-        let mut nil = false;
-        for (key, value) in attributes {
-            if let (Resolved::In(Ns::Xsi, _), b"nil") = self.scopes.resolve(key, false)? {
-                nil = matches!(value.trim_ascii(), b"true" | b"1");
-            }
-        }
-        let is_root = self.stack.is_empty();
-        Ok(Node {
-            ns,
-            namespace_uri: uri.filter(|_| is_root).map(|u| String::from_utf8_lossy(u).into_owned()),
-            name: String::from_utf8_lossy(local).into_owned(),
-            text: String::new(),
-            nil,
-            content: after..after,
-            children: Vec::new(),
-        })
-    }
-
-    fn close(&mut self, at: usize) -> Result<(), OvfError> {
-        let Some(mut node) = self.stack.pop() else {
-            return Err(self.error(at, "end tag without a start tag"));
-        };
-        self.scopes.pop();
-        node.content.end = at;
-        self.attach(node);
-        Ok(())
-    }
-
-    fn attach(&mut self, node: Node) {
-        match self.stack.last_mut() {
-            Some(parent) => parent.children.push(node),
-            None => self.root = Some(node),
-        }
-    }
-
-    fn text(&mut self, text: &str, at: usize, what: &str) -> Result<(), OvfError> {
-        match self.stack.last_mut() {
-            Some(node) => node.text.push_str(text),
-            None if what == "text" && text.trim_matches(is_xml_space).is_empty() => {}
-            None => return Err(self.error(at, format!("{what} outside the root element"))),
-        }
-        Ok(())
-    }
-
-    /// Append a decoded reference (`None`: undecodable) to the open element's text.
-    fn reference(&mut self, decoded: Option<&str>, at: usize) -> Result<(), OvfError> {
-        match (self.stack.last_mut(), decoded) {
-            (Some(node), Some(text)) => {
-                node.text.push_str(text);
-                Ok(())
-            }
-            (Some(node), None) => {
-                // The line is counted only here: counting it for every reference would make a
-                // document of many references quadratic.
-                let element = node.name.clone();
-                Err(OvfError::BadReference { element, line: line_col(self.xml, at).0 })
-            }
-            (None, _) => Err(self.error(at, "reference outside the root element")),
-        }
-    }
-
-    fn finish(mut self) -> Result<Node, OvfError> {
-        if let Some(open) = self.stack.last() {
-            return Err(self.error(self.xml.len(), format!("element <{}> is not closed", open.name)));
-        }
-        match self.root.take() {
-            Some(root) => Ok(root),
-            None => Err(self.error(self.xml.len(), "no root element")),
-        }
-    }
-}
-
-/// An element's attributes, each checked to be well-formed and unique (in linear time), split
-/// into namespace declarations (prefix, `b""` for `xmlns`; URI as written) and the others (name,
-/// raw value).
-#[allow(clippy::type_complexity)]
-fn split_attributes(
-    start: &BytesStart<'_>,
-) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, Vec<(Vec<u8>, Vec<u8>)>), String> {
-    let (mut declarations, mut others) = (Vec::new(), Vec::new());
-    let mut seen = std::collections::HashSet::new();
-    let mut iter = start.attributes();
-    iter.with_checks(false);
-    for attr in iter {
-        let attr = attr.map_err(|e| format!("bad attribute: {e}"))?;
-        let key = attr.key.into_inner();
-        if !seen.insert(key) {
-            return Err(format!("bad attribute: duplicate attribute {:?}", String::from_utf8_lossy(key)));
-        }
-        let value = attr.value.into_owned();
-        if key == b"xmlns" {
-            declarations.push((Vec::new(), value));
-        } else if let Some(prefix) = key.strip_prefix(b"xmlns:") {
-            declarations.push((prefix.to_vec(), value));
-        } else {
-            others.push((key.to_vec(), value));
-        }
-    }
-    Ok((declarations, others))
+/// Untrimmed text; `None` when nil, empty or only whitespace.
+fn raw_text(node: &Node) -> Option<String> {
+    (!is_nil(node) && !node.text.trim_matches(is_xml_space).is_empty()).then(|| node.text.clone())
 }
 
 /// Serialize an optional secret as `"<redacted>"` (or `null` when absent), never its value.

@@ -164,7 +164,7 @@ pub fn redact(text: &str, protected: &[&str]) -> Option<String> {
     let out = redact_sas_urls(&out);
     let leaked =
         protected.iter().any(|p| p.len() >= 4 && out.contains(p)) || find_ascii_ci(&out, "sig=").is_some();
-    let is_xml = |t: &str| crate::documents::wire::xml::parse(t).is_ok();
+    let is_xml = |t: &str| crate::documents::xml::parse_platform(t).is_ok();
     let is_json = |t: &str| serde_json::from_str::<serde_json::Value>(t).is_ok();
     let broken = (is_xml(text) && !is_xml(&out)) || (is_json(text) && !is_json(&out));
     (!leaked && !broken).then_some(out)

@@ -18,7 +18,7 @@ use crate::documents::extensions::extensions_goal_state::{
     StatusUploadBlob, NULL_GUID,
 };
 use crate::documents::extensions::ExtensionsError;
-use crate::documents::wire::xml::{self, Element};
+use crate::documents::xml::{self, Element};
 
 const DOC: &str = "ExtensionsConfig";
 
@@ -29,12 +29,13 @@ pub fn parse_extensions_config(
     text: &str,
     incarnation: Option<u64>,
 ) -> Result<ExtensionsGoalState, ExtensionsError> {
-    let root = xml::parse(text).map_err(|reason| ExtensionsError::Xml { document: DOC, reason })?;
+    let root = xml::parse_platform(text)
+        .map_err(|e| ExtensionsError::Xml { document: DOC, reason: e.to_string() })?;
     if root.name != "Extensions" {
         return Err(ExtensionsError::UnexpectedRoot {
             document: DOC,
             expected: "Extensions",
-            found: root.name,
+            found: root.name.clone(),
         });
     }
     let incarnation = incarnation.unwrap_or_else(|| {

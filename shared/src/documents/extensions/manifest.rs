@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::documents::extensions::{ExtensionState, ExtensionsError, FlexibleVersion};
-use crate::documents::wire::xml::{self, Element};
+use crate::documents::xml::{self, Element};
 
 const DOC: &str = "PluginVersionManifest";
 
@@ -41,9 +41,14 @@ pub enum VersionSelectionError {
 /// Parse an extension or agent manifest. A package whose `Version` is missing or not a dotted
 /// number is rejected with the element named: every package must be comparable.
 pub fn parse_manifest(text: &str) -> Result<PluginVersionManifest, ExtensionsError> {
-    let root = xml::parse(text).map_err(|reason| ExtensionsError::Xml { document: DOC, reason })?;
+    let root = xml::parse_platform(text)
+        .map_err(|e| ExtensionsError::Xml { document: DOC, reason: e.to_string() })?;
     if root.name != DOC {
-        return Err(ExtensionsError::UnexpectedRoot { document: DOC, expected: DOC, found: root.name });
+        return Err(ExtensionsError::UnexpectedRoot {
+            document: DOC,
+            expected: DOC,
+            found: root.name.clone(),
+        });
     }
     let mut packages = Vec::new();
     for (list, internal) in [("Plugins", false), ("InternalPlugins", true)] {
@@ -143,9 +148,14 @@ impl ExtensionImage {
 /// Parse an `ExtensionImage` document; `ProviderNameSpace`, `Type` and `Version` are required.
 pub fn parse_extension_image(text: &str) -> Result<ExtensionImage, ExtensionsError> {
     const IDOC: &str = "ExtensionImage";
-    let root = xml::parse(text).map_err(|reason| ExtensionsError::Xml { document: IDOC, reason })?;
+    let root = xml::parse_platform(text)
+        .map_err(|e| ExtensionsError::Xml { document: IDOC, reason: e.to_string() })?;
     if root.name != IDOC {
-        return Err(ExtensionsError::UnexpectedRoot { document: IDOC, expected: IDOC, found: root.name });
+        return Err(ExtensionsError::UnexpectedRoot {
+            document: IDOC,
+            expected: IDOC,
+            found: root.name.clone(),
+        });
     }
     let req = |n: &str| {
         root.child_text(n)

@@ -15,7 +15,6 @@ pub mod hosting_env;
 pub mod remote_access;
 pub mod shared_config;
 pub mod versions;
-pub(crate) mod xml;
 
 pub use certificates::{
     parse_certificate_summary, parse_certificates, CertificateSummary, Certificates, CertificatesPayload,
@@ -26,7 +25,7 @@ pub use remote_access::{parse_remote_access, RemoteAccess, RemoteAccessUser};
 pub use shared_config::{parse_shared_config, SharedConfig};
 pub use versions::{parse_versions, Versions, PROTOCOL_VERSION};
 
-use xml::Element;
+use crate::documents::xml::{self, Element};
 
 /// Why a WireServer document was rejected. `document` is the document kind (`GoalState`,
 /// `Versions`, ...); `element` is a `/`-separated path from the root.
@@ -65,9 +64,9 @@ impl WireError {
 
 /// Parse `text` and check the root element's name.
 fn parse_root(text: &str, document: &'static str) -> Result<Element, WireError> {
-    let root = xml::parse(text).map_err(|reason| WireError::Xml { document, reason })?;
+    let root = xml::parse_platform(text).map_err(|e| WireError::Xml { document, reason: e.to_string() })?;
     if root.name != document {
-        return Err(WireError::UnexpectedRoot { document, found: root.name });
+        return Err(WireError::UnexpectedRoot { document, found: root.name.clone() });
     }
     Ok(root)
 }

@@ -1,0 +1,625 @@
+//! The one XML reader: every XML document wala reads (`ovf-env.xml`, the WireServer's documents,
+//! ExtensionsConfig, manifests) is built into an element tree here, from quick-xml events.
+//!
+//! - Namespaces are resolved as XML Namespaces says: each element and attribute carries the URI
+//!   its prefix is bound to where it appears ([`Element::namespace`]), and its local name.
+//!   [`Prefixes::Declared`] refuses a prefix that is not declared (the OVF environment);
+//!   [`Prefixes::Lenient`] leaves such a name in no namespace (the WireServer's documents, whose
+//!   parsers match local names only, as waagent's do).
+//! - Text and CDATA children are concatenated into [`Element::text`], with references decoded
+//!   and line ends normalized; [`Element::content`] is the byte range of the element's content
+//!   in the source, so a caller can cut a secret out of the document without rewriting the rest.
+//!   Text is zeroized when the tree is dropped: it may be a password or protected settings.
+//! - Well-formedness is checked: one root, matched tags, unique attributes, no text, CDATA or
+//!   reference outside the root, the XML declaration only at the start, no DOCTYPE once the root
+//!   has started.
+//! - Hostile input stays cheap: the depth and the number of elements and attributes are capped
+//!   by the caller's [`Limits`], and building is linear in the document (quick-xml's own
+//!   duplicate-attribute check compares each attribute with every earlier one, 11.5 s for
+//!   100,000 attributes, so it is off and a hash set finds duplicates instead). An error names
+//!   the line and column, never document text that could be secret.
+//!
+//! A leading byte order mark is the caller's business (offsets are into the text it passes).
+
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+use std::sync::Arc;
+
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::Reader;
+use zeroize::Zeroize;
+
+/// The namespace the `xml` prefix is bound to (always, without a declaration).
+pub const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
+/// The namespace of `xmlns` declarations; no prefix may be bound to it.
+const XMLNS_NS: &str = "http://www.w3.org/2000/xmlns/";
+
+/// How large a document's tree may grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Deepest element nesting accepted.
+    pub max_depth: usize,
+    /// Most elements.
+    pub max_elements: usize,
+    /// Most elements and attributes, together (namespace declarations are not counted).
+    pub max_nodes: usize,
+}
+
+/// What an undeclared namespace prefix means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefixes {
+    /// The document is not well-formed.
+    Declared,
+    /// The name is in no namespace (its local name is kept).
+    Lenient,
+}
+
+/// How to read a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    pub limits: Limits,
+    pub prefixes: Prefixes,
+}
+
+/// Why a document is not read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum XmlError {
+    /// Nothing but whitespace.
+    #[error("the document is empty")]
+    Empty,
+    /// Not well-formed XML.
+    #[error("line {line}, column {column}: {message}")]
+    Malformed { line: usize, column: usize, message: String },
+    /// Elements nested deeper than [`Limits::max_depth`].
+    #[error("elements nested deeper than {limit} levels at line {line}")]
+    TooDeep { limit: usize, line: usize },
+    /// More elements than [`Limits::max_elements`], or elements and attributes than
+    /// [`Limits::max_nodes`] (`what` says which).
+    #[error("more than {limit} {what} at line {line}, column {column}")]
+    TooManyNodes { what: &'static str, limit: usize, line: usize, column: usize },
+    /// An entity or character reference in an element's text that cannot be decoded. The
+    /// reference itself is not repeated, as it may be part of a password.
+    #[error("undecodable entity or character reference in <{element}> at line {line}")]
+    BadReference { element: String, line: usize },
+}
+
+/// One element.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Element {
+    /// The namespace URI the element's prefix (or the default namespace) is bound to.
+    pub namespace: Option<Arc<str>>,
+    /// The local name.
+    pub name: String,
+    pub attrs: Vec<Attribute>,
+    pub children: Vec<Element>,
+    /// All text directly inside this element (text, CDATA, references), concatenated, untrimmed.
+    pub text: String,
+    /// The byte range of the element's content (between its start and end tags) in the source.
+    pub content: Range<usize>,
+}
+
+/// One attribute (namespace declarations are not attributes here).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attribute {
+    /// The namespace URI of its prefix; an unprefixed attribute is in no namespace.
+    pub namespace: Option<Arc<str>>,
+    /// The local name.
+    pub name: String,
+    /// The value, references decoded.
+    pub value: String,
+}
+
+impl Drop for Element {
+    fn drop(&mut self) {
+        self.text.zeroize();
+    }
+}
+
+impl Element {
+    /// The first child element named `name` (local name, any namespace).
+    pub fn child(&self, name: &str) -> Option<&Element> {
+        self.children.iter().find(|c| c.name == name)
+    }
+
+    /// All child elements named `name` (local name, any namespace), in document order.
+    pub fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
+        self.children.iter().filter(move |c| c.name == name)
+    }
+
+    /// All child elements named `name` in namespace `namespace`, in document order.
+    pub fn children_in<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a Element> + 'a {
+        self.children.iter().filter(move |c| c.is(namespace, name))
+    }
+
+    /// Whether this element is `name` in namespace `namespace`.
+    pub fn is(&self, namespace: &str, name: &str) -> bool {
+        self.name == name && self.namespace.as_deref() == Some(namespace)
+    }
+
+    /// The value of attribute `name` (local name, any namespace).
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs.iter().find(|a| a.name == name).map(|a| a.value.as_str())
+    }
+
+    /// The value of attribute `name` in namespace `namespace`.
+    pub fn attr_in(&self, namespace: &str, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|a| a.name == name && a.namespace.as_deref() == Some(namespace))
+            .map(|a| a.value.as_str())
+    }
+
+    /// The element's text, trimmed; `None` when that is empty.
+    pub fn text_trimmed(&self) -> Option<&str> {
+        Some(self.text.trim()).filter(|t| !t.is_empty())
+    }
+
+    /// Trimmed, non-empty text of the first child `name`.
+    pub fn child_text(&self, name: &str) -> Option<&str> {
+        self.child(name).and_then(Element::text_trimmed)
+    }
+
+    /// Non-empty, trimmed attribute value.
+    pub fn attr_nonempty(&self, name: &str) -> Option<&str> {
+        self.attr(name).map(str::trim).filter(|v| !v.is_empty())
+    }
+}
+
+/// How the platform's documents are read (the WireServer's, ExtensionsConfig, manifests): real
+/// ones are at most about 8 levels deep and have a few hundred to a few thousand elements and
+/// attributes (a 15 KiB ExtensionsConfig, the SharedConfig of a big deployment); the caps keep
+/// the tree of a hostile (size-capped, [`crate::base::limits`]) document under about 40 MiB.
+/// Prefixes are lenient: their parsers match local names, as waagent's do.
+pub const PLATFORM: Options = Options {
+    limits: Limits { max_depth: 64, max_elements: 250_000, max_nodes: 250_000 },
+    prefixes: Prefixes::Lenient,
+};
+
+/// Read one of the platform's documents ([`PLATFORM`]), a leading byte order mark skipped.
+pub fn parse_platform(text: &str) -> Result<Element, XmlError> {
+    parse(text.strip_prefix('\u{feff}').unwrap_or(text), PLATFORM)
+}
+
+/// Read `xml` into its root element.
+pub fn parse(xml: &str, options: Options) -> Result<Element, XmlError> {
+    if xml.trim_matches(is_xml_space).is_empty() {
+        return Err(XmlError::Empty);
+    }
+    let mut builder = TreeBuilder {
+        xml,
+        options,
+        stack: Vec::new(),
+        root: None,
+        seen_markup: false,
+        scopes: Scopes::default(),
+        elements: 0,
+        nodes: 0,
+    };
+    let mut reader = Reader::from_str(xml);
+    reader.config_mut().check_end_names = true;
+    loop {
+        let at = to_usize(reader.buffer_position());
+        let event = match reader.read_event() {
+            Ok(event) => event,
+            Err(err) => return Err(builder.error(to_usize(reader.error_position()), describe(&err))),
+        };
+        let after = to_usize(reader.buffer_position());
+        match event {
+            Event::Start(start) => builder.open(&start, at, after, false)?,
+            Event::Empty(start) => builder.open(&start, at, after, true)?,
+            Event::End(_) => builder.close(at)?,
+            Event::Text(text) => {
+                let text = text.xml_content().map_err(|e| builder.error(at, e.to_string()))?;
+                builder.text(&text, at, "text")?;
+            }
+            Event::CData(cdata) => {
+                let text = cdata.xml_content().map_err(|e| builder.error(at, e.to_string()))?;
+                builder.text(&text, at, "CDATA")?;
+            }
+            Event::GeneralRef(reference) => {
+                let decoded = if reference.is_char_ref() {
+                    match reference.resolve_char_ref() {
+                        Ok(Some(c)) => Some(c.to_string()),
+                        _ => None,
+                    }
+                } else {
+                    reference
+                        .decode()
+                        .ok()
+                        .and_then(|name| quick_xml::escape::resolve_xml_entity(&name).map(str::to_string))
+                };
+                builder.reference(decoded.as_deref(), at)?;
+            }
+            Event::Decl(_) => {
+                if builder.seen_markup {
+                    return Err(builder.error(at, "XML declaration not at the start of the document"));
+                }
+                builder.seen_markup = true;
+            }
+            Event::DocType(_) => {
+                if !builder.stack.is_empty() || builder.root.is_some() {
+                    return Err(builder.error(at, "DOCTYPE after the root element started"));
+                }
+                builder.seen_markup = true;
+            }
+            Event::PI(_) | Event::Comment(_) => builder.seen_markup = true,
+            Event::Eof => break,
+        }
+    }
+    builder.finish()
+}
+
+/// XML's whitespace: space, tab, carriage return, line feed.
+pub fn is_xml_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\r' | '\n')
+}
+
+/// Line and column (both from 1) of a byte offset, for error messages.
+pub fn line_col(xml: &str, pos: usize) -> (usize, usize) {
+    let before = xml.as_bytes().get(..pos).unwrap_or(xml.as_bytes());
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+    (line, column)
+}
+
+/// Describe a quick-xml error without repeating document text that might be secret (escape errors
+/// quote the offending reference).
+fn describe(err: &quick_xml::Error) -> String {
+    match err {
+        quick_xml::Error::Escape(_) => "undecodable entity or character reference".to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn to_usize(pos: u64) -> usize {
+    usize::try_from(pos).unwrap_or(usize::MAX)
+}
+
+/// The namespace bindings in scope: for each prefix (`""` for the default namespace) the stack of
+/// its bindings, innermost last (an empty URI undeclares it), and for each open element the
+/// prefixes it declared, which closing it takes off again. Resolving a name is one hash lookup.
+#[derive(Default)]
+struct Scopes {
+    bindings: HashMap<Vec<u8>, Vec<Arc<str>>>,
+    declared: Vec<Vec<Vec<u8>>>,
+}
+
+impl Scopes {
+    /// Open an element: apply its namespace declarations (`xmlns`, `xmlns:p`; checked as XML
+    /// Namespaces requires).
+    fn push(&mut self, declarations: Vec<(Vec<u8>, String)>) -> Result<(), String> {
+        let mut declared = Vec::with_capacity(declarations.len());
+        for (prefix, uri) in declarations {
+            match prefix.as_slice() {
+                b"xml" if uri == XML_NS => continue,
+                b"xml" => return Err("the xml prefix bound to another namespace".into()),
+                b"xmlns" => return Err("the xmlns prefix declared".into()),
+                _ if !prefix.is_empty() && (uri == XML_NS || uri == XMLNS_NS) => {
+                    return Err(format!(
+                        "prefix {:?} bound to a reserved namespace",
+                        String::from_utf8_lossy(&prefix)
+                    ));
+                }
+                _ => {}
+            }
+            self.bindings.entry(prefix.clone()).or_default().push(Arc::from(uri));
+            declared.push(prefix);
+        }
+        self.declared.push(declared);
+        Ok(())
+    }
+
+    /// Close the innermost element: its declarations go out of scope.
+    fn pop(&mut self) {
+        for prefix in self.declared.pop().unwrap_or_default() {
+            if let Some(stack) = self.bindings.get_mut(&prefix) {
+                stack.pop();
+                if stack.is_empty() {
+                    self.bindings.remove(&prefix);
+                }
+            }
+        }
+    }
+
+    /// Resolve a qualified name (`p:local` or `local`) to its namespace and local name;
+    /// unprefixed names take the default namespace when `use_default` (elements), none otherwise
+    /// (attributes).
+    fn resolve<'n>(
+        &self,
+        qname: &'n [u8],
+        use_default: bool,
+        prefixes: Prefixes,
+    ) -> Result<(Option<Arc<str>>, &'n [u8]), String> {
+        let (prefix, local) = match qname.iter().position(|&b| b == b':') {
+            Some(i) => (&qname[..i], &qname[i + 1..]),
+            None if use_default => (&b""[..], qname),
+            None => return Ok((None, qname)),
+        };
+        if prefix == b"xml" {
+            return Ok((Some(Arc::from(XML_NS)), local));
+        }
+        match self.bindings.get(prefix).and_then(|stack| stack.last()) {
+            Some(uri) if !uri.is_empty() => Ok((Some(uri.clone()), local)),
+            _ if prefix.is_empty() || prefixes == Prefixes::Lenient => Ok((None, local)),
+            _ => Err(format!("undeclared namespace prefix {:?}", String::from_utf8_lossy(prefix))),
+        }
+    }
+}
+
+/// State of [`parse`]: the open elements, the finished root, the namespaces in scope.
+struct TreeBuilder<'x> {
+    xml: &'x str,
+    options: Options,
+    stack: Vec<Element>,
+    root: Option<Element>,
+    seen_markup: bool,
+    scopes: Scopes,
+    elements: usize,
+    nodes: usize,
+}
+
+impl TreeBuilder<'_> {
+    fn error(&self, pos: usize, message: impl Into<String>) -> XmlError {
+        let (line, column) = line_col(self.xml, pos);
+        XmlError::Malformed { line, column, message: message.into() }
+    }
+
+    /// Count `elements` new elements and `attributes` new attributes against the limits.
+    fn count(&mut self, elements: usize, attributes: usize, at: usize) -> Result<(), XmlError> {
+        self.elements += elements;
+        self.nodes += elements + attributes;
+        let limits = self.options.limits;
+        let over = if self.elements > limits.max_elements {
+            Some(("elements", limits.max_elements))
+        } else if self.nodes > limits.max_nodes {
+            Some(("elements and attributes", limits.max_nodes))
+        } else {
+            None
+        };
+        match over {
+            Some((what, limit)) => {
+                let (line, column) = line_col(self.xml, at);
+                Err(XmlError::TooManyNodes { what, limit, line, column })
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn open(
+        &mut self,
+        start: &BytesStart<'_>,
+        at: usize,
+        after: usize,
+        is_empty: bool,
+    ) -> Result<(), XmlError> {
+        if self.stack.is_empty() && self.root.is_some() {
+            return Err(self.error(at, "more than one root element"));
+        }
+        let limit = self.options.limits.max_depth;
+        if self.stack.len() >= limit {
+            return Err(XmlError::TooDeep { limit, line: line_col(self.xml, at).0 });
+        }
+        self.count(1, 0, at)?;
+        self.seen_markup = true;
+        let (declarations, others) = split_attributes(start).map_err(|m| self.error(at, m))?;
+        self.count(0, others.len(), at)?;
+        self.scopes.push(declarations).map_err(|m| self.error(at, m))?;
+        let element = self.resolve_element(start, others, after).map_err(|m| self.error(at, m))?;
+        if is_empty {
+            self.scopes.pop();
+            self.attach(element);
+        } else {
+            self.stack.push(element);
+        }
+        Ok(())
+    }
+
+    /// The element whose declarations are in scope: its namespace, local name and attributes.
+    fn resolve_element(
+        &self,
+        start: &BytesStart<'_>,
+        attributes: Vec<(Vec<u8>, String)>,
+        after: usize,
+    ) -> Result<Element, String> {
+        let prefixes = self.options.prefixes;
+        let (namespace, local) = self.scopes.resolve(start.name().into_inner(), true, prefixes)?;
+        let mut attrs = Vec::with_capacity(attributes.len());
+        for (key, value) in attributes {
+            let (namespace, local) = self.scopes.resolve(&key, false, prefixes)?;
+            attrs.push(Attribute { namespace, name: String::from_utf8_lossy(local).into_owned(), value });
+        }
+        Ok(Element {
+            namespace,
+            name: String::from_utf8_lossy(local).into_owned(),
+            attrs,
+            children: Vec::new(),
+            text: String::new(),
+            content: after..after,
+        })
+    }
+
+    fn close(&mut self, at: usize) -> Result<(), XmlError> {
+        let Some(mut element) = self.stack.pop() else {
+            return Err(self.error(at, "end tag without a start tag"));
+        };
+        self.scopes.pop();
+        element.content.end = at;
+        self.attach(element);
+        Ok(())
+    }
+
+    fn attach(&mut self, element: Element) {
+        match self.stack.last_mut() {
+            Some(parent) => parent.children.push(element),
+            None => self.root = Some(element),
+        }
+    }
+
+    fn text(&mut self, text: &str, at: usize, what: &str) -> Result<(), XmlError> {
+        match self.stack.last_mut() {
+            Some(element) => element.text.push_str(text),
+            None if what == "text" && text.trim_matches(is_xml_space).is_empty() => {}
+            None => return Err(self.error(at, format!("{what} outside the root element"))),
+        }
+        Ok(())
+    }
+
+    /// Append a decoded reference (`None`: undecodable) to the open element's text.
+    fn reference(&mut self, decoded: Option<&str>, at: usize) -> Result<(), XmlError> {
+        match (self.stack.last_mut(), decoded) {
+            (Some(element), Some(text)) => {
+                element.text.push_str(text);
+                Ok(())
+            }
+            (Some(element), None) => {
+                // The line is counted only here: counting it for every reference would make a
+                // document of many references quadratic.
+                let element = element.name.clone();
+                Err(XmlError::BadReference { element, line: line_col(self.xml, at).0 })
+            }
+            (None, _) => Err(self.error(at, "reference outside the root element")),
+        }
+    }
+
+    fn finish(mut self) -> Result<Element, XmlError> {
+        if let Some(open) = self.stack.last() {
+            return Err(self.error(self.xml.len(), format!("element <{}> is not closed", open.name)));
+        }
+        match self.root.take() {
+            Some(root) => Ok(root),
+            None => Err(self.error(self.xml.len(), "no root element")),
+        }
+    }
+}
+
+/// An element's attributes, each checked to be well-formed and unique (in linear time), split
+/// into namespace declarations (prefix, `b""` for `xmlns`; URI) and the others (name, value),
+/// values with their references decoded.
+#[allow(clippy::type_complexity)]
+fn split_attributes(
+    start: &BytesStart<'_>,
+) -> Result<(Vec<(Vec<u8>, String)>, Vec<(Vec<u8>, String)>), String> {
+    let (mut declarations, mut others) = (Vec::new(), Vec::new());
+    let mut seen = HashSet::new();
+    let mut iter = start.attributes();
+    iter.with_checks(false);
+    for attr in iter {
+        let attr = attr.map_err(|e| format!("bad attribute: {e}"))?;
+        let key = attr.key.into_inner();
+        let name = String::from_utf8_lossy(key);
+        if !seen.insert(key) {
+            return Err(format!("duplicate attribute {name:?}"));
+        }
+        let value = attr
+            .unescape_value()
+            .map_err(|_| format!("bad value of attribute {name}: undecodable entity or character reference"))?
+            .into_owned();
+        if key == b"xmlns" {
+            declarations.push((Vec::new(), value));
+        } else if let Some(prefix) = key.strip_prefix(b"xmlns:") {
+            declarations.push((prefix.to_vec(), value));
+        } else {
+            others.push((key.to_vec(), value));
+        }
+    }
+    Ok((declarations, others))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMALL: Limits = Limits { max_depth: 64, max_elements: 1_000, max_nodes: 1_000 };
+    const STRICT: Options = Options { limits: SMALL, prefixes: Prefixes::Declared };
+    const LENIENT: Options = Options { limits: SMALL, prefixes: Prefixes::Lenient };
+
+    #[test]
+    fn builds_a_tree_with_namespaces_references_and_content_ranges() {
+        let doc = "<?xml version=\"1.0\"?>\n<!-- c --><a xmlns=\"urn:d\" xmlns:p=\"urn:p\" p:k=\"1&amp;2\" k=\"3\">\
+                   <b>u?a=1&amp;b=&#50;</b><p:b/><c><![CDATA[<raw>]]></c><d xmlns=\"\"/></a>";
+        let root = parse(doc, STRICT).unwrap();
+        assert!(root.is("urn:d", "a"));
+        assert_eq!((root.attr_in("urn:p", "k"), root.attr("k")), (Some("1&2"), Some("1&2")));
+        assert_eq!(root.attrs[1].namespace, None);
+        assert_eq!(root.child_text("b"), Some("u?a=1&b=2"));
+        assert_eq!(root.children_named("b").count(), 2);
+        assert_eq!(root.children_in("urn:p", "b").count(), 1);
+        assert_eq!(root.child_text("c"), Some("<raw>"));
+        assert_eq!(root.child("d").unwrap().namespace, None);
+        let b = root.child("b").unwrap();
+        assert_eq!(&doc[b.content.clone()], "u?a=1&amp;b=&#50;");
+    }
+
+    #[test]
+    fn an_undeclared_prefix_is_refused_or_left_without_namespace() {
+        let e = parse("<x:a/>", STRICT).unwrap_err();
+        assert!(e.to_string().contains("undeclared namespace prefix"), "{e}");
+        let a = parse("<x:a y:k=\"v\"/>", LENIENT).unwrap();
+        assert_eq!((a.name.as_str(), a.namespace.as_deref(), a.attr("k")), ("a", None, Some("v")));
+    }
+
+    #[test]
+    fn rejects_broken_documents() {
+        for options in [STRICT, LENIENT] {
+            for bad in [
+                "",
+                " \n",
+                "random non-xml data",
+                "<a>",
+                "<a></b>",
+                "<a/><b/>",
+                "<a/>trailing",
+                "<a>&nope;</a>",
+                "<a>&#xD800;</a>",
+                "</a>",
+                "<a b=\"1></a>",
+                "<a b=\"1\" b=\"2\"/>",
+                "<foo><?xml version=\"1.0\"?><a/></foo>",
+                "<!DOCTYPE a><a/><!DOCTYPE b>",
+                "<![CDATA[x]]><a/>",
+                "&amp;<a/>",
+                "<a xmlns:xml=\"urn:other\"/>",
+            ] {
+                assert!(parse(bad, options).is_err(), "{bad:?} accepted");
+            }
+        }
+    }
+
+    #[test]
+    fn errors_name_the_line_and_never_the_reference() {
+        let e = parse("<a>\n<b>\n</c></a>", STRICT).unwrap_err();
+        assert!(matches!(e, XmlError::Malformed { line: 3, .. }), "{e:?}");
+        let e = parse("<a>\n<p>se&cret;</p></a>", STRICT).unwrap_err();
+        assert_eq!(e, XmlError::BadReference { element: "p".into(), line: 2 });
+        assert!(!e.to_string().contains("cret"));
+    }
+
+    #[test]
+    fn a_hundred_thousand_attributes_are_parsed_in_linear_time() {
+        let options = PLATFORM;
+        let attrs: String = (0..100_000).map(|i| format!(" a{i}=\"{i}\"")).collect();
+        let root = parse(&format!("<a{attrs}/>"), options).expect("valid");
+        assert_eq!((root.attrs.len(), root.attr("a99999")), (100_000, Some("99999")));
+        let err = parse(&format!("<a{attrs} a5=\"again\"/>"), options).expect_err("duplicate");
+        assert!(err.to_string().contains("duplicate attribute \"a5\""), "{err}");
+    }
+
+    #[test]
+    fn elements_and_attributes_are_capped() {
+        let limit = SMALL.max_nodes;
+        let err = parse(&format!("<a>{}</a>", "<x/>".repeat(limit)), STRICT).expect_err("too many");
+        assert!(matches!(err, XmlError::TooManyNodes { limit: l, line: 1, .. } if l == limit), "{err:?}");
+        let attrs: String = (0..limit).map(|i| format!(" a{i}=\"\"")).collect();
+        assert!(matches!(parse(&format!("<a{attrs}/>"), STRICT), Err(XmlError::TooManyNodes { .. })));
+    }
+
+    #[test]
+    fn depth_is_capped() {
+        let err = parse(&"<a>".repeat(10_000), STRICT).unwrap_err();
+        assert_eq!(err, XmlError::TooDeep { limit: 64, line: 1 });
+    }
+}
