@@ -530,8 +530,8 @@ fn build_tree(text: &str) -> Result<Node, OvfError> {
         xml::XmlError::Malformed { line, column, message } => OvfError::Xml { line, column, message },
         xml::XmlError::TooDeep { limit, line } => OvfError::TooDeep { limit, line },
         xml::XmlError::BadReference { element, line } => OvfError::BadReference { element, line },
-        e @ xml::XmlError::TooManyNodes { line, column, .. } => {
-            OvfError::Xml { line, column, message: e.to_string() }
+        xml::XmlError::TooManyNodes { what, limit, line, column } => {
+            OvfError::Xml { line, column, message: format!("more than {limit} {what}") }
         }
     })
 }
