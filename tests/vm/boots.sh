@@ -340,8 +340,8 @@ check_resource_disk() {
     # job is still queued behind its After= units is "inactive" too, so also wait until no job for
     # it is left (a login can come before the job has even begun).
     for _ in $(seq 120); do
-        rssh 'test "$(systemctl show -p ActiveState --value wala-provision-disk.service)" != activating &&
-            test -z "$(systemctl list-jobs --no-legend wala-provision-disk.service)"' 2>/dev/null && break
+        rssh "test \"\$(systemctl show -p ActiveState --value wala-provision-disk.service)\" != activating &&
+            test -z \"\$(systemctl list-jobs --no-legend wala-provision-disk.service)\"" 2>/dev/null && break
         sleep 0.5
     done
     # What the guest saw, shown when a check fails: the udev links and wala's disk log lines.
