@@ -519,6 +519,7 @@ const MAX_NODES: usize = 300_000;
 const READ: xml::Options = xml::Options {
     limits: xml::Limits { max_depth: MAX_DEPTH, max_elements: MAX_ELEMENTS, max_nodes: MAX_NODES },
     prefixes: xml::Prefixes::Declared,
+    secret_text: true,
 };
 
 type Node = xml::Element;

@@ -9,7 +9,9 @@
 //! - Text and CDATA children are concatenated into [`Element::text`], with references decoded
 //!   and line ends normalized; [`Element::content`] is the byte range of the element's content
 //!   in the source, so a caller can cut a secret out of the document without rewriting the rest.
-//!   Text is zeroized when the tree is dropped: it may be a password or protected settings.
+//!   Text is zeroized when the tree is dropped where it may be a secret ([`Options::secret_text`]:
+//!   the OVF's password and custom data; the platform's documents carry protected settings only
+//!   encrypted).
 //! - Well-formedness is checked: one root, matched tags, unique attributes, no text, CDATA or
 //!   reference outside the root, the XML declaration only at the start, no DOCTYPE once the root
 //!   has started.
@@ -59,6 +61,9 @@ pub enum Prefixes {
 pub struct Options {
     pub limits: Limits,
     pub prefixes: Prefixes,
+    /// The text may be a secret (a password, custom data): it is zeroized when the tree is
+    /// dropped.
+    pub secret_text: bool,
 }
 
 /// Why a document is not read.
@@ -96,6 +101,8 @@ pub struct Element {
     pub text: String,
     /// The byte range of the element's content (between its start and end tags) in the source.
     pub content: Range<usize>,
+    /// Zeroize the text when dropped ([`Options::secret_text`]).
+    secret: bool,
 }
 
 /// One attribute (namespace declarations are not attributes here).
@@ -111,7 +118,9 @@ pub struct Attribute {
 
 impl Drop for Element {
     fn drop(&mut self) {
-        self.text.zeroize();
+        if self.secret {
+            self.text.zeroize();
+        }
     }
 }
 
@@ -177,6 +186,7 @@ impl Element {
 pub const PLATFORM: Options = Options {
     limits: Limits { max_depth: 64, max_elements: 250_000, max_nodes: 250_000 },
     prefixes: Prefixes::Lenient,
+    secret_text: false,
 };
 
 /// Read one of the platform's documents ([`PLATFORM`]), a leading byte order mark skipped.
@@ -213,11 +223,11 @@ pub fn parse(xml: &str, options: Options) -> Result<Element, XmlError> {
             Event::Empty(start) => builder.open(&start, at, after, true)?,
             Event::End(_) => builder.close(at)?,
             Event::Text(text) => {
-                let text = text.xml_content().map_err(|e| builder.error(at, e.to_string()))?;
+                let text = text.xml10_content().map_err(|e| builder.error(at, e.to_string()))?;
                 builder.text(&text, at, "text")?;
             }
             Event::CData(cdata) => {
-                let text = cdata.xml_content().map_err(|e| builder.error(at, e.to_string()))?;
+                let text = cdata.xml10_content().map_err(|e| builder.error(at, e.to_string()))?;
                 builder.text(&text, at, "CDATA")?;
             }
             Event::GeneralRef(reference) => {
@@ -279,43 +289,64 @@ fn to_usize(pos: u64) -> usize {
     usize::try_from(pos).unwrap_or(usize::MAX)
 }
 
-/// The namespace bindings in scope: for each prefix (`""` for the default namespace) the stack of
-/// its bindings, innermost last (an empty URI undeclares it), and for each open element the
-/// prefixes it declared, which closing it takes off again. Resolving a name is one hash lookup.
+/// The namespace bindings in scope: the default namespace's stack of bindings and, for each
+/// prefix, its stack (innermost last; an empty URI undeclares it), and for each open element
+/// what it declared, which closing it takes off again. Resolving an unprefixed element name
+/// costs nothing, a prefixed name one hash lookup.
 #[derive(Default)]
 struct Scopes {
+    default: Vec<Arc<str>>,
     bindings: HashMap<Vec<u8>, Vec<Arc<str>>>,
-    declared: Vec<Vec<Vec<u8>>>,
+    /// Per open element that declared namespaces: its depth, whether it declared the default
+    /// namespace, and the prefixes it declared.
+    declared: Vec<(usize, bool, Vec<Vec<u8>>)>,
 }
 
 impl Scopes {
     /// Open an element: apply its namespace declarations (`xmlns`, `xmlns:p`; checked as XML
     /// Namespaces requires).
-    fn push(&mut self, declarations: Vec<(Vec<u8>, String)>) -> Result<(), String> {
-        let mut declared = Vec::with_capacity(declarations.len());
-        for (prefix, uri) in declarations {
-            match prefix.as_slice() {
+    fn push(&mut self, declarations: Vec<(&[u8], String)>, depth: usize) -> Result<(), String> {
+        if declarations.is_empty() {
+            return Ok(());
+        }
+        let mut default = false;
+        let mut prefixes = Vec::new();
+        for (key, uri) in declarations {
+            let prefix = key.strip_prefix(b"xmlns:").unwrap_or(b"");
+            match prefix {
                 b"xml" if uri == XML_NS => continue,
                 b"xml" => return Err("the xml prefix bound to another namespace".into()),
                 b"xmlns" => return Err("the xmlns prefix declared".into()),
                 _ if !prefix.is_empty() && (uri == XML_NS || uri == XMLNS_NS) => {
                     return Err(format!(
                         "prefix {:?} bound to a reserved namespace",
-                        String::from_utf8_lossy(&prefix)
+                        String::from_utf8_lossy(prefix)
                     ));
                 }
                 _ => {}
             }
-            self.bindings.entry(prefix.clone()).or_default().push(Arc::from(uri));
-            declared.push(prefix);
+            if prefix.is_empty() {
+                self.default.push(Arc::from(uri));
+                default = true;
+            } else {
+                self.bindings.entry(prefix.to_vec()).or_default().push(Arc::from(uri));
+                prefixes.push(prefix.to_vec());
+            }
         }
-        self.declared.push(declared);
+        self.declared.push((depth, default, prefixes));
         Ok(())
     }
 
-    /// Close the innermost element: its declarations go out of scope.
-    fn pop(&mut self) {
-        for prefix in self.declared.pop().unwrap_or_default() {
+    /// Close the element at `depth`: its declarations go out of scope.
+    fn pop(&mut self, depth: usize) {
+        if self.declared.last().is_none_or(|(d, ..)| *d != depth) {
+            return;
+        }
+        let (_, default, prefixes) = self.declared.pop().unwrap_or_default();
+        if default {
+            self.default.pop();
+        }
+        for prefix in prefixes {
             if let Some(stack) = self.bindings.get_mut(&prefix) {
                 stack.pop();
                 if stack.is_empty() {
@@ -334,11 +365,12 @@ impl Scopes {
         use_default: bool,
         prefixes: Prefixes,
     ) -> Result<(Option<Arc<str>>, &'n [u8]), String> {
-        let (prefix, local) = match qname.iter().position(|&b| b == b':') {
-            Some(i) => (&qname[..i], &qname[i + 1..]),
-            None if use_default => (&b""[..], qname),
-            None => return Ok((None, qname)),
+        let Some(i) = qname.iter().position(|&b| b == b':') else {
+            let namespace =
+                if use_default { self.default.last().filter(|u| !u.is_empty()).cloned() } else { None };
+            return Ok((namespace, qname));
         };
+        let (prefix, local) = (&qname[..i], &qname[i + 1..]);
         if prefix == b"xml" {
             return Ok((Some(Arc::from(XML_NS)), local));
         }
@@ -407,10 +439,11 @@ impl TreeBuilder<'_> {
         self.seen_markup = true;
         let (declarations, others) = split_attributes(start).map_err(|m| self.error(at, m))?;
         self.count(0, others.len(), at)?;
-        self.scopes.push(declarations).map_err(|m| self.error(at, m))?;
+        let depth = self.stack.len();
+        self.scopes.push(declarations, depth).map_err(|m| self.error(at, m))?;
         let element = self.resolve_element(start, others, after).map_err(|m| self.error(at, m))?;
         if is_empty {
-            self.scopes.pop();
+            self.scopes.pop(depth);
             self.attach(element);
         } else {
             self.stack.push(element);
@@ -422,14 +455,14 @@ impl TreeBuilder<'_> {
     fn resolve_element(
         &self,
         start: &BytesStart<'_>,
-        attributes: Vec<(Vec<u8>, String)>,
+        attributes: Vec<(&[u8], String)>,
         after: usize,
     ) -> Result<Element, String> {
         let prefixes = self.options.prefixes;
         let (namespace, local) = self.scopes.resolve(start.name().into_inner(), true, prefixes)?;
         let mut attrs = Vec::with_capacity(attributes.len());
         for (key, value) in attributes {
-            let (namespace, local) = self.scopes.resolve(&key, false, prefixes)?;
+            let (namespace, local) = self.scopes.resolve(key, false, prefixes)?;
             attrs.push(Attribute { namespace, name: String::from_utf8_lossy(local).into_owned(), value });
         }
         Ok(Element {
@@ -439,6 +472,7 @@ impl TreeBuilder<'_> {
             children: Vec::new(),
             text: String::new(),
             content: after..after,
+            secret: self.options.secret_text,
         })
     }
 
@@ -446,7 +480,7 @@ impl TreeBuilder<'_> {
         let Some(mut element) = self.stack.pop() else {
             return Err(self.error(at, "end tag without a start tag"));
         };
-        self.scopes.pop();
+        self.scopes.pop(self.stack.len());
         element.content.end = at;
         self.attach(element);
         Ok(())
@@ -497,33 +531,47 @@ impl TreeBuilder<'_> {
 }
 
 /// An element's attributes, each checked to be well-formed and unique (in linear time), split
-/// into namespace declarations (prefix, `b""` for `xmlns`; URI) and the others (name, value),
-/// values with their references decoded.
+/// into namespace declarations (prefix, `b""` for `xmlns`; URI) and the others (qualified name,
+/// value), values with their references decoded.
 #[allow(clippy::type_complexity)]
-fn split_attributes(
-    start: &BytesStart<'_>,
-) -> Result<(Vec<(Vec<u8>, String)>, Vec<(Vec<u8>, String)>), String> {
-    let (mut declarations, mut others) = (Vec::new(), Vec::new());
-    let mut seen = HashSet::new();
+fn split_attributes<'s>(
+    start: &'s BytesStart<'_>,
+) -> Result<(Vec<(&'s [u8], String)>, Vec<(&'s [u8], String)>), String> {
+    /// Up to this many attributes, duplicates are found by comparing with the earlier ones.
+    const FEW: usize = 8;
+    let (mut declarations, mut others): (Vec<(&[u8], String)>, Vec<(&[u8], String)>) =
+        (Vec::new(), Vec::new());
+    let mut seen: HashSet<&[u8]> = HashSet::new();
     let mut iter = start.attributes();
     iter.with_checks(false);
     for attr in iter {
         let attr = attr.map_err(|e| format!("bad attribute: {e}"))?;
-        let key = attr.key.into_inner();
-        let name = String::from_utf8_lossy(key);
-        if !seen.insert(key) {
-            return Err(format!("duplicate attribute {name:?}"));
+        let key: &'s [u8] = attr.key.into_inner();
+        let count = declarations.len() + others.len();
+        let duplicate = if count < FEW {
+            declarations.iter().chain(&others).any(|(k, _)| *k == key)
+        } else {
+            if seen.is_empty() {
+                seen.extend(declarations.iter().chain(&others).map(|(k, _)| *k));
+            }
+            !seen.insert(key)
+        };
+        if duplicate {
+            return Err(format!("duplicate attribute {:?}", String::from_utf8_lossy(key)));
         }
         let value = attr
             .unescape_value()
-            .map_err(|_| format!("bad value of attribute {name}: undecodable entity or character reference"))?
+            .map_err(|_| {
+                format!(
+                    "bad value of attribute {:?}: undecodable entity or character reference",
+                    String::from_utf8_lossy(key)
+                )
+            })?
             .into_owned();
-        if key == b"xmlns" {
-            declarations.push((Vec::new(), value));
-        } else if let Some(prefix) = key.strip_prefix(b"xmlns:") {
-            declarations.push((prefix.to_vec(), value));
+        if key == b"xmlns" || key.starts_with(b"xmlns:") {
+            declarations.push((key, value));
         } else {
-            others.push((key.to_vec(), value));
+            others.push((key, value));
         }
     }
     Ok((declarations, others))
@@ -534,8 +582,8 @@ mod tests {
     use super::*;
 
     const SMALL: Limits = Limits { max_depth: 64, max_elements: 1_000, max_nodes: 1_000 };
-    const STRICT: Options = Options { limits: SMALL, prefixes: Prefixes::Declared };
-    const LENIENT: Options = Options { limits: SMALL, prefixes: Prefixes::Lenient };
+    const STRICT: Options = Options { limits: SMALL, prefixes: Prefixes::Declared, secret_text: true };
+    const LENIENT: Options = Options { limits: SMALL, prefixes: Prefixes::Lenient, secret_text: false };
 
     #[test]
     fn builds_a_tree_with_namespaces_references_and_content_ranges() {
