@@ -364,6 +364,16 @@ fn read_all<R: Read>(pipe: Option<&mut R>) -> Vec<u8> {
 }
 
 /// A runner for tests: records every command and answers from a script of canned outputs.
+///
+/// ```
+/// use wala::base::cmd::{Cmd, CmdOutput, FakeRunner, Runner};
+///
+/// let runner = FakeRunner::new();
+/// runner.respond("hostname", CmdOutput { code: Some(0), stdout: b"vm1\n".to_vec(), stderr: Vec::new() });
+/// let out = runner.run(&Cmd::new("hostname").arg("--fqdn")).expect("scripted");
+/// assert_eq!(out.stdout, b"vm1\n");
+/// assert_eq!(runner.command_lines(), ["hostname --fqdn"]);
+/// ```
 #[derive(Debug, Default)]
 pub struct FakeRunner {
     calls: Mutex<Vec<Cmd>>,

@@ -50,6 +50,16 @@ impl HostRoot {
 
     /// Resolve a host path (absolute or relative, as it would be seen on the target system) under the
     /// prefix. `..` components cannot climb above the prefix.
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use wala::base::root::HostRoot;
+    ///
+    /// let root = HostRoot::new("/sysroot");
+    /// assert_eq!(root.path("/etc/hostname"), Path::new("/sysroot/etc/hostname"));
+    /// assert_eq!(root.path("/etc/../../../etc/shadow"), Path::new("/sysroot/etc/shadow"));
+    /// assert_eq!(HostRoot::live().path("/etc/hostname"), Path::new("/etc/hostname"));
+    /// ```
     pub fn path(&self, host_path: impl AsRef<Path>) -> PathBuf {
         let mut out = self.prefix.clone();
         let mut depth = 0usize;

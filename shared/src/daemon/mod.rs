@@ -72,7 +72,36 @@ pub enum Lane {
     Own,
 }
 
-/// A periodic piece of work.
+/// A periodic piece of work. A new task lives in `daemon/<what>_task.rs` and is listed in
+/// [`registry`] (docs/architecture.md, "Recipe: a new daemon task").
+///
+/// ```
+/// use std::time::Duration;
+/// use wala::daemon::{Env, Lane, Task, TaskError};
+///
+/// /// Counts the files in `Lib.Dir` every ten minutes, on a thread of its own.
+/// struct CountFiles {
+///     seen: usize,
+/// }
+///
+/// impl Task for CountFiles {
+///     fn name(&self) -> &'static str {
+///         "count-files"
+///     }
+///     fn period(&self) -> Duration {
+///         Duration::from_secs(600)
+///     }
+///     fn lane(&self) -> Lane {
+///         Lane::Own
+///     }
+///     fn run(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
+///         let dir = env.root.path(env.config.lib_dir.as_path());
+///         let entries = std::fs::read_dir(&dir).map_err(|e| TaskError(format!("{}: {e}", dir.display())))?;
+///         self.seen = entries.count();
+///         Ok(())
+///     }
+/// }
+/// ```
 pub trait Task {
     fn name(&self) -> &'static str;
     fn period(&self) -> Duration;

@@ -626,6 +626,16 @@ pub fn load_or_defaults(root: &crate::base::root::HostRoot, explicit: Option<&Pa
 }
 
 /// Parse configuration text; `file` names it in problems.
+///
+/// ```
+/// use std::path::Path;
+///
+/// let text = "ResourceDisk.Format=y\nResourceDisk.SwapSizeMB=2048\nOS.EnableFirewall=maybe\n";
+/// let loaded = wala::documents::conf::parse(text, Path::new("/etc/waagent.conf"));
+/// assert_eq!(loaded.config.resource_disk_swap_size_mb, 2048);
+/// // A bad value is a problem naming the file, the line and the key; the default is kept.
+/// assert_eq!((loaded.problems[0].line, loaded.problems[0].key.as_str()), (3, "OS.EnableFirewall"));
+/// ```
 pub fn parse(text: &str, file: &Path) -> Loaded {
     let mut loaded = Loaded { source: Some(file.to_path_buf()), ..Loaded::default() };
     let mut set_on: BTreeMap<String, usize> = BTreeMap::new();

@@ -263,6 +263,28 @@ pub fn parse_bytes(bytes: &[u8]) -> Result<OvfEnv, OvfError> {
 }
 
 /// Parse and validate an OVF environment (see the [module documentation](self) for the rules).
+///
+/// ```
+/// let xml = r#"<Environment xmlns="http://schemas.dmtf.org/ovf/environment/1"
+///                           xmlns:wa="http://schemas.microsoft.com/windowsazure">
+///   <wa:ProvisioningSection>
+///     <wa:Version>1.0</wa:Version>
+///     <wa:LinuxProvisioningConfigurationSet>
+///       <wa:HostName>vm1</wa:HostName>
+///       <wa:UserName>azureuser</wa:UserName>
+///       <wa:UserPassword>secret</wa:UserPassword>
+///     </wa:LinuxProvisioningConfigurationSet>
+///   </wa:ProvisioningSection>
+///   <wa:PlatformSettingsSection>
+///     <wa:PlatformSettings><wa:ProvisionGuestAgent>true</wa:ProvisionGuestAgent></wa:PlatformSettings>
+///   </wa:PlatformSettingsSection>
+/// </Environment>"#;
+/// let env = wala::documents::ovf::parse(xml).expect("a valid provisioning request");
+/// assert_eq!((env.provisioning.host_name.as_str(), env.provisioning.user_name.as_str()), ("vm1", "azureuser"));
+/// // The password is held in a Secret: it never reaches Debug output.
+/// assert!(!format!("{env:?}").contains("secret"));
+/// assert!(!wala::documents::ovf::scrub_password(xml).unwrap().contains("secret"));
+/// ```
 pub fn parse(xml: &str) -> Result<OvfEnv, OvfError> {
     let root = build_tree(xml)?;
     if !root.is(OVF_NS, "Environment") {

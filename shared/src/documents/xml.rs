@@ -195,6 +195,20 @@ pub fn parse_platform(text: &str) -> Result<Element, XmlError> {
 }
 
 /// Read `xml` into its root element.
+///
+/// ```
+/// use wala::documents::xml::{parse, Limits, Options, Prefixes};
+///
+/// let options = Options {
+///     limits: Limits { max_depth: 16, max_elements: 100, max_nodes: 200 },
+///     prefixes: Prefixes::Declared,
+///     secret_text: false,
+/// };
+/// let root = parse(r#"<a xmlns:p="urn:p"><p:b k="1&amp;2">text</p:b></a>"#, options).unwrap();
+/// let b = root.children_in("urn:p", "b").next().unwrap();
+/// assert_eq!((b.attr("k"), b.text_trimmed()), (Some("1&2"), Some("text")));
+/// assert!(parse("<q:a/>", options).is_err()); // an undeclared prefix
+/// ```
 pub fn parse(xml: &str, options: Options) -> Result<Element, XmlError> {
     if xml.trim_matches(is_xml_space).is_empty() {
         return Err(XmlError::Empty);
