@@ -1,5 +1,5 @@
-//! `extensions::parse_extensions_config` (with and without a WireServer incarnation) and
-//! `extensions::parse_artifacts_profile`.
+//! `documents::extensions::parse_extensions_config` (with and without a WireServer incarnation) and
+//! `documents::extensions::parse_artifacts_profile`.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 

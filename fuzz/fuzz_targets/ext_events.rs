@@ -1,4 +1,4 @@
-//! `extensions::events::parse_event_file` (events extensions write) and `redact_sas_queries`, whose output
+//! `documents::extensions::events::parse_event_file` (events extensions write) and `redact_sas_queries`, whose output
 //! redacts to itself.
 #![no_main]
 use libfuzzer_sys::fuzz_target;

@@ -1,4 +1,4 @@
-//! `extensions::parse_handler_manifest`: an extension's HandlerManifest.json.
+//! `documents::extensions::parse_handler_manifest`: an extension's HandlerManifest.json.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 

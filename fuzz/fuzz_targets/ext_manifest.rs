@@ -1,4 +1,4 @@
-//! `extensions::manifest::parse_manifest` (plugin version manifests), `parse_extension_image`
+//! `documents::extensions::manifest::parse_manifest` (plugin version manifests), `parse_extension_image`
 //! and `FlexibleVersion::parse`.
 #![no_main]
 use libfuzzer_sys::fuzz_target;

@@ -1,4 +1,4 @@
-//! `extensions::parse_status_file` (an extension's `<n>.status`) and `extensions::parse_heartbeat`.
+//! `documents::extensions::parse_status_file` (an extension's `<n>.status`) and `documents::extensions::parse_heartbeat`.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 

@@ -1,4 +1,4 @@
-//! `extensions::parse_vm_settings`: the HostGAPlugin's vmSettings JSON.
+//! `documents::extensions::parse_vm_settings`: the HostGAPlugin's vmSettings JSON.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 

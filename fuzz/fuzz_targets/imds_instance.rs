@@ -1,4 +1,4 @@
-//! `imds::parse_instance` (and the other IMDS JSON readers) with the checks run on the result, and
+//! `documents::imds::parse_instance` (and the other IMDS JSON readers) with the checks run on the result, and
 //! the provisioning request made from it (no DVD): a request must parse back, through the OVF
 //! parser, to exactly the user, hostname and keys IMDS gave.
 #![no_main]

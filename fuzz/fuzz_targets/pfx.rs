@@ -1,4 +1,4 @@
-//! `wire::certs::parse_pfx`: the decrypted certificates payload (PKCS#12 DER), including the
+//! `crypto::openssl_certs::parse_pfx`: the decrypted certificates payload (PKCS#12 DER), including the
 //! project's own key bag walker.
 #![no_main]
 use libfuzzer_sys::fuzz_target;

@@ -1,4 +1,4 @@
-//! `wire::parse_certificates` (and its payload decoding) and `wire::parse_certificate_summary`.
+//! `documents::wire::parse_certificates` (and its payload decoding) and `documents::wire::parse_certificate_summary`.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 

@@ -1,4 +1,4 @@
-//! `wire::parse_shared_config`: a WireServer document (any bytes, read as UTF-8 with replacement).
+//! `documents::wire::parse_shared_config`: a WireServer document (any bytes, read as UTF-8 with replacement).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
