@@ -17,6 +17,7 @@ use std::time::Duration;
 use crate::base::cmd::{Cmd, Runner};
 use crate::base::root::HostRoot;
 use crate::base::timeline::{self, Kind, Outcome, Record};
+use crate::documents::xml::escape;
 
 /// What an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -560,24 +561,6 @@ pub fn render_json(report: &Report) -> String {
 
 // ---- SVG -------------------------------------------------------------------------------------
 
-/// Text for XML content and attribute values.
-pub fn escape_xml(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            // Control characters are not allowed in XML 1.0.
-            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 const LABEL_W: f64 = 240.0;
 const PLOT_W: f64 = 900.0;
 const ROW_H: f64 = 26.0;
@@ -615,15 +598,14 @@ pub fn render_svg(report: &Report, title: &str) -> String {
         s,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">"#
     );
-    let _ = writeln!(s, "<title>{}</title>", escape_xml(title));
+    let _ = writeln!(s, "<title>{}</title>", escape(title));
     s.push_str(concat!(
         r#"<defs><pattern id="hatch" patternUnits="userSpaceOnUse" width="6" height="6" patternTransform="rotate(45)">"#,
         r##"<rect width="6" height="6" fill="#fde3c4"/><line x1="0" y1="0" x2="0" y2="6" stroke="#e8871e" stroke-width="3"/>"##,
         "</pattern></defs>\n"
     ));
     let _ = writeln!(s, r#"<rect width="{width}" height="{height}" fill="white"/>"#);
-    let _ =
-        writeln!(s, r#"<text x="10" y="20" font-size="14" font-weight="bold">{}</text>"#, escape_xml(title));
+    let _ = writeln!(s, r#"<text x="10" y="20" font-size="14" font-weight="bold">{}</text>"#, escape(title));
     // Lanes: alternate backgrounds and labels.
     for (i, (source, lane)) in lanes.iter().enumerate() {
         let y = TOP + ROW_H * i as f64;
@@ -635,7 +617,7 @@ pub fn render_svg(report: &Report, title: &str) -> String {
             r#"<text class="lane" x="{}" y="{}" text-anchor="end">{}</text>"#,
             LABEL_W - 8.0,
             y + ROW_H / 2.0 + 4.0,
-            escape_xml(&lane_label(source.as_deref(), lane))
+            escape(&lane_label(source.as_deref(), lane))
         );
     }
     // Axis: grid lines and tick labels, in seconds since the kernel started.
@@ -682,7 +664,7 @@ pub fn render_svg(report: &Report, title: &str) -> String {
                     r##"<text x="{:.1}" y="{}" fill="#1a7a1a" {HALO}>{}</text>"##,
                     x1 + 3.0,
                     y + 10.0,
-                    escape_xml(&e.name)
+                    escape(&e.name)
                 );
                 continue;
             }
@@ -716,7 +698,7 @@ pub fn render_svg(report: &Report, title: &str) -> String {
                     r##"<text x="{:.1}" y="{}" fill="#111111" {HALO}>{}</text>"##,
                     x1 + 3.0,
                     y + ROW_H / 2.0 - 1.0,
-                    escape_xml(&e.name)
+                    escape(&e.name)
                 );
             }
         }
@@ -766,7 +748,7 @@ fn tooltip(e: &Entry) -> String {
             e.took()
         )
     };
-    escape_xml(&text)
+    escape(&text)
 }
 
 /// `2`, `2.5`, `0.05`: a tick label without trailing zeros.

@@ -277,13 +277,31 @@ pub fn parse(xml: &str, options: Options) -> Result<Element, XmlError> {
     builder.finish()
 }
 
+/// Text for XML content and attribute values: `&`, `<`, `>` and both quotes escaped, and the
+/// control characters XML 1.0 cannot carry at all replaced with a space.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// XML's whitespace: space, tab, carriage return, line feed.
 pub fn is_xml_space(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\r' | '\n')
 }
 
 /// Line and column (both from 1) of a byte offset, for error messages.
-pub fn line_col(xml: &str, pos: usize) -> (usize, usize) {
+fn line_col(xml: &str, pos: usize) -> (usize, usize) {
     let before = xml.as_bytes().get(..pos).unwrap_or(xml.as_bytes());
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
     let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
@@ -677,6 +695,15 @@ mod tests {
         assert!(matches!(err, XmlError::TooManyNodes { limit: l, line: 1, .. } if l == limit), "{err:?}");
         let attrs: String = (0..limit).map(|i| format!(" a{i}=\"\"")).collect();
         assert!(matches!(parse(&format!("<a{attrs}/>"), STRICT), Err(XmlError::TooManyNodes { .. })));
+    }
+
+    #[test]
+    fn escaped_text_reads_back_as_it_was() {
+        let text = "a&b<c>d\"e'f";
+        assert_eq!(escape(text), "a&amp;b&lt;c&gt;d&quot;e&apos;f");
+        let root = parse(&format!("<a k=\"{0}\">{0}</a>", escape(text)), STRICT).unwrap();
+        assert_eq!((root.attr("k"), root.text.as_str()), (Some(text), text));
+        assert_eq!(escape("x\u{1}y"), "x y");
     }
 
     #[test]

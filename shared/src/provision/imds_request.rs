@@ -12,6 +12,7 @@
 //! Values with control characters are refused, naming the field, rather than written into XML.
 
 use crate::documents::imds::{Compute, ImdsError};
+use crate::documents::xml::escape;
 
 /// What IMDS asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,21 +90,6 @@ fn check_text(field: &str, text: &str) -> Result<(), ImdsError> {
         });
     }
     Ok(())
-}
-
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

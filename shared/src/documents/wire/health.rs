@@ -12,26 +12,10 @@ pub enum ProvisioningHealth {
     Failed { description: String },
 }
 
+use crate::documents::xml::escape;
+
 /// Longest description sent, in characters, cut before escaping (server limit 4096 bytes).
 pub const MAX_DESCRIPTION_CHARS: usize = 3686;
-
-/// Escape `&`, `<`, `>` (and quotes, for attribute values) for XML.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            // Characters XML 1.0 cannot carry at all.
-            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// The `State`, `SubStatus` and `Description` a provisioning state is reported with.
 pub fn health_fields(health: &ProvisioningHealth) -> (&'static str, Option<(&'static str, String)>) {
