@@ -194,9 +194,12 @@ fn certificates_decrypt_with_the_transport_key_for_both_ciphers_and_header_forms
         assert!(parsed.pkey.unwrap().public_eq(&served[0].key), "the tenant key is in the PFX");
         let others: Vec<String> = parsed.ca.unwrap().iter().map(|c| thumb(&c.to_owned())).collect();
         assert_eq!(others, vec![served[1].thumbprint.clone()]);
-        // A different key cannot open it.
+        // A different key cannot open it. With PKCS#1 v1.5 key transport OpenSSL does not say so
+        // (implicit rejection: the wrong key yields a random content key, and about one in 256
+        // of those also passes the CBC padding check), so what is asserted is that the content
+        // does not come out.
         let (_, other_key) = transport_cert();
-        assert!(cms.decrypt(&other_key, &cert).is_err());
+        assert!(cms.decrypt(&other_key, &cert).map_or(true, |wrong| wrong != pfx));
     }
 }
 
