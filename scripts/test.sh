@@ -7,9 +7,13 @@ cd "$(dirname "$0")/.."
 
 scripts/deps.sh test
 
-# In CI the clone is fresh every time: keep compiled dependencies in a cache outside the repository.
+# In CI the clone is fresh every time: keep compiled dependencies in a cache outside the repository,
+# one per checkout path. Cargo does not rebuild a test binary when only the checkout moved, and a
+# test binary reads its fixtures from the path it was built at (env!("CARGO_MANIFEST_DIR")): a cache
+# shared by two checkouts ran one checkout's tests against the other's files.
 if [ "${CI:-}" = true ] && [ -z "${CARGO_TARGET_DIR:-}" ]; then
-  export CARGO_TARGET_DIR=${WALA_CACHE_DIR:-/var/cache/wala-ci}/target
+  checkout_key=$(pwd -P | sha256sum | cut -c1-12)
+  export CARGO_TARGET_DIR=${WALA_CACHE_DIR:-/var/cache/wala-ci}/target-$checkout_key
 fi
 
 echo "== cargo fmt"
