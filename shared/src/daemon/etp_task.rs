@@ -58,9 +58,7 @@ impl Task for EtpTask {
             self.pending.drain(..over);
         }
         let events: Vec<TelemetryEvent> = self.pending.iter().cloned().collect();
-        self.client
-            .send_telemetry(&events)
-            .map_err(|e| TaskError(format!("extension events: {}", e.reason())))?;
+        self.client.send_telemetry(&events)?;
         self.pending.clear();
         Ok(())
     }

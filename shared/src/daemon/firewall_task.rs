@@ -22,18 +22,17 @@ impl Task for FirewallTask {
         self.period
     }
     fn run(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
-        let err = |e: &dyn std::fmt::Display| TaskError(e.to_string());
-        let b = backend(env.runner).map_err(|e| err(&e))?;
-        ensure(env.runner, b, self.destination, agent_uid()).map_err(|e| err(&e))?;
+        let b = backend(env.runner)?;
+        ensure(env.runner, b, self.destination, agent_uid())?;
         // With firewalld, its permanent rules hold from boot and wala-network-setup.service must
         // not run (firewalld would flush what it set); without, that unit restores the rules.
         let boot_file = if firewalld_running(env.runner) {
-            ensure_permanent(env.runner, self.destination, agent_uid()).map_err(|e| err(&e))?;
+            ensure_permanent(env.runner, self.destination, agent_uid())?;
             None
         } else {
             Some(self.destination)
         };
-        persist(env.root, env.config.lib_dir.as_path(), boot_file).map_err(|e| err(&e))
+        Ok(persist(env.root, env.config.lib_dir.as_path(), boot_file)?)
     }
 }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::base::files::{self, WriteOptions};
 use crate::daemon::{Env, Task, TaskError};
+use crate::error::Cause;
 
 /// `OS.RootDeviceScsiTimeout`: the SCSI command timeout of every `sd*` disk.
 #[derive(Debug)]
@@ -32,7 +33,7 @@ impl Task for ScsiTimeout {
             let Ok(current) = std::fs::read_to_string(&file) else { continue };
             if current.lines().next().map(str::trim) != Some(wanted.as_str()) {
                 std::fs::write(&file, &wanted)
-                    .map_err(|e| TaskError(format!("write {}: {e}", file.display())))?;
+                    .map_err(|e| Cause::io(format!("write {}", file.display()), e))?;
                 log::info!("set the SCSI timeout of {} to {wanted}s", entry.file_name().to_string_lossy());
             }
         }
@@ -67,7 +68,7 @@ impl Task for PersistentNetRules {
             let dst = env.root.path(env.config.lib_dir.as_path()).join(name);
             let _ = std::fs::remove_file(&dst);
             std::fs::rename(&src, &dst)
-                .map_err(|e| TaskError(format!("move {} to {}: {e}", src.display(), dst.display())))?;
+                .map_err(|e| Cause::io(format!("move {} to {}", src.display(), dst.display()), e))?;
             log::warn!("Moved rules file {} to {}", src.display(), dst.display());
         }
         Ok(())
@@ -98,18 +99,18 @@ impl Task for HostnameMonitor {
     fn run(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
         let Some(now) = (self.current)() else { return Ok(()) };
         let record = Self::record(env);
-        let published = files::read_optional(&record).map_err(|e| TaskError(e.to_string()))?;
+        let published = files::read_optional(&record)?;
         let write_record = |name: &str| {
             files::ensure_dir(&env.root.path(env.config.lib_dir.as_path()), 0o700)
                 .and_then(|()| files::write_atomic(&record, name.as_bytes(), WriteOptions::mode(0o644)))
-                .map_err(|e| TaskError(e.to_string()))
+                .map_err(TaskError::from)
         };
         match published.as_deref().map(str::trim) {
             None => write_record(&now),
             Some(old) if old == now => Ok(()),
             Some(old) => {
                 log::info!("EnvMonitor: Detected hostname change: {old} -> {now}");
-                crate::host::hostname::set_hostname(env.root, &now).map_err(|e| TaskError(e.to_string()))?;
+                crate::host::hostname::set_hostname(env.root, &now)?;
                 crate::host::hostname::publish(env.root, env.runner);
                 write_record(&now)
             }
@@ -166,8 +167,7 @@ impl Task for DhcpClientRestart {
         self.known = Some(now);
         if restarted {
             log::info!("Detected dhcp client restart. Restoring routing table.");
-            crate::platform::endpoint::ensure_route(env.root, env.runner, self.wireserver)
-                .map_err(|e| TaskError(e.to_string()))?;
+            crate::platform::endpoint::ensure_route(env.root, env.runner, self.wireserver)?;
         }
         Ok(())
     }

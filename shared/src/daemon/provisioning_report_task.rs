@@ -36,8 +36,7 @@ impl Task for ProvisioningReport {
             runner: env.runner,
             kvp: None,
         };
-        crate::provision::retry_final_report(&ctx, &self.client, &self.client)
-            .map_err(|e| TaskError(e.to_string()))?;
+        crate::provision::retry_final_report(&ctx, &self.client, &self.client)?;
         self.done = true;
         Ok(())
     }

@@ -127,10 +127,8 @@ impl RemoteAccessTask {
             }
             Some(url) => {
                 self.fetches += 1;
-                let fail = |e: String| TaskError(format!("RemoteAccess: {e}"));
-                let keys =
-                    TransportKeys::load_or_create(self.client.lib_dir()).map_err(|e| fail(e.to_string()))?;
-                let doc = self.client.remote_access(url, &keys).map_err(|e| fail(e.reason()))?;
+                let keys = TransportKeys::load_or_create(self.client.lib_dir())?;
+                let doc = self.client.remote_access(url, &keys)?;
                 log::info!(
                     "RemoteAccess document of incarnation {}: {} user(s)",
                     key.incarnation,
@@ -161,7 +159,7 @@ impl RemoteAccessTask {
         };
         let host = jit::snapshot(env.root, settings.shadow, settings.admin).map_err(|e| {
             self.retry_at = Some(now + RETRY_AFTER.as_secs() as i64);
-            TaskError(format!("remote access: reading the accounts: {e}"))
+            TaskError::from(e)
         })?;
         let plan = jit::plan(current.doc.as_ref(), &host, now);
         for (name, why) in &plan.refused {
@@ -203,7 +201,7 @@ impl RemoteAccessTask {
                 started.elapsed(),
             ),
         );
-        Err(TaskError(format!("{message}; trying again in {} s", RETRY_AFTER.as_secs())))
+        Err(TaskError::from(format!("{message}; trying again in {} s", RETRY_AFTER.as_secs())))
     }
 }
 

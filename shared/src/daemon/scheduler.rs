@@ -282,7 +282,7 @@ mod tests {
         }
         fn run(&mut self, _: &Env<'_>) -> Result<(), TaskError> {
             if self.fail {
-                Err(TaskError("always".into()))
+                Err(TaskError::from("always"))
             } else {
                 Ok(())
             }
@@ -302,7 +302,7 @@ mod tests {
             Duration::from_secs(3600)
         }
         fn run(&mut self, _: &Env<'_>) -> Result<(), TaskError> {
-            Err(TaskError("ran before its initial delay".into()))
+            Err(TaskError::from("ran before its initial delay"))
         }
     }
 

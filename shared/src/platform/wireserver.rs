@@ -380,7 +380,7 @@ impl Platform for WireClient {
             ProvisioningHealth::Failed { .. } => "report-failed",
         };
         crate::base::timeline::wait(name, || WireClient::report_health(self, health))
-            .map_err(|e| PlatformError(e.reason()))
+            .map_err(PlatformError::from)
     }
 }
 
@@ -388,7 +388,7 @@ impl CertificateSource for WireClient {
     fn fetch_certificates(&self) -> Result<Vec<String>, PlatformError> {
         crate::base::timeline::wait("certificates", || self.fetch_goal_state_certificates())
             .map(|s| s.into_iter().map(|c| c.thumbprint).collect())
-            .map_err(|e| PlatformError(e.reason()))
+            .map_err(PlatformError::from)
     }
 }
 

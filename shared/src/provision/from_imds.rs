@@ -141,7 +141,7 @@ pub fn run_with(
             }
         }
         Err(e) => {
-            st.local = LocalResult::Failed { step: e.step.clone(), reason: e.reason.clone() };
+            st.local = LocalResult::Failed { step: e.step.clone(), reason: e.reason() };
             ImdsOutcome::NothingToDo
         }
     };
@@ -219,7 +219,10 @@ mod tests {
         assert!(dir.path().join("run/wala/imds-pending").exists());
         let err = run_with(&ctx, &client, st).expect_err("IMDS is down");
         assert_eq!(err.step, "imds");
-        assert!(err.reason.starts_with("no provisioning DVD (--no-dvd); IMDS could not be read: "), "{err}");
+        assert!(
+            err.reason().starts_with("no provisioning DVD (--no-dvd); IMDS could not be read: "),
+            "{err}"
+        );
         let saved = crate::provision::state::load(&root, config.lib_dir.as_path()).expect("state");
         assert!(matches!(saved.local, LocalResult::Failed { ref step, .. } if step == "imds"), "{saved:?}");
         assert!(!dir.path().join("run/wala/imds-pending").exists(), "the flag is cleared");

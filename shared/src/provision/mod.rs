@@ -36,6 +36,7 @@ use crate::base::cmd::{Cmd, Runner};
 use crate::base::files::{self, WriteOptions};
 use crate::base::root::HostRoot;
 use crate::documents::conf::{Config, ProvisioningAgent};
+use crate::error::Cause;
 use crate::host::disk::{self, DiskOutcome};
 use crate::host::kvp::KvpPool;
 use crate::host::selinux;
@@ -49,16 +50,25 @@ pub use state::{Lifecycle, LocalResult, Mode, State};
 pub const CRASH_AFTER_ENV: &str = "WALA_TEST_CRASH_AFTER";
 
 /// A step that failed: which, and why (the text of a ProvisioningFailed report).
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-#[error("{step}: {reason}")]
+///
+/// `cause` is the error of the module that failed, kept typed ([`Cause`]); a step recorded by an
+/// earlier stage comes back from the state file as [`Cause::Message`].
+#[derive(Debug, thiserror::Error)]
+#[error("{step}: {}", .cause.reason())]
 pub struct ProvisionError {
     pub step: String,
-    pub reason: String,
+    #[source]
+    pub cause: Box<Cause>,
 }
 
 impl ProvisionError {
-    fn new(step: &str, reason: impl std::fmt::Display) -> Self {
-        Self { step: step.into(), reason: reason.to_string() }
+    pub fn new(step: &str, cause: impl Into<Cause>) -> Self {
+        Self { step: step.into(), cause: Box::new(cause.into()) }
+    }
+
+    /// Why the step failed, as the ProvisioningFailed report and the state file say it.
+    pub fn reason(&self) -> String {
+        self.cause.reason()
     }
 }
 
@@ -162,7 +172,7 @@ impl Context<'_> {
 
 /// The VM id of this machine.
 pub fn vm_id(root: &HostRoot) -> Result<String, ProvisionError> {
-    vmid::vm_id(root).map_err(|e| ProvisionError::new("vm-id", e.reason()))
+    vmid::vm_id(root).map_err(|e| ProvisionError::new("vm-id", e))
 }
 
 /// Who provisions, from `Provisioning.Agent` (and cloud-init's state for `auto`).
@@ -205,20 +215,22 @@ pub fn cloud_init_enabled(root: &HostRoot) -> bool {
 pub fn read_ovf(ctx: &Context<'_>, source: &OvfSource) -> Result<(Vec<u8>, ovf::OvfEnv), ProvisionError> {
     let bytes = match source {
         OvfSource::File(path) => crate::base::limits::read_file(path, crate::base::limits::Document::Ovf)
-            .map_err(|e| ProvisionError::new("ovf", format!("cannot read {}: {e}", path.display())))?,
+            .map_err(|e| {
+                ProvisionError::new("ovf", Cause::io(format!("cannot read {}", path.display()), e))
+            })?,
         OvfSource::Dvd(wait) => {
             let read = crate::base::timeline::wait("dvd", || dvd::read_ovf(ctx.runner, *wait));
             read.map_err(|e| ProvisionError::new("ovf", e))?.bytes
         }
         OvfSource::Absent => return Err(ProvisionError::new("ovf", "no provisioning DVD (--no-dvd)")),
     };
-    let env = ovf::parse_bytes(&bytes).map_err(|e| ProvisionError::new("ovf", e.reason()))?;
+    let env = ovf::parse_bytes(&bytes).map_err(|e| ProvisionError::new("ovf", e))?;
     Ok((bytes, env))
 }
 
 /// Build the plan without changing anything (`--dry-run`).
 pub fn dry_run(ctx: &Context<'_>, source: &OvfSource) -> Result<Plan, ProvisionError> {
-    let vm_id = vm_id(&ctx.root).unwrap_or_else(|e| format!("unknown ({})", e.reason));
+    let vm_id = vm_id(&ctx.root).unwrap_or_else(|e| format!("unknown ({})", e.reason()));
     let (_, env) = read_ovf(ctx, source)?;
     Plan::build(&ctx.root, &env, ctx.config, &vm_id).map_err(|e| ProvisionError::new("plan", e))
 }
@@ -288,7 +300,7 @@ pub fn run_local(ctx: &Context<'_>, source: &OvfSource) -> Result<LocalOutcome, 
                 // RSA (and DSA) host keys are left to the host-keys stage, after sshd has started.
                 st.host_keys_pending = done.host_keys_pending;
             }
-            Err(e) => st.local = LocalResult::Failed { step: e.step.clone(), reason: e.reason.clone() },
+            Err(e) => st.local = LocalResult::Failed { step: e.step.clone(), reason: e.reason() },
         }
         record(ctx, &lib, st)?;
         match result {
@@ -429,7 +441,7 @@ fn read_source(ctx: &Context<'_>, source: &OvfSource, disk: &decide::Disk) -> de
     match ovf::parse_bytes(&bytes) {
         Ok(env) => Source::Section { bytes, env: Box::new(env) },
         Err(e) if e.no_provisioning_section() => Source::NoSection,
-        Err(e) => Source::Broken(ProvisionError::new("ovf", e.reason())),
+        Err(e) => Source::Broken(ProvisionError::new("ovf", e)),
     }
 }
 
@@ -680,17 +692,17 @@ fn steps_beside_useradd(
 
 /// Save `ovf-env.xml` without the password (0600), whatever namespace prefix the document uses.
 fn save_scrubbed_ovf(root: &HostRoot, lib_dir: &Path, bytes: &[u8]) -> Result<(), ProvisionError> {
-    let err = |e: &dyn std::fmt::Display| ProvisionError::new("save-ovf", e);
-    let text =
-        std::str::from_utf8(bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes)).map_err(|e| err(&e))?;
-    let scrubbed = ovf::scrub_password(text).map_err(|e| err(&e.reason()))?;
-    files::ensure_dir(&root.path(lib_dir), 0o700).map_err(|e| err(&e))?;
+    let err = |e: Cause| ProvisionError::new("save-ovf", e);
+    let text = std::str::from_utf8(bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes))
+        .map_err(|e| err(format!("ovf-env.xml is not UTF-8: {e}").into()))?;
+    let scrubbed = ovf::scrub_password(text).map_err(|e| err(e.into()))?;
+    files::ensure_dir(&root.path(lib_dir), 0o700).map_err(|e| err(e.into()))?;
     files::write_atomic(
         &root.path(lib_dir.join("ovf-env.xml")),
         scrubbed.as_bytes(),
         WriteOptions::mode(0o600),
     )
-    .map_err(|e| err(&e))
+    .map_err(|e| err(e.into()))
 }
 
 /// Returns the key files written.
@@ -924,7 +936,7 @@ pub fn run_network(
         };
     }
     if let LocalResult::Failed { step, reason } = &st.local {
-        let e = ProvisionError::new(step, reason);
+        let e = ProvisionError::new(step, reason.clone());
         if report_failure(ctx, platform, &vm_id, &e) {
             let local = st.local.clone();
             let _ = state::update(&ctx.root, &lib, &vm_id, |s| {
@@ -940,7 +952,7 @@ pub fn run_network(
             log::error!("Provisioning failed: {e}");
             if report_failure(ctx, platform, &vm_id, &e) {
                 let _ = state::update(&ctx.root, &lib, &vm_id, |s| {
-                    s.local = LocalResult::Failed { step: e.step.clone(), reason: e.reason.clone() };
+                    s.local = LocalResult::Failed { step: e.step.clone(), reason: e.reason() };
                     s.final_report_sent = true;
                 });
             }
@@ -978,7 +990,7 @@ fn network_steps(
     let saved = files::read_optional(&ctx.root.path(lib.join("ovf-env.xml")))
         .map_err(|e| ProvisionError::new("ovf", e))?
         .ok_or_else(|| ProvisionError::new("ovf", "the saved ovf-env.xml is missing"))?;
-    let env = ovf::parse(&saved).map_err(|e| ProvisionError::new("ovf", e.reason()))?;
+    let env = ovf::parse(&saved).map_err(|e| ProvisionError::new("ovf", e))?;
     let plan = Plan::build(&ctx.root, &env, ctx.config, "").map_err(|e| ProvisionError::new("plan", e))?;
     if !plan.certificate_keys.is_empty() {
         let deploy = certificate_keys.ok_or_else(|| {
@@ -1024,34 +1036,35 @@ pub fn deploy_certificate_keys(
     certificates: &dyn CertificateSource,
     plan: &Plan,
 ) -> Result<(), ProvisionError> {
-    let err = |e: &dyn std::fmt::Display| ProvisionError::new("certificate-keys", e);
+    let err = |e: Cause| ProvisionError::new("certificate-keys", e);
     let thumbprints =
         certificates.fetch_certificates().map_err(|e| ProvisionError::new("certificates", e))?;
     let account = user::lookup(&ctx.root, &plan.user.name)
-        .map_err(|e| err(&e))?
-        .ok_or_else(|| err(&format!("user {} does not exist", plan.user.name)))?;
-    user::check_regular(&ctx.root, &account, plan.user.allow_system_user).map_err(|e| err(&e))?;
+        .map_err(|e| err(e.into()))?
+        .ok_or_else(|| err(format!("user {} does not exist", plan.user.name).into()))?;
+    user::check_regular(&ctx.root, &account, plan.user.allow_system_user).map_err(|e| err(e.into()))?;
     let lib = ctx.root.path(&plan.paths.lib_dir);
     let mut written = Vec::new();
     for key in &plan.certificate_keys {
         let Some(thumb) = thumbprints.iter().find(|t| t.eq_ignore_ascii_case(&key.fingerprint)) else {
-            return Err(err(&format!("certificate {} is not in the goal state", key.fingerprint)));
+            return Err(err(format!("certificate {} is not in the goal state", key.fingerprint).into()));
         };
         let path = ssh::resolve_key_path(Some(&key.path.to_string_lossy()), &account, &plan.paths.home_base)
-            .map_err(|e| err(&e))?;
+            .map_err(|e| err(e.into()))?;
         if key.key_pair {
             let file = lib.join(format!("{thumb}.prv"));
             let pem = crate::base::secret::Secret::new(
-                std::fs::read(&file).map_err(|e| err(&format!("{}: {e}", file.display())))?,
+                std::fs::read(&file).map_err(|e| err(Cause::io(format!("read {}", file.display()), e)))?,
             );
             let (private, public) =
-                crate::crypto::ssh_keypair_from_prv_pem(pem.expose()).map_err(|e| err(&e))?;
-            ssh::deploy_key_pair(&ctx.root, &account, &path, &private, &public).map_err(|e| err(&e))?;
+                crate::crypto::ssh_keypair_from_prv_pem(pem.expose()).map_err(|e| err(e.into()))?;
+            ssh::deploy_key_pair(&ctx.root, &account, &path, &private, &public).map_err(|e| err(e.into()))?;
         } else {
             let file = lib.join(format!("{thumb}.crt"));
-            let pem = std::fs::read(&file).map_err(|e| err(&format!("{}: {e}", file.display())))?;
-            let line = crate::crypto::openssh_key_from_cert_pem(&pem).map_err(|e| err(&e))?;
-            ssh::deploy_authorized_keys(&ctx.root, &account, &path, &[line]).map_err(|e| err(&e))?;
+            let pem =
+                std::fs::read(&file).map_err(|e| err(Cause::io(format!("read {}", file.display()), e)))?;
+            let line = crate::crypto::openssh_key_from_cert_pem(&pem).map_err(|e| err(e.into()))?;
+            ssh::deploy_authorized_keys(&ctx.root, &account, &path, &[line]).map_err(|e| err(e.into()))?;
         }
         log::info!(
             "deployed the {} of certificate {thumb} to {}",
@@ -1152,7 +1165,7 @@ mod tests {
         let runner = FakeRunner::new();
         let c = ctx(&dir, &config, &runner);
         let p = RecordingPlatform::default();
-        assert_eq!(network_in_process(&c, &p), Ok(NetworkOutcome::Ready));
+        assert_eq!(network_in_process(&c, &p).ok(), Some(NetworkOutcome::Ready));
         assert_eq!(p.reports(), vec![ProvisioningHealth::Provisioning, ProvisioningHealth::Ready]);
         assert!(state::provisioned_for(&c.root, config.lib_dir.as_path(), ID));
         // Next boot: nothing more is sent.
@@ -1192,7 +1205,7 @@ mod tests {
         let failing = RecordingPlatform::failing();
         assert_eq!(network_in_process(&c, &failing).unwrap_err().step, "report-ready");
         let p = RecordingPlatform::default();
-        assert_eq!(network_in_process(&c, &p), Ok(NetworkOutcome::Ready));
+        assert_eq!(network_in_process(&c, &p).ok(), Some(NetworkOutcome::Ready));
         assert_eq!(p.reports().last(), Some(&ProvisioningHealth::Ready));
     }
 
@@ -1205,10 +1218,10 @@ mod tests {
         assert!(network_in_process(&c, &RecordingPlatform::failing()).is_err());
         assert!(state::provisioned_for(&c.root, config.lib_dir.as_path(), ID));
         let p = RecordingPlatform::default();
-        assert_eq!(retry_final_report(&c, &p, &p), Ok(true));
+        assert_eq!(retry_final_report(&c, &p, &p).ok(), Some(true));
         assert_eq!(p.reports(), vec![ProvisioningHealth::Provisioning, ProvisioningHealth::Ready]);
         let p = RecordingPlatform::default();
-        assert_eq!(retry_final_report(&c, &p, &p), Ok(false));
+        assert_eq!(retry_final_report(&c, &p, &p).ok(), Some(false));
         assert!(p.reports().is_empty());
     }
 
@@ -1217,7 +1230,7 @@ mod tests {
         let (dir, config) = setup(LocalResult::Done, Mode::Disabled);
         let runner = FakeRunner::new();
         let p = RecordingPlatform::default();
-        assert_eq!(network_in_process(&ctx(&dir, &config, &runner), &p), Ok(NetworkOutcome::Ready));
+        assert_eq!(network_in_process(&ctx(&dir, &config, &runner), &p).ok(), Some(NetworkOutcome::Ready));
         assert_eq!(p.reports(), vec![ProvisioningHealth::Ready]);
         let (dir, config) = setup(LocalResult::Done, Mode::CloudInit);
         let p = RecordingPlatform::default();
@@ -1264,7 +1277,7 @@ mod tests {
         assert!(reason.ends_with("no provisioning DVD (--no-dvd): nothing to provision"), "{reason}");
         assert!(!c.root.path("run/wala/imds-pending").exists(), "no IMDS on a provisioned disk");
         let p = RecordingPlatform::default();
-        assert_eq!(network_in_process(&c, &p), Ok(NetworkOutcome::Ready));
+        assert_eq!(network_in_process(&c, &p).ok(), Some(NetworkOutcome::Ready));
         assert_eq!(p.reports(), vec![ProvisioningHealth::Ready]);
         assert_eq!(state::marker(&c.root, lib).as_deref(), Some(ID));
         assert!(runner.command_lines().is_empty(), "{:?}", runner.command_lines());

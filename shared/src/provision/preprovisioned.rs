@@ -45,6 +45,7 @@ use serde::{Deserialize, Serialize};
 use crate::base::files::{self, WriteOptions};
 use crate::base::root::HostRoot;
 use crate::documents::ovf::OvfEnv;
+use crate::error::Cause;
 use crate::host::link_watch::{LinkWatch, LinkWatchError};
 use crate::host::route_wait;
 use crate::platform::imds_reprovision::{PollPolicy, ReprovisionClient};
@@ -134,21 +135,19 @@ pub fn pending(root: &HostRoot, lib_dir: &Path, vm_id: &str) -> Option<PoolState
 }
 
 fn save(root: &HostRoot, lib_dir: &Path, s: &PoolState) -> Result<(), ProvisionError> {
-    let err = |e: &dyn std::fmt::Display| ProvisionError::new("pps-state", e);
-    files::ensure_dir(&root.path(lib_dir), 0o700).map_err(|e| err(&e))?;
+    let err = |e| ProvisionError::new("pps-state", Cause::File(e));
+    files::ensure_dir(&root.path(lib_dir), 0o700).map_err(err)?;
     let text = serde_json::to_string_pretty(s).unwrap_or_default() + "\n";
-    files::write_atomic(&state_path(root, lib_dir), text.as_bytes(), WriteOptions::mode(0o600))
-        .map_err(|e| err(&e))
+    files::write_atomic(&state_path(root, lib_dir), text.as_bytes(), WriteOptions::mode(0o600)).map_err(err)
 }
 
 fn raise_flag(root: &HostRoot) -> Result<(), ProvisionError> {
     let path = flag_path(root);
-    let err =
-        |e: &dyn std::fmt::Display| ProvisionError::new("pps-state", format!("{}: {e}", path.display()));
+    let err = |e| ProvisionError::new("pps-state", Cause::File(e));
     if let Some(dir) = path.parent() {
-        files::ensure_dir(dir, 0o755).map_err(|e| err(&e))?;
+        files::ensure_dir(dir, 0o755).map_err(err)?;
     }
-    files::write_atomic(&path, b"", WriteOptions::mode(0o644)).map_err(|e| err(&e))
+    files::write_atomic(&path, b"", WriteOptions::mode(0o644)).map_err(err)
 }
 
 /// Forget the pool state and lower the flag (the VM is no longer a pool VM).
@@ -330,7 +329,7 @@ pub fn run(ctx: &Context<'_>, svc: &PoolServices<'_>) -> Result<PoolOutcome, Pro
             let st = State::new(
                 &vm_id,
                 Mode::Provision,
-                LocalResult::Failed { step: e.step.clone(), reason: e.reason.clone() },
+                LocalResult::Failed { step: e.step.clone(), reason: e.reason() },
             );
             super::record(ctx, &lib, st)?;
             ctx.final_kvp(&vm_id, Some(&e.to_string()));
