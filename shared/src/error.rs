@@ -4,16 +4,17 @@
 //! Every module below keeps its own error type, naming what it knows (the element of a document,
 //! the command that failed, the HTTP status). At the seams those errors are not turned into text:
 //! they are wrapped in a [`Cause`], so a caller can match on the kind of failure
-//! (`Cause::Disk(DiskError::NotResourceDisk { .. })`), walk the chain with
+//! (`Cause::Disk(DiskError::Changed { .. })`), walk the chain with
 //! [`std::error::Error::source`], and still get the short text a health or status report needs
 //! from `reason()`.
 //!
-//! This module sits at the top, beside `daemon`: it names the errors of every folder below, and
-//! only `provision` and `daemon` (the seams) import it.
+//! This module sits between `extensions` and `provision`: it names the errors of the folders
+//! below it; the errors of the folders above (`provision::plan::PlanError`,
+//! `provision::ProvisionError`, `commands::collect_logs::LogCollectError`) convert into
+//! [`Cause::Other`] where they are defined.
 
 use crate::base::cmd::CmdError;
 use crate::base::files::FileError;
-use crate::commands::collect_logs::LogCollectError;
 use crate::crypto::helper::HelperError;
 use crate::crypto::openssl_certs::CertError;
 use crate::documents::conf::ConfError;
@@ -41,8 +42,6 @@ use crate::platform::imds_reprovision::ReprovisionError;
 use crate::platform::status_blob::UploadError;
 use crate::platform::wireserver::WireClientError;
 use crate::platform::PlatformError;
-use crate::provision::plan::PlanError;
-use crate::provision::ProvisionError;
 
 /// Why a provisioning step or a daemon task failed: the error of the module that failed, kept
 /// whole. Its text is that error's text; [`Cause::reason`] is the same text, for reports.
@@ -117,15 +116,11 @@ pub enum Cause {
         #[source]
         source: std::io::Error,
     },
-    // Provisioning.
+    /// The error of a module above this one (a provisioning plan, a provisioning stage run by a
+    /// daemon task, log collection), which implements `From` into `Cause` itself; reach it with
+    /// `downcast_ref`.
     #[error(transparent)]
-    Plan(#[from] PlanError),
-    /// A provisioning stage run by a daemon task (the retried final report).
-    #[error(transparent)]
-    Provision(#[from] ProvisionError),
-    // The one-shot commands run by daemon tasks.
-    #[error(transparent)]
-    LogCollection(#[from] LogCollectError),
+    Other(Box<dyn std::error::Error + Send + Sync>),
     /// A failure that is only a sentence: a condition wala checks itself ("user x does not
     /// exist"), or one recorded as text by an earlier stage (the state file keeps the reason,
     /// not the error).

@@ -20,6 +20,7 @@ use wala::daemon::{Env, State, Task, TaskError};
 use wala::documents::conf::Config;
 use wala::error::Cause;
 use wala::host::jit_accounts::{expire_day, parse_expiration};
+
 use wala::platform::endpoint::{Endpoint, Endpoints};
 use wala::platform::http::RetryPolicy;
 use wala::platform::wireserver::WireClient;
@@ -172,7 +173,10 @@ impl Rig {
     }
 
     fn run(&mut self) -> Result<(), TaskError> {
-        let env = Env { root: &self.root, config: &self.config, runner: &SystemRunner, state: &self.state };
+        let env = Env {
+            host: wala::host::Host { root: &self.root, config: &self.config, runner: &SystemRunner },
+            state: &self.state,
+        };
         self.task.run(&env)
     }
 

@@ -45,7 +45,7 @@ impl Task for EtpTask {
         self.period
     }
     fn run(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
-        let collected = collect(&env.root.path(env.config.extension_log_dir.as_path()));
+        let collected = collect(&env.host.root.path(env.host.config.extension_log_dir.as_path()));
         if collected.events.is_empty() && self.pending.is_empty() {
             return Ok(());
         }

@@ -342,15 +342,15 @@ impl GoalStateTask {
                 .is_some_and(|f| f.code == crate::extensions::lifecycle::CODE_UNSUPPORTED_FEATURES);
             let handlers = if unsupported {
                 crate::extensions::report::handler_statuses_on_disk(
-                    env.root,
-                    env.config,
+                    env.host.root,
+                    env.host.config,
                     &p.extensions,
                     SystemTime::now(),
                 )
             } else {
                 crate::extensions::report::handler_statuses(
-                    env.root,
-                    env.config,
+                    env.host.root,
+                    env.host.config,
                     &p.goal_state,
                     &p.extensions,
                     SystemTime::now(),
@@ -554,10 +554,10 @@ pub fn status_document(
     outcome: &GoalStateOutcome,
     fast_track: bool,
 ) -> AggregateStatusDocument {
-    let distro = crate::base::distro::Distro::detect(env.root);
+    let distro = crate::base::distro::Distro::detect(env.host.root);
     let hostname =
-        std::fs::read_to_string(env.root.path("/etc/hostname")).unwrap_or_default().trim().to_string();
-    let message = match crate::extensions::report::disabled(env.root, env.config) {
+        std::fs::read_to_string(env.host.root.path("/etc/hostname")).unwrap_or_default().trim().to_string();
+    let message = match crate::extensions::report::disabled(env.host.root, env.host.config) {
         None => "Guest Agent is running",
         Some(crate::extensions::report::Disabled::ByConfig) => {
             "Guest Agent is running; extension processing is disabled (Extensions.Enabled=n)"

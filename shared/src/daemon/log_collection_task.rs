@@ -52,10 +52,10 @@ impl Task for UploadTask {
             return Err(TaskError::from("no goal state yet"));
         };
         thread_priority(true);
-        let collected = collect(env.root, env.runner, env.config, None, Limits::normal());
+        let collected = collect(env.host.root, env.host.runner, env.host.config, None, Limits::normal());
         thread_priority(false);
         let collection = collected?;
-        let zip_path = env.root.path(&collection.zip);
+        let zip_path = env.host.root.path(&collection.zip);
         let zip =
             std::fs::read(&zip_path).map_err(|e| Cause::io(format!("read {}", zip_path.display()), e))?;
         self.hgap.put_vm_agent_log(&who, zip)?;

@@ -32,10 +32,10 @@ pub mod telemetry_task;
 
 use std::time::Duration;
 
-use crate::base::cmd::Runner;
 use crate::base::root::HostRoot;
 use crate::documents::conf::Config;
 use crate::error::Cause;
+use crate::host::Host;
 
 pub use registry::{all_tasks, standard_tasks, Overrides};
 pub use scheduler::run;
@@ -43,17 +43,10 @@ pub use state::State;
 
 /// What tasks work with: the host, the configuration, the command runner, and the agent state
 /// they share.
+#[derive(Debug)]
 pub struct Env<'a> {
-    pub root: &'a HostRoot,
-    pub config: &'a Config,
-    pub runner: &'a dyn Runner,
+    pub host: Host<'a>,
     pub state: &'a State,
-}
-
-impl std::fmt::Debug for Env<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Env").field("root", &self.root).finish_non_exhaustive()
-    }
 }
 
 /// A task run failed; the scheduler logs it and tries again next period. It holds the typed error
@@ -111,7 +104,7 @@ pub enum Lane {
 ///         Lane::Own
 ///     }
 ///     fn run(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
-///         let dir = env.root.path(env.config.lib_dir.as_path());
+///         let dir = env.host.root.path(env.host.config.lib_dir.as_path());
 ///         let entries = std::fs::read_dir(&dir).map_err(|e| Cause::io(format!("list {}", dir.display()), e))?;
 ///         self.seen = entries.count();
 ///         Ok(())

@@ -22,7 +22,7 @@ impl Task for ScsiTimeout {
         self.period
     }
     fn run(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
-        let dir = env.root.path("/sys/block");
+        let dir = env.host.root.path("/sys/block");
         let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(()) };
         let wanted = self.timeout.to_string();
         for entry in entries.flatten() {
@@ -60,12 +60,12 @@ impl Task for PersistentNetRules {
     }
     fn run(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
         for rules in PERSISTENT_NET_RULES {
-            let src = env.root.path(rules);
+            let src = env.host.root.path(rules);
             if !src.is_file() {
                 continue;
             }
             let name = Path::new(rules).file_name().unwrap_or_default();
-            let dst = env.root.path(env.config.lib_dir.as_path()).join(name);
+            let dst = env.host.root.path(env.host.config.lib_dir.as_path()).join(name);
             let _ = std::fs::remove_file(&dst);
             std::fs::rename(&src, &dst)
                 .map_err(|e| Cause::io(format!("move {} to {}", src.display(), dst.display()), e))?;
@@ -85,7 +85,7 @@ pub struct HostnameMonitor {
 
 impl HostnameMonitor {
     fn record(env: &Env<'_>) -> PathBuf {
-        env.root.path(env.config.lib_dir.as_path().join("published_hostname"))
+        env.host.root.path(env.host.config.lib_dir.as_path().join("published_hostname"))
     }
 }
 
@@ -101,7 +101,7 @@ impl Task for HostnameMonitor {
         let record = Self::record(env);
         let published = files::read_optional(&record)?;
         let write_record = |name: &str| {
-            files::ensure_dir(&env.root.path(env.config.lib_dir.as_path()), 0o700)
+            files::ensure_dir(&env.host.root.path(env.host.config.lib_dir.as_path()), 0o700)
                 .and_then(|()| files::write_atomic(&record, name.as_bytes(), WriteOptions::mode(0o644)))
                 .map_err(TaskError::from)
         };
@@ -110,8 +110,8 @@ impl Task for HostnameMonitor {
             Some(old) if old == now => Ok(()),
             Some(old) => {
                 log::info!("EnvMonitor: Detected hostname change: {old} -> {now}");
-                crate::host::hostname::set_hostname(env.root, &now)?;
-                crate::host::hostname::publish(env.root, env.runner);
+                crate::host::hostname::set_hostname(env.host.root, &now)?;
+                crate::host::hostname::publish(env.host.root, env.host.runner);
                 write_record(&now)
             }
         }
@@ -137,7 +137,7 @@ impl DhcpClientRestart {
 
     /// PIDs of running DHCP clients, from `/proc/<pid>/comm`.
     fn pids(env: &Env<'_>) -> Vec<u32> {
-        let mut pids: Vec<u32> = std::fs::read_dir(env.root.path("/proc"))
+        let mut pids: Vec<u32> = std::fs::read_dir(env.host.root.path("/proc"))
             .map(|rd| {
                 rd.flatten()
                     .filter_map(|e| {
@@ -167,7 +167,7 @@ impl Task for DhcpClientRestart {
         self.known = Some(now);
         if restarted {
             log::info!("Detected dhcp client restart. Restoring routing table.");
-            crate::platform::endpoint::ensure_route(env.root, env.runner, self.wireserver)?;
+            crate::platform::endpoint::ensure_route(env.host.root, env.host.runner, self.wireserver)?;
         }
         Ok(())
     }
@@ -181,7 +181,7 @@ mod tests {
     use crate::documents::conf::Config;
 
     fn env<'a>(root: &'a HostRoot, config: &'a Config, runner: &'a FakeRunner) -> Env<'a> {
-        Env { root, config, runner, state: Box::leak(Box::default()) }
+        Env { host: crate::host::Host { root, config, runner }, state: Box::leak(Box::default()) }
     }
 
     #[test]

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::daemon::signals::SignalFd;
 use crate::daemon::{DaemonError, Env, Lane, Limits, Owned, State, Summary, Task};
+use crate::host::Host;
 
 const SIGNAL: mio::Token = mio::Token(0);
 const WORKER_DONE: mio::Token = mio::Token(1);
@@ -44,9 +45,7 @@ struct Shared {
 impl Shared {
     fn env(&self) -> Env<'_> {
         Env {
-            root: &self.owned.root,
-            config: &self.owned.config,
-            runner: &self.owned.runner,
+            host: Host { root: &self.owned.root, config: &self.owned.config, runner: &self.owned.runner },
             state: &self.state,
         }
     }

@@ -28,8 +28,8 @@ impl Task for TelemetryTask {
         Duration::from_secs(60)
     }
     fn run(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
-        let lib = env.config.lib_dir.as_path();
-        let events = queued(env.root, lib);
+        let lib = env.host.config.lib_dir.as_path();
+        let events = queued(env.host.root, lib);
         if events.is_empty() {
             return Ok(());
         }

@@ -81,9 +81,9 @@ pub const ROUTE_WAIT: Duration = Duration::from_secs(300);
 /// alone, before any network.
 pub fn nothing_to_do(ctx: &Context<'_>) -> Result<Option<String>, ProvisionError> {
     let lib = ctx.lib_dir();
-    let vm_id = super::vm_id(&ctx.root)?;
-    let recorded = state::load(&ctx.root, &lib).filter(|s| s.vm_id == vm_id);
-    if state::provisioned_for(&ctx.root, &lib, &vm_id)
+    let vm_id = super::vm_id(ctx.host.root)?;
+    let recorded = state::load(ctx.host.root, &lib).filter(|s| s.vm_id == vm_id);
+    if state::provisioned_for(ctx.host.root, &lib, &vm_id)
         && recorded.as_ref().is_none_or(|s| s.final_report_sent)
     {
         return Ok(Some(format!("already provisioned (VM id {vm_id})")));
@@ -99,13 +99,13 @@ pub fn nothing_to_do(ctx: &Context<'_>) -> Result<Option<String>, ProvisionError
 pub fn needs_certificates(ctx: &Context<'_>) -> bool {
     let lib = ctx.lib_dir();
     // A later boot (the report was sent) reads no OVF: `wala-provision` asks on every boot.
-    let pending = state::load(&ctx.root, &lib).is_some_and(|s| {
+    let pending = state::load(ctx.host.root, &lib).is_some_and(|s| {
         s.local == LocalResult::Done
             && !s.final_report_sent
             && matches!(s.lifecycle, Lifecycle::Provisioned | Lifecycle::FromImds)
     });
     pending
-        && crate::base::files::read_optional(&ctx.root.path(lib.join("ovf-env.xml")))
+        && crate::base::files::read_optional(&ctx.host.root.path(lib.join("ovf-env.xml")))
             .ok()
             .flatten()
             .and_then(|t| crate::documents::ovf::parse(&t).ok())
@@ -126,20 +126,20 @@ pub fn run(
     if let Some(why) = nothing_to_do(ctx)? {
         return Ok(NetworkOutcome::NothingToDo(why));
     }
-    crypto::apply_fips(&ctx.root, ctx.config.enable_fips);
-    let endpoints = endpoint::resolve(ctx.config, &ctx.root, SystemTime::now());
+    crypto::apply_fips(ctx.host.root, ctx.host.config.enable_fips);
+    let endpoints = endpoint::resolve(ctx.host.config, ctx.host.root, SystemTime::now());
     log::info!("WireServer {} (from {:?})", endpoints.wireserver.base_url(), endpoints.source);
-    let lib_dir = ctx.root.path(ctx.config.lib_dir.as_path());
+    let lib_dir = ctx.host.root.path(ctx.host.config.lib_dir.as_path());
     std::thread::scope(|scope| {
         // An RSA key pair takes a while to make (seconds under emulation): make it beside the wait.
         let transport = certificates.filter(|_| needs_certificates(ctx)).map(|work| {
             let lib_dir = lib_dir.clone();
             scope.spawn(move || (work.prepare)(&lib_dir))
         });
-        if ctx.root.is_live() {
+        if ctx.host.root.is_live() {
             if let Some(ip) = endpoints.wireserver.ipv4() {
                 wait_for_route(ip);
-                if let Err(e) = endpoint::ensure_route(&ctx.root, ctx.runner, ip) {
+                if let Err(e) = endpoint::ensure_route(ctx.host.root, ctx.host.runner, ip) {
                     log::warn!("{e}");
                 }
             }
@@ -151,7 +151,7 @@ pub fn run(
     let client = WireClient::new(endpoints.clone(), lib_dir);
     match crate::base::timeline::wait("wireserver-versions", || client.check_versions()) {
         Ok(_) => {
-            if let Err(e) = endpoint::save_endpoint(&ctx.root, ctx.config, &endpoints.wireserver) {
+            if let Err(e) = endpoint::save_endpoint(ctx.host.root, ctx.host.config, &endpoints.wireserver) {
                 log::warn!("{e}");
             }
         }

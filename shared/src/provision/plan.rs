@@ -39,6 +39,12 @@ pub enum PlanError {
     },
 }
 
+impl From<PlanError> for crate::error::Cause {
+    fn from(e: PlanError) -> Self {
+        Self::Other(Box::new(e))
+    }
+}
+
 /// Paths from the configuration, as seen on the target system.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paths {
