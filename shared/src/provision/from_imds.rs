@@ -125,9 +125,9 @@ pub fn run_with(
         &crate::platform::telemetry::AgentEvent::new("Provision", result.is_ok(), message, started.elapsed()),
     );
     let outcome = match &result {
-        Ok((lifecycle, host_keys_pending)) => {
+        Ok((lifecycle, later)) => {
             st.lifecycle = lifecycle.clone();
-            st.host_keys_pending = *host_keys_pending;
+            st.hand_over(later.clone());
             match lifecycle {
                 Lifecycle::Kept { reason, .. } => {
                     log::info!("Nothing provisioned: {reason}");
@@ -163,7 +163,7 @@ fn ask_and_provision(
     vm_id: &str,
     dvd: &str,
     timings: &mut Vec<StepTiming>,
-) -> Result<(Lifecycle, bool), ProvisionError> {
+) -> Result<(Lifecycle, Option<super::plan::LaterSteps>), ProvisionError> {
     let fail = |what: String| ProvisionError::new("imds", format!("{dvd}; {what}"));
     let compute = step(ctx, vm_id, timings, "imds", || {
         crate::base::timeline::wait("imds", || client.instance())
@@ -178,7 +178,7 @@ fn ask_and_provision(
                     "{dvd}, and IMDS names no admin user (a specialized VM): nothing to provision"
                 ),
             },
-            false,
+            None,
         )),
         Request::Ovf(xml) => {
             let env = ovf::parse(&xml).map_err(|e| fail(format!("IMDS's request: {}", e.reason())))?;
@@ -187,8 +187,8 @@ fn ask_and_provision(
                 env.provisioning.user_name,
                 env.provisioning.host_name
             );
-            let host_keys_pending = super::provision_from(ctx, vm_id, timings, xml.as_bytes(), &env)?;
-            Ok((Lifecycle::FromImds, host_keys_pending))
+            let later = super::provision_from(ctx, vm_id, timings, xml.as_bytes(), &env)?;
+            Ok((Lifecycle::FromImds, Some(later)))
         }
     }
 }

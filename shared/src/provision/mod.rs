@@ -301,8 +301,9 @@ pub fn run_local(ctx: &Context<'_>, source: &OvfSource) -> Result<LocalOutcome, 
         match &result {
             Ok(done) => {
                 st.lifecycle = done.lifecycle.clone();
-                // RSA (and DSA) host keys are left to the host-keys stage, after sshd has started.
-                st.host_keys_pending = done.host_keys_pending;
+                // RSA (and DSA) host keys are left to the host-keys stage, after sshd has started;
+                // keys by certificate thumbprint to the network stage.
+                st.hand_over(done.later.clone());
             }
             Err(e) => st.local = LocalResult::Failed { step: e.step.clone(), reason: e.reason() },
         }
@@ -346,7 +347,8 @@ enum LocalSteps {
 /// What the local stage's provisioning ended with.
 struct LocalDone {
     lifecycle: Lifecycle,
-    host_keys_pending: bool,
+    /// What the plan leaves to the later stages (`None` when nothing was provisioned).
+    later: Option<plan::LaterSteps>,
 }
 
 /// Read the source, decide ([`decide`]), and do it.
@@ -382,10 +384,7 @@ fn local_provisioning(
         decide::Decision::Fail(e) => Err(e),
         decide::Decision::AskImds { dvd } => {
             from_imds::mark_pending(ctx.host.root);
-            Ok(LocalSteps::Done(LocalDone {
-                lifecycle: Lifecycle::ImdsPending { dvd },
-                host_keys_pending: false,
-            }))
+            Ok(LocalSteps::Done(LocalDone { lifecycle: Lifecycle::ImdsPending { dvd }, later: None }))
         }
         decide::Decision::Provision { bytes, env } => {
             if let Some(kind) = preprovisioned::pool_kind(&env) {
@@ -394,8 +393,8 @@ fn local_provisioning(
             if previous.is_some() {
                 step(ctx, vm_id, timings, "forget-previous-vm", || Ok(forget_previous_vm(ctx)))?;
             }
-            let host_keys_pending = provision_from(ctx, vm_id, timings, &bytes, &env)?;
-            Ok(LocalSteps::Done(LocalDone { lifecycle: Lifecycle::Provisioned, host_keys_pending }))
+            let later = provision_from(ctx, vm_id, timings, &bytes, &env)?;
+            Ok(LocalSteps::Done(LocalDone { lifecycle: Lifecycle::Provisioned, later: Some(later) }))
         }
         decide::Decision::Keep { reason, refresh } => {
             if previous.is_some() {
@@ -406,7 +405,7 @@ fn local_provisioning(
             }
             Ok(LocalSteps::Done(LocalDone {
                 lifecycle: Lifecycle::Kept { previous_vm_id: previous, reason },
-                host_keys_pending: false,
+                later: None,
             }))
         }
     }
@@ -588,7 +587,7 @@ fn provision_from(
     timings: &mut Vec<StepTiming>,
     bytes: &[u8],
     env: &ovf::OvfEnv,
-) -> Result<bool, ProvisionError> {
+) -> Result<plan::LaterSteps, ProvisionError> {
     let root = ctx.host.root;
     let plan = step(ctx, vm_id, timings, "plan", || {
         Plan::build(root, env, ctx.host.config, vm_id).map_err(|e| ProvisionError::new("plan", e))
@@ -646,7 +645,7 @@ fn provision_from(
         })?;
     }
     restore_provisioned_labels(root, ctx.host.runner, paths, &key_files);
-    Ok(plan.regenerate_host_keys.is_some_and(|t| !crate::host::host_keys::deferred_types(t).is_empty()))
+    Ok(plan.later_steps())
 }
 
 /// The local steps that do not need the account, run while `useradd` does: hostname first (the
@@ -858,11 +857,26 @@ fn find_resource_disk(ctx: &Context<'_>) -> Result<Option<disk::ResourceDisk>, d
 pub fn run_host_keys(ctx: &Context<'_>) -> Result<bool, ProvisionError> {
     let lib = ctx.lib_dir();
     let vm_id = vm_id(ctx.host.root)?;
-    if !state::load(ctx.host.root, &lib).is_some_and(|s| s.vm_id == vm_id && s.host_keys_pending) {
+    let Some(st) = state::load(ctx.host.root, &lib).filter(|s| s.vm_id == vm_id && s.host_keys_pending)
+    else {
         return Ok(false);
-    }
+    };
     let started = Instant::now();
-    let types = crate::host::host_keys::deferred_types(ctx.host.config.ssh_host_key_pair_type);
+    // The types the plan named; a state file of an older version names none: the configuration's.
+    let types: Vec<&'static str> = match st.later {
+        Some(later) if !later.host_keys.is_empty() => later
+            .host_keys
+            .iter()
+            .filter_map(|name| {
+                let known = crate::host::host_keys::deferred_type(name);
+                if known.is_none() {
+                    log::warn!("the recorded plan names an unknown host key type {name:?}: not made");
+                }
+                known
+            })
+            .collect(),
+        _ => crate::host::host_keys::deferred_types(ctx.host.config.ssh_host_key_pair_type),
+    };
     let result = crate::base::timeline::step("host-keys-deferred", || {
         crate::host::host_keys::make_deferred_keys(
             ctx.host.root,
@@ -904,7 +918,7 @@ pub fn run_host_keys(ctx: &Context<'_>) -> Result<bool, ProvisionError> {
 /// The network stage: report to the platform.
 /// Deploying the SSH keys and key pairs a plan names by certificate thumbprint (given by the
 /// program that can: `wala-agentd`, which links the crypto library; see [`network::CertificateWork`]).
-pub type CertificateKeys<'a> = dyn Fn(&Context<'_>, &Plan) -> Result<(), ProvisionError> + 'a;
+pub type CertificateKeys<'a> = dyn Fn(&Context<'_>, &plan::LaterSteps) -> Result<(), ProvisionError> + 'a;
 
 /// The network stage's decisions and reports against `platform`; `certificate_keys` deploys keys
 /// named by certificate thumbprint (a stage that finds such keys without it fails, naming the
@@ -958,7 +972,7 @@ pub fn run_network(
     }
     // With the marker written, the network steps are done: only the report is missing.
     if st.mode == Mode::Provision && !provisioned && !kept {
-        if let Err(e) = network_steps(ctx, certificate_keys) {
+        if let Err(e) = network_steps(ctx, st.later.as_ref(), certificate_keys) {
             log::error!("Provisioning failed: {e}");
             if report_failure(ctx, platform, &vm_id, &e) {
                 let _ = state::update(ctx.host.root, &lib, &vm_id, |s| {
@@ -992,17 +1006,21 @@ pub fn run_network(
     Ok(NetworkOutcome::Ready)
 }
 
+/// The network stage's part of the plan, as the local stage recorded it (`later`).
 fn network_steps(
     ctx: &Context<'_>,
+    later: Option<&plan::LaterSteps>,
     certificate_keys: Option<&CertificateKeys<'_>>,
 ) -> Result<(), ProvisionError> {
     let lib = ctx.lib_dir();
-    let saved = files::read_optional(&ctx.host.root.path(lib.join("ovf-env.xml")))
-        .map_err(|e| ProvisionError::new("ovf", e))?
-        .ok_or_else(|| ProvisionError::new("ovf", "the saved ovf-env.xml is missing"))?;
-    let env = ovf::parse(&saved).map_err(|e| ProvisionError::new("ovf", e))?;
-    let plan =
-        Plan::build(ctx.host.root, &env, ctx.host.config, "").map_err(|e| ProvisionError::new("plan", e))?;
+    let recovered;
+    let plan = match later {
+        Some(later) => later,
+        None => {
+            recovered = later_steps_from_saved_ovf(ctx)?;
+            &recovered
+        }
+    };
     if !plan.certificate_keys.is_empty() {
         let deploy = certificate_keys.ok_or_else(|| {
             ProvisionError::new(
@@ -1011,10 +1029,10 @@ fn network_steps(
                  certificates (wala-agentd provision-network can)",
             )
         })?;
-        crate::base::timeline::step("certificate-keys", || deploy(ctx, &plan))?;
+        crate::base::timeline::step("certificate-keys", || deploy(ctx, plan))?;
         crash_point("certificate-keys");
     }
-    if plan.custom_data.as_ref().is_some_and(|c| c.execute) {
+    if plan.run_custom_data {
         crate::base::timeline::step("custom-data-run", || {
             customdata::execute(ctx.host.root, ctx.host.runner, &lib)
         })
@@ -1035,34 +1053,47 @@ pub fn retry_final_report(
     match state::load(ctx.host.root, &ctx.lib_dir()) {
         Some(s) if s.vm_id == vm_id && !s.final_report_sent && s.mode != Mode::CloudInit => {
             log::info!("the provisioning result was never reported; reporting it now");
-            let deploy = |ctx: &Context<'_>, plan: &Plan| deploy_certificate_keys(ctx, certificates, plan);
+            let deploy =
+                |ctx: &Context<'_>, plan: &plan::LaterSteps| deploy_certificate_keys(ctx, certificates, plan);
             run_network(ctx, platform, Some(&deploy)).map(|_| true)
         }
         _ => Ok(false),
     }
 }
 
-/// SSH keys and key pairs the OVF names by certificate thumbprint: fetch the goal state's
+/// The network stage's part of the plan worked out again from the saved OVF, for a state file an
+/// older version wrote (it did not record [`plan::LaterSteps`]).
+fn later_steps_from_saved_ovf(ctx: &Context<'_>) -> Result<plan::LaterSteps, ProvisionError> {
+    let saved = files::read_optional(&ctx.host.root.path(ctx.lib_dir().join("ovf-env.xml")))
+        .map_err(|e| ProvisionError::new("ovf", e))?
+        .ok_or_else(|| ProvisionError::new("ovf", "the saved ovf-env.xml is missing"))?;
+    let env = ovf::parse(&saved).map_err(|e| ProvisionError::new("ovf", e))?;
+    let plan =
+        Plan::build(ctx.host.root, &env, ctx.host.config, "").map_err(|e| ProvisionError::new("plan", e))?;
+    Ok(plan.later_steps())
+}
+
+/// SSH keys and key pairs the plan names by certificate thumbprint: fetch the goal state's
 /// certificates (decrypted into `<THUMBPRINT>.crt`/`.prv` in the lib dir) and deploy them.
 pub fn deploy_certificate_keys(
     ctx: &Context<'_>,
     certificates: &dyn CertificateSource,
-    plan: &Plan,
+    plan: &plan::LaterSteps,
 ) -> Result<(), ProvisionError> {
     let err = |e: Cause| ProvisionError::new("certificate-keys", e);
     let thumbprints =
         certificates.fetch_certificates().map_err(|e| ProvisionError::new("certificates", e))?;
-    let account = user::lookup(ctx.host.root, &plan.user.name)
+    let account = user::lookup(ctx.host.root, &plan.user)
         .map_err(|e| err(e.into()))?
-        .ok_or_else(|| err(format!("user {} does not exist", plan.user.name).into()))?;
-    user::check_regular(ctx.host.root, &account, plan.user.allow_system_user).map_err(|e| err(e.into()))?;
-    let lib = ctx.host.root.path(&plan.paths.lib_dir);
+        .ok_or_else(|| err(format!("user {} does not exist", plan.user).into()))?;
+    user::check_regular(ctx.host.root, &account, plan.allow_system_user).map_err(|e| err(e.into()))?;
+    let lib = ctx.host.root.path(ctx.lib_dir());
     let mut written = Vec::new();
     for key in &plan.certificate_keys {
         let Some(thumb) = thumbprints.iter().find(|t| t.eq_ignore_ascii_case(&key.fingerprint)) else {
             return Err(err(format!("certificate {} is not in the goal state", key.fingerprint).into()));
         };
-        let path = ssh::resolve_key_path(Some(&key.path.to_string_lossy()), &account, &plan.paths.home_base)
+        let path = ssh::resolve_key_path(Some(&key.path.to_string_lossy()), &account, &plan.home_base)
             .map_err(|e| err(e.into()))?;
         if key.key_pair {
             let file = lib.join(format!("{thumb}.prv"));
@@ -1145,7 +1176,7 @@ mod tests {
         ctx: &Context<'_>,
         p: &RecordingPlatform,
     ) -> Result<NetworkOutcome, ProvisionError> {
-        let deploy = |ctx: &Context<'_>, plan: &Plan| deploy_certificate_keys(ctx, p, plan);
+        let deploy = |ctx: &Context<'_>, plan: &plan::LaterSteps| deploy_certificate_keys(ctx, p, plan);
         run_network(ctx, p, Some(&deploy))
     }
 
@@ -1189,6 +1220,44 @@ mod tests {
         let p2 = RecordingPlatform::default();
         assert!(matches!(network_in_process(&c, &p2), Ok(NetworkOutcome::NothingToDo(_))));
         assert!(p2.reports().is_empty());
+    }
+
+    #[test]
+    fn the_network_stage_carries_out_the_recorded_plan_not_the_saved_ovf() {
+        let (dir, config) = setup(LocalResult::Done, Mode::Provision);
+        let runner = FakeRunner::new();
+        let c = ctx(&dir, &config, &runner);
+        let lib = config.lib_dir.as_path();
+        // The local stage recorded a key by certificate thumbprint; the saved OVF (which names
+        // none) is gone: the network stage neither needs it nor reads it.
+        std::fs::remove_file(c.host.root.path(lib.join("ovf-env.xml"))).expect("remove");
+        let key = plan::CertificateKey {
+            fingerprint: "ABC123".into(),
+            path: "/home/u/.ssh/authorized_keys".into(),
+            key_pair: false,
+        };
+        state::update(c.host.root, lib, ID, |s| {
+            s.hand_over(Some(plan::LaterSteps {
+                certificate_keys: vec![key.clone()],
+                user: "u".into(),
+                ..Default::default()
+            }))
+        })
+        .expect("update");
+        let given = std::sync::Mutex::new(Vec::new());
+        let deploy = |_: &Context<'_>, later: &plan::LaterSteps| {
+            given.lock().expect("lock").push(later.clone());
+            Ok(())
+        };
+        let p = RecordingPlatform::default();
+        assert_eq!(run_network(&c, &p, Some(&deploy)).ok(), Some(NetworkOutcome::Ready));
+        let given = given.into_inner().expect("lock");
+        assert_eq!(given.len(), 1, "deployed once");
+        assert_eq!((given[0].user.as_str(), &given[0].certificate_keys), ("u", &vec![key]));
+        assert!(
+            !state::load(c.host.root, lib).expect("state").host_keys_pending,
+            "no host keys were planned"
+        );
     }
 
     #[test]

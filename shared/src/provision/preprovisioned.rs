@@ -423,12 +423,10 @@ fn wait_and_provision(
         );
     }
     let old_hostname = crate::host::hostname::kernel_hostname();
-    let host_keys_pending = super::provision_from(ctx, vm_id, &mut timings, bytes, &env)?;
-    super::record(
-        ctx,
-        &lib,
-        State { host_keys_pending, ..State::new(vm_id, Mode::Provision, LocalResult::Done) },
-    )?;
+    let later = super::provision_from(ctx, vm_id, &mut timings, bytes, &env)?;
+    let mut st = State::new(vm_id, Mode::Provision, LocalResult::Done);
+    st.hand_over(Some(later));
+    super::record(ctx, &lib, st)?;
     clear(ctx.host.root, &lib);
     if ctx.host.root.is_live() && crate::host::hostname::kernel_hostname() != old_hostname {
         // The network came up under the image's name: renew the lease so the platform's DNS gets
