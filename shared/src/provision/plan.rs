@@ -161,7 +161,6 @@ pub fn resource_disk_settings(c: &Config) -> ResourceDiskSettings {
     }
 }
 
-
 impl Plan {
     /// What this plan leaves to the stages after the local one.
     pub fn later_steps(&self) -> LaterSteps {
