@@ -103,10 +103,8 @@ fn main() -> std::process::ExitCode {
     }
     let runner = wala::base::cmd::SystemRunner;
     let ctx = Context {
+        host: wala::host::Host { root: &root, config: &loaded.config, runner: &runner },
         kvp: if cli.dry_run { None } else { wala::host::kvp::KvpPool::for_root(&root) },
-        root,
-        config: &loaded.config,
-        runner: &runner,
     };
     let source = match cli.ovf {
         Some(path) => OvfSource::File(path),

@@ -349,12 +349,9 @@ mod netns {
             let outcome = std::thread::scope(|scope| {
                 let worker = scope.spawn(|| {
                     let runner = wala::base::cmd::SystemRunner;
-                    let ctx = wala::provision::Context {
-                        root: wala::base::root::HostRoot::new(r.dir.path()),
-                        config: &loaded.config,
-                        runner: &runner,
-                        kvp: None,
-                    };
+                    let root = wala::base::root::HostRoot::new(r.dir.path());
+                    let host = wala::host::Host { root: &root, config: &loaded.config, runner: &runner };
+                    let ctx = wala::provision::Context { host, kvp: None };
                     let e = Endpoints::explicit(
                         endpoint(fabric.wire_addr()),
                         endpoint(fabric.hgap_addr()),

@@ -15,13 +15,16 @@
 //! * [`provision`]: first-boot provisioning (plan, then apply, in boot stages);
 //! * [`daemon`]: `wala-agentd`'s steady state: its tasks and how they are run;
 //! * [`extensions`]: fetching and running VM extensions;
-//! * [`commands`]: the one-shot commands (`deprovision`, `collect-logs`, `inspect`, ...).
+//! * [`commands`]: the one-shot commands (`deprovision`, `collect-logs`, `inspect`, ...);
+//! * [`error`]: the errors at the seams: a failed provisioning step or daemon task keeps the
+//!   typed error of the module that failed ([`error::Cause`]).
 
 pub mod base;
 pub mod commands;
 pub mod crypto;
 pub mod daemon;
 pub mod documents;
+pub mod error;
 pub mod extensions;
 pub mod host;
 pub mod platform;

@@ -32,10 +32,17 @@ fn logs_are_zipped_and_put_to_vm_agent_log() {
     let (root, config, runner) =
         (HostRoot::new(dir.path()), wala::documents::conf::Config::default(), wala::base::cmd::SystemRunner);
     let state = State::default();
-    let no_goal_state = task.run(&Env { root: &root, config: &config, runner: &runner, state: &state });
+    let no_goal_state = task.run(&Env {
+        host: wala::host::Host { root: &root, config: &config, runner: &runner },
+        state: &state,
+    });
     assert!(no_goal_state.is_err(), "nothing to name the upload by before a goal state");
     state.set_goal_state(goal_state(&identity));
-    task.run(&Env { root: &root, config: &config, runner: &runner, state: &state }).expect("upload");
+    task.run(&Env {
+        host: wala::host::Host { root: &root, config: &config, runner: &runner },
+        state: &state,
+    })
+    .expect("upload");
     let puts: Vec<_> = fabric
         .requests()
         .into_iter()

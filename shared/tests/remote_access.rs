@@ -16,9 +16,11 @@ use wala::base::cmd::SystemRunner;
 use wala::base::root::HostRoot;
 use wala::crypto::TransportKeys;
 use wala::daemon::remote_access_task::RemoteAccessTask;
-use wala::daemon::{Env, State, Task};
+use wala::daemon::{Env, State, Task, TaskError};
 use wala::documents::conf::Config;
+use wala::error::Cause;
 use wala::host::jit_accounts::{expire_day, parse_expiration};
+
 use wala::platform::endpoint::{Endpoint, Endpoints};
 use wala::platform::http::RetryPolicy;
 use wala::platform::wireserver::WireClient;
@@ -170,9 +172,12 @@ impl Rig {
         self.state.set_goal_state(gs);
     }
 
-    fn run(&mut self) -> Result<(), String> {
-        let env = Env { root: &self.root, config: &self.config, runner: &SystemRunner, state: &self.state };
-        self.task.run(&env).map_err(|e| e.0)
+    fn run(&mut self) -> Result<(), TaskError> {
+        let env = Env {
+            host: wala::host::Host { root: &self.root, config: &self.config, runner: &SystemRunner },
+            state: &self.state,
+        };
+        self.task.run(&env)
     }
 
     fn fetches(&self) -> usize {
@@ -325,7 +330,13 @@ fn a_failed_fetch_changes_nothing_and_is_tried_again() {
         rig.fabric.add_fault(Fault::new(Listener::Wireserver, path, action.clone()));
         let fetches = rig.fetches();
         let err = rig.run().expect_err("the fetch fails");
-        assert!(err.starts_with("RemoteAccess: "), "{action:?}: {err}");
+        // The WireServer client's own error, whole: the request's URL, or the document's name.
+        assert!(matches!(*err.0, Cause::WireServer(_)), "{action:?}: {err:?}");
+        let reason = err.reason();
+        assert!(
+            reason.contains("comp=remoteaccess") || reason.starts_with("RemoteAccess: "),
+            "{action:?}: {reason}"
+        );
         assert!(rig.fetches() > fetches, "{action:?}: tried again");
         assert_eq!((host.read("etc/passwd"), host.read("etc/shadow"), host.sudoers()), before, "{action:?}");
     }
@@ -378,7 +389,7 @@ fn a_password_that_does_not_decrypt_creates_no_account_and_is_tried_again_later(
         FaultAction::Status { status: 200, body: Some(xml) },
     ));
     let err = rig.run().expect_err("one user failed");
-    assert_eq!(err, "1 of 2 remote access account changes failed; trying again in 300 s");
+    assert_eq!(err.reason(), "1 of 2 remote access account changes failed; trying again in 300 s");
     assert!(!has(&host, "jit1") && has(&host, "jit2"));
     assert!(!host.path("home/jit1").exists());
     assert_eq!(host.sudoers(), "azureuser ALL=(ALL) NOPASSWD: ALL\njit2 ALL=(ALL) ALL\n");

@@ -11,10 +11,10 @@ mod common;
 use std::path::Path;
 
 use wala::documents::wire::{
-    self, certificates::PFX_FORMAT, CertificatesPayload, GoalState, WireError, PROTOCOL_VERSION,
+    self, certificates::PFX_FORMAT, CertificatesPayload, DocumentError, GoalState, PROTOCOL_VERSION,
 };
 
-type Check<T> = fn(Result<T, WireError>);
+type Check<T> = fn(Result<T, DocumentError>);
 
 fn read(path: &Path) -> String {
     String::from_utf8(std::fs::read(path).unwrap()).unwrap()
@@ -24,7 +24,7 @@ fn read(path: &Path) -> String {
 /// rows' checks assert the rejection (or, for certificates, the skip).
 fn run_kind<T: std::fmt::Debug>(
     kind: &str,
-    parse: fn(&str) -> Result<T, WireError>,
+    parse: fn(&str) -> Result<T, DocumentError>,
     table: &[(&str, Check<T>)],
 ) {
     let Some(fixtures) = common::reference_fixtures(&format!("wire conformance ({kind})")) else { return };
@@ -45,8 +45,8 @@ fn run_kind<T: std::fmt::Debug>(
     }
 }
 
-fn names(err: &WireError, element: &str) -> bool {
-    matches!(err, WireError::MissingElement { element: e, .. } | WireError::EmptyElement { element: e, .. } if e.ends_with(element))
+fn names(err: &DocumentError, element: &str) -> bool {
+    matches!(err, DocumentError::Missing { path: e, .. } | DocumentError::Empty { path: e, .. } if e.ends_with(element))
 }
 
 const WALA_GS_URL: &str = "http://168.63.129.16:80/machine/865a6683-91d8-450f-99ae/bc8b9d47%2Db5ed%2D4704%2D85d9%2Dfd74cc967ec2.%5Fcanary";
@@ -139,7 +139,7 @@ fn goal_states() {
                 assert!(gs.extensions_config_url.is_some());
             }),
             ("wire/goalstate/cloud-init-goal_state-random_non_xml_data.xml", |r| {
-                assert!(matches!(r, Err(WireError::Xml { document: "GoalState", .. })), "{r:?}");
+                assert!(matches!(r, Err(DocumentError::Xml { document: "GoalState", .. })), "{r:?}");
             }),
             ("wire/goalstate/goal_state.xml", |r| {
                 let gs = r.unwrap();
@@ -166,7 +166,8 @@ fn goal_states() {
                 assert!(gs.certificates_url.is_some());
             }),
             ("wire/goalstate/goal_state_noop.xml", |r| {
-                assert_eq!(r.unwrap_err(), WireError::MissingRoleInstance { incarnation: 1 });
+                let e = r.unwrap_err();
+                assert!(matches!(e, DocumentError::MissingRoleInstance { incarnation: 1 }), "{e}");
             }),
         ],
     );
@@ -233,7 +234,7 @@ fn shared_config() {
 
 #[test]
 fn certificates() {
-    fn pfx(r: Result<wire::Certificates, WireError>) {
+    fn pfx(r: Result<wire::Certificates, DocumentError>) {
         let c = r.unwrap();
         match c.payload().unwrap() {
             // A DER SEQUENCE with a long-form length: the CMS ContentInfo.
@@ -255,8 +256,8 @@ fn certificates() {
             ("wire/certs/certs_format_not_pfx.xml", |r| {
                 // Malformed payload, but not an error: waagent skips it with a warning.
                 assert_eq!(
-                    r.unwrap().payload(),
-                    Ok(CertificatesPayload::UnsupportedFormat("CertificatesNonPfxPackage".into()))
+                    r.unwrap().payload().ok(),
+                    Some(CertificatesPayload::UnsupportedFormat("CertificatesNonPfxPackage".into()))
                 );
             }),
             ("wire/certs/certs_no_format_specified.xml", |r| {
@@ -363,13 +364,13 @@ fn project_fixtures() {
     assert_eq!(json["container_id"], "0a1b2c3d-0000-4000-8000-000000000001");
 
     let cut = wire::parse_goal_state(&read(&dir.join("goalstate/unclosed.xml"))).unwrap_err();
-    assert!(matches!(cut, WireError::Xml { .. }), "{cut}");
+    assert!(matches!(cut, DocumentError::Xml { .. }), "{cut}");
 
     let v = wire::parse_versions(&read(&dir.join("versions/unsupported.xml"))).unwrap();
     assert!(!v.supports(PROTOCOL_VERSION));
 
     let c = wire::parse_certificates(&read(&dir.join("certificates/no-data.xml"))).unwrap();
-    assert_eq!(c.payload(), Ok(CertificatesPayload::None));
+    assert_eq!(c.payload().ok(), Some(CertificatesPayload::None));
 
     let ra =
         wire::parse_remote_access(&read(&dir.join("remoteaccess/user-without-password.xml"))).unwrap_err();
@@ -381,7 +382,7 @@ fn project_fixtures() {
 
     let wrong = wire::parse_hosting_env(&read(&dir.join("hostingenv/wrong-root.xml"))).unwrap_err();
     assert!(
-        matches!(wrong, WireError::UnexpectedRoot { ref found, .. } if found == "SharedConfig"),
+        matches!(wrong, DocumentError::UnexpectedRoot { ref found, .. } if found == "SharedConfig"),
         "{wrong}"
     );
 }

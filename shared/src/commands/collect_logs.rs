@@ -131,6 +131,12 @@ pub enum LogCollectError {
     Zip(#[from] ZipError),
 }
 
+impl From<LogCollectError> for crate::error::Cause {
+    fn from(e: LogCollectError) -> Self {
+        Self::Other(Box::new(e))
+    }
+}
+
 /// What was collected.
 #[derive(Debug, Clone)]
 pub struct Collection {

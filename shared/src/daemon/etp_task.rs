@@ -45,7 +45,7 @@ impl Task for EtpTask {
         self.period
     }
     fn run(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
-        let collected = collect(&env.root.path(env.config.extension_log_dir.as_path()));
+        let collected = collect(&env.host.root.path(env.host.config.extension_log_dir.as_path()));
         if collected.events.is_empty() && self.pending.is_empty() {
             return Ok(());
         }
@@ -58,9 +58,7 @@ impl Task for EtpTask {
             self.pending.drain(..over);
         }
         let events: Vec<TelemetryEvent> = self.pending.iter().cloned().collect();
-        self.client
-            .send_telemetry(&events)
-            .map_err(|e| TaskError(format!("extension events: {}", e.reason())))?;
+        self.client.send_telemetry(&events)?;
         self.pending.clear();
         Ok(())
     }

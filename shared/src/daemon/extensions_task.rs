@@ -57,7 +57,7 @@ impl Task for ExtensionsTask {
     fn run(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
         while let Some((number, handoff)) = env.state.take_extensions() {
             let gs = handoff.goal_state;
-            if let Some(why) = crate::extensions::report::disabled(env.root, env.config) {
+            if let Some(why) = crate::extensions::report::disabled(env.host.root, env.host.config) {
                 log::info!("extension processing is off ({why:?}): goal state {} is not run", gs.id);
             } else if self.extensions.last_processed.as_deref() != Some(gs.id.as_str()) {
                 let started = Instant::now();
@@ -68,13 +68,13 @@ impl Task for ExtensionsTask {
                     who: &handoff.who,
                     fast_track: gs.is_fast_track(),
                     deadline: crate::extensions::download::DOWNLOAD_DEADLINE,
-                    unpack_limits: crate::extensions::download::UnpackLimits::from_config(env.config),
-                    max_package_size: crate::extensions::download::Downloader::max_package_size(env.config),
+                    unpack_limits: crate::extensions::download::UnpackLimits::from_config(env.host.config),
+                    max_package_size: crate::extensions::download::Downloader::max_package_size(
+                        env.host.config,
+                    ),
                 };
                 let ctx = Context {
-                    root: env.root,
-                    config: env.config,
-                    runner: env.runner,
+                    host: env.host,
                     downloader: &downloader,
                     wire_address: self.wire_address.clone(),
                 };

@@ -22,18 +22,17 @@ impl Task for FirewallTask {
         self.period
     }
     fn run(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
-        let err = |e: &dyn std::fmt::Display| TaskError(e.to_string());
-        let b = backend(env.runner).map_err(|e| err(&e))?;
-        ensure(env.runner, b, self.destination, agent_uid()).map_err(|e| err(&e))?;
+        let b = backend(env.host.runner)?;
+        ensure(env.host.runner, b, self.destination, agent_uid())?;
         // With firewalld, its permanent rules hold from boot and wala-network-setup.service must
         // not run (firewalld would flush what it set); without, that unit restores the rules.
-        let boot_file = if firewalld_running(env.runner) {
-            ensure_permanent(env.runner, self.destination, agent_uid()).map_err(|e| err(&e))?;
+        let boot_file = if firewalld_running(env.host.runner) {
+            ensure_permanent(env.host.runner, self.destination, agent_uid())?;
             None
         } else {
             Some(self.destination)
         };
-        persist(env.root, env.config.lib_dir.as_path(), boot_file).map_err(|e| err(&e))
+        Ok(persist(env.host.root, env.host.config.lib_dir.as_path(), boot_file)?)
     }
 }
 
@@ -68,7 +67,7 @@ mod tests {
         std::fs::create_dir_all(root.path(&lib)).expect("mkdir");
         persist(&root, &lib, Some(WS)).expect("persist");
         let state = State::default();
-        let env = Env { root: &root, config: &config, runner, state: &state };
+        let env = Env { host: crate::host::Host { root: &root, config: &config, runner }, state: &state };
         let mut task = FirewallTask { destination: WS, period: Duration::from_secs(30) };
         let result = task.run(&env);
         (result, root.path(lib.join(PERSIST_FILE)).exists())

@@ -190,7 +190,7 @@ impl GoalStateTask {
     }
 
     fn refresh(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
-        let fetched = self.client.goal_state().map_err(|e| TaskError(e.reason()))?;
+        let fetched = self.client.goal_state()?;
         let gs = &fetched.goal_state;
         let now = Seen {
             incarnation: gs.incarnation,
@@ -201,7 +201,7 @@ impl GoalStateTask {
             return Ok(());
         }
         log::info!("new goal state: incarnation {} (container {})", now.incarnation, now.container_id);
-        let ext = self.client.extensions_config_text(gs).map_err(|e| TaskError(e.reason()))?;
+        let ext = self.client.extensions_config_text(gs)?;
         self.extensions_config = match ext
             .as_deref()
             .map(|t| crate::documents::extensions::parse_extensions_config(t, Some(gs.incarnation)))
@@ -342,15 +342,15 @@ impl GoalStateTask {
                 .is_some_and(|f| f.code == crate::extensions::lifecycle::CODE_UNSUPPORTED_FEATURES);
             let handlers = if unsupported {
                 crate::extensions::report::handler_statuses_on_disk(
-                    env.root,
-                    env.config,
+                    env.host.root,
+                    env.host.config,
                     &p.extensions,
                     SystemTime::now(),
                 )
             } else {
                 crate::extensions::report::handler_statuses(
-                    env.root,
-                    env.config,
+                    env.host.root,
+                    env.host.config,
                     &p.goal_state,
                     &p.extensions,
                     SystemTime::now(),
@@ -373,9 +373,10 @@ impl GoalStateTask {
         if let Some(vm) = &mut doc.aggregate_status.vm_artifacts_aggregate_status {
             vm.goal_state_aggregate_status.timestamp_utc = now;
         }
-        let body = doc.to_json().map_err(|e| TaskError(format!("status document: {e}")))?;
+        let body = doc.to_json().map_err(|e| TaskError::from(format!("status document: {e}")))?;
         status_blob::upload(&self.hgap, &self.storage, who, blob, body.as_bytes(), SystemTime::now())
-            .map_err(|e| TaskError(crate::base::logging::redact_sas(&e.to_string())))?;
+            // As text: the upload error names the blob's URL, whose SAS token must not reach the log.
+            .map_err(|e| TaskError::from(crate::base::logging::redact_sas(&e.to_string())))?;
         if let Err(e) = lib_dir::write_status(self.client.lib_dir(), self.history.as_ref(), body.as_bytes()) {
             self.files_failed("status file", &e);
         }
@@ -553,10 +554,10 @@ pub fn status_document(
     outcome: &GoalStateOutcome,
     fast_track: bool,
 ) -> AggregateStatusDocument {
-    let distro = crate::base::distro::Distro::detect(env.root);
+    let distro = crate::base::distro::Distro::detect(env.host.root);
     let hostname =
-        std::fs::read_to_string(env.root.path("/etc/hostname")).unwrap_or_default().trim().to_string();
-    let message = match crate::extensions::report::disabled(env.root, env.config) {
+        std::fs::read_to_string(env.host.root.path("/etc/hostname")).unwrap_or_default().trim().to_string();
+    let message = match crate::extensions::report::disabled(env.host.root, env.host.config) {
         None => "Guest Agent is running",
         Some(crate::extensions::report::Disabled::ByConfig) => {
             "Guest Agent is running; extension processing is disabled (Extensions.Enabled=n)"

@@ -3,6 +3,7 @@
 
 use crate::commands::collect_logs::{collect, Limits};
 use crate::daemon::{Env, Lane, Task, TaskError};
+use crate::error::Cause;
 
 /// `Logs.Collect`: the daemon collects the logs every `Logs.CollectPeriod` (first after 5 minutes,
 /// as waagent) and uploads them through the HostGAPlugin's `vmAgentLog`, at low priority: its worker
@@ -47,16 +48,17 @@ impl Task for UploadTask {
         Lane::Own
     }
     fn run(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
-        let err = |e: &dyn std::fmt::Display| TaskError(e.to_string());
         let Some(who) = env.state.identity() else {
-            return Err(err(&"no goal state yet"));
+            return Err(TaskError::from("no goal state yet"));
         };
         thread_priority(true);
-        let collected = collect(env.root, env.runner, env.config, None, Limits::normal());
+        let collected = collect(env.host.root, env.host.runner, env.host.config, None, Limits::normal());
         thread_priority(false);
-        let collection = collected.map_err(|e| err(&e))?;
-        let zip = std::fs::read(env.root.path(&collection.zip)).map_err(|e| err(&e))?;
-        self.hgap.put_vm_agent_log(&who, zip).map_err(|e| err(&e))?;
+        let collection = collected?;
+        let zip_path = env.host.root.path(&collection.zip);
+        let zip =
+            std::fs::read(&zip_path).map_err(|e| Cause::io(format!("read {}", zip_path.display()), e))?;
+        self.hgap.put_vm_agent_log(&who, zip)?;
         log::info!("uploaded the logs ({} bytes) to the HostGAPlugin", collection.zip_size);
         Ok(())
     }

@@ -36,7 +36,7 @@ impl Task for ProgramPagesTask {
         Duration::from_secs(15)
     }
     fn run(&mut self, _env: &Env<'_>) -> Result<(), TaskError> {
-        let released = release_program_pages().map_err(|e| TaskError(format!("program pages: {e}")))?;
+        let released = release_program_pages().map_err(|e| TaskError::from(format!("program pages: {e}")))?;
         log::debug!("let go of {released} KiB of program pages");
         Ok(())
     }

@@ -32,9 +32,10 @@ pub mod telemetry_task;
 
 use std::time::Duration;
 
-use crate::base::cmd::Runner;
 use crate::base::root::HostRoot;
 use crate::documents::conf::Config;
+use crate::error::Cause;
+use crate::host::Host;
 
 pub use registry::{all_tasks, standard_tasks, Overrides};
 pub use scheduler::run;
@@ -42,23 +43,30 @@ pub use state::State;
 
 /// What tasks work with: the host, the configuration, the command runner, and the agent state
 /// they share.
+#[derive(Debug)]
 pub struct Env<'a> {
-    pub root: &'a HostRoot,
-    pub config: &'a Config,
-    pub runner: &'a dyn Runner,
+    pub host: Host<'a>,
     pub state: &'a State,
 }
 
-impl std::fmt::Debug for Env<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Env").field("root", &self.root).finish_non_exhaustive()
+/// A task run failed; the scheduler logs it and tries again next period. It holds the typed error
+/// of the module that failed ([`Cause`]); `?` on any module's error makes one.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct TaskError(pub Box<Cause>);
+
+impl<E: Into<Cause>> From<E> for TaskError {
+    fn from(e: E) -> Self {
+        Self(Box::new(e.into()))
     }
 }
 
-/// A task run failed; the scheduler logs it and tries again next period.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct TaskError(pub String);
+impl TaskError {
+    /// Short text for the log and the status report.
+    pub fn reason(&self) -> String {
+        self.0.reason()
+    }
+}
 
 /// Where a task runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -78,6 +86,7 @@ pub enum Lane {
 /// ```
 /// use std::time::Duration;
 /// use wala::daemon::{Env, Lane, Task, TaskError};
+/// use wala::error::Cause;
 ///
 /// /// Counts the files in `Lib.Dir` every ten minutes, on a thread of its own.
 /// struct CountFiles {
@@ -95,8 +104,8 @@ pub enum Lane {
 ///         Lane::Own
 ///     }
 ///     fn run(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
-///         let dir = env.root.path(env.config.lib_dir.as_path());
-///         let entries = std::fs::read_dir(&dir).map_err(|e| TaskError(format!("{}: {e}", dir.display())))?;
+///         let dir = env.host.root.path(env.host.config.lib_dir.as_path());
+///         let entries = std::fs::read_dir(&dir).map_err(|e| Cause::io(format!("list {}", dir.display()), e))?;
 ///         self.seen = entries.count();
 ///         Ok(())
 ///     }

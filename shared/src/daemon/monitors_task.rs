@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::base::files::{self, WriteOptions};
 use crate::daemon::{Env, Task, TaskError};
+use crate::error::Cause;
 
 /// `OS.RootDeviceScsiTimeout`: the SCSI command timeout of every `sd*` disk.
 #[derive(Debug)]
@@ -21,7 +22,7 @@ impl Task for ScsiTimeout {
         self.period
     }
     fn run(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
-        let dir = env.root.path("/sys/block");
+        let dir = env.host.root.path("/sys/block");
         let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(()) };
         let wanted = self.timeout.to_string();
         for entry in entries.flatten() {
@@ -32,7 +33,7 @@ impl Task for ScsiTimeout {
             let Ok(current) = std::fs::read_to_string(&file) else { continue };
             if current.lines().next().map(str::trim) != Some(wanted.as_str()) {
                 std::fs::write(&file, &wanted)
-                    .map_err(|e| TaskError(format!("write {}: {e}", file.display())))?;
+                    .map_err(|e| Cause::io(format!("write {}", file.display()), e))?;
                 log::info!("set the SCSI timeout of {} to {wanted}s", entry.file_name().to_string_lossy());
             }
         }
@@ -59,15 +60,15 @@ impl Task for PersistentNetRules {
     }
     fn run(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
         for rules in PERSISTENT_NET_RULES {
-            let src = env.root.path(rules);
+            let src = env.host.root.path(rules);
             if !src.is_file() {
                 continue;
             }
             let name = Path::new(rules).file_name().unwrap_or_default();
-            let dst = env.root.path(env.config.lib_dir.as_path()).join(name);
+            let dst = env.host.root.path(env.host.config.lib_dir.as_path()).join(name);
             let _ = std::fs::remove_file(&dst);
             std::fs::rename(&src, &dst)
-                .map_err(|e| TaskError(format!("move {} to {}: {e}", src.display(), dst.display())))?;
+                .map_err(|e| Cause::io(format!("move {} to {}", src.display(), dst.display()), e))?;
             log::warn!("Moved rules file {} to {}", src.display(), dst.display());
         }
         Ok(())
@@ -84,7 +85,7 @@ pub struct HostnameMonitor {
 
 impl HostnameMonitor {
     fn record(env: &Env<'_>) -> PathBuf {
-        env.root.path(env.config.lib_dir.as_path().join("published_hostname"))
+        env.host.root.path(env.host.config.lib_dir.as_path().join("published_hostname"))
     }
 }
 
@@ -98,19 +99,19 @@ impl Task for HostnameMonitor {
     fn run(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
         let Some(now) = (self.current)() else { return Ok(()) };
         let record = Self::record(env);
-        let published = files::read_optional(&record).map_err(|e| TaskError(e.to_string()))?;
+        let published = files::read_optional(&record)?;
         let write_record = |name: &str| {
-            files::ensure_dir(&env.root.path(env.config.lib_dir.as_path()), 0o700)
+            files::ensure_dir(&env.host.root.path(env.host.config.lib_dir.as_path()), 0o700)
                 .and_then(|()| files::write_atomic(&record, name.as_bytes(), WriteOptions::mode(0o644)))
-                .map_err(|e| TaskError(e.to_string()))
+                .map_err(TaskError::from)
         };
         match published.as_deref().map(str::trim) {
             None => write_record(&now),
             Some(old) if old == now => Ok(()),
             Some(old) => {
                 log::info!("EnvMonitor: Detected hostname change: {old} -> {now}");
-                crate::host::hostname::set_hostname(env.root, &now).map_err(|e| TaskError(e.to_string()))?;
-                crate::host::hostname::publish(env.root, env.runner);
+                crate::host::hostname::set_hostname(env.host.root, &now)?;
+                crate::host::hostname::publish(env.host.root, env.host.runner);
                 write_record(&now)
             }
         }
@@ -136,7 +137,7 @@ impl DhcpClientRestart {
 
     /// PIDs of running DHCP clients, from `/proc/<pid>/comm`.
     fn pids(env: &Env<'_>) -> Vec<u32> {
-        let mut pids: Vec<u32> = std::fs::read_dir(env.root.path("/proc"))
+        let mut pids: Vec<u32> = std::fs::read_dir(env.host.root.path("/proc"))
             .map(|rd| {
                 rd.flatten()
                     .filter_map(|e| {
@@ -166,8 +167,7 @@ impl Task for DhcpClientRestart {
         self.known = Some(now);
         if restarted {
             log::info!("Detected dhcp client restart. Restoring routing table.");
-            crate::platform::endpoint::ensure_route(env.root, env.runner, self.wireserver)
-                .map_err(|e| TaskError(e.to_string()))?;
+            crate::platform::endpoint::ensure_route(env.host.root, env.host.runner, self.wireserver)?;
         }
         Ok(())
     }
@@ -181,7 +181,7 @@ mod tests {
     use crate::documents::conf::Config;
 
     fn env<'a>(root: &'a HostRoot, config: &'a Config, runner: &'a FakeRunner) -> Env<'a> {
-        Env { root, config, runner, state: Box::leak(Box::default()) }
+        Env { host: crate::host::Host { root, config, runner }, state: Box::leak(Box::default()) }
     }
 
     #[test]

@@ -30,14 +30,8 @@ impl Task for ProvisioningReport {
         if self.done {
             return Ok(());
         }
-        let ctx = crate::provision::Context {
-            root: env.root.clone(),
-            config: env.config,
-            runner: env.runner,
-            kvp: None,
-        };
-        crate::provision::retry_final_report(&ctx, &self.client, &self.client)
-            .map_err(|e| TaskError(e.to_string()))?;
+        let ctx = crate::provision::Context { host: env.host, kvp: None };
+        crate::provision::retry_final_report(&ctx, &self.client, &self.client)?;
         self.done = true;
         Ok(())
     }

@@ -127,10 +127,8 @@ impl RemoteAccessTask {
             }
             Some(url) => {
                 self.fetches += 1;
-                let fail = |e: String| TaskError(format!("RemoteAccess: {e}"));
-                let keys =
-                    TransportKeys::load_or_create(self.client.lib_dir()).map_err(|e| fail(e.to_string()))?;
-                let doc = self.client.remote_access(url, &keys).map_err(|e| fail(e.reason()))?;
+                let keys = TransportKeys::load_or_create(self.client.lib_dir())?;
+                let doc = self.client.remote_access(url, &keys)?;
                 log::info!(
                     "RemoteAccess document of incarnation {}: {} user(s)",
                     key.incarnation,
@@ -151,17 +149,17 @@ impl RemoteAccessTask {
         self.retry_at = None;
         let admin = provisioned_admin(env);
         let settings = Settings {
-            shadow: env.config.password_path.as_path(),
-            sudoers_dir: env.config.sudoers_dir.as_path(),
+            shadow: env.host.config.password_path.as_path(),
+            sudoers_dir: env.host.config.sudoers_dir.as_path(),
             crypt: (
-                env.config.password_crypt_id,
-                usize::try_from(env.config.password_crypt_salt_length).unwrap_or(usize::MAX),
+                env.host.config.password_crypt_id,
+                usize::try_from(env.host.config.password_crypt_salt_length).unwrap_or(usize::MAX),
             ),
             admin: admin.as_deref(),
         };
-        let host = jit::snapshot(env.root, settings.shadow, settings.admin).map_err(|e| {
+        let host = jit::snapshot(env.host.root, settings.shadow, settings.admin).map_err(|e| {
             self.retry_at = Some(now + RETRY_AFTER.as_secs() as i64);
-            TaskError(format!("remote access: reading the accounts: {e}"))
+            TaskError::from(e)
         })?;
         let plan = jit::plan(current.doc.as_ref(), &host, now);
         for (name, why) in &plan.refused {
@@ -173,7 +171,7 @@ impl RemoteAccessTask {
             None => Err("no transport key".to_string()),
         };
         let started = std::time::Instant::now();
-        let report = jit::apply(env.root, env.runner, &settings, &plan, &decrypt);
+        let report = jit::apply(env.host.root, env.host.runner, &settings, &plan, &decrypt);
         self.next_expiry = plan.next_expiry;
         if !report.created.is_empty() || !report.deleted.is_empty() || !report.extended.is_empty() {
             log::info!(
@@ -194,8 +192,8 @@ impl RemoteAccessTask {
         let message =
             format!("{} of {} remote access account changes failed", report.failed.len(), plan.steps.len());
         crate::platform::telemetry::record(
-            env.root,
-            env.config.lib_dir.as_path(),
+            env.host.root,
+            env.host.config.lib_dir.as_path(),
             &crate::platform::telemetry::AgentEvent::new(
                 "RemoteAccessHandling",
                 false,
@@ -203,14 +201,14 @@ impl RemoteAccessTask {
                 started.elapsed(),
             ),
         );
-        Err(TaskError(format!("{message}; trying again in {} s", RETRY_AFTER.as_secs())))
+        Err(TaskError::from(format!("{message}; trying again in {} s", RETRY_AFTER.as_secs())))
     }
 }
 
 /// The admin user provisioning created, from the saved `<Lib.Dir>/ovf-env.xml` (as deprovision
 /// finds it).
 fn provisioned_admin(env: &Env<'_>) -> Option<String> {
-    let path = env.root.path(env.config.lib_dir.as_path().join("ovf-env.xml"));
+    let path = env.host.root.path(env.host.config.lib_dir.as_path().join("ovf-env.xml"));
     let xml = crate::base::limits::read_file_to_string(&path, crate::base::limits::Document::Ovf).ok()?;
     crate::documents::ovf::parse(&xml).ok().map(|env| env.provisioning.user_name)
 }

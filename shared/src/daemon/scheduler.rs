@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::daemon::signals::SignalFd;
 use crate::daemon::{DaemonError, Env, Lane, Limits, Owned, State, Summary, Task};
+use crate::host::Host;
 
 const SIGNAL: mio::Token = mio::Token(0);
 const WORKER_DONE: mio::Token = mio::Token(1);
@@ -44,9 +45,7 @@ struct Shared {
 impl Shared {
     fn env(&self) -> Env<'_> {
         Env {
-            root: &self.owned.root,
-            config: &self.owned.config,
-            runner: &self.owned.runner,
+            host: Host { root: &self.owned.root, config: &self.owned.config, runner: &self.owned.runner },
             state: &self.state,
         }
     }
@@ -282,7 +281,7 @@ mod tests {
         }
         fn run(&mut self, _: &Env<'_>) -> Result<(), TaskError> {
             if self.fail {
-                Err(TaskError("always".into()))
+                Err(TaskError::from("always"))
             } else {
                 Ok(())
             }
@@ -302,7 +301,7 @@ mod tests {
             Duration::from_secs(3600)
         }
         fn run(&mut self, _: &Env<'_>) -> Result<(), TaskError> {
-            Err(TaskError("ran before its initial delay".into()))
+            Err(TaskError::from("ran before its initial delay"))
         }
     }
 

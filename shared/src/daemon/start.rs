@@ -101,10 +101,8 @@ pub fn start(
 /// also when provisioning failed (the failure has been reported).
 fn provision_first(root: &HostRoot, config: &conf::Config, dvd_wait: Duration) {
     let ctx = crate::provision::Context {
+        host: crate::host::Host { root, config, runner: &SystemRunner },
         kvp: crate::host::kvp::KvpPool::for_root(root),
-        root: root.clone(),
-        config,
-        runner: &SystemRunner,
     };
     let source = crate::provision::OvfSource::Dvd(dvd_wait);
     let options = crate::provision::stages::Options {

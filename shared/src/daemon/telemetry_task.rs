@@ -28,15 +28,15 @@ impl Task for TelemetryTask {
         Duration::from_secs(60)
     }
     fn run(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
-        let lib = env.config.lib_dir.as_path();
-        let events = queued(env.root, lib);
+        let lib = env.host.config.lib_dir.as_path();
+        let events = queued(env.host.root, lib);
         if events.is_empty() {
             return Ok(());
         }
         // The container of the goal state last taken in (empty before the first).
         self.common.container_id = env.state.identity().map(|i| i.container_id).unwrap_or_default();
         let wire: Vec<TelemetryEvent> = events.iter().map(|(_, e)| to_wire(e, &self.common)).collect();
-        self.client.send_telemetry(&wire).map_err(|e| TaskError(e.reason()))?;
+        self.client.send_telemetry(&wire)?;
         for (path, _) in events {
             let _ = std::fs::remove_file(path);
         }

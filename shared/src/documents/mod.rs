@@ -8,11 +8,15 @@
 //! * [`imds`]: the Instance Metadata Service's JSON;
 //! * [`wire`]: the WireServer's XML documents and the bodies the agent posts;
 //! * [`extensions`]: ExtensionsConfig, vmSettings, manifests, settings and status files;
-//! * [`xml`]: the one XML reader the XML documents are built with.
+//! * [`xml`]: the one XML reader the XML documents are built with;
+//! * [`error`]: [`DocumentError`], why a platform document was rejected.
 
 pub mod conf;
+pub mod error;
 pub mod extensions;
 pub mod imds;
 pub mod ovf;
 pub mod wire;
 pub mod xml;
+
+pub use error::DocumentError;

@@ -97,7 +97,10 @@ pub struct Element {
     pub name: String,
     pub attrs: Vec<Attribute>,
     pub children: Vec<Element>,
-    /// All text directly inside this element (text, CDATA, references), concatenated, untrimmed.
+    /// All text directly inside this element (text, CDATA, references), concatenated, untrimmed;
+    /// except that a run of only whitespace next to a child element (indentation between child
+    /// elements) is not kept. The platform's documents have no mixed content; a leaf element's
+    /// text is exactly what is between its tags.
     pub text: String,
     /// The byte range of the element's content (between its start and end tags) in the source.
     pub content: Range<usize>,
@@ -217,6 +220,7 @@ pub fn parse(xml: &str, options: Options) -> Result<Element, XmlError> {
         xml,
         options,
         stack: Vec::new(),
+        pending_space: String::new(),
         root: None,
         seen_markup: false,
         scopes: Scopes::default(),
@@ -237,6 +241,9 @@ pub fn parse(xml: &str, options: Options) -> Result<Element, XmlError> {
             Event::Empty(start) => builder.open(&start, at, after, true)?,
             Event::End(_) => builder.close(at)?,
             Event::Text(text) => {
+                if builder.is_indentation(&text) {
+                    continue;
+                }
                 let text = text.xml10_content().map_err(|e| builder.error(at, e.to_string()))?;
                 builder.text(&text, at, "text")?;
             }
@@ -419,6 +426,9 @@ struct TreeBuilder<'x> {
     xml: &'x str,
     options: Options,
     stack: Vec<Element>,
+    /// A whitespace-only run of text in the open element, held back: a child element next drops
+    /// it (indentation), anything else appends it to the element's text.
+    pending_space: String,
     root: Option<Element>,
     seen_markup: bool,
     scopes: Scopes,
@@ -467,10 +477,10 @@ impl TreeBuilder<'_> {
         if self.stack.len() >= limit {
             return Err(XmlError::TooDeep { limit, line: line_col(self.xml, at).0 });
         }
-        self.count(1, 0, at)?;
         self.seen_markup = true;
+        self.pending_space.clear();
         let (declarations, others) = split_attributes(start).map_err(|m| self.error(at, m))?;
-        self.count(0, others.len(), at)?;
+        self.count(1, others.len(), at)?;
         let depth = self.stack.len();
         self.scopes.push(declarations, depth).map_err(|m| self.error(at, m))?;
         let element = self.resolve_element(start, others, after).map_err(|m| self.error(at, m))?;
@@ -495,11 +505,11 @@ impl TreeBuilder<'_> {
         let mut attrs = Vec::with_capacity(attributes.len());
         for (key, value) in attributes {
             let (namespace, local) = self.scopes.resolve(key, false, prefixes)?;
-            attrs.push(Attribute { namespace, name: String::from_utf8_lossy(local).into_owned(), value });
+            attrs.push(Attribute { namespace, name: self.name(local), value });
         }
         Ok(Element {
             namespace,
-            name: String::from_utf8_lossy(local).into_owned(),
+            name: self.name(local),
             attrs,
             children: Vec::new(),
             text: String::new(),
@@ -508,7 +518,18 @@ impl TreeBuilder<'_> {
         })
     }
 
+    /// A name, as text: the same bytes of the source `str` (no UTF-8 check needed), or checked
+    /// when the reader handed over a copy.
+    fn name(&self, bytes: &[u8]) -> String {
+        let offset = (bytes.as_ptr() as usize).wrapping_sub(self.xml.as_ptr() as usize);
+        match self.xml.get(offset..offset.wrapping_add(bytes.len())) {
+            Some(name) if name.as_bytes() == bytes => name.to_owned(),
+            _ => String::from_utf8_lossy(bytes).into_owned(),
+        }
+    }
+
     fn close(&mut self, at: usize) -> Result<(), XmlError> {
+        self.flush_space();
         let Some(mut element) = self.stack.pop() else {
             return Err(self.error(at, "end tag without a start tag"));
         };
@@ -525,9 +546,37 @@ impl TreeBuilder<'_> {
         }
     }
 
+    /// Whether raw text is whitespace that is not kept: after a child element, or outside the
+    /// root. Checked on the raw bytes, before they are decoded (the common case in indented
+    /// documents).
+    fn is_indentation(&self, raw: &[u8]) -> bool {
+        let after_child = self.stack.last().is_none_or(|e| !e.children.is_empty());
+        after_child && raw.iter().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+    }
+
+    /// Append held-back whitespace to the open element's text (not next to a child after all).
+    fn flush_space(&mut self) {
+        if !self.pending_space.is_empty() {
+            if let Some(element) = self.stack.last_mut() {
+                element.text.push_str(&self.pending_space);
+            }
+            self.pending_space.clear();
+        }
+    }
+
     fn text(&mut self, text: &str, at: usize, what: &str) -> Result<(), XmlError> {
+        let only_space = what == "text" && text.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
         match self.stack.last_mut() {
-            Some(element) => element.text.push_str(text),
+            // After a child element: indentation, not kept.
+            Some(element) if only_space && !element.children.is_empty() => {}
+            // Before any child: held back until it is known whether a child follows.
+            Some(_) if only_space => self.pending_space.push_str(text),
+            Some(_) => {
+                self.flush_space();
+                if let Some(element) = self.stack.last_mut() {
+                    element.text.push_str(text);
+                }
+            }
             None if what == "text" && text.trim_matches(is_xml_space).is_empty() => {}
             None => return Err(self.error(at, format!("{what} outside the root element"))),
         }
@@ -536,6 +585,7 @@ impl TreeBuilder<'_> {
 
     /// Append a decoded reference (`None`: undecodable) to the open element's text.
     fn reference(&mut self, decoded: Option<&str>, at: usize) -> Result<(), XmlError> {
+        self.flush_space();
         match (self.stack.last_mut(), decoded) {
             (Some(element), Some(text)) => {
                 element.text.push_str(text);
@@ -704,6 +754,17 @@ mod tests {
         let root = parse(&format!("<a k=\"{0}\">{0}</a>", escape(text)), STRICT).unwrap();
         assert_eq!((root.attr("k"), root.text.as_str()), (Some(text), text));
         assert_eq!(escape("x\u{1}y"), "x y");
+    }
+
+    #[test]
+    fn indentation_between_child_elements_is_not_text_and_a_leaf_keeps_all_of_its_own() {
+        let doc = "<a>\n  <b>  x y  </b>\n  <c> </c>\n  <d>\r\n</d>\n  <e>1 &amp; 2</e>\n</a>";
+        let root = parse(doc, LENIENT).expect("parse");
+        assert_eq!(root.text, "", "the indentation around a's children");
+        let texts: Vec<&str> = root.children.iter().map(|e| e.text.as_str()).collect();
+        assert_eq!(texts, ["  x y  ", " ", "\n", "1 & 2"]);
+        let mixed = parse("<m>one <i/> two<j/>  </m>", LENIENT).expect("parse");
+        assert_eq!(mixed.text, "one  two", "text next to children is kept, whitespace-only runs are not");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::base::cmd::{Cmd, Runner};
+use crate::base::cmd::Cmd;
 use crate::base::root::HostRoot;
 use crate::documents::conf::Config;
 use crate::documents::extensions::extensions_goal_state::{
@@ -23,6 +23,7 @@ use crate::extensions::cgroups::{CgroupPolicy, Limits};
 use crate::extensions::download::{Channels, Downloader, CODE_DOWNLOAD_FAILED};
 use crate::extensions::exec::{self, CommandEnv, Operation};
 use crate::extensions::handler::{installed_versions, HandlerDir, HandlerState};
+use crate::host::Host;
 
 /// How often a dependency's status file is checked.
 pub const DEPENDENCY_POLL: Duration = Duration::from_secs(5);
@@ -42,9 +43,7 @@ pub struct Failure {
 
 /// What the lifecycle needs from the daemon.
 pub struct Context<'a> {
-    pub root: &'a HostRoot,
-    pub config: &'a Config,
-    pub runner: &'a dyn Runner,
+    pub host: Host<'a>,
     pub downloader: &'a Downloader<'a>,
     /// The WireServer's address, for `AZURE_GUEST_AGENT_WIRE_PROTOCOL_ADDRESS`.
     pub wire_address: String,
@@ -52,7 +51,7 @@ pub struct Context<'a> {
 
 impl std::fmt::Debug for Context<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context").field("root", &self.root).finish_non_exhaustive()
+        f.debug_struct("Context").field("host", &self.host).finish_non_exhaustive()
     }
 }
 
@@ -114,7 +113,7 @@ impl Extensions {
         self.goal_state_failure = None;
         self.last_processed = Some(gs.id.clone());
         // waagent holds extensions only with EnableOverProvisioning=y (its default).
-        if gs.on_hold && ctx.config.enable_over_provisioning {
+        if gs.on_hold && ctx.host.config.enable_over_provisioning {
             log::info!("the extensions goal state {} is on hold: nothing is run", gs.id);
             return;
         }
@@ -135,15 +134,19 @@ impl Extensions {
         }
         self.wait_for_cloud_init(ctx);
         // Read once per goal state, as waagent.
-        let policy = super::policy::Engine::load(ctx.root, ctx.config);
+        let policy = super::policy::Engine::load(ctx.host.root, ctx.host.config);
         let items = order(gs);
         let max_level = items.iter().map(|i| i.level).max().unwrap_or(0);
         let dependency_deadline = Instant::now()
-            + ctx.config.wala_extension_dependency_timeout.map_or(DEPENDENCY_DEADLINE, Duration::from_secs);
+            + ctx
+                .host
+                .config
+                .wala_extension_dependency_timeout
+                .map_or(DEPENDENCY_DEADLINE, Duration::from_secs);
         let mut blocked: Option<String> = None;
         for item in &items {
             let ext_name = item.settings.map(|s| s.name.as_str()).filter(|_| item.handler.is_multi_config);
-            let refusal = policy.refusal(&item.handler.name, item.handler.state, ctx.config);
+            let refusal = policy.refusal(&item.handler.name, item.handler.state, ctx.host.config);
             // An invalid policy stops every extension, dependencies aside (waagent's order).
             if let (super::policy::Engine::Invalid(_), Some(f)) = (&policy, &refusal) {
                 self.disallowed.insert(key(&item.handler.name, ext_name), f.clone());
@@ -182,13 +185,13 @@ impl Extensions {
 
     /// `Extensions.WaitForCloudInit`: `cloud-init status --wait`, once, bounded.
     fn wait_for_cloud_init(&mut self, ctx: &Context<'_>) {
-        if !ctx.config.wait_for_cloud_init || self.cloud_init_waited {
+        if !ctx.host.config.wait_for_cloud_init || self.cloud_init_waited {
             return;
         }
         self.cloud_init_waited = true;
-        let timeout = Duration::from_secs(ctx.config.wait_for_cloud_init_timeout.max(1));
+        let timeout = Duration::from_secs(ctx.host.config.wait_for_cloud_init_timeout.max(1));
         let cmd = Cmd::new("cloud-init").args(["status", "--wait"]).timeout(timeout);
-        match ctx.runner.run(&cmd) {
+        match ctx.host.runner.run(&cmd) {
             Ok(_) => log::info!("cloud-init has finished"),
             Err(e) => log::warn!("waiting for cloud-init: {e}; running extensions anyway"),
         }
@@ -231,7 +234,7 @@ impl Extensions {
             sequence_number: settings.map_or(0, |s| s.sequence_number),
             extension_name: settings.filter(|_| h.is_multi_config).map(|s| s.name.clone()),
             extra: Vec::new(),
-            timeout: ctx.config.wala_extension_command_timeout.map(Duration::from_secs),
+            timeout: ctx.host.config.wala_extension_command_timeout.map(Duration::from_secs),
         }
     }
 
@@ -292,7 +295,7 @@ impl Extensions {
         ctx: &Context<'_>,
         h: &Extension,
     ) -> Result<(HandlerDir, Option<Package>), Failure> {
-        let (lib, logs) = Self::dirs(ctx.root, ctx.config);
+        let (lib, logs) = Self::dirs(ctx.host.root, ctx.host.config);
         let requested = FlexibleVersion::parse(&h.version).map_err(|why| Failure {
             code: CODE_DOWNLOAD_FAILED,
             message: format!("invalid version {}: {why}", h.version),
@@ -329,14 +332,14 @@ impl Extensions {
         h: &Extension,
         settings: Option<&ExtensionSettings>,
     ) -> Result<(), Failure> {
-        let (lib, logs) = Self::dirs(ctx.root, ctx.config);
+        let (lib, logs) = Self::dirs(ctx.host.root, ctx.host.config);
         let (dir, download) = self.resolve(ctx, h)?;
         let file_err = |e: super::handler::HandlerError| Failure { code: -1, message: e.to_string() };
         let mut env = self.command_env(ctx, h, settings);
         let ext_key = settings.map_or_else(|| h.name.clone(), |s| s.name.clone());
         if let Some((uris, manifest_uri)) = download {
             let signature = super::signature::SignatureCheck::new(
-                ctx.config.enable_signature_validation,
+                ctx.host.config.enable_signature_validation,
                 &lib,
                 h,
                 dir.version(),
@@ -493,7 +496,7 @@ impl Extensions {
 
     /// The installed version of `h` (the highest), if any.
     fn installed(ctx: &Context<'_>, h: &Extension) -> Option<HandlerDir> {
-        let (lib, logs) = Self::dirs(ctx.root, ctx.config);
+        let (lib, logs) = Self::dirs(ctx.host.root, ctx.host.config);
         installed_versions(&lib, &logs, &h.name).into_iter().next()
     }
 
@@ -517,7 +520,7 @@ impl Extensions {
     }
 
     fn uninstall(&mut self, ctx: &Context<'_>, h: &Extension) -> Result<(), Failure> {
-        let (lib, logs) = Self::dirs(ctx.root, ctx.config);
+        let (lib, logs) = Self::dirs(ctx.host.root, ctx.host.config);
         for dir in installed_versions(&lib, &logs, &h.name) {
             let Ok(manifest) = dir.manifest() else {
                 let _ = dir.remove();
@@ -538,7 +541,7 @@ impl Extensions {
 
     /// Wait until the item's status file says `success` or `error`; `true` for success.
     fn wait_terminal(&self, ctx: &Context<'_>, item: &Item<'_>, deadline: Instant) -> bool {
-        let (lib, logs) = Self::dirs(ctx.root, ctx.config);
+        let (lib, logs) = Self::dirs(ctx.host.root, ctx.host.config);
         if item.handler.state != Some(ExtensionState::Enabled) {
             return true;
         }
@@ -565,7 +568,7 @@ impl Extensions {
 
     /// Remove handler directories (and zips) of handlers the goal state no longer names.
     fn cleanup(&self, ctx: &Context<'_>, gs: &ExtensionsGoalState) {
-        let (lib, logs) = Self::dirs(ctx.root, ctx.config);
+        let (lib, logs) = Self::dirs(ctx.host.root, ctx.host.config);
         for dir in super::handler::handler_dirs(&lib, &logs) {
             if gs.extension(dir.name()).is_none() {
                 log::info!("removing {}: no longer in the goal state", dir.full_name());
@@ -619,9 +622,9 @@ fn exec_command(
     op: Operation,
     env: &CommandEnv,
 ) -> Result<exec::CommandOutcome, exec::ExecError> {
-    let cgroups = CgroupPolicy::new(ctx.config, ctx.root);
+    let cgroups = CgroupPolicy::new(ctx.host.config, ctx.host.root);
     let limits = Limits::from_manifest(manifest.resource_limits.as_ref());
-    exec::run(ctx.runner, &cgroups, limits, dir, op, command_of(manifest, op), env)
+    exec::run(ctx.host.runner, &cgroups, limits, dir, op, command_of(manifest, op), env)
 }
 
 #[cfg(test)]

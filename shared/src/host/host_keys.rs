@@ -94,6 +94,11 @@ fn remove_host_keys(dir: &Path) -> Result<(), FileError> {
     Ok(())
 }
 
+/// The deferred key type called `name` (as a recorded plan names it), if it is one.
+pub fn deferred_type(name: &str) -> Option<&'static str> {
+    ["rsa", "dsa"].into_iter().find(|t| *t == name)
+}
+
 /// Make the `types` keys with `ssh-keygen`, all at once (RSA's prime search dominates; the others
 /// finish on another CPU meanwhile). An existing key of a type is replaced. DSA where `ssh-keygen`
 /// no longer knows it (OpenSSH 10 removed it: Debian 13, RHEL 10) is skipped with a warning, not

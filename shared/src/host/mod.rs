@@ -16,6 +16,9 @@
 //! * [`selinux`]: SELinux labels on the files wala writes;
 //! * [`deprovision`]: `deprovision [--user]`, what makes this machine this machine removed;
 //! * [`vmid`]: the VM id (SMBIOS).
+//!
+//! [`Host`] is what every stage and task that changes the machine works with: the root prefix,
+//! the configuration and the command runner.
 
 pub mod customdata;
 pub mod deprovision;
@@ -37,3 +40,24 @@ pub mod shadow_lock;
 pub mod ssh;
 pub mod user;
 pub mod vmid;
+
+use crate::base::cmd::Runner;
+use crate::base::root::HostRoot;
+use crate::documents::conf::Config;
+
+/// The machine wala works on: where its root is, how it is configured, and how commands are run.
+/// Provisioning ([`crate::provision::Context`]), daemon tasks ([`crate::daemon::Env`]) and the
+/// extension lifecycle ([`crate::extensions::lifecycle::Context`]) each hold one, beside what is
+/// theirs alone.
+#[derive(Clone, Copy)]
+pub struct Host<'a> {
+    pub root: &'a HostRoot,
+    pub config: &'a Config,
+    pub runner: &'a dyn Runner,
+}
+
+impl std::fmt::Debug for Host<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host").field("root", &self.root).finish_non_exhaustive()
+    }
+}

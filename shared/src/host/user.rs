@@ -379,6 +379,19 @@ pub fn remove_sudoers(root: &HostRoot, sudoers_dir: &Path, name: &str) -> Result
     Ok(true)
 }
 
+/// The home directory `useradd` will give a new user: `HOME` of `/etc/default/useradd`, or /home.
+pub fn predicted_home(root: &HostRoot, name: &str) -> PathBuf {
+    let base = std::fs::read_to_string(root.path("/etc/default/useradd"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.trim().strip_prefix("HOME=").map(|v| v.trim().trim_matches('"').to_string()))
+        })
+        .filter(|v| v.starts_with('/'))
+        .unwrap_or_else(|| "/home".into());
+    Path::new(&base).join(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,10 +29,12 @@ use std::sync::Mutex;
 
 pub use crate::documents::wire::health::ProvisioningHealth;
 
-/// A platform request that did not succeed within its retry budget.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-#[error("{0}")]
-pub struct PlatformError(pub String);
+/// A platform request that did not succeed within its retry budget: the client's own error.
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    #[error(transparent)]
+    WireServer(#[from] wireserver::WireClientError),
+}
 
 /// The platform service every provisioning stage uses: health reports.
 pub trait Platform {
@@ -72,7 +74,9 @@ impl Platform for RecordingPlatform {
     fn report_health(&self, health: &ProvisioningHealth) -> Result<(), PlatformError> {
         self.reports.lock().unwrap_or_else(|e| e.into_inner()).push(health.clone());
         if self.fail_reports {
-            Err(PlatformError("scripted failure".into()))
+            let refused =
+                wireserver::WireClientError::UnexpectedStatus { what: "health report", status: 503 };
+            Err(PlatformError::WireServer(refused))
         } else {
             Ok(())
         }

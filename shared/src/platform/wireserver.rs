@@ -14,8 +14,8 @@ use crate::crypto::{self, TransportKeys, CIPHERS};
 use crate::documents::wire::health::{self, TelemetryEvent};
 use crate::documents::wire::{
     parse_certificates, parse_goal_state, parse_hosting_env, parse_remote_access, parse_shared_config,
-    parse_versions, CertificateSummary, CertificatesPayload, GoalState, HostingEnvironmentConfig,
-    RemoteAccess, SharedConfig, Versions, WireError, PROTOCOL_VERSION,
+    parse_versions, CertificateSummary, CertificatesPayload, DocumentError, GoalState,
+    HostingEnvironmentConfig, RemoteAccess, SharedConfig, Versions, PROTOCOL_VERSION,
 };
 use crate::platform::endpoint::Endpoints;
 use crate::platform::http::{HttpClient, HttpError, Request, Response, RetryPolicy};
@@ -32,7 +32,7 @@ pub enum WireClientError {
     #[error(transparent)]
     Http(#[from] HttpError),
     #[error(transparent)]
-    Document(#[from] WireError),
+    Document(#[from] DocumentError),
     #[error("certificates: {0}")]
     Certificates(#[from] CertError),
     /// The WireServer does not speak `2012-11-30`.
@@ -181,7 +181,7 @@ impl WireClient {
             let xml = resp.text();
             match parse_goal_state(&xml) {
                 Ok(goal_state) => return Ok(FetchedGoalState { goal_state, xml }),
-                Err(WireError::MissingRoleInstance { incarnation })
+                Err(DocumentError::MissingRoleInstance { incarnation })
                     if attempt < self.role_instance_attempts =>
                 {
                     log::info!("goal state {incarnation} has no RoleInstance yet; fetching again");
@@ -380,7 +380,7 @@ impl Platform for WireClient {
             ProvisioningHealth::Failed { .. } => "report-failed",
         };
         crate::base::timeline::wait(name, || WireClient::report_health(self, health))
-            .map_err(|e| PlatformError(e.reason()))
+            .map_err(PlatformError::from)
     }
 }
 
@@ -388,7 +388,7 @@ impl CertificateSource for WireClient {
     fn fetch_certificates(&self) -> Result<Vec<String>, PlatformError> {
         crate::base::timeline::wait("certificates", || self.fetch_goal_state_certificates())
             .map(|s| s.into_iter().map(|c| c.thumbprint).collect())
-            .map_err(|e| PlatformError(e.reason()))
+            .map_err(PlatformError::from)
     }
 }
 

@@ -67,8 +67,8 @@ fn clear_pending(root: &HostRoot) {
 
 /// The recorded state of this VM, when the IMDS stage has work.
 fn pending(ctx: &Context<'_>) -> Result<Option<State>, ProvisionError> {
-    let vm_id = super::vm_id(&ctx.root)?;
-    Ok(super::state::load(&ctx.root, &ctx.lib_dir()).filter(|s| {
+    let vm_id = super::vm_id(ctx.host.root)?;
+    Ok(super::state::load(ctx.host.root, &ctx.lib_dir()).filter(|s| {
         s.vm_id == vm_id
             && s.local == LocalResult::Done
             && matches!(s.lifecycle, Lifecycle::ImdsPending { .. })
@@ -78,12 +78,12 @@ fn pending(ctx: &Context<'_>) -> Result<Option<State>, ProvisionError> {
 /// The IMDS stage against the configured IMDS (`Wala.Imds`, else 169.254.169.254).
 pub fn run(ctx: &Context<'_>) -> Result<ImdsOutcome, ProvisionError> {
     let Some(st) = pending(ctx)? else {
-        clear_pending(&ctx.root);
+        clear_pending(ctx.host.root);
         return Ok(ImdsOutcome::NothingToDo);
     };
-    let endpoints = endpoint::resolve(ctx.config, &ctx.root, SystemTime::now());
+    let endpoints = endpoint::resolve(ctx.host.config, ctx.host.root, SystemTime::now());
     log::info!("No provisioning DVD: asking IMDS at {}", endpoints.imds.base_url());
-    if ctx.root.is_live() {
+    if ctx.host.root.is_live() {
         if let Some(ip) = endpoints.imds.ipv4() {
             let started = Instant::now();
             match crate::base::timeline::wait("route-to-imds", || {
@@ -120,14 +120,14 @@ pub fn run_with(
         Err(e) => format!("IMDS stage failed at step {}", e.step),
     };
     crate::platform::telemetry::record(
-        &ctx.root,
+        ctx.host.root,
         &lib,
         &crate::platform::telemetry::AgentEvent::new("Provision", result.is_ok(), message, started.elapsed()),
     );
     let outcome = match &result {
-        Ok((lifecycle, host_keys_pending)) => {
+        Ok((lifecycle, later)) => {
             st.lifecycle = lifecycle.clone();
-            st.host_keys_pending = *host_keys_pending;
+            st.hand_over(later.clone());
             match lifecycle {
                 Lifecycle::Kept { reason, .. } => {
                     log::info!("Nothing provisioned: {reason}");
@@ -141,12 +141,12 @@ pub fn run_with(
             }
         }
         Err(e) => {
-            st.local = LocalResult::Failed { step: e.step.clone(), reason: e.reason.clone() };
+            st.local = LocalResult::Failed { step: e.step.clone(), reason: e.reason() };
             ImdsOutcome::NothingToDo
         }
     };
-    super::state::save(&ctx.root, &lib, &st).map_err(|e| ProvisionError::new("state", e))?;
-    clear_pending(&ctx.root);
+    super::state::save(ctx.host.root, &lib, &st).map_err(|e| ProvisionError::new("state", e))?;
+    clear_pending(ctx.host.root);
     match result {
         Ok(_) => Ok(outcome),
         Err(e) => {
@@ -163,7 +163,7 @@ fn ask_and_provision(
     vm_id: &str,
     dvd: &str,
     timings: &mut Vec<StepTiming>,
-) -> Result<(Lifecycle, bool), ProvisionError> {
+) -> Result<(Lifecycle, Option<super::plan::LaterSteps>), ProvisionError> {
     let fail = |what: String| ProvisionError::new("imds", format!("{dvd}; {what}"));
     let compute = step(ctx, vm_id, timings, "imds", || {
         crate::base::timeline::wait("imds", || client.instance())
@@ -178,7 +178,7 @@ fn ask_and_provision(
                     "{dvd}, and IMDS names no admin user (a specialized VM): nothing to provision"
                 ),
             },
-            false,
+            None,
         )),
         Request::Ovf(xml) => {
             let env = ovf::parse(&xml).map_err(|e| fail(format!("IMDS's request: {}", e.reason())))?;
@@ -187,8 +187,8 @@ fn ask_and_provision(
                 env.provisioning.user_name,
                 env.provisioning.host_name
             );
-            let host_keys_pending = super::provision_from(ctx, vm_id, timings, xml.as_bytes(), &env)?;
-            Ok((Lifecycle::FromImds, host_keys_pending))
+            let later = super::provision_from(ctx, vm_id, timings, xml.as_bytes(), &env)?;
+            Ok((Lifecycle::FromImds, Some(later)))
         }
     }
 }
@@ -207,7 +207,8 @@ mod tests {
         let root = HostRoot::new(dir.path());
         let config = Config::default();
         let runner = FakeRunner::new();
-        let ctx = Context { root: root.clone(), config: &config, runner: &runner, kvp: None };
+        let ctx =
+            Context { host: crate::host::Host { root: &root, config: &config, runner: &runner }, kvp: None };
         // A port nothing listens on: every attempt is refused; the real policy, 20 times faster.
         let port =
             std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
@@ -219,7 +220,10 @@ mod tests {
         assert!(dir.path().join("run/wala/imds-pending").exists());
         let err = run_with(&ctx, &client, st).expect_err("IMDS is down");
         assert_eq!(err.step, "imds");
-        assert!(err.reason.starts_with("no provisioning DVD (--no-dvd); IMDS could not be read: "), "{err}");
+        assert!(
+            err.reason().starts_with("no provisioning DVD (--no-dvd); IMDS could not be read: "),
+            "{err}"
+        );
         let saved = crate::provision::state::load(&root, config.lib_dir.as_path()).expect("state");
         assert!(matches!(saved.local, LocalResult::Failed { ref step, .. } if step == "imds"), "{saved:?}");
         assert!(!dir.path().join("run/wala/imds-pending").exists(), "the flag is cleared");

@@ -35,10 +35,12 @@ use std::time::{Duration, Instant};
 use crate::base::cmd::{Cmd, Runner};
 use crate::base::files::{self, WriteOptions};
 use crate::base::root::HostRoot;
-use crate::documents::conf::{Config, ProvisioningAgent};
+use crate::documents::conf::ProvisioningAgent;
+use crate::error::Cause;
 use crate::host::disk::{self, DiskOutcome};
 use crate::host::kvp::KvpPool;
 use crate::host::selinux;
+use crate::host::Host;
 use crate::platform::{CertificateSource, Platform, ProvisioningHealth};
 use crate::{documents::ovf, host::customdata, host::dvd, host::hostname, host::ssh, host::user, host::vmid};
 
@@ -49,16 +51,31 @@ pub use state::{Lifecycle, LocalResult, Mode, State};
 pub const CRASH_AFTER_ENV: &str = "WALA_TEST_CRASH_AFTER";
 
 /// A step that failed: which, and why (the text of a ProvisioningFailed report).
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-#[error("{step}: {reason}")]
+///
+/// `cause` is the error of the module that failed, kept typed ([`Cause`]); a step recorded by an
+/// earlier stage comes back from the state file as [`Cause::Message`].
+#[derive(Debug, thiserror::Error)]
+#[error("{step}: {}", .cause.reason())]
 pub struct ProvisionError {
     pub step: String,
-    pub reason: String,
+    #[source]
+    pub cause: Box<Cause>,
 }
 
 impl ProvisionError {
-    fn new(step: &str, reason: impl std::fmt::Display) -> Self {
-        Self { step: step.into(), reason: reason.to_string() }
+    pub fn new(step: &str, cause: impl Into<Cause>) -> Self {
+        Self { step: step.into(), cause: Box::new(cause.into()) }
+    }
+
+    /// Why the step failed, as the ProvisioningFailed report and the state file say it.
+    pub fn reason(&self) -> String {
+        self.cause.reason()
+    }
+}
+
+impl From<ProvisionError> for crate::error::Cause {
+    fn from(e: ProvisionError) -> Self {
+        Self::Other(Box::new(e))
     }
 }
 
@@ -75,17 +92,11 @@ pub enum OvfSource {
 }
 
 /// What provisioning works with.
+#[derive(Debug)]
 pub struct Context<'a> {
-    pub root: HostRoot,
-    pub config: &'a Config,
-    pub runner: &'a dyn Runner,
+    pub host: Host<'a>,
+    /// Where milestones are written for the host to read (`None` off Hyper-V and in tests).
     pub kvp: Option<KvpPool>,
-}
-
-impl std::fmt::Debug for Context<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context").field("root", &self.root).finish_non_exhaustive()
-    }
 }
 
 /// How long each step took.
@@ -118,7 +129,7 @@ pub enum NetworkOutcome {
 
 impl Context<'_> {
     fn lib_dir(&self) -> PathBuf {
-        self.config.lib_dir.as_path().to_path_buf()
+        self.host.config.lib_dir.as_path().to_path_buf()
     }
 
     fn milestone(&self, vm_id: &str, step: &str, took: Duration) {
@@ -162,16 +173,16 @@ impl Context<'_> {
 
 /// The VM id of this machine.
 pub fn vm_id(root: &HostRoot) -> Result<String, ProvisionError> {
-    vmid::vm_id(root).map_err(|e| ProvisionError::new("vm-id", e.reason()))
+    vmid::vm_id(root).map_err(|e| ProvisionError::new("vm-id", e))
 }
 
 /// Who provisions, from `Provisioning.Agent` (and cloud-init's state for `auto`).
 pub fn mode(ctx: &Context<'_>) -> Mode {
-    match ctx.config.provisioning_agent {
+    match ctx.host.config.provisioning_agent {
         ProvisioningAgent::Disabled => Mode::Disabled,
         ProvisioningAgent::CloudInit => Mode::CloudInit,
         ProvisioningAgent::Waagent => Mode::Provision,
-        ProvisioningAgent::Auto if cloud_init_enabled(&ctx.root) => Mode::CloudInit,
+        ProvisioningAgent::Auto if cloud_init_enabled(ctx.host.root) => Mode::CloudInit,
         ProvisioningAgent::Auto => Mode::Provision,
     }
 }
@@ -205,28 +216,30 @@ pub fn cloud_init_enabled(root: &HostRoot) -> bool {
 pub fn read_ovf(ctx: &Context<'_>, source: &OvfSource) -> Result<(Vec<u8>, ovf::OvfEnv), ProvisionError> {
     let bytes = match source {
         OvfSource::File(path) => crate::base::limits::read_file(path, crate::base::limits::Document::Ovf)
-            .map_err(|e| ProvisionError::new("ovf", format!("cannot read {}: {e}", path.display())))?,
+            .map_err(|e| {
+                ProvisionError::new("ovf", Cause::io(format!("cannot read {}", path.display()), e))
+            })?,
         OvfSource::Dvd(wait) => {
-            let read = crate::base::timeline::wait("dvd", || dvd::read_ovf(ctx.runner, *wait));
+            let read = crate::base::timeline::wait("dvd", || dvd::read_ovf(ctx.host.runner, *wait));
             read.map_err(|e| ProvisionError::new("ovf", e))?.bytes
         }
         OvfSource::Absent => return Err(ProvisionError::new("ovf", "no provisioning DVD (--no-dvd)")),
     };
-    let env = ovf::parse_bytes(&bytes).map_err(|e| ProvisionError::new("ovf", e.reason()))?;
+    let env = ovf::parse_bytes(&bytes).map_err(|e| ProvisionError::new("ovf", e))?;
     Ok((bytes, env))
 }
 
 /// Build the plan without changing anything (`--dry-run`).
 pub fn dry_run(ctx: &Context<'_>, source: &OvfSource) -> Result<Plan, ProvisionError> {
-    let vm_id = vm_id(&ctx.root).unwrap_or_else(|e| format!("unknown ({})", e.reason));
+    let vm_id = vm_id(ctx.host.root).unwrap_or_else(|e| format!("unknown ({})", e.reason()));
     let (_, env) = read_ovf(ctx, source)?;
-    Plan::build(&ctx.root, &env, ctx.config, &vm_id).map_err(|e| ProvisionError::new("plan", e))
+    Plan::build(ctx.host.root, &env, ctx.host.config, &vm_id).map_err(|e| ProvisionError::new("plan", e))
 }
 
 /// The local stage.
 pub fn run_local(ctx: &Context<'_>, source: &OvfSource) -> Result<LocalOutcome, ProvisionError> {
     let lib = ctx.lib_dir();
-    let vm_id = vm_id(&ctx.root)?;
+    let vm_id = vm_id(ctx.host.root)?;
     let mode = mode(ctx);
     let mut outcome = LocalOutcome {
         vm_id: vm_id.clone(),
@@ -236,20 +249,23 @@ pub fn run_local(ctx: &Context<'_>, source: &OvfSource) -> Result<LocalOutcome, 
         timings: Vec::new(),
     };
 
-    let recorded = state::load(&ctx.root, &lib);
-    if state::provisioned_for(&ctx.root, &lib, &vm_id) {
+    let recorded = state::load(ctx.host.root, &lib);
+    if state::provisioned_for(ctx.host.root, &lib, &vm_id) {
         outcome.skipped = Some(format!("already provisioned (VM id {vm_id})"));
-    } else if let Some(pool) = preprovisioned::pending(&ctx.root, &lib, &vm_id) {
+    } else if let Some(pool) = preprovisioned::pending(ctx.host.root, &lib, &vm_id) {
         // A pre-provisioned pool VM still waiting to be taken over (preprovisioned.rs).
         outcome.skipped = Some(preprovisioned::hand_over(ctx, &pool)?);
     } else if let Some(st) = recorded.filter(|s| s.vm_id == vm_id && s.local == LocalResult::Done) {
         outcome.skipped = Some("the local stage already ran for this VM (from the initramfs)".into());
         if matches!(st.lifecycle, Lifecycle::ImdsPending { .. }) {
             // /run did not survive (or was the initramfs's): the IMDS stage still has to run.
-            from_imds::mark_pending(&ctx.root);
+            from_imds::mark_pending(ctx.host.root);
         }
         outcome.lifecycle = st.lifecycle;
-    } else if ctx.config.detect_scvmm_env && ctx.root.is_live() && dvd::detect_scvmm(ctx.runner) {
+    } else if ctx.host.config.detect_scvmm_env
+        && ctx.host.root.is_live()
+        && dvd::detect_scvmm(ctx.host.runner)
+    {
         outcome.skipped = Some("System Center VMM environment: its agent provisions this VM".into());
     } else if mode != Mode::Provision {
         outcome.skipped = Some(format!("provisioning is {mode:?} (Provisioning.Agent)"));
@@ -272,7 +288,7 @@ pub fn run_local(ctx: &Context<'_>, source: &OvfSource) -> Result<LocalOutcome, 
             Err(e) => format!("local stage failed at step {}", e.step),
         };
         crate::platform::telemetry::record(
-            &ctx.root,
+            ctx.host.root,
             &lib,
             &crate::platform::telemetry::AgentEvent::new(
                 "Provision",
@@ -285,10 +301,11 @@ pub fn run_local(ctx: &Context<'_>, source: &OvfSource) -> Result<LocalOutcome, 
         match &result {
             Ok(done) => {
                 st.lifecycle = done.lifecycle.clone();
-                // RSA (and DSA) host keys are left to the host-keys stage, after sshd has started.
-                st.host_keys_pending = done.host_keys_pending;
+                // RSA (and DSA) host keys are left to the host-keys stage, after sshd has started;
+                // keys by certificate thumbprint to the network stage.
+                st.hand_over(done.later.clone());
             }
-            Err(e) => st.local = LocalResult::Failed { step: e.step.clone(), reason: e.reason.clone() },
+            Err(e) => st.local = LocalResult::Failed { step: e.step.clone(), reason: e.reason() },
         }
         record(ctx, &lib, st)?;
         match result {
@@ -330,7 +347,8 @@ enum LocalSteps {
 /// What the local stage's provisioning ended with.
 struct LocalDone {
     lifecycle: Lifecycle,
-    host_keys_pending: bool,
+    /// What the plan leaves to the later stages (`None` when nothing was provisioned).
+    later: Option<plan::LaterSteps>,
 }
 
 /// Read the source, decide ([`decide`]), and do it.
@@ -341,8 +359,8 @@ fn local_provisioning(
     timings: &mut Vec<StepTiming>,
 ) -> Result<LocalSteps, ProvisionError> {
     let lib = ctx.lib_dir();
-    let disk = if state::disk_provisioned(&ctx.root, &lib) {
-        let previous = state::marker(&ctx.root, &lib).filter(|m| !m.is_empty());
+    let disk = if state::disk_provisioned(ctx.host.root, &lib) {
+        let previous = state::marker(ctx.host.root, &lib).filter(|m| !m.is_empty());
         log::warn!(
             "This disk was provisioned for another VM ({}); it now boots as VM {vm_id} (a restored backup, a \
              failover, a specialized disk on a new VM, or an image captured without deprovisioning)",
@@ -354,7 +372,9 @@ fn local_provisioning(
     };
     let decision = step(ctx, vm_id, timings, "ovf", || {
         let read = read_source(ctx, source, &disk);
-        Ok(decide::decide(&disk, read, &|name| user::lookup(&ctx.root, name).map_or(true, |a| a.is_some())))
+        Ok(decide::decide(&disk, read, &|name| {
+            user::lookup(ctx.host.root, name).map_or(true, |a| a.is_some())
+        }))
     })?;
     let previous = match &disk {
         decide::Disk::ProvisionedFor(previous) => previous.clone(),
@@ -363,11 +383,8 @@ fn local_provisioning(
     match decision {
         decide::Decision::Fail(e) => Err(e),
         decide::Decision::AskImds { dvd } => {
-            from_imds::mark_pending(&ctx.root);
-            Ok(LocalSteps::Done(LocalDone {
-                lifecycle: Lifecycle::ImdsPending { dvd },
-                host_keys_pending: false,
-            }))
+            from_imds::mark_pending(ctx.host.root);
+            Ok(LocalSteps::Done(LocalDone { lifecycle: Lifecycle::ImdsPending { dvd }, later: None }))
         }
         decide::Decision::Provision { bytes, env } => {
             if let Some(kind) = preprovisioned::pool_kind(&env) {
@@ -376,8 +393,8 @@ fn local_provisioning(
             if previous.is_some() {
                 step(ctx, vm_id, timings, "forget-previous-vm", || Ok(forget_previous_vm(ctx)))?;
             }
-            let host_keys_pending = provision_from(ctx, vm_id, timings, &bytes, &env)?;
-            Ok(LocalSteps::Done(LocalDone { lifecycle: Lifecycle::Provisioned, host_keys_pending }))
+            let later = provision_from(ctx, vm_id, timings, &bytes, &env)?;
+            Ok(LocalSteps::Done(LocalDone { lifecycle: Lifecycle::Provisioned, later: Some(later) }))
         }
         decide::Decision::Keep { reason, refresh } => {
             if previous.is_some() {
@@ -388,7 +405,7 @@ fn local_provisioning(
             }
             Ok(LocalSteps::Done(LocalDone {
                 lifecycle: Lifecycle::Kept { previous_vm_id: previous, reason },
-                host_keys_pending: false,
+                later: None,
             }))
         }
     }
@@ -413,7 +430,7 @@ fn read_source(ctx: &Context<'_>, source: &OvfSource, disk: &decide::Disk) -> de
         OvfSource::Absent => return Source::NoDvd("no provisioning DVD (--no-dvd)".into()),
         OvfSource::Dvd(wait) => {
             let wait = if *disk == decide::Disk::Fresh { *wait } else { Duration::ZERO };
-            match crate::base::timeline::wait("dvd", || dvd::read_ovf(ctx.runner, wait)) {
+            match crate::base::timeline::wait("dvd", || dvd::read_ovf(ctx.host.runner, wait)) {
                 Ok(read) => read.bytes,
                 // An ovf-env.xml over its size limit is a broken request, not a missing one.
                 Err(e @ dvd::DvdError::Medium { .. }) => {
@@ -429,13 +446,13 @@ fn read_source(ctx: &Context<'_>, source: &OvfSource, disk: &decide::Disk) -> de
     match ovf::parse_bytes(&bytes) {
         Ok(env) => Source::Section { bytes, env: Box::new(env) },
         Err(e) if e.no_provisioning_section() => Source::NoSection,
-        Err(e) => Source::Broken(ProvisionError::new("ovf", e.reason())),
+        Err(e) => Source::Broken(ProvisionError::new("ovf", e)),
     }
 }
 
 /// Forget the previous VM's state ([`vm_changed`]); what cannot be removed is a warning.
 fn forget_previous_vm(ctx: &Context<'_>) -> usize {
-    let report = vm_changed::forget_previous_vm(&ctx.root, ctx.config);
+    let report = vm_changed::forget_previous_vm(ctx.host.root, ctx.host.config);
     for f in &report.failures {
         log::warn!("forgetting the previous VM's state: {f}");
     }
@@ -458,8 +475,8 @@ fn refresh_from(
     timings: &mut Vec<StepTiming>,
     env: &ovf::OvfEnv,
 ) -> Result<(), ProvisionError> {
-    let root = &ctx.root;
-    let plan = match Plan::build(root, env, ctx.config, vm_id) {
+    let root = ctx.host.root;
+    let plan = match Plan::build(root, env, ctx.host.config, vm_id) {
         Ok(plan) => plan,
         Err(e) => {
             log::warn!("the provisioning section's hostname and SSH keys are not applied: {e}");
@@ -479,7 +496,7 @@ fn refresh_from(
             .map_err(|e| ProvisionError::new("ssh-keys", e))?;
         deploy_inline_keys(root, &plan, &account)
     })
-    .map(|key_files| restore_provisioned_labels(root, ctx.runner, &plan.paths, &key_files))?;
+    .map(|key_files| restore_provisioned_labels(root, ctx.host.runner, &plan.paths, &key_files))?;
     if !plan.certificate_keys.is_empty() {
         log::info!(
             "{} key(s) named by certificate thumbprint are not deployed on a kept disk",
@@ -493,12 +510,12 @@ fn refresh_from(
 /// it): find the disk, format it only when it is Azure's fresh placeholder, mount it, and turn on
 /// swap on it (a large swap file too: nothing waits). Its problems are warnings.
 pub fn run_resource_disk(ctx: &Context<'_>) -> Result<Option<DiskOutcome>, ProvisionError> {
-    let vm_id = vm_id(&ctx.root)?;
+    let vm_id = vm_id(ctx.host.root)?;
     Ok(resource_disk(ctx, &vm_id, &mut Vec::new()))
 }
 
 fn record(ctx: &Context<'_>, lib: &Path, s: State) -> Result<(), ProvisionError> {
-    state::save(&ctx.root, lib, &s).map_err(|e| ProvisionError::new("state", e))
+    state::save(ctx.host.root, lib, &s).map_err(|e| ProvisionError::new("state", e))
 }
 
 /// Run one step: time it, log it as a milestone, and honour the crash hook.
@@ -570,10 +587,10 @@ fn provision_from(
     timings: &mut Vec<StepTiming>,
     bytes: &[u8],
     env: &ovf::OvfEnv,
-) -> Result<bool, ProvisionError> {
-    let root = &ctx.root;
+) -> Result<plan::LaterSteps, ProvisionError> {
+    let root = ctx.host.root;
     let plan = step(ctx, vm_id, timings, "plan", || {
-        Plan::build(root, env, ctx.config, vm_id).map_err(|e| ProvisionError::new("plan", e))
+        Plan::build(root, env, ctx.host.config, vm_id).map_err(|e| ProvisionError::new("plan", e))
     })?;
     let paths = &plan.paths;
     // `useradd` is the slowest step (a program that locks and rewrites the account files and
@@ -587,7 +604,7 @@ fn provision_from(
             attached.enter();
             let mut user_timings = Vec::new();
             let account = step(ctx, vm_id, &mut user_timings, "user", || {
-                user::ensure_user(root, ctx.runner, name, allow_system_user)
+                user::ensure_user(root, ctx.host.runner, name, allow_system_user)
                     .map_err(|e| ProvisionError::new("user", e))
             });
             (account, user_timings)
@@ -627,8 +644,8 @@ fn provision_from(
                 .map_err(|e| ProvisionError::new("root-password", e))
         })?;
     }
-    restore_provisioned_labels(root, ctx.runner, paths, &key_files);
-    Ok(plan.regenerate_host_keys.is_some_and(|t| !crate::host::host_keys::deferred_types(t).is_empty()))
+    restore_provisioned_labels(root, ctx.host.runner, paths, &key_files);
+    Ok(plan.later_steps())
 }
 
 /// The local steps that do not need the account, run while `useradd` does: hostname first (the
@@ -642,7 +659,7 @@ fn steps_beside_useradd(
     plan: &Plan,
     ovf_bytes: &[u8],
 ) -> Result<Option<user::CheckedSudoers>, ProvisionError> {
-    let (root, paths) = (&ctx.root, &plan.paths);
+    let (root, paths) = (ctx.host.root, &plan.paths);
     step(ctx, vm_id, timings, "hostname", || {
         hostname::set_hostname(root, &plan.hostname).map(drop).map_err(|e| ProvisionError::new("hostname", e))
     })?;
@@ -650,7 +667,7 @@ fn steps_beside_useradd(
     step(ctx, vm_id, timings, "save-ovf", || save_scrubbed_ovf(root, &paths.lib_dir, ovf_bytes))?;
     let sudoers = step(ctx, vm_id, timings, "sudoers-check", || {
         let nopasswd = plan.user.password.is_none();
-        user::prepare_sudoers(root, ctx.runner, &paths.sudoers_dir, &plan.user.name, nopasswd)
+        user::prepare_sudoers(root, ctx.host.runner, &paths.sudoers_dir, &plan.user.name, nopasswd)
             .map_err(|e| ProvisionError::new("sudoers", e))
     })?;
     step(ctx, vm_id, timings, "sshd", || {
@@ -680,17 +697,17 @@ fn steps_beside_useradd(
 
 /// Save `ovf-env.xml` without the password (0600), whatever namespace prefix the document uses.
 fn save_scrubbed_ovf(root: &HostRoot, lib_dir: &Path, bytes: &[u8]) -> Result<(), ProvisionError> {
-    let err = |e: &dyn std::fmt::Display| ProvisionError::new("save-ovf", e);
-    let text =
-        std::str::from_utf8(bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes)).map_err(|e| err(&e))?;
-    let scrubbed = ovf::scrub_password(text).map_err(|e| err(&e.reason()))?;
-    files::ensure_dir(&root.path(lib_dir), 0o700).map_err(|e| err(&e))?;
+    let err = |e: Cause| ProvisionError::new("save-ovf", e);
+    let text = std::str::from_utf8(bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes))
+        .map_err(|e| err(format!("ovf-env.xml is not UTF-8: {e}").into()))?;
+    let scrubbed = ovf::scrub_password(text).map_err(|e| err(e.into()))?;
+    files::ensure_dir(&root.path(lib_dir), 0o700).map_err(|e| err(e.into()))?;
     files::write_atomic(
         &root.path(lib_dir.join("ovf-env.xml")),
         scrubbed.as_bytes(),
         WriteOptions::mode(0o600),
     )
-    .map_err(|e| err(&e))
+    .map_err(|e| err(e.into()))
 }
 
 /// Returns the key files written.
@@ -733,22 +750,26 @@ fn set_disable_agent(root: &HostRoot, lib_dir: &Path, disable: bool) -> Result<(
 /// The resource disk, on the live root only (never from the initramfs). Its problems are
 /// warnings: they never fail provisioning.
 fn resource_disk(ctx: &Context<'_>, vm_id: &str, timings: &mut Vec<StepTiming>) -> Option<DiskOutcome> {
-    let settings = plan::resource_disk_settings(ctx.config);
-    if !settings.format || !ctx.root.is_live() {
+    let settings = plan::resource_disk_settings(ctx.host.config);
+    if !settings.format || !ctx.host.root.is_live() {
         crate::base::timeline::skipped(crate::base::timeline::Kind::Step, "resource-disk");
         return None;
     }
     let started = Instant::now();
     let outcome = crate::base::timeline::step("resource-disk", || {
-        find_resource_disk(ctx).and_then(|d| disk::plan_for(&ctx.root, &settings, d.as_ref())).and_then(|p| {
-            let outcome = disk::apply_disk(&ctx.root, ctx.runner, &p)?;
-            match disk::swap_after_mount(&ctx.root, &settings, &outcome)? {
-                disk::swap::SwapDecision::Plan(sp) => disk::apply_swap(&ctx.root, ctx.runner, &sp)?,
-                disk::swap::SwapDecision::Invalid(why) => log::warn!("swap not enabled: {why}"),
-                disk::swap::SwapDecision::Off => {}
-            }
-            Ok(outcome)
-        })
+        find_resource_disk(ctx).and_then(|d| disk::plan_for(ctx.host.root, &settings, d.as_ref())).and_then(
+            |p| {
+                let outcome = disk::apply_disk(ctx.host.root, ctx.host.runner, &p)?;
+                match disk::swap_after_mount(ctx.host.root, &settings, &outcome)? {
+                    disk::swap::SwapDecision::Plan(sp) => {
+                        disk::apply_swap(ctx.host.root, ctx.host.runner, &sp)?
+                    }
+                    disk::swap::SwapDecision::Invalid(why) => log::warn!("swap not enabled: {why}"),
+                    disk::swap::SwapDecision::Off => {}
+                }
+                Ok(outcome)
+            },
+        )
     });
     let took = started.elapsed();
     let event = crate::platform::telemetry::AgentEvent::new(
@@ -757,11 +778,11 @@ fn resource_disk(ctx: &Context<'_>, vm_id: &str, timings: &mut Vec<StepTiming>) 
         "resource disk",
         took,
     );
-    crate::platform::telemetry::record(&ctx.root, &ctx.lib_dir(), &event);
+    crate::platform::telemetry::record(ctx.host.root, &ctx.lib_dir(), &event);
     match outcome {
         Ok(o) => {
             log::info!("resource disk: {o:?}");
-            let seen = ctx.root.path(ctx.lib_dir().join(RESOURCE_DISK_SEEN));
+            let seen = ctx.host.root.path(ctx.lib_dir().join(RESOURCE_DISK_SEEN));
             if matches!(o, DiskOutcome::Mounted { .. }) && !seen.exists() {
                 let _ = files::write_atomic(&seen, b"", WriteOptions::mode(0o644));
             }
@@ -785,17 +806,17 @@ const RESOURCE_DISK_WAIT: Duration = Duration::from_secs(30);
 /// found, let udev finish its queue; and when an earlier boot had a resource disk, wait for
 /// block-device events up to a deadline. VM sizes without a resource disk never wait for one.
 fn find_resource_disk(ctx: &Context<'_>) -> Result<Option<disk::ResourceDisk>, disk::DiskError> {
-    if let Some(d) = disk::discover(&ctx.root)? {
+    if let Some(d) = disk::discover(ctx.host.root)? {
         return Ok(Some(d));
     }
-    if ctx.runner.exists("udevadm") {
+    if ctx.host.runner.exists("udevadm") {
         let settle = Cmd::new("udevadm").args(["settle", "--timeout=10"]).timeout(Duration::from_secs(15));
-        let _ = crate::base::timeline::wait("udev-settle", || ctx.runner.run(&settle));
-        if let Some(d) = disk::discover(&ctx.root)? {
+        let _ = crate::base::timeline::wait("udev-settle", || ctx.host.runner.run(&settle));
+        if let Some(d) = disk::discover(ctx.host.root)? {
             return Ok(Some(d));
         }
     }
-    if !ctx.root.path(ctx.lib_dir().join(RESOURCE_DISK_SEEN)).exists() {
+    if !ctx.host.root.path(ctx.lib_dir().join(RESOURCE_DISK_SEEN)).exists() {
         return Ok(None);
     }
     log::info!("waiting up to {}s for the resource disk an earlier boot had", RESOURCE_DISK_WAIT.as_secs());
@@ -807,7 +828,7 @@ fn find_resource_disk(ctx: &Context<'_>) -> Result<Option<disk::ResourceDisk>, d
         || -> Result<_, disk::DiskError> {
             while Instant::now() < deadline {
                 events.wait(deadline.saturating_duration_since(Instant::now()).min(Duration::from_secs(1)));
-                if let Some(d) = disk::discover(&ctx.root)? {
+                if let Some(d) = disk::discover(ctx.host.root)? {
                     return Ok(Some(d));
                 }
             }
@@ -835,41 +856,56 @@ fn find_resource_disk(ctx: &Context<'_>) -> Result<Option<disk::ResourceDisk>, d
 /// failure: the VM already serves its new Ed25519 and ECDSA keys.
 pub fn run_host_keys(ctx: &Context<'_>) -> Result<bool, ProvisionError> {
     let lib = ctx.lib_dir();
-    let vm_id = vm_id(&ctx.root)?;
-    if !state::load(&ctx.root, &lib).is_some_and(|s| s.vm_id == vm_id && s.host_keys_pending) {
+    let vm_id = vm_id(ctx.host.root)?;
+    let Some(st) = state::load(ctx.host.root, &lib).filter(|s| s.vm_id == vm_id && s.host_keys_pending)
+    else {
         return Ok(false);
-    }
+    };
     let started = Instant::now();
-    let types = crate::host::host_keys::deferred_types(ctx.config.ssh_host_key_pair_type);
+    // The types the plan named; a state file of an older version names none: the configuration's.
+    let types: Vec<&'static str> = match st.later {
+        Some(later) if !later.host_keys.is_empty() => later
+            .host_keys
+            .iter()
+            .filter_map(|name| {
+                let known = crate::host::host_keys::deferred_type(name);
+                if known.is_none() {
+                    log::warn!("the recorded plan names an unknown host key type {name:?}: not made");
+                }
+                known
+            })
+            .collect(),
+        _ => crate::host::host_keys::deferred_types(ctx.host.config.ssh_host_key_pair_type),
+    };
     let result = crate::base::timeline::step("host-keys-deferred", || {
         crate::host::host_keys::make_deferred_keys(
-            &ctx.root,
-            ctx.runner,
-            ctx.config.ssh_dir.as_path(),
+            ctx.host.root,
+            ctx.host.runner,
+            ctx.host.config.ssh_dir.as_path(),
             &types,
         )
     })
     .map_err(|e| ProvisionError::new("host-keys", e));
     crash_point("host-keys-deferred");
     // Only this field: the network stage may be recording Ready at the same moment.
-    state::update(&ctx.root, &lib, &vm_id, |s| s.host_keys_pending = false)
+    state::update(ctx.host.root, &lib, &vm_id, |s| s.host_keys_pending = false)
         .map_err(|e| ProvisionError::new("state", e))?;
     crash_point("host-keys-recorded");
     let took = started.elapsed();
     let event =
         crate::platform::telemetry::AgentEvent::new("HostKeys", result.is_ok(), types.join(","), took);
-    crate::platform::telemetry::record(&ctx.root, &lib, &event);
+    crate::platform::telemetry::record(ctx.host.root, &lib, &event);
     result?;
     ctx.milestone(&vm_id, "host-keys-deferred", took);
-    if ctx.root.is_live() {
-        let facts = crate::base::distro::OsFacts::detect(&ctx.root);
+    if ctx.host.root.is_live() {
+        let facts = crate::base::distro::OsFacts::detect(ctx.host.root);
         crate::host::selinux::restore_labels(
-            &ctx.root,
-            ctx.runner,
+            ctx.host.root,
+            ctx.host.runner,
             &facts,
-            &[ctx.config.ssh_dir.as_path().into()],
+            &[ctx.host.config.ssh_dir.as_path().into()],
         );
-        if let Err(e) = crate::host::host_keys::reload_sshd(&ctx.root, ctx.runner) {
+        if let Err(e) = crate::host::host_keys::reload_sshd(ctx.host.root, ctx.host.runner) {
             log::warn!(
                 "sshd was not reloaded, it serves the new {} key(s) from its next start: {e}",
                 types.join(", ")
@@ -882,7 +918,7 @@ pub fn run_host_keys(ctx: &Context<'_>) -> Result<bool, ProvisionError> {
 /// The network stage: report to the platform.
 /// Deploying the SSH keys and key pairs a plan names by certificate thumbprint (given by the
 /// program that can: `wala-agentd`, which links the crypto library; see [`network::CertificateWork`]).
-pub type CertificateKeys<'a> = dyn Fn(&Context<'_>, &Plan) -> Result<(), ProvisionError> + 'a;
+pub type CertificateKeys<'a> = dyn Fn(&Context<'_>, &plan::LaterSteps) -> Result<(), ProvisionError> + 'a;
 
 /// The network stage's decisions and reports against `platform`; `certificate_keys` deploys keys
 /// named by certificate thumbprint (a stage that finds such keys without it fails, naming the
@@ -893,9 +929,9 @@ pub fn run_network(
     certificate_keys: Option<&CertificateKeys<'_>>,
 ) -> Result<NetworkOutcome, ProvisionError> {
     let lib = ctx.lib_dir();
-    let vm_id = vm_id(&ctx.root)?;
-    let recorded = state::load(&ctx.root, &lib).filter(|s| s.vm_id == vm_id);
-    let provisioned = state::provisioned_for(&ctx.root, &lib, &vm_id);
+    let vm_id = vm_id(ctx.host.root)?;
+    let recorded = state::load(ctx.host.root, &lib).filter(|s| s.vm_id == vm_id);
+    let provisioned = state::provisioned_for(ctx.host.root, &lib, &vm_id);
     if provisioned && recorded.as_ref().is_none_or(|s| s.final_report_sent) {
         return Ok(NetworkOutcome::NothingToDo(format!("already provisioned (VM id {vm_id})")));
     }
@@ -924,10 +960,10 @@ pub fn run_network(
         };
     }
     if let LocalResult::Failed { step, reason } = &st.local {
-        let e = ProvisionError::new(step, reason);
+        let e = ProvisionError::new(step, reason.clone());
         if report_failure(ctx, platform, &vm_id, &e) {
             let local = st.local.clone();
-            let _ = state::update(&ctx.root, &lib, &vm_id, |s| {
+            let _ = state::update(ctx.host.root, &lib, &vm_id, |s| {
                 s.local = local;
                 s.final_report_sent = true;
             });
@@ -936,18 +972,18 @@ pub fn run_network(
     }
     // With the marker written, the network steps are done: only the report is missing.
     if st.mode == Mode::Provision && !provisioned && !kept {
-        if let Err(e) = network_steps(ctx, certificate_keys) {
+        if let Err(e) = network_steps(ctx, st.later.as_ref(), certificate_keys) {
             log::error!("Provisioning failed: {e}");
             if report_failure(ctx, platform, &vm_id, &e) {
-                let _ = state::update(&ctx.root, &lib, &vm_id, |s| {
-                    s.local = LocalResult::Failed { step: e.step.clone(), reason: e.reason.clone() };
+                let _ = state::update(ctx.host.root, &lib, &vm_id, |s| {
+                    s.local = LocalResult::Failed { step: e.step.clone(), reason: e.reason() };
                     s.final_report_sent = true;
                 });
             }
             return Err(e);
         }
     }
-    state::write_marker(&ctx.root, &lib, &vm_id).map_err(|e| ProvisionError::new("marker", e))?;
+    state::write_marker(ctx.host.root, &lib, &vm_id).map_err(|e| ProvisionError::new("marker", e))?;
     crash_point("marker");
     match &st.lifecycle {
         Lifecycle::Kept { reason, .. } => {
@@ -960,26 +996,31 @@ pub fn run_network(
     let reported = platform.report_health(&ProvisioningHealth::Ready);
     let event =
         crate::platform::telemetry::AgentEvent::new("ReportReady", reported.is_ok(), "Ready", Duration::ZERO);
-    crate::platform::telemetry::record(&ctx.root, &lib, &event);
+    crate::platform::telemetry::record(ctx.host.root, &lib, &event);
     reported.map_err(|e| ProvisionError::new("report-ready", e))?;
     crash_point("report-ready");
     // Only this field (under the state's lock): the host-keys stage may be recording its keys.
-    state::update(&ctx.root, &lib, &vm_id, |s| s.final_report_sent = true)
+    state::update(ctx.host.root, &lib, &vm_id, |s| s.final_report_sent = true)
         .map_err(|e| ProvisionError::new("state", e))?;
     log::info!("Provisioning complete");
     Ok(NetworkOutcome::Ready)
 }
 
+/// The network stage's part of the plan, as the local stage recorded it (`later`).
 fn network_steps(
     ctx: &Context<'_>,
+    later: Option<&plan::LaterSteps>,
     certificate_keys: Option<&CertificateKeys<'_>>,
 ) -> Result<(), ProvisionError> {
     let lib = ctx.lib_dir();
-    let saved = files::read_optional(&ctx.root.path(lib.join("ovf-env.xml")))
-        .map_err(|e| ProvisionError::new("ovf", e))?
-        .ok_or_else(|| ProvisionError::new("ovf", "the saved ovf-env.xml is missing"))?;
-    let env = ovf::parse(&saved).map_err(|e| ProvisionError::new("ovf", e.reason()))?;
-    let plan = Plan::build(&ctx.root, &env, ctx.config, "").map_err(|e| ProvisionError::new("plan", e))?;
+    let recovered;
+    let plan = match later {
+        Some(later) => later,
+        None => {
+            recovered = later_steps_from_saved_ovf(ctx)?;
+            &recovered
+        }
+    };
     if !plan.certificate_keys.is_empty() {
         let deploy = certificate_keys.ok_or_else(|| {
             ProvisionError::new(
@@ -988,12 +1029,14 @@ fn network_steps(
                  certificates (wala-agentd provision-network can)",
             )
         })?;
-        crate::base::timeline::step("certificate-keys", || deploy(ctx, &plan))?;
+        crate::base::timeline::step("certificate-keys", || deploy(ctx, plan))?;
         crash_point("certificate-keys");
     }
-    if plan.custom_data.as_ref().is_some_and(|c| c.execute) {
-        crate::base::timeline::step("custom-data-run", || customdata::execute(&ctx.root, ctx.runner, &lib))
-            .map_err(|e| ProvisionError::new("custom-data", e))?;
+    if plan.run_custom_data {
+        crate::base::timeline::step("custom-data-run", || {
+            customdata::execute(ctx.host.root, ctx.host.runner, &lib)
+        })
+        .map_err(|e| ProvisionError::new("custom-data", e))?;
         crash_point("custom-data-run");
     }
     Ok(())
@@ -1006,52 +1049,68 @@ pub fn retry_final_report(
     platform: &dyn Platform,
     certificates: &dyn CertificateSource,
 ) -> Result<bool, ProvisionError> {
-    let vm_id = vm_id(&ctx.root)?;
-    match state::load(&ctx.root, &ctx.lib_dir()) {
+    let vm_id = vm_id(ctx.host.root)?;
+    match state::load(ctx.host.root, &ctx.lib_dir()) {
         Some(s) if s.vm_id == vm_id && !s.final_report_sent && s.mode != Mode::CloudInit => {
             log::info!("the provisioning result was never reported; reporting it now");
-            let deploy = |ctx: &Context<'_>, plan: &Plan| deploy_certificate_keys(ctx, certificates, plan);
+            let deploy =
+                |ctx: &Context<'_>, plan: &plan::LaterSteps| deploy_certificate_keys(ctx, certificates, plan);
             run_network(ctx, platform, Some(&deploy)).map(|_| true)
         }
         _ => Ok(false),
     }
 }
 
-/// SSH keys and key pairs the OVF names by certificate thumbprint: fetch the goal state's
+/// The network stage's part of the plan worked out again from the saved OVF, for a state file an
+/// older version wrote (it did not record [`plan::LaterSteps`]).
+fn later_steps_from_saved_ovf(ctx: &Context<'_>) -> Result<plan::LaterSteps, ProvisionError> {
+    let saved = files::read_optional(&ctx.host.root.path(ctx.lib_dir().join("ovf-env.xml")))
+        .map_err(|e| ProvisionError::new("ovf", e))?
+        .ok_or_else(|| ProvisionError::new("ovf", "the saved ovf-env.xml is missing"))?;
+    let env = ovf::parse(&saved).map_err(|e| ProvisionError::new("ovf", e))?;
+    let plan =
+        Plan::build(ctx.host.root, &env, ctx.host.config, "").map_err(|e| ProvisionError::new("plan", e))?;
+    Ok(plan.later_steps())
+}
+
+/// SSH keys and key pairs the plan names by certificate thumbprint: fetch the goal state's
 /// certificates (decrypted into `<THUMBPRINT>.crt`/`.prv` in the lib dir) and deploy them.
 pub fn deploy_certificate_keys(
     ctx: &Context<'_>,
     certificates: &dyn CertificateSource,
-    plan: &Plan,
+    plan: &plan::LaterSteps,
 ) -> Result<(), ProvisionError> {
-    let err = |e: &dyn std::fmt::Display| ProvisionError::new("certificate-keys", e);
+    let err = |e: Cause| ProvisionError::new("certificate-keys", e);
     let thumbprints =
         certificates.fetch_certificates().map_err(|e| ProvisionError::new("certificates", e))?;
-    let account = user::lookup(&ctx.root, &plan.user.name)
-        .map_err(|e| err(&e))?
-        .ok_or_else(|| err(&format!("user {} does not exist", plan.user.name)))?;
-    user::check_regular(&ctx.root, &account, plan.user.allow_system_user).map_err(|e| err(&e))?;
-    let lib = ctx.root.path(&plan.paths.lib_dir);
+    let account = user::lookup(ctx.host.root, &plan.user)
+        .map_err(|e| err(e.into()))?
+        .ok_or_else(|| err(format!("user {} does not exist", plan.user).into()))?;
+    user::check_regular(ctx.host.root, &account, plan.allow_system_user).map_err(|e| err(e.into()))?;
+    let lib = ctx.host.root.path(ctx.lib_dir());
     let mut written = Vec::new();
     for key in &plan.certificate_keys {
         let Some(thumb) = thumbprints.iter().find(|t| t.eq_ignore_ascii_case(&key.fingerprint)) else {
-            return Err(err(&format!("certificate {} is not in the goal state", key.fingerprint)));
+            return Err(err(format!("certificate {} is not in the goal state", key.fingerprint).into()));
         };
-        let path = ssh::resolve_key_path(Some(&key.path.to_string_lossy()), &account, &plan.paths.home_base)
-            .map_err(|e| err(&e))?;
+        let path = ssh::resolve_key_path(Some(&key.path.to_string_lossy()), &account, &plan.home_base)
+            .map_err(|e| err(e.into()))?;
         if key.key_pair {
             let file = lib.join(format!("{thumb}.prv"));
             let pem = crate::base::secret::Secret::new(
-                std::fs::read(&file).map_err(|e| err(&format!("{}: {e}", file.display())))?,
+                std::fs::read(&file).map_err(|e| err(Cause::io(format!("read {}", file.display()), e)))?,
             );
             let (private, public) =
-                crate::crypto::ssh_keypair_from_prv_pem(pem.expose()).map_err(|e| err(&e))?;
-            ssh::deploy_key_pair(&ctx.root, &account, &path, &private, &public).map_err(|e| err(&e))?;
+                crate::crypto::ssh_keypair_from_prv_pem(pem.expose()).map_err(|e| err(e.into()))?;
+            ssh::deploy_key_pair(ctx.host.root, &account, &path, &private, &public)
+                .map_err(|e| err(e.into()))?;
         } else {
             let file = lib.join(format!("{thumb}.crt"));
-            let pem = std::fs::read(&file).map_err(|e| err(&format!("{}: {e}", file.display())))?;
-            let line = crate::crypto::openssh_key_from_cert_pem(&pem).map_err(|e| err(&e))?;
-            ssh::deploy_authorized_keys(&ctx.root, &account, &path, &[line]).map_err(|e| err(&e))?;
+            let pem =
+                std::fs::read(&file).map_err(|e| err(Cause::io(format!("read {}", file.display()), e)))?;
+            let line = crate::crypto::openssh_key_from_cert_pem(&pem).map_err(|e| err(e.into()))?;
+            ssh::deploy_authorized_keys(ctx.host.root, &account, &path, &[line])
+                .map_err(|e| err(e.into()))?;
         }
         log::info!(
             "deployed the {} of certificate {thumb} to {}",
@@ -1060,10 +1119,10 @@ pub fn deploy_certificate_keys(
         );
         written.push(path);
     }
-    let facts = crate::base::distro::OsFacts::detect(&ctx.root);
+    let facts = crate::base::distro::OsFacts::detect(ctx.host.root);
     crate::host::selinux::restore_labels(
-        &ctx.root,
-        ctx.runner,
+        ctx.host.root,
+        ctx.host.runner,
         &facts,
         &crate::host::selinux::key_dirs(&written),
     );
@@ -1107,6 +1166,7 @@ fn restore_provisioned_labels(
 mod tests {
     use super::*;
     use crate::base::cmd::FakeRunner;
+    use crate::documents::conf::Config;
     use crate::platform::RecordingPlatform;
 
     const ID: &str = "7E5C3F2A-1B4D-4E6F-8A9B-0C1D2E3F4A5B";
@@ -1116,7 +1176,7 @@ mod tests {
         ctx: &Context<'_>,
         p: &RecordingPlatform,
     ) -> Result<NetworkOutcome, ProvisionError> {
-        let deploy = |ctx: &Context<'_>, plan: &Plan| deploy_certificate_keys(ctx, p, plan);
+        let deploy = |ctx: &Context<'_>, plan: &plan::LaterSteps| deploy_certificate_keys(ctx, p, plan);
         run_network(ctx, p, Some(&deploy))
     }
 
@@ -1143,7 +1203,8 @@ mod tests {
     }
 
     fn ctx<'a>(dir: &tempfile::TempDir, config: &'a Config, runner: &'a FakeRunner) -> Context<'a> {
-        Context { root: HostRoot::new(dir.path()), config, runner, kvp: None }
+        let root = Box::leak(Box::new(HostRoot::new(dir.path())));
+        Context { host: Host { root, config, runner }, kvp: None }
     }
 
     #[test]
@@ -1152,13 +1213,51 @@ mod tests {
         let runner = FakeRunner::new();
         let c = ctx(&dir, &config, &runner);
         let p = RecordingPlatform::default();
-        assert_eq!(network_in_process(&c, &p), Ok(NetworkOutcome::Ready));
+        assert_eq!(network_in_process(&c, &p).ok(), Some(NetworkOutcome::Ready));
         assert_eq!(p.reports(), vec![ProvisioningHealth::Provisioning, ProvisioningHealth::Ready]);
-        assert!(state::provisioned_for(&c.root, config.lib_dir.as_path(), ID));
+        assert!(state::provisioned_for(c.host.root, config.lib_dir.as_path(), ID));
         // Next boot: nothing more is sent.
         let p2 = RecordingPlatform::default();
         assert!(matches!(network_in_process(&c, &p2), Ok(NetworkOutcome::NothingToDo(_))));
         assert!(p2.reports().is_empty());
+    }
+
+    #[test]
+    fn the_network_stage_carries_out_the_recorded_plan_not_the_saved_ovf() {
+        let (dir, config) = setup(LocalResult::Done, Mode::Provision);
+        let runner = FakeRunner::new();
+        let c = ctx(&dir, &config, &runner);
+        let lib = config.lib_dir.as_path();
+        // The local stage recorded a key by certificate thumbprint; the saved OVF (which names
+        // none) is gone: the network stage neither needs it nor reads it.
+        std::fs::remove_file(c.host.root.path(lib.join("ovf-env.xml"))).expect("remove");
+        let key = plan::CertificateKey {
+            fingerprint: "ABC123".into(),
+            path: "/home/u/.ssh/authorized_keys".into(),
+            key_pair: false,
+        };
+        state::update(c.host.root, lib, ID, |s| {
+            s.hand_over(Some(plan::LaterSteps {
+                certificate_keys: vec![key.clone()],
+                user: "u".into(),
+                ..Default::default()
+            }))
+        })
+        .expect("update");
+        let given = std::sync::Mutex::new(Vec::new());
+        let deploy = |_: &Context<'_>, later: &plan::LaterSteps| {
+            given.lock().expect("lock").push(later.clone());
+            Ok(())
+        };
+        let p = RecordingPlatform::default();
+        assert_eq!(run_network(&c, &p, Some(&deploy)).ok(), Some(NetworkOutcome::Ready));
+        let given = given.into_inner().expect("lock");
+        assert_eq!(given.len(), 1, "deployed once");
+        assert_eq!((given[0].user.as_str(), &given[0].certificate_keys), ("u", &vec![key]));
+        assert!(
+            !state::load(c.host.root, lib).expect("state").host_keys_pending,
+            "no host keys were planned"
+        );
     }
 
     #[test]
@@ -1181,7 +1280,7 @@ mod tests {
                 }
             ]
         );
-        assert!(!state::provisioned_for(&c.root, config.lib_dir.as_path(), ID));
+        assert!(!state::provisioned_for(c.host.root, config.lib_dir.as_path(), ID));
     }
 
     #[test]
@@ -1192,7 +1291,7 @@ mod tests {
         let failing = RecordingPlatform::failing();
         assert_eq!(network_in_process(&c, &failing).unwrap_err().step, "report-ready");
         let p = RecordingPlatform::default();
-        assert_eq!(network_in_process(&c, &p), Ok(NetworkOutcome::Ready));
+        assert_eq!(network_in_process(&c, &p).ok(), Some(NetworkOutcome::Ready));
         assert_eq!(p.reports().last(), Some(&ProvisioningHealth::Ready));
     }
 
@@ -1203,12 +1302,12 @@ mod tests {
         let c = ctx(&dir, &config, &runner);
         // The network stage ran the steps and wrote the marker, but Ready did not get through.
         assert!(network_in_process(&c, &RecordingPlatform::failing()).is_err());
-        assert!(state::provisioned_for(&c.root, config.lib_dir.as_path(), ID));
+        assert!(state::provisioned_for(c.host.root, config.lib_dir.as_path(), ID));
         let p = RecordingPlatform::default();
-        assert_eq!(retry_final_report(&c, &p, &p), Ok(true));
+        assert_eq!(retry_final_report(&c, &p, &p).ok(), Some(true));
         assert_eq!(p.reports(), vec![ProvisioningHealth::Provisioning, ProvisioningHealth::Ready]);
         let p = RecordingPlatform::default();
-        assert_eq!(retry_final_report(&c, &p, &p), Ok(false));
+        assert_eq!(retry_final_report(&c, &p, &p).ok(), Some(false));
         assert!(p.reports().is_empty());
     }
 
@@ -1217,7 +1316,7 @@ mod tests {
         let (dir, config) = setup(LocalResult::Done, Mode::Disabled);
         let runner = FakeRunner::new();
         let p = RecordingPlatform::default();
-        assert_eq!(network_in_process(&ctx(&dir, &config, &runner), &p), Ok(NetworkOutcome::Ready));
+        assert_eq!(network_in_process(&ctx(&dir, &config, &runner), &p).ok(), Some(NetworkOutcome::Ready));
         assert_eq!(p.reports(), vec![ProvisioningHealth::Ready]);
         let (dir, config) = setup(LocalResult::Done, Mode::CloudInit);
         let p = RecordingPlatform::default();
@@ -1247,13 +1346,13 @@ mod tests {
         // waagent swaps the first three groups on every generation (this is a Gen2 VM, whose id
         // is not swapped); old agents stored the raw order; kernels before 4.15 print upper case.
         for marker in ["2A3F5C7E-4D1B-6F4E-8A9B-0C1D2E3F4A5B".to_string(), ID.to_lowercase()] {
-            state::write_marker(&c.root, lib, &marker).expect("marker");
+            state::write_marker(c.host.root, lib, &marker).expect("marker");
             let out = run_local(&c, &OvfSource::Absent).expect("local");
             assert!(out.skipped.as_deref().is_some_and(|s| s.starts_with("already provisioned")), "{marker}");
         }
         // Another VM's id, no DVD: kept (nothing provisioned), then Ready alone and the new marker.
         let other = "00000000-1111-2222-3333-444444444444";
-        state::write_marker(&c.root, lib, other).expect("marker");
+        state::write_marker(c.host.root, lib, other).expect("marker");
         std::fs::remove_file(dir.path().join("var/lib/waagent/wala-provisioning.json")).expect("rm");
         let out = run_local(&c, &OvfSource::Absent).expect("local");
         assert_eq!(out.skipped, None);
@@ -1262,11 +1361,11 @@ mod tests {
         };
         assert_eq!(previous_vm_id.as_deref(), Some(other));
         assert!(reason.ends_with("no provisioning DVD (--no-dvd): nothing to provision"), "{reason}");
-        assert!(!c.root.path("run/wala/imds-pending").exists(), "no IMDS on a provisioned disk");
+        assert!(!c.host.root.path("run/wala/imds-pending").exists(), "no IMDS on a provisioned disk");
         let p = RecordingPlatform::default();
-        assert_eq!(network_in_process(&c, &p), Ok(NetworkOutcome::Ready));
+        assert_eq!(network_in_process(&c, &p).ok(), Some(NetworkOutcome::Ready));
         assert_eq!(p.reports(), vec![ProvisioningHealth::Ready]);
-        assert_eq!(state::marker(&c.root, lib).as_deref(), Some(ID));
+        assert_eq!(state::marker(c.host.root, lib).as_deref(), Some(ID));
         assert!(runner.command_lines().is_empty(), "{:?}", runner.command_lines());
     }
 

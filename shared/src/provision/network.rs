@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::crypto;
 use crate::host::route_wait;
 use crate::platform::{endpoint, wireserver::WireClient};
-use crate::provision::plan::Plan;
+use crate::provision::plan::LaterSteps;
 use crate::provision::{state, Context, Lifecycle, LocalResult, Mode, NetworkOutcome, ProvisionError};
 
 /// The network stage's work with certificates, as functions, so that a program that never names
@@ -28,7 +28,7 @@ pub struct CertificateWork {
     pub prepare: fn(&Path),
     /// Fetch the goal state's certificates through the client and deploy the keys the plan
     /// names by thumbprint.
-    pub deploy: fn(&Context<'_>, &WireClient, &Plan) -> Result<(), ProvisionError>,
+    pub deploy: fn(&Context<'_>, &WireClient, &LaterSteps) -> Result<(), ProvisionError>,
 }
 
 /// The certificate work as `wala-agentd` does it (each call in the `wala-crypto` helper).
@@ -43,7 +43,7 @@ fn prepare_transport_keys(lib_dir: &Path) {
     }
 }
 
-fn deploy_keys(ctx: &Context<'_>, client: &WireClient, plan: &Plan) -> Result<(), ProvisionError> {
+fn deploy_keys(ctx: &Context<'_>, client: &WireClient, plan: &LaterSteps) -> Result<(), ProvisionError> {
     super::deploy_certificate_keys(ctx, client, plan)
 }
 
@@ -81,9 +81,9 @@ pub const ROUTE_WAIT: Duration = Duration::from_secs(300);
 /// alone, before any network.
 pub fn nothing_to_do(ctx: &Context<'_>) -> Result<Option<String>, ProvisionError> {
     let lib = ctx.lib_dir();
-    let vm_id = super::vm_id(&ctx.root)?;
-    let recorded = state::load(&ctx.root, &lib).filter(|s| s.vm_id == vm_id);
-    if state::provisioned_for(&ctx.root, &lib, &vm_id)
+    let vm_id = super::vm_id(ctx.host.root)?;
+    let recorded = state::load(ctx.host.root, &lib).filter(|s| s.vm_id == vm_id);
+    if state::provisioned_for(ctx.host.root, &lib, &vm_id)
         && recorded.as_ref().is_none_or(|s| s.final_report_sent)
     {
         return Ok(Some(format!("already provisioned (VM id {vm_id})")));
@@ -95,25 +95,30 @@ pub fn nothing_to_do(ctx: &Context<'_>) -> Result<Option<String>, ProvisionError
 }
 
 /// Whether the network stage will fetch certificates: the local stage succeeded, the final report
-/// is still to be sent, and the saved OVF names an SSH key or key pair by certificate thumbprint.
+/// is still to be sent, and the plan names an SSH key or key pair by certificate thumbprint (as the
+/// local stage recorded it; in a state file of an older version, as the saved OVF says).
 pub fn needs_certificates(ctx: &Context<'_>) -> bool {
     let lib = ctx.lib_dir();
-    // A later boot (the report was sent) reads no OVF: `wala-provision` asks on every boot.
-    let pending = state::load(&ctx.root, &lib).is_some_and(|s| {
+    // A later boot (the report was sent) reads nothing more: `wala-provision` asks on every boot.
+    let Some(st) = state::load(ctx.host.root, &lib).filter(|s| {
         s.local == LocalResult::Done
             && !s.final_report_sent
             && matches!(s.lifecycle, Lifecycle::Provisioned | Lifecycle::FromImds)
-    });
-    pending
-        && crate::base::files::read_optional(&ctx.root.path(lib.join("ovf-env.xml")))
-            .ok()
-            .flatten()
-            .and_then(|t| crate::documents::ovf::parse(&t).ok())
-            .is_some_and(|env| {
-                let p = &env.provisioning;
-                !p.key_pairs.is_empty()
-                    || p.public_keys.iter().any(|k| k.value.is_none() && k.fingerprint.is_some())
-            })
+    }) else {
+        return false;
+    };
+    if let Some(later) = &st.later {
+        return !later.certificate_keys.is_empty();
+    }
+    crate::base::files::read_optional(&ctx.host.root.path(lib.join("ovf-env.xml")))
+        .ok()
+        .flatten()
+        .and_then(|t| crate::documents::ovf::parse(&t).ok())
+        .is_some_and(|env| {
+            let p = &env.provisioning;
+            !p.key_pairs.is_empty()
+                || p.public_keys.iter().any(|k| k.value.is_none() && k.fingerprint.is_some())
+        })
 }
 
 /// The whole network stage: endpoint, route, transport certificate, versions, then the report.
@@ -126,20 +131,20 @@ pub fn run(
     if let Some(why) = nothing_to_do(ctx)? {
         return Ok(NetworkOutcome::NothingToDo(why));
     }
-    crypto::apply_fips(&ctx.root, ctx.config.enable_fips);
-    let endpoints = endpoint::resolve(ctx.config, &ctx.root, SystemTime::now());
+    crypto::apply_fips(ctx.host.root, ctx.host.config.enable_fips);
+    let endpoints = endpoint::resolve(ctx.host.config, ctx.host.root, SystemTime::now());
     log::info!("WireServer {} (from {:?})", endpoints.wireserver.base_url(), endpoints.source);
-    let lib_dir = ctx.root.path(ctx.config.lib_dir.as_path());
+    let lib_dir = ctx.host.root.path(ctx.host.config.lib_dir.as_path());
     std::thread::scope(|scope| {
         // An RSA key pair takes a while to make (seconds under emulation): make it beside the wait.
         let transport = certificates.filter(|_| needs_certificates(ctx)).map(|work| {
             let lib_dir = lib_dir.clone();
             scope.spawn(move || (work.prepare)(&lib_dir))
         });
-        if ctx.root.is_live() {
+        if ctx.host.root.is_live() {
             if let Some(ip) = endpoints.wireserver.ipv4() {
                 wait_for_route(ip);
-                if let Err(e) = endpoint::ensure_route(&ctx.root, ctx.runner, ip) {
+                if let Err(e) = endpoint::ensure_route(ctx.host.root, ctx.host.runner, ip) {
                     log::warn!("{e}");
                 }
             }
@@ -151,7 +156,7 @@ pub fn run(
     let client = WireClient::new(endpoints.clone(), lib_dir);
     match crate::base::timeline::wait("wireserver-versions", || client.check_versions()) {
         Ok(_) => {
-            if let Err(e) = endpoint::save_endpoint(&ctx.root, ctx.config, &endpoints.wireserver) {
+            if let Err(e) = endpoint::save_endpoint(ctx.host.root, ctx.host.config, &endpoints.wireserver) {
                 log::warn!("{e}");
             }
         }
@@ -159,7 +164,7 @@ pub fn run(
     }
     match certificates {
         Some(work) => {
-            let deploy = |ctx: &Context<'_>, plan: &Plan| (work.deploy)(ctx, &client, plan);
+            let deploy = |ctx: &Context<'_>, plan: &LaterSteps| (work.deploy)(ctx, &client, plan);
             super::run_network(ctx, &client, Some(&deploy))
         }
         None => super::run_network(ctx, &client, None),

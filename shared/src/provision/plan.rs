@@ -4,7 +4,7 @@
 //! created without its keys.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::base::root::HostRoot;
 use crate::base::secret::Secret;
@@ -37,6 +37,12 @@ pub enum PlanError {
         #[source]
         source: SshError,
     },
+}
+
+impl From<PlanError> for crate::error::Cause {
+    fn from(e: PlanError) -> Self {
+        Self::Other(Box::new(e))
+    }
 }
 
 /// Paths from the configuration, as seen on the target system.
@@ -85,7 +91,7 @@ pub struct InlineKey {
 }
 
 /// A key that comes from the goal state's certificates (network stage).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CertificateKey {
     pub fingerprint: String,
     pub path: PathBuf,
@@ -119,6 +125,27 @@ pub struct Plan {
     pub paths: Paths,
 }
 
+/// The part of a [`Plan`] the stages after the local one carry out, recorded in the state file
+/// by the local stage (`provision::state`): the host-keys stage and the network stage do what
+/// the plan said, and do not work it out again from the configuration or the saved OVF.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LaterSteps {
+    /// Host key types the host-keys stage makes after sshd has started (`rsa`, `dsa`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_keys: Vec<String>,
+    /// Keys named by certificate thumbprint, deployed by the network stage for `user`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificate_keys: Vec<CertificateKey>,
+    pub user: String,
+    #[serde(default)]
+    pub allow_system_user: bool,
+    /// Where relative key paths are resolved when the user's home is not the usual one.
+    pub home_base: PathBuf,
+    /// The network stage runs the saved custom data (`Provisioning.ExecuteCustomData`).
+    #[serde(default)]
+    pub run_custom_data: bool,
+}
+
 /// The resource disk settings from the configuration.
 pub fn resource_disk_settings(c: &Config) -> ResourceDiskSettings {
     ResourceDiskSettings {
@@ -134,20 +161,22 @@ pub fn resource_disk_settings(c: &Config) -> ResourceDiskSettings {
     }
 }
 
-/// The home directory `useradd` will give a new user: `HOME` of `/etc/default/useradd`, or /home.
-pub fn predicted_home(root: &HostRoot, name: &str) -> PathBuf {
-    let base = std::fs::read_to_string(root.path("/etc/default/useradd"))
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.trim().strip_prefix("HOME=").map(|v| v.trim().trim_matches('"').to_string()))
-        })
-        .filter(|v| v.starts_with('/'))
-        .unwrap_or_else(|| "/home".into());
-    Path::new(&base).join(name)
-}
-
 impl Plan {
+    /// What this plan leaves to the stages after the local one.
+    pub fn later_steps(&self) -> LaterSteps {
+        LaterSteps {
+            host_keys: self
+                .regenerate_host_keys
+                .map(|t| crate::host::host_keys::deferred_types(t).into_iter().map(String::from).collect())
+                .unwrap_or_default(),
+            certificate_keys: self.certificate_keys.clone(),
+            user: self.user.name.clone(),
+            allow_system_user: self.user.allow_system_user,
+            home_base: self.paths.home_base.clone(),
+            run_custom_data: self.custom_data.as_ref().is_some_and(|c| c.execute),
+        }
+    }
+
     /// Build and check the plan.
     pub fn build(root: &HostRoot, ovf: &OvfEnv, config: &Config, vm_id: &str) -> Result<Self, PlanError> {
         let p = &ovf.provisioning;
@@ -160,7 +189,7 @@ impl Plan {
                     .map_err(PlanError::SystemAccount)?;
                 a.home
             }
-            None => predicted_home(root, &p.user_name),
+            None => user::predicted_home(root, &p.user_name),
         };
         let account =
             Account { name: p.user_name.clone(), uid: 0, gid: 0, home: home.clone(), shell: PathBuf::new() };

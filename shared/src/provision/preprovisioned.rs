@@ -45,6 +45,7 @@ use serde::{Deserialize, Serialize};
 use crate::base::files::{self, WriteOptions};
 use crate::base::root::HostRoot;
 use crate::documents::ovf::OvfEnv;
+use crate::error::Cause;
 use crate::host::link_watch::{LinkWatch, LinkWatchError};
 use crate::host::route_wait;
 use crate::platform::imds_reprovision::{PollPolicy, ReprovisionClient};
@@ -134,21 +135,19 @@ pub fn pending(root: &HostRoot, lib_dir: &Path, vm_id: &str) -> Option<PoolState
 }
 
 fn save(root: &HostRoot, lib_dir: &Path, s: &PoolState) -> Result<(), ProvisionError> {
-    let err = |e: &dyn std::fmt::Display| ProvisionError::new("pps-state", e);
-    files::ensure_dir(&root.path(lib_dir), 0o700).map_err(|e| err(&e))?;
+    let err = |e| ProvisionError::new("pps-state", Cause::File(e));
+    files::ensure_dir(&root.path(lib_dir), 0o700).map_err(err)?;
     let text = serde_json::to_string_pretty(s).unwrap_or_default() + "\n";
-    files::write_atomic(&state_path(root, lib_dir), text.as_bytes(), WriteOptions::mode(0o600))
-        .map_err(|e| err(&e))
+    files::write_atomic(&state_path(root, lib_dir), text.as_bytes(), WriteOptions::mode(0o600)).map_err(err)
 }
 
 fn raise_flag(root: &HostRoot) -> Result<(), ProvisionError> {
     let path = flag_path(root);
-    let err =
-        |e: &dyn std::fmt::Display| ProvisionError::new("pps-state", format!("{}: {e}", path.display()));
+    let err = |e| ProvisionError::new("pps-state", Cause::File(e));
     if let Some(dir) = path.parent() {
-        files::ensure_dir(dir, 0o755).map_err(|e| err(&e))?;
+        files::ensure_dir(dir, 0o755).map_err(err)?;
     }
-    files::write_atomic(&path, b"", WriteOptions::mode(0o644)).map_err(|e| err(&e))
+    files::write_atomic(&path, b"", WriteOptions::mode(0o644)).map_err(err)
 }
 
 /// Forget the pool state and lower the flag (the VM is no longer a pool VM).
@@ -174,7 +173,7 @@ fn waiting(kind: PoolKind) -> String {
 pub(crate) fn enter_pool(ctx: &Context<'_>, vm_id: &str, kind: PoolKind) -> Result<String, ProvisionError> {
     let lib = ctx.lib_dir();
     log::info!("the OVF is a pre-provisioned pool VM's (PreprovisionedVMType {kind}): its placeholder identity is not applied");
-    save(&ctx.root, &lib, &PoolState { vm_id: vm_id.to_string(), kind, reported_ready: false })?;
+    save(ctx.host.root, &lib, &PoolState { vm_id: vm_id.to_string(), kind, reported_ready: false })?;
     super::record(
         ctx,
         &lib,
@@ -188,13 +187,13 @@ pub(crate) fn enter_pool(ctx: &Context<'_>, vm_id: &str, kind: PoolKind) -> Resu
             },
         ),
     )?;
-    raise_flag(&ctx.root)?;
+    raise_flag(ctx.host.root)?;
     Ok(waiting(kind))
 }
 
 /// Local-stage hook, later boots: a pool VM still waiting. Raises the flag again; no DVD is read.
 pub(crate) fn hand_over(ctx: &Context<'_>, pool: &PoolState) -> Result<String, ProvisionError> {
-    raise_flag(&ctx.root)?;
+    raise_flag(ctx.host.root)?;
     Ok(waiting(pool.kind))
 }
 
@@ -255,29 +254,30 @@ pub enum PoolOutcome {
 /// The pps stage with the real platform: route to the WireServer, the WireServer, IMDS, rtnetlink
 /// on the live root.
 pub fn run_stage(ctx: &Context<'_>, wait_limit: Option<Duration>) -> Result<PoolOutcome, ProvisionError> {
-    let vm_id = super::vm_id(&ctx.root)?;
+    let vm_id = super::vm_id(ctx.host.root)?;
     let lib = ctx.lib_dir();
-    let Some(pool) = pending(&ctx.root, &lib, &vm_id) else {
-        clear_stale_flag(&ctx.root);
+    let Some(pool) = pending(ctx.host.root, &lib, &vm_id) else {
+        clear_stale_flag(ctx.host.root);
         return Ok(PoolOutcome::NothingToDo("not a pre-provisioned pool VM".into()));
     };
-    let endpoints = crate::platform::endpoint::resolve(ctx.config, &ctx.root, SystemTime::now());
+    let endpoints = crate::platform::endpoint::resolve(ctx.host.config, ctx.host.root, SystemTime::now());
     let wireserver = endpoints.wireserver.ipv4();
-    if ctx.root.is_live() {
+    if ctx.host.root.is_live() {
         if let Some(ip) = wireserver {
             wait_route("route-to-wireserver", ip);
-            if let Err(e) = crate::platform::endpoint::ensure_route(&ctx.root, ctx.runner, ip) {
+            if let Err(e) = crate::platform::endpoint::ensure_route(ctx.host.root, ctx.host.runner, ip) {
                 log::warn!("{e}");
             }
         }
     }
-    let mut client = crate::platform::wireserver::WireClient::new(endpoints.clone(), ctx.root.path(&lib));
+    let mut client =
+        crate::platform::wireserver::WireClient::new(endpoints.clone(), ctx.host.root.path(&lib));
     if pool.kind == PoolKind::Savable {
         // The host may unplug the NIC and save the VM as soon as Ready reached it: no long retry.
         client = client.with_health_retry_policy(crate::platform::http::RetryPolicy::wire());
     }
     let reprovision = ReprovisionClient::new(endpoints.imds.clone()).with_policy(PollPolicy::default());
-    let links = match (ctx.root.is_live(), wireserver) {
+    let links = match (ctx.host.root.is_live(), wireserver) {
         (true, Some(ip)) => Links::Watch(Primary::RouteTo(ip)),
         (true, None) => Links::Watch(Primary::RouteTo(crate::platform::dhcp::KNOWN_WIRESERVER)),
         (false, _) => Links::Ignore,
@@ -286,7 +286,7 @@ pub fn run_stage(ctx: &Context<'_>, wait_limit: Option<Duration>) -> Result<Pool
         platform: &client,
         reprovision: &reprovision,
         links,
-        imds: endpoints.imds.ipv4().filter(|_| ctx.root.is_live()),
+        imds: endpoints.imds.ipv4().filter(|_| ctx.host.root.is_live()),
         wait_limit,
     };
     run(ctx, &services)
@@ -307,10 +307,10 @@ fn wait_route(name: &str, ip: Ipv4Addr) {
 
 /// The pps stage: see the module docs.
 pub fn run(ctx: &Context<'_>, svc: &PoolServices<'_>) -> Result<PoolOutcome, ProvisionError> {
-    let vm_id = super::vm_id(&ctx.root)?;
+    let vm_id = super::vm_id(ctx.host.root)?;
     let lib = ctx.lib_dir();
-    let Some(mut pool) = pending(&ctx.root, &lib, &vm_id) else {
-        clear_stale_flag(&ctx.root);
+    let Some(mut pool) = pending(ctx.host.root, &lib, &vm_id) else {
+        clear_stale_flag(ctx.host.root);
         return Ok(PoolOutcome::NothingToDo("not a pre-provisioned pool VM".into()));
     };
     let started = Instant::now();
@@ -321,7 +321,7 @@ pub fn run(ctx: &Context<'_>, svc: &PoolServices<'_>) -> Result<PoolOutcome, Pro
         format!("pre-provisioned pool VM ({})", pool.kind),
         started.elapsed(),
     );
-    crate::platform::telemetry::record(&ctx.root, &lib, &event);
+    crate::platform::telemetry::record(ctx.host.root, &lib, &event);
     match result {
         Ok(outcome) => Ok(outcome),
         Err(e) => {
@@ -330,7 +330,7 @@ pub fn run(ctx: &Context<'_>, svc: &PoolServices<'_>) -> Result<PoolOutcome, Pro
             let st = State::new(
                 &vm_id,
                 Mode::Provision,
-                LocalResult::Failed { step: e.step.clone(), reason: e.reason.clone() },
+                LocalResult::Failed { step: e.step.clone(), reason: e.reason() },
             );
             super::record(ctx, &lib, st)?;
             ctx.final_kvp(&vm_id, Some(&e.to_string()));
@@ -423,17 +423,15 @@ fn wait_and_provision(
         );
     }
     let old_hostname = crate::host::hostname::kernel_hostname();
-    let host_keys_pending = super::provision_from(ctx, vm_id, &mut timings, bytes, &env)?;
-    super::record(
-        ctx,
-        &lib,
-        State { host_keys_pending, ..State::new(vm_id, Mode::Provision, LocalResult::Done) },
-    )?;
-    clear(&ctx.root, &lib);
-    if ctx.root.is_live() && crate::host::hostname::kernel_hostname() != old_hostname {
+    let later = super::provision_from(ctx, vm_id, &mut timings, bytes, &env)?;
+    let mut st = State::new(vm_id, Mode::Provision, LocalResult::Done);
+    st.hand_over(Some(later));
+    super::record(ctx, &lib, st)?;
+    clear(ctx.host.root, &lib);
+    if ctx.host.root.is_live() && crate::host::hostname::kernel_hostname() != old_hostname {
         // The network came up under the image's name: renew the lease so the platform's DNS gets
         // the user's.
-        crate::host::hostname::publish(&ctx.root, ctx.runner);
+        crate::host::hostname::publish(ctx.host.root, ctx.host.runner);
     }
     log::info!("the pool VM is provisioned for its user; the network stage reports Ready");
     Ok(PoolOutcome::Reprovisioned { kind: pool.kind, resumed, requests: got.attempts })
@@ -489,7 +487,7 @@ fn report_pool_ready(
         }
         if pool.kind != PoolKind::OsDisk {
             pool.reported_ready = true;
-            save(&ctx.root, &lib, pool)?;
+            save(ctx.host.root, &lib, pool)?;
         }
         Ok(())
     })

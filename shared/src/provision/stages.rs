@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use crate::base::files::{self, FileError};
 use crate::base::root::HostRoot;
 use crate::base::timeline::{self, Outcome};
+use crate::host::Host;
 use crate::provision::{from_imds, preprovisioned, Context, NetworkOutcome, OvfSource};
 
 /// Held (an exclusive `flock`) by the local stage from its start to its end, under
@@ -118,10 +119,8 @@ pub fn run_handed_over_network_stage(root: &HostRoot, config_file: Option<&std::
         crate::base::logging::set_verbose(true);
     }
     let ctx = Context {
+        host: Host { root, config: &loaded.config, runner: &crate::base::cmd::SystemRunner },
         kvp: crate::host::kvp::KvpPool::for_root(root),
-        root: root.clone(),
-        config: &loaded.config,
-        runner: &crate::base::cmd::SystemRunner,
     };
     let options = Options { certificates: Some(super::network::IN_PROCESS), ..Default::default() };
     run(&ctx, &OvfSource::Absent, Stage::Network, options)
@@ -133,7 +132,7 @@ pub fn run_handed_over_network_stage(root: &HostRoot, config_file: Option<&std::
 pub fn run(ctx: &Context<'_>, source: &OvfSource, stage: Stage, options: Options) -> bool {
     let mut ok = true;
     if stage.includes(Stage::Local) {
-        let _held = hold_local_stage_lock(&ctx.root);
+        let _held = hold_local_stage_lock(ctx.host.root);
         ok &= record(
             ctx,
             "local",
@@ -215,7 +214,7 @@ pub fn run(ctx: &Context<'_>, source: &OvfSource, stage: Stage, options: Options
         ok &= done.is_some();
         // The timeline of a boot that provisioned (or failed to) outlives /run.
         if done != Some(false) {
-            timeline::keep_copy(&ctx.root, ctx.config.lib_dir.as_path());
+            timeline::keep_copy(ctx.host.root, ctx.host.config.lib_dir.as_path());
         }
     }
     ok
@@ -230,7 +229,7 @@ fn record<T, E: Display>(
     stage: impl FnOnce() -> Result<T, E>,
     did: impl FnOnce(&T) -> bool,
 ) -> Option<bool> {
-    let recorded = timeline::Stage::begin(&ctx.root, &name.to_lowercase());
+    let recorded = timeline::Stage::begin(ctx.host.root, &name.to_lowercase());
     match stage() {
         Ok(value) => {
             let did = did(&value);

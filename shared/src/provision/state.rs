@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::base::files::{self, FileError, WriteOptions};
 use crate::base::root::HostRoot;
 use crate::host::vmid;
+use crate::provision::plan::LaterSteps;
 
 /// Who provisions this VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +93,10 @@ pub struct State {
     /// What the provisioning of this VM is; absent (provisioned) in files of older versions.
     #[serde(default, skip_serializing_if = "Lifecycle::is_provisioned")]
     pub lifecycle: Lifecycle,
+    /// What the plan leaves to the host-keys and network stages; absent when nothing was
+    /// provisioned, and in files of older versions (the network stage then reads the saved OVF).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub later: Option<LaterSteps>,
 }
 
 impl State {
@@ -104,7 +109,14 @@ impl State {
             final_report_sent: false,
             host_keys_pending: false,
             lifecycle: Lifecycle::Provisioned,
+            later: None,
         }
+    }
+
+    /// Record what the plan leaves to the later stages: host keys are pending when it names any.
+    pub fn hand_over(&mut self, later: Option<LaterSteps>) {
+        self.host_keys_pending = later.as_ref().is_some_and(|l| !l.host_keys.is_empty());
+        self.later = later;
     }
 }
 
@@ -222,6 +234,18 @@ mod tests {
             final_report_sent: false,
             host_keys_pending: true,
             lifecycle: Lifecycle::Kept { previous_vm_id: Some("old".into()), reason: "why".into() },
+            later: Some(LaterSteps {
+                host_keys: vec!["rsa".into()],
+                certificate_keys: vec![crate::provision::plan::CertificateKey {
+                    fingerprint: "ABC".into(),
+                    path: "/home/u/.ssh/id_rsa".into(),
+                    key_pair: true,
+                }],
+                user: "u".into(),
+                allow_system_user: false,
+                home_base: "/home".into(),
+                run_custom_data: true,
+            }),
         };
         save(&root, lib, &s).expect("save");
         assert_eq!(load(&root, lib), Some(s));

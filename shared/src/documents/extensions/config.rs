@@ -17,7 +17,7 @@ use crate::documents::extensions::extensions_goal_state::{
     ExtensionsGoalState, GoalStateChannel, GoalStateSource, HandlerConfigError, StatusBlobType,
     StatusUploadBlob, NULL_GUID,
 };
-use crate::documents::extensions::ExtensionsError;
+use crate::documents::extensions::DocumentError;
 use crate::documents::xml::{self, Element};
 
 const DOC: &str = "ExtensionsConfig";
@@ -28,11 +28,10 @@ const DOC: &str = "ExtensionsConfig";
 pub fn parse_extensions_config(
     text: &str,
     incarnation: Option<u64>,
-) -> Result<ExtensionsGoalState, ExtensionsError> {
-    let root = xml::parse_platform(text)
-        .map_err(|e| ExtensionsError::Xml { document: DOC, reason: e.to_string() })?;
+) -> Result<ExtensionsGoalState, DocumentError> {
+    let root = xml::parse_platform(text).map_err(|e| DocumentError::xml(DOC, e))?;
     if root.name != "Extensions" {
-        return Err(ExtensionsError::UnexpectedRoot {
+        return Err(DocumentError::UnexpectedRoot {
             document: DOC,
             expected: "Extensions",
             found: root.name.clone(),
@@ -45,9 +44,9 @@ pub fn parse_extensions_config(
     let metadata = root.child("InVMGoalStateMetaData");
     let meta_attr = |name: &str| metadata.and_then(|m| m.attr_nonempty(name)).map(str::to_string);
     let created_on_ticks = match meta_attr("createdOnTicks") {
-        Some(t) => t.parse::<u64>().map_err(|_| ExtensionsError::Invalid {
+        Some(t) => t.parse::<u64>().map_err(|_| DocumentError::Invalid {
             document: DOC,
-            field: "Extensions/InVMGoalStateMetaData@createdOnTicks".into(),
+            path: "Extensions/InVMGoalStateMetaData@createdOnTicks".into(),
             why: format!("not a non-negative integer: {:?}", super::excerpt(&t)),
         })?,
         None => 0,
@@ -335,14 +334,13 @@ pub struct ArtifactsProfile {
 
 /// Parse the InVMArtifactsProfile blob. A caller that cannot fetch or parse it treats the VM as
 /// not on hold.
-pub fn parse_artifacts_profile(text: &str) -> Result<ArtifactsProfile, ExtensionsError> {
+pub fn parse_artifacts_profile(text: &str) -> Result<ArtifactsProfile, DocumentError> {
     const PDOC: &str = "InVMArtifactsProfile";
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let v: Value = serde_json::from_str(text)
-        .map_err(|e| ExtensionsError::Json { document: PDOC, reason: e.to_string() })?;
-    let obj = v.as_object().ok_or_else(|| ExtensionsError::Invalid {
+    let v: Value = serde_json::from_str(text).map_err(|e| DocumentError::json(PDOC, e))?;
+    let obj = v.as_object().ok_or_else(|| DocumentError::Invalid {
         document: PDOC,
-        field: "(root)".into(),
+        path: "(root)".into(),
         why: "not a JSON object".into(),
     })?;
     let string = |k: &str| match obj.get(k) {
@@ -481,9 +479,9 @@ mod tests {
     fn whole_document_errors() {
         assert!(matches!(
             parse_extensions_config("<Other/>", None),
-            Err(ExtensionsError::UnexpectedRoot { .. })
+            Err(DocumentError::UnexpectedRoot { .. })
         ));
-        assert!(matches!(parse_extensions_config("<Extensions>", None), Err(ExtensionsError::Xml { .. })));
+        assert!(matches!(parse_extensions_config("<Extensions>", None), Err(DocumentError::Xml { .. })));
         let bad_ticks = "<Extensions><InVMGoalStateMetaData createdOnTicks=\"x\"/></Extensions>";
         let err = parse_extensions_config(bad_ticks, None).unwrap_err();
         assert!(err.to_string().contains("createdOnTicks"), "{err}");

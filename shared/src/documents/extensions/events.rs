@@ -11,7 +11,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::documents::extensions::ExtensionsError;
+use crate::documents::extensions::DocumentError;
 
 /// Largest event (sum of its fields' lengths, counted as waagent does).
 pub const MAX_EVENT_SIZE: usize = 6 * 1024;
@@ -56,11 +56,10 @@ pub fn is_event_file_name(file_name: &str) -> bool {
 
 /// Parse one event file. Not JSON → an error (the file is dropped); bad events are dropped
 /// one by one.
-pub fn parse_event_file(text: &str) -> Result<EventFile, ExtensionsError> {
+pub fn parse_event_file(text: &str) -> Result<EventFile, DocumentError> {
     const DOC: &str = "extension event file";
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let v: Value = serde_json::from_str(text)
-        .map_err(|e| ExtensionsError::Json { document: DOC, reason: e.to_string() })?;
+    let v: Value = serde_json::from_str(text).map_err(|e| DocumentError::json(DOC, e))?;
     let items = match v {
         Value::Array(items) => items,
         other => vec![other],

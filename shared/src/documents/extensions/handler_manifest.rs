@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::documents::extensions::ExtensionsError;
+use crate::documents::extensions::DocumentError;
 
 const DOC: &str = "HandlerManifest.json";
 
@@ -48,40 +48,39 @@ pub struct HandlerManifest {
 }
 
 /// Parse `HandlerManifest.json` (a UTF-8 BOM is skipped). The five commands are required.
-pub fn parse_handler_manifest(text: &str) -> Result<HandlerManifest, ExtensionsError> {
+pub fn parse_handler_manifest(text: &str) -> Result<HandlerManifest, DocumentError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let v: Value = serde_json::from_str(text)
-        .map_err(|e| ExtensionsError::Json { document: DOC, reason: e.to_string() })?;
+    let v: Value = serde_json::from_str(text).map_err(|e| DocumentError::json(DOC, e))?;
     let first = match &v {
         Value::Array(items) => {
-            items.first().ok_or_else(|| ExtensionsError::Missing { document: DOC, field: "[0]".into() })?
+            items.first().ok_or_else(|| DocumentError::Missing { document: DOC, path: "[0]".into() })?
         }
         other => other,
     };
-    let top = first.as_object().ok_or_else(|| ExtensionsError::Invalid {
+    let top = first.as_object().ok_or_else(|| DocumentError::Invalid {
         document: DOC,
-        field: "[0]".into(),
+        path: "[0]".into(),
         why: "not a JSON object".into(),
     })?;
     let hm = match top.get("handlerManifest") {
         Some(Value::Object(m)) => m,
         Some(_) => {
-            return Err(ExtensionsError::Invalid {
+            return Err(DocumentError::Invalid {
                 document: DOC,
-                field: "[0]/handlerManifest".into(),
+                path: "[0]/handlerManifest".into(),
                 why: "not a JSON object".into(),
             })
         }
-        None => return Err(ExtensionsError::Missing { document: DOC, field: "[0]/handlerManifest".into() }),
+        None => return Err(DocumentError::Missing { document: DOC, path: "[0]/handlerManifest".into() }),
     };
     let command = |key: &str| match hm.get(key) {
         Some(Value::String(s)) => Ok(s.clone()),
-        Some(_) => Err(ExtensionsError::Invalid {
+        Some(_) => Err(DocumentError::Invalid {
             document: DOC,
-            field: format!("[0]/handlerManifest/{key}"),
+            path: format!("[0]/handlerManifest/{key}"),
             why: "not a string".into(),
         }),
-        None => Err(ExtensionsError::Missing { document: DOC, field: format!("[0]/handlerManifest/{key}") }),
+        None => Err(DocumentError::Missing { document: DOC, path: format!("[0]/handlerManifest/{key}") }),
     };
     let mut warnings = Vec::new();
     let mut flag = |key: &str| boolean(hm, key, &mut warnings);

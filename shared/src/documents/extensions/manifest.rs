@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::documents::extensions::{ExtensionState, ExtensionsError, FlexibleVersion};
+use crate::documents::extensions::{DocumentError, ExtensionState, FlexibleVersion};
 use crate::documents::xml::{self, Element};
 
 const DOC: &str = "PluginVersionManifest";
@@ -40,15 +40,10 @@ pub enum VersionSelectionError {
 
 /// Parse an extension or agent manifest. A package whose `Version` is missing or not a dotted
 /// number is rejected with the element named: every package must be comparable.
-pub fn parse_manifest(text: &str) -> Result<PluginVersionManifest, ExtensionsError> {
-    let root = xml::parse_platform(text)
-        .map_err(|e| ExtensionsError::Xml { document: DOC, reason: e.to_string() })?;
+pub fn parse_manifest(text: &str) -> Result<PluginVersionManifest, DocumentError> {
+    let root = xml::parse_platform(text).map_err(|e| DocumentError::xml(DOC, e))?;
     if root.name != DOC {
-        return Err(ExtensionsError::UnexpectedRoot {
-            document: DOC,
-            expected: DOC,
-            found: root.name.clone(),
-        });
+        return Err(DocumentError::UnexpectedRoot { document: DOC, expected: DOC, found: root.name.clone() });
     }
     let mut packages = Vec::new();
     for (list, internal) in [("Plugins", false), ("InternalPlugins", true)] {
@@ -60,13 +55,13 @@ pub fn parse_manifest(text: &str) -> Result<PluginVersionManifest, ExtensionsErr
     Ok(PluginVersionManifest { packages })
 }
 
-fn parse_package(p: &Element, is_internal: bool, path: &str) -> Result<ManifestPackage, ExtensionsError> {
+fn parse_package(p: &Element, is_internal: bool, path: &str) -> Result<ManifestPackage, DocumentError> {
     let text = p
         .child_text("Version")
-        .ok_or_else(|| ExtensionsError::Missing { document: DOC, field: format!("{path}/Version") })?;
-    let version = FlexibleVersion::parse(text).map_err(|why| ExtensionsError::Invalid {
+        .ok_or_else(|| DocumentError::Missing { document: DOC, path: format!("{path}/Version") })?;
+    let version = FlexibleVersion::parse(text).map_err(|why| DocumentError::Invalid {
         document: DOC,
-        field: format!("{path}/Version"),
+        path: format!("{path}/Version"),
         why,
     })?;
     Ok(ManifestPackage {
@@ -146,12 +141,11 @@ impl ExtensionImage {
 }
 
 /// Parse an `ExtensionImage` document; `ProviderNameSpace`, `Type` and `Version` are required.
-pub fn parse_extension_image(text: &str) -> Result<ExtensionImage, ExtensionsError> {
+pub fn parse_extension_image(text: &str) -> Result<ExtensionImage, DocumentError> {
     const IDOC: &str = "ExtensionImage";
-    let root = xml::parse_platform(text)
-        .map_err(|e| ExtensionsError::Xml { document: IDOC, reason: e.to_string() })?;
+    let root = xml::parse_platform(text).map_err(|e| DocumentError::xml(IDOC, e))?;
     if root.name != IDOC {
-        return Err(ExtensionsError::UnexpectedRoot {
+        return Err(DocumentError::UnexpectedRoot {
             document: IDOC,
             expected: IDOC,
             found: root.name.clone(),
@@ -160,7 +154,7 @@ pub fn parse_extension_image(text: &str) -> Result<ExtensionImage, ExtensionsErr
     let req = |n: &str| {
         root.child_text(n)
             .map(str::to_string)
-            .ok_or_else(|| ExtensionsError::Missing { document: IDOC, field: format!("{IDOC}/{n}") })
+            .ok_or_else(|| DocumentError::Missing { document: IDOC, path: format!("{IDOC}/{n}") })
     };
     let flag = |n: &str| root.child_text(n).is_some_and(|t| t.eq_ignore_ascii_case("true"));
     Ok(ExtensionImage {
@@ -212,6 +206,6 @@ mod tests {
         let no_version = "<PluginVersionManifest><Plugins><Plugin/></Plugins></PluginVersionManifest>";
         assert!(parse_manifest(no_version).unwrap_err().to_string().contains("Plugins/Plugin[0]/Version"));
         let bad = "<PluginVersionManifest><Plugins><Plugin><Version>x</Version></Plugin></Plugins></PluginVersionManifest>";
-        assert!(matches!(parse_manifest(bad), Err(ExtensionsError::Invalid { .. })));
+        assert!(matches!(parse_manifest(bad), Err(DocumentError::Invalid { .. })));
     }
 }

@@ -19,7 +19,7 @@
 //! * `version`: dotted versions compared as waagent compares them ([`FlexibleVersion`]).
 //!
 //! Every parser takes the document as text or bytes, never panics, and returns a typed
-//! [`ExtensionsError`] naming the document and the field that is wrong. A problem that belongs to
+//! [`DocumentError`] naming the document and the field that is wrong. A problem that belongs to
 //! one handler of a goal state does not reject the document: it is recorded on that handler
 //! ([`Extension::failure`]) with waagent's message, and the rest of the goal state is used.
 //! Protected settings are held in [`Secret`](crate::base::secret::Secret) and serialize as `<redacted>`.
@@ -54,43 +54,8 @@ pub use status::{parse_heartbeat, parse_status_file, ExtensionStatus, Heartbeat}
 pub use version::FlexibleVersion;
 pub use vm_settings::{parse_vm_settings, VmSettingsDocument, MIN_HOST_GA_PLUGIN_VERSION};
 
-/// Why an extensions document was rejected as a whole. `document` names the kind of document
-/// (`ExtensionsConfig`, `vmSettings`, `HandlerManifest.json`, ...), `field` a `/`-separated path.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ExtensionsError {
-    /// Not well-formed XML.
-    #[error("{document}: not well-formed XML: {reason}")]
-    Xml { document: &'static str, reason: String },
-    /// Not valid JSON (or not UTF-8).
-    #[error("{document}: not valid JSON: {reason}")]
-    Json { document: &'static str, reason: String },
-    /// The root element is not the one this document has.
-    #[error("{document}: root element is <{found}>, expected <{expected}>")]
-    UnexpectedRoot { document: &'static str, expected: &'static str, found: String },
-    /// A required field or element is absent (or null).
-    #[error("{document}: missing {field}")]
-    Missing { document: &'static str, field: String },
-    /// A field of the wrong JSON type or an unusable value. `value` is a short excerpt, never a
-    /// secret.
-    #[error("{document}: {field} is invalid: {why}")]
-    Invalid { document: &'static str, field: String, why: String },
-}
-
-impl ExtensionsError {
-    /// Short text for a status report.
-    pub fn reason(&self) -> String {
-        self.to_string()
-    }
-}
-
-/// A short, printable excerpt of a value for an error message (never used for secrets).
-pub(crate) fn excerpt(value: &str) -> String {
-    let mut s: String = value.chars().take(80).collect();
-    if value.chars().count() > 80 {
-        s.push_str("...");
-    }
-    s
-}
+pub(crate) use crate::documents::error::excerpt;
+pub use crate::documents::error::DocumentError;
 
 /// Serialize a secret as `<redacted>` (the value itself is never shown).
 pub(crate) fn serialize_redacted<S: serde::Serializer, T>(_: &T, s: S) -> Result<S::Ok, S::Error> {

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::documents::extensions::ExtensionsError;
+use crate::documents::extensions::DocumentError;
 
 /// Status files above this size get their messages truncated and substatus dropped.
 pub const MAX_STATUS_FILE_SIZE: usize = 128 * 1024;
@@ -264,20 +264,19 @@ impl Heartbeat {
 }
 
 /// Parse `heartbeat.log`: `[{"heartbeat": {"status", "code", "formattedMessage"}}]`.
-pub fn parse_heartbeat(text: &str) -> Result<Heartbeat, ExtensionsError> {
+pub fn parse_heartbeat(text: &str) -> Result<Heartbeat, DocumentError> {
     const DOC: &str = "heartbeat.log";
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let v: Value = serde_json::from_str(text)
-        .map_err(|e| ExtensionsError::Json { document: DOC, reason: e.to_string() })?;
+    let v: Value = serde_json::from_str(text).map_err(|e| DocumentError::json(DOC, e))?;
     let hb = v
         .get(0)
         .and_then(|e| e.get("heartbeat"))
         .and_then(Value::as_object)
-        .ok_or_else(|| ExtensionsError::Missing { document: DOC, field: "[0]/heartbeat".into() })?;
+        .ok_or_else(|| DocumentError::Missing { document: DOC, path: "[0]/heartbeat".into() })?;
     let status = hb
         .get("status")
         .and_then(Value::as_str)
-        .ok_or_else(|| ExtensionsError::Missing { document: DOC, field: "[0]/heartbeat/status".into() })?;
+        .ok_or_else(|| DocumentError::Missing { document: DOC, path: "[0]/heartbeat/status".into() })?;
     Ok(Heartbeat {
         status: status.to_string(),
         code: code_of(hb.get("code")),

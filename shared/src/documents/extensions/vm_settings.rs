@@ -17,7 +17,7 @@ use crate::documents::extensions::extensions_goal_state::{
     ExtensionsGoalState, GoalStateChannel, GoalStateSource, HandlerConfigError, StatusBlobType,
     StatusUploadBlob, NULL_GUID,
 };
-use crate::documents::extensions::{ExtensionsError, FlexibleVersion};
+use crate::documents::extensions::{DocumentError, FlexibleVersion};
 
 const DOC: &str = "vmSettings";
 
@@ -77,15 +77,14 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-fn invalid(field: &str, why: impl Into<String>) -> ExtensionsError {
-    ExtensionsError::Invalid { document: DOC, field: field.to_string(), why: why.into() }
+fn invalid(field: &str, why: impl Into<String>) -> DocumentError {
+    DocumentError::Invalid { document: DOC, path: field.to_string(), why: why.into() }
 }
 
 /// Parse a vmSettings body served with `etag` (the goal state's ID becomes `etag_<etag>`).
-pub fn parse_vm_settings(text: &str, etag: &str) -> Result<VmSettingsDocument, ExtensionsError> {
+pub fn parse_vm_settings(text: &str, etag: &str) -> Result<VmSettingsDocument, DocumentError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let root: Value = serde_json::from_str(text)
-        .map_err(|e| ExtensionsError::Json { document: DOC, reason: e.to_string() })?;
+    let root: Value = serde_json::from_str(text).map_err(|e| DocumentError::json(DOC, e))?;
     let obj = root
         .as_object()
         .ok_or_else(|| invalid("(root)", format!("is {}, expected an object", kind(&root))))?;
@@ -120,9 +119,9 @@ pub fn parse_vm_settings(text: &str, etag: &str) -> Result<VmSettingsDocument, E
     let status_upload_blob = match get(obj, "statusUploadBlob") {
         None => None,
         Some(Value::Object(b)) => {
-            let url = get_str(b, "value").ok_or_else(|| ExtensionsError::Missing {
+            let url = get_str(b, "value").ok_or_else(|| DocumentError::Missing {
                 document: DOC,
-                field: "statusUploadBlob/value".into(),
+                path: "statusUploadBlob/value".into(),
             })?;
             Some(StatusUploadBlob {
                 url: url.to_string(),
@@ -180,11 +179,11 @@ pub fn parse_vm_settings(text: &str, etag: &str) -> Result<VmSettingsDocument, E
     })))
 }
 
-fn parse_family(i: usize, f: &Value) -> Result<AgentFamily, ExtensionsError> {
+fn parse_family(i: usize, f: &Value) -> Result<AgentFamily, DocumentError> {
     let field = format!("gaFamilies[{i}]");
     let f = f.as_object().ok_or_else(|| invalid(&field, format!("is {}, expected an object", kind(f))))?;
     let name = get_str(f, "name")
-        .ok_or_else(|| ExtensionsError::Missing { document: DOC, field: format!("{field}/name") })?;
+        .ok_or_else(|| DocumentError::Missing { document: DOC, path: format!("{field}/name") })?;
     let uris = match get(f, "uris") {
         None => Vec::new(),
         Some(Value::Array(u)) => u.iter().filter_map(Value::as_str).map(str::to_string).collect(),
@@ -494,11 +493,11 @@ mod tests {
 
     #[test]
     fn document_errors() {
-        assert!(matches!(parse_vm_settings("[", "e"), Err(ExtensionsError::Json { .. })));
-        assert!(matches!(parse_vm_settings("[]", "e"), Err(ExtensionsError::Invalid { .. })));
+        assert!(matches!(parse_vm_settings("[", "e"), Err(DocumentError::Json { .. })));
+        assert!(matches!(parse_vm_settings("[]", "e"), Err(DocumentError::Invalid { .. })));
         let bad = "{\"hostGAPluginVersion\":\"1.0.8.133\",\"extensionGoalStates\":{}}";
         assert!(parse_vm_settings(bad, "e").unwrap_err().to_string().contains("extensionGoalStates"));
         let no_value = "{\"hostGAPluginVersion\":\"1.0.8.133\",\"statusUploadBlob\":{}}";
-        assert!(matches!(parse_vm_settings(no_value, "e"), Err(ExtensionsError::Missing { .. })));
+        assert!(matches!(parse_vm_settings(no_value, "e"), Err(DocumentError::Missing { .. })));
     }
 }

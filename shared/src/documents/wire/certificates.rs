@@ -5,7 +5,7 @@
 
 use base64::Engine;
 
-use crate::documents::wire::{parse_root, Cursor, WireError};
+use crate::documents::wire::{parse_root, Cursor, DocumentError};
 
 const DOC: &str = "CertificateFile";
 
@@ -36,24 +36,22 @@ pub enum CertificatesPayload {
 
 impl Certificates {
     /// Decide on the payload and decode its base64. Invalid base64 is an error naming `Data`.
-    pub fn payload(&self) -> Result<CertificatesPayload, WireError> {
+    pub fn payload(&self) -> Result<CertificatesPayload, DocumentError> {
         let Some(data) = self.data.as_deref() else { return Ok(CertificatesPayload::None) };
         if let Some(format) = self.format.as_deref().filter(|f| *f != PFX_FORMAT) {
             return Ok(CertificatesPayload::UnsupportedFormat(format.to_string()));
         }
         base64::engine::general_purpose::STANDARD.decode(data).map(CertificatesPayload::Pkcs7Pfx).map_err(
-            |_| WireError::InvalidValue {
-                document: DOC,
-                element: "CertificateFile/Data".into(),
-                value: data.chars().take(40).collect(),
-                why: "not valid base64",
+            |_| {
+                let value: String = data.chars().take(40).collect();
+                DocumentError::invalid(DOC, "CertificateFile/Data", format!("{value:?}: not valid base64"))
             },
         )
     }
 }
 
 /// Parse a `CertificateFile` document.
-pub fn parse_certificates(text: &str) -> Result<Certificates, WireError> {
+pub fn parse_certificates(text: &str) -> Result<Certificates, DocumentError> {
     let root = parse_root(text, DOC)?;
     let doc = Cursor::new(DOC, &root);
     let data = root
@@ -79,22 +77,18 @@ pub struct CertificateSummary {
 
 /// Parse a certificate summary (`Certificates.json`): a JSON array of [`CertificateSummary`].
 /// Thumbprints must be 40 hex digits (normalised to upper case); unknown keys are ignored.
-pub fn parse_certificate_summary(text: &str) -> Result<Vec<CertificateSummary>, WireError> {
+pub fn parse_certificate_summary(text: &str) -> Result<Vec<CertificateSummary>, DocumentError> {
     const DOC: &str = "Certificates.json";
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| WireError::Json { document: DOC, reason: e.to_string() })?;
-    let invalid = |element: String, value: &serde_json::Value, why| WireError::InvalidValue {
-        document: DOC,
-        element,
-        value: value.to_string().chars().take(80).collect(),
-        why,
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| DocumentError::json(DOC, e))?;
+    let invalid = |element: String, value: &serde_json::Value, why: &str| {
+        DocumentError::invalid(DOC, element, format!("{}: {why}", super::excerpt(&value.to_string())))
     };
     let items = value.as_array().ok_or_else(|| invalid(String::new(), &value, "expected an array"))?;
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let field = |name: &str| {
             item.get(name)
-                .ok_or_else(|| WireError::MissingElement { document: DOC, element: format!("[{i}].{name}") })
+                .ok_or_else(|| DocumentError::Missing { document: DOC, path: format!("[{i}].{name}") })
         };
         let tp = field("thumbprint")?;
         let thumbprint = tp
@@ -125,22 +119,22 @@ mod tests {
             parse_certificates(&doc("<Format>Pkcs7BlobWithPfxContents</Format><Data>AAEC\n  Aw==\n</Data>"))
                 .unwrap();
         assert_eq!(pfx.incarnation.as_deref(), Some("3"));
-        assert_eq!(pfx.payload(), Ok(CertificatesPayload::Pkcs7Pfx(vec![0, 1, 2, 3])));
+        assert_eq!(pfx.payload().ok(), Some(CertificatesPayload::Pkcs7Pfx(vec![0, 1, 2, 3])));
         let no_format = parse_certificates(&doc("<Format></Format><Data>AAEC</Data>")).unwrap();
         assert_eq!(no_format.format, None);
-        assert_eq!(no_format.payload(), Ok(CertificatesPayload::Pkcs7Pfx(vec![0, 1, 2])));
+        assert_eq!(no_format.payload().ok(), Some(CertificatesPayload::Pkcs7Pfx(vec![0, 1, 2])));
         let other =
             parse_certificates(&doc("<Format>CertificatesNonPfxPackage</Format><Data>NotPFXData</Data>"))
                 .unwrap();
         assert_eq!(
-            other.payload(),
-            Ok(CertificatesPayload::UnsupportedFormat("CertificatesNonPfxPackage".into()))
+            other.payload().ok(),
+            Some(CertificatesPayload::UnsupportedFormat("CertificatesNonPfxPackage".into()))
         );
         let none = parse_certificates(&doc("<Format>Pkcs7BlobWithPfxContents</Format>")).unwrap();
-        assert_eq!(none.payload(), Ok(CertificatesPayload::None));
+        assert_eq!(none.payload().ok(), Some(CertificatesPayload::None));
         let bad = parse_certificates(&doc("<Data>!!!</Data>")).unwrap();
         assert!(
-            matches!(bad.payload(), Err(WireError::InvalidValue { ref element, .. }) if element == "CertificateFile/Data")
+            matches!(bad.payload(), Err(DocumentError::Invalid { ref path, .. }) if path == "CertificateFile/Data")
         );
     }
 

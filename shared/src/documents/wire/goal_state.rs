@@ -2,11 +2,11 @@
 //!
 //! Required: `Incarnation` (an integer), `Container/ContainerId`, and the first
 //! `Container/RoleInstanceList/RoleInstance` with its `InstanceId`. A goal state without any
-//! `RoleInstance` yields [`WireError::MissingRoleInstance`] so the caller can fetch it again.
+//! `RoleInstance` yields [`DocumentError::MissingRoleInstance`] so the caller can fetch it again.
 //! Every sub-document URL is optional (ExtensionsConfig and Certificates are often absent);
 //! URLs are trimmed and entity-unescaped, and otherwise used verbatim.
 
-use crate::documents::wire::{parse_root, Cursor, WireError};
+use crate::documents::wire::{parse_root, Cursor, DocumentError};
 
 const DOC: &str = "GoalState";
 
@@ -49,7 +49,7 @@ impl GoalState {
 }
 
 /// Parse a goal-state document.
-pub fn parse_goal_state(text: &str) -> Result<GoalState, WireError> {
+pub fn parse_goal_state(text: &str) -> Result<GoalState, DocumentError> {
     let root = parse_root(text, DOC)?;
     let gs = Cursor::new(DOC, &root);
     let incarnation = gs.require_u64("Incarnation", "GoalState/Incarnation")?;
@@ -60,7 +60,7 @@ pub fn parse_goal_state(text: &str) -> Result<GoalState, WireError> {
         .child("RoleInstanceList")
         .and_then(|list| list.child("RoleInstance"))
         .map(|element| Cursor::new(DOC, element))
-        .ok_or(WireError::MissingRoleInstance { incarnation })?;
+        .ok_or(DocumentError::MissingRoleInstance { incarnation })?;
     let role_instance_id = instance
         .require_text("InstanceId", "GoalState/Container/RoleInstanceList/RoleInstance/InstanceId")?
         .to_string();
@@ -129,23 +129,26 @@ mod tests {
     #[test]
     fn missing_pieces_are_named() {
         let no_instances = parse_goal_state(&doc("<ContainerId>c-1</ContainerId>")).unwrap_err();
-        assert_eq!(no_instances, WireError::MissingRoleInstance { incarnation: 7 });
+        assert!(
+            matches!(no_instances, DocumentError::MissingRoleInstance { incarnation: 7 }),
+            "{no_instances}"
+        );
         let no_container_id = parse_goal_state(&doc(&INSTANCE.replace("<ContainerId>c-1</ContainerId>", "")));
         assert!(
-            matches!(no_container_id, Err(WireError::MissingElement { ref element, .. }) if element.ends_with("ContainerId"))
+            matches!(no_container_id, Err(DocumentError::Missing { ref path, .. }) if path.ends_with("ContainerId"))
         );
         let empty_id = parse_goal_state(&doc(
             &INSTANCE.replace("<InstanceId>i-1</InstanceId>", "<InstanceId> </InstanceId>")
         ));
         assert!(
-            matches!(empty_id, Err(WireError::EmptyElement { ref element, .. }) if element.ends_with("InstanceId"))
+            matches!(empty_id, Err(DocumentError::Empty { ref path, .. }) if path.ends_with("InstanceId"))
         );
         let bad_inc = parse_goal_state(&doc(INSTANCE).replace(" 7 ", "seven")).unwrap_err();
         assert!(
-            matches!(bad_inc, WireError::InvalidValue { ref element, .. } if element == "GoalState/Incarnation")
+            matches!(bad_inc, DocumentError::Invalid { ref path, .. } if path == "GoalState/Incarnation")
         );
         let wrong_root = parse_goal_state("<Versions/>").unwrap_err();
-        assert!(matches!(wrong_root, WireError::UnexpectedRoot { ref found, .. } if found == "Versions"));
-        assert!(matches!(parse_goal_state("random non-xml data"), Err(WireError::Xml { .. })));
+        assert!(matches!(wrong_root, DocumentError::UnexpectedRoot { ref found, .. } if found == "Versions"));
+        assert!(matches!(parse_goal_state("random non-xml data"), Err(DocumentError::Xml { .. })));
     }
 }

@@ -2,7 +2,7 @@
 //! (wire.md §4.3). waagent uses it only for telemetry: the VM name, role name and deployment name.
 //! All of these are optional here; only the root element is required.
 
-use crate::documents::wire::{attr_string, parse_root, WireError};
+use crate::documents::wire::{attr_string, parse_root, DocumentError};
 
 const DOC: &str = "HostingEnvironmentConfig";
 
@@ -42,7 +42,7 @@ impl StoredCertificate {
 }
 
 /// Parse a HostingEnvironmentConfig document.
-pub fn parse_hosting_env(text: &str) -> Result<HostingEnvironmentConfig, WireError> {
+pub fn parse_hosting_env(text: &str) -> Result<HostingEnvironmentConfig, DocumentError> {
     let root = parse_root(text, DOC)?;
     let stored_certificates = root
         .child("StoredCertificates")
@@ -89,7 +89,7 @@ mod tests {
         let hec = parse_hosting_env("<HostingEnvironmentConfig/>").unwrap();
         assert_eq!(hec.vm_name, None);
         assert!(hec.stored_certificates.is_empty());
-        assert!(matches!(parse_hosting_env("<SharedConfig/>"), Err(WireError::UnexpectedRoot { .. })));
-        assert!(matches!(parse_hosting_env("<HostingEnvironmentConfig>"), Err(WireError::Xml { .. })));
+        assert!(matches!(parse_hosting_env("<SharedConfig/>"), Err(DocumentError::UnexpectedRoot { .. })));
+        assert!(matches!(parse_hosting_env("<HostingEnvironmentConfig>"), Err(DocumentError::Xml { .. })));
     }
 }

@@ -3,7 +3,7 @@
 //! [`Secret`] and never printed or serialised.
 
 use crate::base::secret::Secret;
-use crate::documents::wire::{parse_root, Cursor, WireError};
+use crate::documents::wire::{parse_root, Cursor, DocumentError};
 
 const DOC: &str = "RemoteAccess";
 
@@ -31,7 +31,7 @@ pub struct RemoteAccessUser {
 }
 
 /// Parse a RemoteAccess document. A user without `Name` or `Password` is an error naming it.
-pub fn parse_remote_access(text: &str) -> Result<RemoteAccess, WireError> {
+pub fn parse_remote_access(text: &str) -> Result<RemoteAccess, DocumentError> {
     let root = parse_root(text, DOC)?;
     let doc = Cursor::new(DOC, &root);
     let mut users = Vec::new();

@@ -5,7 +5,7 @@
 
 use std::net::Ipv4Addr;
 
-use crate::documents::wire::{attr_string, parse_root, WireError};
+use crate::documents::wire::{attr_string, parse_root, DocumentError};
 
 const DOC: &str = "SharedConfig";
 
@@ -69,15 +69,15 @@ impl SharedConfig {
 }
 
 /// Parse a SharedConfig document. An `Instance` without `@id` is an error naming it.
-pub fn parse_shared_config(text: &str) -> Result<SharedConfig, WireError> {
+pub fn parse_shared_config(text: &str) -> Result<SharedConfig, DocumentError> {
     let root = parse_root(text, DOC)?;
     let mut instances = Vec::new();
     for (index, inst) in
         root.child("Instances").into_iter().flat_map(|i| i.children_named("Instance")).enumerate()
     {
-        let id = attr_string(inst, "id").ok_or_else(|| WireError::MissingElement {
+        let id = attr_string(inst, "id").ok_or_else(|| DocumentError::Missing {
             document: DOC,
-            element: format!("SharedConfig/Instances/Instance[{index}]/@id"),
+            path: format!("SharedConfig/Instances/Instance[{index}]/@id"),
         })?;
         let input_endpoints = inst
             .child("InputEndpoints")

@@ -2,7 +2,7 @@
 //! Version strings are opaque: they are compared as text, never parsed as dates (the real list
 //! contains `2010-28-10`).
 
-use crate::documents::wire::{parse_root, WireError};
+use crate::documents::wire::{parse_root, DocumentError};
 
 const DOC: &str = "Versions";
 
@@ -26,7 +26,7 @@ impl Versions {
 }
 
 /// Parse a `Versions` document. Empty `Version` elements are skipped.
-pub fn parse_versions(text: &str) -> Result<Versions, WireError> {
+pub fn parse_versions(text: &str) -> Result<Versions, DocumentError> {
     let root = parse_root(text, DOC)?;
     let preferred = root.child("Preferred").and_then(|p| p.child_text("Version")).map(str::to_string);
     let supported = root
