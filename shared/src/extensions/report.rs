@@ -224,12 +224,15 @@ fn one(
     let Some(dir) = installed else {
         return base(h, &h.version, "NotReady", 0, Some("Plugin is not installed yet".into()));
     };
-    let (mut st, written) = match dir.status() {
+    let handler_status = dir.status();
+    let has_handler_status = handler_status.is_some();
+    let (mut st, written) = match handler_status {
         Some((file, mtime)) => (base(h, dir.version(), &file.status, file.code, file.message), mtime),
         None => (base(h, dir.version(), "NotReady", 0, None), SystemTime::UNIX_EPOCH),
     };
-    if dir.manifest().is_ok_and(|m| m.report_heartbeat) {
-        if let Some(hb) = dir.heartbeat(now) {
+    // The heartbeat file first: most handlers write none, and then the manifest is not read.
+    if let Some(hb) = dir.heartbeat(now) {
+        if dir.manifest().is_ok_and(|m| m.report_heartbeat) {
             st.status = hb.status;
             st.code = hb.code;
             if let Some(m) = hb.message {
@@ -237,7 +240,7 @@ fn one(
             }
         }
     }
-    if h.state == Some(ExtensionState::Enabled) && dir.status().is_some() {
+    if h.state == Some(ExtensionState::Enabled) && has_handler_status {
         let (status, time) = match dir.read_status(ext, seq) {
             Some((Ok(status), mtime)) => (status, mtime),
             Some((Err(e), mtime)) => (e.to_status(&dir.full_name(), seq), mtime),
