@@ -162,7 +162,10 @@ impl From<TooLarge> for io::Error {
 /// Read at most `doc`'s limit from `reader`; more is an [`io::ErrorKind::InvalidData`] error whose
 /// inner error is a [`TooLarge`].
 pub fn read_limited(reader: impl Read, doc: Document) -> io::Result<Vec<u8>> {
-    let mut out = Vec::new();
+    read_limited_into(reader, doc, Vec::new())
+}
+
+fn read_limited_into(reader: impl Read, doc: Document, mut out: Vec<u8>) -> io::Result<Vec<u8>> {
     reader.take(doc.limit() + 1).read_to_end(&mut out)?;
     if out.len() as u64 > doc.limit() {
         return Err(doc.too_large().into());
@@ -172,12 +175,16 @@ pub fn read_limited(reader: impl Read, doc: Document) -> io::Result<Vec<u8>> {
 
 /// Read the file `path` holding a `doc`, refusing one over the limit without reading it all (the
 /// size is checked first, and the read stops one byte past the limit in case it grows meanwhile).
+/// The buffer is sized from that check, so a small file takes one read and the one that finds
+/// its end.
 pub fn read_file(path: &Path, doc: Document) -> io::Result<Vec<u8>> {
     let file = std::fs::File::open(path)?;
-    if file.metadata()?.len() > doc.limit() {
+    let len = file.metadata()?.len();
+    if len > doc.limit() {
         return Err(doc.too_large().into());
     }
-    read_limited(file, doc)
+    let capacity = usize::try_from(len).unwrap_or(0).saturating_add(1);
+    read_limited_into(file, doc, Vec::with_capacity(capacity))
 }
 
 /// [`read_file`] as UTF-8 text (an error if it is not UTF-8, as `std::fs::read_to_string`).

@@ -84,9 +84,15 @@ pub struct GoalStateTask {
     /// The first run (the first heartbeat is due a heartbeat after it while extensions run).
     started: Option<Instant>,
     seen: Option<Seen>,
+    /// The text of the goal state last taken in completely (an identical answer is not parsed).
+    taken_xml: Option<String>,
+    /// The distribution, as the status document names it (read on the first report).
+    distro: Option<crate::base::distro::Distro>,
     identity: Option<ContainerIdentity>,
     blob: Option<StatusBlob>,
-    last_status: Option<String>,
+    /// The status document last uploaded, without its timestamps (compared, not serialized, on
+    /// every poll).
+    last_status: Option<AggregateStatusDocument>,
     last_upload: Option<Instant>,
     /// The HostGAPlugin's vmSettings (Fast Track): the last ETag, and when to ask again after a
     /// 404 (not supported) or an error.
@@ -135,6 +141,8 @@ impl GoalStateTask {
             initial_done: true,
             started: None,
             seen: None,
+            taken_xml: None,
+            distro: None,
             identity: None,
             blob: None,
             last_status: None,
@@ -190,7 +198,10 @@ impl GoalStateTask {
     }
 
     fn refresh(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
-        let fetched = self.client.goal_state()?;
+        // The same text as the last goal state taken in completely: nothing to parse or compare.
+        let Some(fetched) = self.client.goal_state_unless(self.taken_xml.as_deref())? else {
+            return Ok(());
+        };
         let gs = &fetched.goal_state;
         let now = Seen {
             incarnation: gs.incarnation,
@@ -198,6 +209,7 @@ impl GoalStateTask {
             role_instance_id: gs.role_instance_id.clone(),
         };
         if self.seen.as_ref() == Some(&now) {
+            self.taken_xml = Some(fetched.xml);
             return Ok(());
         }
         log::info!("new goal state: incarnation {} (container {})", now.incarnation, now.container_id);
@@ -266,6 +278,7 @@ impl GoalStateTask {
         env.state.set_goal_state(gs.clone());
         self.seen = Some(now);
         self.changes += 1;
+        self.taken_xml = Some(fetched.xml);
         Ok(())
     }
 
@@ -363,9 +376,11 @@ impl GoalStateTask {
             (p.goal_state.svd_sequence_number, handlers, outcome, p.number)
         });
         env.state.extensions_reported(number);
-        let mut doc = status_document(env, seq, handlers, &outcome, self.vm_settings_supported);
-        let key = doc.to_json().unwrap_or_default();
-        if self.last_status.as_deref() == Some(key.as_str()) && !due {
+        // os-release does not change under a running agent: read once.
+        let distro =
+            self.distro.get_or_insert_with(|| crate::base::distro::Distro::detect(env.host.root)).clone();
+        let mut doc = status_document(env, &distro, seq, handlers, &outcome, self.vm_settings_supported);
+        if self.last_status.as_ref() == Some(&doc) && !due {
             return Ok(());
         }
         let now = timestamp_utc(SystemTime::now());
@@ -380,7 +395,11 @@ impl GoalStateTask {
         if let Err(e) = lib_dir::write_status(self.client.lib_dir(), self.history.as_ref(), body.as_bytes()) {
             self.files_failed("status file", &e);
         }
-        self.last_status = Some(key);
+        doc.timestamp_utc.clear();
+        if let Some(vm) = &mut doc.aggregate_status.vm_artifacts_aggregate_status {
+            vm.goal_state_aggregate_status.timestamp_utc.clear();
+        }
+        self.last_status = Some(doc);
         self.last_upload = Some(Instant::now());
         self.uploads += 1;
         Ok(())
@@ -549,12 +568,12 @@ pub enum GoalStateOutcome {
 /// `fast_track`: the HostGAPlugin serves vmSettings, so `FastTrack` is advertised (§7.4).
 pub fn status_document(
     env: &Env<'_>,
+    distro: &crate::base::distro::Distro,
     in_svd_seq_no: u64,
     handlers: Vec<HandlerAggregateStatus>,
     outcome: &GoalStateOutcome,
     fast_track: bool,
 ) -> AggregateStatusDocument {
-    let distro = crate::base::distro::Distro::detect(env.host.root);
     let hostname =
         std::fs::read_to_string(env.host.root.path("/etc/hostname")).unwrap_or_default().trim().to_string();
     let message = match crate::extensions::report::disabled(env.host.root, env.host.config) {
@@ -601,8 +620,8 @@ pub fn status_document(
         },
         guest_os_info: GuestOsInfo {
             computer_name: hostname,
-            os_name: distro.id,
-            os_version: distro.version_id,
+            os_name: distro.id.clone(),
+            os_version: distro.version_id.clone(),
             version: crate::VERSION.into(),
         },
         supported_features,

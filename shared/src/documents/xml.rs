@@ -328,20 +328,26 @@ fn to_usize(pos: u64) -> usize {
     usize::try_from(pos).unwrap_or(usize::MAX)
 }
 
-/// The namespace bindings in scope: the default namespace's stack of bindings and, for each
-/// prefix, its stack (innermost last; an empty URI undeclares it), and for each open element
-/// what it declared, which closing it takes off again. Resolving an unprefixed element name
-/// costs nothing, a prefixed name one hash lookup.
+/// The namespace bindings in scope: the default namespace's stack of bindings, the prefix
+/// bindings (innermost last; an empty URI undeclares a prefix), and for each open element what
+/// it declared, which closing it takes off again. Resolving an unprefixed element name costs
+/// nothing; a prefixed name is looked up from the innermost binding outwards, through an index
+/// once more than [`Scopes::INDEXED_FROM`] bindings are in scope (so that a document with many
+/// declarations stays linear).
 #[derive(Default)]
 struct Scopes {
     default: Vec<Arc<str>>,
-    bindings: HashMap<Vec<u8>, Vec<Arc<str>>>,
+    bindings: Vec<(Box<[u8]>, Arc<str>)>,
+    /// For each prefix, the positions of its bindings in `bindings`, innermost last.
+    index: Option<HashMap<Box<[u8]>, Vec<usize>>>,
     /// Per open element that declared namespaces: its depth, whether it declared the default
-    /// namespace, and the prefixes it declared.
-    declared: Vec<(usize, bool, Vec<Vec<u8>>)>,
+    /// namespace, and how many prefix bindings were in scope before it.
+    declared: Vec<(usize, bool, usize)>,
 }
 
 impl Scopes {
+    const INDEXED_FROM: usize = 16;
+
     /// Open an element: apply its namespace declarations (`xmlns`, `xmlns:p`; checked as XML
     /// Namespaces requires).
     fn push(&mut self, declarations: Vec<(&[u8], String)>, depth: usize) -> Result<(), String> {
@@ -349,7 +355,7 @@ impl Scopes {
             return Ok(());
         }
         let mut default = false;
-        let mut prefixes = Vec::new();
+        let before = self.bindings.len();
         for (key, uri) in declarations {
             let prefix = key.strip_prefix(b"xmlns:").unwrap_or(b"");
             match prefix {
@@ -368,11 +374,22 @@ impl Scopes {
                 self.default.push(Arc::from(uri));
                 default = true;
             } else {
-                self.bindings.entry(prefix.to_vec()).or_default().push(Arc::from(uri));
-                prefixes.push(prefix.to_vec());
+                self.bindings.push((prefix.into(), Arc::from(uri)));
+                let at = self.bindings.len() - 1;
+                match &mut self.index {
+                    Some(index) => index.entry(prefix.into()).or_default().push(at),
+                    None if self.bindings.len() > Self::INDEXED_FROM => {
+                        let mut index: HashMap<Box<[u8]>, Vec<usize>> = HashMap::new();
+                        for (i, (p, _)) in self.bindings.iter().enumerate() {
+                            index.entry(p.clone()).or_default().push(i);
+                        }
+                        self.index = Some(index);
+                    }
+                    None => {}
+                }
             }
         }
-        self.declared.push((depth, default, prefixes));
+        self.declared.push((depth, default, before));
         Ok(())
     }
 
@@ -381,17 +398,28 @@ impl Scopes {
         if self.declared.last().is_none_or(|(d, ..)| *d != depth) {
             return;
         }
-        let (_, default, prefixes) = self.declared.pop().unwrap_or_default();
+        let (_, default, before) = self.declared.pop().unwrap_or_default();
         if default {
             self.default.pop();
         }
-        for prefix in prefixes {
-            if let Some(stack) = self.bindings.get_mut(&prefix) {
-                stack.pop();
-                if stack.is_empty() {
-                    self.bindings.remove(&prefix);
+        if let Some(index) = &mut self.index {
+            for (prefix, _) in &self.bindings[before..] {
+                if let Some(positions) = index.get_mut(prefix) {
+                    positions.pop();
+                    if positions.is_empty() {
+                        index.remove(prefix);
+                    }
                 }
             }
+        }
+        self.bindings.truncate(before);
+    }
+
+    /// The innermost binding of `prefix`.
+    fn lookup(&self, prefix: &[u8]) -> Option<&Arc<str>> {
+        match &self.index {
+            Some(index) => index.get(prefix).and_then(|p| p.last()).map(|&i| &self.bindings[i].1),
+            None => self.bindings.iter().rev().find(|(p, _)| **p == *prefix).map(|(_, uri)| uri),
         }
     }
 
@@ -413,7 +441,7 @@ impl Scopes {
         if prefix == b"xml" {
             return Ok((Some(Arc::from(XML_NS)), local));
         }
-        match self.bindings.get(prefix).and_then(|stack| stack.last()) {
+        match self.lookup(prefix) {
             Some(uri) if !uri.is_empty() => Ok((Some(uri.clone()), local)),
             _ if prefix.is_empty() || prefixes == Prefixes::Lenient => Ok((None, local)),
             _ => Err(format!("undeclared namespace prefix {:?}", String::from_utf8_lossy(prefix))),
@@ -765,6 +793,26 @@ mod tests {
         assert_eq!(texts, ["  x y  ", " ", "\n", "1 & 2"]);
         let mixed = parse("<m>one <i/> two<j/>  </m>", LENIENT).expect("parse");
         assert_eq!(mixed.text, "one  two", "text next to children is kept, whitespace-only runs are not");
+    }
+
+    #[test]
+    fn prefixes_resolve_to_the_innermost_binding_with_few_or_many_in_scope() {
+        for count in [2, 40] {
+            let decls: String = (0..count).map(|i| format!(" xmlns:p{i}=\"urn:outer{i}\"")).collect();
+            let doc = format!(
+                "<r{decls}><c xmlns:p1=\"urn:inner\"><p1:g/></c><p1:s/><c xmlns:p1=\"\"><p1:u/></c></r>"
+            );
+            let root = parse(&doc, LENIENT).expect("parse");
+            let g = &root.children[0].children[0];
+            assert_eq!(g.namespace.as_deref(), Some("urn:inner"), "{count}: the child's own binding");
+            assert_eq!(
+                root.children[1].namespace.as_deref(),
+                Some("urn:outer1"),
+                "{count}: back out of scope"
+            );
+            let u = &root.children[2].children[0];
+            assert_eq!(u.namespace, None, "{count}: undeclared again (lenient)");
+        }
     }
 
     #[test]

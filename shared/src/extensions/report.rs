@@ -17,7 +17,7 @@ use crate::documents::extensions::status::{
     ExtensionStatus, ExtensionStatusReport, FormattedMessage, HandlerAggregateStatus, RuntimeSettingsStatus,
     SettingsStatus, StatusValue,
 };
-use crate::extensions::handler::{installed_versions, HandlerDir, HandlerState};
+use crate::extensions::handler::{installed_versions, HandlerDir, HandlerState, HandlerStatusFile};
 use crate::extensions::lifecycle::Extensions;
 
 /// Why extensions are not processed at all, if they are not.
@@ -143,10 +143,16 @@ fn statuses_of(
         // The requested version when it has a status of its own (e.g. a failed update), else the
         // installed one. A handler whose name or version the parser refused has nothing on disk
         // and nothing is looked up for it.
+        // Its handler status file is read here, once for all its extensions.
         let installed = match HandlerDir::new(&lib, &logs, &h.name, &h.version) {
             Err(_) => None,
-            Ok(requested) if requested.exists() && requested.status().is_some() => Some(requested),
-            Ok(_) => installed_versions(&lib, &logs, &h.name).into_iter().next(),
+            Ok(requested) => match requested.exists().then(|| requested.status()).flatten() {
+                Some(status) => Some(Installed { dir: requested, status: Some(status) }),
+                None => installed_versions(&lib, &logs, &h.name).into_iter().next().map(|dir| {
+                    let status = dir.status();
+                    Installed { dir, status }
+                }),
+            },
         };
         if h.state == Some(ExtensionState::Uninstall) && installed.is_none() && off.is_none() {
             continue; // Uninstalled handlers vanish from the list.
@@ -157,7 +163,7 @@ fn statuses_of(
             let ext = s.filter(|_| h.is_multi_config).map(|s| s.name.as_str());
             let disabled_here = s.is_some_and(|s| s.state == ExtensionState::Disabled);
             if let (Some(name), true) = (ext, disabled_here) {
-                if installed.as_ref().is_none_or(|d| d.last_enabled_seq(name).is_none()) {
+                if installed.as_ref().is_none_or(|i| i.dir.last_enabled_seq(name).is_none()) {
                     continue; // Disabled in the goal state and on disk: omitted (§11.1).
                 }
             }
@@ -185,11 +191,17 @@ fn base(
     }
 }
 
+/// A handler's directory on disk and its handler status file as read this time.
+struct Installed {
+    dir: HandlerDir,
+    status: Option<(HandlerStatusFile, SystemTime)>,
+}
+
 fn one(
     h: &Extension,
     s: Option<&ExtensionSettings>,
     ext: Option<&str>,
-    installed: Option<&HandlerDir>,
+    installed: Option<&Installed>,
     state: &Extensions,
     off: Option<Disabled>,
     now: SystemTime,
@@ -216,20 +228,24 @@ fn one(
         return base(h, &h.version, "NotReady", -1, Some(f.to_string()));
     }
     if let Some(f) = state.failure(&h.name, ext) {
-        if installed.is_none_or(|d| d.status().is_none()) || f.code == -1 {
-            let version = installed.map_or(h.version.as_str(), |d| d.version());
+        if installed.is_none_or(|i| i.status.is_none()) || f.code == -1 {
+            let version = installed.map_or(h.version.as_str(), |i| i.dir.version());
             return base(h, version, "NotReady", f.code, Some(f.message.clone()));
         }
     }
-    let Some(dir) = installed else {
+    let Some(Installed { dir, status: handler_status }) = installed else {
         return base(h, &h.version, "NotReady", 0, Some("Plugin is not installed yet".into()));
     };
-    let (mut st, written) = match dir.status() {
-        Some((file, mtime)) => (base(h, dir.version(), &file.status, file.code, file.message), mtime),
+    let has_handler_status = handler_status.is_some();
+    let (mut st, written) = match handler_status {
+        Some((file, mtime)) => {
+            (base(h, dir.version(), &file.status, file.code, file.message.clone()), *mtime)
+        }
         None => (base(h, dir.version(), "NotReady", 0, None), SystemTime::UNIX_EPOCH),
     };
-    if dir.manifest().is_ok_and(|m| m.report_heartbeat) {
-        if let Some(hb) = dir.heartbeat(now) {
+    // The heartbeat file first: most handlers write none, and then the manifest is not read.
+    if let Some(hb) = dir.heartbeat(now) {
+        if dir.manifest().is_ok_and(|m| m.report_heartbeat) {
             st.status = hb.status;
             st.code = hb.code;
             if let Some(m) = hb.message {
@@ -237,7 +253,7 @@ fn one(
             }
         }
     }
-    if h.state == Some(ExtensionState::Enabled) && dir.status().is_some() {
+    if h.state == Some(ExtensionState::Enabled) && has_handler_status {
         let (status, time) = match dir.read_status(ext, seq) {
             Some((Ok(status), mtime)) => (status, mtime),
             Some((Err(e), mtime)) => (e.to_status(&dir.full_name(), seq), mtime),

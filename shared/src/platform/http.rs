@@ -293,7 +293,11 @@ impl Response {
 
     /// The body as text (lossy UTF-8, BOM removed).
     pub fn text(&self) -> String {
-        let text = String::from_utf8_lossy(&self.body);
+        // The strict check first: it is the fast one, and platform documents are valid UTF-8.
+        let text = match std::str::from_utf8(&self.body) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(&self.body),
+        };
         text.strip_prefix('\u{feff}').unwrap_or(&text).to_string()
     }
 }

@@ -55,6 +55,14 @@ impl WireClientError {
     }
 }
 
+/// `goal_state_unless(None)` never answers "the same": there is nothing to be the same as.
+fn unreachable_same() -> Result<FetchedGoalState, WireClientError> {
+    Err(WireClientError::UnexpectedStatus {
+        what: "goal state (answered as unchanged without a previous one)",
+        status: 0,
+    })
+}
+
 /// A goal state with its raw text (for history and `SharedConfig.xml`).
 #[derive(Debug, Clone)]
 pub struct FetchedGoalState {
@@ -164,6 +172,15 @@ impl WireClient {
     /// attempts, 0.5 s apart); a stale answer (410, 400 InvalidContainerConfiguration: the host is
     /// changing the goal state) is fetched again up to [`STALE_RETRIES`] times with doubling delays.
     pub fn goal_state(&self) -> Result<FetchedGoalState, WireClientError> {
+        match self.goal_state_unless(None)? {
+            Some(fetched) => Ok(fetched),
+            None => unreachable_same(),
+        }
+    }
+
+    /// The goal state, or `None` when its text is `last` byte for byte (nothing to parse: an idle
+    /// poll's answer is the same document every time).
+    pub fn goal_state_unless(&self, last: Option<&str>) -> Result<Option<FetchedGoalState>, WireClientError> {
         let url = self.url("/machine/?comp=goalstate");
         let mut stale = 0;
         let mut attempt = 0;
@@ -179,8 +196,11 @@ impl WireClient {
                 other => other?,
             };
             let xml = resp.text();
+            if last == Some(xml.as_str()) {
+                return Ok(None);
+            }
             match parse_goal_state(&xml) {
-                Ok(goal_state) => return Ok(FetchedGoalState { goal_state, xml }),
+                Ok(goal_state) => return Ok(Some(FetchedGoalState { goal_state, xml })),
                 Err(DocumentError::MissingRoleInstance { incarnation })
                     if attempt < self.role_instance_attempts =>
                 {
