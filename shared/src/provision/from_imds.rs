@@ -127,7 +127,7 @@ pub fn run_with(
     let outcome = match &result {
         Ok((lifecycle, later)) => {
             st.lifecycle = lifecycle.clone();
-            st.hand_over(later.clone());
+            st.record_later_steps(later.clone());
             match lifecycle {
                 Lifecycle::Kept { reason, .. } => {
                     log::info!("Nothing provisioned: {reason}");

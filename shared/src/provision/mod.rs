@@ -303,7 +303,7 @@ pub fn run_local(ctx: &Context<'_>, source: &OvfSource) -> Result<LocalOutcome, 
                 st.lifecycle = done.lifecycle.clone();
                 // RSA (and DSA) host keys are left to the host-keys stage, after sshd has started;
                 // keys by certificate thumbprint to the network stage.
-                st.hand_over(done.later.clone());
+                st.record_later_steps(done.later.clone());
             }
             Err(e) => st.local = LocalResult::Failed { step: e.step.clone(), reason: e.reason() },
         }
@@ -1237,7 +1237,7 @@ mod tests {
             key_pair: false,
         };
         state::update(c.host.root, lib, ID, |s| {
-            s.hand_over(Some(plan::LaterSteps {
+            s.record_later_steps(Some(plan::LaterSteps {
                 certificate_keys: vec![key.clone()],
                 user: "u".into(),
                 ..Default::default()

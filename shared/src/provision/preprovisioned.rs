@@ -425,7 +425,7 @@ fn wait_and_provision(
     let old_hostname = crate::host::hostname::kernel_hostname();
     let later = super::provision_from(ctx, vm_id, &mut timings, bytes, &env)?;
     let mut st = State::new(vm_id, Mode::Provision, LocalResult::Done);
-    st.hand_over(Some(later));
+    st.record_later_steps(Some(later));
     super::record(ctx, &lib, st)?;
     clear(ctx.host.root, &lib);
     if ctx.host.root.is_live() && crate::host::hostname::kernel_hostname() != old_hostname {

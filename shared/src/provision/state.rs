@@ -114,7 +114,7 @@ impl State {
     }
 
     /// Record what the plan leaves to the later stages: host keys are pending when it names any.
-    pub fn hand_over(&mut self, later: Option<LaterSteps>) {
+    pub fn record_later_steps(&mut self, later: Option<LaterSteps>) {
         self.host_keys_pending = later.as_ref().is_some_and(|l| !l.host_keys.is_empty());
         self.later = later;
     }
