@@ -128,6 +128,18 @@ pub fn cipher(name: &str) -> Result<Cipher, CertError> {
     }
 }
 
+/// `settings` encrypted as the platform encrypts an extension's protected settings: a CMS
+/// EnvelopedData (DER, AES-256-CBC) addressed to `cert`, base64 without line breaks, the value of
+/// `protectedSettings` beside `protectedSettingsCertThumbprint` naming `cert`. Handlers decrypt it
+/// with that certificate's `<thumbprint>.crt` and `.prv` in `Lib.Dir`
+/// (`openssl cms -decrypt -inform DER -recip <thumb>.crt -inkey <thumb>.prv`).
+pub fn protect(settings: &[u8], cert: &TestCert) -> Result<String, ErrorStack> {
+    let mut recipients = Stack::new()?;
+    recipients.push(cert.cert.clone())?;
+    let cms = CmsContentInfo::encrypt(&recipients, settings, Cipher::aes_256_cbc(), CMSOptions::BINARY)?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(cms.to_der()?))
+}
+
 /// The Certificates document for `incarnation`, encrypting `pfx` to the transport certificate named
 /// by the request headers. With no certificates, the document has no `Data` element.
 pub fn certificates_document(

@@ -19,7 +19,10 @@
 //! serves at `/metadata/reprovisiondata` once a user took a pre-provisioned pool VM over; PUT also
 //! starts a new goal state, incarnation + 1), `GET|PUT|DELETE /__fabric/remoteaccess` (the
 //! RemoteAccess users, see [`remote_access`]; bump the incarnation for the agent to fetch them),
-//! `GET|DELETE /__fabric/traffic` (per listener: connections, requests, bytes each way; [`Traffic`]).
+//! `GET|DELETE /__fabric/traffic` (per listener: connections, requests, bytes each way; [`Traffic`]),
+//! `POST /__fabric/protect` (the body, an extension's protected settings, encrypted to the first
+//! test certificate as the platform encrypts them: [`certs::protect`]; the answer is the
+//! `protectedSettings` value for a document the test then PUTs).
 
 pub mod blob;
 pub mod certs;

@@ -812,6 +812,13 @@ fn control(state: &State, req: &Request) -> Response {
             }
             None => not_found(req),
         },
+        ("POST", "/__fabric/protect") => match state.certs.first() {
+            Some(cert) => match certs::protect(&req.body, cert) {
+                Ok(b64) => Response::text(200, b64),
+                Err(e) => Response::json(500, &json!({ "error": format!("openssl: {e}") })),
+            },
+            None => bad("the scenario has no certificate to encrypt to (\"certificates\": 0)".into()),
+        },
         ("GET", "/__fabric/certificates") => {
             let list: Vec<Value> = state
                 .certs

@@ -84,6 +84,51 @@ fn the_extensions_config_can_be_replaced_at_run_time() {
 }
 
 #[test]
+fn protected_settings_are_encrypted_to_the_first_certificate_as_handlers_decrypt_them() {
+    let f = Fabric::start_builtin().unwrap();
+    let settings = br#"{"username":"newuser","password":"not-in-the-clear"}"#;
+    let r = request(f.wire_addr(), "POST", "/__fabric/protect", &[], settings).unwrap();
+    assert_eq!(r.status, 200);
+    let b64 = r.text();
+    assert!(!b64.contains("not-in-the-clear") && !b64.contains('\n'), "{b64}");
+    let der = base64::engine::general_purpose::STANDARD.decode(&b64).unwrap();
+    let tenant = &f.certificates()[0];
+    let cms = CmsContentInfo::from_der(&der).unwrap();
+    assert_eq!(cms.decrypt(&tenant.key, &tenant.cert).unwrap(), settings.to_vec());
+    // Addressed to the first certificate only: the second one's key does not open it.
+    let other = &f.certificates()[1];
+    let cms = CmsContentInfo::from_der(&der).unwrap();
+    assert!(cms.decrypt(&other.key, &other.cert).is_err());
+    // The way the handlers decrypt it (Azure/azure-linux-extensions, Utils/handlerutil2.py):
+    // the openssl command with the certificate and key files the agent writes to Lib.Dir.
+    let dir = tempfile::tempdir().unwrap();
+    let (crt, prv) = (dir.path().join("t.crt"), dir.path().join("t.prv"));
+    std::fs::write(&crt, tenant.cert.to_pem().unwrap()).unwrap();
+    std::fs::write(&prv, tenant.key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    if let Ok(mut child) = std::process::Command::new("openssl")
+        .args(["cms", "-decrypt", "-inform", "DER", "-recip"])
+        .arg(&crt)
+        .arg("-inkey")
+        .arg(&prv)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+    {
+        child.stdin.take().unwrap().write_all(&der).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        assert_eq!(out.stdout, settings.to_vec());
+    } else {
+        eprintln!("NOTE: no openssl command here: the command-line decryption is not checked");
+    }
+
+    let scenario = wala_fabric::Scenario { certificates: 0, ..wala_fabric::Scenario::builtin().unwrap() };
+    let none = Fabric::start(wala_fabric::FabricConfig::new(scenario)).unwrap();
+    let r = request(none.wire_addr(), "POST", "/__fabric/protect", &[], settings).unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
+}
+
+#[test]
 fn health_reports_are_parsed_in_order_and_other_posts_accepted() {
     let f = Fabric::start_builtin().unwrap();
     let report = |state: &str, details: &str| {
