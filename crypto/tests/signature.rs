@@ -78,8 +78,21 @@ fn manifest() -> wala::documents::extensions::HandlerManifest {
 /// Check `zip` with `signature` against `anchor` in a fresh lib dir: whether the package ended
 /// up recorded as validated.
 fn validated(zip: &Path, signature: &str, anchor: &X509) -> bool {
+    checked(zip, signature, Some(anchor)).0
+}
+
+/// The telemetry events a check queued: (operation, success, message).
+type Events = Vec<(String, bool, String)>;
+
+/// Check `zip` with `signature` against `anchor` (none: no trust anchor file) in a fresh lib dir:
+/// whether the package ended up recorded as validated, and the telemetry events queued, each
+/// checked to name the extension and its version.
+fn checked(zip: &Path, signature: &str, anchor: Option<&X509>) -> (bool, Events) {
     let lib = tempfile::tempdir().expect("tempdir");
-    std::fs::write(lib.path().join(SIGNING_CERTIFICATE_FILE), anchor.to_pem().expect("pem")).expect("anchor");
+    if let Some(anchor) = anchor {
+        std::fs::write(lib.path().join(SIGNING_CERTIFICATE_FILE), anchor.to_pem().expect("pem"))
+            .expect("anchor");
+    }
     let h = wala::documents::extensions::parse_extensions_config(
         &format!(
             r#"<Extensions><Plugins><Plugin name="Contoso.Ext" version="1.0.0" location="https://x/m.xml" state="enabled" encodedSignature="{signature}" /></Plugins></Extensions>"#
@@ -93,7 +106,20 @@ fn validated(zip: &Path, signature: &str, anchor: &X509) -> bool {
     check.validate_package(zip);
     let dir = tempfile::tempdir().expect("tempdir");
     check.after_unpack(dir.path(), &manifest());
-    dir.path().join(VALIDATION_STATE_FILE).exists()
+    let events = wala::platform::telemetry::queued(&wala::base::root::HostRoot::new("/"), lib.path());
+    let events = events
+        .into_iter()
+        .map(|(_, e)| {
+            assert_eq!(e.subject, Some(("Contoso.Ext".to_string(), "1.0.0".to_string())), "{e:?}");
+            (e.operation, e.success, e.message)
+        })
+        .collect();
+    (dir.path().join(VALIDATION_STATE_FILE).exists(), events)
+}
+
+/// The operations and outcomes of `events`.
+fn outline(events: &Events) -> Vec<(&str, bool)> {
+    events.iter().map(|(op, ok, _)| (op.as_str(), *ok)).collect()
 }
 
 #[test]
@@ -105,10 +131,47 @@ fn a_package_signed_under_the_anchor_is_validated_and_anything_else_is_not() {
     std::fs::write(&zip, &content).expect("zip");
     let (ca, signer, signer_key) = pki((-1, 365));
     let signature = sign(&content, &signer, &signer_key);
-    assert!(validated(&zip, &signature, &ca), "a good signature");
+    let (ok, events) = checked(&zip, &signature, Some(&ca));
+    assert!(ok, "a good signature");
+    // waagent's events, in its order: each check's start, then its result.
+    assert_eq!(
+        outline(&events),
+        [
+            ("SignatureValidation", true),
+            ("PackageSignatureResult", true),
+            ("SignatureValidation", true),
+            ("PackageSigningInfoResult", true)
+        ]
+    );
+    assert_eq!(events[1].2, "Successfully validated signature for package 'Contoso.Ext-1.0.0'");
 
     let (other_ca, _, _) = pki((-1, 365));
-    assert!(!validated(&zip, &signature, &other_ca), "another trust anchor");
+    let (ok, events) = checked(&zip, &signature, Some(&other_ca));
+    assert!(!ok, "another trust anchor");
+    // The verification failed: its result, then the encoded signature for the platform to debug.
+    assert_eq!(
+        outline(&events)[..3],
+        [("SignatureValidation", true), ("PackageSignatureResult", false), ("SignatureValidation", true)]
+    );
+    assert!(
+        events[1].2.starts_with("[WARNING] Signature validation failed for package 'Contoso.Ext-1.0.0'."),
+        "{}",
+        events[1].2
+    );
+    assert!(events[1]
+        .2
+        .ends_with("This failure can be safely ignored; will continue processing the package."));
+    assert_eq!(events[2].2, format!("Package encoded signature: '{signature}'"));
+
+    // No trust anchor: the check is not attempted, a SignatureValidation failure without duration.
+    let (ok, events) = checked(&zip, &signature, None);
+    assert!(!ok);
+    assert_eq!(outline(&events)[..2], [("SignatureValidation", true), ("SignatureValidation", false)]);
+    assert!(
+        events[1].2.contains("signing certificate was not found at expected location"),
+        "{}",
+        events[1].2
+    );
 
     let tampered = work.path().join("tampered.zip");
     let mut bytes = content.clone();

@@ -10,9 +10,18 @@
 //! Like waagent today, a failure is reported (one warning line, "This failure can be safely
 //! ignored; will continue processing the package.") but does not stop the extension: waagent does
 //! not enforce signatures yet.
+//!
+//! Each step is also a telemetry event, as waagent's `signature_validation_util` sends them, named
+//! by the extension and its version: `SignatureValidation` when a check starts (and when it could
+//! not be attempted: no trust anchor, a signature that is not base64), `PackageSignatureResult`
+//! with the verification's outcome and duration (and, when it failed, one more
+//! `SignatureValidation` event carrying the encoded signature, for the platform to debug), and
+//! `PackageSigningInfoResult` with the `signingInfo` check's. A failure's message starts with
+//! `[WARNING]`, as waagent's.
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::documents::extensions::handler_manifest::HandlerManifest;
 use crate::documents::extensions::Extension;
@@ -32,6 +41,7 @@ pub struct SignatureCheck {
     version: String,
     signature: String,
     ca_file: PathBuf,
+    events: PathBuf,
     validated: Cell<bool>,
 }
 
@@ -55,6 +65,7 @@ impl SignatureCheck {
             version: version.to_string(),
             signature: h.encoded_signature.clone(),
             ca_file: lib_dir.join(SIGNING_CERTIFICATE_FILE),
+            events: lib_dir.join("events"),
             validated: Cell::new(false),
         })
     }
@@ -62,15 +73,34 @@ impl SignatureCheck {
     /// Check the zip at `package` (before it is unpacked). Never fails the download: a failure
     /// is one warning line.
     pub fn validate_package(&self, package: &Path) {
-        log::info!("Validating signature for package '{}'", self.full_name);
+        let start = Instant::now();
+        self.info("SignatureValidation", format!("Validating signature for package '{}'", self.full_name));
         match verify(package, &self.signature, &self.ca_file) {
             Ok(()) => {
-                log::info!("Successfully validated signature for package '{}'", self.full_name);
                 self.validated.set(true);
+                self.event(
+                    "PackageSignatureResult",
+                    true,
+                    format!("Successfully validated signature for package '{}'", self.full_name),
+                    start.elapsed(),
+                );
+                log::info!("Successfully validated signature for package '{}'", self.full_name);
             }
-            Err(why) => {
+            Err(VerifyError::Failed(why)) => {
                 self.validated.set(false);
-                warn_ignored(&format!("Signature validation failed for package '{}'. {why}", self.full_name));
+                let message = format!("Signature validation failed for package '{}'. {why}", self.full_name);
+                self.failure("PackageSignatureResult", &message, start.elapsed());
+                self.event(
+                    "SignatureValidation",
+                    true,
+                    format!("Package encoded signature: '{}'", self.signature),
+                    Duration::ZERO,
+                );
+            }
+            Err(VerifyError::NotAttempted(why)) => {
+                self.validated.set(false);
+                let message = format!("Signature validation failed for package '{}'. {why}", self.full_name);
+                self.failure("SignatureValidation", &message, Duration::ZERO);
             }
         }
     }
@@ -78,14 +108,21 @@ impl SignatureCheck {
     /// After unpacking: check `signingInfo`, and record a package whose signature and
     /// `signingInfo` both held in `dir`.
     pub fn after_unpack(&self, dir: &Path, manifest: &HandlerManifest) {
+        let start = Instant::now();
+        self.info(
+            "SignatureValidation",
+            format!("Validating handler manifest 'signingInfo' of extension '{}'", self.full_name),
+        );
         if let Err(why) = check_signing_info(manifest, &self.name, &self.version) {
-            warn_ignored(&why);
+            self.failure("PackageSigningInfoResult", &why, start.elapsed());
             return;
         }
-        log::info!(
+        let message = format!(
             "Successfully validated handler manifest 'signingInfo' for extension '{}'",
             self.full_name
         );
+        log::info!("{message}");
+        self.event("PackageSigningInfoResult", true, message, start.elapsed());
         if self.validated.get() {
             let state = dir.join(VALIDATION_STATE_FILE);
             if let Err(e) =
@@ -95,22 +132,49 @@ impl SignatureCheck {
             }
         }
     }
+
+    /// A step's start, logged and sent.
+    fn info(&self, operation: &str, message: String) {
+        log::info!("{message}");
+        self.event(operation, true, message, Duration::ZERO);
+    }
+
+    /// A failed step: one warning line, and its event with waagent's `[WARNING]` prefix.
+    fn failure(&self, operation: &str, why: &str, took: Duration) {
+        let message = format!("{why}\n{IGNORED}");
+        log::warn!("{message}");
+        self.event(operation, false, format!("[WARNING] {message}"), took);
+    }
+
+    fn event(&self, operation: &str, success: bool, message: String, took: Duration) {
+        let event = crate::platform::telemetry::AgentEvent::new(operation, success, message, took)
+            .about(&self.name, &self.version);
+        crate::platform::telemetry::record_in(&self.events, &event);
+    }
 }
 
-fn warn_ignored(message: &str) {
-    log::warn!("{message}\nThis failure can be safely ignored; will continue processing the package.");
+/// What waagent appends to a signature failure.
+const IGNORED: &str = "This failure can be safely ignored; will continue processing the package.";
+
+/// Why a package's signature did not verify.
+#[derive(Debug)]
+enum VerifyError {
+    /// The check ran and refused the signature (or could not read the package).
+    Failed(String),
+    /// The check could not run: no trust anchor, a signature that is not base64.
+    NotAttempted(String),
 }
 
 /// The detached signature (base64 of DER) over `package`, checked by the helper against `ca_file`.
-fn verify(package: &Path, signature: &str, ca_file: &Path) -> Result<(), String> {
+fn verify(package: &Path, signature: &str, ca_file: &Path) -> Result<(), VerifyError> {
     let compact: String = signature.chars().filter(|c| !c.is_ascii_whitespace()).collect();
     let der = crate::crypto::helper::unbase64(&compact)
-        .map_err(|_| "Error: the signature is not base64".to_string())?;
+        .map_err(|_| VerifyError::NotAttempted("Error: the signature is not base64".into()))?;
     if !ca_file.is_file() {
-        return Err(format!(
+        return Err(VerifyError::NotAttempted(format!(
             "Error: signing certificate was not found at expected location ('{}').",
             ca_file.display()
-        ));
+        )));
     }
     let call = crate::crypto::helper::Call::VerifyPackage {
         package: package.to_path_buf(),
@@ -119,8 +183,11 @@ fn verify(package: &Path, signature: &str, ca_file: &Path) -> Result<(), String>
     let mut no_body = |_: &[u8]| Err(std::io::Error::other("a signature check has no streamed body"));
     match crate::crypto::helper::call(&call, &der, VERIFY_TIMEOUT, &mut no_body) {
         Ok(crate::crypto::helper::Answer::Verified) => Ok(()),
-        Ok(_) => Err("Error: the helper answered with something else".into()),
-        Err(e) => Err(format!("Error: {e}")),
+        Ok(_) => Err(VerifyError::NotAttempted("Error: the helper answered with something else".into())),
+        Err(e @ crate::crypto::helper::HelperError::Failed(_)) => {
+            Err(VerifyError::Failed(format!("Error: {e}")))
+        }
+        Err(e) => Err(VerifyError::NotAttempted(format!("Error: {e}"))),
     }
 }
 
@@ -223,13 +290,47 @@ mod tests {
         let mut h = Extension::new("A.B".into(), "1.0".into());
         h.encoded_signature = "not base64!".into();
         let check = SignatureCheck::new(true, dir.path(), &h, "1.0").expect("on");
-        assert!(verify(&zip, &h.encoded_signature, &check.ca_file).unwrap_err().contains("not base64"));
-        assert!(verify(&zip, "AAAA", &check.ca_file)
-            .unwrap_err()
-            .contains("signing certificate was not found"));
+        let not_attempted = |r: Result<(), VerifyError>| match r {
+            Err(VerifyError::NotAttempted(why)) => why,
+            other => panic!("{other:?}"),
+        };
+        assert!(not_attempted(verify(&zip, &h.encoded_signature, &check.ca_file)).contains("not base64"));
+        assert!(
+            not_attempted(verify(&zip, "AAAA", &check.ca_file)).contains("signing certificate was not found")
+        );
         check.validate_package(&zip);
         let good = manifest(r#","signingInfo":{"type":"B","publisher":"A","version":"1.0"}"#);
         check.after_unpack(dir.path(), &good);
         assert!(!dir.path().join(VALIDATION_STATE_FILE).exists(), "signingInfo alone is not enough");
+        // The events, named by the extension: the signature check could not be attempted; the
+        // signingInfo check passed.
+        let events = crate::platform::telemetry::queued(&crate::base::root::HostRoot::new("/"), dir.path());
+        let outline: Vec<(&str, bool)> =
+            events.iter().map(|(_, e)| (e.operation.as_str(), e.success)).collect();
+        assert_eq!(
+            outline,
+            [
+                ("SignatureValidation", true),
+                ("SignatureValidation", false),
+                ("SignatureValidation", true),
+                ("PackageSigningInfoResult", true)
+            ]
+        );
+        assert!(events[1].1.message.starts_with("[WARNING] Signature validation failed for package 'A.B-1.0'. Error: the signature is not base64\n"));
+        assert!(events.iter().all(|(_, e)| e.subject == Some(("A.B".into(), "1.0".into()))));
+        let wrong = manifest(r#","signingInfo":{"type":"C","publisher":"A","version":"1.0"}"#);
+        check.after_unpack(dir.path(), &wrong);
+        let last = crate::platform::telemetry::queued(&crate::base::root::HostRoot::new("/"), dir.path())
+            .pop()
+            .expect("event")
+            .1;
+        assert_eq!((last.operation.as_str(), last.success), ("PackageSigningInfoResult", false));
+        assert!(
+            last.message.starts_with(
+                "[WARNING] expected extension type 'B' does not match downloaded package type 'C'"
+            ),
+            "{}",
+            last.message
+        );
     }
 }

@@ -3,7 +3,9 @@
 //! minute (the server allows about 15 calls in 15 seconds).
 //!
 //! What is sent, and nothing else: the operation (`Provision`, `ReportReady`,
-//! `ActivateResourceDisk`, `AgentStart`, `HeartBeat`, `RemoteAccessHandling`), whether it succeeded, how long it took, a
+//! `ActivateResourceDisk`, `AgentStart`, `HeartBeat`, `RemoteAccessHandling`, and waagent's package
+//! signature events `SignatureValidation`, `PackageSignatureResult`, `PackageSigningInfoResult`,
+//! which name the extension and its version), whether it succeeded, how long it took, a
 //! message naming the step (never a user name, hostname, key, path under a home directory,
 //! password or custom data), wala's version, the distribution and version, the number of
 //! processors, RAM in MiB, and the goal state's container id. See docs/telemetry.md.
@@ -32,6 +34,10 @@ pub struct AgentEvent {
     pub duration_ms: u64,
     /// Seconds since the epoch.
     pub time: u64,
+    /// The extension the event is about (`Name`, `Version` on the wire), as waagent's package
+    /// signature events; `None`: wala itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<(String, String)>,
 }
 
 impl AgentEvent {
@@ -42,7 +48,14 @@ impl AgentEvent {
             message: message.into(),
             duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
             time: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            subject: None,
         }
+    }
+
+    /// The same event, about extension `name` at `version`.
+    pub fn about(mut self, name: &str, version: &str) -> Self {
+        self.subject = Some((name.to_string(), version.to_string()));
+        self
     }
 }
 
@@ -52,8 +65,12 @@ fn queue_dir(root: &HostRoot, lib_dir: &Path) -> PathBuf {
 
 /// Queue an event for the daemon to send. Never fails the caller: problems are logged.
 pub fn record(root: &HostRoot, lib_dir: &Path, event: &AgentEvent) {
-    let dir = queue_dir(root, lib_dir);
-    let result = files::ensure_dir(&dir, 0o700).and_then(|()| {
+    record_in(&queue_dir(root, lib_dir), event);
+}
+
+/// [`record`] into the queue directory `dir` (a host path: `<Lib.Dir>/events` under the root).
+pub fn record_in(dir: &Path, event: &AgentEvent) {
+    let result = files::ensure_dir(dir, 0o700).and_then(|()| {
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let path = dir.join(format!("{nanos}.waagent.tld"));
         let text = serde_json::to_string(event).unwrap_or_default();
@@ -120,8 +137,8 @@ pub fn to_wire(event: &AgentEvent, common: &Common) -> TelemetryEvent {
         provider_id: PROVIDER.into(),
         event_id: EVENT_ID,
         params: vec![
-            ("Name".into(), s("WALinuxAgent")),
-            ("Version".into(), s(crate::VERSION)),
+            ("Name".into(), s(event.subject.as_ref().map_or("WALinuxAgent", |(n, _)| n))),
+            ("Version".into(), s(event.subject.as_ref().map_or(crate::VERSION, |(_, v)| v))),
             ("Operation".into(), s(&event.operation)),
             ("OperationSuccess".into(), ParamValue::Bool(event.success)),
             ("Message".into(), s(&crate::base::logging::redact_sas(&event.message))),
