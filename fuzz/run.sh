@@ -4,7 +4,7 @@
 # input running over 10 s) or an out-of-memory, and prints the input that caused it.
 #
 # Usage: fuzz/run.sh [SECONDS] [TARGET...]
-#   SECONDS  time per target, at least 1 (default 12: all 32 targets take about 3 minutes on
+#   SECONDS  time per target, at least 1 (default 12: all 33 targets take about 3 minutes on
 #            2 cores, plus the build)
 #   TARGET   run only these targets (default: every target in fuzz/Cargo.toml)
 #

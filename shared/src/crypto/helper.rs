@@ -111,13 +111,13 @@ pub enum Call {
     /// The private key (PEM, the body) as PKCS#8 PEM and its OpenSSH public key; answer
     /// [`Answer::KeyPair`].
     SshKeyPairFromPrv,
-    /// One HTTPS exchange; the request body is the body. With `stream`, a 200 answer's body comes
-    /// back in `B` frames (at most `limit` bytes); otherwise every body is in the answer, up to
-    /// `document`'s limit. Answer [`Answer::Http`].
     /// Check the detached CMS signature (DER, the body) of the file `package` against the trust
     /// anchors in `ca_file` (PEM), as waagent's `openssl cms -verify -binary -purpose any
     /// -no_check_time`; answer [`Answer::Verified`].
     VerifyPackage { package: PathBuf, ca_file: PathBuf },
+    /// One HTTPS exchange; the request body is the body. With `stream`, a 200 answer's body comes
+    /// back in `B` frames (at most `limit` bytes); otherwise every body is in the answer, up to
+    /// `document`'s limit. Answer [`Answer::Http`].
     Https {
         method: Method,
         url: String,
@@ -205,7 +205,14 @@ pub enum HelperError {
 }
 
 mod serve;
-pub use serve::{answer_in_this_process, serve};
+pub use serve::{answer_in_this_process, serve, verify_package};
+
+/// The call and its body from what the helper reads on stdin: one JSON line, then the body.
+pub fn read_call(input: &[u8]) -> Result<(Call, &[u8]), String> {
+    let newline = input.iter().position(|&b| b == b'\n').ok_or("no call on stdin")?;
+    let call = serde_json::from_slice(&input[..newline]).map_err(|e| format!("not a call: {e}"))?;
+    Ok((call, &input[newline + 1..]))
+}
 
 type Handler = fn(&Call, &[u8], &mut dyn Write) -> Reply;
 

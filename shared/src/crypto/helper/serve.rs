@@ -71,20 +71,16 @@ pub fn serve() -> i32 {
         eprintln!("{PROGRAM}: reading the call: {e}");
         return 2;
     }
-    let Some(newline) = input.iter().position(|&b| b == b'\n') else {
-        eprintln!("{PROGRAM}: no call on stdin");
-        return 2;
-    };
-    let call: Call = match serde_json::from_slice(&input[..newline]) {
+    let (call, body) = match super::read_call(&input) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("{PROGRAM}: not a call: {e}");
+            eprintln!("{PROGRAM}: {e}");
             return 2;
         }
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut reply = answer(&call, &input[newline + 1..], &mut out);
+    let mut reply = answer(&call, body, &mut out);
     if let Ok(mut v) = COLLECT.0.lock() {
         reply.log.append(&mut v);
     }
@@ -138,7 +134,9 @@ fn answer_call(call: &Call, body: &[u8], out: &mut dyn Write) -> Result<Answer, 
 
 /// `openssl cms -verify -binary -inform der -purpose any -no_check_time -CAfile <ca_file>` of the
 /// detached `signature` over the file `package`. The package is mapped, not read into memory.
-fn verify_package(package: &Path, ca_file: &Path, signature: &[u8]) -> Result<(), String> {
+/// (Public for the fuzz target `crypto_verify_package`; the daemon reaches it only through the
+/// helper.)
+pub fn verify_package(package: &Path, ca_file: &Path, signature: &[u8]) -> Result<(), String> {
     use openssl::cms::{CMSOptions, CmsContentInfo};
     use openssl::x509::store::X509StoreBuilder;
     use openssl::x509::verify::X509VerifyFlags;
