@@ -236,6 +236,37 @@ vm_waagent_tree() {
     echo "$dir/tree"
 }
 
+# vm_tree_plus BASE NAME PACKAGE...: BASE (the VM test's base tree) plus PACKAGEs and their
+# dependencies, installed by apt-get in a chroot from the base's own apt source, cached as
+# $WALA_VM_CACHE/NAME-<key>/tree (the key hashes BASE, the packages and this function). For
+# images that hold what a stock image has beyond the base (python3 and openssl, which every Azure
+# Debian image carries, for tests/vm/handlers.sh). Prints the tree's path; needs the Debian mirror
+# on a cache miss.
+vm_tree_plus() {
+    local base=$1 name=$2 key dir tmp
+    shift 2
+    key=$({
+        echo "$base $*"
+        declare -f vm_tree_plus
+    } | sha256sum | cut -c1-16)
+    dir=$WALA_VM_CACHE/$name-$key
+    if [ -f "$dir/done" ]; then
+        echo "$dir/tree"
+        return 0
+    fi
+    tmp=$(mktemp -d "$WALA_VM_CACHE/build.XXXXXX")
+    cp -a --reflink=auto "$base" "$tmp/tree"
+    if ! vm_apt_install "$tmp/tree" "$tmp/apt.log" "$@"; then
+        tail -20 "$tmp/apt.log" >&2
+        rm -rf "$tmp"
+        return 1
+    fi
+    rm -rf "$dir"
+    mv "$tmp" "$dir"
+    touch "$dir/done"
+    echo "$dir/tree"
+}
+
 # vm_waagent_configure TREE SWAP_MB: waagent's image in the harness (TEST ONLY): waagent.conf with
 # Provisioning.Agent=waagent, the resource disk formatted and mounted at /mnt/resource with
 # SWAP_MB of swap (what the wala image uses), and a drop-in for walinuxagent.service that resets
