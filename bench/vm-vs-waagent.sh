@@ -14,7 +14,8 @@
 #   floor    the base plus a minimal Ready reporter (bash, /dev/tcp: GET the goal state, POST
 #            Health Ready) started after network-online.target: the floor for Ready, measured
 # and wala-dracut: the wala image booted with an initramfs from dracut with wala's module (the
-# local stage runs before switch-root).
+# local stage runs before switch-root), and floor-dracut: the floor image booted with an initramfs
+# from dracut (no wala in it), wala-dracut's floor: a dracut initramfs costs time of its own.
 # One provisioning DVD (same user, SSH key, hostname, CustomData), one resource disk template
 # (a fresh copy per boot), one fabric per boot, the same qemu command line for all three.
 #
@@ -29,12 +30,14 @@
 #
 # Phase 2 (inside `unshare --net`, only loopback exists; qemu user networking restrict=on, the
 # platform addresses are guestfwd relays to the fabric on 127.0.0.1): WALA_BENCH_ROUNDS rounds
-# of wala, wala-dracut, waagent, none, floor (each boot from a fresh snapshot), then wala and waagent side by side
+# of wala, wala-dracut, waagent, none, floor, floor-dracut (each boot from a fresh snapshot), then
+# wala and waagent side by side
 # for WALA_BENCH_STEADY_SECONDS with nothing changing. Progress and PASS/FAIL lines go to
 # stderr; stdout gets `#` lines (machine, accelerator, versions, date) and one TSV row per metric:
 #   boot<TAB>metric<TAB>unit<TAB>wala<TAB>waagent<TAB>floor   (medians over the rounds; floor:
 #       the floor image for the first request and Ready, the no-agent image for sshd and login;
-#       metrics ending in _dracut: wala-dracut in the wala column)
+#       metrics ending in _dracut: wala-dracut in the wala column, floor-dracut in the floor
+#       column for all four times)
 #   steady<TAB>metric<TAB>unit<TAB>wala<TAB>waagent<TAB>–
 # "–" where a figure does not apply. Exits non-zero when any check failed.
 #
@@ -53,7 +56,7 @@ export WALA_VM_CACHE=${WALA_VM_CACHE:-/var/cache/wala-vm}
 export WALA_BENCH_ROUNDS=${WALA_BENCH_ROUNDS:-3}
 export WALA_BENCH_STEADY_SECONDS=${WALA_BENCH_STEADY_SECONDS:-600}
 export WALA_BENCH_WAAGENT_VERSION=${WALA_BENCH_WAAGENT_VERSION:-2.7.3.0-4.1}
-variants=(wala wala-dracut waagent none floor)
+variants=(wala wala-dracut waagent none floor floor-dracut)
 user=azureuser
 vm_host=wala-bench-vm
 swap_mb=64
@@ -134,7 +137,7 @@ if [ "${1:-}" = --boots ]; then
     wait_login() {
         local d=$1 deadline who=$user key=$work/keys/user
         deadline=$(($(date +%s) + $2))
-        case $(cat "$d/variant") in none | floor) who=root key=$work/keys/root ;; esac
+        case $(cat "$d/variant") in none | floor | floor-dracut) who=root key=$work/keys/root ;; esac
         while [ "$(date +%s)" -lt "$deadline" ]; do
             if ssh "${ssh_base[@]}" -p "$(cat "$d/ssh_port")" -i "$key" "$who@127.0.0.1" true </dev/null >/dev/null 2>&1; then
                 since "$(cat "$d/t0")"
@@ -212,7 +215,7 @@ EOF
         echo "# qemu: $(qemu-system-x86_64 --version | head -1); host kernel: $(uname -r); guest kernel: $(cat "$work/guest-kernel")"
         echo "# wala: $(cat "$work/wala-version"); waagent: Debian package $(cat "$work/waagent-version") (with the test-only resource disk shim); none: no agent"
         echo "# rounds: $WALA_BENCH_ROUNDS (order ${variants[*]}; medians); steady window: $WALA_BENCH_STEADY_SECONDS s, wala and waagent side by side"
-        echo "# times from qemu start; ssh login: the provisioned user with the OVF key (none, floor: root with the harness key); 1 min: guest uptime 60 s"
+        echo "# times from qemu start; ssh login: the provisioned user with the OVF key (none, floor, floor-dracut: root with the harness key); 1 min: guest uptime 60 s"
     }
 
     # --- boots -------------------------------------------------------------------------------------
@@ -238,16 +241,16 @@ EOF
             [ -n "$up" ] && [ "$up" -lt 60 ] && sleep $((60 - up))
             read -r nprocs rss cpu ucpu up < <(sample "$d" "$d/sample-1min.txt")
             say "round $r $v: banner ${banner} s, login ${login} s, first request ${first} s, Ready ${ready} s; at uptime ${up} s: $nprocs agent processes, RSS $rss KiB, CPU $cpu s (units $ucpu s)"
-            if [ "$v" = none ] || [ "$v" = floor ]; then
+            if [ "$v" = none ] || [ "${v%-dracut}" = floor ]; then
                 [ "$login" != - ]
                 check "round $r $v: root logs in with the harness key" $?
                 [ "$nprocs" = 0 ]
                 check "round $r $v: no agent process" $?
-                if [ "$v" = floor ]; then
+                if [ "${v%-dracut}" = floor ]; then
                     python3 "$tool" get "http://127.0.0.1:$(python3 "$tool" ports "$d/ports.json" | cut -d' ' -f1)/__fabric/health" \
                         >"$d/health.json" 2>/dev/null || echo '[]' >"$d/health.json"
                     python3 "$tool" health "$d/health.json" ready >"$d/health.check" 2>&1
-                    check "round $r floor: the minimal reporter's Ready reached the fabric (at $ready s)" $? "$d/health.check"
+                    check "round $r $v: the minimal reporter's Ready reached the fabric (at $ready s)" $? "$d/health.check"
                 fi
                 rss=- cpu=- ucpu=-
             else
@@ -376,10 +379,10 @@ for name, unit in boot:
     if name.startswith("agent_"):
         floor = dash
     print("\t".join(["boot", name, unit, median("wala", name, unit), median("waagent", name, unit), floor]))
+# wala-dracut's floor is the floor image with a dracut initramfs, for all four times.
 for name, unit in boot[:4]:
-    floor = median(floor_of.get(name, "none"), name, unit)
     print("\t".join(["boot", name + "_dracut", unit, median("wala-dracut", name, unit),
-                     median("waagent", name, unit), floor]))
+                     median("waagent", name, unit), median("floor-dracut", name, unit)]))
 
 def diff(a, b):
     try:
@@ -391,7 +394,8 @@ for v in ("wala", "wala-dracut"):
     parts = []
     for name, label in (("to_sshd_banner", "sshd banner"), ("to_ssh_login", "login"),
                         ("to_first_wire_request", "first request"), ("to_health_ready", "Ready")):
-        parts.append(f"{label} {diff(median(v, name, 's'), median(floor_of.get(name, 'none'), name, 's'))}")
+        floor = "floor-dracut" if v == "wala-dracut" else floor_of.get(name, "none")
+        parts.append(f"{label} {diff(median(v, name, 's'), median(floor, name, 's'))}")
     print(f"# {v} minus its floor (medians): " + ", ".join(parts))
 for v in ("wala", "wala-dracut"):
     chains = sorted(d for d in dirs if d.startswith("boot-") and d.split("-", 2)[2:] == [v])
@@ -415,7 +419,7 @@ EOF
     python3 - "$work" "$WALA_BENCH_ROUNDS" <<'EOF'
 import json, os, sys
 work, r = sys.argv[1], sys.argv[2]
-for v in ("wala", "wala-dracut", "waagent", "floor", "none"):
+for v in ("wala", "wala-dracut", "waagent", "floor", "floor-dracut", "none"):
     d = os.path.join(work, f"boot-{r}-{v}")
     m = {}
     try:
@@ -561,18 +565,23 @@ EOF
     ln -sf /etc/systemd/system/wala-bench-ready.service "$tree/etc/systemd/system/multi-user.target.wants/"
 }
 
-# dracut_initrd TREE KVER OUT: an initramfs built inside TREE by dracut with wala's module.
+# dracut_initrd TREE KVER OUT [DRACUT_ARG...]: an initramfs built inside TREE by dracut (with
+# `--add wala` for the wala image; the floor's has no wala).
 dracut_initrd() {
+    local tree=$1 kver=$2 out=$3
+    shift 3
     # shellcheck disable=SC2016 # expanded by the inner shell
     unshare --mount --propagation private sh -c '
-        mount -t proc proc "$1/proc" && mount -t sysfs sys "$1/sys" && mount --rbind /dev "$1/dev" &&
-        chroot "$1" dracut --force --no-hostonly --add wala --kver "$2" /tmp/initrd-dracut.img' \
-        sh "$1" "$2" >"$work/dracut.log" 2>&1 && mv "$1/tmp/initrd-dracut.img" "$3"
+        tree=$1 kver=$2; shift 2
+        mount -t proc proc "$tree/proc" && mount -t sysfs sys "$tree/sys" && mount --rbind /dev "$tree/dev" &&
+        chroot "$tree" dracut --force --no-hostonly "$@" --kver "$kver" /tmp/initrd-dracut.img' \
+        sh "$tree" "$kver" "$@" >"$work/dracut.log" 2>&1 && mv "$tree/tmp/initrd-dracut.img" "$out"
 }
 
 t=$(date +%s)
 for v in "${variants[@]}"; do
-    [ "$v" = wala-dracut ] && continue # the wala image with its dracut initramfs (made below)
+    # wala-dracut and floor-dracut: the wala and floor images with a dracut initramfs (made below)
+    [ "${v%-dracut}" != "$v" ] && continue
     tree=$work/tree-$v
     if [ "$v" = waagent ]; then src=$wtree; else src=$base; fi
     cp -a --reflink=auto "$src" "$tree"
@@ -584,12 +593,14 @@ for v in "${variants[@]}"; do
     cp "$tree/boot/initrd.img-$kver" "$work/$v.initrd"
     echo "$kver" >"$work/guest-kernel"
     if [ "$v" = wala ]; then
-        dracut_initrd "$tree" "$kver" "$work/wala-dracut.initrd" || die "wala image: dracut initramfs" "$work/dracut.log"
+        dracut_initrd "$tree" "$kver" "$work/wala-dracut.initrd" --add wala || die "wala image: dracut initramfs" "$work/dracut.log"
+    elif [ "$v" = floor ]; then
+        dracut_initrd "$tree" "$kver" "$work/floor-dracut.initrd" || die "floor image: dracut initramfs" "$work/dracut.log"
     fi
     mkfs.ext4 -q -F -L wala-root -d "$tree" "$work/$v.raw" 3G >"$work/mkfs.log" 2>&1 || die "$v image: mkfs.ext4 -d" "$work/mkfs.log"
     rm -rf "$tree"
 done
-check "root images wala (with a dracut initramfs), waagent, none, floor ($(($(date +%s) - t)) s)" 0
+check "root images wala and floor (each also with a dracut initramfs), waagent, none ($(($(date +%s) - t)) s)" 0
 
 resource=$(vm_resource_disk "$work") || die "resource disk template" "$work/resource.log"
 vm_make_dvd "$work/ovf.iso" "$work/dvd" "$vm_host" "$user" "" true "#!/bin/sh
