@@ -41,7 +41,8 @@
 #   steady<TAB>metric<TAB>unit<TAB>wala<TAB>waagent<TAB>–
 # "–" where a figure does not apply. Exits non-zero when any check failed.
 #
-# Needs root. Environment: WALA_BENCH_ROUNDS (3), WALA_BENCH_STEADY_SECONDS (600),
+# Needs root. Environment: WALA_BENCH_ROUNDS (3), WALA_BENCH_STEADY_SECONDS (600; 0: none),
+# WALA_BENCH_VARIANTS (the variants to boot, in order; all by default),
 # WALA_BENCH_WAAGENT_VERSION (2.7.3.0-4.1), WALA_BENCH_KEEP=1 (keep the work directory; it is
 # kept after a failure), and the VM test's WALA_VM_CACHE, WALA_VM_WORK, WALA_VM_TRY_KVM.
 # A full run (3 rounds, 600 s) takes about 30 minutes on a 2-core machine under TCG (1795 s on 2026-12-07).
@@ -57,6 +58,8 @@ export WALA_BENCH_ROUNDS=${WALA_BENCH_ROUNDS:-3}
 export WALA_BENCH_STEADY_SECONDS=${WALA_BENCH_STEADY_SECONDS:-600}
 export WALA_BENCH_WAAGENT_VERSION=${WALA_BENCH_WAAGENT_VERSION:-2.7.3.0-4.1}
 variants=(wala wala-dracut waagent none floor floor-dracut)
+# WALA_BENCH_VARIANTS: boot only these (the images are made for all); for quick comparisons.
+if [ -n "${WALA_BENCH_VARIANTS:-}" ]; then read -r -a booted <<<"$WALA_BENCH_VARIANTS"; else booted=("${variants[@]}"); fi
 user=azureuser
 vm_host=wala-bench-vm
 swap_mb=64
@@ -214,7 +217,7 @@ EOF
         echo "# accelerator: $accel_name; guests: -machine pc -smp 2 -m 2048"
         echo "# qemu: $(qemu-system-x86_64 --version | head -1); host kernel: $(uname -r); guest kernel: $(cat "$work/guest-kernel")"
         echo "# wala: $(cat "$work/wala-version"); waagent: Debian package $(cat "$work/waagent-version") (with the test-only resource disk shim); none: no agent"
-        echo "# rounds: $WALA_BENCH_ROUNDS (order ${variants[*]}; medians); steady window: $WALA_BENCH_STEADY_SECONDS s, wala and waagent side by side"
+        echo "# rounds: $WALA_BENCH_ROUNDS (order ${booted[*]}; medians); steady window: $WALA_BENCH_STEADY_SECONDS s, wala and waagent side by side"
         echo "# times from qemu start; ssh login: the provisioned user with the OVF key (none, floor, floor-dracut: root with the harness key); 1 min: guest uptime 60 s"
     }
 
@@ -222,11 +225,11 @@ EOF
     # The images were just written: flush them first, or the first boot pays for the writeback.
     sync
     for r in $(seq "$WALA_BENCH_ROUNDS"); do
-        for v in "${variants[@]}"; do
+        for v in "${booted[@]}"; do
             d=$work/boot-$r-$v
             say "round $r/$WALA_BENCH_ROUNDS: booting $v"
             start_vm "$d" "$v"
-            banner=$(python3 "$tool" banner "$(cat "$d/ssh_port")" 300 "$(cat "$d/t0")") || banner=-
+            banner=$(WALA_PROBE_LOG=$d/probes.log python3 "$tool" banner "$(cat "$d/ssh_port")" 300 "$(cat "$d/t0")" "$d/serial.log") || banner=-
             login=$(wait_login "$d" 300) || login=-
             first=- ready=-
             if [ "$v" != none ]; then read -r first ready < <(wait_ready "$d" 300); fi
@@ -235,12 +238,18 @@ EOF
                 stop_vm "$d"
                 continue
             fi
+            # sshd's start as the guest saw it: seconds from userspace's start (systemd's own
+            # clock) to ssh.service active; free of the firmware's and kernel's boot-to-boot noise.
+            sshd_us=$(rssh "$d" systemctl show -p UserspaceTimestampMonotonic --value \; \
+                systemctl show -p ActiveEnterTimestampMonotonic --value ssh.service 2>/dev/null |
+                awk 'NR == 1 { u = $1 } NR == 2 { a = $1 }
+                     END { if (u > 0 && a > 0) printf "%.2f", (a - u) / 1e6; else print "-" }')
             # One minute after boot (guest uptime), or at once when that has passed.
             up=$(rssh "$d" "cut -d' ' -f1 /proc/uptime" 2>/dev/null)
             up=${up%.*}
             [ -n "$up" ] && [ "$up" -lt 60 ] && sleep $((60 - up))
             read -r nprocs rss cpu ucpu up < <(sample "$d" "$d/sample-1min.txt")
-            say "round $r $v: banner ${banner} s, login ${login} s, first request ${first} s, Ready ${ready} s; at uptime ${up} s: $nprocs agent processes, RSS $rss KiB, CPU $cpu s (units $ucpu s)"
+            say "round $r $v: sshd started ${sshd_us} s after userspace, banner ${banner} s, login ${login} s, first request ${first} s, Ready ${ready} s; at uptime ${up} s: $nprocs agent processes, RSS $rss KiB, CPU $cpu s (units $ucpu s)"
             if [ "$v" = none ] || [ "${v%-dracut}" = floor ]; then
                 [ "$login" != - ]
                 check "round $r $v: root logs in with the harness key" $?
@@ -253,6 +262,8 @@ EOF
                     check "round $r $v: the minimal reporter's Ready reached the fabric (at $ready s)" $? "$d/health.check"
                 fi
                 rss=- cpu=- ucpu=-
+                rssh "$d" journalctl -b --no-pager -o short-monotonic >"$d/journal.txt" 2>&1
+                rssh "$d" systemd-analyze critical-chain --no-pager ssh.service >"$d/critical-chain.txt" 2>&1
             else
                 python3 "$tool" get "http://127.0.0.1:$(python3 "$tool" ports "$d/ports.json" | cut -d' ' -f1)/__fabric/health" \
                     >"$d/health.json" 2>/dev/null || echo '[]' >"$d/health.json"
@@ -278,15 +289,17 @@ EOF
                     rssh "$d" wala-agentd boot-report --json >"$d/timeline.json" 2>"$d/timeline.err"
                 fi
             fi
-            printf 'to_first_wire_request %s\nto_health_ready %s\nto_sshd_banner %s\nto_ssh_login %s\nagent_rss_1min %s\nagent_cpu_1min %s\nagent_units_cpu_1min %s\n' \
-                "$first" "$ready" "$banner" "$login" "$rss" "$cpu" "$ucpu" >"$d/metrics"
+            printf 'to_first_wire_request %s\nto_health_ready %s\nto_sshd_banner %s\nto_ssh_login %s\nsshd_started_userspace %s\nagent_rss_1min %s\nagent_cpu_1min %s\nagent_units_cpu_1min %s\n' \
+                "$first" "$ready" "$banner" "$login" "$sshd_us" "$rss" "$cpu" "$ucpu" >"$d/metrics"
             stop_vm "$d"
         done
     done
 
     # --- steady state: wala and waagent side by side, nothing changing -----------------------------
+    # WALA_BENCH_STEADY_SECONDS=0: no steady window (the steady rows are then "–").
     steady=(wala waagent)
-    say "steady state: booting ${steady[*]} side by side"
+    [ "$WALA_BENCH_STEADY_SECONDS" -gt 0 ] || steady=()
+    [ ${#steady[@]} -eq 0 ] || say "steady state: booting ${steady[*]} side by side"
     for v in "${steady[@]}"; do start_vm "$work/steady-$v" "$v"; done
     ok=()
     for v in "${steady[@]}"; do
@@ -304,8 +317,10 @@ EOF
         read -r _ _ cpu ucpu _ < <(sample "$d" "$d/sample-start.txt")
         echo "$cpu $ucpu" >"$d/start"
     done
-    say "steady state: measuring for $WALA_BENCH_STEADY_SECONDS s"
-    sleep "$WALA_BENCH_STEADY_SECONDS"
+    if [ ${#ok[@]} -gt 0 ]; then
+        say "steady state: measuring for $WALA_BENCH_STEADY_SECONDS s"
+        sleep "$WALA_BENCH_STEADY_SECONDS"
+    fi
     for v in "${ok[@]}"; do
         d=$work/steady-$v
         now >"$d/w1"
@@ -355,7 +370,7 @@ def fmt(vals, unit):
 
 boot = [
     ("to_first_wire_request", "s"), ("to_health_ready", "s"), ("to_sshd_banner", "s"),
-    ("to_ssh_login", "s"), ("agent_rss_1min", "KiB"), ("agent_cpu_1min", "s"),
+    ("to_ssh_login", "s"), ("sshd_started_userspace", "s"), ("agent_rss_1min", "KiB"), ("agent_cpu_1min", "s"),
     ("agent_units_cpu_1min", "s"),
 ]
 steady = [
@@ -380,7 +395,7 @@ for name, unit in boot:
         floor = dash
     print("\t".join(["boot", name, unit, median("wala", name, unit), median("waagent", name, unit), floor]))
 # wala-dracut's floor is the floor image with a dracut initramfs, for all four times.
-for name, unit in boot[:4]:
+for name, unit in boot[:5]:
     print("\t".join(["boot", name + "_dracut", unit, median("wala-dracut", name, unit),
                      median("waagent", name, unit), median("floor-dracut", name, unit)]))
 
@@ -393,6 +408,7 @@ def diff(a, b):
 for v in ("wala", "wala-dracut"):
     parts = []
     for name, label in (("to_sshd_banner", "sshd banner"), ("to_ssh_login", "login"),
+                        ("sshd_started_userspace", "sshd started (guest clock, from userspace start)"),
                         ("to_first_wire_request", "first request"), ("to_health_ready", "Ready")):
         floor = "floor-dracut" if v == "wala-dracut" else floor_of.get(name, "none")
         parts.append(f"{label} {diff(median(v, name, 's'), median(floor, name, 's'))}")
@@ -414,7 +430,7 @@ for name, unit in steady:
 EOF
     # --- the timeline: the last round of wala, wala-dracut, waagent and floor side by side ----------
     # wala's own records count from kernel start; they are moved onto the harness's axis (qemu
-    # start) by the difference between the banner seen from outside and systemd's "sshd ready".
+    # start) by the difference between Ready as the fabric saw it and wala's own record of it.
     # The others get the points seen from outside: first request, Ready, sshd banner, login.
     python3 - "$work" "$WALA_BENCH_ROUNDS" <<'EOF'
 import json, os, sys
@@ -434,10 +450,15 @@ for v in ("wala", "wala-dracut", "waagent", "floor", "floor-dracut", "none"):
             own = json.load(f)
     except (OSError, ValueError):
         pass
-    ready_mark = next((e["start"] for e in own if e.get("name") == "sshd ready"), None)
-    banner = m.get("to_sshd_banner")
-    if own and ready_mark is not None and banner not in (None, "-"):
-        shift = float(banner) - float(ready_mark)
+    # The anchor: Ready, which the fabric records as it arrives (the end of wala's report-ready
+    # step); the sshd banner seen from outside can come seconds after systemd's "sshd ready"
+    # when the guest is busy, so it is only the fallback (for a record without report-ready).
+    anchor = next(((e["end"], "to_health_ready") for e in own
+                   if e.get("name") == "report-ready" and e.get("end") is not None), None)
+    if anchor is None:
+        anchor = next(((e["start"], "to_sshd_banner") for e in own if e.get("name") == "sshd ready"), None)
+    if own and anchor is not None and m.get(anchor[1]) not in (None, "-"):
+        shift = float(m[anchor[1]]) - float(anchor[0])
         for e in own:
             if e.get("lane") == "boot":
                 continue

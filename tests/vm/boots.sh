@@ -93,7 +93,7 @@ boot() {
     vm_qemu "$d" "$work/vmlinuz" "$initrd" "$root" "$snap" "$iso" "$res" "$uuid" \
         "$(vm_netdev "$ssh_port" "$wire" "$hgap" "$imds")" "$append" &
     qemu_pid=$!
-    ssh_at=$(python3 "$tool" banner "$ssh_port" 300 "$t0") || ssh_at=""
+    ssh_at=$(python3 "$tool" banner "$ssh_port" 300 "$t0" "$d/serial.log") || ssh_at=""
     if [ -n "$ssh_at" ]; then
         pass "$name: boots to sshd (banner after $ssh_at s)"
     else
@@ -732,7 +732,7 @@ pps_scenario() {
     python3 "$tool" put "$control/reprovisiondata" "$work/dvd-pool-$kind-user/ovf-env.xml" >"$d/handover.log" 2>&1
     rc=$?
     result "$name: the fabric hands the user's ovf-env.xml out at IMDS reprovisiondata ($(cat "$d/handover.log"))" $rc "$d/handover.log"
-    ssh_at=$(python3 "$tool" banner "$ssh_port" 300 "$t0") || ssh_at=""
+    ssh_at=$(python3 "$tool" banner "$ssh_port" 300 "$t0" "$d/serial.log") || ssh_at=""
     if [ -z "$ssh_at" ]; then
         fail "$name: sshd starts once the VM is provisioned for its user (within 300 s)" "$d/serial.log"
         stop_all

@@ -10,8 +10,11 @@
   vmtool.py requests RECORD FABRIC_T0 START END
                                       print how many requests the fabric recorded in [START, END)
   vmtool.py ports PORTS_FILE          print "WIRE HGAP IMDS" ports from wala-fabric's ports file
-  vmtool.py banner PORT TIMEOUT T0    wait until an SSH banner is served on 127.0.0.1:PORT; print
-                                      the seconds since T0 (epoch seconds) when it was
+  vmtool.py banner PORT TIMEOUT T0 [CONSOLE]
+                                      wait until an SSH banner is served on 127.0.0.1:PORT; print
+                                      the seconds since T0 (epoch seconds) when it was; with
+                                      CONSOLE (the serial log), probe only once systemd printed
+                                      there that sshd started
   vmtool.py get URL                   print the body of a loopback GET
   vmtool.py times RECORD FABRIC_T0 T0 print "FIRST_WIRE READY" (seconds since T0, or "-") from
                                       the fabric's record file; FABRIC_T0 is when the fabric started
@@ -105,30 +108,73 @@ def ports(path):
     print(" ".join(out))
 
 
-def banner(port, timeout, t0):
+def wait_console(path, pattern, deadline):
+    """Waits until the serial console log at PATH has a line matching PATTERN; True when it has."""
+    seen = b""
+    while time.time() < deadline:
+        try:
+            with open(path, "rb") as f:
+                seen = f.read()
+        except OSError:
+            pass
+        if re.search(pattern, seen):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def banner(port, timeout, t0, console=None):
     # Probes overlap: a new connection every 0.1 s. slirp accepts on the host side at once and
     # then sends its SYN to the guest; before the guest's network is up nothing answers and slirp
-    # retransmits on TCP's back-off (1 s, 2 s, ...). One probe at a time, each waiting for its
-    # answer, would see a banner up to its own timeout late, so single boots differed by seconds;
-    # with overlapping probes the banner is seen within about 0.1 s.
-    # Once the guest answers at all (a probe is refused, or closed by sshd), every new probe is
-    # either refused at once or accepted by sshd: those are then kept until the banner comes, and
-    # at most 8 are open at a time, below sshd's MaxStartups (10). Kept for 5 s each and opened
-    # without a bound, probes once flooded an sshd slowed by the RSA key being made beside it: it
-    # dropped them past MaxStartups, and the probe closed the rest before their banner, for 100 s.
+    # retransmits on TCP's back-off (seconds apart, growing). One probe at a time, each waiting
+    # for its answer, would see a banner up to its own back-off late, so single boots differed by
+    # seconds; with overlapping probes the banner is seen within about 0.1 s of being served.
+    # A probe that ends without a banner was refused: the guest answered (no sshd yet). Then every
+    # probe opened before that refusal and still silent is stuck in slirp's back-off (had its SYN
+    # reached the guest, it would have been refused too) and is dropped, at every refusal. A
+    # probe opened after the last refusal has reached the guest and, silent, was accepted by an
+    # sshd that has not sent its banner yet: it is kept (up to 10 s), and at most 8 are open then,
+    # below sshd's MaxStartups (10): probes once flooded an sshd slowed by the RSA key being made
+    # beside it, it dropped them past MaxStartups, and the probe closed the rest before their
+    # banner, for 100 s. Before any refusal a probe is kept 5 s. Refusals in the first 3 s after
+    # T0 do not count: the guest cannot answer before its kernel has started, and slirp closes a
+    # connection made while the guest's network card is not set up yet; counted, that once left
+    # 8 probes stuck in back-off from 0.9 s to 19 s, and every image's banner read about 19 s.
+    # With CONSOLE (the guest's serial console log), no probe is made before systemd has printed
+    # there that sshd started: slirp keeps retrying a connection to the guest after the host side
+    # closed it, so probes made while the guest's network was down all reached sshd later, dozens
+    # of them within seconds (sshd logged "beginning MaxStartups throttling"), and forked while
+    # the logins and the boot being measured went on. Every image prints the line (systemd's
+    # status output on ttyS0); without it the probes start at once.
+    # WALA_PROBE_LOG=FILE: every probe's opening and end, in seconds since T0 (to see what the
+    # figure is made of).
+    t0 = float(t0)
+    events = []
+    log_path = os.environ.get("WALA_PROBE_LOG")
+
+    def note(what, s=None):
+        if log_path:
+            events.append(f"{time.time() - t0:.2f} {what}" + (f" fd {s.fileno()}" if s else ""))
+
     deadline = time.time() + float(timeout)
+    if console:
+        started = wait_console(console, rb"Started \S{0,20}sshd?\.service", deadline)
+        note("the console says sshd started" if started else "the console never said sshd started")
+        if not started:
+            return 1
     probes = {}  # socket -> when it was opened
     next_probe = 0.0
-    answered_at = None  # when the guest first answered (refused or closed a probe)
+    refused_at = None  # the last refusal that counts
     try:
         while time.time() < deadline:
             now = time.time()
-            limit = 64 if answered_at is None else 8
+            limit = 64 if refused_at is None else 8
             if now >= next_probe and len(probes) < limit:
                 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 s.setblocking(False)
                 if s.connect_ex(("127.0.0.1", int(port))) in (0, 115):  # 115: EINPROGRESS
                     probes[s] = now
+                    note(f"open ({len(probes)} open)", s)
                 else:
                     s.close()
                 next_probe = now + 0.1
@@ -139,25 +185,27 @@ def banner(port, timeout, t0):
                 except OSError:
                     data = b""
                 if data.startswith(b"SSH-"):
-                    print(f"{time.time() - float(t0):.2f}")
+                    note(f"banner, probe opened at {probes[s] - t0:.2f}", s)
+                    print(f"{time.time() - t0:.2f}")
                     return 0
-                # Refused, closed by slirp (the guest said no) or not a banner: drop it.
+                note(f"ended ({len(data)} bytes), opened at {probes[s] - t0:.2f}", s)
                 del probes[s]
                 s.close()
-                if answered_at is None:
-                    answered_at = time.time()
-                    # Probes opened before may still be in slirp's SYN back-off: new ones are quicker.
-                    for old in [p for p, opened in probes.items() if opened < answered_at]:
-                        del probes[old]
-                        old.close()
-            if answered_at is None:
-                for s, opened in list(probes.items()):
-                    if now - opened > 5:
-                        del probes[s]
-                        s.close()
+                if time.time() - t0 >= 3:
+                    refused_at = time.time()
+            now = time.time()
+            for s, opened in list(probes.items()):
+                stuck = refused_at is not None and opened < refused_at
+                if stuck or now - opened > (5 if refused_at is None else 10):
+                    note("stuck in back-off, dropped" if stuck else "given up", s)
+                    del probes[s]
+                    s.close()
     finally:
         for s in probes:
             s.close()
+        if log_path:
+            with open(log_path, "w", encoding="utf-8") as f:
+                f.write("\n".join(events) + "\n")
     return 1
 
 
