@@ -154,11 +154,15 @@ fn redact_url(url: &str) -> String {
     url.to_string()
 }
 
+/// The byte offset of the first ASCII-case-insensitive match of the ASCII `needle`. A match starts
+/// at an ASCII byte, so the offset is a char boundary of `haystack`. (This runs over every
+/// extension status message each time the status is built: a byte scan, not a string per char.)
 fn find_ascii_ci(haystack: &str, needle: &str) -> Option<usize> {
-    haystack
-        .char_indices()
-        .map(|(i, _)| i)
-        .find(|&i| haystack.get(i..i + needle.len()).is_some_and(|s| s.eq_ignore_ascii_case(needle)))
+    debug_assert!(needle.is_ascii() && !needle.is_empty());
+    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+    let first = n[0].to_ascii_lowercase();
+    (0..=h.len().checked_sub(n.len())?)
+        .find(|&i| h[i].to_ascii_lowercase() == first && h[i..i + n.len()].eq_ignore_ascii_case(n))
 }
 
 #[cfg(test)]
@@ -211,5 +215,9 @@ mod tests {
         );
         assert_eq!(redact_sas_queries("HTTPS://h/p?x=1?SV=2020 é"), "HTTPS://h/p?x=1?<redacted> é");
         assert_eq!(redact_sas_queries("https://"), "https://");
+        assert_eq!(redact_sas_queries("http"), "http");
+        assert_eq!(redact_sas_queries("ééhTtPs://h/p?sig=1 x"), "ééhTtPs://h/p?<redacted> x");
+        assert_eq!(find_ascii_ci("éhttps://", "https://"), Some(2));
+        assert_eq!(find_ascii_ci("HTTPs:/", "https://"), None);
     }
 }
