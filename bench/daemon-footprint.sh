@@ -31,27 +31,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start_fabric() { # name [wala-fabric arguments...]
-  local args=(--ports-file "$work/$1.ports")
-  args+=("${@:2}")
-  "$bin/wala-fabric" "${args[@]}" >/dev/null &
-  pids+=($!)
-  for _ in $(seq 100); do [ -s "$work/$1.ports" ] && return; sleep 0.05; done
-  echo "fabric did not start" >&2
-  exit 1
-}
-
-make_root() { # name ports-file
-  local root=$work/$1 ports
-  ports=$(cat "$2")
-  mkdir -p "$root"/{etc,var/log,var/lib/waagent}
-  echo bench-vm >"$root/etc/hostname"
-  printf 'Wala.WireServer=%s\nWala.HostGAPlugin=%s\nWala.Imds=%s\n' \
-    "$(sed -E 's/.*"wireserver":"([^"]+)".*/\1/' <<<"$ports")" \
-    "$(sed -E 's/.*"hostgaplugin":"([^"]+)".*/\1/' <<<"$ports")" \
-    "$(sed -E 's/.*"imds":"([^"]+)".*/\1/' <<<"$ports")" >"$root/etc/waagent.conf"
-  echo "$root"
-}
+# shellcheck source=bench/fabric-root.sh
+. bench/fabric-root.sh
 
 run() { # root polls -> "wakeups rss peak cpu"
   "$bin/wala-agentd" daemon --root "$1" --goal-state-period-ms 0 --max-wakeups "$2" 2>/dev/null

@@ -34,18 +34,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$bin/wala-fabric" --ports-file "$work/ports" >/dev/null &
-pids+=($!)
-for _ in $(seq 100); do [ -s "$work/ports" ] && break; sleep 0.05; done
-[ -s "$work/ports" ] || { echo "idle-order: the fabric did not start" >&2; exit 1; }
-root=$work/root
-mkdir -p "$root"/{etc,var/log,var/lib/waagent}
-echo order-vm >"$root/etc/hostname"
-python3 - "$work/ports" >"$root/etc/waagent.conf" <<'EOF'
-import json, sys
-p = json.load(open(sys.argv[1]))
-print(f"Wala.WireServer={p['wireserver']}\nWala.HostGAPlugin={p['hostgaplugin']}\nWala.Imds={p['imds']}")
-EOF
+# shellcheck source=bench/fabric-root.sh
+. bench/fabric-root.sh
+start_fabric order
+root=$(make_root root "$work/order.ports")
 
 valgrind --tool=callgrind --demangle=no --instr-atstart=no --callgrind-out-file="$work/cg.out" \
     "$bin/wala-agentd" daemon --root "$root" >/dev/null 2>"$work/valgrind.log" &
