@@ -4,6 +4,8 @@
 #      connections open (the simulator's default, 60 s) and against endpoints that close every
 #      connection after its answer (--keep-alive-idle-ms 0; what the platform does is not known,
 #      docs/daemon.md), so both figures are printed;
+#      then 10,000 polls as the daemon polls while Fast Track is quiet (vmSettings on every poll,
+#      the WireServer goal state about every fifth: 2-ms polls, a 10-ms Wala.WireServerPollPeriod);
 #   2. 1,000 polls in which every goal state is a new incarnation, and 3. 3,000 of them (a leak
 #      would show as a higher RSS than in 2).
 # Prints RSS at the end, peak RSS and CPU time of each run (the daemon reports its own, from
@@ -34,29 +36,34 @@ trap cleanup EXIT
 # shellcheck source=bench/fabric-root.sh
 . bench/fabric-root.sh
 
-run() { # root polls -> "wakeups rss peak cpu"
-  "$bin/wala-agentd" daemon --root "$1" --goal-state-period-ms 0 --max-wakeups "$2" 2>/dev/null
+run() { # root polls [period-ms [wireserver-period-ms]] -> "wakeups rss peak cpu"
+  "$bin/wala-agentd" daemon --root "$1" --goal-state-period-ms "${3:-0}" --wireserver-period-ms "${4:-${3:-0}}" \
+    --max-wakeups "$2" 2>/dev/null
   grep 'stopping after' "$1/var/log/waagent.log" | tail -n1 |
     sed -E 's/.*after ([0-9]+) wake-ups.*RSS ([0-9]+) KiB, peak ([0-9]+) KiB, CPU ([0-9]+) ms.*/\1 \2 \3 \4/'
 }
 
-idle_run() { # name [wala-fabric arguments...] -> "polls rss peak cpu requests connections up down"
-  local root wire polls rss peak cpu
-  start_fabric "$@"
-  root=$(make_root "$1" "$work/$1.ports")
-  wire=$(sed -E 's/.*"wireserver":"([^"]+)".*/\1/' <"$work/$1.ports")
+idle_run() { # name period-ms wireserver-period-ms [wala-fabric arguments...] -> "polls rss peak cpu requests connections up down"
+  local root wire polls rss peak cpu name=$1 period=$2 wire_period=$3
+  shift 3
+  start_fabric "$name" "$@"
+  root=$(make_root "$name" "$work/$name.ports")
+  wire=$(sed -E 's/.*"wireserver":"([^"]+)".*/\1/' <"$work/$name.ports")
   # A first run takes the goal state in; its traffic is start-up, not idle, and is left out.
   run "$root" 1 >/dev/null
   curl -fsS -X DELETE "http://$wire/__fabric/traffic"
-  read -r polls rss peak cpu <<<"$(run "$root" 10000)"
+  read -r polls rss peak cpu <<<"$(run "$root" 10000 "$period" "$wire_period")"
   echo "$polls $rss $peak $cpu $(curl -fsS "http://$wire/__fabric/traffic" | python3 -c '
 import json, sys
 t = json.load(sys.stdin).values()
 print(*(sum(l[k] for l in t) for k in ("requests", "connections", "bytes_in", "bytes_out")))')"
   kill "${pids[-1]}" # started in this subshell: the trap does not know it
 }
-read -r n1 rss1 peak1 cpu1 reqs conns up down <<<"$(idle_run idle)"
-read -r n0 _ _ cpu0 _ conns0 _ _ <<<"$(idle_run idle-closing --keep-alive-idle-ms 0)"
+read -r n1 rss1 peak1 cpu1 reqs conns up down <<<"$(idle_run idle 0 0)"
+read -r n0 _ _ cpu0 _ conns0 _ _ <<<"$(idle_run idle-closing 0 0 --keep-alive-idle-ms 0)"
+# As in production while Fast Track is quiet (6-s polls, the WireServer goal state every 30 s):
+# the WireServer every fifth poll or so, here 2-ms polls and a 10-ms WireServer period.
+read -r nq _ _ cpuq reqsq _ upq downq <<<"$(idle_run idle-quiet 2 10)"
 
 echo '[{"listener":"wireserver","path":"/machine/?comp=goalstate","action":{"kind":"bump_incarnation"}}]' >"$work/bump.json"
 start_fabric busy --faults "$work/bump.json"
@@ -70,6 +77,7 @@ read -r n3 rss3 peak3 cpu3 <<<"$(run "$busier_root" 3000)"
 printf '%-44s %10s %10s %10s %12s\n' "wala-agentd, $(date -u +%F), $(nproc) cores" "RSS KiB" "peak KiB" "CPU ms" "CPU ms/poll"
 printf '%-44s %10d %10d %10d %12.3f\n' "$n1 polls, nothing changing" "$rss1" "$peak1" "$cpu1" "$(echo "$cpu1 / $n1" | bc -l)"
 printf '%-44s %10s %10s %10d %12.3f\n' "  the same, endpoints closing connections" "" "" "$cpu0" "$(echo "$cpu0 / $n0" | bc -l)"
+printf '%-44s %10s %10s %10d %12.3f\n' "  $nq polls, Fast Track quiet (2/10 ms)" "" "" "$cpuq" "$(echo "$cpuq / $nq" | bc -l)"
 printf '%-44s %10d %10d %10d %12.3f\n' "$n2 polls, a new incarnation each time" "$rss2" "$peak2" "$cpu2" "$(echo "$cpu2 / $n2" | bc -l)"
 printf '%-44s %10d %10d %10d %12.3f\n' "$n3 polls, a new incarnation each time" "$rss3" "$peak3" "$cpu3" "$(echo "$cpu3 / $n3" | bc -l)"
 # waagent per 6-s period (spec wire.md §12.1, measured in the README's VM run): a goal-state GET,
@@ -84,6 +92,10 @@ printf '%-44s %12.2f %12s\n' "connections" "$(echo "$conns / $n1" | bc -l)" "-"
 printf '%-44s %12.2f %12s\n' "connections, endpoints closing them" "$(echo "$conns0 / $n0" | bc -l)" "-"
 printf '%-44s %12.0f %12s\n' "bytes to the platform" "$(echo "$up / $n1" | bc -l)" "-"
 printf '%-44s %12.0f %12s\n' "bytes from the platform" "$(echo "$down / $n1" | bc -l)" "<= 0.5 x waagent"
+printf '%-44s %12.3f %12s\n' "Fast Track quiet: CPU ms" "$(echo "$cpuq / $nq" | bc -l)" "<= 0.1"
+printf '%-44s %12.2f %12s\n' "Fast Track quiet: requests" "$(echo "$reqsq / $nq" | bc -l)" "<= 3 (waagent)"
+printf '%-44s %12.0f %12s\n' "Fast Track quiet: bytes to the platform" "$(echo "$upq / $nq" | bc -l)" "-"
+printf '%-44s %12.0f %12s\n' "Fast Track quiet: bytes from the platform" "$(echo "$downq / $nq" | bc -l)" "<= 0.5 x waagent"
 printf 'binary: %d KiB stripped\n' "$(( $(stat -c %s "$bin/wala-agentd") / 1024 ))"
 
 # The daemon at rest.

@@ -53,6 +53,10 @@ enum Command {
         /// Tests: upload the status as a heartbeat every this many milliseconds (default 60 s)
         #[arg(long, hide = true)]
         status_heartbeat_ms: Option<u64>,
+        /// Tests: Wala.WireServerPollPeriod in milliseconds (default with --goal-state-period-ms:
+        /// the same period, every poll)
+        #[arg(long, hide = true)]
+        wireserver_period_ms: Option<u64>,
     },
     /// The provisioning network stage (`wala-provision --stage network`), for a VM whose OVF names
     /// SSH keys by certificate thumbprint: wala-provision hands that stage over to this command,
@@ -237,6 +241,7 @@ fn run(command: Command, root: &HostRoot, config: Option<PathBuf>, verbose: bool
             max_wakeups,
             goal_state_period_ms,
             status_heartbeat_ms,
+            wireserver_period_ms,
         } => {
             let options = wala::daemon::start::StartOptions {
                 provision: provision.then(|| std::time::Duration::from_secs(dvd_timeout)),
@@ -244,6 +249,7 @@ fn run(command: Command, root: &HostRoot, config: Option<PathBuf>, verbose: bool
                 overrides: wala::daemon::Overrides {
                     goal_state_period: goal_state_period_ms.map(std::time::Duration::from_millis),
                     status_heartbeat: status_heartbeat_ms.map(std::time::Duration::from_millis),
+                    wireserver_period: wireserver_period_ms.map(std::time::Duration::from_millis),
                 },
             };
             daemon(root, config, verbose, &options)
@@ -331,6 +337,7 @@ fn legacy_daemon(provision: bool) -> Command {
         max_wakeups: None,
         goal_state_period_ms: None,
         status_heartbeat_ms: None,
+        wireserver_period_ms: None,
     }
 }
 

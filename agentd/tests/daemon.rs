@@ -227,6 +227,97 @@ fn status_is_uploaded_once_then_only_when_the_goal_state_changes() {
     assert_eq!(last.as_u64(), first.as_u64().map(|n| n + 3));
 }
 
+/// The goal-state task's own requests, in the order the fabric took them: `v` for vmSettings,
+/// `g` for the WireServer goal state.
+fn poll_sequence(fabric: &Fabric) -> String {
+    fabric
+        .requests()
+        .iter()
+        .filter_map(|r| match r.listener {
+            Listener::Hostgaplugin if r.target.starts_with("/vmSettings") => Some('v'),
+            Listener::Wireserver if r.target.contains("comp=goalstate") => Some('g'),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn while_fast_track_is_quiet_the_wireserver_goal_state_is_fetched_every_wireserver_period_and_at_once_on_a_change(
+) {
+    let fabric = Fabric::start_builtin().expect("fabric");
+    let dir = root_for(&fabric, "");
+    // Polls every 20 ms; the WireServer every second while quiet, and on every poll for four
+    // seconds after a change.
+    let mut child = Command::new(BIN)
+        .args(["daemon", "--goal-state-period-ms", "20", "--wireserver-period-ms", "1000", "--root"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let counts = || {
+        let seq = poll_sequence(&fabric);
+        (seq.matches('g').count(), seq.matches('v').count())
+    };
+    // At first (the initial goal state, then four seconds after it) both on every poll.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while counts().1 < 20 {
+        assert!(Instant::now() < deadline, "twenty polls within 20 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (g, v) = counts();
+    assert!(g + 2 >= v, "the WireServer on every poll after a change: {g} goal states, {v} vmSettings");
+    // Then quiet: a 2-s window with dozens of polls and one or two WireServer fetches.
+    let quiet = loop {
+        assert!(Instant::now() < deadline, "not quiet within 20 s: {}", poll_sequence(&fabric));
+        let (g0, v0) = counts();
+        std::thread::sleep(Duration::from_secs(2));
+        let (g1, v1) = counts();
+        if g1 - g0 <= 3 {
+            break (g1 - g0, v1 - v0);
+        }
+    };
+    assert!(quiet.1 >= 20 && (1..=3).contains(&quiet.0), "{quiet:?} (goal states, vmSettings) in 2 s");
+
+    // A new vmSettings document (a new ETag): the WireServer goal state in the same poll.
+    let before = poll_sequence(&fabric).len();
+    let vm_settings = include_str!("../../fabric/scenario/vmSettings.json");
+    fabric.set_vm_settings(Some(format!("{vm_settings}\n")));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while poll_sequence(&fabric).len() < before + 10 {
+        assert!(Instant::now() < deadline, "ten more requests within 10 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let after = poll_sequence(&fabric)[before..].to_string();
+    // The request in flight at the change may still have had the old document.
+    assert!(
+        after.starts_with("vg") || after.starts_with("vvg"),
+        "{after} {}",
+        std::fs::read_to_string(dir.path().join("var/log/waagent.log")).unwrap_or_default()
+    );
+
+    // Quiet again, then a new incarnation only the WireServer shows: taken in within a period.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(Instant::now() < deadline, "not quiet again within 20 s");
+        let (g0, _) = counts();
+        std::thread::sleep(Duration::from_millis(1500));
+        if counts().0 - g0 <= 3 {
+            break;
+        }
+    }
+    let configs = count(&fabric, Listener::Wireserver, "type=extensionsConfig");
+    let bumped = Instant::now();
+    fabric.bump_incarnation();
+    while count(&fabric, Listener::Wireserver, "type=extensionsConfig") == configs {
+        assert!(bumped.elapsed() < Duration::from_secs(3), "the new incarnation not taken in within 3 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().expect("wait").success());
+}
+
 #[test]
 fn a_provisioning_report_that_never_got_through_is_sent() {
     let fabric = Fabric::start_builtin().expect("fabric");

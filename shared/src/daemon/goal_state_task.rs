@@ -16,6 +16,24 @@
 //! The task polls every `Extensions.InitialGoalStatePeriod` until its first extensions goal state
 //! has been processed, then every `Extensions.GoalStatePeriod`; as waagent, the file
 //! `initial_goal_state` in `Lib.Dir` records that, so a restart polls at the normal period.
+//!
+//! **Fewer WireServer fetches while Fast Track is quiet** (unlike waagent, which fetches both
+//! documents on every poll). The goal state (about 2 KB, and the WireServer has no conditional
+//! GET) is most of the daemon's traffic at rest, while vmSettings costs a 304 when nothing
+//! changed. The HostGAPlugin's vmSettings carry every extensions goal state, Fast Track and
+//! Fabric alike (`extensionGoalStatesSource`), so once the HostGAPlugin answers them, vmSettings
+//! are asked first on every poll and the WireServer goal state is fetched:
+//! * in the same poll, when vmSettings changed or could not be read (a 410 after the container
+//!   moved, for one), or after a status upload failed (the container may have changed);
+//! * on every poll for [`AFTER_CHANGE_FACTOR`] × `Wala.WireServerPollPeriod` after any change
+//!   (a certificate a new Fast Track goal state needs can reach the WireServer a little later),
+//!   and until the first extensions goal state has been processed;
+//! * otherwise every `Wala.WireServerPollPeriod` (30 s): what only the WireServer brings
+//!   (certificate rotation, RemoteAccess users, a container or role instance change without an
+//!   HostGAPlugin error) arrives within that.
+//!
+//! Without vmSettings (a host without Fast Track, or a period at or above
+//! `Wala.WireServerPollPeriod`), every poll fetches the goal state, as waagent does.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -41,6 +59,14 @@ pub const STATUS_HEARTBEAT: Duration = Duration::from_secs(60);
 
 /// How long a HostGAPlugin without vmSettings is left alone (waagent: 6 hours).
 pub const VM_SETTINGS_RECHECK: Duration = Duration::from_secs(6 * 3600);
+
+/// `Wala.WireServerPollPeriod`'s default: how often the WireServer goal state is fetched while
+/// Fast Track is quiet.
+pub const WIRESERVER_PERIOD: Duration = Duration::from_secs(30);
+
+/// After a change, the WireServer goal state is fetched on every poll for this many
+/// `Wala.WireServerPollPeriod`s (2 minutes by default).
+pub const AFTER_CHANGE_FACTOR: u32 = 4;
 
 /// waagent's marker in `Lib.Dir`: the initial goal state has been processed.
 pub const INITIAL_GOAL_STATE_FILE: &str = "initial_goal_state";
@@ -101,6 +127,17 @@ pub struct GoalStateTask {
     /// Whether the HostGAPlugin serves vmSettings: the status then advertises `FastTrack`
     /// (§7.4: CRP sends Fast Track goal states only after seeing it).
     vm_settings_supported: bool,
+    /// Whether the last vmSettings request was answered (200 or 304) with vmSettings this agent
+    /// takes: only then may the WireServer goal state wait ([`Self::wireserver_due`]).
+    vm_settings_answered: bool,
+    /// `Wala.WireServerPollPeriod`.
+    pub wireserver_period: Duration,
+    /// When the WireServer goal state was last fetched, and when the last change (either
+    /// document) was taken in.
+    wireserver_fetched: Option<Instant>,
+    changed_at: Option<Instant>,
+    /// A status upload failed: fetch the WireServer goal state on the next poll.
+    wireserver_wanted: bool,
     /// The raw vmSettings JSON of the newest Fast Track goal state.
     pub vm_settings: Option<String>,
     /// The extensions goal state from the last ExtensionsConfig, from the last vmSettings, and the
@@ -150,6 +187,11 @@ impl GoalStateTask {
             vm_settings_etag: None,
             vm_settings_retry_at: None,
             vm_settings_supported: false,
+            vm_settings_answered: false,
+            wireserver_period: WIRESERVER_PERIOD,
+            wireserver_fetched: None,
+            changed_at: None,
+            wireserver_wanted: false,
             vm_settings: None,
             extensions_config: None,
             vm_settings_gs: None,
@@ -170,6 +212,26 @@ impl GoalStateTask {
         self.initial_done = self.client.lib_dir().join(INITIAL_GOAL_STATE_FILE).exists();
         self.initial_period = initial;
         self
+    }
+
+    /// `Wala.WireServerPollPeriod` (see the module's documentation).
+    pub fn with_wireserver_period(mut self, period: Duration) -> Self {
+        self.wireserver_period = period;
+        self
+    }
+
+    /// Whether this poll fetches the WireServer goal state: always, unless the HostGAPlugin
+    /// answered vmSettings just now and nothing has changed for a while (the module's
+    /// documentation). Called after vmSettings were asked.
+    fn wireserver_due(&self, now: Instant) -> bool {
+        let since = |t: Option<Instant>| t.map(|t| now.saturating_duration_since(t));
+        let quiet = self.initial_done
+            && self.vm_settings_answered
+            && !self.wireserver_wanted
+            && self.wireserver_period > self.period
+            && since(self.changed_at).is_none_or(|d| d >= self.wireserver_period * AFTER_CHANGE_FACTOR);
+        // Half a period early rather than a whole period late: polls come a period apart.
+        !quiet || since(self.wireserver_fetched).is_none_or(|d| d + self.period / 2 >= self.wireserver_period)
     }
 
     /// The `Lib.Dir` files could not be written: say so once, then quietly (they are for others;
@@ -199,7 +261,10 @@ impl GoalStateTask {
 
     fn refresh(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
         // The same text as the last goal state taken in completely: nothing to parse or compare.
-        let Some(fetched) = self.client.goal_state_unless(self.taken_xml.as_deref())? else {
+        let fetched = self.client.goal_state_unless(self.taken_xml.as_deref())?;
+        self.wireserver_fetched = Some(Instant::now());
+        self.wireserver_wanted = false;
+        let Some(fetched) = fetched else {
             return Ok(());
         };
         let gs = &fetched.goal_state;
@@ -278,6 +343,7 @@ impl GoalStateTask {
         env.state.set_goal_state(gs.clone());
         self.seen = Some(now);
         self.changes += 1;
+        self.changed_at = Some(Instant::now());
         self.taken_xml = Some(fetched.xml);
         Ok(())
     }
@@ -286,6 +352,7 @@ impl GoalStateTask {
     fn refresh_vm_settings(&mut self) {
         let Some(who) = &self.identity else { return };
         if self.vm_settings_retry_at.is_some_and(|t| Instant::now() < t) {
+            self.vm_settings_answered = false;
             return;
         }
         match self.hgap.vm_settings(who, self.vm_settings_etag.as_deref()) {
@@ -302,30 +369,43 @@ impl GoalStateTask {
                 if self.for_history.vm_settings.is_none() {
                     log::warn!("vmSettings (ETag {etag}) could not be redacted for certain: not saved");
                 }
-                match parsed {
+                let taken = match parsed {
                     Ok(crate::documents::extensions::VmSettingsDocument::Supported(gs)) => {
                         self.vm_settings_gs = Some(*gs);
                         self.updates.vm_settings_changed = true;
                         self.vm_settings_supported = true;
+                        true
                     }
                     Ok(crate::documents::extensions::VmSettingsDocument::NotSupported { .. }) => {
                         self.vm_settings_gs = None;
                         self.vm_settings_supported = false;
+                        false
                     }
-                    Err(e) => log::warn!("vmSettings: {e}"),
-                }
+                    Err(e) => {
+                        log::warn!("vmSettings: {e}");
+                        false
+                    }
+                };
                 self.vm_settings_etag = Some(etag);
                 self.vm_settings = Some(json);
                 self.changes += 1;
+                self.changed_at = Some(Instant::now());
+                // Only a document taken in lets the WireServer wait (and a changed one not in
+                // this poll: `changed_at`).
+                self.vm_settings_answered = taken;
             }
-            Ok(crate::platform::hostgaplugin::VmSettings::NotModified) => {}
+            Ok(crate::platform::hostgaplugin::VmSettings::NotModified) => {
+                self.vm_settings_answered = self.vm_settings_supported;
+            }
             Ok(crate::platform::hostgaplugin::VmSettings::Unsupported) => {
                 log::info!("the HostGAPlugin does not serve vmSettings; asking again in 6 hours");
                 self.vm_settings_supported = false;
+                self.vm_settings_answered = false;
                 self.vm_settings_retry_at = Some(Instant::now() + VM_SETTINGS_RECHECK);
             }
             Err(e) => {
                 log::debug!("vmSettings: {e}");
+                self.vm_settings_answered = false;
                 self.vm_settings_retry_at = Some(Instant::now() + Duration::from_secs(60));
             }
         }
@@ -389,9 +469,12 @@ impl GoalStateTask {
             vm.goal_state_aggregate_status.timestamp_utc = now;
         }
         let body = doc.to_json().map_err(|e| TaskError::from(format!("status document: {e}")))?;
-        status_blob::upload(&self.hgap, &self.storage, who, blob, body.as_bytes(), SystemTime::now())
-            // As text: the upload error names the blob's URL, whose SAS token must not reach the log.
-            .map_err(|e| TaskError::from(crate::base::logging::redact_sas(&e.to_string())))?;
+        let uploaded =
+            status_blob::upload(&self.hgap, &self.storage, who, blob, body.as_bytes(), SystemTime::now());
+        // The container or the blob may have changed: the next poll asks the WireServer.
+        self.wireserver_wanted |= uploaded.is_err();
+        // As text: the upload error names the blob's URL, whose SAS token must not reach the log.
+        uploaded.map_err(|e| TaskError::from(crate::base::logging::redact_sas(&e.to_string())))?;
         if let Err(e) = lib_dir::write_status(self.client.lib_dir(), self.history.as_ref(), body.as_bytes()) {
             self.files_failed("status file", &e);
         }
@@ -527,9 +610,17 @@ impl Task for GoalStateTask {
     fn run(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
         self.polls += 1;
         self.started.get_or_insert_with(Instant::now);
-        let refreshed = self.refresh(env);
-        if refreshed.is_ok() {
+        // vmSettings first once the container is known: what they say decides whether the
+        // WireServer goal state is fetched in this poll (the module's documentation).
+        let vm_settings_first = self.identity.is_some();
+        if vm_settings_first {
             self.refresh_vm_settings();
+        }
+        let refreshed = if self.wireserver_due(Instant::now()) { self.refresh(env) } else { Ok(()) };
+        if refreshed.is_ok() {
+            if !vm_settings_first {
+                self.refresh_vm_settings();
+            }
             self.save_history();
             self.handle_extensions(env);
         }
@@ -668,6 +759,39 @@ mod tests {
         assert_eq!(marker, "incarnation_3 (0 handlers)\n");
         // A restart finds the marker: the normal period at once, as waagent.
         assert_eq!(Task::period(&task(dir.path())), Duration::from_secs(6));
+    }
+
+    #[test]
+    fn the_wireserver_waits_only_while_vm_settings_answer_and_nothing_changed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut t = task(dir.path()).with_wireserver_period(Duration::from_secs(30));
+        t.initial_done = true;
+        let now = Instant::now() + Duration::from_secs(3600);
+        let ago = |s: u64| Some(now - Duration::from_secs(s));
+        t.wireserver_fetched = ago(10);
+        // No vmSettings answer: every poll.
+        assert!(t.wireserver_due(now));
+        t.vm_settings_answered = true;
+        assert!(!t.wireserver_due(now), "quiet, fetched 10 s ago");
+        t.wireserver_fetched = ago(26);
+        assert!(!t.wireserver_due(now));
+        t.wireserver_fetched = ago(27);
+        assert!(t.wireserver_due(now), "half a period early rather than a period late");
+        t.wireserver_fetched = None;
+        assert!(t.wireserver_due(now), "never fetched");
+        t.wireserver_fetched = ago(10);
+        t.changed_at = ago(100);
+        assert!(t.wireserver_due(now), "within four WireServer periods of a change");
+        t.changed_at = ago(121);
+        assert!(!t.wireserver_due(now));
+        t.wireserver_wanted = true;
+        assert!(t.wireserver_due(now), "a status upload failed");
+        t.wireserver_wanted = false;
+        t.initial_done = false;
+        assert!(t.wireserver_due(now), "the initial goal state is not done");
+        t.initial_done = true;
+        t.wireserver_period = Duration::from_secs(6);
+        assert!(t.wireserver_due(now), "a WireServer period not above the poll period: every poll");
     }
 
     #[test]

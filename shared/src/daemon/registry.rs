@@ -18,6 +18,9 @@ pub struct Overrides {
     pub goal_state_period: Option<Duration>,
     /// The status heartbeat ([`goal_state_task::STATUS_HEARTBEAT`]).
     pub status_heartbeat: Option<Duration>,
+    /// `Wala.WireServerPollPeriod`; with only `goal_state_period` set, the same as that (every
+    /// poll fetches the WireServer goal state, as waagent).
+    pub wireserver_period: Option<Duration>,
 }
 
 /// Every task the daemon runs: the OS monitors, and the platform tasks (goal state and status,
@@ -52,8 +55,14 @@ pub fn all_tasks(root: &HostRoot, config: &Config, overrides: &Overrides) -> Vec
         None if !config.extensions_enabled => (secs(300), secs(300)),
         None => (secs(config.goal_state_period), secs(config.initial_goal_state_period())),
     };
-    let mut goal_state =
-        goal_state_task::GoalStateTask::new(wire(), hgap(), storage(), period).with_initial_period(initial);
+    let wireserver_period = match (overrides.wireserver_period, overrides.goal_state_period) {
+        (Some(p), _) => p,
+        (None, Some(p)) => p,
+        (None, None) => Duration::from_secs(config.wala_wireserver_poll_period),
+    };
+    let mut goal_state = goal_state_task::GoalStateTask::new(wire(), hgap(), storage(), period)
+        .with_initial_period(initial)
+        .with_wireserver_period(wireserver_period);
     if let Some(heartbeat) = overrides.status_heartbeat {
         goal_state.heartbeat = heartbeat;
     }
