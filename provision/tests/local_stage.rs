@@ -155,6 +155,64 @@ fn a_crash_after_any_step_converges_on_rerun() {
     }
 }
 
+/// In the initramfs (`etc/initrd-release` under a root that is not the live one) before the
+/// kernel's random pool is ready, the image's host keys are removed and the new ones left to the
+/// local stage on the real root, which makes them (and converges after a crash); the marker that
+/// lets the real root's unit be skipped is written only when nothing is left for it.
+#[test]
+fn host_keys_the_initramfs_could_not_make_are_made_on_the_real_root() {
+    if !need_root("host_keys_the_initramfs_could_not_make_are_made_on_the_real_root") {
+        return;
+    }
+    let settings = "Provisioning.RegenerateSshHostKeyPair=y\nProvisioning.SshHostKeyPairType=ed25519\n";
+    let marker = "run/wala/local-stage-done-in-initrd";
+    let (ed25519, ecdsa) = ("etc/ssh/ssh_host_ed25519_key", "etc/ssh/ssh_host_ecdsa_key");
+    let r = TestRoot::new();
+    let conf = r.config(settings);
+    let ovf = r.ovf(Some("pw-123"), None);
+    std::fs::write(r.path("etc/ssh/ssh_host_rsa_key"), "the image's old key").expect("write");
+    std::fs::write(r.path("etc/initrd-release"), "").expect("write");
+    let not_ready = [("WALA_TEST_RANDOM_NOT_READY", "1")];
+
+    let out = r.run(&ovf, &conf, &not_ready);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!r.path("etc/ssh/ssh_host_rsa_key").exists(), "the old key is removed at once");
+    assert!(!r.path(ed25519).exists() && !r.path(ecdsa).exists(), "no key made without the pool");
+    assert!(r.read("etc/passwd").contains("azureuser:"), "the rest of the stage ran");
+    assert!(r
+        .read("var/lib/waagent/wala-provisioning.json")
+        .contains("\"fast_host_keys\": \"wala-test-vm\""));
+    assert!(!r.path(marker).exists(), "the real root's local stage has keys to make");
+    // A later initramfs run, the pool still not ready: still left.
+    assert!(r.run(&ovf, &conf, &not_ready).status.success());
+    assert!(!r.path(ed25519).exists() && !r.path(marker).exists());
+
+    // The real root (no initrd-release): a crash right after the keys (not yet recorded), then a
+    // rerun, which makes them again.
+    std::fs::remove_file(r.path("etc/initrd-release")).expect("remove");
+    let crashed = r.run(&ovf, &conf, &[("WALA_TEST_CRASH_AFTER", "host-keys")]);
+    assert!(!crashed.status.success(), "the crash hook fired");
+    assert!(r.path(ed25519).exists());
+    let out = r.run(&ovf, &conf, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("made the host keys the initramfs left"), "{}", stderr(&out));
+    for key in [ed25519, ecdsa] {
+        let mode = std::fs::metadata(r.path(key)).expect(key).mode() & 0o777;
+        assert_eq!(mode, 0o600, "{key}");
+        assert!(r.read(&format!("{key}.pub")).ends_with(" root@wala-test-vm\n"), "{key}.pub");
+    }
+    let state = r.read("var/lib/waagent/wala-provisioning.json");
+    assert!(!state.contains("fast_host_keys") && state.contains("\"result\": \"done\""), "{state}");
+    let keys = r.read(ed25519);
+    assert!(r.run(&ovf, &conf, &[]).status.success());
+    assert_eq!(r.read(ed25519), keys, "made once");
+
+    // An initramfs run that leaves nothing (this VM's stage is done): the marker.
+    std::fs::write(r.path("etc/initrd-release"), "").expect("write");
+    assert!(r.run(&ovf, &conf, &not_ready).status.success());
+    assert!(r.path(marker).exists(), "nothing left for the real root");
+}
+
 #[test]
 fn system_accounts_are_refused_before_anything_changes() {
     if !need_root("system_accounts_are_refused_before_anything_changes") {

@@ -176,6 +176,15 @@ pub fn read_optional(path: &Path) -> Result<Option<String>, FileError> {
     }
 }
 
+/// Remove a file; nothing to do when it does not exist.
+pub fn remove_optional(path: &Path) -> Result<(), FileError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(FileError::new("remove", path, e)),
+    }
+}
+
 /// The permission bits and owner of a file, for checks and tests.
 pub fn mode_and_owner(path: &Path) -> Result<(u32, u32, u32), FileError> {
     let meta = fs::symlink_metadata(path).map_err(|e| FileError::new("stat", path, e))?;

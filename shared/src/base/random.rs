@@ -20,9 +20,34 @@ pub fn fill(buf: &mut [u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Whether the kernel's random pool is initialised, so that [`fill`] would not block: early in
+/// boot (the initramfs) it may not be yet on a machine whose CPU has no random-number
+/// instruction the kernel trusts. `getrandom(2)` with `GRND_NONBLOCK`; a kernel without the call
+/// counts as ready ([`fill`] then reports the error).
+pub fn ready() -> bool {
+    let mut byte = [0u8; 1];
+    loop {
+        // SAFETY: `byte` is a valid, writable buffer of 1 byte.
+        let n = unsafe { libc::getrandom(byte.as_mut_ptr().cast(), 1, libc::GRND_NONBLOCK) };
+        if n >= 0 {
+            return true;
+        }
+        match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EAGAIN) => return false,
+            _ => return true,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_booted_system_has_its_pool_ready() {
+        assert!(ready());
+    }
 
     #[test]
     fn fills_the_whole_buffer_with_bytes_that_differ_between_calls() {

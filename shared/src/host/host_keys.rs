@@ -82,6 +82,12 @@ pub fn replace_with_fast_keys(
     Ok(written)
 }
 
+/// Delete every host key in `ssh_dir` (`ssh_host_*key*` files): the image's keys, when new ones
+/// are made later.
+pub fn remove_all(root: &HostRoot, ssh_dir: &Path) -> Result<(), HostKeyError> {
+    Ok(remove_host_keys(&root.path(ssh_dir))?)
+}
+
 fn remove_host_keys(dir: &Path) -> Result<(), FileError> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
     for entry in entries.flatten() {

@@ -261,6 +261,9 @@ pub fn run_local(ctx: &Context<'_>, source: &OvfSource) -> Result<LocalOutcome, 
             // /run did not survive (or was the initramfs's): the IMDS stage still has to run.
             from_imds::mark_pending(ctx.host.root);
         }
+        if let Some(hostname) = st.later.as_ref().and_then(|l| l.fast_host_keys.clone()) {
+            make_fast_host_keys_left_by_the_initramfs(ctx, &vm_id, &hostname, &mut outcome.timings)?;
+        }
         outcome.lifecycle = st.lifecycle;
     } else if ctx.host.config.detect_scvmm_env
         && ctx.host.root.is_live()
@@ -334,6 +337,67 @@ pub fn run_local(ctx: &Context<'_>, source: &OvfSource) -> Result<LocalOutcome, 
         log::info!("Provisioning skipped: {why}");
     }
     Ok(outcome)
+}
+
+/// `WALA_TEST_RANDOM_NOT_READY`: tests set it to play a local stage in the initramfs before the
+/// kernel's random pool is ready.
+pub const RANDOM_NOT_READY_ENV: &str = "WALA_TEST_RANDOM_NOT_READY";
+
+fn random_pool_ready() -> bool {
+    std::env::var_os(RANDOM_NOT_READY_ENV).is_none() && crate::base::random::ready()
+}
+
+/// The fast host keys a local stage in the initramfs left (the kernel's random pool was not ready
+/// there), made before sshd starts: on the real root, or in a later boot's initramfs once the pool
+/// is ready. Failing, the local stage is recorded failed at step `host-keys` (the network stage
+/// reports ProvisioningFailed with it).
+fn make_fast_host_keys_left_by_the_initramfs(
+    ctx: &Context<'_>,
+    vm_id: &str,
+    hostname: &str,
+    timings: &mut Vec<StepTiming>,
+) -> Result<(), ProvisionError> {
+    let (root, lib) = (ctx.host.root, ctx.lib_dir());
+    if !root.is_live() && !random_pool_ready() {
+        log::info!("the kernel's random pool is not ready yet: host keys are made on the real root");
+        return Ok(());
+    }
+    let made = step(ctx, vm_id, timings, "host-keys", || {
+        crate::host::host_keys::replace_with_fast_keys(root, ctx.host.config.ssh_dir.as_path(), hostname)
+            .map(drop)
+            .map_err(|e| ProvisionError::new("host-keys", e))
+    });
+    let recorded = state::update(root, &lib, vm_id, |s| match &made {
+        Ok(()) => {
+            if let Some(later) = s.later.as_mut() {
+                later.fast_host_keys = None;
+            }
+        }
+        Err(e) => s.local = LocalResult::Failed { step: e.step.clone(), reason: e.reason() },
+    });
+    made?;
+    recorded.map_err(|e| ProvisionError::new("state", e))?;
+    log::info!("made the host keys the initramfs left");
+    Ok(())
+}
+
+/// Whether the local stage on the real root would find nothing to do after this one: the marker
+/// [`stages::LOCAL_DONE_IN_INITRD`] is written (in the initramfs) only then, and its unit is skipped.
+pub fn nothing_left_for_the_real_root(ctx: &Context<'_>) -> bool {
+    let lib = ctx.lib_dir();
+    let Ok(vm_id) = vm_id(ctx.host.root) else { return false };
+    if state::provisioned_for(ctx.host.root, &lib, &vm_id) {
+        return true;
+    }
+    if preprovisioned::pending(ctx.host.root, &lib, &vm_id).is_some() {
+        return false;
+    }
+    state::load(ctx.host.root, &lib).is_some_and(|st| {
+        st.vm_id == vm_id
+            && st.local == LocalResult::Done
+            && !matches!(st.lifecycle, Lifecycle::ImdsPending { .. })
+            && st.later.as_ref().is_none_or(|l| l.fast_host_keys.is_none())
+    })
 }
 
 /// What the local stage's steps came to.
@@ -616,10 +680,10 @@ fn provision_from(
         timings.extend(user_timings);
         (account, beside)
     });
-    let (sudoers, account) = match (beside, account) {
+    let ((sudoers, fast_keys_left), account) = match (beside, account) {
         (Err(e), _) if e.step == "hostname" => return Err(e),
         (_, Err(e)) | (Err(e), Ok(_)) => return Err(e),
-        (Ok(sudoers), Ok(account)) => (sudoers, account),
+        (Ok(beside), Ok(account)) => (beside, account),
     };
     step(ctx, vm_id, timings, "password", || {
         user::set_password(
@@ -645,20 +709,22 @@ fn provision_from(
         })?;
     }
     restore_provisioned_labels(root, ctx.host.runner, paths, &key_files);
-    Ok(plan.later_steps())
+    let mut later = plan.later_steps();
+    later.fast_host_keys = fast_keys_left.then(|| plan.hostname.clone());
+    Ok(later)
 }
 
 /// The local steps that do not need the account, run while `useradd` does: hostname first (the
 /// network waits for it), the OVF saved, the sudoers file checked (installed once the user
 /// exists), the sshd drop-in, new host keys, custom data and the guest-agent switch. Stops at the
-/// first failure.
+/// first failure. Also returns whether the fast host keys were left to the real root.
 fn steps_beside_useradd(
     ctx: &Context<'_>,
     vm_id: &str,
     timings: &mut Vec<StepTiming>,
     plan: &Plan,
     ovf_bytes: &[u8],
-) -> Result<Option<user::CheckedSudoers>, ProvisionError> {
+) -> Result<(Option<user::CheckedSudoers>, bool), ProvisionError> {
     let (root, paths) = (ctx.host.root, &plan.paths);
     step(ctx, vm_id, timings, "hostname", || {
         hostname::set_hostname(root, &plan.hostname).map(drop).map_err(|e| ProvisionError::new("hostname", e))
@@ -676,13 +742,26 @@ fn steps_beside_useradd(
             .map_err(|e| ProvisionError::new("sshd", e))
     })?;
     // New host keys before sshd's first start: Ed25519 and ECDSA at once, in-process; the image's
-    // old keys are deleted, so sshd never serves them.
+    // old keys are deleted, so sshd never serves them. In the initramfs, before the kernel's random
+    // pool is ready, making them would wait for it (about a second under emulation, on CPUs
+    // without a trusted random instruction): the old keys go now and the new ones are made on
+    // the real root ([`make_fast_host_keys_left_by_the_initramfs`]), still before sshd.
+    let mut fast_keys_left = false;
     if plan.regenerate_host_keys.is_some() {
-        step(ctx, vm_id, timings, "host-keys", || {
-            crate::host::host_keys::replace_with_fast_keys(root, &paths.ssh_dir, &plan.hostname)
-                .map(drop)
-                .map_err(|e| ProvisionError::new("host-keys", e))
-        })?;
+        if !root.is_live() && !random_pool_ready() {
+            step(ctx, vm_id, timings, "host-keys-removed", || {
+                crate::host::host_keys::remove_all(root, &paths.ssh_dir)
+                    .map_err(|e| ProvisionError::new("host-keys", e))
+            })?;
+            log::info!("the kernel's random pool is not ready yet: host keys are made on the real root");
+            fast_keys_left = true;
+        } else {
+            step(ctx, vm_id, timings, "host-keys", || {
+                crate::host::host_keys::replace_with_fast_keys(root, &paths.ssh_dir, &plan.hostname)
+                    .map(drop)
+                    .map_err(|e| ProvisionError::new("host-keys", e))
+            })?;
+        }
     }
     if let Some(cd) = &plan.custom_data {
         step(ctx, vm_id, timings, "custom-data", || {
@@ -692,7 +771,7 @@ fn steps_beside_useradd(
         })?;
     }
     step(ctx, vm_id, timings, "guest-agent", || set_disable_agent(root, &paths.lib_dir, plan.disable_agent))?;
-    Ok(sudoers)
+    Ok((sudoers, fast_keys_left))
 }
 
 /// Save `ovf-env.xml` without the password (0600), whatever namespace prefix the document uses.

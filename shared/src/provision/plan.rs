@@ -144,6 +144,11 @@ pub struct LaterSteps {
     /// The network stage runs the saved custom data (`Provisioning.ExecuteCustomData`).
     #[serde(default)]
     pub run_custom_data: bool,
+    /// Set by a local stage in the initramfs that found the kernel's random pool not yet ready:
+    /// it removed the old host keys and left the fast ones (Ed25519, ECDSA) to the local stage on
+    /// the real root, which makes them before sshd starts. The hostname for their comment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fast_host_keys: Option<String>,
 }
 
 /// The resource disk settings from the configuration.
@@ -174,6 +179,7 @@ impl Plan {
             allow_system_user: self.user.allow_system_user,
             home_base: self.paths.home_base.clone(),
             run_custom_data: self.custom_data.as_ref().is_some_and(|c| c.execute),
+            fast_host_keys: None,
         }
     }
 

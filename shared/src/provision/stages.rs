@@ -18,6 +18,16 @@ use crate::provision::{from_imds, preprovisioned, Context, NetworkOutcome, OvfSo
 /// [`HostRoot::kernel`]: [`wait_for_local_stage`] waits for it.
 pub const LOCAL_STAGE_LOCK: &str = "/run/wala/local-stage.lock";
 
+/// Written by the local stage in the initramfs, under [`HostRoot::kernel`] (the `/run` the real
+/// root keeps), when it left nothing for the local stage on the real root
+/// ([`super::nothing_left_for_the_real_root`]): `wala-provision-local.service` is then skipped
+/// (`ConditionPathExists=!`), so the network need not wait for a process that would only find
+/// that out. Removed when something is left.
+pub const LOCAL_DONE_IN_INITRD: &str = "/run/wala/local-stage-done-in-initrd";
+
+/// The initramfs's own marker file, as its units test for it.
+const INITRD_RELEASE: &str = "/etc/initrd-release";
+
 /// Whether this process tells systemd it is ready once the hostname is set ([`ready_at_hostname`]).
 static READY_AT_HOSTNAME: AtomicBool = AtomicBool::new(false);
 /// Whether that was said.
@@ -61,6 +71,25 @@ fn hold_local_stage_lock(root: &HostRoot) -> Option<std::fs::File> {
             log::warn!("{e}: the units after the local stage do not wait for it");
             None
         }
+    }
+}
+
+/// Write or remove [`LOCAL_DONE_IN_INITRD`] (see there); a failure is logged: the real root's
+/// local stage then runs and finds out for itself.
+fn mark_local_done_in_initrd(ctx: &Context<'_>) {
+    let path = ctx.host.root.kernel().path(LOCAL_DONE_IN_INITRD);
+    let done = super::nothing_left_for_the_real_root(ctx);
+    let result = if done {
+        path.parent()
+            .map_or(Ok(()), |dir| files::ensure_dir(dir, 0o755))
+            .and_then(|()| files::write_atomic(&path, b"", files::WriteOptions::mode(0o644)))
+    } else {
+        files::remove_optional(&path)
+    };
+    match result {
+        Ok(()) if done => log::info!("nothing is left for the local stage on the real root"),
+        Ok(()) => {}
+        Err(e) => log::warn!("{e}: the local stage on the real root runs"),
     }
 }
 
@@ -145,6 +174,9 @@ pub fn run(ctx: &Context<'_>, source: &OvfSource, stage: Stage, options: Options
         .is_some();
         // Skipped or failed before its hostname step: ready now (the lock is still held).
         hostname_settled();
+        if !ctx.host.root.is_live() && ctx.host.root.kernel().path(INITRD_RELEASE).exists() {
+            mark_local_done_in_initrd(ctx);
+        }
     }
     if stage.includes(Stage::Imds) {
         ok &= record(

@@ -245,6 +245,7 @@ mod tests {
                 allow_system_user: false,
                 home_base: "/home".into(),
                 run_custom_data: true,
+                fast_host_keys: Some("vm".into()),
             }),
         };
         save(&root, lib, &s).expect("save");
