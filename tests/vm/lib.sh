@@ -143,11 +143,15 @@ EOF
 # vm_accel: sets the arrays/strings `accel` and `accel_name`: KVM only when a 10 s probe reaches
 # the guest kernel's first console line (on these machines /dev/kvm is a nested hypervisor that
 # cannot run a guest), else TCG. Needs KERNEL and a scratch directory: vm_accel KERNEL DIR.
+# Under TCG the CPU is qemu64 without SVM (WALA_VM_CPU overrides it): qemu64 advertises AMD's
+# virtualisation extension, so udev loads kvm_amd during coldplug, and under TCG that stalled
+# the guest for seconds (networkd and logind waited for it in dracut boots; docs/vm-test.md).
+# An Azure guest sees no SVM or VMX unless nested virtualisation is turned on for it.
 # shellcheck disable=SC2034 # accel and accel_name are for the caller
 vm_accel() {
-    local kernel=$1 dir=$2
-    accel=(-accel "tcg,thread=multi" -cpu qemu64)
-    accel_name="TCG (-accel tcg,thread=multi -cpu qemu64)"
+    local kernel=$1 dir=$2 cpu=${WALA_VM_CPU:-qemu64,-svm}
+    accel=(-accel "tcg,thread=multi" -cpu "$cpu")
+    accel_name="TCG (-accel tcg,thread=multi -cpu $cpu)"
     if [ -r /dev/kvm ] && [ -w /dev/kvm ] && [ "${WALA_VM_TRY_KVM:-1}" = 1 ]; then
         # In a subshell: qemu may abort (MSR 0x10a on these machines), and bash reports that.
         (timeout 10 qemu-system-x86_64 -machine pc -accel kvm -cpu host -m 256 -display none -no-reboot \
