@@ -12,6 +12,7 @@ PREFIX ?= /usr
 SBINDIR ?= $(PREFIX)/sbin
 SYSCONFDIR ?= /etc
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSTEMDGENERATORDIR ?= $(PREFIX)/lib/systemd/system-generators
 UDEVRULESDIR ?= $(PREFIX)/lib/udev/rules.d
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 DRACUTMODDIR ?= $(PREFIX)/lib/dracut/modules.d/90wala
@@ -68,6 +69,8 @@ install: $(BINS) $(MANPAGES)
 		sed 's|/usr/sbin/|$(SBINDIR)/|g' $$u > $(DESTDIR)$(SYSTEMDUNITDIR)/$${u##*/} && \
 		chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$${u##*/} || exit 1; \
 	done
+	$(INSTALL) -d $(DESTDIR)$(SYSTEMDGENERATORDIR)
+	ln -sfn $(SBINDIR)/wala-provision $(DESTDIR)$(SYSTEMDGENERATORDIR)/wala-provision-generator
 	$(INSTALL) -d $(DESTDIR)$(UDEVRULESDIR)
 	for r in $(UDEV_RULES); do \
 		$(INSTALL) -m 0644 $$r $(DESTDIR)$(UDEVRULESDIR)/ || exit 1; \

@@ -19,6 +19,7 @@ root=$stage/root
 # Debian 12 keeps units and udev rules under /lib (the /usr move came later); override for newer.
 make --no-print-directory install DESTDIR="$root" PREFIX=/usr \
     SYSTEMDUNITDIR="${DEB_SYSTEMDUNITDIR:-/lib/systemd/system}" \
+    SYSTEMDGENERATORDIR="${DEB_SYSTEMDGENERATORDIR:-/lib/systemd/system-generators}" \
     UDEVRULESDIR="${DEB_UDEVRULESDIR:-/lib/udev/rules.d}" >"$stage/make.log" ||
     { cat "$stage/make.log" >&2; exit 1; }
 

@@ -71,6 +71,9 @@ enum Stage {
 }
 
 fn main() -> std::process::ExitCode {
+    if let Some(code) = as_generator() {
+        return code;
+    }
     wala::base::timeline::count_start_up();
     let cli = Cli::parse();
     let root = HostRoot::new(&cli.root);
@@ -114,6 +117,30 @@ fn main() -> std::process::ExitCode {
     let pps_wait_limit = cli.pps_wait_limit.map(Duration::from_secs);
     let hand_over = || provision::network::hand_over(&cli.root, cli.config.as_deref(), cli.verbose);
     run(&ctx, &source, cli.stage, cli.dry_run, pps_wait_limit, &hand_over).into()
+}
+
+/// Called as `wala-provision-generator` (the link in systemd's system-generators directory), this
+/// program is that generator ([`provision::generator`]): `wala-provision-generator NORMAL-DIR
+/// [EARLY-DIR LATE-DIR]`, as systemd runs it when it starts and on every reload.
+fn as_generator() -> Option<std::process::ExitCode> {
+    let mut args = std::env::args_os();
+    let name = args.next()?;
+    if std::path::Path::new(&name).file_name()?.to_str() != Some("wala-provision-generator") {
+        return None;
+    }
+    let Some(dir) = args.next() else {
+        eprintln!(
+            "wala-provision-generator: usage: wala-provision-generator NORMAL-DIR [EARLY-DIR LATE-DIR]"
+        );
+        return Some(ExitCode::Usage.into());
+    };
+    match provision::generator::run(&HostRoot::live(), std::path::Path::new(&dir)) {
+        Ok(_) => Some(ExitCode::Ok.into()),
+        Err(e) => {
+            eprintln!("wala-provision-generator: {e}");
+            Some(ExitCode::Failure.into())
+        }
+    }
 }
 
 fn run(

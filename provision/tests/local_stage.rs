@@ -309,3 +309,24 @@ fn ready_once_the_hostname_is_set_and_local_done_waits_for_the_whole_stage() {
     let n = socket.recv(&mut buf).expect("READY=1 from a stage with nothing to do");
     assert_eq!(&buf[..n], b"READY=1");
 }
+
+/// Linked as `wala-provision-generator`, the binary is the systemd generator: it takes the output
+/// directory systemd gives it (on this machine, whose disk no marker names, it writes nothing;
+/// the library's tests and the VM test's reboot cover a provisioned disk) and says how to call it.
+#[test]
+fn called_as_wala_provision_generator_it_is_the_generator() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let link = dir.path().join("wala-provision-generator");
+    std::os::unix::fs::symlink(BIN, &link).expect("symlink");
+    let usage = Command::new(&link).output().expect("run");
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(stderr(&usage).contains("usage: wala-provision-generator NORMAL-DIR"), "{}", stderr(&usage));
+    let out = dir.path().join("normal");
+    std::fs::create_dir(&out).expect("mkdir");
+    let run = Command::new(&link).arg(&out).arg(dir.path()).arg(dir.path()).output().expect("run");
+    assert!(run.status.success(), "{}", stderr(&run));
+    let provisioned = std::fs::read_to_string("/var/lib/waagent/provisioned").unwrap_or_default();
+    if provisioned.is_empty() {
+        assert_eq!(std::fs::read_dir(&out).expect("ls").count(), 0, "nothing for a disk never provisioned");
+    }
+}

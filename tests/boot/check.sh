@@ -77,6 +77,8 @@ for f in usr/sbin/wala-provision usr/sbin/wala-agentd usr/sbin/wala-crypto usr/l
     [ -s "$dest/$f" ] || missing+=("$f")
 done
 [ "$(readlink "$dest/usr/sbin/waagent")" = wala-agentd ] || missing+=("usr/sbin/waagent -> wala-agentd")
+generator=usr/lib/systemd/system-generators/wala-provision-generator
+[ "$(readlink "$dest/$generator")" = /usr/sbin/wala-provision ] || missing+=("$generator -> /usr/sbin/wala-provision")
 for r in systemd/udev/*.rules; do
     [ -e "$r" ] || continue
     [ -s "$dest/usr/lib/udev/rules.d/${r##*/}" ] || missing+=("usr/lib/udev/rules.d/${r##*/}")
@@ -248,6 +250,7 @@ if packaging/build-deb.sh >"$tmp/deb.log" 2>&1; then
     for f in ./usr/sbin/wala-provision ./usr/sbin/wala-agentd ./usr/sbin/wala-crypto "./usr/sbin/waagent -> wala-agentd" \
         ./lib/systemd/system/wala-provision-local.service ./lib/systemd/system/wala-agentd.service \
         ./lib/systemd/system/azure.slice ./usr/lib/dracut/modules.d/90wala/module-setup.sh \
+        "./lib/systemd/system-generators/wala-provision-generator -> /usr/sbin/wala-provision" \
         ./usr/share/wala/waagent.conf ./usr/share/wala/logrotate ./usr/share/man/man8/wala-agentd.8.gz; do
         grep -qF " $f" "$tmp/deb.list"
         result "deb contains $f" $?
@@ -312,8 +315,8 @@ if packaging/build-rpm.sh >"$tmp/rpm.log" 2>&1; then
     rpm_files "$rpmpkg" >"$tmp/rpm.files"
     # Every file of the rpm is in `rpm -qlp`, and both lists are the .deb's, path for path, with
     # these differences, each for a reason:
-    #   /lib/systemd/system, /lib/udev/rules.d -> /usr/lib/...: Debian 12 keeps units and rules
-    #     under /lib; Fedora, RHEL and Azure Linux have had them under /usr/lib since the /usr move.
+    #   /lib/systemd/system, /lib/systemd/system-generators, /lib/udev/rules.d -> /usr/lib/...:
+    #     Debian 12 keeps units, generators and rules under /lib; Fedora, RHEL and Azure Linux have had them under /usr/lib since the /usr move.
     #   /usr/share/wala/{waagent.conf,logrotate} -> /etc/waagent.conf, /etc/logrotate.d/wala as
     #     %config(noreplace): rpm keeps an existing (admin's, WALinuxAgent's) file and writes the
     #     default beside it as .rpmnew, what the .deb's postinst and diversions do by hand.
@@ -323,6 +326,7 @@ if packaging/build-rpm.sh >"$tmp/rpm.log" 2>&1; then
     #     as WALinuxAgent owns it, so that the takeover's erasure does not delete the log), and
     #     rpmbuild's /usr/lib/.build-id links from the binaries' build ids (debuginfo lookup).
     deb_files "$deb" | sed -e 's# lib/systemd/system/# usr/lib/systemd/system/#' \
+        -e 's# lib/systemd/system-generators/# usr/lib/systemd/system-generators/#' \
         -e 's# lib/udev/rules.d/# usr/lib/udev/rules.d/#' \
         -e 's# usr/share/wala/waagent.conf$# etc/waagent.conf#' \
         -e 's# usr/share/wala/logrotate$# etc/logrotate.d/wala#' \

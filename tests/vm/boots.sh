@@ -463,9 +463,12 @@ boot reboot "$work/root-persistent.raw" off "$work/nopw.iso" "$work/res1.raw" "$
 if [ -n "$ssh_at" ]; then
     check_pending_line
     local_journal
-    grep -qiE 'Provisioning skipped: .*already' "$d/local.journal"
+    # wala-provision-generator found the disk provisioned for this VM: the local stage's unit is
+    # skipped by the condition of the drop-in it wrote, and its process never starts.
+    grep -qF 'unmet condition check (ConditionPathExists=!/run/systemd/generator/wala-provisioned-for-this-vm)' "$d/local.journal" &&
+        ! grep -q 'wala-provision\[' "$d/local.journal"
     rc=$?
-    result "reboot: no second provisioning (journal: $(grep -m1 -o 'Provisioning skipped: .*' "$d/local.journal"))" "$rc" "$d/local.journal"
+    result "reboot: no second provisioning, the local stage not even started ($(rssh cat /run/systemd/generator/wala-provisioned-for-this-vm 2>/dev/null))" "$rc" "$d/local.journal"
     ! grep -q 'VM id changed' "$d/local.journal"
     result "reboot: the VM id is recognised as unchanged" $? "$d/local.journal"
     unit_costs reboot
@@ -567,9 +570,18 @@ if [ -s "$work/initrd-dracut.img" ]; then
             rssh journalctl -b --no-pager -o short-monotonic | grep -q 'Finished wala-provision-initrd.service'
         result "dracut: wala-provision-initrd.service ran and succeeded in the initramfs" $? "$d/initrd.journal"
         local_journal
-        grep -q 'Provisioning skipped: the local stage already ran' "$d/local.journal"
-        rc=$?
-        result "dracut: the real-root local stage did not redo it ($(grep -m1 -o 'Provisioning skipped: .*' "$d/local.journal"))" "$rc" "$d/local.journal"
+        # Either the initramfs left nothing (the unit is skipped by its condition), or the real
+        # root's stage found the work done and made only what was left (host keys, when the
+        # kernel's random pool was not ready in the initramfs).
+        rc=0
+        if grep -qF 'unmet condition check (ConditionPathExists=!/run/wala/local-stage-done-in-initrd)' "$d/local.journal"; then
+            how="skipped: the initramfs left nothing"
+        elif grep -q 'Provisioning skipped: the local stage already ran' "$d/local.journal"; then
+            how="$(grep -m1 -o 'Provisioning skipped: .*' "$d/local.journal")$(grep -q 'made the host keys the initramfs left' "$d/local.journal" && echo '; made the host keys the initramfs left')"
+        else
+            rc=1 how="neither skipped nor found done"
+        fi
+        result "dracut: the real-root local stage did not redo it ($how)" "$rc" "$d/local.journal"
         check_provisioned dracut "$WALA_VM_HOST4"
         collect_fabric
         fabric_reports dracut "NotReady/Provisioning then Ready" ready
@@ -864,9 +876,10 @@ if [ -s "$work/waagent.raw" ]; then
         rc=$?
         result "waagent-migrated: same SSH host keys, waagent's marker, certificates, transport pair, user and hostname ($(wc -l <"$work/waagent-first/state.before") lines)" $rc "$d/state.diff"
         local_journal
-        grep -qE 'Provisioning skipped: already provisioned' "$d/local.journal"
+        # waagent's marker names this VM: wala-provision-generator skips the local stage's unit.
+        grep -qF 'unmet condition check (ConditionPathExists=!/run/systemd/generator/wala-provisioned-for-this-vm)' "$d/local.journal"
         rc=$?
-        result "waagent-migrated: the local stage takes waagent's marker ($(grep -m1 -o 'Provisioning skipped: .*' "$d/local.journal"))" $rc "$d/local.journal"
+        result "waagent-migrated: waagent's marker is taken, the local stage skipped ($(rssh cat /run/systemd/generator/wala-provisioned-for-this-vm 2>/dev/null))" $rc "$d/local.journal"
         check_resource_disk waagent-migrated
         # shellcheck disable=SC2016 # runs in the guest
         rssh 'blkid -s UUID -o value "$(findmnt -n -o SOURCE /mnt/resource)"; cat /mnt/resource/sentinel' >"$d/resource.after" 2>&1

@@ -20,6 +20,7 @@
 
 pub mod decide;
 pub mod from_imds;
+pub mod generator;
 pub mod imds_request;
 pub mod network;
 pub mod plan;
