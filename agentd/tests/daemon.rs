@@ -246,7 +246,7 @@ fn while_fast_track_is_quiet_the_wireserver_goal_state_is_fetched_every_wireserv
 ) {
     let fabric = Fabric::start_builtin().expect("fabric");
     let dir = root_for(&fabric, "");
-    // Polls every 20 ms; the WireServer every second while quiet, and on every poll for four
+    // Polls every 20 ms; the WireServer every second while quiet, and on every poll for two
     // seconds after a change.
     let mut child = Command::new(BIN)
         .args(["daemon", "--goal-state-period-ms", "20", "--wireserver-period-ms", "1000", "--root"])
@@ -259,7 +259,7 @@ fn while_fast_track_is_quiet_the_wireserver_goal_state_is_fetched_every_wireserv
         let seq = poll_sequence(&fabric);
         (seq.matches('g').count(), seq.matches('v').count())
     };
-    // At first (the initial goal state, then four seconds after it) both on every poll.
+    // At first (the initial goal state, then two seconds after it) both on every poll.
     let deadline = Instant::now() + Duration::from_secs(20);
     while counts().1 < 20 {
         assert!(Instant::now() < deadline, "twenty polls within 20 s");

@@ -65,8 +65,8 @@ pub const VM_SETTINGS_RECHECK: Duration = Duration::from_secs(6 * 3600);
 pub const WIRESERVER_PERIOD: Duration = Duration::from_secs(30);
 
 /// After a change, the WireServer goal state is fetched on every poll for this many
-/// `Wala.WireServerPollPeriod`s (2 minutes by default).
-pub const AFTER_CHANGE_FACTOR: u32 = 4;
+/// `Wala.WireServerPollPeriod`s (1 minute by default).
+pub const AFTER_CHANGE_FACTOR: u32 = 2;
 
 /// waagent's marker in `Lib.Dir`: the initial goal state has been processed.
 pub const INITIAL_GOAL_STATE_FILE: &str = "initial_goal_state";
@@ -780,9 +780,9 @@ mod tests {
         t.wireserver_fetched = None;
         assert!(t.wireserver_due(now), "never fetched");
         t.wireserver_fetched = ago(10);
-        t.changed_at = ago(100);
-        assert!(t.wireserver_due(now), "within four WireServer periods of a change");
-        t.changed_at = ago(121);
+        t.changed_at = ago(50);
+        assert!(t.wireserver_due(now), "within two WireServer periods of a change");
+        t.changed_at = ago(61);
         assert!(!t.wireserver_due(now));
         t.wireserver_wanted = true;
         assert!(t.wireserver_due(now), "a status upload failed");

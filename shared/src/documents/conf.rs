@@ -373,7 +373,7 @@ config_keys! {
     /// is then tried); waagent has no such limit.
     wala_extension_package_max_download_mb: u64 = "Wala.ExtensionPackageMaxDownloadMB", 1024;
     /// wala: while the HostGAPlugin answers vmSettings (Fast Track) and nothing has changed for
-    /// four times this long, fetch the WireServer goal state only this often (seconds), not on
+    /// twice this long, fetch the WireServer goal state only this often (seconds), not on
     /// every poll; a new vmSettings, a vmSettings error or a failed status upload fetches it at
     /// once. At or below the poll period, every poll fetches it, as waagent does.
     wala_wireserver_poll_period: u64 = "Wala.WireServerPollPeriod", 30;

@@ -32,8 +32,10 @@ use crate::base::limits::Document;
 use crate::base::logging::redact_sas;
 
 /// How long an idle platform connection is kept for the next request: longer than the
-/// goal-state period (6 s), well under the idle timeouts of Azure's network (4 minutes).
-pub const PLATFORM_IDLE: Duration = Duration::from_secs(20);
+/// goal-state period (6 s) and than `Wala.WireServerPollPeriod`'s default (30 s: the WireServer's
+/// connection idles that long while Fast Track is quiet), well under the idle timeouts of Azure's
+/// network (4 minutes).
+pub const PLATFORM_IDLE: Duration = Duration::from_secs(45);
 
 /// The User-Agent every request carries.
 pub fn user_agent() -> String {
