@@ -464,8 +464,10 @@ if [ -n "$ssh_at" ]; then
     check_pending_line
     local_journal
     # wala-provision-generator found the disk provisioned for this VM: the local stage's unit is
-    # skipped by the condition of the drop-in it wrote, and its process never starts.
-    grep -qF 'unmet condition check (ConditionPathExists=!/run/systemd/generator/wala-provisioned-for-this-vm)' "$d/local.journal" &&
+    # skipped by the condition of the drop-in it wrote, and its process never starts. (systemd 252
+    # logs "skipped because of an unmet condition check (ConditionPathExists=...)", 257 "skipped,
+    # unmet condition check ConditionPathExists=...".)
+    grep -qE 'unmet condition check \(?ConditionPathExists=!/run/systemd/generator/wala-provisioned-for-this-vm' "$d/local.journal" &&
         ! grep -q 'wala-provision\[' "$d/local.journal"
     rc=$?
     result "reboot: no second provisioning, the local stage not even started ($(rssh cat /run/systemd/generator/wala-provisioned-for-this-vm 2>/dev/null))" "$rc" "$d/local.journal"
@@ -574,7 +576,7 @@ if [ -s "$work/initrd-dracut.img" ]; then
         # root's stage found the work done and made only what was left (host keys, when the
         # kernel's random pool was not ready in the initramfs).
         rc=0
-        if grep -qF 'unmet condition check (ConditionPathExists=!/run/wala/local-stage-done-in-initrd)' "$d/local.journal"; then
+        if grep -qE 'unmet condition check \(?ConditionPathExists=!/run/wala/local-stage-done-in-initrd' "$d/local.journal"; then
             how="skipped: the initramfs left nothing"
         elif grep -q 'Provisioning skipped: the local stage already ran' "$d/local.journal"; then
             how="$(grep -m1 -o 'Provisioning skipped: .*' "$d/local.journal")$(grep -q 'made the host keys the initramfs left' "$d/local.journal" && echo '; made the host keys the initramfs left')"
@@ -877,7 +879,7 @@ if [ -s "$work/waagent.raw" ]; then
         result "waagent-migrated: same SSH host keys, waagent's marker, certificates, transport pair, user and hostname ($(wc -l <"$work/waagent-first/state.before") lines)" $rc "$d/state.diff"
         local_journal
         # waagent's marker names this VM: wala-provision-generator skips the local stage's unit.
-        grep -qF 'unmet condition check (ConditionPathExists=!/run/systemd/generator/wala-provisioned-for-this-vm)' "$d/local.journal"
+        grep -qE 'unmet condition check \(?ConditionPathExists=!/run/systemd/generator/wala-provisioned-for-this-vm' "$d/local.journal"
         rc=$?
         result "waagent-migrated: waagent's marker is taken, the local stage skipped ($(rssh cat /run/systemd/generator/wala-provisioned-for-this-vm 2>/dev/null))" $rc "$d/local.journal"
         check_resource_disk waagent-migrated
