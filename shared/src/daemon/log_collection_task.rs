@@ -48,6 +48,19 @@ impl Task for UploadTask {
         Lane::Own
     }
     fn run(&mut self, env: &Env<'_>) -> Result<(), TaskError> {
+        let result = self.collect_and_upload(env);
+        // The collection's code (file walking, zip writing) is not the idle loop's: let go of the
+        // program pages it mapped, or they stay resident until the hourly release
+        // ([`super::memory`]; 3.8 → 4.6 MiB natively at the first collection, before this).
+        if let Err(e) = super::memory::release_program_pages() {
+            log::debug!("program pages: {e}");
+        }
+        result
+    }
+}
+
+impl UploadTask {
+    fn collect_and_upload(&self, env: &Env<'_>) -> Result<(), TaskError> {
         let Some(who) = env.state.identity() else {
             return Err(TaskError::from("no goal state yet"));
         };
