@@ -85,6 +85,19 @@ fn sigterm_stops_within_a_second_even_while_a_request_hangs() {
     assert!(log.contains(" INFO Daemon wala-agentd stopping after "), "{log}");
 }
 
+/// `wala-agentd daemon ARGS --root DIR` in the background, its output dropped.
+fn spawn_quiet(dir: &Path, args: &[&str]) -> std::process::Child {
+    Command::new(BIN)
+        .arg("daemon")
+        .args(args)
+        .arg("--root")
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn")
+}
+
 fn run_polls(dir: &Path, polls: u64) -> std::process::Output {
     Command::new(BIN)
         .args(["daemon", "--goal-state-period-ms", "20", "--max-wakeups", &polls.to_string(), "--root"])
@@ -97,13 +110,7 @@ fn run_polls(dir: &Path, polls: u64) -> std::process::Output {
 fn an_idle_period_fetches_the_goal_state_and_vmsettings_only_and_a_new_incarnation_its_documents() {
     let fabric = Fabric::start_builtin().expect("fabric");
     let dir = root_for(&fabric, "");
-    let mut child = Command::new(BIN)
-        .args(["daemon", "--goal-state-period-ms", "20", "--max-wakeups", "60", "--root"])
-        .arg(dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn_quiet(dir.path(), &["--goal-state-period-ms", "20", "--max-wakeups", "60"]);
     // Twenty idle periods, then a new incarnation while the daemon runs.
     let deadline = Instant::now() + Duration::from_secs(30);
     while count(&fabric, Listener::Wireserver, "comp=goalstate") < 20 {
@@ -248,13 +255,8 @@ fn while_fast_track_is_quiet_the_wireserver_goal_state_is_fetched_every_wireserv
     let dir = root_for(&fabric, "");
     // Polls every 20 ms; the WireServer every second while quiet, and on every poll for two
     // seconds after a change.
-    let mut child = Command::new(BIN)
-        .args(["daemon", "--goal-state-period-ms", "20", "--wireserver-period-ms", "1000", "--root"])
-        .arg(dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child =
+        spawn_quiet(dir.path(), &["--goal-state-period-ms", "20", "--wireserver-period-ms", "1000"]);
     let counts = || {
         let seq = poll_sequence(&fabric);
         (seq.matches('g').count(), seq.matches('v').count())

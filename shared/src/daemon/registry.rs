@@ -55,11 +55,10 @@ pub fn all_tasks(root: &HostRoot, config: &Config, overrides: &Overrides) -> Vec
         None if !config.extensions_enabled => (secs(300), secs(300)),
         None => (secs(config.goal_state_period), secs(config.initial_goal_state_period())),
     };
-    let wireserver_period = match (overrides.wireserver_period, overrides.goal_state_period) {
-        (Some(p), _) => p,
-        (None, Some(p)) => p,
-        (None, None) => Duration::from_secs(config.wala_wireserver_poll_period),
-    };
+    let wireserver_period = overrides
+        .wireserver_period
+        .or(overrides.goal_state_period)
+        .unwrap_or(Duration::from_secs(config.wala_wireserver_poll_period));
     let mut goal_state = goal_state_task::GoalStateTask::new(wire(), hgap(), storage(), period)
         .with_initial_period(initial)
         .with_wireserver_period(wireserver_period);

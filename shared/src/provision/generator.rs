@@ -4,9 +4,8 @@
 //! competes with the rest of the boot for the CPU). The generator runs when systemd starts, before
 //! any unit (and on every reload): when the marker in `Lib.Dir` names this VM
 //! ([`super::state::provisioned_for`], the same test the stage makes first), it writes a drop-in
-//! that skips
-//! `wala-provision-local.service` by a condition on a file it writes beside it, so the journal
-//! says why. Anything else (another VM's disk, no marker, a marker it cannot read, a separate
+//! that skips `wala-provision-local.service` by a condition on a file it writes beside it, so the
+//! journal says why. Anything else (another VM's disk, no marker, a marker it cannot read, a separate
 //! `/var` not mounted yet, `Wala.Enabled=n`) writes nothing and the unit runs as before.
 //!
 //! Generators write only into the directories systemd gives them and must not block: two small

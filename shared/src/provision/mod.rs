@@ -344,8 +344,15 @@ pub fn run_local(ctx: &Context<'_>, source: &OvfSource) -> Result<LocalOutcome, 
 /// kernel's random pool is ready.
 pub const RANDOM_NOT_READY_ENV: &str = "WALA_TEST_RANDOM_NOT_READY";
 
-fn random_pool_ready() -> bool {
-    std::env::var_os(RANDOM_NOT_READY_ENV).is_none() && crate::base::random::ready()
+/// Whether the fast host keys wait for the real root: in the initramfs (a root not the live one)
+/// before the kernel's random pool is ready (said in the log when so).
+fn fast_keys_left_to_the_real_root(root: &HostRoot) -> bool {
+    let ready = std::env::var_os(RANDOM_NOT_READY_ENV).is_none() && crate::base::random::ready();
+    let left = !root.is_live() && !ready;
+    if left {
+        log::info!("the kernel's random pool is not ready yet: host keys are made on the real root");
+    }
+    left
 }
 
 /// The fast host keys a local stage in the initramfs left (the kernel's random pool was not ready
@@ -359,8 +366,7 @@ fn make_fast_host_keys_left_by_the_initramfs(
     timings: &mut Vec<StepTiming>,
 ) -> Result<(), ProvisionError> {
     let (root, lib) = (ctx.host.root, ctx.lib_dir());
-    if !root.is_live() && !random_pool_ready() {
-        log::info!("the kernel's random pool is not ready yet: host keys are made on the real root");
+    if fast_keys_left_to_the_real_root(root) {
         return Ok(());
     }
     let made = step(ctx, vm_id, timings, "host-keys", || {
@@ -747,15 +753,13 @@ fn steps_beside_useradd(
     // pool is ready, making them would wait for it (about a second under emulation, on CPUs
     // without a trusted random instruction): the old keys go now and the new ones are made on
     // the real root ([`make_fast_host_keys_left_by_the_initramfs`]), still before sshd.
-    let mut fast_keys_left = false;
+    let fast_keys_left = plan.regenerate_host_keys.is_some() && fast_keys_left_to_the_real_root(root);
     if plan.regenerate_host_keys.is_some() {
-        if !root.is_live() && !random_pool_ready() {
+        if fast_keys_left {
             step(ctx, vm_id, timings, "host-keys-removed", || {
                 crate::host::host_keys::remove_all(root, &paths.ssh_dir)
                     .map_err(|e| ProvisionError::new("host-keys", e))
             })?;
-            log::info!("the kernel's random pool is not ready yet: host keys are made on the real root");
-            fast_keys_left = true;
         } else {
             step(ctx, vm_id, timings, "host-keys", || {
                 crate::host::host_keys::replace_with_fast_keys(root, &paths.ssh_dir, &plan.hostname)
