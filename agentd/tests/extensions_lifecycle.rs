@@ -378,6 +378,49 @@ fn a_multi_config_update_disables_each_enabled_extension_and_passes_their_exit_c
     assert!(update.contains(" disable= "), "no single-config variable for multi-config: {update}");
 }
 
+/// At rest the status document is not built again from the handlers' files on every poll
+/// (inotify says when they change: `daemon/status_inputs.rs`); what an extension, the hostname or
+/// the `disable_agent` marker changes still reaches the platform within a few polls, long before
+/// the 60-s heartbeat.
+#[test]
+fn files_changed_at_rest_reach_the_status_within_a_few_polls() {
+    let logs = tempfile::tempdir().expect("tempdir");
+    let log = logs.path().join("ops.log");
+    let name = "Wala.Test.Rest";
+    let config =
+        extensions_config(&[plugin(name, "1.0.0", "enabled")], &[settings(name, "1.0.0", 1, "one")], "");
+    let (fabric, _s) = start(&[Handler { name, packages: vec![Package::new("1.0.0")] }], &log, &config);
+    let root = root_for(&fabric, "");
+    let child = spawn(root.path());
+    wait_status(&fabric, "enabled", |d| ready_with(d, name, "1.0.0", "1.0.0 one"));
+    let uploads = || fabric.requests().iter().filter(|r| r.target.contains("/status")).count();
+    // Rest: many polls, no upload (nothing changed, the heartbeat is a minute away).
+    let before = uploads();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(uploads(), before, "no upload while nothing changes");
+
+    // The extension writes a new status in place (no rename).
+    let handler = lib(root.path()).join("Wala.Test.Rest-1.0.0");
+    let status = r#"[{"version":"1.0","timestampUTC":"2024-01-01T00:00:01Z","status":{"name":"t","operation":"Enable","status":"success","code":0,"formattedMessage":{"lang":"en-US","message":"later"}}}]"#;
+    std::fs::write(handler.join("status/1.status"), status).expect("status");
+    wait_status(&fabric, "the extension's new status", |d| ready_with(d, name, "1.0.0", "later"));
+
+    // The hostname, replaced by a rename as hostnamectl does.
+    let etc = root.path().join("etc");
+    std::fs::write(etc.join("hostname.new"), "renamed-vm\n").expect("hostname");
+    std::fs::rename(etc.join("hostname.new"), etc.join("hostname")).expect("rename");
+    wait_status(&fabric, "the new hostname", |d| d["guestOSInfo"]["computerName"] == "renamed-vm");
+
+    // The disable_agent marker.
+    std::fs::write(lib(root.path()).join("disable_agent"), "").expect("marker");
+    wait_status(&fabric, "extensions disabled", |d| {
+        d["aggregateStatus"]["guestAgentStatus"]["formattedMessage"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("disable_agent"))
+    });
+    stop(child);
+}
+
 #[test]
 fn a_stale_heartbeat_is_reported_unresponsive_and_a_fresh_one_overrides_the_status() {
     let logs = tempfile::tempdir().expect("tempdir");

@@ -7,11 +7,13 @@
 //! * [`secret`]: values that never reach logs or argv; [`random`]: kernel random bytes;
 //! * [`limits`]: the size cap of every document read from outside;
 //! * [`distro`]: which distribution this is, and the facts that differ between families;
+//! * [`dir_watch`]: inotify watches on directories (what changed, without reading them);
 //! * [`exit`]: the exit codes; [`civil_date`]: calendar dates; [`ziparchive`]: ZIP reading and
 //!   writing.
 
 pub mod civil_date;
 pub mod cmd;
+pub mod dir_watch;
 pub mod distro;
 pub mod exit;
 pub mod files;

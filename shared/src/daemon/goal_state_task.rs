@@ -40,6 +40,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::host::lib_dir::{self, history_file, History};
 
 use crate::daemon::state::Handoff;
+use crate::daemon::status_inputs::StatusInputs;
 use crate::daemon::{Env, Task, TaskError};
 use crate::documents::extensions::status::{
     AggregateStatus, AggregateStatusDocument, FormattedMessage, GoalStateAggregateStatus, GuestAgentStatus,
@@ -120,6 +121,13 @@ pub struct GoalStateTask {
     /// every poll).
     last_status: Option<AggregateStatusDocument>,
     last_upload: Option<Instant>,
+    /// The watch on the status document's files (made on the first report), the agent state the
+    /// last document was built from (extensions result, incarnation, Fast Track), and whether
+    /// that document is still to be uploaded (its upload failed): a poll builds the document
+    /// again only when one of them says it may differ, or for the heartbeat.
+    status_inputs: Option<StatusInputs>,
+    status_built_from: Option<(Option<u64>, u64, bool)>,
+    status_pending: bool,
     /// The HostGAPlugin's vmSettings (Fast Track): the last ETag, and when to ask again after a
     /// 404 (not supported) or an error.
     vm_settings_etag: Option<String>,
@@ -184,6 +192,9 @@ impl GoalStateTask {
             blob: None,
             last_status: None,
             last_upload: None,
+            status_inputs: None,
+            status_built_from: None,
+            status_pending: false,
             vm_settings_etag: None,
             vm_settings_retry_at: None,
             vm_settings_supported: false,
@@ -424,6 +435,19 @@ impl GoalStateTask {
         if !due && env.state.extensions_busy() {
             return Ok(());
         }
+        // At rest nothing the document is made of changes: it is not built again (no file read)
+        // until something does or the heartbeat is due (status_inputs.rs).
+        let built_from =
+            (env.state.with_processed(|p| p.map(|p| p.number)), seen.incarnation, self.vm_settings_supported);
+        let inputs =
+            self.status_inputs.get_or_insert_with(|| StatusInputs::new(env.host.root, env.host.config));
+        let changed = inputs.changed() || self.status_built_from != Some(built_from) || self.status_pending;
+        if !due && !changed {
+            return Ok(());
+        }
+        inputs.arm();
+        self.status_built_from = Some(built_from);
+        self.status_pending = true;
         let (seq, handlers, outcome, number) = env.state.with_processed(|processed| {
             let Some(p) = processed else {
                 return (seen.incarnation, Vec::new(), GoalStateOutcome::Success, 0);
@@ -461,6 +485,7 @@ impl GoalStateTask {
             self.distro.get_or_insert_with(|| crate::base::distro::Distro::detect(env.host.root)).clone();
         let mut doc = status_document(env, &distro, seq, handlers, &outcome, self.vm_settings_supported);
         if self.last_status.as_ref() == Some(&doc) && !due {
+            self.status_pending = false;
             return Ok(());
         }
         let now = timestamp_utc(SystemTime::now());
@@ -483,6 +508,7 @@ impl GoalStateTask {
             vm.goal_state_aggregate_status.timestamp_utc.clear();
         }
         self.last_status = Some(doc);
+        self.status_pending = false;
         self.last_upload = Some(Instant::now());
         self.uploads += 1;
         Ok(())

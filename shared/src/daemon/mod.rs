@@ -28,6 +28,7 @@ pub mod scheduler;
 pub mod signals;
 pub mod start;
 pub mod state;
+pub mod status_inputs;
 pub mod telemetry_task;
 
 use std::time::Duration;
