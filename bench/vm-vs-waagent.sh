@@ -191,6 +191,9 @@ for p in /proc/[0-9]*; do
     stat=$(cat "$p/stat" 2>/dev/null) || continue
     rss=$(awk '/^VmRSS:/ { print $2 }' "$p/status" 2>/dev/null)
     echo "proc ${p#/proc/} $comm ${rss:-0} ${stat##*) }"
+    # The daemon's resident KiB by what is mapped (the executable, each library, heap, stacks).
+    [ "$comm" = wala-agentd ] && awk '/^[0-9a-f]+-[0-9a-f]+ / { n = split($NF, a, "/"); m = (NF >= 6) ? a[n] : "[anon]" }
+        /^Rss:/ { r[m] += $2 } END { for (m in r) if (r[m]) print "map", r[m], m }' "$p/smaps" 2>/dev/null
 done
 echo "clk $(getconf CLK_TCK)"
 for u in $units; do
@@ -333,6 +336,11 @@ EOF
         ducpu=-
         [ "$ucpu" != - ] && [ "$ucpu0" != - ] && ducpu=$(awk -v a="$ucpu" -v b="$ucpu0" 'BEGIN { printf "%.2f", a - b }')
         say "steady $v: window $win s: CPU $dcpu s (units $ducpu s), RSS $rss KiB ($nprocs processes), $up B to / $down B from the platform in $conns connections, $reqs requests"
+        for when in start end; do
+            maps=$(awk '$1 == "map" { print $2, $3 }' "$d/sample-$when.txt" | sort -rn |
+                awk '{ printf "%s%s %s KiB", sep, $2, $1; sep = ", " }')
+            [ -z "$maps" ] || say "steady $v: resident at the window's $when by mapping: $maps"
+        done
         [ "$nprocs" -gt 0 ]
         check "steady $v: the agent is still running at the end of the window ($nprocs processes)" $?
         printf 'agent_cpu %s\nagent_units_cpu %s\nagent_rss_end %s\nbytes_to_platform %s\nbytes_from_platform %s\nconnections %s\nrequests %s\nwindow %s\n' \

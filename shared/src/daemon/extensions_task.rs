@@ -79,6 +79,8 @@ impl Task for ExtensionsTask {
                     wire_address: self.wire_address.clone(),
                 };
                 self.extensions.process(&ctx, &gs);
+                // Packages, downloads and unpacking buffers: none of it is the idle loop's.
+                crate::daemon::memory::release_free_heap();
                 log::info!(
                     "extensions goal state {} processed in {} ms",
                     gs.id,

@@ -55,6 +55,8 @@ impl Task for UploadTask {
         if let Err(e) = super::memory::release_program_pages() {
             log::debug!("program pages: {e}");
         }
+        // And of the heap its buffers left free.
+        super::memory::release_free_heap();
         result
     }
 }
