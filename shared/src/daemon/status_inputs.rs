@@ -5,7 +5,7 @@
 //! result: the caller compares those), `/etc/hostname`, the `disable_agent` marker in `Lib.Dir`,
 //! and each handler's files: `config/HandlerStatus`, `status/<seq>.status`, `heartbeat.log` and
 //! `HandlerManifest.json`, the `config/*.wala-seq` markers, and which versions are installed. Those
-//! files were read on every poll (ten path lookups and three opens with one handler, a quarter of
+//! files were read on every poll (eight path lookups and three opens with one handler, a quarter of
 //! an idle period's CPU), though at rest none of them changes. Instead, inotify watches `/etc`,
 //! `Lib.Dir` and every handler directory with its `config` and `status` directories, and a poll
 //! rebuilds the document only when one of them reported a change that matters (below), when the
