@@ -47,6 +47,10 @@ struct Cli {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Stage {
+    /// Before udev and the network (right after the root file system is writable): the hostname
+    /// alone, where the DVD's drive is already in /dev and the local stage's decision can be
+    /// made at once; anything else is left to the local stage. Never waits, mounts or ejects
+    Hostname,
     /// No network: OVF, hostname, user, password, sshd, Ed25519 and ECDSA host keys, inline keys,
     /// custom data; or, on a disk provisioned for another VM, what it keeps and forgets
     Local,
@@ -93,7 +97,10 @@ fn main() -> std::process::ExitCode {
     wala::base::logging::init(wala::base::logging::LogSettings {
         component: "Provision",
         verbose: cli.verbose,
-        file: (!cli.dry_run).then(|| root.path(wala::base::logging::LOG_FILE)),
+        // The hostname stage runs before the local file systems are mounted (a separate /var):
+        // the journal only.
+        file: (!cli.dry_run && cli.stage != Stage::Hostname)
+            .then(|| root.path(wala::base::logging::LOG_FILE)),
     });
     let loaded = wala::documents::conf::load_or_defaults(&root, cli.config.as_deref());
     loaded.log_problems();
@@ -165,6 +172,7 @@ fn run(
     }
     let stages: &[stages::Stage] = match stage {
         Stage::LocalDone => &[],
+        Stage::Hostname => &[stages::Stage::Hostname],
         Stage::Local => &[stages::Stage::Local],
         Stage::Imds => &[stages::Stage::Imds],
         Stage::ResourceDisk => &[stages::Stage::ResourceDisk],

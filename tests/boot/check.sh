@@ -69,6 +69,7 @@ for f in usr/sbin/wala-provision usr/sbin/wala-agentd usr/sbin/wala-crypto usr/l
     usr/lib/systemd/system/wala-provision-local.service usr/lib/systemd/system/wala-provision-network.service \
     usr/lib/systemd/system/wala-provision-keys.service usr/lib/systemd/system/wala-provision-pps.service \
     usr/lib/systemd/system/wala-provision-disk.service usr/lib/systemd/system/wala-provision-local-done.service \
+    usr/lib/systemd/system/wala-provision-hostname.service \
     usr/lib/systemd/system/wala-agentd.service usr/lib/systemd/system/wala-network-setup.service \
     usr/lib/tmpfiles.d/wala.conf usr/lib/dracut/modules.d/90wala/module-setup.sh \
     usr/lib/dracut/modules.d/90wala/wala-provision-initrd.service \
@@ -144,6 +145,16 @@ for t in multi-user.target graphical.target network-online.target; do
         pass "boot transaction to $t with all wala units enabled: no cycle, no warning"
     else fail "boot transaction to $t" "$tmp/verify"; fi
 done
+# With wala-provision-generator's drop-in for a boot with no DVD drive in /dev (the local stage
+# before network-pre.target, as shared/src/provision/generator.rs writes it): still no cycle.
+mkdir -p "$vroot/etc/systemd/system/wala-provision-local.service.d"
+printf '%s\n' "[Unit]" "Wants=network-pre.target" "Before=network-pre.target" "[Service]" \
+    "Environment=WALA_NETWORK_WAITS_FOR_HOSTNAME=1" \
+    >"$vroot/etc/systemd/system/wala-provision-local.service.d/50-wala-network-waits-for-hostname.conf"
+if verify "$vroot" "$vroot/usr/lib/systemd/system/multi-user.target"; then
+    pass "boot transaction with the local stage before network-pre.target (no DVD drive at start): no cycle"
+else fail "boot transaction with the local stage before network-pre.target" "$tmp/verify"; fi
+rm -r "$vroot/etc/systemd/system/wala-provision-local.service.d"
 # Negative controls: the checker must reject a cycle, a typo and a missing binary.
 bad=$vroot/usr/lib/systemd/system
 printf '%s\n' "[Unit]" "DefaultDependencies=no" "After=wala-provision-network.service" \

@@ -249,22 +249,21 @@ ifupdown) dhcp_unit=networking.service lease_re='bound to [0-9.]+|leased [0-9.]+
 *) dhcp_unit=systemd-networkd.service lease_re='DHCPv4 address' ;;
 esac
 
-# The hostname must be set before the first DHCP request: wala-provision-local was ready (it says
-# READY=1 once the hostname is set; the initramfs's stage may have set it already) before systemd
-# started the network stack's DHCP client ($dhcp_unit), from the journal's monotonic timestamps;
-# and where this boot's stage set it, its "hostname: done" line comes before too.
+# The hostname must be set before the first DHCP request: the first wala-provision line saying it
+# is set (the hostname stage's, or the local stage's "hostname: done", in the initramfs or on the
+# real root) comes before systemd started the network stack's DHCP client ($dhcp_unit), from the
+# journal's monotonic timestamps (journald stamps a line when it reads it, so never early).
 check_hostname_before_dhcp() {
     rssh journalctl -b -o short-monotonic --no-pager >"$d/journal.txt" 2>&1
-    local t_local t_netd t_lease t_host
-    t_local=$(grep -m1 -E '(Started|Finished) wala-provision-local.service' "$d/journal.txt" | sed -E 's/^\[ *([0-9.]+)\].*/\1/')
-    t_host=$(grep -m1 -E 'wala-provision\[[0-9]+\]: INFO hostname: done in' "$d/journal.txt" | sed -E 's/^\[ *([0-9.]+)\].*/\1/')
-    t_local=$(python3 -c "print(max(float(t) for t in '$t_local $t_host'.split()))" 2>/dev/null)
+    local t_host t_netd t_lease by
+    t_host=$(grep -m1 -E 'wala-provision\[[0-9]+\]: INFO (hostname: done in|hostname stage: the hostname is)' "$d/journal.txt" | sed -E 's/^\[ *([0-9.]+)\].*/\1/')
+    by=$(grep -m1 -oE 'wala-provision\[[0-9]+\]: INFO (hostname: done in|hostname stage: the hostname is)' "$d/journal.txt" | sed -E 's/.*INFO (hostname stage|hostname: done).*/\1/')
     t_netd=$(grep -m1 "Starting $dhcp_unit" "$d/journal.txt" | sed -E 's/^\[ *([0-9.]+)\].*/\1/')
     t_lease=$(grep -m1 -E "$lease_re" "$d/journal.txt" | sed -E 's/^\[ *([0-9.]+)\].*/\1/')
-    if [ -n "$t_local" ] && [ -n "$t_netd" ] && python3 -c "import sys; sys.exit(0 if $t_local < $t_netd else 1)"; then
-        pass "$1: hostname set before DHCP (local stage ready at ${t_local}s, $dhcp_unit started at ${t_netd}s, lease at ${t_lease:-?}s)"
+    if [ -n "$t_host" ] && [ -n "$t_netd" ] && python3 -c "import sys; sys.exit(0 if $t_host < $t_netd else 1)"; then
+        pass "$1: hostname set before DHCP (by the ${by:-?} at ${t_host}s, $dhcp_unit started at ${t_netd}s, lease at ${t_lease:-?}s)"
     else
-        fail "$1: hostname set before DHCP (local stage ready at '${t_local}', $dhcp_unit started at '${t_netd}')" "$d/journal.txt"
+        fail "$1: hostname set before DHCP (set at '${t_host}', $dhcp_unit started at '${t_netd}')" "$d/journal.txt"
     fi
     # ... and sshd starts only once the whole local stage has ended (wala-provision-local-done).
     local t_end t_gate t_ssh

@@ -6,6 +6,7 @@
 //! * [`hostname`]: `/etc/hostname`, `/etc/hosts`, the kernel's name;
 //! * [`disk`], [`devices`]: the resource disk and swap, and waiting for block devices;
 //! * [`dvd`]: finding the provisioning DVD and reading `ovf-env.xml` from it;
+//! * [`mounts`]: whether a path's file system is mounted yet (early in the boot);
 //! * [`customdata`]: CustomData saved and, when configured, run;
 //! * [`firewall`]: the WireServer firewall rules;
 //! * [`link_watch`], [`route_wait`]: network links and routes, watched through rtnetlink;
@@ -33,6 +34,7 @@ pub mod jit_accounts;
 pub mod kvp;
 pub mod lib_dir;
 pub mod link_watch;
+pub mod mounts;
 pub mod platform_features;
 pub mod route_wait;
 pub mod selinux;

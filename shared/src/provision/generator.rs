@@ -1,36 +1,55 @@
-//! `wala-provision-generator`, a systemd generator (`systemd.generator(7)`): on a boot of a disk
-//! already provisioned for this VM, the local stage has nothing to do, yet starting its process
-//! cost 0.4 to 0.85 s before `network-pre.target` in the VM test's reboots (the process's start
-//! competes with the rest of the boot for the CPU). The generator runs when systemd starts, before
-//! any unit (and on every reload): when the marker in `Lib.Dir` names this VM
-//! ([`super::state::provisioned_for`], the same test the stage makes first), it writes a drop-in
-//! that skips `wala-provision-local.service` by a condition on a file it writes beside it, so the
-//! journal says why. Anything else (another VM's disk, no marker, a marker it cannot read, a separate
-//! `/var` not mounted yet, `Wala.Enabled=n`) writes nothing and the unit runs as before.
+//! `wala-provision-generator`, a systemd generator (`systemd.generator(7)`). It runs when systemd
+//! starts, before any unit (and on every reload), and writes drop-ins for two decisions that must
+//! be made before the boot's units are ordered:
 //!
-//! Generators write only into the directories systemd gives them and must not block: two small
-//! files are read and two written; nothing is logged but a failure, to stderr (the kernel log).
+//! * **A disk already provisioned for this VM**: the local stage has nothing to do, yet starting
+//!   its process cost 0.4 to 0.85 s before `network-pre.target` in the VM test's reboots. When the
+//!   marker in `Lib.Dir` names this VM ([`super::state::provisioned_for`], the same test the stage
+//!   makes first), a drop-in skips `wala-provision-local.service` and
+//!   `wala-provision-hostname.service` by a condition on a file written beside it, so the journal
+//!   says why.
+//! * **No DVD drive in `/dev` yet** (the initramfs did not load its driver; a host-only dracut
+//!   image may not): the hostname stage cannot read the DVD before udev has run, so the network
+//!   must wait for the local stage's hostname. A drop-in orders the local stage
+//!   `Before=network-pre.target` and tells it so ([`super::hostname_stage::NETWORK_WAITS_ENV`]).
+//!   Where the drive is there, the network waits only for the hostname stage, which sets the name
+//!   right after the root file system is writable, before udev.
+//!
+//! Anything else (another VM's disk, no marker, a marker it cannot read, a separate `/var` not
+//! mounted yet, `Wala.Enabled=n`) writes nothing for the first. Generators write only into the
+//! directories systemd gives them and must not block: a few small files are read, a directory
+//! listed and at most three files written; nothing is logged but a failure, to stderr (the kernel
+//! log).
 
 use std::path::{Path, PathBuf};
 
 use crate::base::files::{self, FileError, WriteOptions};
 use crate::base::root::HostRoot;
 
-/// The unit the generator may skip.
+/// The local stage's unit.
 pub const UNIT: &str = "wala-provision-local.service";
 
-/// The file the drop-in's condition names, in the generator's output directory.
+/// The hostname stage's unit, skipped with the local stage.
+pub const HOSTNAME_UNIT: &str = "wala-provision-hostname.service";
+
+/// The file the skipping drop-ins' condition names, in the generator's output directory.
 pub const PROVISIONED_FILE: &str = "wala-provisioned-for-this-vm";
 
-/// The drop-in's name in `<UNIT>.d/`.
+/// The skipping drop-in's name in `<unit>.d/`.
 pub const DROP_IN: &str = "50-wala-provisioned-for-this-vm.conf";
+
+/// The drop-in, in `<UNIT>.d/`, that makes the network wait for the local stage's hostname.
+pub const NETWORK_WAITS_DROP_IN: &str = "50-wala-network-waits-for-hostname.conf";
 
 /// What the generator did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Generated {
-    /// The disk is provisioned for this VM: the drop-in skips the local stage.
+    /// The disk is provisioned for this VM: the drop-ins skip the local and hostname stages.
     SkipLocalStage { vm_id: String },
-    /// The local stage runs (the reason, for tests).
+    /// No DVD drive in `/dev`: the network waits for the local stage's hostname.
+    NetworkWaitsForLocalStage,
+    /// Nothing written (the reason, for tests): the local stage runs, and the network waits only
+    /// for the hostname stage.
     Nothing(&'static str),
 }
 
@@ -42,9 +61,30 @@ pub fn run(root: &HostRoot, dir: &Path) -> Result<Generated, FileError> {
         return Ok(Generated::Nothing("Wala.Enabled=n"));
     }
     let Ok(vm_id) = super::vm_id(root) else { return Ok(Generated::Nothing("no VM id")) };
-    if !super::state::provisioned_for(root, loaded.config.lib_dir.as_path(), &vm_id) {
-        return Ok(Generated::Nothing("not provisioned for this VM"));
+    if super::state::provisioned_for(root, loaded.config.lib_dir.as_path(), &vm_id) {
+        skip_stages(dir, &vm_id)?;
+        return Ok(Generated::SkipLocalStage { vm_id });
     }
+    if crate::host::dvd::drive_present(&root.kernel().path("/dev")) {
+        return Ok(Generated::Nothing("a DVD drive is in /dev: the hostname stage sets the hostname"));
+    }
+    if super::mode_for(root, &loaded.config) != super::Mode::Provision {
+        return Ok(Generated::Nothing("provisioning is not wala's: no hostname to wait for"));
+    }
+    let text = format!(
+        "# Written by wala-provision-generator at boot: no DVD drive was in /dev when systemd started,\n\
+         # so the hostname stage could not read it before udev; the network waits for the local\n\
+         # stage's hostname instead (it is ready once the hostname is set).\n\
+         [Unit]\nWants=network-pre.target\nBefore=network-pre.target\n\n\
+         [Service]\nEnvironment={}=1\n",
+        super::hostname_stage::NETWORK_WAITS_ENV
+    );
+    write_drop_in(dir, UNIT, NETWORK_WAITS_DROP_IN, &text)?;
+    Ok(Generated::NetworkWaitsForLocalStage)
+}
+
+/// The drop-ins that skip the local and hostname stages on a disk provisioned for this VM.
+fn skip_stages(dir: &Path, vm_id: &str) -> Result<(), FileError> {
     let flag = dir.join(PROVISIONED_FILE);
     files::write_atomic(
         &flag,
@@ -54,15 +94,19 @@ pub fn run(root: &HostRoot, dir: &Path) -> Result<Generated, FileError> {
         .as_bytes(),
         WriteOptions::mode(0o644),
     )?;
-    let drop_in_dir: PathBuf = dir.join(format!("{UNIT}.d"));
-    files::ensure_dir(&drop_in_dir, 0o755)?;
     let text = format!(
         "# Written by wala-provision-generator at boot: the local stage has nothing to do on a disk\n\
          # provisioned for this VM, so it is not started.\n[Unit]\nConditionPathExists=!{}\n",
         flag.display()
     );
-    files::write_atomic(&drop_in_dir.join(DROP_IN), text.as_bytes(), WriteOptions::mode(0o644))?;
-    Ok(Generated::SkipLocalStage { vm_id })
+    write_drop_in(dir, UNIT, DROP_IN, &text)?;
+    write_drop_in(dir, HOSTNAME_UNIT, DROP_IN, &text)
+}
+
+fn write_drop_in(dir: &Path, unit: &str, name: &str, text: &str) -> Result<(), FileError> {
+    let drop_in_dir: PathBuf = dir.join(format!("{unit}.d"));
+    files::ensure_dir(&drop_in_dir, 0o755)?;
+    files::write_atomic(&drop_in_dir.join(name), text.as_bytes(), WriteOptions::mode(0o644))
 }
 
 #[cfg(test)]
@@ -83,20 +127,32 @@ mod tests {
         dir
     }
 
+    fn with_drive(dir: &tempfile::TempDir) {
+        std::fs::create_dir_all(dir.path().join("dev")).expect("mkdir");
+        std::fs::write(dir.path().join("dev/sr0"), b"").expect("write");
+    }
+
     #[test]
-    fn a_disk_provisioned_for_this_vm_gets_the_drop_in_and_any_other_nothing() {
+    fn a_disk_provisioned_for_this_vm_gets_the_drop_ins_and_any_other_nothing() {
         let root_dir = root_with(None);
+        with_drive(&root_dir);
         let root = HostRoot::new(root_dir.path());
         let vm_id = crate::provision::vm_id(&root).expect("vm id");
         let out = tempfile::tempdir().expect("tempdir");
         let drop_in = out.path().join(format!("{UNIT}.d")).join(DROP_IN);
+        let hostname_drop_in = out.path().join(format!("{HOSTNAME_UNIT}.d")).join(DROP_IN);
 
-        assert_eq!(run(&root, out.path()).expect("run"), Generated::Nothing("not provisioned for this VM"));
+        let result = run(&root, out.path()).expect("run");
+        assert_eq!(
+            result,
+            Generated::Nothing("a DVD drive is in /dev: the hostname stage sets the hostname")
+        );
         assert!(!drop_in.exists());
 
         let other = root_with(Some("00000000-1111-2222-3333-444444444444"));
+        with_drive(&other);
         let result = run(&HostRoot::new(other.path()), out.path()).expect("run");
-        assert_eq!(result, Generated::Nothing("not provisioned for this VM"), "another VM's disk");
+        assert!(matches!(result, Generated::Nothing(_)), "another VM's disk: {result:?}");
         assert!(!drop_in.exists());
 
         let ours = root_with(Some(&vm_id));
@@ -104,8 +160,10 @@ mod tests {
         assert_eq!(result, Generated::SkipLocalStage { vm_id: vm_id.clone() });
         let flag = out.path().join(PROVISIONED_FILE);
         assert!(std::fs::read_to_string(&flag).expect("flag").contains(&vm_id));
-        let text = std::fs::read_to_string(&drop_in).expect("drop-in");
-        assert!(text.contains(&format!("[Unit]\nConditionPathExists=!{}\n", flag.display())), "{text}");
+        for path in [&drop_in, &hostname_drop_in] {
+            let text = std::fs::read_to_string(path).expect("drop-in");
+            assert!(text.contains(&format!("[Unit]\nConditionPathExists=!{}\n", flag.display())), "{text}");
+        }
 
         std::fs::create_dir_all(ours.path().join("etc")).expect("mkdir");
         std::fs::write(ours.path().join("etc/waagent.conf"), "Wala.Enabled=n\n").expect("conf");
@@ -114,5 +172,33 @@ mod tests {
             run(&HostRoot::new(ours.path()), off.path()).expect("run"),
             Generated::Nothing("Wala.Enabled=n")
         );
+    }
+
+    #[test]
+    fn without_a_drive_in_dev_the_network_waits_for_the_local_stage() {
+        let root_dir = root_with(None);
+        let root = HostRoot::new(root_dir.path());
+        let out = tempfile::tempdir().expect("tempdir");
+        assert_eq!(run(&root, out.path()).expect("run"), Generated::NetworkWaitsForLocalStage);
+        let text = std::fs::read_to_string(out.path().join(format!("{UNIT}.d")).join(NETWORK_WAITS_DROP_IN))
+            .expect("drop-in");
+        assert!(text.contains("[Unit]\nWants=network-pre.target\nBefore=network-pre.target\n"), "{text}");
+        assert!(text.contains("[Service]\nEnvironment=WALA_NETWORK_WAITS_FOR_HOSTNAME=1\n"), "{text}");
+        assert!(!out.path().join(format!("{HOSTNAME_UNIT}.d")).exists());
+
+        // A virtio disk is no drive.
+        std::fs::create_dir_all(root_dir.path().join("dev")).expect("mkdir");
+        std::fs::write(root_dir.path().join("dev/vdb"), b"").expect("write");
+        let again = tempfile::tempdir().expect("tempdir");
+        assert_eq!(run(&root, again.path()).expect("run"), Generated::NetworkWaitsForLocalStage);
+
+        // Nothing to wait for when wala does not provision.
+        std::fs::create_dir_all(root_dir.path().join("etc")).expect("mkdir");
+        std::fs::write(root_dir.path().join("etc/waagent.conf"), "Provisioning.Agent=cloud-init\n")
+            .expect("conf");
+        let cloud = tempfile::tempdir().expect("tempdir");
+        let result = run(&root, cloud.path()).expect("run");
+        assert_eq!(result, Generated::Nothing("provisioning is not wala's: no hostname to wait for"));
+        assert!(std::fs::read_dir(cloud.path()).expect("read").next().is_none());
     }
 }

@@ -21,6 +21,7 @@
 pub mod decide;
 pub mod from_imds;
 pub mod generator;
+pub mod hostname_stage;
 pub mod imds_request;
 pub mod network;
 pub mod plan;
@@ -43,7 +44,7 @@ use crate::host::kvp::KvpPool;
 use crate::host::selinux;
 use crate::host::Host;
 use crate::platform::{CertificateSource, Platform, ProvisioningHealth};
-use crate::{documents::ovf, host::customdata, host::dvd, host::hostname, host::ssh, host::user, host::vmid};
+use crate::{documents::ovf, host::customdata, host::dvd, host::ssh, host::user, host::vmid};
 
 pub use plan::{Plan, PlanError};
 pub use state::{Lifecycle, LocalResult, Mode, State};
@@ -179,11 +180,16 @@ pub fn vm_id(root: &HostRoot) -> Result<String, ProvisionError> {
 
 /// Who provisions, from `Provisioning.Agent` (and cloud-init's state for `auto`).
 pub fn mode(ctx: &Context<'_>) -> Mode {
-    match ctx.host.config.provisioning_agent {
+    mode_for(ctx.host.root, ctx.host.config)
+}
+
+/// [`mode`] for the system under `root` with `config`.
+pub fn mode_for(root: &HostRoot, config: &crate::documents::conf::Config) -> Mode {
+    match config.provisioning_agent {
         ProvisioningAgent::Disabled => Mode::Disabled,
         ProvisioningAgent::CloudInit => Mode::CloudInit,
         ProvisioningAgent::Waagent => Mode::Provision,
-        ProvisioningAgent::Auto if cloud_init_enabled(ctx.host.root) => Mode::CloudInit,
+        ProvisioningAgent::Auto if cloud_init_enabled(root) => Mode::CloudInit,
         ProvisioningAgent::Auto => Mode::Provision,
     }
 }
@@ -429,23 +435,17 @@ fn local_provisioning(
     vm_id: &str,
     timings: &mut Vec<StepTiming>,
 ) -> Result<LocalSteps, ProvisionError> {
-    let lib = ctx.lib_dir();
-    let disk = if state::disk_provisioned(ctx.host.root, &lib) {
-        let previous = state::marker(ctx.host.root, &lib).filter(|m| !m.is_empty());
+    let disk = disk_state(ctx);
+    if let decide::Disk::ProvisionedFor(previous) = &disk {
         log::warn!(
             "This disk was provisioned for another VM ({}); it now boots as VM {vm_id} (a restored backup, a \
              failover, a specialized disk on a new VM, or an image captured without deprovisioning)",
             previous.as_deref().unwrap_or("VM id not recorded")
         );
-        decide::Disk::ProvisionedFor(previous)
-    } else {
-        decide::Disk::Fresh
-    };
+    }
     let decision = step(ctx, vm_id, timings, "ovf", || {
         let read = read_source(ctx, source, &disk);
-        Ok(decide::decide(&disk, read, &|name| {
-            user::lookup(ctx.host.root, name).map_or(true, |a| a.is_some())
-        }))
+        Ok(decide::decide(&disk, read, &|name| user_exists(ctx, name)))
     })?;
     let previous = match &disk {
         decide::Disk::ProvisionedFor(previous) => previous.clone(),
@@ -482,6 +482,22 @@ fn local_provisioning(
     }
 }
 
+/// The disk as its marker tells ([`decide::Disk`]).
+fn disk_state(ctx: &Context<'_>) -> decide::Disk {
+    let lib = ctx.lib_dir();
+    if state::disk_provisioned(ctx.host.root, &lib) {
+        decide::Disk::ProvisionedFor(state::marker(ctx.host.root, &lib).filter(|m| !m.is_empty()))
+    } else {
+        decide::Disk::Fresh
+    }
+}
+
+/// Whether an account `name` exists, as [`decide::decide`] asks it (an unreadable account
+/// database counts as "exists").
+fn user_exists(ctx: &Context<'_>, name: &str) -> bool {
+    user::lookup(ctx.host.root, name).map_or(true, |a| a.is_some())
+}
+
 /// The provisioning source as [`decide`] sees it. On a provisioned disk the DVD is not waited for:
 /// it only matters when it is there (udev is still let settle once, see [`dvd`]).
 fn read_source(ctx: &Context<'_>, source: &OvfSource, disk: &decide::Disk) -> decide::Source {
@@ -514,6 +530,12 @@ fn read_source(ctx: &Context<'_>, source: &OvfSource, disk: &decide::Disk) -> de
             }
         }
     };
+    source_from_bytes(bytes)
+}
+
+/// `ovf-env.xml`'s bytes as [`decide`] sees them.
+fn source_from_bytes(bytes: Vec<u8>) -> decide::Source {
+    use decide::Source;
     match ovf::parse_bytes(&bytes) {
         Ok(env) => Source::Section { bytes, env: Box::new(env) },
         Err(e) if e.no_provisioning_section() => Source::NoSection,
@@ -554,9 +576,7 @@ fn refresh_from(
             return Ok(());
         }
     };
-    step(ctx, vm_id, timings, "hostname", || {
-        hostname::set_hostname(root, &plan.hostname).map(drop).map_err(|e| ProvisionError::new("hostname", e))
-    })?;
+    step(ctx, vm_id, timings, "hostname", || hostname_stage::set_hostname(root, &plan.hostname))?;
     stages::hostname_settled();
     step(ctx, vm_id, timings, "ssh-keys", || {
         let account =
@@ -733,9 +753,7 @@ fn steps_beside_useradd(
     ovf_bytes: &[u8],
 ) -> Result<(Option<user::CheckedSudoers>, bool), ProvisionError> {
     let (root, paths) = (ctx.host.root, &plan.paths);
-    step(ctx, vm_id, timings, "hostname", || {
-        hostname::set_hostname(root, &plan.hostname).map(drop).map_err(|e| ProvisionError::new("hostname", e))
-    })?;
+    step(ctx, vm_id, timings, "hostname", || hostname_stage::set_hostname(root, &plan.hostname))?;
     stages::hostname_settled();
     step(ctx, vm_id, timings, "save-ovf", || save_scrubbed_ovf(root, &paths.lib_dir, ovf_bytes))?;
     let sudoers = step(ctx, vm_id, timings, "sudoers-check", || {

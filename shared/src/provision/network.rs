@@ -162,13 +162,16 @@ pub fn run(
         }
         Err(e) => log::warn!("WireServer versions check failed: {}", e.reason()),
     }
-    match certificates {
+    let outcome = match certificates {
         Some(work) => {
             let deploy = |ctx: &Context<'_>, plan: &LaterSteps| (work.deploy)(ctx, &client, plan);
             super::run_network(ctx, &client, Some(&deploy))
         }
         None => super::run_network(ctx, &client, None),
-    }
+    };
+    // A hostname set after the network's first DHCP request, once reported (never delays Ready).
+    super::hostname_stage::publish_if_pending(ctx);
+    outcome
 }
 
 fn wait_for_route(ip: std::net::Ipv4Addr) {

@@ -12,6 +12,7 @@ use crate::base::files::{self, FileError};
 use crate::base::root::HostRoot;
 use crate::base::timeline::{self, Outcome};
 use crate::host::Host;
+use crate::provision::hostname_stage::HostnameOutcome;
 use crate::provision::{from_imds, preprovisioned, Context, NetworkOutcome, OvfSource};
 
 /// Held (an exclusive `flock`) by the local stage from its start to its end, under
@@ -96,6 +97,9 @@ fn mark_local_done_in_initrd(ctx: &Context<'_>) {
 /// A provisioning stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
+    /// Before udev and the network: the hostname alone, where it can be known at once
+    /// ([`super::hostname_stage`]). Not part of [`Stage::All`] (the local stage sets it too).
+    Hostname,
     /// No network: OVF, hostname, user, password, sshd, fast host keys, inline keys, custom data.
     Local,
     /// Only when the local stage found no DVD on a disk never provisioned: the request from IMDS.
@@ -118,7 +122,7 @@ pub const ALL: [Stage; 6] =
 
 impl Stage {
     fn includes(self, other: Stage) -> bool {
-        self == Stage::All || self == other
+        self == other || (self == Stage::All && other != Stage::Hostname)
     }
 }
 
@@ -160,6 +164,24 @@ pub fn run_handed_over_network_stage(root: &HostRoot, config_file: Option<&std::
 /// local stage). Returns whether every stage that ran succeeded.
 pub fn run(ctx: &Context<'_>, source: &OvfSource, stage: Stage, options: Options) -> bool {
     let mut ok = true;
+    if stage.includes(Stage::Hostname) {
+        ok &= record(
+            ctx,
+            "hostname",
+            || super::hostname_stage::run(ctx),
+            |o| match o {
+                HostnameOutcome::Set(name) => {
+                    log::info!("hostname stage: the hostname is {name}, before udev and the network");
+                    true
+                }
+                HostnameOutcome::Left(why) => {
+                    log::info!("hostname stage: left to the local stage ({why})");
+                    false
+                }
+            },
+        )
+        .is_some();
+    }
     if stage.includes(Stage::Local) {
         let _held = hold_local_stage_lock(ctx.host.root);
         ok &= record(

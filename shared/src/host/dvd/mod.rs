@@ -80,21 +80,52 @@ fn is_virtio_name(name: &str) -> bool {
 /// names (the local stage stops at the DVD, which on Azure is `/dev/sr0`): enumerating it through
 /// libudev took half a second of an emulated VM's boot.
 pub fn candidates() -> impl Iterator<Item = PathBuf> {
-    let mut by_name: Vec<String> = std::fs::read_dir("/dev")
-        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
-        .unwrap_or_default();
-    by_name.retain(|n| is_dvd_name(n));
-    by_name.sort();
-    let (virtio, named): (Vec<String>, Vec<String>) = by_name.into_iter().partition(|n| is_virtio_name(n));
-    let dev = |name: String| PathBuf::from("/dev").join(name);
-    let named: Vec<PathBuf> = named.into_iter().map(dev).collect();
-    let virtio: Vec<PathBuf> = virtio.into_iter().map(dev).collect();
+    let (named, virtio) = names_in(Path::new("/dev"));
     let known = named.clone();
     let udev = std::iter::once(()).flat_map(move |()| {
         let known = known.clone();
         udev_cdroms().into_iter().filter(move |p| !known.contains(p))
     });
     named.into_iter().chain(udev).chain(virtio)
+}
+
+/// The entries of `dev` with waagent's DVD names, sorted: the CD-ROM names, and apart the virtio
+/// disks.
+fn names_in(dev: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let mut by_name: Vec<String> = std::fs::read_dir(dev)
+        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    by_name.retain(|n| is_dvd_name(n));
+    by_name.sort();
+    let (virtio, named): (Vec<String>, Vec<String>) = by_name.into_iter().partition(|n| is_virtio_name(n));
+    let path = |names: Vec<String>| names.into_iter().map(|n| dev.join(n)).collect();
+    (path(named), path(virtio))
+}
+
+/// Whether `dev` (`/dev` at boot) holds a CD-ROM drive by waagent's names (`sr*`, `cd*`,
+/// `cdrom*`, `hd[c-z]`; not a virtio disk). Before udev has run on the real root, the drive is
+/// there only when the initramfs loaded its driver (Debian's initramfs-tools does; a host-only
+/// dracut image may not).
+pub fn drive_present(dev: &Path) -> bool {
+    !names_in(dev).0.is_empty()
+}
+
+/// `ovf-env.xml` from the first CD-ROM drive in `dev` (by waagent's names) whose medium holds
+/// one and that the in-process reader reads, without mounting, waiting for udev or ejecting: what
+/// can be known before udev has run (the hostname stage). `None` for anything else (no drive, an
+/// empty drive, a medium only a mount could read, a file over its limit): the local stage, which
+/// waits and mounts, decides then.
+pub fn read_ovf_at_once(dev: &Path) -> Option<OvfFromDvd> {
+    names_in(dev).0.into_iter().find_map(|device| {
+        match medium::Device::open(&device).and_then(|d| medium::read_ovf(&d)) {
+            Ok(Some(bytes)) => Some(OvfFromDvd { bytes, device: Some(device) }),
+            Ok(None) => None,
+            Err(e) => {
+                log::debug!("{}: not read before udev ({e})", device.display());
+                None
+            }
+        }
+    })
 }
 
 fn udev_cdroms() -> Vec<PathBuf> {
@@ -477,6 +508,33 @@ mod tests {
         assert!(fake.command_lines().is_empty(), "{:?}", fake.command_lines());
         // A readable volume without the file is certainly not the DVD: no reason to wait for it.
         assert_eq!(probe(&fake, &img, &dir.path().join("mnt")).expect("probe"), Probe::NotTheDvd);
+    }
+
+    #[test]
+    fn before_udev_only_a_drive_already_in_dev_is_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dev = dir.path().join("dev");
+        std::fs::create_dir(&dev).expect("mkdir");
+        assert!(!drive_present(&dev));
+        assert!(read_ovf_at_once(&dev).is_none());
+        // A virtio disk is no drive, and is not read.
+        std::fs::write(dev.join("vdb"), vec![0u8; 4096]).expect("write");
+        std::fs::write(dev.join("sda"), vec![0u8; 4096]).expect("write");
+        assert!(!drive_present(&dev));
+        // An unreadable medium (zeros: neither UDF nor ISO 9660) is left to the local stage.
+        std::fs::write(dev.join("sr1"), vec![0u8; 64 * 2048]).expect("write");
+        assert!(drive_present(&dev));
+        assert!(read_ovf_at_once(&dev).is_none());
+        let src = dir.path().join("src");
+        std::fs::create_dir(&src).expect("mkdir");
+        std::fs::write(src.join(OVF_FILE), b"<Environment/>").expect("write");
+        let img = dir.path().join("dvd.img");
+        let args = ["-quiet", "-J", "-r", "-o", img.to_str().expect("utf-8"), src.to_str().expect("utf-8")];
+        let Some(img) = image(dir.path(), "genisoimage", &args) else { return };
+        std::fs::rename(&img, dev.join("sr0")).expect("rename");
+        let read = read_ovf_at_once(&dev).expect("read");
+        assert_eq!(read.bytes, b"<Environment/>");
+        assert_eq!(read.device, Some(dev.join("sr0")));
     }
 
     #[test]
