@@ -188,7 +188,7 @@ def banner(port, timeout, t0, console=None):
                     note(f"banner, probe opened at {probes[s] - t0:.2f}", s)
                     print(f"{time.time() - t0:.2f}")
                     return 0
-                note(f"ended ({len(data)} bytes), opened at {probes[s] - t0:.2f}", s)
+                note(f"ended ({data[:40]!r}), opened at {probes[s] - t0:.2f}", s)
                 del probes[s]
                 s.close()
                 if time.time() - t0 >= 3:
