@@ -83,7 +83,7 @@ impl HostGaPluginClient {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.endpoint.base_url())
+        self.endpoint.url(path)
     }
 
     fn with_identity(request: Request, who: &ContainerIdentity) -> Request {
