@@ -417,7 +417,7 @@ impl HttpClient {
         static AGENT: std::sync::OnceLock<ureq::Agent> = std::sync::OnceLock::new();
         let agent = AGENT.get_or_init(|| {
             let config = Self::config(ClientKind::Platform, None).build();
-            ureq::Agent::with_parts(config, NoticedTcpConnector::default(), LiteralResolver::default())
+            ureq::Agent::with_parts(config, NoticedTcpConnector, LiteralResolver::default())
         });
         Self { agent: agent.clone(), kind: ClientKind::Platform, https: Https::Unsupported }
     }
@@ -905,23 +905,23 @@ thread_local! {
     static NEW_CONNECTION: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// ureq's TCP connector, noting in [`NEW_CONNECTION`] each connection it opens: a request for
-/// which it opened none went over a kept one.
+/// The platform's TCP connector: connections of the kept kind ([`super::kept_tcp`], which checks
+/// and bounds them in fewer system calls than ureq's own), each noted in [`NEW_CONNECTION`]: a
+/// request for which it opened none went over a kept one.
 #[derive(Debug, Default)]
-struct NoticedTcpConnector(ureq::unversioned::transport::TcpConnector);
+struct NoticedTcpConnector;
 
 impl ureq::unversioned::transport::Connector<()> for NoticedTcpConnector {
-    type Out = Box<dyn ureq::unversioned::transport::Transport>;
+    type Out = super::kept_tcp::KeptTcp;
 
     fn connect(
         &self,
         details: &ureq::unversioned::transport::ConnectionDetails,
-        chained: Option<()>,
+        _chained: Option<()>,
     ) -> Result<Option<Self::Out>, ureq::Error> {
         // Set before connecting: a connection that could not be opened is not a kept one either.
         NEW_CONNECTION.set(true);
-        let opened = ureq::unversioned::transport::Connector::<()>::connect(&self.0, details, chained)?;
-        Ok(opened.map(|t| Box::new(t) as Self::Out))
+        super::kept_tcp::KeptTcp::connect(details).map(Some)
     }
 }
 
@@ -1083,6 +1083,154 @@ mod tests {
         assert_eq!(get().expect("empty").body, b"");
         let err = get().expect_err("shorter than announced");
         assert!(matches!(err, HttpError::Transport { .. }), "{err:?}");
+    }
+
+    /// A loopback server that runs `serve` on each connection it accepts (in turn), and counts
+    /// the connections; returns its URL and the count.
+    fn serving(
+        serve: impl Fn(std::net::TcpStream, usize) + Send + 'static,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/x", listener.local_addr().expect("addr"));
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = count.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let n = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                serve(stream, n);
+            }
+        });
+        (url, count)
+    }
+
+    /// Read one request head (and a body of `Content-Length`) from `reader`; `None` at the end.
+    fn read_request(reader: &mut impl std::io::BufRead) -> Option<Vec<u8>> {
+        let mut length = 0;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).ok()? == 0 {
+                return None;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().ok()?;
+            }
+            if line == "\r\n" {
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).ok()?;
+                return Some(body);
+            }
+        }
+    }
+
+    #[test]
+    fn a_platform_answer_that_trickles_in_is_read_whole() {
+        use std::io::Write;
+        let (url, _) = serving(|mut stream, _| {
+            let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
+            while read_request(&mut reader).is_some() {
+                let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789";
+                for piece in answer.chunks(7) {
+                    std::thread::sleep(Duration::from_millis(10));
+                    if stream.write_all(piece).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        let client = HttpClient::platform();
+        for _ in 0..2 {
+            assert_eq!(
+                client.send_once(&Request::get(&url), Duration::from_secs(5)).expect("answer").body,
+                b"0123456789"
+            );
+        }
+    }
+
+    #[test]
+    fn a_platform_endpoint_that_never_answers_times_out_on_time() {
+        let (url, _) = serving(|stream, _| {
+            let mut reader = std::io::BufReader::new(stream);
+            let _ = read_request(&mut reader);
+            std::thread::sleep(Duration::from_secs(3));
+        });
+        let start = Instant::now();
+        let err = HttpClient::platform()
+            .send_once(&Request::get(&url), Duration::from_millis(300))
+            .expect_err("no answer");
+        let took = start.elapsed();
+        assert!(matches!(err, HttpError::Transport { .. }), "{err:?}");
+        assert!(err.to_string().contains("timeout") || err.to_string().contains("timed out"), "{err}");
+        assert!(took >= Duration::from_millis(300) && took < Duration::from_millis(2500), "{took:?}");
+    }
+
+    #[test]
+    fn a_large_upload_to_a_slow_reader_is_sent_whole() {
+        use std::io::{Read, Write};
+        // More than the socket buffers hold: the sender must wait for room, more than once.
+        let body: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+        let expected = body.clone();
+        let (url, _) = serving(move |mut stream, _| {
+            let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
+            let mut line = String::new();
+            let mut length = 0usize;
+            loop {
+                line.clear();
+                if std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut got = Vec::new();
+            let mut chunk = vec![0u8; 256 * 1024];
+            while got.len() < length {
+                std::thread::sleep(Duration::from_millis(5));
+                let n = reader.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    return;
+                }
+                got.extend_from_slice(&chunk[..n]);
+            }
+            let answer = if got == expected { "same" } else { "different" };
+            let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{answer}", answer.len());
+        });
+        let resp = HttpClient::platform()
+            .send_once(&Request::put(&url, body), Duration::from_secs(20))
+            .expect("put");
+        assert_eq!(resp.body, b"same");
+    }
+
+    #[test]
+    fn a_kept_connection_with_bytes_after_the_answer_is_not_used_again() {
+        use std::io::Write;
+        // The first connection's answer is followed by bytes nobody asked for: the next request
+        // must go over a new connection (and get its own answer, not those bytes).
+        let (url, count) = serving(|mut stream, n| {
+            let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
+            while read_request(&mut reader).is_some() {
+                let extra: &[u8] =
+                    if n == 0 { b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray" } else { b"" };
+                let answer =
+                    [format!("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{n}{n}").as_bytes(), extra]
+                        .concat();
+                if stream.write_all(&answer).is_err() {
+                    return;
+                }
+            }
+        });
+        let client = HttpClient::platform();
+        let timeout = Duration::from_secs(5);
+        assert_eq!(client.send_once(&Request::get(&url), timeout).expect("first").body, b"00");
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(client.send_once(&Request::get(&url), timeout).expect("second").body, b"11");
+        assert_eq!(client.send_once(&Request::get(&url), timeout).expect("third").body, b"11", "kept");
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
     #[test]
