@@ -44,6 +44,13 @@ impl Key {
             url: gs.remote_access_url.clone(),
         }
     }
+
+    /// Whether `gs` has this key (compared in place: the task looks every period).
+    fn is_of(&self, gs: &GoalState) -> bool {
+        self.incarnation == gs.incarnation
+            && self.container_id == gs.container_id
+            && self.url == gs.remote_access_url
+    }
 }
 
 /// The document last read, with the keys its passwords are encrypted to.
@@ -108,11 +115,11 @@ impl RemoteAccessTask {
     /// Fetch the document when the goal state changed. An error leaves the last document in place
     /// and the goal state unseen, so the next run fetches again.
     fn refresh(&mut self, env: &Env<'_>) -> Result<bool, TaskError> {
-        let Some(gs) = env.state.goal_state() else { return Ok(false) };
-        let key = Key::of(&gs);
-        if self.seen.as_ref() == Some(&key) {
-            return Ok(false);
-        }
+        // A new goal state's key; nothing (and no copy) when there is none or it was seen.
+        let seen = self.seen.as_ref();
+        let key =
+            env.state.with_goal_state(|gs| gs.filter(|gs| !seen.is_some_and(|k| k.is_of(gs))).map(Key::of));
+        let Some(key) = key else { return Ok(false) };
         let current = match &key.url {
             None => {
                 // Said once at start and when a document goes away, not on every goal state.
@@ -230,5 +237,42 @@ impl Task for RemoteAccessTask {
         } else {
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_of_the_goal_states_it_was_made_from_only() {
+        let gs = GoalState {
+            incarnation: 3,
+            container_id: "c1".into(),
+            remote_access_url: Some("http://w/ra".into()),
+            role_instance_id: "r".into(),
+            ..GoalState::default()
+        };
+        let key = Key::of(&gs);
+        assert!(key.is_of(&gs));
+        // What does not name the document may change (another role instance state, say).
+        assert!(key.is_of(&GoalState { role_instance_state: Some("Started".into()), ..gs.clone() }));
+        for other in [
+            GoalState { incarnation: 4, ..gs.clone() },
+            GoalState { container_id: "c2".into(), ..gs.clone() },
+            GoalState { remote_access_url: None, ..gs.clone() },
+            GoalState { remote_access_url: Some("http://w/ra2".into()), ..gs.clone() },
+        ] {
+            assert!(!key.is_of(&other), "{other:?}");
+            assert_eq!(key == Key::of(&other), key.is_of(&other), "is_of agrees with ==");
+        }
+    }
+
+    #[test]
+    fn the_state_lends_its_goal_state_without_a_copy() {
+        let state = crate::daemon::State::default();
+        assert!(state.with_goal_state(|gs| gs.is_none()));
+        state.set_goal_state(GoalState { incarnation: 7, ..GoalState::default() });
+        assert_eq!(state.with_goal_state(|gs| gs.map(|gs| gs.incarnation)), Some(7));
     }
 }

@@ -64,6 +64,12 @@ impl State {
         lock(&self.goal_state).clone()
     }
 
+    /// `f` of the goal state last taken in, without a copy of it (a task that only looks
+    /// whether it changed, every period).
+    pub fn with_goal_state<R>(&self, f: impl FnOnce(Option<&GoalState>) -> R) -> R {
+        f(lock(&self.goal_state).as_ref())
+    }
+
     /// The container identity of the goal state last taken in (telemetry, log upload).
     pub fn identity(&self) -> Option<ContainerIdentity> {
         lock(&self.identity).clone()

@@ -83,7 +83,7 @@ impl HostGaPluginClient {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.endpoint.base_url())
+        self.endpoint.url(path)
     }
 
     fn with_identity(request: Request, who: &ContainerIdentity) -> Request {
@@ -259,19 +259,69 @@ fn artifact_refusal(request: &Request, status: u16, body: &str) -> HostGaPluginE
     }
 }
 
-/// A random UUID (version 4) for `x-ms-client-correlationid`.
+/// An id in the form of a random UUID (version 4) for `x-ms-client-correlationid` (and
+/// `x-ms-client-request-id`, and the names of extension command units).
+///
+/// These ids only let a request be found in the logs on both sides, and name transient units:
+/// they must differ from each other, and should not repeat across daemon runs; they are not
+/// secrets and nothing is protected by guessing one being hard. So the kernel is asked for
+/// random bytes once per process (a seed), not once per request (a `getrandom` system call on
+/// every HostGAPlugin request of every idle period): id number `n` of the process is made of
+/// `n` and the seed by a permutation, so ids are unique within a process (for 2^60 of them),
+/// and look random, with different sequences from one process to the next.
 pub fn correlation_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEED: std::sync::OnceLock<[u64; 2]> = std::sync::OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let seed = SEED.get_or_init(correlation_seed);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    uuid_v4(permute60(n.wrapping_add(seed[0])), mix64(n ^ seed[1]))
+}
+
+/// 128 bits from the kernel, or, should that fail, from the time and the process id.
+fn correlation_seed() -> [u64; 2] {
     let mut b = [0u8; 16];
     if crate::base::random::fill(&mut b).is_err() {
-        // Not a secret: a time-derived value is good enough to correlate logs.
         let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        b = t.as_nanos().to_le_bytes();
+        b = (t.as_nanos() ^ (u128::from(std::process::id()) << 96)).to_le_bytes();
     }
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
+    let (lo, hi) = b.split_at(8);
+    let word = |s: &[u8]| s.iter().fold(0u64, |acc, &x| acc << 8 | u64::from(x));
+    [mix64(word(lo)), mix64(word(hi))]
+}
+
+const BITS60: u64 = (1 << 60) - 1;
+
+/// A bijection of the 60-bit values (the low 60 bits of `x`): each step (a right xorshift, a
+/// multiplication by an odd number modulo 2^60) can be undone, so distinct inputs give distinct
+/// outputs.
+fn permute60(x: u64) -> u64 {
+    let mut x = x & BITS60;
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9) & BITS60;
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb) & BITS60;
+    x ^ (x >> 31)
+}
+
+/// A 64-bit mixing function (SplitMix64's finalizer).
+fn mix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The UUID text whose 122 free bits are `unique` (60 bits, all kept: ids with distinct
+/// `unique` differ) and 62 bits of `other`, with the version (4) and variant bits set.
+fn uuid_v4(unique: u64, other: u64) -> String {
+    let unique = unique & BITS60;
+    let high = (unique >> 12) << 16 | 0x4 << 12 | (unique & 0xfff);
+    let low = 0b10 << 62 | (other >> 2);
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut id = String::with_capacity(36);
-    for (i, byte) in b.iter().enumerate() {
+    let bytes = (u128::from(high) << 64 | u128::from(low)).to_be_bytes();
+    for (i, byte) in bytes.iter().enumerate() {
         if matches!(i, 4 | 6 | 8 | 10) {
             id.push('-');
         }
@@ -283,16 +333,64 @@ pub fn correlation_id() -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
+    fn is_v4(id: &str) -> bool {
+        let dashes: Vec<usize> = id.match_indices('-').map(|(i, _)| i).collect();
+        id.len() == 36
+            && dashes == [8, 13, 18, 23]
+            && &id[14..15] == "4"
+            && matches!(&id[19..20], "8" | "9" | "a" | "b")
+            && id.chars().all(|c| c == '-' || c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    }
+
     #[test]
     fn correlation_ids_are_v4_and_differ() {
         let a = super::correlation_id();
         let b = super::correlation_id();
         assert_ne!(a, b);
-        assert_eq!(a.len(), 36);
-        assert_eq!(&a[14..15], "4");
-        assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"));
-        let dashes: Vec<usize> = a.match_indices('-').map(|(i, _)| i).collect();
-        assert_eq!(dashes, [8, 13, 18, 23], "{a}");
-        assert!(a.chars().all(|c| c == '-' || c.is_ascii_hexdigit() && !c.is_ascii_uppercase()), "{a}");
+        assert!(is_v4(&a) && is_v4(&b), "{a} {b}");
+    }
+
+    #[test]
+    fn correlation_ids_stay_unique_over_many_calls_and_threads() {
+        let threads: Vec<_> = (0..4)
+            .map(|_| std::thread::spawn(|| (0..50_000).map(|_| super::correlation_id()).collect::<Vec<_>>()))
+            .collect();
+        let mut seen = HashSet::new();
+        for t in threads {
+            for id in t.join().expect("thread") {
+                assert!(is_v4(&id), "{id}");
+                assert!(seen.insert(id.clone()), "{id} twice");
+            }
+        }
+        assert_eq!(seen.len(), 200_000);
+    }
+
+    #[test]
+    fn consecutive_ids_do_not_look_like_a_counter() {
+        // Successive ids share no long run of digits with each other, as counters would:
+        // in each half, about half of the bits differ.
+        let ids: Vec<u128> = (0..1_000)
+            .map(|_| u128::from_str_radix(&super::correlation_id().replace('-', ""), 16).expect("hex"))
+            .collect();
+        let flips: u32 = ids.windows(2).map(|w| (w[0] ^ w[1]).count_ones()).sum();
+        let mean = f64::from(flips) / 999.0;
+        assert!((50.0..72.0).contains(&mean), "{mean} bits differ between neighbours on average");
+    }
+
+    #[test]
+    fn the_unique_part_is_a_permutation_and_fully_kept() {
+        // Distinct inputs, distinct outputs: spot-checked on consecutive and widely spaced inputs.
+        let inputs: Vec<u64> = (0..100_000u64).chain((1..=100_000u64).map(|i| i << 40 | 7)).collect();
+        let outputs: HashSet<u64> = inputs.iter().map(|&n| super::permute60(n)).collect();
+        assert_eq!(outputs.len(), inputs.len());
+        assert!(outputs.iter().all(|&x| x <= super::BITS60));
+        // Each of the 60 bits reaches the text: ids differing in one bit of it differ.
+        let base = super::uuid_v4(0, 0);
+        for bit in 0..60 {
+            assert_ne!(super::uuid_v4(1 << bit, 0), base, "bit {bit}");
+        }
+        assert!(is_v4(&base) && is_v4(&super::uuid_v4(u64::MAX, u64::MAX)));
     }
 }

@@ -37,6 +37,12 @@ use crate::base::logging::redact_sas;
 /// network (4 minutes).
 pub const PLATFORM_IDLE: Duration = Duration::from_secs(45);
 
+/// The timeout of one attempt unless the caller says otherwise ([`RetryPolicy::wire`], the
+/// HostGAPlugin's single attempts). Clients are configured with it, so that a request with this
+/// timeout needs no configuration of its own (which ureq makes by copying the agent's, on every
+/// request).
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The User-Agent every request carries.
 pub fn user_agent() -> String {
     format!("WALinuxAgent/{} (wala)", crate::VERSION)
@@ -138,7 +144,7 @@ impl RetryPolicy {
             base_delay: Duration::from_secs(1),
             max_delay: Duration::from_secs(8),
             throttle_delay: Duration::from_secs(1),
-            attempt_timeout: Duration::from_secs(10),
+            attempt_timeout: ATTEMPT_TIMEOUT,
             deadline: Duration::from_secs(60),
             retry_statuses: RETRY_STATUSES,
         }
@@ -302,6 +308,13 @@ impl Response {
         };
         text.strip_prefix('\u{feff}').unwrap_or(&text).to_string()
     }
+
+    /// Whether [`Self::text`] is `text`, found without making it (`false` for a body that is not
+    /// valid UTF-8, whose text [`Self::text`] would have to repair).
+    pub fn text_is(&self, text: &str) -> bool {
+        let body = self.body.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&self.body);
+        body == text.as_bytes()
+    }
 }
 
 /// The buffer a streamed body goes through ([`HttpClient::stream_once`]): the most of it held in
@@ -404,7 +417,7 @@ impl HttpClient {
         static AGENT: std::sync::OnceLock<ureq::Agent> = std::sync::OnceLock::new();
         let agent = AGENT.get_or_init(|| {
             let config = Self::config(ClientKind::Platform, None).build();
-            ureq::Agent::with_parts(config, NoticedTcpConnector::default(), LiteralResolver::default())
+            ureq::Agent::with_parts(config, NoticedTcpConnector, LiteralResolver::default())
         });
         Self { agent: agent.clone(), kind: ClientKind::Platform, https: Https::Unsupported }
     }
@@ -463,6 +476,8 @@ impl HttpClient {
             .input_buffer_size(buffer)
             .output_buffer_size(buffer)
             .max_redirects(0)
+            .timeout_connect(Some(ATTEMPT_TIMEOUT))
+            .timeout_global(Some(ATTEMPT_TIMEOUT))
     }
 
     /// Which kind this client is.
@@ -563,7 +578,7 @@ impl HttpClient {
     /// deadline runs out.
     pub fn send(&self, request: &Request, policy: &RetryPolicy) -> Result<Response, HttpError> {
         let start = Instant::now();
-        let url = redact_sas(&request.url);
+        let url = || redact_sas(&request.url);
         let method = request.method;
         let mut throttled = false;
         let mut attempts = 0u32;
@@ -579,13 +594,13 @@ impl HttpClient {
                     if resp.status == 410
                         || (resp.status == 400 && body.contains("InvalidContainerConfiguration"))
                     {
-                        return Err(HttpError::Stale { method, url, status: resp.status });
+                        return Err(HttpError::Stale { method, url: url(), status: resp.status });
                     }
                     let excerpt: String = redact_sas(&body).chars().take(200).collect();
                     if !policy.retry_statuses.contains(&resp.status) {
                         return Err(HttpError::Status {
                             method,
-                            url,
+                            url: url(),
                             status: resp.status,
                             attempts,
                             body: excerpt,
@@ -596,7 +611,7 @@ impl HttpClient {
                     if attempts >= max.max(1) {
                         return Err(HttpError::Status {
                             method,
-                            url,
+                            url: url(),
                             status: resp.status,
                             attempts,
                             body: excerpt,
@@ -604,11 +619,13 @@ impl HttpClient {
                     }
                     format!("HTTP {}", resp.status)
                 }
-                Err(Failure::TooLarge(source)) => return Err(HttpError::TooLarge { method, url, source }),
+                Err(Failure::TooLarge(source)) => {
+                    return Err(HttpError::TooLarge { method, url: url(), source })
+                }
                 Err(Failure::Transport(reason)) => {
                     let max = if throttled { policy.throttled_max_attempts } else { policy.max_attempts };
                     if attempts >= max.max(1) {
-                        return Err(HttpError::Transport { method, url, reason, attempts });
+                        return Err(HttpError::Transport { method, url: url(), reason, attempts });
                     }
                     reason
                 }
@@ -617,13 +634,13 @@ impl HttpClient {
             if start.elapsed() + delay >= policy.deadline {
                 return Err(HttpError::Deadline {
                     method,
-                    url,
+                    url: url(),
                     attempts,
                     elapsed_ms: start.elapsed().as_millis(),
                     last,
                 });
             }
-            log::debug!("{method} {url}: {last}; retrying in {} ms", delay.as_millis());
+            log::debug!("{method} {}: {last}; retrying in {} ms", url(), delay.as_millis());
             std::thread::sleep(delay);
         }
     }
@@ -694,15 +711,20 @@ impl HttpClient {
             .iter()
             .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect();
-        let body = resp.body_mut().with_config().limit(request.document.limit()).read_to_vec().map_err(
-            |e| match e {
-                ureq::Error::BodyExceedsLimit(_) => Failure::TooLarge(request.document.too_large()),
-                e => Failure::Transport(format!(
-                    "reading the body of HTTP {status}: {}",
-                    redact_sas(&e.to_string())
-                )),
-            },
-        )?;
+        let limit = request.document.limit();
+        // Room for the announced length at once (up to 64 KiB; longer bodies grow as they come):
+        // a platform document is read in one pass and one that finds its end, not in steps.
+        let announced = resp.body().content_length().unwrap_or(0).min(limit).min(STREAM_CHUNK as u64);
+        let mut body = Vec::with_capacity(usize::try_from(announced).unwrap_or(0));
+        let read =
+            std::io::Read::read_to_end(&mut resp.body_mut().with_config().limit(limit).reader(), &mut body);
+        read.map_err(|e| match ureq::Error::from(e) {
+            ureq::Error::BodyExceedsLimit(_) => Failure::TooLarge(request.document.too_large()),
+            e => Failure::Transport(format!(
+                "reading the body of HTTP {status}: {}",
+                redact_sas(&e.to_string())
+            )),
+        })?;
         log::debug!("{} {}: HTTP {status}, {} byte(s)", request.method, redact_sas(&request.url), body.len());
         Ok(Response { status, headers, body })
     }
@@ -883,23 +905,23 @@ thread_local! {
     static NEW_CONNECTION: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// ureq's TCP connector, noting in [`NEW_CONNECTION`] each connection it opens: a request for
-/// which it opened none went over a kept one.
+/// The platform's TCP connector: connections of the kept kind ([`super::kept_tcp`], which checks
+/// and bounds them in fewer system calls than ureq's own), each noted in [`NEW_CONNECTION`]: a
+/// request for which it opened none went over a kept one.
 #[derive(Debug, Default)]
-struct NoticedTcpConnector(ureq::unversioned::transport::TcpConnector);
+struct NoticedTcpConnector;
 
 impl ureq::unversioned::transport::Connector<()> for NoticedTcpConnector {
-    type Out = Box<dyn ureq::unversioned::transport::Transport>;
+    type Out = super::kept_tcp::KeptTcp;
 
     fn connect(
         &self,
         details: &ureq::unversioned::transport::ConnectionDetails,
-        chained: Option<()>,
+        _chained: Option<()>,
     ) -> Result<Option<Self::Out>, ureq::Error> {
         // Set before connecting: a connection that could not be opened is not a kept one either.
         NEW_CONNECTION.set(true);
-        let opened = ureq::unversioned::transport::Connector::<()>::connect(&self.0, details, chained)?;
-        Ok(opened.map(|t| Box::new(t) as Self::Out))
+        super::kept_tcp::KeptTcp::connect(details).map(Some)
     }
 }
 
@@ -923,6 +945,9 @@ fn prepare<B>(
     }
     if close {
         builder = builder.header("Connection", "close");
+    }
+    if timeout == ATTEMPT_TIMEOUT {
+        return builder; // the client's own timeouts
     }
     builder.config().timeout_connect(Some(timeout)).timeout_global(Some(timeout)).build()
 }
@@ -971,6 +996,241 @@ mod tests {
             }
         });
         (url, count)
+    }
+
+    #[test]
+    fn a_request_with_the_usual_timeout_gets_it_from_its_client() {
+        // prepare() leaves a request whose timeout is ATTEMPT_TIMEOUT without a configuration of
+        // its own: the clients must carry that timeout themselves.
+        for client in [HttpClient::platform(), HttpClient::storage(&StorageProxy::Direct)] {
+            let t = client.agent.config().timeouts();
+            assert_eq!(
+                (t.global, t.connect),
+                (Some(ATTEMPT_TIMEOUT), Some(ATTEMPT_TIMEOUT)),
+                "{:?}",
+                client.kind
+            );
+        }
+        assert_eq!(RetryPolicy::wire().attempt_timeout, ATTEMPT_TIMEOUT);
+    }
+
+    #[test]
+    fn text_is_compares_what_text_would_give() {
+        let r = |body: &[u8]| Response { status: 200, headers: Vec::new(), body: body.to_vec() };
+        assert!(r(b"<GoalState/>").text_is("<GoalState/>"));
+        assert!(r("\u{feff}<GoalState/>".as_bytes()).text_is("<GoalState/>"), "the BOM is not text");
+        assert!(!r(b"<GoalState/>").text_is("<GoalState />"));
+        assert!(!r(b"<GoalState/>").text_is(""));
+        assert!(r(b"").text_is(""));
+        let bad = r(b"<a>\xff</a>");
+        assert!(!bad.text_is(&bad.text()), "a body that needs repair is never the same text");
+    }
+
+    /// A loopback server answering each of `answers` (a whole HTTP answer) on a connection of
+    /// its own and closing it; returns its URL.
+    fn raw_answers(answers: Vec<Vec<u8>>) -> String {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/x", listener.local_addr().expect("addr"));
+        std::thread::spawn(move || {
+            for (stream, answer) in listener.incoming().zip(answers) {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let _ = stream.write_all(&answer);
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn bodies_are_read_whole_whatever_their_length_says() {
+        let long: Vec<u8> = (0..200_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let with_length = |body: &[u8]| {
+            let mut a = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+            a.extend_from_slice(body);
+            a
+        };
+        let mut chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for part in long.chunks(70_000) {
+            chunked.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+            chunked.extend_from_slice(part);
+            chunked.extend_from_slice(b"\r\n");
+        }
+        chunked.extend_from_slice(b"0\r\n\r\n");
+        let mut close_delimited = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_vec();
+        close_delimited.extend_from_slice(&long);
+        let mut short = b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n".to_vec();
+        short.extend_from_slice(&long[..100]);
+        let url = raw_answers(vec![
+            with_length(b"<GoalState/>"),
+            with_length(&long),
+            chunked,
+            close_delimited,
+            with_length(b""),
+            short,
+        ]);
+        let client = HttpClient::storage(&StorageProxy::Direct);
+        let get =
+            || client.send_once(&Request::get(&url).document(Document::Certificates), Duration::from_secs(5));
+        assert_eq!(get().expect("short").body, b"<GoalState/>");
+        assert_eq!(get().expect("over 64 KiB").body, long, "longer than the room made at first");
+        assert_eq!(get().expect("chunked").body, long, "no length announced");
+        assert_eq!(get().expect("to the close").body, long);
+        assert_eq!(get().expect("empty").body, b"");
+        let err = get().expect_err("shorter than announced");
+        assert!(matches!(err, HttpError::Transport { .. }), "{err:?}");
+    }
+
+    /// A loopback server that runs `serve` on each connection it accepts (in turn), and counts
+    /// the connections; returns its URL and the count.
+    fn serving(
+        serve: impl Fn(std::net::TcpStream, usize) + Send + 'static,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/x", listener.local_addr().expect("addr"));
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = count.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let n = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                serve(stream, n);
+            }
+        });
+        (url, count)
+    }
+
+    /// Read one request head (and a body of `Content-Length`) from `reader`; `None` at the end.
+    fn read_request(reader: &mut impl std::io::BufRead) -> Option<Vec<u8>> {
+        let mut length = 0;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).ok()? == 0 {
+                return None;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().ok()?;
+            }
+            if line == "\r\n" {
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).ok()?;
+                return Some(body);
+            }
+        }
+    }
+
+    #[test]
+    fn a_platform_answer_that_trickles_in_is_read_whole() {
+        use std::io::Write;
+        let (url, _) = serving(|mut stream, _| {
+            let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
+            while read_request(&mut reader).is_some() {
+                let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789";
+                for piece in answer.chunks(7) {
+                    std::thread::sleep(Duration::from_millis(10));
+                    if stream.write_all(piece).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        let client = HttpClient::platform();
+        for _ in 0..2 {
+            assert_eq!(
+                client.send_once(&Request::get(&url), Duration::from_secs(5)).expect("answer").body,
+                b"0123456789"
+            );
+        }
+    }
+
+    #[test]
+    fn a_platform_endpoint_that_never_answers_times_out_on_time() {
+        let (url, _) = serving(|stream, _| {
+            let mut reader = std::io::BufReader::new(stream);
+            let _ = read_request(&mut reader);
+            std::thread::sleep(Duration::from_secs(3));
+        });
+        let start = Instant::now();
+        let err = HttpClient::platform()
+            .send_once(&Request::get(&url), Duration::from_millis(300))
+            .expect_err("no answer");
+        let took = start.elapsed();
+        assert!(matches!(err, HttpError::Transport { .. }), "{err:?}");
+        assert!(err.to_string().contains("timeout") || err.to_string().contains("timed out"), "{err}");
+        assert!(took >= Duration::from_millis(300) && took < Duration::from_millis(2500), "{took:?}");
+    }
+
+    #[test]
+    fn a_large_upload_to_a_slow_reader_is_sent_whole() {
+        use std::io::{Read, Write};
+        // More than the socket buffers hold: the sender must wait for room, more than once.
+        let body: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+        let expected = body.clone();
+        let (url, _) = serving(move |mut stream, _| {
+            let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
+            let mut line = String::new();
+            let mut length = 0usize;
+            loop {
+                line.clear();
+                if std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut got = Vec::new();
+            let mut chunk = vec![0u8; 256 * 1024];
+            while got.len() < length {
+                std::thread::sleep(Duration::from_millis(5));
+                let n = reader.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    return;
+                }
+                got.extend_from_slice(&chunk[..n]);
+            }
+            let answer = if got == expected { "same" } else { "different" };
+            let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{answer}", answer.len());
+        });
+        let resp = HttpClient::platform()
+            .send_once(&Request::put(&url, body), Duration::from_secs(20))
+            .expect("put");
+        assert_eq!(resp.body, b"same");
+    }
+
+    #[test]
+    fn a_kept_connection_with_bytes_after_the_answer_is_not_used_again() {
+        use std::io::Write;
+        // The first connection's answer is followed by bytes nobody asked for: the next request
+        // must go over a new connection (and get its own answer, not those bytes).
+        let (url, count) = serving(|mut stream, n| {
+            let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
+            while read_request(&mut reader).is_some() {
+                let extra: &[u8] =
+                    if n == 0 { b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray" } else { b"" };
+                let answer =
+                    [format!("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{n}{n}").as_bytes(), extra]
+                        .concat();
+                if stream.write_all(&answer).is_err() {
+                    return;
+                }
+            }
+        });
+        let client = HttpClient::platform();
+        let timeout = Duration::from_secs(5);
+        assert_eq!(client.send_once(&Request::get(&url), timeout).expect("first").body, b"00");
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(client.send_once(&Request::get(&url), timeout).expect("second").body, b"11");
+        assert_eq!(client.send_once(&Request::get(&url), timeout).expect("third").body, b"11", "kept");
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
     #[test]

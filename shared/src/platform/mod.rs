@@ -4,7 +4,8 @@
 //! [`crate::documents`]; nothing here changes the host beyond the route and the event queue it
 //! names.
 //!
-//! * [`http`]: the one HTTP client factory (timeouts, retry budget, kept connections);
+//! * [`http`]: the one HTTP client factory (timeouts, retry budget, kept connections), with
+//!   [`kept_tcp`], the TCP transport of its platform connections;
 //! * [`endpoint`], [`dhcp`]: where the WireServer is, and a route to it;
 //! * [`wireserver`]: the WireServer client (goal state, health, telemetry);
 //! * [`hostgaplugin`]: the HostGAPlugin client (vmSettings, artifacts, status);
@@ -21,6 +22,7 @@ pub mod hostgaplugin;
 pub mod http;
 pub mod imds;
 pub mod imds_reprovision;
+pub mod kept_tcp;
 pub mod status_blob;
 pub mod telemetry;
 pub mod wireserver;

@@ -142,7 +142,7 @@ impl WireClient {
     }
 
     fn url(&self, path_and_query: &str) -> String {
-        format!("{}{path_and_query}", self.endpoints.wireserver.base_url())
+        self.endpoints.wireserver.url(path_and_query)
     }
 
     fn wire_headers(request: Request) -> Request {
@@ -195,10 +195,10 @@ impl WireClient {
                 }
                 other => other?,
             };
-            let xml = resp.text();
-            if last == Some(xml.as_str()) {
+            if last.is_some_and(|last| resp.text_is(last)) {
                 return Ok(None);
             }
+            let xml = resp.text();
             match parse_goal_state(&xml) {
                 Ok(goal_state) => return Ok(Some(FetchedGoalState { goal_state, xml })),
                 Err(DocumentError::MissingRoleInstance { incarnation })
