@@ -148,7 +148,8 @@ done
 # With wala-provision-generator's drop-in for a boot with no DVD drive in /dev (the local stage
 # before network-pre.target, as shared/src/provision/generator.rs writes it): still no cycle.
 mkdir -p "$vroot/etc/systemd/system/wala-provision-local.service.d"
-printf '%s\n' "[Unit]" "Wants=network-pre.target" "Before=network-pre.target" "[Service]" \
+printf '%s\n' "[Unit]" "Wants=network-pre.target" "Before=network-pre.target" \
+    "Wants=wala-provision-local-done.service" "[Service]" "Type=notify" "NotifyAccess=main" \
     "Environment=WALA_NETWORK_WAITS_FOR_HOSTNAME=1" \
     >"$vroot/etc/systemd/system/wala-provision-local.service.d/50-wala-network-waits-for-hostname.conf"
 if verify "$vroot" "$vroot/usr/lib/systemd/system/multi-user.target"; then

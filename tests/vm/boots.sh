@@ -265,10 +265,11 @@ check_hostname_before_dhcp() {
     else
         fail "$1: hostname set before DHCP (set at '${t_host}', $dhcp_unit started at '${t_netd}')" "$d/journal.txt"
     fi
-    # ... and sshd starts only once the whole local stage has ended (wala-provision-local-done).
+    # ... and sshd starts only once the whole local stage has ended (the oneshot unit finished, or
+    # where the generator made it Type=notify, wala-provision-local-done finished).
     local t_end t_gate t_ssh
     t_end=$(grep -m1 'local stage finished for VM' "$d/journal.txt" | sed -E 's/^\[ *([0-9.]+)\].*/\1/')
-    t_gate=$(grep -m1 'Finished wala-provision-local-done.service' "$d/journal.txt" | sed -E 's/^\[ *([0-9.]+)\].*/\1/')
+    t_gate=$(grep -m1 -E 'Finished wala-provision-local(-done)?.service' "$d/journal.txt" | sed -E 's/^\[ *([0-9.]+)\].*/\1/')
     t_ssh=$(grep -m1 -E 'Starting (ssh|sshd).service' "$d/journal.txt" | sed -E 's/^\[ *([0-9.]+)\].*/\1/')
     if [ -n "$t_end" ] && [ -n "$t_gate" ] && [ -n "$t_ssh" ] &&
         python3 -c "import sys; sys.exit(0 if $t_end <= $t_gate <= $t_ssh else 1)"; then

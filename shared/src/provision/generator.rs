@@ -75,8 +75,10 @@ pub fn run(root: &HostRoot, dir: &Path) -> Result<Generated, FileError> {
         "# Written by wala-provision-generator at boot: no DVD drive was in /dev when systemd started,\n\
          # so the hostname stage could not read it before udev; the network waits for the local\n\
          # stage's hostname instead (it is ready once the hostname is set).\n\
-         [Unit]\nWants=network-pre.target\nBefore=network-pre.target\n\n\
-         [Service]\nEnvironment={}=1\n",
+         # sshd and the other stages then wait for wala-provision-local-done.service, which waits\n\
+         # for the stage's process to end.\n\
+         [Unit]\nWants=network-pre.target\nBefore=network-pre.target\nWants=wala-provision-local-done.service\n\n\
+         [Service]\nType=notify\nNotifyAccess=main\nEnvironment={}=1\n",
         super::hostname_stage::NETWORK_WAITS_ENV
     );
     write_drop_in(dir, UNIT, NETWORK_WAITS_DROP_IN, &text)?;
@@ -182,8 +184,18 @@ mod tests {
         assert_eq!(run(&root, out.path()).expect("run"), Generated::NetworkWaitsForLocalStage);
         let text = std::fs::read_to_string(out.path().join(format!("{UNIT}.d")).join(NETWORK_WAITS_DROP_IN))
             .expect("drop-in");
-        assert!(text.contains("[Unit]\nWants=network-pre.target\nBefore=network-pre.target\n"), "{text}");
-        assert!(text.contains("[Service]\nEnvironment=WALA_NETWORK_WAITS_FOR_HOSTNAME=1\n"), "{text}");
+        assert!(
+            text.contains(
+                "[Unit]\nWants=network-pre.target\nBefore=network-pre.target\nWants=wala-provision-local-done.service\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "[Service]\nType=notify\nNotifyAccess=main\nEnvironment=WALA_NETWORK_WAITS_FOR_HOSTNAME=1\n"
+            ),
+            "{text}"
+        );
         assert!(!out.path().join(format!("{HOSTNAME_UNIT}.d")).exists());
 
         // A virtio disk is no drive.
