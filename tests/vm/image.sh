@@ -157,20 +157,13 @@ EOF
     ;;
 esac
 
-# TEST ONLY: the harness's banner probes (vmtool.py) overlap, and slirp keeps retrying a
-# connection to the guest after the host side gave it up; when the guest's network comes up after
-# sshd has started, they all reach sshd at once. Past MaxStartups (10 by default) sshd answers
-# "Exceeded MaxStartups" and then keeps refusing until the half-open connections time out
-# (LoginGraceTime, 120 s): a banner read at 121 s and 196 s on 2026-12-07 for an sshd started at
-# 16 s. The same setting in every image, so no image is measured with it and another without.
-mkdir -p "$tree/etc/ssh/sshd_config.d"
-echo 'MaxStartups 1000' >"$tree/etc/ssh/sshd_config.d/05-wala-test-harness.conf"
 # TEST ONLY: OpenSSH 9.8 and later (Debian 13) penalise a source address whose connections close
 # before authenticating (PerSourcePenalties, "noauth"), and refuse it for a while. Every
 # connection of the harness comes from the slirp gateway, and its banner probes close right
 # after the banner: exempt that one address, or the harness locks itself out for minutes.
 if [ "$suite" != bookworm ]; then
-    echo 'PerSourcePenaltyExemptList 168.0.0.2' >>"$tree/etc/ssh/sshd_config.d/05-wala-test-harness.conf"
+    mkdir -p "$tree/etc/ssh/sshd_config.d"
+    echo 'PerSourcePenaltyExemptList 168.0.0.2' >"$tree/etc/ssh/sshd_config.d/05-wala-test-harness.conf"
 fi
 
 # TEST ONLY: qemu is not Hyper-V, so wala's /dev/disk/azure rules do not fire. The harness puts

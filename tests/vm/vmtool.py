@@ -184,8 +184,14 @@ def banner(port, timeout, t0, console=None):
                     data = s.recv(64)
                 except OSError:
                     data = b""
-                if data.startswith(b"SSH-"):
-                    note(f"banner, probe opened at {probes[s] - t0:.2f}", s)
+                # sshd answers "Exceeded MaxStartups" instead of its banner while more than
+                # MaxStartups (10) connections wait for authentication: slirp's retries of probes
+                # given up can all reach an sshd started before the guest's network at once. It
+                # is sshd serving, and it goes on refusing until those connections time out
+                # (LoginGraceTime, 120 s), so it counts as the banner.
+                if data.startswith(b"SSH-") or data.startswith(b"Exceeded MaxStartups"):
+                    what = "banner" if data.startswith(b"SSH-") else "sshd answered (Exceeded MaxStartups)"
+                    note(f"{what}, probe opened at {probes[s] - t0:.2f}", s)
                     print(f"{time.time() - t0:.2f}")
                     return 0
                 note(f"ended ({data[:40]!r}), opened at {probes[s] - t0:.2f}", s)
