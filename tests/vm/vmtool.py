@@ -141,7 +141,7 @@ def banner(port, timeout, t0, console=None):
     # connection made while the guest's network card is not set up yet; counted, that once left
     # 8 probes stuck in back-off from 0.9 s to 19 s, and every image's banner read about 19 s.
     # With CONSOLE (the guest's serial console log), no probe is made before systemd has printed
-    # there that sshd started: slirp keeps retrying a connection to the guest after the host side
+    # there that sshd started (or a getty its login prompt): slirp keeps retrying a connection to the guest after the host side
     # closed it, so probes made while the guest's network was down all reached sshd later, dozens
     # of them within seconds (sshd logged "beginning MaxStartups throttling"), and forked while
     # the logins and the boot being measured went on. Every image prints the line (systemd's
@@ -158,8 +158,11 @@ def banner(port, timeout, t0, console=None):
 
     deadline = time.time() + float(timeout)
     if console:
-        started = wait_console(console, rb"Started \S{0,20}sshd?\.service", deadline)
-        note("the console says sshd started" if started else "the console never said sshd started")
+        # Or the console's login prompt: once a getty holds the console, systemd prints no more
+        # status lines there, and a boot whose sshd took longer to start than the getty (2026-12-07,
+        # a dracut boot) never printed the line.
+        started = wait_console(console, rb"Started \S{0,20}sshd?\.service|\S+ login: ", deadline)
+        note("the console says sshd started (or shows its login prompt)" if started else "the console never said sshd started")
         if not started:
             return 1
     probes = {}  # socket -> when it was opened
