@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::base::root::HostRoot;
+use crate::host::disk::mounts::{parse_mounts, unescape};
 
 /// Where systemd's own mount units may be.
 const UNIT_DIRS: [&str; 4] =
@@ -18,11 +19,7 @@ const UNIT_DIRS: [&str; 4] =
 /// An unreadable `/proc/self/mounts` counts as nothing mounted.
 pub fn pending_mount_for(root: &HostRoot, path: &Path) -> Option<PathBuf> {
     let mounted = std::fs::read_to_string(root.kernel().path("/proc/self/mounts")).unwrap_or_default();
-    let mounted: Vec<PathBuf> = mounted
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(1))
-        .map(|m| PathBuf::from(unescape(m)))
-        .collect();
+    let mounted: Vec<PathBuf> = parse_mounts(&mounted).into_iter().map(|m| m.target).collect();
     let fstab = std::fs::read_to_string(root.path("/etc/fstab")).unwrap_or_default();
     let mut wanted: Vec<PathBuf> = fstab_mount_points(&fstab);
     for ancestor in path.ancestors().filter(|a| *a != Path::new("/") && !a.as_os_str().is_empty()) {
@@ -52,29 +49,6 @@ fn fstab_mount_points(fstab: &str) -> Vec<PathBuf> {
             (file.starts_with('/') && vfstype != "swap" && !noauto).then(|| PathBuf::from(unescape(file)))
         })
         .collect()
-}
-
-/// `/proc/self/mounts` and fstab write a space, tab, newline or backslash in a path as an octal
-/// escape (`\040`).
-fn unescape(field: &str) -> String {
-    let b = field.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let octal =
-            b.get(i + 1..i + 4).filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match octal {
-            Some(d) => {
-                out.push(d.iter().fold(0u8, |v, c| v.wrapping_mul(8).wrapping_add(c - b'0')));
-                i += 4;
-            }
-            None => {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// systemd's unit name for a path (`systemd-escape --path`): `/var/lib/waagent` is

@@ -48,8 +48,9 @@ pub fn parse_swaps(text: &str) -> Vec<SwapEntry> {
         .collect()
 }
 
-/// The kernel escapes space, tab, newline and backslash in these tables as `\ooo`.
-fn unescape(field: &str) -> String {
+/// The kernel (and `/etc/fstab`) escapes space, tab, newline and backslash in these tables as
+/// `\ooo`.
+pub(crate) fn unescape(field: &str) -> String {
     let b = field.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
