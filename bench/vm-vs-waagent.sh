@@ -136,14 +136,22 @@ if [ "${1:-}" = --boots ]; then
     }
 
     # wait_login DIR TIMEOUT: polls an ssh login (the provisioned user with the OVF key; root with
-    # the harness key for `none`, which has no user) until it succeeds. Prints seconds since t0.
+    # the harness key for `none`, which has no user) until it succeeds. Prints seconds since t0;
+    # each attempt is a line of DIR/logins.log.
     wait_login() {
         local d=$1 deadline who=$user key=$work/keys/user
         deadline=$(($(date +%s) + $2))
         case $(cat "$d/variant") in none | floor | floor-dracut) who=root key=$work/keys/root ;; esac
+        local t0 a rc
+        t0=$(cat "$d/t0")
         while [ "$(date +%s)" -lt "$deadline" ]; do
-            if ssh "${ssh_base[@]}" -p "$(cat "$d/ssh_port")" -i "$key" "$who@127.0.0.1" true </dev/null >/dev/null 2>&1; then
-                since "$(cat "$d/t0")"
+            a=$(since "$t0")
+            ssh "${ssh_base[@]}" -p "$(cat "$d/ssh_port")" -i "$key" "$who@127.0.0.1" true </dev/null >/dev/null 2>"$d/login.err"
+            rc=$?
+            # Each attempt: its start, its end (seconds since t0), ssh's status and last message.
+            echo "$a $(since "$t0") $rc $(tail -1 "$d/login.err")" >>"$d/logins.log"
+            if [ $rc -eq 0 ]; then
+                since "$t0"
                 return 0
             fi
             sleep 0.5
