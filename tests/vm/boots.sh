@@ -473,6 +473,11 @@ if [ -n "$ssh_at" ]; then
     result "reboot: no second provisioning, the local stage not even started ($(rssh cat /run/systemd/generator/wala-provisioned-for-this-vm 2>/dev/null))" "$rc" "$d/local.journal"
     ! grep -q 'VM id changed' "$d/local.journal"
     result "reboot: the VM id is recognised as unchanged" $? "$d/local.journal"
+    # The network stage (Ready was sent) and the host-keys stage (none pending) are skipped by the
+    # generator's drop-ins too: no process of theirs starts on a later boot.
+    out=$(rssh systemctl show -p ConditionResult --value wala-provision-network.service wala-provision-keys.service 2>/dev/null | paste -sd' ')
+    [ "$out" = "no no" ]
+    result "reboot: the network and host-keys stages not started either (ConditionResult: $out)" $?
     unit_costs reboot
     cold_start reboot
     marker_is "$uuid1"
@@ -660,6 +665,11 @@ if [ -n "$ssh_at" ]; then
     t_ssh=$(grep -m1 -E 'Start(ing|ed) (ssh|sshd)\.service' "$d/journal.txt" | sed -E 's/^\[ *([0-9.]+)\].*/\1/')
     [ -n "$t_imds" ] && [ -n "$t_ssh" ] && python3 -c "import sys; sys.exit(0 if $t_imds <= $t_ssh else 1)"
     result "imds-only: the IMDS stage finished before sshd started (${t_imds:-?}s, sshd ${t_ssh:-?}s)" $? "$d/journal.txt"
+    # No drive at all when the generator ran: it made the local stage hold the network for the
+    # hostname (the drop-in), and the local stage let the network go once it knew there was no DVD.
+    out=$(rssh systemctl show -p DropInPaths --value wala-provision-local.service 2>/dev/null)
+    [[ "$out" == *50-wala-network-waits-for-hostname.conf* ]] && grep -q 'Reached target network-pre.target' "$d/journal.txt"
+    result "imds-only: booted without a DVD drive through the generator's hold (drop-in: ${out:-none}), the network released" $? "$d/journal.txt"
     rssh "grep -q 'Made by wala from IMDS' /var/lib/waagent/ovf-env.xml && grep -q '>$iu<' /var/lib/waagent/ovf-env.xml"
     result "imds-only: /var/lib/waagent/ovf-env.xml made from IMDS names $iu" $?
     collect_fabric

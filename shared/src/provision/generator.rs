@@ -7,7 +7,12 @@
 //!   marker in `Lib.Dir` names this VM ([`super::state::provisioned_for`], the same test the stage
 //!   makes first), a drop-in skips `wala-provision-local.service` and
 //!   `wala-provision-hostname.service` by a condition on a file written beside it, so the journal
-//!   says why.
+//!   says why. The same drop-in skips `wala-provision-network.service` when the recorded state says
+//!   the final report was sent (or there is no state: [`super::network::nothing_to_do`]'s test),
+//!   and `wala-provision-keys.service` when it leaves no host keys pending: on a later boot their
+//!   processes only started to find nothing to do (1.2 and 1.9 s of a TCG reboot, most of it the
+//!   start of a process under emulation). A state that says otherwise (a crash before Ready or
+//!   before the RSA key) starts them again, so a later boot still converges.
 //! * **No DVD drive in `/dev` yet** (the initramfs did not load its driver; a host-only dracut
 //!   image may not): the hostname stage cannot read the DVD before udev has run, so the network
 //!   must wait for the local stage's hostname. A drop-in orders the local stage
@@ -18,7 +23,7 @@
 //! Anything else (another VM's disk, no marker, a marker it cannot read, a separate `/var` not
 //! mounted yet, `Wala.Enabled=n`) writes nothing for the first. Generators write only into the
 //! directories systemd gives them and must not block: a few small files are read, a directory
-//! listed and at most three files written; nothing is logged but a failure, to stderr (the kernel
+//! listed and at most five files written; nothing is logged but a failure, to stderr (the kernel
 //! log).
 
 use std::path::{Path, PathBuf};
@@ -32,6 +37,12 @@ pub const UNIT: &str = "wala-provision-local.service";
 /// The hostname stage's unit, skipped with the local stage.
 pub const HOSTNAME_UNIT: &str = "wala-provision-hostname.service";
 
+/// The network stage's unit, skipped once the final report was sent.
+pub const NETWORK_UNIT: &str = "wala-provision-network.service";
+
+/// The host-keys stage's unit, skipped when no host keys are pending.
+pub const HOST_KEYS_UNIT: &str = "wala-provision-keys.service";
+
 /// The file the skipping drop-ins' condition names, in the generator's output directory.
 pub const PROVISIONED_FILE: &str = "wala-provisioned-for-this-vm";
 
@@ -44,8 +55,9 @@ pub const NETWORK_WAITS_DROP_IN: &str = "50-wala-network-waits-for-hostname.conf
 /// What the generator did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Generated {
-    /// The disk is provisioned for this VM: the drop-ins skip the local and hostname stages.
-    SkipLocalStage { vm_id: String },
+    /// The disk is provisioned for this VM: the drop-ins skip the local and hostname stages, and
+    /// the network and host-keys stages when the recorded state leaves them nothing to do.
+    SkipLocalStage { vm_id: String, network: bool, host_keys: bool },
     /// No DVD drive in `/dev`: the network waits for the local stage's hostname.
     NetworkWaitsForLocalStage,
     /// Nothing written (the reason, for tests): the local stage runs, and the network waits only
@@ -61,9 +73,15 @@ pub fn run(root: &HostRoot, dir: &Path) -> Result<Generated, FileError> {
         return Ok(Generated::Nothing("Wala.Enabled=n"));
     }
     let Ok(vm_id) = super::vm_id(root) else { return Ok(Generated::Nothing("no VM id")) };
-    if super::state::provisioned_for(root, loaded.config.lib_dir.as_path(), &vm_id) {
-        skip_stages(dir, &vm_id)?;
-        return Ok(Generated::SkipLocalStage { vm_id });
+    let lib_dir = loaded.config.lib_dir.as_path();
+    if super::state::provisioned_for(root, lib_dir, &vm_id) {
+        // The tests the stages make first: the network stage's (the report sent, or no state of
+        // this VM) and the host-keys stage's (keys pending in this VM's state).
+        let recorded = super::state::load(root, lib_dir).filter(|s| s.vm_id == vm_id);
+        let network = recorded.as_ref().is_none_or(|s| s.final_report_sent);
+        let host_keys = recorded.as_ref().is_none_or(|s| !s.host_keys_pending);
+        skip_stages(dir, &vm_id, network, host_keys)?;
+        return Ok(Generated::SkipLocalStage { vm_id, network, host_keys });
     }
     if crate::host::dvd::drive_present(&root.kernel().path("/dev")) {
         return Ok(Generated::Nothing("a DVD drive is in /dev: the hostname stage sets the hostname"));
@@ -85,8 +103,9 @@ pub fn run(root: &HostRoot, dir: &Path) -> Result<Generated, FileError> {
     Ok(Generated::NetworkWaitsForLocalStage)
 }
 
-/// The drop-ins that skip the local and hostname stages on a disk provisioned for this VM.
-fn skip_stages(dir: &Path, vm_id: &str) -> Result<(), FileError> {
+/// The drop-ins that skip the local and hostname stages on a disk provisioned for this VM, and the
+/// network and host-keys stages when told.
+fn skip_stages(dir: &Path, vm_id: &str, network: bool, host_keys: bool) -> Result<(), FileError> {
     let flag = dir.join(PROVISIONED_FILE);
     files::write_atomic(
         &flag,
@@ -97,12 +116,20 @@ fn skip_stages(dir: &Path, vm_id: &str) -> Result<(), FileError> {
         WriteOptions::mode(0o644),
     )?;
     let text = format!(
-        "# Written by wala-provision-generator at boot: the local stage has nothing to do on a disk\n\
+        "# Written by wala-provision-generator at boot: the stage has nothing to do on a disk\n\
          # provisioned for this VM, so it is not started.\n[Unit]\nConditionPathExists=!{}\n",
         flag.display()
     );
     write_drop_in(dir, UNIT, DROP_IN, &text)?;
-    write_drop_in(dir, HOSTNAME_UNIT, DROP_IN, &text)
+    write_drop_in(dir, HOSTNAME_UNIT, DROP_IN, &text)?;
+    // systemd empties the output directory before every run (boot and reload), so a stage the
+    // state now gives work to has no drop-in left from an earlier run.
+    for (unit, skip) in [(NETWORK_UNIT, network), (HOST_KEYS_UNIT, host_keys)] {
+        if skip {
+            write_drop_in(dir, unit, DROP_IN, &text)?;
+        }
+    }
+    Ok(())
 }
 
 fn write_drop_in(dir: &Path, unit: &str, name: &str, text: &str) -> Result<(), FileError> {
@@ -159,10 +186,15 @@ mod tests {
 
         let ours = root_with(Some(&vm_id));
         let result = run(&HostRoot::new(ours.path()), out.path()).expect("run");
-        assert_eq!(result, Generated::SkipLocalStage { vm_id: vm_id.clone() });
+        assert_eq!(
+            result,
+            Generated::SkipLocalStage { vm_id: vm_id.clone(), network: true, host_keys: true }
+        );
         let flag = out.path().join(PROVISIONED_FILE);
         assert!(std::fs::read_to_string(&flag).expect("flag").contains(&vm_id));
-        for path in [&drop_in, &hostname_drop_in] {
+        let network_drop_in = out.path().join(format!("{NETWORK_UNIT}.d")).join(DROP_IN);
+        let keys_drop_in = out.path().join(format!("{HOST_KEYS_UNIT}.d")).join(DROP_IN);
+        for path in [&drop_in, &hostname_drop_in, &network_drop_in, &keys_drop_in] {
             let text = std::fs::read_to_string(path).expect("drop-in");
             assert!(text.contains(&format!("[Unit]\nConditionPathExists=!{}\n", flag.display())), "{text}");
         }
@@ -173,6 +205,52 @@ mod tests {
         assert_eq!(
             run(&HostRoot::new(ours.path()), off.path()).expect("run"),
             Generated::Nothing("Wala.Enabled=n")
+        );
+    }
+
+    #[test]
+    fn a_later_boot_starts_the_network_and_host_keys_stages_only_when_the_state_gives_them_work() {
+        let lib = Path::new("/var/lib/waagent");
+        let probe = root_with(None);
+        let vm_id = crate::provision::vm_id(&HostRoot::new(probe.path())).expect("vm id");
+        let skipped = |out: &Path, unit: &str| out.join(format!("{unit}.d")).join(DROP_IN).exists();
+        // (report sent, keys pending) -> (network skipped, host keys skipped)
+        for (sent, pending) in [(false, false), (false, true), (true, true), (true, false)] {
+            let dir = root_with(Some(&vm_id));
+            let root = HostRoot::new(dir.path());
+            let mut st = crate::provision::State::new(
+                &vm_id,
+                crate::provision::Mode::Provision,
+                crate::provision::LocalResult::Done,
+            );
+            st.final_report_sent = sent;
+            st.host_keys_pending = pending;
+            crate::provision::state::save(&root, lib, &st).expect("state");
+            let out = tempfile::tempdir().expect("tempdir");
+            let result = run(&root, out.path()).expect("run");
+            assert_eq!(
+                result,
+                Generated::SkipLocalStage { vm_id: vm_id.clone(), network: sent, host_keys: !pending },
+                "report sent {sent}, keys pending {pending}"
+            );
+            assert!(skipped(out.path(), UNIT) && skipped(out.path(), HOSTNAME_UNIT));
+            assert_eq!(skipped(out.path(), NETWORK_UNIT), sent, "report sent {sent}");
+            assert_eq!(skipped(out.path(), HOST_KEYS_UNIT), !pending, "keys pending {pending}");
+        }
+        // Another VM's state on this VM's marker (not this VM's work): nothing pending here.
+        let dir = root_with(Some(&vm_id));
+        let root = HostRoot::new(dir.path());
+        let mut other = crate::provision::State::new(
+            "00000000-1111-2222-3333-444444444444",
+            crate::provision::Mode::Provision,
+            crate::provision::LocalResult::Done,
+        );
+        other.host_keys_pending = true;
+        crate::provision::state::save(&root, lib, &other).expect("state");
+        let out = tempfile::tempdir().expect("tempdir");
+        assert_eq!(
+            run(&root, out.path()).expect("run"),
+            Generated::SkipLocalStage { vm_id: vm_id.clone(), network: true, host_keys: true }
         );
     }
 
