@@ -43,10 +43,30 @@ pub fn ready_at_hostname() {
     READY_AT_HOSTNAME.store(true, Ordering::SeqCst);
 }
 
-/// The hostname is settled: `READY=1` when [`ready_at_hostname`] asked for it (once).
+/// The hostname is settled: `READY=1` when [`ready_at_hostname`] asked for it (once), and the
+/// stage's priority back to the default ([`back_to_default_nice`]).
 pub(super) fn hostname_settled() {
     if READY_AT_HOSTNAME.load(Ordering::SeqCst) && !READY_SENT.swap(true, Ordering::SeqCst) {
         crate::base::notify::notify("READY=1");
+    }
+    back_to_default_nice();
+}
+
+/// The local stage's unit starts it at nice -10: first in systemd's start order, and ahead of
+/// the rest of the boot while the network waits for its hostname (where the generator says so).
+/// Once the hostname is settled only sshd waits for the stage, and sshd also waits for the
+/// network's own start (`systemd-networkd`: 3-5 s under emulation, which in the bench's journals
+/// ended 3 s after the stage did): from here the stage and its children (`useradd`, already
+/// running on its own thread) get the CPU on equal terms with it. The whole process group is
+/// changed, since nice values belong to threads and the forked commands keep theirs. A process
+/// started at nice 0 or above is left as it is.
+fn back_to_default_nice() {
+    // SAFETY: getpriority and setpriority on this process's own group; a failure leaves the
+    // priority as it was, which is harmless.
+    unsafe {
+        if libc::getpriority(libc::PRIO_PROCESS, 0) < 0 {
+            libc::setpriority(libc::PRIO_PGRP, 0, 0);
+        }
     }
 }
 
