@@ -475,7 +475,8 @@ if [ -n "$ssh_at" ]; then
     result "reboot: the VM id is recognised as unchanged" $? "$d/local.journal"
     # The network stage (Ready was sent) and the host-keys stage (none pending) are skipped by the
     # generator's drop-ins too: no process of theirs starts on a later boot.
-    out=$(rssh systemctl show -p ConditionResult --value wala-provision-network.service wala-provision-keys.service 2>/dev/null | paste -sd' ')
+    # (systemctl show puts an empty line between the units.)
+    out=$(rssh systemctl show -p ConditionResult --value wala-provision-network.service wala-provision-keys.service 2>/dev/null | grep -v '^$' | paste -sd' ')
     [ "$out" = "no no" ]
     result "reboot: the network and host-keys stages not started either (ConditionResult: $out)" $?
     unit_costs reboot
