@@ -8,10 +8,10 @@
 //!   makes first), a drop-in skips `wala-provision-local.service` and
 //!   `wala-provision-hostname.service` by a condition on a file written beside it, so the journal
 //!   says why. The same drop-in skips `wala-provision-network.service` when the recorded state says
-//!   the final report was sent (or there is no state: [`super::network::nothing_to_do`]'s test),
-//!   and `wala-provision-keys.service` when it leaves no host keys pending: on a later boot their
-//!   processes only started to find nothing to do (1.2 and 1.9 s of a TCG reboot, most of it the
-//!   start of a process under emulation). A state that says otherwise (a crash before Ready or
+//!   the final report was sent, or there is none ([`super::state::final_report_done`], the network
+//!   stage's own test), and `wala-provision-keys.service` when it leaves no host keys pending: on
+//!   a later boot their processes only started to find nothing to do (1.2 and 1.9 s of a TCG
+//!   reboot, most of it the start of a process under emulation). A state that says otherwise (a crash before Ready or
 //!   before the RSA key) starts them again, so a later boot still converges.
 //! * **No DVD drive in `/dev` yet** (the initramfs did not load its driver; a host-only dracut
 //!   image may not): the hostname stage cannot read the DVD before udev has run, so the network
@@ -77,8 +77,8 @@ pub fn run(root: &HostRoot, dir: &Path) -> Result<Generated, FileError> {
     if super::state::provisioned_for(root, lib_dir, &vm_id) {
         // The tests the stages make first: the network stage's (the report sent, or no state of
         // this VM) and the host-keys stage's (keys pending in this VM's state).
-        let recorded = super::state::load(root, lib_dir).filter(|s| s.vm_id == vm_id);
-        let network = recorded.as_ref().is_none_or(|s| s.final_report_sent);
+        let recorded = super::state::load_for(root, lib_dir, &vm_id);
+        let network = super::state::final_report_done(recorded.as_ref());
         let host_keys = recorded.as_ref().is_none_or(|s| !s.host_keys_pending);
         skip_stages(dir, &vm_id, network, host_keys)?;
         return Ok(Generated::SkipLocalStage { vm_id, network, host_keys });

@@ -959,8 +959,7 @@ fn find_resource_disk(ctx: &Context<'_>) -> Result<Option<disk::ResourceDisk>, d
 pub fn run_host_keys(ctx: &Context<'_>) -> Result<bool, ProvisionError> {
     let lib = ctx.lib_dir();
     let vm_id = vm_id(ctx.host.root)?;
-    let Some(st) = state::load(ctx.host.root, &lib).filter(|s| s.vm_id == vm_id && s.host_keys_pending)
-    else {
+    let Some(st) = state::load_for(ctx.host.root, &lib, &vm_id).filter(|s| s.host_keys_pending) else {
         return Ok(false);
     };
     let started = Instant::now();
@@ -1032,9 +1031,9 @@ pub fn run_network(
 ) -> Result<NetworkOutcome, ProvisionError> {
     let lib = ctx.lib_dir();
     let vm_id = vm_id(ctx.host.root)?;
-    let recorded = state::load(ctx.host.root, &lib).filter(|s| s.vm_id == vm_id);
+    let recorded = state::load_for(ctx.host.root, &lib, &vm_id);
     let provisioned = state::provisioned_for(ctx.host.root, &lib, &vm_id);
-    if provisioned && recorded.as_ref().is_none_or(|s| s.final_report_sent) {
+    if provisioned && state::final_report_done(recorded.as_ref()) {
         return Ok(NetworkOutcome::NothingToDo(format!("already provisioned (VM id {vm_id})")));
     }
     let Some(mut st) = recorded else {

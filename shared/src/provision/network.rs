@@ -82,10 +82,8 @@ pub const ROUTE_WAIT: Duration = Duration::from_secs(300);
 pub fn nothing_to_do(ctx: &Context<'_>) -> Result<Option<String>, ProvisionError> {
     let lib = ctx.lib_dir();
     let vm_id = super::vm_id(ctx.host.root)?;
-    let recorded = state::load(ctx.host.root, &lib).filter(|s| s.vm_id == vm_id);
-    if state::provisioned_for(ctx.host.root, &lib, &vm_id)
-        && recorded.as_ref().is_none_or(|s| s.final_report_sent)
-    {
+    let recorded = state::load_for(ctx.host.root, &lib, &vm_id);
+    if state::provisioned_for(ctx.host.root, &lib, &vm_id) && state::final_report_done(recorded.as_ref()) {
         return Ok(Some(format!("already provisioned (VM id {vm_id})")));
     }
     if recorded.as_ref().is_some_and(|s| s.mode == Mode::CloudInit) {

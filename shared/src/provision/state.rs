@@ -136,6 +136,18 @@ pub fn load(root: &HostRoot, lib_dir: &Path) -> Option<State> {
     serde_json::from_str(&text).map_err(|e| log::warn!("ignoring {}: {e}", path.display())).ok()
 }
 
+/// The recorded state of VM `vm_id`, if any (another VM's state counts as none).
+pub fn load_for(root: &HostRoot, lib_dir: &Path, vm_id: &str) -> Option<State> {
+    load(root, lib_dir).filter(|s| s.vm_id == vm_id)
+}
+
+/// Whether a disk provisioned for a VM leaves its network stage nothing to report, given the
+/// VM's recorded state ([`load_for`]): the final report was sent, or there is no state (a disk
+/// provisioned by waagent, or by a version that kept none).
+pub fn final_report_done(recorded: Option<&State>) -> bool {
+    recorded.is_none_or(|s| s.final_report_sent)
+}
+
 /// Record the state (atomically, 0600).
 pub fn save(root: &HostRoot, lib_dir: &Path, state: &State) -> Result<(), FileError> {
     let dir = root.path(lib_dir);
